@@ -1,0 +1,91 @@
+"""EpisodeWriter: build one episode step by step, then add it to a buffer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from xreplay.buffers.validation import as_field_tensor, check_keys
+from xreplay.errors import FieldShapeError
+
+if TYPE_CHECKING:
+    from xreplay.buffers.episodes import EpisodeBuffer
+
+__all__ = ["EpisodeWriter"]
+
+
+class EpisodeWriter:
+    """Collects the steps of one episode and adds it to its buffer on :meth:`end`.
+
+    Each :meth:`append` writes the fields it is given at the current step and
+    moves to the next step; fields not given stay zero at that step.
+    Per-episode fields may be given in any call. Values are checked when they
+    are appended, so a bad step is refused before it is staged.
+
+    Example:
+        >>> from xreplay.scheme import Field, Scheme
+        >>> from xreplay.buffers.episodes import EpisodeBuffer
+        >>> buf = EpisodeBuffer(Scheme({"obs": Field((2,)), "reward": Field((1,))}), 4, 10)
+        >>> w = buf.episode_writer()
+        >>> w.append({"obs": [0.0, 1.0], "reward": [1.0]})
+        >>> w.end({"obs": [1.0, 1.0]})
+        >>> len(buf), int(buf.get([0]).lengths[0])
+        (1, 2)
+    """
+
+    def __init__(self, buffer: EpisodeBuffer):
+        """Stage an empty episode for ``buffer``."""
+        self.buffer = buffer
+        scheme = buffer.scheme
+        limit = buffer.max_seq_length
+        self._staged = {
+            name: torch.zeros(
+                (1, limit, *scheme.item_shape(name)) if scheme[name].per_step else (1, *scheme.item_shape(name)),
+                dtype=scheme[name].dtype,
+            )
+            for name in scheme.stored()
+        }
+        self.step = 0
+
+    def append(self, step: Mapping[str, Any]) -> None:
+        """Write ``step``'s fields at the current step and advance one step.
+
+        Raises:
+            FieldShapeError: The episode already has ``max_seq_length`` steps,
+                or a value has the wrong shape.
+            UnknownFieldError: A key is unknown or derived.
+            FieldValueError: A value cannot be held by its field.
+        """
+        self._write(step)
+        self.step += 1
+
+    def _write(self, step: Mapping[str, Any]) -> None:
+        """Validate every field of ``step``, then stage it at the current step."""
+        scheme = self.buffer.scheme
+        check_keys(scheme, step.keys(), required=False)
+        if self.step >= self.buffer.max_seq_length and any(scheme[k].per_step for k in step):
+            raise FieldShapeError(
+                f"episode already has max_seq_length={self.buffer.max_seq_length} steps; call end()"
+            )
+        values = {name: as_field_tensor(scheme, name, value, ()) for name, value in step.items()}
+        self.buffer.storage.plan_dtypes(
+            {k: v for k, v in values.items() if not self.buffer.storage.layout.columns[k].auto}
+        )
+        for name, value in values.items():
+            target = self._staged[name]
+            (target[0, self.step] if scheme[name].per_step else target[0]).copy_(value)
+
+    def end(self, final_step: Mapping[str, Any] | None = None) -> None:
+        """Optionally write a last step (e.g. the bootstrap observation), add the episode, and reset."""
+        if final_step is not None:
+            self.append(final_step)
+        length = self.step
+        self.buffer.add(
+            {k: (v[:, :length] if self.buffer.scheme[k].per_step else v) for k, v in self._staged.items()},
+            lengths=[length],
+        )
+        for tensor in self._staged.values():
+            tensor.zero_()
+        self.step = 0

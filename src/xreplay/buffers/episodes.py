@@ -1,0 +1,259 @@
+"""EpisodeBuffer: whole episodes in a ring, sampled uniformly."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from xreplay.buffers.validation import as_field_tensor, check_keys
+from xreplay.errors import FieldShapeError, FieldValueError, IndexOutOfRangeError
+from xreplay.samplers.uniform import UniformSampler
+from xreplay.scheme import Scheme
+from xreplay.storage.tensor import TensorStorage
+from xreplay.writers import RingWriter
+
+if TYPE_CHECKING:
+    from xreplay.buffers.episode_writer import EpisodeWriter
+
+__all__ = ["EpisodeBuffer", "EpisodeSample"]
+
+
+class EpisodeSample(Mapping[str, torch.Tensor]):
+    """A batch of episodes: field name -> tensor ``[n, steps, *item]`` in the declared dtype.
+
+    Besides the scheme's fields it holds ``filled`` (bool ``[n, steps, 1]``,
+    true on the steps each episode has), and the attributes ``indices`` (the
+    slots sampled), ``lengths`` (steps per episode) and ``max_seq_length``.
+    """
+
+    def __init__(
+        self,
+        fields: dict[str, torch.Tensor],
+        indices: torch.Tensor,
+        lengths: torch.Tensor,
+        max_seq_length: int,
+    ):
+        """Wrap gathered fields and their episode metadata."""
+        self._fields = fields
+        self.indices = indices
+        self.lengths = lengths
+        self.max_seq_length = max_seq_length
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        """Return field ``name``."""
+        return self._fields[name]
+
+    def __iter__(self) -> Iterator[str]:
+        """Iterate over field names."""
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        """Return the number of fields."""
+        return len(self._fields)
+
+    @property
+    def batch_size(self) -> int:
+        """Return the number of episodes."""
+        return int(self.indices.shape[0])
+
+    def to(self, device: str | torch.device, non_blocking: bool = False) -> EpisodeSample:
+        """Return a copy of this sample on ``device``."""
+        moved = {k: v.to(device, non_blocking=non_blocking) for k, v in self._fields.items()}
+        return EpisodeSample(moved, self.indices.to(device), self.lengths.to(device), self.max_seq_length)
+
+
+class EpisodeBuffer:
+    """A fixed-capacity ring of whole episodes with uniform sampling.
+
+    Composes a :class:`~xreplay.storage.TensorStorage`, a
+    :class:`~xreplay.writers.RingWriter` and a
+    :class:`~xreplay.samplers.UniformSampler`; every random draw comes from
+    the buffer's own ``numpy.random.Generator`` (seeded by ``seed``).
+
+    Args:
+        scheme: The fields of an episode.
+        capacity: Episodes kept; older ones are overwritten first.
+        max_seq_length: Steps per episode.
+        device: Where the storage lives (``"cpu"`` or ``"cuda"``).
+        pin_memory: Page-locked CPU storage for fast transfer to a GPU.
+        seed: Seed of the buffer's random generator.
+
+    Example:
+        >>> from xreplay.scheme import Field, Scheme
+        >>> buf = EpisodeBuffer(Scheme({"reward": Field((1,))}), capacity=8, max_seq_length=5, seed=0)
+        >>> _ = buf.add({"reward": torch.ones(2, 3, 1)})
+        >>> batch = buf.sample(2, truncate=True)
+        >>> batch["reward"].shape, batch["filled"].shape
+        (torch.Size([2, 3, 1]), torch.Size([2, 3, 1]))
+    """
+
+    def __init__(
+        self,
+        scheme: Scheme,
+        capacity: int,
+        max_seq_length: int,
+        device: str | torch.device = "cpu",
+        pin_memory: bool = False,
+        seed: int | None = None,
+    ):
+        """Allocate storage and components."""
+        self.scheme = scheme
+        self.storage = TensorStorage(scheme, capacity, max_seq_length, device, pin_memory)
+        self.writer = RingWriter(capacity)
+        self.sampler = UniformSampler()
+        self.rng = np.random.default_rng(seed)
+        self._lengths = torch.zeros(capacity, dtype=torch.int32, device=self.storage.device)
+        self._host_lengths = np.zeros(capacity, dtype=np.int32)
+        self._steps = torch.arange(max_seq_length, device=self.storage.device)
+
+    @property
+    def capacity(self) -> int:
+        """Return the number of episode slots."""
+        return self.storage.capacity
+
+    @property
+    def max_seq_length(self) -> int:
+        """Return the steps per episode."""
+        return self.storage.max_seq_length
+
+    @property
+    def device(self) -> torch.device:
+        """Return the device of the storage."""
+        return self.storage.device
+
+    def __len__(self) -> int:
+        """Return the number of stored episodes."""
+        return self.writer.size
+
+    def can_sample(self, n: int) -> bool:
+        """Return whether ``n`` episodes can be sampled without replacement."""
+        return len(self) >= n
+
+    # -- writes ---------------------------------------------------------------
+
+    def add(self, episodes: Mapping[str, Any], lengths: Any = None) -> torch.Tensor:
+        """Write a batch of whole episodes and return the slots they took.
+
+        Args:
+            episodes: Every stored field: per-step fields ``[n, t, *item]``
+                with ``t <= max_seq_length``, per-episode fields ``[n, *item]``.
+            lengths: Steps each episode really has (``<= t``); ``t`` for all
+                by default. Steps past ``t`` are stored as zeros.
+
+        Raises:
+            UnknownFieldError: A key is unknown or derived, or a field is missing.
+            FieldShapeError: A value or ``lengths`` has the wrong shape.
+            FieldValueError: A value cannot be held by its field.
+        """
+        check_keys(self.scheme, episodes.keys(), required=True)
+        n, t = self._batch_dims(episodes)
+        values = {
+            name: as_field_tensor(
+                self.scheme, name, value, (n, t) if self.scheme[name].per_step else (n,)
+            )
+            for name, value in episodes.items()
+        }
+        length = self._check_lengths(lengths, n, t)
+        self._add_validated(values, length, t)
+        return self._last_slots
+
+    def _batch_dims(self, episodes: Mapping[str, Any]) -> tuple[int, int]:
+        """Return (episodes, steps) of a batch from its first fields, checking the limit."""
+        n = t = None
+        for name, value in episodes.items():
+            shape = tuple(np.shape(value)) if not isinstance(value, torch.Tensor) else tuple(value.shape)
+            if not shape:
+                raise FieldShapeError(f"field {name!r}: expected a batch of episodes, received a scalar")
+            n = shape[0] if n is None else n
+            if self.scheme[name].per_step and t is None:
+                if len(shape) < 2:
+                    raise FieldShapeError(
+                        f"field {name!r}: expected shape (n, steps, ...), received {shape}"
+                    )
+                t = shape[1]
+        t = self.max_seq_length if t is None else t
+        if t > self.max_seq_length:
+            raise FieldShapeError(
+                f"episodes have {t} steps but max_seq_length is {self.max_seq_length}"
+            )
+        return int(n or 0), int(t)
+
+    def _check_lengths(self, lengths: Any, n: int, t: int) -> torch.Tensor:
+        """Return validated episode lengths as an int32 CPU tensor."""
+        if lengths is None:
+            return torch.full((n,), t, dtype=torch.int32)
+        length = torch.as_tensor(lengths).reshape(-1)
+        if length.shape[0] != n:
+            raise FieldShapeError(f"lengths: expected {n} values, received {length.shape[0]}")
+        if length.is_floating_point() or (n and (int(length.min()) < 0 or int(length.max()) > t)):
+            raise FieldValueError(f"lengths: expected integers in [0, {t}], received {length.tolist()}")
+        return length.to(torch.int32)
+
+    def _add_validated(self, values: dict[str, torch.Tensor], lengths: torch.Tensor, t: int) -> None:
+        """Write validated values: widen columns if needed, then one copy per field."""
+        storage = self.storage
+        storage.relayout(storage.plan_dtypes(values))
+        n = int(lengths.shape[0])
+        plan = self.writer.plan(n)
+        masks = {
+            name: self._steps[None, :] < lengths.to(storage.device)[:, None]
+            for name in storage.layout.columns
+            if storage.layout.columns[name].mask
+        }
+        for slot, item, count in plan.segments:
+            rows, items = slice(slot, slot + count), slice(item, item + count)
+            for name, value in values.items():
+                column = storage.columns[name]
+                if self.scheme[name].per_step:
+                    column[rows, :t].copy_(value[items])
+                    column[rows, t:].zero_()
+                else:
+                    column[rows].copy_(value[items])
+            for name, mask in masks.items():
+                storage.columns[name][rows].copy_(mask[items])
+            self._lengths[rows].copy_(lengths[items])
+            self._host_lengths[slot : slot + count] = lengths[items].numpy()
+        self.writer.commit(n)
+        self._last_slots = plan.slots()
+
+    def episode_writer(self) -> EpisodeWriter:
+        """Return a step-by-step writer that adds one episode to this buffer when it ends."""
+        from xreplay.buffers.episode_writer import EpisodeWriter
+
+        return EpisodeWriter(self)
+
+    # -- reads ----------------------------------------------------------------
+
+    def sample(self, n: int, replace: bool = False, truncate: bool = False) -> EpisodeSample:
+        """Sample ``n`` stored episodes uniformly.
+
+        Args:
+            n: Number of episodes.
+            replace: Sample with replacement.
+            truncate: Cut the steps to the longest episode in the sample.
+
+        Raises:
+            InsufficientDataError: ``n`` exceeds the stored episodes without replacement.
+        """
+        slots = self.sampler.sample(self.rng, n, len(self), replace)
+        return self.get(slots, truncate=truncate)
+
+    def get(self, slots: Any, truncate: bool = False) -> EpisodeSample:
+        """Return the episodes at ``slots`` (ints in ``[0, len(self))``), in that order."""
+        host = np.asarray(slots, dtype=np.int64).reshape(-1)
+        if host.size and (host.min() < 0 or host.max() >= len(self)):
+            bad = int(host[(host < 0) | (host >= len(self))][0])
+            raise IndexOutOfRangeError(f"episode index {bad} is outside the {len(self)} stored episodes")
+        index = torch.from_numpy(host)
+        if self.device.type != "cpu":
+            index = index.to(self.device, non_blocking=True)
+        steps = int(self._host_lengths[host].max()) if truncate and host.size else None
+        rows = self.storage.gather(index)
+        fields = self.storage.decode(rows, steps=steps)
+        lengths = self._lengths.index_select(0, index)
+        span = self._steps if steps is None else self._steps[:steps]
+        fields["filled"] = (span[None, :] < lengths[:, None]).unsqueeze(-1)
+        return EpisodeSample(fields, index, lengths, self.max_seq_length if steps is None else steps)

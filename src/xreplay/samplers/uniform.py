@@ -1,0 +1,41 @@
+"""Uniform sampling of stored slots."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xreplay.errors import InsufficientDataError
+
+__all__ = ["UniformSampler"]
+
+
+class UniformSampler:
+    """Draw slots uniformly from ``[0, size)``, with or without replacement.
+
+    Draws come from the ``numpy.random.Generator`` passed in (the buffer owns
+    it). Without replacement numpy's ``Generator.choice`` is used, whose cost
+    grows with the batch, not with the number of stored items.
+
+    Example:
+        >>> s = UniformSampler()
+        >>> sorted(s.sample(np.random.default_rng(0), 3, size=3).tolist())
+        [0, 1, 2]
+    """
+
+    def sample(self, rng: np.random.Generator, n: int, size: int, replace: bool = False) -> np.ndarray:
+        """Return ``n`` slots drawn from ``[0, size)`` as an int64 array.
+
+        Raises:
+            InsufficientDataError: ``n`` exceeds ``size`` without replacement,
+                or nothing is stored.
+        """
+        if n < 0:
+            raise ValueError(f"sample size must be >= 0, got {n}")
+        if (not replace and n > size) or (replace and n > 0 and size == 0):
+            raise InsufficientDataError(
+                f"sample size {n} exceeds the {size} stored items; lower it or "
+                f"check can_sample() first"
+            )
+        if replace:
+            return rng.integers(0, size, n, dtype=np.int64)
+        return rng.choice(size, n, replace=False).astype(np.int64, copy=False)

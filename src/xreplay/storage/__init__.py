@@ -1,0 +1,6 @@
+"""Where the bytes live: storages and their row layout."""
+
+from xreplay.storage.layout import Column, RowLayout
+from xreplay.storage.tensor import TensorStorage
+
+__all__ = ["Column", "RowLayout", "TensorStorage"]

@@ -1,0 +1,71 @@
+"""Lossless dtype checks: which integer dtype holds a range of values."""
+
+from __future__ import annotations
+
+import torch
+
+from xreplay.errors import FieldValueError
+
+__all__ = ["check_fits", "covering_dtype", "dtype_range", "value_range"]
+
+# Narrowest first; "auto" storage widens along this ladder.
+_INTEGER_LADDER = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def dtype_range(dtype: torch.dtype) -> tuple[int, int] | None:
+    """Return the inclusive value range of an integer or bool dtype, None for floats."""
+    if dtype == torch.bool:
+        return (0, 1)
+    if dtype.is_floating_point or dtype.is_complex:
+        return None
+    info = torch.iinfo(dtype)
+    return (int(info.min), int(info.max))
+
+
+def value_range(values: torch.Tensor) -> tuple[int, int] | None:
+    """Return (min, max) of an integer or bool tensor as Python ints, None when empty."""
+    if values.numel() == 0:
+        return None
+    if values.dtype == torch.bool:
+        return (int(values.all()), int(values.any()))
+    lo, hi = torch.aminmax(values)
+    return (int(lo), int(hi))
+
+
+def covering_dtype(low: int, high: int, at_least: torch.dtype = torch.bool) -> torch.dtype:
+    """Return the narrowest ladder dtype that holds [low, high] and every value of ``at_least``."""
+    base = dtype_range(at_least) or (low, high)
+    lo, hi = min(low, base[0]), max(high, base[1])
+    for dtype in _INTEGER_LADDER:
+        rng = dtype_range(dtype)
+        assert rng is not None
+        if rng[0] <= lo and hi <= rng[1]:
+            return dtype
+    raise FieldValueError(f"values in [{lo}, {hi}] do not fit in int64")
+
+
+def check_fits(name: str, values: torch.Tensor, storage: torch.dtype) -> None:
+    """Raise FieldValueError unless every value of ``values`` is held exactly by ``storage``."""
+    if values.numel() == 0 or values.dtype == storage:
+        return
+    target = dtype_range(storage)
+    if target is None:
+        # Float storage: exact when the round trip through storage reproduces the values.
+        if not torch.equal(values.to(storage).to(values.dtype), values):
+            raise FieldValueError(
+                f"field {name!r}: values of dtype {values.dtype} are not held exactly "
+                f"by storage dtype {storage}"
+            )
+        return
+    if values.is_floating_point():
+        if not torch.equal(values, values.trunc()):
+            raise FieldValueError(
+                f"field {name!r}: non-integral values cannot be stored as {storage}"
+            )
+    rng = value_range(values)
+    assert rng is not None
+    if rng[0] < target[0] or rng[1] > target[1]:
+        raise FieldValueError(
+            f"field {name!r}: values span [{rng[0]}, {rng[1]}] but storage dtype "
+            f"{storage} holds [{target[0]}, {target[1]}]; declare a wider storage_dtype"
+        )

@@ -1,0 +1,105 @@
+"""Row layout: every field of one episode packed into one aligned byte row.
+
+Storing an episode as one contiguous row makes a write one copy per field
+into a single row and a sample one gather of whole rows; each field is a
+typed, strided view into the rows. Offsets are 8-byte aligned so every view
+can be reinterpreted as its storage dtype.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+
+import torch
+
+from xreplay.scheme import AUTO, Scheme
+
+__all__ = ["Column", "RowLayout"]
+
+_ALIGN = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    """Where one field lives inside a row, and how it is stored.
+
+    ``mask`` columns belong to derived fields: they hold one bool per step
+    telling whether the derived value is present (the derived value itself is
+    computed from its source at read time).
+    """
+
+    name: str
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    offset: int
+    nbytes: int
+    mask: bool = False
+    auto: bool = False
+
+
+def _element_size(dtype: torch.dtype) -> int:
+    """Return the byte size of one element of ``dtype``."""
+    return torch.empty((), dtype=dtype).element_size()
+
+
+class RowLayout:
+    """The columns of a scheme packed into an aligned byte row.
+
+    Args:
+        scheme: The fields to lay out.
+        max_seq_length: Steps per episode for per-step fields.
+        dtypes: Storage dtypes that override the scheme's (used when an
+            ``"auto"`` column widens or a derived column is materialised).
+    """
+
+    def __init__(
+        self,
+        scheme: Scheme,
+        max_seq_length: int,
+        dtypes: Mapping[str, torch.dtype] | None = None,
+    ):
+        """Compute column offsets for ``scheme``."""
+        self.scheme = scheme
+        self.max_seq_length = int(max_seq_length)
+        self.overrides: dict[str, torch.dtype] = dict(dtypes or {})
+        self.columns: dict[str, Column] = {}
+        offset = 0
+        for name, field in scheme.items():
+            steps = (self.max_seq_length,) if field.per_step else ()
+            derived = field.derived is not None and name not in self.overrides
+            auto = field.storage_dtype == AUTO
+            if derived:
+                dtype, shape = torch.bool, steps
+            else:
+                dtype = self.overrides.get(name) or self._initial_dtype(name)
+                shape = (*steps, *scheme.item_shape(name))
+            nbytes = math.prod(shape) * _element_size(dtype)
+            self.columns[name] = Column(name, dtype, shape, offset, nbytes, derived, auto)
+            offset += -(-nbytes // _ALIGN) * _ALIGN
+        self.row_bytes = max(offset, _ALIGN)
+
+    def _initial_dtype(self, name: str) -> torch.dtype:
+        """Return the storage dtype a column starts with."""
+        field = self.scheme[name]
+        if field.storage_dtype is None:
+            return field.dtype
+        if field.storage_dtype == AUTO:
+            return torch.bool
+        assert isinstance(field.storage_dtype, torch.dtype)
+        return field.storage_dtype
+
+    def with_dtype(self, name: str, dtype: torch.dtype) -> RowLayout:
+        """Return a layout where column ``name`` is stored as ``dtype`` (widened or materialised)."""
+        return RowLayout(self.scheme, self.max_seq_length, {**self.overrides, name: dtype})
+
+    def view(self, rows: torch.Tensor, name: str) -> torch.Tensor:
+        """Return column ``name`` of ``rows`` (uint8 ``[n, row_bytes]``) as a typed view."""
+        col = self.columns[name]
+        raw = rows[:, col.offset : col.offset + col.nbytes]
+        return raw.view(col.dtype).view(rows.shape[0], *col.shape)
+
+    def views(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Return every column of ``rows`` as typed views, in scheme order."""
+        return {name: self.view(rows, name) for name in self.columns}

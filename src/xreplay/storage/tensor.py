@@ -1,0 +1,238 @@
+"""TensorStorage: preallocated episode rows on CPU or CUDA, in compact lossless dtypes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+
+import torch
+
+from xreplay.errors import CapacityError, FieldValueError, SchemeError
+from xreplay.scheme import Scheme
+from xreplay.storage.dtypes import check_fits, covering_dtype, value_range
+from xreplay.storage.layout import RowLayout
+
+__all__ = ["TensorStorage", "available_memory"]
+
+Index = slice | torch.Tensor
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Return the bytes that can still be allocated on ``device``, None if unknown."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+class TensorStorage:
+    """Fixed-capacity storage of episodes as packed byte rows.
+
+    Each slot is one row holding every stored field of one episode; fields
+    are typed views into the rows (:attr:`columns`). Integer fields may be
+    stored narrower than they are declared; reads convert back, so callers
+    always see the declared dtype and exact values.
+
+    Args:
+        scheme: The fields to store.
+        capacity: Number of episode slots.
+        max_seq_length: Steps per episode for per-step fields.
+        device: ``"cpu"`` or a CUDA device.
+        pin_memory: Allocate CPU rows in page-locked memory for fast transfer.
+
+    Raises:
+        CapacityError: The rows would not fit in the device's free memory.
+
+    Example:
+        >>> from xreplay.scheme import Field, Scheme
+        >>> s = TensorStorage(Scheme({"r": Field((1,))}), capacity=4, max_seq_length=3)
+        >>> s.columns["r"].shape
+        torch.Size([4, 3, 1])
+    """
+
+    def __init__(
+        self,
+        scheme: Scheme,
+        capacity: int,
+        max_seq_length: int,
+        device: str | torch.device = "cpu",
+        pin_memory: bool = False,
+    ):
+        """Allocate zeroed rows for ``capacity`` episodes."""
+        if capacity < 0 or max_seq_length < 0:
+            raise SchemeError(
+                f"capacity and max_seq_length must be >= 0, got {capacity} and {max_seq_length}"
+            )
+        self.scheme = scheme
+        self.capacity = int(capacity)
+        self.device = torch.device(device)
+        self.pin_memory = bool(pin_memory) and self.device.type == "cpu"
+        self.layout = RowLayout(scheme, max_seq_length)
+        self.rows = self._allocate(self.layout)
+        self.columns = self.layout.views(self.rows)
+
+    @property
+    def max_seq_length(self) -> int:
+        """Return the number of steps per episode."""
+        return self.layout.max_seq_length
+
+    @property
+    def nbytes(self) -> int:
+        """Return the bytes held by the rows."""
+        return self.capacity * self.layout.row_bytes
+
+    def _allocate(self, layout: RowLayout) -> torch.Tensor:
+        """Allocate zeroed rows for ``layout``, failing early when they cannot fit."""
+        needed = self.capacity * layout.row_bytes
+        free = available_memory(self.device)
+        if free is not None and needed > free:
+            raise CapacityError(
+                f"storage for {self.capacity} episodes x {layout.row_bytes} bytes needs "
+                f"{needed / 2**20:.1f} MiB on {self.device}, but only {free / 2**20:.1f} MiB "
+                f"is available; lower the capacity or use compact storage dtypes"
+            )
+        rows = torch.zeros((self.capacity, layout.row_bytes), dtype=torch.uint8, device=self.device)
+        return rows.pin_memory() if self.pin_memory else rows
+
+    # -- validation ---------------------------------------------------------
+
+    def plan_dtypes(self, values: Mapping[str, torch.Tensor]) -> dict[str, torch.dtype]:
+        """Check that ``values`` fit their columns; return the widenings they need.
+
+        Strict columns raise :class:`FieldValueError`; ``"auto"`` columns
+        report the narrowest dtype that holds both old and new values.
+        Nothing is modified.
+        """
+        widen: dict[str, torch.dtype] = {}
+        for name, value in values.items():
+            col = self.layout.columns[name]
+            if col.mask:
+                continue
+            if col.auto:
+                if value.is_floating_point():
+                    check_fits(name, value, torch.int64)
+                rng = value_range(value)
+                if rng is not None:
+                    dtype = covering_dtype(rng[0], rng[1], at_least=col.dtype)
+                    if dtype != col.dtype:
+                        widen[name] = dtype
+            else:
+                check_fits(name, value, col.dtype)
+        return widen
+
+    def relayout(self, dtypes: Mapping[str, torch.dtype]) -> None:
+        """Store the named columns in new dtypes, keeping every stored value."""
+        if not dtypes:
+            return
+        layout = self.layout
+        for name, dtype in dtypes.items():
+            layout = layout.with_dtype(name, dtype)
+        rows = self._allocate(layout)
+        for name, col in layout.columns.items():
+            old = self.layout.columns[name]
+            new_view = layout.view(rows, name)
+            if old.mask and not col.mask:
+                # A derived field becomes stored: materialise its current values.
+                new_view.copy_(self._derive(self.columns, name))
+            else:
+                new_view.copy_(self.columns[name])
+        self.layout, self.rows = layout, rows
+        self.columns = layout.views(rows)
+
+    # -- writes ---------------------------------------------------------------
+
+    def write(self, index: Index, values: Mapping[str, torch.Tensor]) -> None:
+        """Copy already validated ``values`` into the rows at ``index``, one copy per field."""
+        for name, value in values.items():
+            target = self.columns[name]
+            if isinstance(index, slice):
+                target[index].copy_(value)
+            else:
+                target[index] = value.to(target.dtype)
+
+    def write_rows(self, index: Index, rows: torch.Tensor) -> None:
+        """Copy whole rows of the same layout into the slots at ``index``."""
+        if isinstance(index, slice):
+            self.rows[index].copy_(rows)
+        else:
+            self.rows[index] = rows
+
+    # -- reads ----------------------------------------------------------------
+
+    def gather(self, indices: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Return the rows at ``indices`` (one gather of whole rows)."""
+        if out is not None:
+            return torch.index_select(self.rows, 0, indices, out=out)
+        return self.rows.index_select(0, indices)
+
+    def decode(
+        self,
+        rows: torch.Tensor,
+        names: Iterable[str] | None = None,
+        steps: int | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Return fields of ``rows`` in their declared dtypes.
+
+        Columns stored in their declared dtype come back as views into
+        ``rows``; narrowed columns are converted and derived fields computed.
+
+        Args:
+            rows: Rows of this storage's layout, e.g. from :meth:`gather`.
+            names: Fields to return, all by default.
+            steps: Keep only the first ``steps`` steps of per-step fields.
+        """
+        views = self.layout.views(rows)
+        out: dict[str, torch.Tensor] = {}
+        for name in names if names is not None else self.layout.columns:
+            field = self.scheme[name]
+            if self.layout.columns[name].mask:
+                value = self._derive(views, name)
+            else:
+                value = views[name]
+                if value.dtype != field.dtype:
+                    value = value.to(field.dtype)
+            if steps is not None and field.per_step:
+                value = value[:, :steps]
+            out[name] = value
+        return out
+
+    def _derive(self, views: Mapping[str, torch.Tensor], name: str) -> torch.Tensor:
+        """Compute derived field ``name`` from its source, zero where its mask is unset."""
+        derived = self.scheme[name].derived
+        assert derived is not None
+        source = views[derived.source]
+        value = derived.compute(source, check=False).to(self.scheme[name].dtype)
+        mask = views[name]
+        return value.mul_(mask.view(*mask.shape, *([1] * (value.dim() - mask.dim()))))
+
+    def check_derived(self, name: str, index: Index, value: torch.Tensor) -> torch.Tensor | None:
+        """Return the presence mask that encodes ``value`` for derived ``name`` at ``index``.
+
+        Returns None when ``value`` is neither the derivation of the stored
+        source nor all zeros at some step; the caller must then materialise
+        the column before writing.
+        """
+        expected = self._derive_unmasked(name, index)
+        reduce_dims = tuple(range(2 if self.scheme[name].per_step else 1, value.dim()))
+        matches = (value == expected).all(dim=reduce_dims) if reduce_dims else value == expected
+        zeros = (value == 0).all(dim=reduce_dims) if reduce_dims else value == 0
+        if not bool((matches | zeros).all()):
+            return None
+        return matches
+
+    def _derive_unmasked(self, name: str, index: Index) -> torch.Tensor:
+        """Compute derived ``name`` from the stored source at ``index``, ignoring the mask."""
+        derived = self.scheme[name].derived
+        assert derived is not None
+        source = self.columns[derived.source][index]
+        return derived.compute(source, check=False).to(self.scheme[name].dtype)

@@ -1,0 +1,92 @@
+"""Writers decide which slot each new item takes."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+
+__all__ = ["RingWriter", "SlotPlan"]
+
+
+@dataclasses.dataclass(frozen=True)
+class SlotPlan:
+    """Where a batch of ``n`` new items goes.
+
+    Attributes:
+        source_start: First item of the batch that is kept (earlier ones
+            would be overwritten within the same batch and are skipped).
+        segments: Up to two ``(slot_start, item_start, count)`` runs of
+            contiguous slots, in write order.
+    """
+
+    source_start: int
+    segments: tuple[tuple[int, int, int], ...]
+
+    def slots(self) -> torch.Tensor:
+        """Return the slot of every kept item, in item order, as an int64 tensor."""
+        parts = [torch.arange(s, s + c) for s, _i, c in self.segments]
+        return torch.cat(parts) if parts else torch.empty(0, dtype=torch.long)
+
+
+class RingWriter:
+    """First-in-first-out slot assignment over a fixed capacity.
+
+    Items go to consecutive slots and wrap around to slot 0, overwriting the
+    oldest. A batch larger than the capacity keeps only its last
+    ``capacity`` items, each in the slot it would have reached had the batch
+    been written item by item.
+
+    Example:
+        >>> w = RingWriter(3)
+        >>> w.reserve(2).segments, w.reserve(2).segments
+        (((0, 0, 2),), ((2, 0, 1), (0, 1, 1)))
+    """
+
+    def __init__(self, capacity: int):
+        """Start empty at slot 0."""
+        self.capacity = int(capacity)
+        self.cursor = 0
+        self.size = 0
+        self.writes = 0
+
+    def plan(self, n: int) -> SlotPlan:
+        """Return where ``n`` new items would go, without moving the cursor."""
+        cap = self.capacity
+        if n <= 0 or cap == 0:
+            return SlotPlan(0, ())
+        skip = max(0, n - cap)  # items overwritten later in the same batch
+        start = (self.cursor + skip) % cap  # slot of the first kept item
+        kept = n - skip
+        first = min(kept, cap - start)  # run up to the end of the ring
+        segments = [(start, skip, first)]
+        if kept > first:
+            segments.append((0, skip + first, kept - first))  # wrapped run from slot 0
+        return SlotPlan(skip, tuple(segments))
+
+    def commit(self, n: int) -> None:
+        """Advance the cursor past ``n`` written items."""
+        if n <= 0 or self.capacity == 0:
+            return
+        self.cursor = (self.cursor + n) % self.capacity
+        self.size = min(self.capacity, self.size + n)
+        self.writes += n
+
+    def reserve(self, n: int) -> SlotPlan:
+        """Plan ``n`` items and advance the cursor past them."""
+        plan = self.plan(n)
+        self.commit(n)
+        return plan
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the cursor state for checkpoints."""
+        return {"capacity": self.capacity, "cursor": self.cursor, "size": self.size, "writes": self.writes}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the cursor state from :meth:`state_dict`."""
+        if int(state["capacity"]) != self.capacity:
+            raise ValueError(
+                f"writer state is for capacity {state['capacity']}, this writer has {self.capacity}"
+            )
+        self.cursor, self.size, self.writes = int(state["cursor"]), int(state["size"]), int(state["writes"])
