@@ -81,6 +81,22 @@ class TensorStorage:
         self.rows = self._allocate(self.layout)
         self.columns = self.layout.views(self.rows)
 
+    @classmethod
+    def wrap(cls, scheme: Scheme, layout: RowLayout, rows: torch.Tensor) -> TensorStorage:
+        """Return a storage over existing ``rows`` of ``layout`` (e.g. gathered rows), without copying."""
+        storage = cls.__new__(cls)
+        storage.scheme, storage.layout, storage.rows = scheme, layout, rows
+        storage.capacity, storage.device, storage.pin_memory = int(rows.shape[0]), rows.device, False
+        storage.columns = layout.views(rows)
+        return storage
+
+    def to(self, device: str | torch.device) -> TensorStorage:
+        """Return this storage on ``device`` (itself when already there), moving the rows in one copy."""
+        device = torch.device(device)
+        if device == self.device:
+            return self
+        return TensorStorage.wrap(self.scheme, self.layout, self.rows.to(device))
+
     @property
     def max_seq_length(self) -> int:
         """Return the number of steps per episode."""

@@ -1,0 +1,1 @@
+"""Drop-in compatibility layers for legacy replay APIs (PyMARL, DI-engine)."""

@@ -1,0 +1,151 @@
+"""PyMARL's ``ReplayBuffer``: a ring of episodes sampled through numpy's global RNG."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from xreplay.compat.pymarl.episode_batch import EpisodeBatch, _Write
+from xreplay.compat.pymarl.transforms import OneHot
+from xreplay.writers import RingWriter
+
+__all__ = ["ReplayBuffer"]
+
+
+class ReplayBuffer(EpisodeBatch):
+    """PyMARL's episode replay buffer: ``insert_episode_batch``, ``can_sample``, ``sample``.
+
+    Example:
+        >>> buf = ReplayBuffer({"reward": {"vshape": (1,)}}, {}, buffer_size=3, max_seq_length=2)
+        >>> ep = EpisodeBatch({"reward": {"vshape": (1,)}}, {}, 4, 2)
+        >>> buf.insert_episode_batch(ep)
+        >>> buf.buffer_index, buf.episodes_in_buffer
+        (1, 3)
+    """
+
+    def __init__(
+        self,
+        scheme: dict[str, Any],
+        groups: Any,
+        buffer_size: int,
+        max_seq_length: int,
+        preprocess: dict[str, Any] | None = None,
+        device: Any = "cpu",
+        *,
+        compact: bool | None = None,
+    ):
+        """Allocate ``buffer_size`` episodes of ``scheme``."""
+        super().__init__(
+            scheme, groups, buffer_size, max_seq_length, preprocess=preprocess, device=device, compact=compact
+        )
+        self.buffer_size = buffer_size
+        self._writer = RingWriter(buffer_size)
+
+    @property
+    def buffer_index(self) -> int:
+        """Return the slot the next episode goes to."""
+        return self._writer.cursor
+
+    @buffer_index.setter
+    def buffer_index(self, value: int) -> None:
+        self._writer.cursor = int(value)
+
+    @property
+    def episodes_in_buffer(self) -> int:
+        """Return the number of stored episodes."""
+        return self._writer.size
+
+    @episodes_in_buffer.setter
+    def episodes_in_buffer(self, value: int) -> None:
+        self._writer.size = int(value)
+
+    def insert_episode_batch(self, ep_batch: EpisodeBatch) -> None:
+        """Copy the episodes of ``ep_batch`` into the ring, wrapping around and overwriting the oldest.
+
+        A batch with the same layout is copied as whole rows; any other
+        batch goes through :meth:`update` field by field. Either way every
+        value is checked before anything is written.
+        """
+        n = ep_batch.batch_size
+        if not isinstance(n, int):
+            raise TypeError(f"ep_batch.batch_size must be an int, got {n!r}")
+        plan = self._writer.plan(n)
+        if self._same_layout(ep_batch):
+            assert self._storage is not None and ep_batch._storage is not None
+            for slot, item, count in plan.segments:
+                self._storage.write_rows(slice(slot, slot + count), ep_batch._storage.rows[item : item + count])
+        else:
+            writes: list[_Write] = []
+            for slot, item, count in plan.segments:
+                part = slice(item, item + count)
+                rows = slice(slot, slot + count)
+                transition = {k: v[part] for k, v in ep_batch.data.transition_data.items()}
+                episode = {k: v[part] for k, v in ep_batch.data.episode_data.items()}
+                writes += self._plan_update(transition, rows, slice(0, ep_batch.max_seq_length), False)
+                writes += self._plan_update(episode, rows, slice(None), True)
+            self._apply(writes)
+        self._writer.commit(n)
+
+    def _same_layout(self, ep_batch: EpisodeBatch) -> bool:
+        """Return whether ``ep_batch`` rows can be copied verbatim with PyMARL's results."""
+        mine, theirs = self._storage, ep_batch._storage
+        if mine is None or theirs is None or self._compact or ep_batch._compact:
+            return False
+        if mine.layout.columns != theirs.layout.columns or mine.layout.row_bytes != theirs.layout.row_bytes:
+            return False
+        order = list(theirs.scheme)
+        for source, (output, transforms) in self.preprocess.items():
+            # The row copy equals PyMARL's key-by-key update only when each one-hot output is
+            # written after its source (so the batch's own values win) and the source is valid.
+            if not all(isinstance(t, OneHot) for t in transforms) or order.index(output) < order.index(source):
+                return False
+            values = ep_batch.data.transition_data.get(source, ep_batch.data.episode_data.get(source))
+            if values is not None and values.numel():
+                low, high = int(values.min()), int(values.max())
+                if low < 0 or any(high >= t.out_dim for t in transforms):
+                    return False
+        return True
+
+    def can_sample(self, batch_size: int) -> bool:
+        """Return whether ``batch_size`` episodes are stored."""
+        return self.episodes_in_buffer >= batch_size
+
+    def sample(self, batch_size: int) -> EpisodeBatch:
+        """Return ``batch_size`` distinct stored episodes drawn with ``numpy.random.choice``.
+
+        When exactly ``batch_size`` episodes are stored they are returned in
+        storage order (a view) and no random number is drawn, as in PyMARL.
+        """
+        if not self.can_sample(batch_size):
+            raise AssertionError(
+                f"sample size {batch_size} exceeds the {self.episodes_in_buffer} stored episodes; "
+                f"lower it or check can_sample() first"
+            )
+        if self.episodes_in_buffer == batch_size:
+            return self[:batch_size]
+        ep_ids = np.random.choice(self.episodes_in_buffer, batch_size, replace=False)
+        return self.gather(ep_ids)
+
+    def uni_sample(self, batch_size: int) -> EpisodeBatch:
+        """Return a uniform sample (pymarl2's name for :meth:`sample`)."""
+        return self.sample(batch_size)
+
+    def sample_latest(self, batch_size: int) -> EpisodeBatch:
+        """Return the ``batch_size`` most recently inserted episodes (pymarl2), uniform when they wrap."""
+        if not self.can_sample(batch_size):
+            raise AssertionError(
+                f"sample size {batch_size} exceeds the {self.episodes_in_buffer} stored episodes"
+            )
+        if self.buffer_index - batch_size < 0:
+            return self.sample(batch_size)
+        return self[self.buffer_index - batch_size : self.buffer_index]
+
+    def __repr__(self) -> str:
+        """Describe the buffer as PyMARL does."""
+        return (
+            f"ReplayBuffer. {self.episodes_in_buffer}/{self.buffer_size} episodes. "
+            f"Keys:{self.scheme.keys()} Groups:{self.groups.keys()}"
+        )
+
+
