@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Mapping
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import torch
 
@@ -26,7 +26,7 @@ __all__ = ["AUTO", "Field", "Scheme", "StorageDtype"]
 AUTO: Literal["auto"] = "auto"
 """Storage dtype that starts at the narrowest integer type and widens losslessly."""
 
-StorageDtype = Union[torch.dtype, Literal["auto"], None]
+StorageDtype = torch.dtype | Literal["auto"] | None
 
 
 def _as_shape(shape: Any, name: str) -> tuple[int, ...]:
@@ -36,9 +36,7 @@ def _as_shape(shape: Any, name: str) -> tuple[int, ...]:
     try:
         dims = tuple(int(d) for d in shape)
     except TypeError:
-        raise SchemeError(
-            f"field {name!r}: shape must be an int or a sequence of ints, got {shape!r}"
-        ) from None
+        raise SchemeError(f"field {name!r}: shape must be an int or a sequence of ints, got {shape!r}") from None
     if any(d < 0 for d in dims):
         raise SchemeError(f"field {name!r}: shape dimensions must be >= 0, got {dims}")
     return dims
@@ -80,13 +78,9 @@ class Field:
             raise SchemeError(f"dtype must be a torch.dtype, got {self.dtype!r}")
         sd = self.storage_dtype
         if sd is not None and sd != AUTO and not isinstance(sd, torch.dtype):
-            raise SchemeError(
-                f"storage_dtype must be a torch.dtype, 'auto' or None, got {sd!r}"
-            )
+            raise SchemeError(f"storage_dtype must be a torch.dtype, 'auto' or None, got {sd!r}")
         if sd == AUTO and (self.dtype.is_floating_point or self.dtype.is_complex):
-            raise SchemeError(
-                f"storage_dtype='auto' narrows integer fields only; dtype is {self.dtype}"
-            )
+            raise SchemeError(f"storage_dtype='auto' narrows integer fields only; dtype is {self.dtype}")
 
 
 class Scheme(Mapping[str, Field]):
@@ -110,8 +104,7 @@ class Scheme(Mapping[str, Field]):
                 raise SchemeError(f"field {name!r}: expected a Field, got {type(field).__name__}")
             if field.group is not None and field.group not in self._groups:
                 raise SchemeError(
-                    f"field {name!r}: group {field.group!r} has no size; "
-                    f"known groups are {sorted(self._groups)}"
+                    f"field {name!r}: group {field.group!r} has no size; known groups are {sorted(self._groups)}"
                 )
             if field.derived is not None:
                 self._check_derivation(name, field)
@@ -125,9 +118,7 @@ class Scheme(Mapping[str, Field]):
         if src.derived is not None:
             raise SchemeError(f"field {name!r} is derived from {source!r}, which is itself derived")
         if src.per_step != field.per_step or src.group != field.group:
-            raise SchemeError(
-                f"field {name!r} must have the same group and per_step as its source {source!r}"
-            )
+            raise SchemeError(f"field {name!r} must have the same group and per_step as its source {source!r}")
 
     def __getitem__(self, name: str) -> Field:
         """Return the field called ``name``."""

@@ -50,7 +50,5 @@ class OneHot:
                 f"one-hot source {self.source!r}: class indices must lie in "
                 f"[0, {self.num_classes}), got min {int(index.min())} max {int(index.max())}"
             )
-        out = torch.zeros(
-            (*values.shape[:-1], self.num_classes), dtype=self.dtype, device=values.device
-        )
+        out = torch.zeros((*values.shape[:-1], self.num_classes), dtype=self.dtype, device=values.device)
         return out.scatter_(-1, index, 1)

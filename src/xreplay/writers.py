@@ -86,7 +86,5 @@ class RingWriter:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the cursor state from :meth:`state_dict`."""
         if int(state["capacity"]) != self.capacity:
-            raise ValueError(
-                f"writer state is for capacity {state['capacity']}, this writer has {self.capacity}"
-            )
+            raise ValueError(f"writer state is for capacity {state['capacity']}, this writer has {self.capacity}")
         self.cursor, self.size, self.writes = int(state["cursor"]), int(state["size"]), int(state["writes"])

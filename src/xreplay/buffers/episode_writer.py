@@ -66,9 +66,7 @@ class EpisodeWriter:
         scheme = self.buffer.scheme
         check_keys(scheme, step.keys(), required=False)
         if self.step >= self.buffer.max_seq_length and any(scheme[k].per_step for k in step):
-            raise FieldShapeError(
-                f"episode already has max_seq_length={self.buffer.max_seq_length} steps; call end()"
-            )
+            raise FieldShapeError(f"episode already has max_seq_length={self.buffer.max_seq_length} steps; call end()")
         values = {name: as_field_tensor(scheme, name, value, ()) for name, value in step.items()}
         self.buffer.storage.plan_dtypes(
             {k: v for k, v in values.items() if not self.buffer.storage.layout.columns[k].auto}

@@ -151,9 +151,7 @@ class EpisodeBuffer:
         check_keys(self.scheme, episodes.keys(), required=True)
         n, t = self._batch_dims(episodes)
         values = {
-            name: as_field_tensor(
-                self.scheme, name, value, (n, t) if self.scheme[name].per_step else (n,)
-            )
+            name: as_field_tensor(self.scheme, name, value, (n, t) if self.scheme[name].per_step else (n,))
             for name, value in episodes.items()
         }
         length = self._check_lengths(lengths, n, t)
@@ -170,15 +168,11 @@ class EpisodeBuffer:
             n = shape[0] if n is None else n
             if self.scheme[name].per_step and t is None:
                 if len(shape) < 2:
-                    raise FieldShapeError(
-                        f"field {name!r}: expected shape (n, steps, ...), received {shape}"
-                    )
+                    raise FieldShapeError(f"field {name!r}: expected shape (n, steps, ...), received {shape}")
                 t = shape[1]
         t = self.max_seq_length if t is None else t
         if t > self.max_seq_length:
-            raise FieldShapeError(
-                f"episodes have {t} steps but max_seq_length is {self.max_seq_length}"
-            )
+            raise FieldShapeError(f"episodes have {t} steps but max_seq_length is {self.max_seq_length}")
         return int(n or 0), int(t)
 
     def _check_lengths(self, lengths: Any, n: int, t: int) -> torch.Tensor:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -20,14 +19,11 @@ def check_keys(scheme: Scheme, keys: Any, required: bool) -> None:
     keys = list(keys)
     for key in keys:
         if key not in scheme:
-            raise UnknownFieldError(
-                f"unknown field {key!r}; the scheme declares {list(scheme)}"
-            )
+            raise UnknownFieldError(f"unknown field {key!r}; the scheme declares {list(scheme)}")
         derived = scheme[key].derived
         if derived is not None:
             raise UnknownFieldError(
-                f"field {key!r} is derived from {derived.source!r} at read time; "
-                f"write {derived.source!r} instead"
+                f"field {key!r} is derived from {derived.source!r} at read time; write {derived.source!r} instead"
             )
     if required:
         missing = [name for name in scheme.stored() if name not in keys]
@@ -35,9 +31,7 @@ def check_keys(scheme: Scheme, keys: Any, required: bool) -> None:
             raise UnknownFieldError(f"write is missing stored fields {missing}")
 
 
-def as_field_tensor(
-    scheme: Scheme, name: str, value: Any, leading: tuple[int | None, ...]
-) -> torch.Tensor:
+def as_field_tensor(scheme: Scheme, name: str, value: Any, leading: tuple[int | None, ...]) -> torch.Tensor:
     """Convert ``value`` to a tensor for field ``name`` and check its shape and values.
 
     Args:
@@ -64,13 +58,9 @@ def as_field_tensor(
         tensor = torch.from_numpy(np.ascontiguousarray(array))
     expected = (*leading, *scheme.item_shape(name))
     shape = tuple(tensor.shape)
-    if len(shape) != len(expected) or any(
-        e is not None and e != s for e, s in zip(expected, shape, strict=False)
-    ):
+    if len(shape) != len(expected) or any(e is not None and e != s for e, s in zip(expected, shape, strict=False)):
         shown = tuple("*" if e is None else e for e in expected)
-        raise FieldShapeError(
-            f"field {name!r}: expected shape {shown}, received {shape}"
-        )
+        raise FieldShapeError(f"field {name!r}: expected shape {shown}, received {shape}")
     if tensor.dtype != field.dtype and not field.dtype.is_floating_point:
         check_fits(name, tensor, field.dtype)
     return tensor

@@ -33,8 +33,7 @@ class UniformSampler:
             raise ValueError(f"sample size must be >= 0, got {n}")
         if (not replace and n > size) or (replace and n > 0 and size == 0):
             raise InsufficientDataError(
-                f"sample size {n} exceeds the {size} stored items; lower it or "
-                f"check can_sample() first"
+                f"sample size {n} exceeds the {size} stored items; lower it or check can_sample() first"
             )
         if replace:
             return rng.integers(0, size, n, dtype=np.int64)

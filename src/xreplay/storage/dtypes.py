@@ -53,15 +53,12 @@ def check_fits(name: str, values: torch.Tensor, storage: torch.dtype) -> None:
         # Float storage: exact when the round trip through storage reproduces the values.
         if not torch.equal(values.to(storage).to(values.dtype), values):
             raise FieldValueError(
-                f"field {name!r}: values of dtype {values.dtype} are not held exactly "
-                f"by storage dtype {storage}"
+                f"field {name!r}: values of dtype {values.dtype} are not held exactly by storage dtype {storage}"
             )
         return
     if values.is_floating_point():
         if not torch.equal(values, values.trunc()):
-            raise FieldValueError(
-                f"field {name!r}: non-integral values cannot be stored as {storage}"
-            )
+            raise FieldValueError(f"field {name!r}: non-integral values cannot be stored as {storage}")
     rng = value_range(values)
     assert rng is not None
     if rng[0] < target[0] or rng[1] > target[1]:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 
 import torch
 
-from xreplay.errors import CapacityError, FieldValueError, SchemeError
+from xreplay.errors import CapacityError, SchemeError
 from xreplay.scheme import Scheme
 from xreplay.storage.dtypes import check_fits, covering_dtype, value_range
 from xreplay.storage.layout import RowLayout
@@ -70,9 +70,7 @@ class TensorStorage:
     ):
         """Allocate zeroed rows for ``capacity`` episodes."""
         if capacity < 0 or max_seq_length < 0:
-            raise SchemeError(
-                f"capacity and max_seq_length must be >= 0, got {capacity} and {max_seq_length}"
-            )
+            raise SchemeError(f"capacity and max_seq_length must be >= 0, got {capacity} and {max_seq_length}")
         self.scheme = scheme
         self.capacity = int(capacity)
         self.device = torch.device(device)

@@ -84,7 +84,9 @@ class EpisodeBatch:
 
     # -- writes ---------------------------------------------------------------
 
-    def update(self, data: Mapping[str, Any], bs: Any = slice(None), ts: Any = slice(None), mark_filled: bool = True) -> None:
+    def update(
+        self, data: Mapping[str, Any], bs: Any = slice(None), ts: Any = slice(None), mark_filled: bool = True
+    ) -> None:
         """Write ``data`` at batch index ``bs`` and time index ``ts``.
 
         Every value is converted and checked before anything is written, so a
@@ -202,7 +204,11 @@ class EpisodeBatch:
             else:
                 raise KeyError(f"Unrecognised key {key}")
         scheme = {key: self.scheme[key] for key in keys}
-        groups = {self.scheme[key]["group"]: self.groups[self.scheme[key]["group"]] for key in keys if "group" in self.scheme[key]}
+        groups = {
+            self.scheme[key]["group"]: self.groups[self.scheme[key]["group"]]
+            for key in keys
+            if "group" in self.scheme[key]
+        }
         data = SimpleNamespace(transition_data=transition, episode_data=episode)
         return EpisodeBatch(scheme, groups, self.batch_size, self.max_seq_length, data=data, device=self.device)
 

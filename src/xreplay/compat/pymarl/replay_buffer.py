@@ -134,9 +134,7 @@ class ReplayBuffer(EpisodeBatch):
     def sample_latest(self, batch_size: int) -> EpisodeBatch:
         """Return the ``batch_size`` most recently inserted episodes (pymarl2), uniform when they wrap."""
         if not self.can_sample(batch_size):
-            raise AssertionError(
-                f"sample size {batch_size} exceeds the {self.episodes_in_buffer} stored episodes"
-            )
+            raise AssertionError(f"sample size {batch_size} exceeds the {self.episodes_in_buffer} stored episodes")
         if self.buffer_index - batch_size < 0:
             return self.sample(batch_size)
         return self[self.buffer_index - batch_size : self.buffer_index]
@@ -147,5 +145,3 @@ class ReplayBuffer(EpisodeBatch):
             f"ReplayBuffer. {self.episodes_in_buffer}/{self.buffer_size} episodes. "
             f"Keys:{self.scheme.keys()} Groups:{self.groups.keys()}"
         )
-
-
