@@ -45,7 +45,9 @@ class OneHot:
             FieldValueError: An index lies outside ``[0, num_classes)``.
         """
         index = values.long()
-        if check and index.numel() and (int(index.min()) < 0 or int(index.max()) >= self.num_classes):
+        if not check:
+            index = index.clamp(0, self.num_classes - 1)  # unchecked reads: masked-out steps may hold anything
+        elif index.numel() and (int(index.min()) < 0 or int(index.max()) >= self.num_classes):
             raise FieldValueError(
                 f"one-hot source {self.source!r}: class indices must lie in "
                 f"[0, {self.num_classes}), got min {int(index.min())} max {int(index.max())}"

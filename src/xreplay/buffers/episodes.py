@@ -155,8 +155,21 @@ class EpisodeBuffer:
             for name, value in episodes.items()
         }
         length = self._check_lengths(lengths, n, t)
+        self._check_derived_sources(values)
         self._add_validated(values, length, t)
         return self._last_slots
+
+    def _check_derived_sources(self, values: Mapping[str, torch.Tensor]) -> None:
+        """Check that sources of derived fields hold values their derivation accepts."""
+        for field in self.scheme.values():
+            if field.derived is not None:
+                source = values[field.derived.source]
+                if source.numel() and (int(source.min()) < 0 or int(source.max()) >= field.derived.num_classes):
+                    raise FieldValueError(
+                        f"field {field.derived.source!r}: one-hot classes must lie in "
+                        f"[0, {field.derived.num_classes}), received values in "
+                        f"[{int(source.min())}, {int(source.max())}]"
+                    )
 
     def _batch_dims(self, episodes: Mapping[str, Any]) -> tuple[int, int]:
         """Return (episodes, steps) of a batch from its first fields, checking the limit."""

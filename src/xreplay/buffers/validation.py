@@ -55,7 +55,7 @@ def as_field_tensor(scheme: Scheme, name: str, value: Any, leading: tuple[int | 
         array = np.asarray(value)
         if array.dtype == object:
             raise FieldValueError(f"field {name!r}: expected numbers, got {type(value).__name__}")
-        tensor = torch.from_numpy(np.ascontiguousarray(array))
+        tensor = torch.from_numpy(array if array.flags.c_contiguous else array.copy())
     expected = (*leading, *scheme.item_shape(name))
     shape = tuple(tensor.shape)
     if len(shape) != len(expected) or any(e is not None and e != s for e, s in zip(expected, shape, strict=False)):

@@ -1,0 +1,54 @@
+import torch
+
+from xreplay import AUTO, Field, OneHot, Scheme, TensorStorage
+
+
+def make_storage() -> TensorStorage:
+    scheme = Scheme(
+        {
+            "a": Field((1,), dtype=torch.long, storage_dtype=AUTO),
+            "oh": Field((3,), derived=OneHot("a", 3)),
+            "x": Field((2,)),
+        }
+    )
+    return TensorStorage(scheme, capacity=4, max_seq_length=2)
+
+
+def test_columns_are_aligned_typed_views_of_one_row():
+    storage = make_storage()
+    for name, column in storage.layout.columns.items():
+        assert column.offset % 8 == 0
+        assert storage.columns[name].untyped_storage().data_ptr() == storage.rows.untyped_storage().data_ptr()
+    assert storage.layout.row_bytes % 8 == 0
+
+
+def test_auto_column_widens_and_keeps_values():
+    storage = make_storage()
+    storage.columns["a"][0] = torch.ones(2, 1, dtype=torch.bool)
+    storage.columns["x"][0] = torch.tensor([[1.5, 2.5], [3.5, 4.5]])
+    value = torch.tensor([[[-5], [700]]])
+    storage.relayout(storage.plan_dtypes({"a": value}))
+    assert storage.layout.columns["a"].dtype == torch.int16
+    storage.columns["a"][1:2] = value
+    decoded = storage.decode(storage.rows)
+    assert decoded["a"][:2, :, 0].tolist() == [[1, 1], [-5, 700]]
+    assert decoded["x"][0].tolist() == [[1.5, 2.5], [3.5, 4.5]]
+
+
+def test_derived_column_materialises_keeping_values():
+    storage = make_storage()
+    storage.columns["a"][0] = torch.tensor([[1], [0]], dtype=torch.bool)
+    storage.columns["oh"][0] = torch.tensor([True, False])
+    before = storage.decode(storage.rows)["oh"].clone()
+    assert before[0].tolist() == [[0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]
+    storage.relayout({"oh": torch.float32})
+    assert not storage.layout.columns["oh"].mask
+    assert torch.equal(storage.decode(storage.rows)["oh"], before)
+
+
+def test_gather_then_decode_is_one_row_copy():
+    storage = make_storage()
+    storage.columns["x"][:] = torch.arange(16, dtype=torch.float32).view(4, 2, 2)
+    rows = storage.gather(torch.tensor([3, 1]))
+    assert rows.shape == (2, storage.layout.row_bytes)
+    assert storage.decode(rows)["x"][:, 0, 0].tolist() == [12.0, 4.0]
