@@ -26,6 +26,9 @@ class SlotPlan:
 
     def slots(self) -> torch.Tensor:
         """Return the slot of every kept item, in item order, as an int64 tensor."""
+        if len(self.segments) == 1:
+            start, _item, count = self.segments[0]
+            return torch.arange(start, start + count)
         parts = [torch.arange(s, s + c) for s, _i, c in self.segments]
         return torch.cat(parts) if parts else torch.empty(0, dtype=torch.long)
 

@@ -12,6 +12,7 @@ from xreplay.buffers.validation import as_field_tensor, check_keys
 from xreplay.errors import FieldShapeError, FieldValueError, IndexOutOfRangeError
 from xreplay.samplers.uniform import UniformSampler
 from xreplay.scheme import Scheme
+from xreplay.storage.dtypes import value_range
 from xreplay.storage.tensor import TensorStorage
 from xreplay.writers import RingWriter
 
@@ -155,20 +156,25 @@ class EpisodeBuffer:
             for name, value in episodes.items()
         }
         length = self._check_lengths(lengths, n, t)
-        self._check_derived_sources(values)
+        ranges: dict[str, tuple[int, int] | None] = {}
+        widen = self.storage.plan_dtypes(values, ranges)
+        self._check_derived_sources(values, ranges)
+        self.storage.relayout(widen)
         self._add_validated(values, length, t)
         return self._last_slots
 
-    def _check_derived_sources(self, values: Mapping[str, torch.Tensor]) -> None:
+    def _check_derived_sources(
+        self, values: Mapping[str, torch.Tensor], ranges: dict[str, tuple[int, int] | None]
+    ) -> None:
         """Check that sources of derived fields hold values their derivation accepts."""
         for field in self.scheme.values():
             if field.derived is not None:
-                source = values[field.derived.source]
-                if source.numel() and (int(source.min()) < 0 or int(source.max()) >= field.derived.num_classes):
+                name = field.derived.source
+                rng = ranges[name] if name in ranges else value_range(values[name])
+                if rng is not None and (rng[0] < 0 or rng[1] >= field.derived.num_classes):
                     raise FieldValueError(
-                        f"field {field.derived.source!r}: one-hot classes must lie in "
-                        f"[0, {field.derived.num_classes}), received values in "
-                        f"[{int(source.min())}, {int(source.max())}]"
+                        f"field {name!r}: one-hot classes must lie in "
+                        f"[0, {field.derived.num_classes}), received values in [{rng[0]}, {rng[1]}]"
                     )
 
     def _batch_dims(self, episodes: Mapping[str, Any]) -> tuple[int, int]:
@@ -200,31 +206,35 @@ class EpisodeBuffer:
         return length.to(torch.int32)
 
     def _add_validated(self, values: dict[str, torch.Tensor], lengths: torch.Tensor, t: int) -> None:
-        """Write validated values: widen columns if needed, then one copy per field."""
+        """Write validated values: widen columns if needed, then one copy per field and segment."""
         storage = self.storage
-        storage.relayout(storage.plan_dtypes(values))
-        n = int(lengths.shape[0])
+        n, limit = int(lengths.shape[0]), self.max_seq_length
         plan = self.writer.plan(n)
-        masks = {
-            name: self._steps[None, :] < lengths.to(storage.device)[:, None]
-            for name in storage.layout.columns
-            if storage.layout.columns[name].mask
-        }
+        masks = self._presence_masks(lengths)
         for slot, item, count in plan.segments:
-            rows, items = slice(slot, slot + count), slice(item, item + count)
+            whole = item == 0 and count == n  # the batch lands in one run: no slicing of the sources
             for name, value in values.items():
-                column = storage.columns[name]
-                if self.scheme[name].per_step:
-                    column[rows, :t].copy_(value[items])
-                    column[rows, t:].zero_()
+                column = storage.columns[name][slot : slot + count]
+                source = value if whole else value[item : item + count]
+                if t < limit and self.scheme[name].per_step:
+                    column[:, :t].copy_(source)
+                    column[:, t:].zero_()  # no stale steps past the new episode
                 else:
-                    column[rows].copy_(value[items])
+                    column.copy_(source)
             for name, mask in masks.items():
-                storage.columns[name][rows].copy_(mask[items])
-            self._lengths[rows].copy_(lengths[items])
-            self._host_lengths[slot : slot + count] = lengths[items].numpy()
+                storage.columns[name][slot : slot + count].copy_(mask[item : item + count])
+            self._lengths[slot : slot + count].copy_(lengths[item : item + count])
+            self._host_lengths[slot : slot + count] = lengths.numpy()[item : item + count]
         self.writer.commit(n)
         self._last_slots = plan.slots()
+
+    def _presence_masks(self, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Return the presence mask (step < length) of every derived column."""
+        names = [name for name, col in self.storage.layout.columns.items() if col.mask]
+        if not names:
+            return {}
+        mask = self._steps[None, :] < lengths.to(self.device)[:, None]
+        return dict.fromkeys(names, mask)
 
     def episode_writer(self) -> EpisodeWriter:
         """Return a step-by-step writer that adds one episode to this buffer when it ends."""

@@ -17,6 +17,8 @@ __all__ = ["as_field_tensor", "check_keys"]
 def check_keys(scheme: Scheme, keys: Any, required: bool) -> None:
     """Raise if ``keys`` name unknown or derived fields, or (``required``) miss stored ones."""
     keys = list(keys)
+    if required and len(keys) == len(scheme.stored()) and set(keys) == set(scheme.stored()):
+        return  # the common case: exactly the stored fields
     for key in keys:
         if key not in scheme:
             raise UnknownFieldError(f"unknown field {key!r}; the scheme declares {list(scheme)}")
@@ -58,7 +60,9 @@ def as_field_tensor(scheme: Scheme, name: str, value: Any, leading: tuple[int | 
         tensor = torch.from_numpy(array if array.flags.c_contiguous else array.copy())
     expected = (*leading, *scheme.item_shape(name))
     shape = tuple(tensor.shape)
-    if len(shape) != len(expected) or any(e is not None and e != s for e, s in zip(expected, shape, strict=False)):
+    if shape != expected and (
+        len(shape) != len(expected) or any(e is not None and e != s for e, s in zip(expected, shape, strict=False))
+    ):
         shown = tuple("*" if e is None else e for e in expected)
         raise FieldShapeError(f"field {name!r}: expected shape {shown}, received {shape}")
     if tensor.dtype != field.dtype and not field.dtype.is_floating_point:

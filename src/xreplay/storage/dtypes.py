@@ -44,10 +44,14 @@ def covering_dtype(low: int, high: int, at_least: torch.dtype = torch.bool) -> t
     raise FieldValueError(f"values in [{lo}, {hi}] do not fit in int64")
 
 
-def check_fits(name: str, values: torch.Tensor, storage: torch.dtype) -> None:
-    """Raise FieldValueError unless every value of ``values`` is held exactly by ``storage``."""
+def check_fits(name: str, values: torch.Tensor, storage: torch.dtype) -> tuple[int, int] | None:
+    """Raise FieldValueError unless every value of ``values`` is held exactly by ``storage``.
+
+    Returns:
+        The (min, max) of the values when an integer range check was made, else None.
+    """
     if values.numel() == 0 or values.dtype == storage:
-        return
+        return None
     target = dtype_range(storage)
     if target is None:
         # Float storage: exact when the round trip through storage reproduces the values.
@@ -66,3 +70,4 @@ def check_fits(name: str, values: torch.Tensor, storage: torch.dtype) -> None:
             f"field {name!r}: values span [{rng[0]}, {rng[1]}] but storage dtype "
             f"{storage} holds [{target[0]}, {target[1]}]; declare a wider storage_dtype"
         )
+    return rng

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
 
@@ -96,10 +96,26 @@ class RowLayout:
 
     def view(self, rows: torch.Tensor, name: str) -> torch.Tensor:
         """Return column ``name`` of ``rows`` (uint8 ``[n, row_bytes]``) as a typed view."""
-        col = self.columns[name]
-        raw = rows[:, col.offset : col.offset + col.nbytes]
-        return raw.view(col.dtype).view(rows.shape[0], *col.shape)
+        return self.views(rows, (name,))[name]
 
-    def views(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Return every column of ``rows`` as typed views, in scheme order."""
-        return {name: self.view(rows, name) for name in self.columns}
+    def views(self, rows: torch.Tensor, names: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
+        """Return columns of ``rows`` as typed strided views (all of them by default), in scheme order.
+
+        One reinterpreting view per distinct dtype, then one ``as_strided`` per column.
+        """
+        n = rows.shape[0]
+        typed: dict[torch.dtype, torch.Tensor] = {}
+        out: dict[str, torch.Tensor] = {}
+        for name in self.columns if names is None else names:
+            col = self.columns[name]
+            base = typed.get(col.dtype)
+            if base is None:
+                base = typed[col.dtype] = rows.view(col.dtype)
+            size = base.element_size()
+            strides = [self.row_bytes // size]  # one row per episode
+            inner = 1
+            for dim in reversed(col.shape):  # the column itself is C-contiguous inside the row
+                strides.insert(1, inner)
+                inner *= dim
+            out[name] = base.as_strided((n, *col.shape), strides, base.storage_offset() + col.offset // size)
+        return out

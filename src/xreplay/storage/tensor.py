@@ -120,12 +120,15 @@ class TensorStorage:
 
     # -- validation ---------------------------------------------------------
 
-    def plan_dtypes(self, values: Mapping[str, torch.Tensor]) -> dict[str, torch.dtype]:
+    def plan_dtypes(
+        self, values: Mapping[str, torch.Tensor], ranges: dict[str, tuple[int, int] | None] | None = None
+    ) -> dict[str, torch.dtype]:
         """Check that ``values`` fit their columns; return the widenings they need.
 
         Strict columns raise :class:`FieldValueError`; ``"auto"`` columns
         report the narrowest dtype that holds both old and new values.
-        Nothing is modified.
+        Nothing is modified. ``ranges``, when given, receives the (min, max)
+        of every integer value checked, for reuse by the caller.
         """
         widen: dict[str, torch.dtype] = {}
         for name, value in values.items():
@@ -136,12 +139,16 @@ class TensorStorage:
                 if value.is_floating_point():
                     check_fits(name, value, torch.int64)
                 rng = value_range(value)
+                if ranges is not None:
+                    ranges[name] = rng
                 if rng is not None:
                     dtype = covering_dtype(rng[0], rng[1], at_least=col.dtype)
                     if dtype != col.dtype:
                         widen[name] = dtype
             else:
-                check_fits(name, value, col.dtype)
+                rng = check_fits(name, value, col.dtype)
+                if ranges is not None and rng is not None:
+                    ranges[name] = rng
         return widen
 
     def relayout(self, dtypes: Mapping[str, torch.dtype]) -> None:
@@ -205,9 +212,13 @@ class TensorStorage:
             names: Fields to return, all by default.
             steps: Keep only the first ``steps`` steps of per-step fields.
         """
-        views = self.layout.views(rows)
+        wanted = list(self.layout.columns if names is None else names)
+        needed = wanted + [
+            d.source for n in wanted if self.layout.columns[n].mask and (d := self.scheme[n].derived) is not None
+        ]
+        views = self.layout.views(rows, dict.fromkeys(needed))
         out: dict[str, torch.Tensor] = {}
-        for name in names if names is not None else self.layout.columns:
+        for name in wanted:
             field = self.scheme[name]
             if self.layout.columns[name].mask:
                 value = self._derive(views, name)
@@ -225,9 +236,9 @@ class TensorStorage:
         derived = self.scheme[name].derived
         assert derived is not None
         source = views[derived.source]
-        value = derived.compute(source, check=False).to(self.scheme[name].dtype)
         mask = views[name]
-        return value.mul_(mask.view(*mask.shape, *([1] * (value.dim() - mask.dim()))))
+        mask = mask.view(*mask.shape, *([1] * (source.dim() - mask.dim())))
+        return derived.compute(source, check=False, mask=mask).to(self.scheme[name].dtype)
 
     def check_derived(self, name: str, index: Index, value: torch.Tensor) -> torch.Tensor | None:
         """Return the presence mask that encodes ``value`` for derived ``name`` at ``index``.

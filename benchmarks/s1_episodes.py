@@ -1,0 +1,254 @@
+"""Workload S1: QMIX on SMAC MarineMicro_MvsM_4 episodes (5000 x 61 buffer), side by side.
+
+Measures, with torch threads = 1 and medians of repeated runs:
+  (i)   insert one full episode into a full, wrapping buffer (episodes/s),
+  (ii)  the same with batches of 8,
+  (iii) uniform sample of 32 episodes without replacement (samples/s, GB/s of returned bytes),
+  (iv)  RSS growth of a full buffer (each variant in a fresh process).
+Variants: xreplay native, xreplay's PyMARL layer (default and compact), TorchRL's ReplayBuffer over
+LazyTensorStorage (if installed), and two physical limits on PyMARL's layout (per-field slice copy for
+inserts, per-field index_select(out=) for samples).
+
+    python benchmarks/s1_episodes.py            # full run (a few minutes)
+    python benchmarks/s1_episodes.py --smoke    # tiny sizes, seconds (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from xreplay import EpisodeBuffer, Field, OneHot, Scheme
+from xreplay.compat.pymarl import EpisodeBatch, ReplayBuffer
+from xreplay.demo import LIMIT, N_ACTIONS, N_AGENTS, marine_micro_scheme
+
+T = LIMIT + 1
+# PyMARL's layout: name -> (per-step shape, dtype), including the one-hot copy and filled.
+PYMARL_LAYOUT = {
+    "state": ((68,), torch.float32),
+    "obs": ((N_AGENTS, 40), torch.float32),
+    "actions": ((N_AGENTS, 1), torch.int64),
+    "avail_actions": ((N_AGENTS, N_ACTIONS), torch.int32),
+    "reward": ((1,), torch.float32),
+    "terminated": ((1,), torch.uint8),
+    "actions_onehot": ((N_AGENTS, N_ACTIONS), torch.float32),
+    "filled": ((1,), torch.int64),
+}
+SAMPLE_BYTES_PER_STEP = sum(
+    int(np.prod(s)) * torch.empty((), dtype=d).element_size() for s, d in PYMARL_LAYOUT.values()
+)
+
+
+def native_scheme() -> Scheme:
+    """Return the MarineMicro scheme for xreplay's native EpisodeBuffer (compact storage dtypes)."""
+    return Scheme(
+        {
+            "state": Field((68,)),
+            "obs": Field((40,), group="agents"),
+            "actions": Field((1,), dtype=torch.long, group="agents", storage_dtype=torch.uint8),
+            "actions_onehot": Field((N_ACTIONS,), group="agents", derived=OneHot("actions", N_ACTIONS)),
+            "avail_actions": Field((N_ACTIONS,), dtype=torch.int32, group="agents", storage_dtype=torch.bool),
+            "reward": Field((1,)),
+            "terminated": Field((1,), dtype=torch.uint8, storage_dtype=torch.bool),
+        },
+        groups={"agents": N_AGENTS},
+    )
+
+
+def random_episodes(n: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Return ``n`` full synthetic episodes as native-field tensors."""
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "state": torch.randn(n, T, 68, generator=g),
+        "obs": torch.randn(n, T, N_AGENTS, 40, generator=g),
+        "actions": torch.randint(0, N_ACTIONS, (n, T, N_AGENTS, 1), generator=g),
+        "avail_actions": torch.randint(0, 2, (n, T, N_AGENTS, N_ACTIONS), generator=g, dtype=torch.int32),
+        "reward": torch.randn(n, T, 1, generator=g),
+        "terminated": torch.randint(0, 2, (n, T, 1), generator=g, dtype=torch.uint8),
+    }
+
+
+def pymarl_batch(n: int, seed: int = 0) -> EpisodeBatch:
+    """Return a compat EpisodeBatch of ``n`` full episodes, written as one update."""
+    scheme, groups, preprocess = marine_micro_scheme()
+    batch = EpisodeBatch(scheme, groups, n, T, preprocess=preprocess)
+    batch.update(random_episodes(n, seed))
+    return batch
+
+
+# -- variants: each returns (insert(batch_of_n) -> None, sample32() -> bytes) ---------------------
+
+
+def xreplay_native(capacity: int) -> dict[str, Callable[..., Any]]:
+    """Native EpisodeBuffer with compact storage."""
+    buffer = EpisodeBuffer(native_scheme(), capacity, T, seed=0)
+    for start in range(0, capacity, 256):
+        buffer.add(random_episodes(min(256, capacity - start), start))
+    data = {n: random_episodes(n, 99) for n in (1, 8)}
+    return {"insert": lambda n: buffer.add(data[n]), "sample": lambda: buffer.sample(32), "obj": buffer}
+
+
+def xreplay_compat(capacity: int, compact: bool) -> dict[str, Callable[..., Any]]:
+    """PyMARL-compatible ReplayBuffer, default or compact layout."""
+    scheme, groups, preprocess = marine_micro_scheme()
+    buffer = ReplayBuffer(scheme, groups, capacity, T, preprocess=preprocess, compact=compact)
+    for start in range(0, capacity, 256):
+        buffer.insert_episode_batch(pymarl_batch(min(256, capacity - start), start))
+    data = {n: pymarl_batch(n, 99) for n in (1, 8)}
+    return {
+        "insert": lambda n: buffer.insert_episode_batch(data[n]),
+        "sample": lambda: buffer.sample(32),
+        "obj": buffer,
+    }
+
+
+def limit_layout(capacity: int) -> dict[str, Callable[..., Any]]:
+    """Physical limits on PyMARL's layout: per-field slice copy and per-field index_select(out=)."""
+    columns = {k: torch.zeros((capacity, T, *s), dtype=d) for k, (s, d) in PYMARL_LAYOUT.items()}
+    for v in columns.values():
+        v.random_(0, 2)
+    sources = {n: {k: torch.ones((n, T, *s), dtype=d) for k, (s, d) in PYMARL_LAYOUT.items()} for n in (1, 8)}
+    outs = {k: torch.empty((32, T, *s), dtype=d) for k, (s, d) in PYMARL_LAYOUT.items()}
+    rng = np.random.default_rng(0)
+    cursor = [0]
+
+    def insert(n: int) -> None:
+        i = cursor[0]
+        cursor[0] = (i + n) % (capacity - n)
+        for k, column in columns.items():
+            column[i : i + n].copy_(sources[n][k])
+
+    def sample() -> None:
+        index = torch.from_numpy(rng.choice(capacity, 32, replace=False))
+        for k, column in columns.items():
+            torch.index_select(column, 0, index, out=outs[k])
+
+    return {"insert": insert, "sample": sample, "obj": columns}
+
+
+def torchrl_buffer(capacity: int) -> dict[str, Callable[..., Any]] | None:
+    """TorchRL ReplayBuffer over LazyTensorStorage of [61]-step episodes, sampling without replacement."""
+    try:
+        from tensordict import TensorDict
+        from torchrl.data import LazyTensorStorage, ReplayBuffer as TorchRLBuffer
+        from torchrl.data.replay_buffers.samplers import SamplerWithoutReplacement
+    except Exception:  # noqa: BLE001 - any import failure means the optional peer is unavailable
+        return None
+
+    def episodes(n: int, seed: int) -> Any:
+        fields = {k: torch.ones((n, T, *s), dtype=d) for k, (s, d) in PYMARL_LAYOUT.items()}
+        fields.update(random_episodes(n, seed))
+        return TensorDict(fields, batch_size=[n])
+
+    buffer = TorchRLBuffer(
+        storage=LazyTensorStorage(capacity), sampler=SamplerWithoutReplacement(), batch_size=32
+    )
+    for start in range(0, capacity, 256):
+        buffer.extend(episodes(min(256, capacity - start), start))
+    data = {n: episodes(n, 99) for n in (1, 8)}
+    return {"insert": lambda n: buffer.extend(data[n]), "sample": lambda: buffer.sample(), "obj": buffer}
+
+
+VARIANTS: dict[str, Callable[[int], dict[str, Callable[..., Any]] | None]] = {
+    "xreplay native (compact)": xreplay_native,
+    "xreplay compat (default)": lambda c: xreplay_compat(c, False),
+    "xreplay compat (compact)": lambda c: xreplay_compat(c, True),
+    "torchrl LazyTensorStorage": torchrl_buffer,
+    "limit (PyMARL layout)": limit_layout,
+}
+
+
+def per_op_seconds(op: Callable[[], Any], iters: int, reps: int) -> float:
+    """Return the median over ``reps`` runs of the mean seconds per call of ``op``."""
+    op()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        for _ in range(iters):
+            op()
+        times.append((time.perf_counter() - start) / iters)
+    return statistics.median(times)
+
+
+def rss_growth_mib(variant: str, capacity: int) -> float | None:
+    """Build and fill ``variant`` in a fresh process and return its RSS growth in MiB."""
+    code = (
+        "import sys, json, torch; torch.set_num_threads(1); sys.path.insert(0, 'benchmarks');"
+        "import s1_episodes as b; r0 = b.rss_mib(); v = b.VARIANTS[sys.argv[1]](int(sys.argv[2]));"
+        "print(json.dumps(None if v is None else b.rss_mib() - r0))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, variant, str(capacity)], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def rss_mib() -> float:
+    """Return this process's resident set size in MiB."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096 / 2**20
+
+
+def run(capacity: int, iters: int, reps: int, rss: bool) -> list[dict[str, Any]]:
+    """Measure every available variant and return one row per variant."""
+    rows = []
+    for name, build in VARIANTS.items():
+        variant = build(capacity)
+        if variant is None:
+            print(f"  {name}: not installed, skipped", file=sys.stderr)
+            continue
+        row: dict[str, Any] = {"variant": name}
+        row["insert1"] = 1 / per_op_seconds(lambda v=variant: v["insert"](1), iters * 4, reps)
+        row["insert8"] = 8 / per_op_seconds(lambda v=variant: v["insert"](8), iters, reps)
+        row["sample32"] = 1 / per_op_seconds(variant["sample"], iters, reps)
+        row["gbps"] = row["sample32"] * 32 * T * SAMPLE_BYTES_PER_STEP / 1e9
+        del variant
+        row["rss_mib"] = rss_growth_mib(name, capacity) if rss else None
+        rows.append(row)
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    """Print medians and ratios against the physical limits."""
+    limit = next((r for r in rows if r["variant"].startswith("limit")), rows[-1])
+    print(
+        f"{'variant':28} {'insert 1 ep/s':>14} {'x limit':>8} {'insert 8 ep/s':>14} {'x limit':>8} "
+        f"{'sample32 /s':>12} {'GB/s':>6} {'x limit':>8} {'RSS MiB':>8}"
+    )
+    for r in rows:
+        rss = f"{r['rss_mib']:.0f}" if r["rss_mib"] is not None else "-"
+        print(
+            f"{r['variant']:28} {r['insert1']:14,.0f} {r['insert1'] / limit['insert1']:8.2f} "
+            f"{r['insert8']:14,.0f} {r['insert8'] / limit['insert8']:8.2f} {r['sample32']:12,.0f} "
+            f"{r['gbps']:6.2f} {r['sample32'] / limit['sample32']:8.2f} {rss:>8}"
+        )
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    """Run S1 and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes for CI")
+    parser.add_argument("--capacity", type=int, default=5000)
+    parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--iters", type=int, default=200)
+    parser.add_argument("--no-rss", action="store_true", help="skip the per-variant RSS processes")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    capacity, iters, reps = (64, 3, 2) if args.smoke else (args.capacity, args.iters, args.reps)
+    print(f"S1 MarineMicro_MvsM_4: buffer {capacity} x {T}, torch {torch.__version__}, 1 thread, median of {reps}")
+    rows = run(capacity, iters, reps, rss=not args.no_rss)
+    print_table(rows)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
