@@ -139,7 +139,8 @@ def torchrl_buffer(capacity: int) -> dict[str, Callable[..., Any]] | None:
     """TorchRL ReplayBuffer over LazyTensorStorage of [61]-step episodes, sampling without replacement."""
     try:
         from tensordict import TensorDict
-        from torchrl.data import LazyTensorStorage, ReplayBuffer as TorchRLBuffer
+        from torchrl.data import LazyTensorStorage
+        from torchrl.data import ReplayBuffer as TorchRLBuffer
         from torchrl.data.replay_buffers.samplers import SamplerWithoutReplacement
     except Exception:  # noqa: BLE001 - any import failure means the optional peer is unavailable
         return None
@@ -149,9 +150,7 @@ def torchrl_buffer(capacity: int) -> dict[str, Callable[..., Any]] | None:
         fields.update(random_episodes(n, seed))
         return TensorDict(fields, batch_size=[n])
 
-    buffer = TorchRLBuffer(
-        storage=LazyTensorStorage(capacity), sampler=SamplerWithoutReplacement(), batch_size=32
-    )
+    buffer = TorchRLBuffer(storage=LazyTensorStorage(capacity), sampler=SamplerWithoutReplacement(), batch_size=32)
     for start in range(0, capacity, 256):
         buffer.extend(episodes(min(256, capacity - start), start))
     data = {n: episodes(n, 99) for n in (1, 8)}

@@ -128,25 +128,39 @@ def test_sample_with_replacement():
 
 
 BAD_WRITES = [
-    pytest.param(lambda d: d.update(extra=torch.zeros(2, T)), UnknownFieldError, "unknown field 'extra'", id="unknown_key"),
+    pytest.param(
+        lambda d: d.update(extra=torch.zeros(2, T)), UnknownFieldError, "unknown field 'extra'", id="unknown_key"
+    ),
     pytest.param(lambda d: d.pop("reward"), UnknownFieldError, r"missing stored fields \['reward'\]", id="missing"),
     pytest.param(
-        lambda d: d.update(actions_onehot=torch.zeros(2, T, 2, 4)), UnknownFieldError, "derived from 'actions'",
+        lambda d: d.update(actions_onehot=torch.zeros(2, T, 2, 4)),
+        UnknownFieldError,
+        "derived from 'actions'",
         id="derived_written",
     ),
     pytest.param(
-        lambda d: d.update(obs=torch.zeros(2, T, 3, 3)), FieldShapeError,
-        r"field 'obs': expected shape \(2, 6, 2, 3\), received \(2, 6, 3, 3\)", id="wrong_shape",
+        lambda d: d.update(obs=torch.zeros(2, T, 3, 3)),
+        FieldShapeError,
+        r"field 'obs': expected shape \(2, 6, 2, 3\), received \(2, 6, 3, 3\)",
+        id="wrong_shape",
     ),
     pytest.param(
-        lambda d: d["terminated"].__setitem__((0, 0, 0), 3), FieldValueError,
-        r"field 'terminated': values span \[0, 3\].*torch.bool", id="overflows_storage",
+        lambda d: d["terminated"].__setitem__((0, 0, 0), 3),
+        FieldValueError,
+        r"field 'terminated': values span \[0, 3\].*torch.bool",
+        id="overflows_storage",
     ),
     pytest.param(
-        lambda d: d["avail_actions"].__setitem__((1, 2, 0, 0), 2), FieldValueError, "'avail_actions'", id="not_binary",
+        lambda d: d["avail_actions"].__setitem__((1, 2, 0, 0), 2),
+        FieldValueError,
+        "'avail_actions'",
+        id="not_binary",
     ),
     pytest.param(
-        lambda d: d.update(actions=d["actions"].float() + 0.5), FieldValueError, "non-integral", id="fractional_action",
+        lambda d: d.update(actions=d["actions"].float() + 0.5),
+        FieldValueError,
+        "non-integral",
+        id="fractional_action",
     ),
 ]
 
