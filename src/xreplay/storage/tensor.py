@@ -247,17 +247,18 @@ class TensorStorage:
         source nor all zeros at some step; the caller must then materialise
         the column before writing.
         """
-        expected = self._derive_unmasked(name, index)
-        reduce_dims = tuple(range(2 if self.scheme[name].per_step else 1, value.dim()))
+        derived = self.scheme[name].derived
+        assert derived is not None
+        return self.presence_mask(name, self.columns[derived.source][index], value)
+
+    def presence_mask(self, name: str, source: torch.Tensor, value: torch.Tensor) -> torch.Tensor | None:
+        """Return where ``value`` equals the derivation of ``source`` (None if elsewhere it is not zero)."""
+        field = self.scheme[name]
+        assert field.derived is not None
+        expected = field.derived.compute(source, check=False).to(field.dtype)
+        reduce_dims = tuple(range(2 if field.per_step else 1, value.dim()))
         matches = (value == expected).all(dim=reduce_dims) if reduce_dims else value == expected
         zeros = (value == 0).all(dim=reduce_dims) if reduce_dims else value == 0
         if not bool((matches | zeros).all()):
             return None
         return matches
-
-    def _derive_unmasked(self, name: str, index: Index) -> torch.Tensor:
-        """Compute derived ``name`` from the stored source at ``index``, ignoring the mask."""
-        derived = self.scheme[name].derived
-        assert derived is not None
-        source = self.columns[derived.source][index]
-        return derived.compute(source, check=False).to(self.scheme[name].dtype)

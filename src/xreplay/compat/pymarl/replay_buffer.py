@@ -8,7 +8,7 @@ import numpy as np
 
 from xreplay.compat.pymarl.episode_batch import EpisodeBatch, _Write
 from xreplay.compat.pymarl.transforms import OneHot
-from xreplay.writers import RingWriter
+from xreplay.writers import RingWriter, SlotPlan
 
 __all__ = ["ReplayBuffer"]
 
@@ -71,7 +71,9 @@ class ReplayBuffer(EpisodeBatch):
         if not isinstance(n, int):
             raise TypeError(f"ep_batch.batch_size must be an int, got {n!r}")
         plan = self._writer.plan(n)
-        if self._same_layout(ep_batch):
+        if self._compact and self._insert_compact(ep_batch, plan):
+            pass
+        elif self._same_layout(ep_batch):
             assert self._storage is not None and ep_batch._storage is not None
             for slot, item, count in plan.segments:
                 self._storage.write_rows(slice(slot, slot + count), ep_batch._storage.rows[item : item + count])
@@ -87,18 +89,43 @@ class ReplayBuffer(EpisodeBatch):
             self._apply(writes)
         self._writer.commit(n)
 
-    def _same_layout(self, ep_batch: EpisodeBatch) -> bool:
-        """Return whether ``ep_batch`` rows can be copied verbatim with PyMARL's results."""
-        mine, theirs = self._storage, ep_batch._storage
-        if mine is None or theirs is None or self._compact or ep_batch._compact:
+    def _insert_compact(self, ep_batch: EpisodeBatch, plan: SlotPlan) -> bool:
+        """Encode a batch with the same fields into compact storage; False when the general path is needed."""
+        storage, theirs = self._storage, ep_batch._storage
+        if storage is None or theirs is None or ep_batch._compact or ep_batch.max_seq_length != self.max_seq_length:
             return False
-        if mine.layout.columns != theirs.layout.columns or mine.layout.row_bytes != theirs.layout.row_bytes:
+        mine_fields = {k: (f.shape, f.dtype, f.group, f.per_step) for k, f in storage.scheme.items()}
+        if mine_fields != {k: (f.shape, f.dtype, f.group, f.per_step) for k, f in theirs.scheme.items()}:
             return False
-        order = list(theirs.scheme)
+        if not self._valid_onehot_sources(ep_batch, list(theirs.scheme)):
+            return False
+        values = {**ep_batch.data.transition_data, **ep_batch.data.episode_data}
+        masks = {}
+        for name, column in storage.layout.columns.items():
+            if column.mask:
+                derived = storage.scheme[name].derived
+                assert derived is not None
+                mask = storage.presence_mask(name, values[derived.source], values[name])
+                if mask is None:
+                    return False  # not a one-hot of its source: the general path materialises it
+                masks[name] = mask
+        stored = {k: v for k, v in values.items() if k not in masks}
+        storage.relayout(storage.plan_dtypes(stored))
+        for slot, item, count in plan.segments:
+            for name, value in {**stored, **masks}.items():
+                storage.columns[name][slot : slot + count] = value[item : item + count]
+        return True
+
+    def _valid_onehot_sources(self, ep_batch: EpisodeBatch, order: list[str]) -> bool:
+        """Return whether copying ``ep_batch`` verbatim equals PyMARL's key-by-key update with preprocess.
+
+        That holds when each one-hot output comes after its source (so the batch's own values win)
+        and every source value is a valid class.
+        """
         for source, (output, transforms) in self.preprocess.items():
-            # The row copy equals PyMARL's key-by-key update only when each one-hot output is
-            # written after its source (so the batch's own values win) and the source is valid.
-            if not all(isinstance(t, OneHot) for t in transforms) or order.index(output) < order.index(source):
+            if not all(isinstance(t, OneHot) for t in transforms):
+                return False
+            if output in order and source in order and order.index(output) < order.index(source):
                 return False
             values = ep_batch.data.transition_data.get(source, ep_batch.data.episode_data.get(source))
             if values is not None and values.numel():
@@ -106,6 +133,15 @@ class ReplayBuffer(EpisodeBatch):
                 if low < 0 or any(high >= t.out_dim for t in transforms):
                     return False
         return True
+
+    def _same_layout(self, ep_batch: EpisodeBatch) -> bool:
+        """Return whether ``ep_batch`` rows can be copied verbatim with PyMARL's results."""
+        mine, theirs = self._storage, ep_batch._storage
+        if mine is None or theirs is None or self._compact or ep_batch._compact:
+            return False
+        if mine.layout.columns != theirs.layout.columns or mine.layout.row_bytes != theirs.layout.row_bytes:
+            return False
+        return self._valid_onehot_sources(ep_batch, list(theirs.scheme))
 
     def can_sample(self, batch_size: int) -> bool:
         """Return whether ``batch_size`` episodes are stored."""
