@@ -106,8 +106,10 @@ class EpisodeBuffer:
         self.writer = RingWriter(capacity)
         self.sampler = UniformSampler()
         self.rng = np.random.default_rng(seed)
-        self._lengths = torch.zeros(capacity, dtype=torch.int32, device=self.storage.device)
         self._host_lengths = np.zeros(capacity, dtype=np.int32)
+        # On CPU the tensor shares the numpy array's memory, so one write updates both.
+        self._lengths = torch.from_numpy(self._host_lengths).to(self.storage.device)
+        self._full_masks: dict[int, torch.Tensor] = {}
         self._steps = torch.arange(max_seq_length, device=self.storage.device)
 
     @property
@@ -223,8 +225,9 @@ class EpisodeBuffer:
                     column.copy_(source)
             for name, mask in masks.items():
                 storage.columns[name][slot : slot + count].copy_(mask[item : item + count])
-            self._lengths[slot : slot + count].copy_(lengths[item : item + count])
             self._host_lengths[slot : slot + count] = lengths.numpy()[item : item + count]
+            if self.device.type != "cpu":
+                self._lengths[slot : slot + count].copy_(lengths[item : item + count])
         self.writer.commit(n)
         self._last_slots = plan.slots()
 
@@ -233,7 +236,13 @@ class EpisodeBuffer:
         names = [name for name, col in self.storage.layout.columns.items() if col.mask]
         if not names:
             return {}
-        mask = self._steps[None, :] < lengths.to(self.device)[:, None]
+        n = int(lengths.shape[0])
+        if (lengths.numpy() == self.max_seq_length).all():
+            mask = self._full_masks.get(n)  # common case: whole episodes, a cached all-true mask
+            if mask is None:
+                mask = self._full_masks[n] = torch.ones((n, self.max_seq_length), dtype=torch.bool, device=self.device)
+        else:
+            mask = self._steps[None, :] < lengths.to(self.device)[:, None]
         return dict.fromkeys(names, mask)
 
     def episode_writer(self) -> EpisodeWriter:

@@ -304,7 +304,7 @@ class PymarlDifferential(RuleBasedStateMachine):
 
 
 SETTINGS = settings(
-    max_examples=30,
+    max_examples=60,
     stateful_step_count=25,
     deadline=None,
     database=None,
