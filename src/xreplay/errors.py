@@ -11,7 +11,7 @@ working::
     ├── FieldShapeError (ValueError)        a value has the wrong shape for its field
     ├── FieldValueError (ValueError)        a value cannot be held by its field's dtype
     ├── InsufficientDataError (ValueError)  more items asked for than are stored
-    ├── CapacityError (MemoryError)         a buffer would not fit in memory
+    ├── CapacityError (MemoryError, RuntimeError)  a buffer would not fit in memory
     └── IndexOutOfRangeError (IndexError)   an index is outside the stored items
 """
 
@@ -57,8 +57,11 @@ class InsufficientDataError(XReplayError, ValueError):
     """More items were requested than the buffer stores."""
 
 
-class CapacityError(XReplayError, MemoryError):
-    """A buffer's storage would not fit in the memory of its device."""
+class CapacityError(XReplayError, MemoryError, RuntimeError):
+    """A buffer's storage would not fit in the memory of its device.
+
+    It is also a RuntimeError, the class torch raises when an allocation fails.
+    """
 
 
 class IndexOutOfRangeError(XReplayError, IndexError):

@@ -62,7 +62,7 @@ def check_fits(name: str, values: torch.Tensor, storage: torch.dtype) -> tuple[i
             raise FieldValueError(
                 f"field {name!r}: values of dtype {values.dtype} are not held exactly by storage dtype {storage}"
             )
-        return
+        return None
     if values.is_floating_point():
         if not torch.equal(values, values.trunc()):
             raise FieldValueError(f"field {name!r}: non-integral values cannot be stored as {storage}")

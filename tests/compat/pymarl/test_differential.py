@@ -134,7 +134,7 @@ class PymarlDifferential(RuleBasedStateMachine):
         self.ours = None
         self.eps: list[tuple[RefEpisodeBatch, EpisodeBatch]] = []
 
-    @initialize(size=st.integers(1, 5))
+    @initialize(size=st.sampled_from([4, 5, 3, 1, 2]))
     def setup(self, size):
         self.ref = RefReplayBuffer(make_scheme(), GROUPS, size, T, preprocess=pre(RefOneHot))
         self.ours = ReplayBuffer(make_scheme(), GROUPS, size, T, preprocess=pre(OneHot), compact=self.compact)
@@ -147,7 +147,7 @@ class PymarlDifferential(RuleBasedStateMachine):
         return self.eps[(which - 1) % len(self.eps)]
 
     @rule(
-        n=st.integers(0, 7),
+        n=st.sampled_from([2, 3, 1, 5, 7, 0]),
         t=st.sampled_from([T, T, T - 1, T + 1]),
         ep_compact=st.booleans(),
         seed=st.integers(0, 2**16),
@@ -273,7 +273,8 @@ class PymarlDifferential(RuleBasedStateMachine):
 
     @rule(data=st.data(), seed=st.integers(0, 2**32 - 1))
     def sample(self, data, seed):
-        n = data.draw(st.integers(0, self.ref.episodes_in_buffer) | st.just(self.ref.episodes_in_buffer + 1), label="n")
+        eib = self.ref.episodes_in_buffer
+        n = data.draw(st.sampled_from([max(eib - 1, 0), max(eib - 2, 0), 1, eib, eib + 1, 0]), label="n")
         np.random.seed(seed)
         ref_res, ref_exc = None, None
         try:
