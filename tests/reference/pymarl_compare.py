@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,11 +42,9 @@ def assert_same_batch(ref: Any, ours: Any, what: str = "batch") -> None:
 
 
 def assert_same_buffer(ref: Any, ours: Any, what: str = "buffer") -> None:
-    assert (ours.buffer_index, ours.episodes_in_buffer, ours.buffer_size) == (
-        ref.buffer_index,
-        ref.episodes_in_buffer,
-        ref.buffer_size,
-    ), f"{what}: indices ours={(ours.buffer_index, ours.episodes_in_buffer)} ref={(ref.buffer_index, ref.episodes_in_buffer)}"
+    mine = (ours.buffer_index, ours.episodes_in_buffer, ours.buffer_size)
+    theirs = (ref.buffer_index, ref.episodes_in_buffer, ref.buffer_size)
+    assert mine == theirs, f"{what}: (buffer_index, episodes_in_buffer, buffer_size) ours={mine} ref={theirs}"
     assert_same_batch(ref, ours, what)
 
 

@@ -18,6 +18,7 @@ Nothing here is fast; it is meant to be obviously right.
 
 from __future__ import annotations
 
+import warnings
 from types import SimpleNamespace
 from typing import Any
 
@@ -131,7 +132,7 @@ class RefEpisodeBatch:
             fn()
         except BaseException:
             with torch.no_grad():
-                for t, s in zip(tensors, saved):
+                for t, s in zip(tensors, saved, strict=False):
                     t.copy_(s)
             raise
 
@@ -157,7 +158,9 @@ class RefEpisodeBatch:
             if isinstance(v, torch.Tensor):
                 v = v.detach().clone().to(dtype=dtype, device=self.device)  # == torch.tensor(v, ...)
             else:
-                v = torch.tensor(v, dtype=dtype, device=self.device)
+                with warnings.catch_warnings():  # runners pass lists of ndarrays; torch warns it is slow
+                    warnings.filterwarnings("ignore", message="Creating a tensor from a list of numpy.ndarrays")
+                    v = torch.tensor(v, dtype=dtype, device=self.device)
             dest = target[k][where]
             safe_view_check(v, dest)
             target[k][where] = v.view_as(dest)
@@ -186,18 +189,27 @@ class RefEpisodeBatch:
                 else:
                     raise KeyError(f"Unrecognised key {k}")
             scheme = {k: self.scheme[k] for k in item}
-            groups = {self.scheme[k]["group"]: self.groups[self.scheme[k]["group"]] for k in item if "group" in self.scheme[k]}
+            groups = {
+                self.scheme[k]["group"]: self.groups[self.scheme[k]["group"]] for k in item if "group" in self.scheme[k]
+            }
             return RefEpisodeBatch(
-                scheme, groups, self.batch_size, self.max_seq_length,
-                data=SimpleNamespace(transition_data=trans, episode_data=epi), device=self.device,
+                scheme,
+                groups,
+                self.batch_size,
+                self.max_seq_length,
+                data=SimpleNamespace(transition_data=trans, episode_data=epi),
+                device=self.device,
             )
         idx = parse(item)
         trans = {k: v[idx] for k, v in self.data.transition_data.items()}
         epi = {k: v[idx[0]] for k, v in self.data.episode_data.items()}
         return RefEpisodeBatch(
-            self.scheme, self.groups,
-            num_items(idx[0], self.batch_size), num_items(idx[1], self.max_seq_length),
-            data=SimpleNamespace(transition_data=trans, episode_data=epi), device=self.device,
+            self.scheme,
+            self.groups,
+            num_items(idx[0], self.batch_size),
+            num_items(idx[1], self.max_seq_length),
+            data=SimpleNamespace(transition_data=trans, episode_data=epi),
+            device=self.device,
         )
 
     def max_t_filled(self) -> torch.Tensor:

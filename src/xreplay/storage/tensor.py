@@ -250,14 +250,22 @@ class TensorStorage:
         """
         derived = self.scheme[name].derived
         assert derived is not None
-        return self.presence_mask(name, self.columns[derived.source][index], value)
+        lead = self.columns[name][index].dim()  # the index may drop or add dimensions
+        return self.presence_mask(name, self.columns[derived.source][index], value, lead)
 
-    def presence_mask(self, name: str, source: torch.Tensor, value: torch.Tensor) -> torch.Tensor | None:
-        """Return where ``value`` equals the derivation of ``source`` (None if elsewhere it is not zero)."""
+    def presence_mask(
+        self, name: str, source: torch.Tensor, value: torch.Tensor, lead: int | None = None
+    ) -> torch.Tensor | None:
+        """Return where ``value`` equals the derivation of ``source`` (None if elsewhere it is not zero).
+
+        ``lead`` is the number of leading (episode, step) dimensions of ``value``.
+        """
         field = self.scheme[name]
         assert field.derived is not None
         expected = field.derived.compute(source, check=False).to(field.dtype)
-        reduce_dims = tuple(range(2 if field.per_step else 1, value.dim()))
+        if lead is None:
+            lead = 2 if field.per_step else 1
+        reduce_dims = tuple(range(lead, value.dim()))
         matches = (value == expected).all(dim=reduce_dims) if reduce_dims else value == expected
         zeros = (value == 0).all(dim=reduce_dims) if reduce_dims else value == 0
         if not bool((matches | zeros).all()):

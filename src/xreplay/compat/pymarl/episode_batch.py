@@ -101,6 +101,7 @@ class EpisodeBatch:
         for k, v in data.items():
             if k in self.data.transition_data:
                 if mark_filled:
+                    self._dest_shape("filled", slices)  # an invalid index fails here, before any conversion
                     writes.append(("filled", slices, 1))
                     mark_filled = False
                 index = slices
@@ -157,7 +158,8 @@ class EpisodeBatch:
                 storage.columns[key][index] = mask
                 return
         storage.relayout(storage.plan_dtypes({key: value}))
-        storage.columns[key][index] = value
+        column = storage.columns[key]
+        column[index] = value.to(column.dtype)  # checked to fit; index-put needs equal dtypes
 
     # -- reads ----------------------------------------------------------------
 
@@ -178,7 +180,7 @@ class EpisodeBatch:
         if rows is not None:
             return self.gather(rows)
         index = parse_index(item)
-        if self._compact and isinstance(index[0], slice):
+        if self._compact and isinstance(index[0], slice) and (index[0].step is None or index[0].step > 0):
             # Decode only the selected rows of compact storage, then index time.
             part = self.gather(np.arange(*index[0].indices(self.batch_size), dtype=np.int64))
             result = part[(slice(None), index[1])]

@@ -71,7 +71,12 @@ class ReplayBuffer(EpisodeBatch):
         if not isinstance(n, int):
             raise TypeError(f"ep_batch.batch_size must be an int, got {n!r}")
         plan = self._writer.plan(n)
-        if self._compact and self._insert_compact(ep_batch, plan):
+        if not plan.segments:
+            # Nothing is written, but PyMARL still checks the (empty) region's shapes.
+            empty = slice(self.buffer_index, self.buffer_index)
+            self._plan_update(ep_batch.data.transition_data, empty, slice(0, ep_batch.max_seq_length), False)
+            self._plan_update(ep_batch.data.episode_data, empty, slice(None), True)
+        elif self._compact and self._insert_compact(ep_batch, plan):
             pass
         elif self._same_layout(ep_batch):
             assert self._storage is not None and ep_batch._storage is not None
