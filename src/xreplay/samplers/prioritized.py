@@ -61,7 +61,8 @@ class PrioritizedSampler:
     Example:
         >>> s = PrioritizedSampler(4, alpha=1.0, beta=1.0, epsilon=0.0)
         >>> s.insert_range(0, 4)
-        >>> s.update_priorities(np.array([0, 1, 2, 3]), np.array([0.0, 1.0, 0.0, 3.0]))
+        >>> s.update_priorities(np.array([0, 1, 2, 3]), np.array([0.0, 1.0, 0.0, 3.0]))  # skipped as stale
+        0
         >>> batch = s.sample(np.random.default_rng(0), 1000)
         >>> sorted(set(batch.indices.tolist())), float(batch.weights.min())
         ([1, 3], 0.3333333432674408)
