@@ -228,6 +228,11 @@ class PrioritizedSampler:
                 f"priorities must be finite and >= 0"
             )
 
+    def total(self) -> float:
+        """Return the sum of ``priority ** alpha`` over the stored slots."""
+        self._flush()
+        return self.tree.total()
+
     def priorities(self, indices: Any) -> np.ndarray:
         """Return ``priority ** alpha`` of ``indices`` as stored in the tree."""
         self._flush()
