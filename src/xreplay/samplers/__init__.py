@@ -3,6 +3,7 @@
 from xreplay.samplers.prioritized import PrioritizedSample, PrioritizedSampler
 from xreplay.samplers.priority_tree import PriorityTree
 from xreplay.samplers.schedules import ConstantSchedule, LinearSchedule
+from xreplay.samplers.sequences import SequenceSample, SequenceSampler, sequence_priorities
 from xreplay.samplers.uniform import UniformSampler
 
 __all__ = [
@@ -11,5 +12,8 @@ __all__ = [
     "PrioritizedSample",
     "PrioritizedSampler",
     "PriorityTree",
+    "SequenceSample",
+    "SequenceSampler",
     "UniformSampler",
+    "sequence_priorities",
 ]
