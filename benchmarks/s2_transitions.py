@@ -151,9 +151,15 @@ def measure(names: list[str], capacity: int, reps: int, calls: int) -> dict[str,
         for buf in buffers[name].values():
             fill(buf, capacity, rng)
     ops = {
-        "add1 uniform (tr/s)": lambda b: (lambda: b[False].add_one(single if isinstance(b[False], XReplay) else one), 1),
+        "add1 uniform (tr/s)": lambda b: (
+            lambda: b[False].add_one(single if isinstance(b[False], XReplay) else one),
+            1,
+        ),
         "add64 uniform (tr/s)": lambda b: (lambda: b[False].add(sixty_four), 64),
-        "add1 prioritized (tr/s)": lambda b: (lambda: b[True].add_one(single if isinstance(b[True], XReplay) else one), 1),
+        "add1 prioritized (tr/s)": lambda b: (
+            lambda: b[True].add_one(single if isinstance(b[True], XReplay) else one),
+            1,
+        ),
         "add64 prioritized (tr/s)": lambda b: (lambda: b[True].add(sixty_four), 64),
         "prioritized loop (loops/s)": lambda b: (lambda: b[True].per_loop(priorities), 1),
         "uniform sample-256 (loops/s)": lambda b: (lambda: b[False].sample(), 1),
@@ -185,8 +191,12 @@ def main(argv: list[str] | None = None) -> None:
     for name in names:
         for prioritized in (False, True):
             growth = rss_growth(name, args.capacity, prioritized)
-            table[name][f"RSS growth {'prioritized' if prioritized else 'uniform'} (x payload)"] = growth / payload
-    print(f"S2 capacity={args.capacity} reps={args.reps} calls={args.calls} payload={payload / 2**20:.1f} MiB")
+            table[name][f"RSS growth {'prioritized' if prioritized else 'uniform'} (x payload)"] = (
+                growth / payload
+            )
+    print(
+        f"S2 capacity={args.capacity} reps={args.reps} calls={args.calls} payload={payload / 2**20:.1f} MiB"
+    )
     header = f"{'operation':34s}" + "".join(f"{n:>14s}" for n in names)
     print(header + ("  xreplay/cpprb" if "cpprb" in names else ""))
     for op in table["xreplay"]:

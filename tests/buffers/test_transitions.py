@@ -15,7 +15,11 @@ def transition(i: float) -> dict:
 
 def batch(start: int, n: int) -> dict:
     ids = np.arange(start, start + n)
-    return {"obs": np.repeat(ids[:, None], 3, 1).astype(np.float32), "act": ids, "extra": {"done": np.zeros(n, np.float32)}}
+    return {
+        "obs": np.repeat(ids[:, None], 3, 1).astype(np.float32),
+        "act": ids,
+        "extra": {"done": np.zeros(n, np.float32)},
+    }
 
 
 @pytest.mark.parametrize("sampler", ["uniform", "prioritized"])
@@ -56,11 +60,25 @@ def test_samples_are_reproducible_from_the_seed():
 @pytest.mark.parametrize(
     ("bad", "error", "message"),
     [
-        pytest.param({"obs": np.zeros(3, np.float32), "act": 1}, UnknownFieldError, r"missing \['extra/done'\]", id="missing"),
+        pytest.param(
+            {"obs": np.zeros(3, np.float32), "act": 1},
+            UnknownFieldError,
+            r"missing \['extra/done'\]",
+            id="missing",
+        ),
         pytest.param({**transition(1), "x": 1.0}, UnknownFieldError, r"extra \['x'\]", id="extra"),
-        pytest.param({**transition(1), "obs": np.zeros(4, np.float32)}, FieldShapeError, r"'obs'.*\(3,\).*\(4,\)", id="shape"),
-        pytest.param({**transition(1), "act": 1.5}, FieldValueError, r"'act'.*torch.int64.*float", id="dtype"),
-        pytest.param({**transition(1), "obs": ["a", "b", "c"]}, FieldValueError, r"'obs'.*numbers", id="strings"),
+        pytest.param(
+            {**transition(1), "obs": np.zeros(4, np.float32)},
+            FieldShapeError,
+            r"'obs'.*\(3,\).*\(4,\)",
+            id="shape",
+        ),
+        pytest.param(
+            {**transition(1), "act": 1.5}, FieldValueError, r"'act'.*torch.int64.*float", id="dtype"
+        ),
+        pytest.param(
+            {**transition(1), "obs": ["a", "b", "c"]}, FieldValueError, r"'obs'.*numbers", id="strings"
+        ),
     ],
 )
 def test_mismatching_write_raises_naming_the_field_and_changes_nothing(bad, error, message):
@@ -101,7 +119,9 @@ def test_prioritized_sampling_weights_and_stale_updates():
     buf.add(transition(9))  # overwrites slot 0 only
     buf.add(transition(9))
     buf.add(transition(9))  # overwrites slot 2
-    assert buf.update_priorities(sample.indices, np.ones(200), sample.generations) == int((sample.indices == 2).sum())
+    assert buf.update_priorities(sample.indices, np.ones(200), sample.generations) == int(
+        (sample.indices == 2).sum()
+    )
 
 
 def test_uniform_buffer_rejects_priority_updates_and_empty_sampling():
@@ -139,8 +159,14 @@ def test_n_step_returns_match_a_step_by_step_reference(kinds, n):
     truncated = np.array([k == "trunc" for k in kinds], np.float32)
     nstep = NStepReturns(n, gamma)
     buf = TransitionBuffer(32, n_step=nstep)
-    buf.extend({"reward": rewards, "terminated": terminated, "truncated": truncated,
-                "next_obs": np.arange(count, dtype=np.float32)})
+    buf.extend(
+        {
+            "reward": rewards,
+            "terminated": terminated,
+            "truncated": truncated,
+            "next_obs": np.arange(count, dtype=np.float32),
+        }
+    )
     out = nstep.compute(buf, np.arange(count))
     for t in range(count):
         ret, discount, last = reference_n_step(rewards, terminated, truncated, t, count - 1, n, gamma)
@@ -152,8 +178,13 @@ def test_n_step_returns_match_a_step_by_step_reference(kinds, n):
 def test_n_step_wraps_around_the_ring_and_sample_includes_it():
     nstep = NStepReturns(3, 1.0, truncated=None)
     buf = TransitionBuffer(4, n_step=nstep, seed=0)
-    buf.extend({"reward": np.arange(6, dtype=np.float32), "terminated": np.zeros(6, np.float32),
-                "next_obs": np.arange(6, dtype=np.float32)})
+    buf.extend(
+        {
+            "reward": np.arange(6, dtype=np.float32),
+            "terminated": np.zeros(6, np.float32),
+            "next_obs": np.arange(6, dtype=np.float32),
+        }
+    )
     out = nstep.compute(buf, np.array([3, 0, 1]))  # slots hold rewards [4, 5, 2, 3]
     assert out["n_step/return"].tolist() == [3 + 4 + 5, 4 + 5, 5]
     assert "n_step/return" in buf.sample(2)

@@ -71,7 +71,11 @@ def test_beta_is_annealed_linearly_over_sample_calls():
 
 @pytest.mark.parametrize(
     "priority",
-    [pytest.param(float("nan"), id="nan"), pytest.param(float("inf"), id="inf"), pytest.param(-0.5, id="negative")],
+    [
+        pytest.param(float("nan"), id="nan"),
+        pytest.param(float("inf"), id="inf"),
+        pytest.param(-0.5, id="negative"),
+    ],
 )
 def test_invalid_priorities_raise_naming_index_and_value(priority):
     sampler = filled_sampler(8)
@@ -135,7 +139,9 @@ def test_state_dict_round_trip_gives_the_same_samples():
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.tuples(st.booleans(), st.integers(0, 11), st.integers(1, 5), st.floats(0, 10)), max_size=25))
+@given(
+    st.lists(st.tuples(st.booleans(), st.integers(0, 11), st.integers(1, 5), st.floats(0, 10)), max_size=25)
+)
 def test_random_inserts_and_updates_match_a_reference_model(ops):
     capacity, alpha = 12, 0.5
     sampler = PrioritizedSampler(capacity, alpha=alpha, epsilon=0.0)

@@ -9,7 +9,9 @@ from xreplay.errors import InsufficientDataError, UnknownFieldError
 from xreplay.samplers import SequenceSampler, sequence_priorities
 
 
-def step_buffer(lengths: list[int], capacity: int = 64, truncate_last: bool = False, seed: int = 0) -> TransitionBuffer:
+def step_buffer(
+    lengths: list[int], capacity: int = 64, truncate_last: bool = False, seed: int = 0
+) -> TransitionBuffer:
     """Episodes of the given lengths, stored step by step; obs is the global step number."""
     terminated = np.concatenate([np.eye(1, n, n - 1)[0] for n in lengths]).astype(np.float32)
     truncated = np.zeros_like(terminated)
@@ -17,13 +19,24 @@ def step_buffer(lengths: list[int], capacity: int = 64, truncate_last: bool = Fa
         terminated[-1], truncated[-1] = 0.0, 1.0
     episode = np.concatenate([np.full(n, e) for e, n in enumerate(lengths)])
     buf = TransitionBuffer(capacity, seed=seed)
-    buf.extend({"obs": np.arange(len(terminated), dtype=np.float32), "episode": episode,
-                "terminated": terminated, "truncated": truncated})
+    buf.extend(
+        {
+            "obs": np.arange(len(terminated), dtype=np.float32),
+            "episode": episode,
+            "terminated": terminated,
+            "truncated": truncated,
+        }
+    )
     return buf
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.integers(1, 12), min_size=1, max_size=10), st.integers(1, 4), st.integers(0, 2), st.integers(0, 99))
+@given(
+    st.lists(st.integers(1, 12), min_size=1, max_size=10),
+    st.integers(1, 4),
+    st.integers(0, 2),
+    st.integers(0, 99),
+)
 def test_slices_never_cross_episode_ends_or_the_newest_step(lengths, length, burn_in, seed):
     buf = step_buffer(lengths, capacity=32, seed=seed)  # capacity < total steps wraps the ring
     sampler = SequenceSampler(length, burn_in)

@@ -39,9 +39,17 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
     return nested
 
 
+_NUMPY_KIND = {"b": "b", "i": "i", "u": "i", "f": "f"}
+
+
 def _kind(dtype: np.dtype) -> str:
     """Return 'b' (bool), 'i' (integer) or 'f' (floating) for a numpy dtype."""
     return "i" if dtype.kind in "iu" else dtype.kind
+
+
+def _torch_kind(dtype: torch.dtype) -> str:
+    """Return 'b' (bool), 'i' (integer) or 'f' (floating) for a torch dtype."""
+    return "b" if dtype == torch.bool else ("f" if dtype.is_floating_point else "i")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +86,7 @@ class ColumnStorage:
         self.specs: dict[str, ColumnSpec] = {}
         self.columns: dict[str, torch.Tensor] = {}
         self._host: dict[str, np.ndarray] = {}  # numpy views of CPU columns
+        self._kinds: dict[str, str] = {}  # 'b', 'i' or 'f' per field
 
     def prepare(self, flat: Mapping[str, Any], batched: bool) -> dict[str, np.ndarray | torch.Tensor]:
         """Convert and check every value of a write (allocating columns on the first); change nothing else.
@@ -94,21 +103,35 @@ class ColumnStorage:
             FieldShapeError: An item shape or the batch sizes differ.
             FieldValueError: A dtype of another kind than the field's.
         """
-        values = {name: self._as_array(name, value) for name, value in flat.items()}
+        values = {
+            # Fast path for numeric numpy arrays, the common case of a hot write loop.
+            name: value
+            if type(value) is np.ndarray and value.dtype.kind in "biuf"
+            else self._as_array(name, value)
+            for name, value in flat.items()
+        }
         if not self.specs:
             self._allocate(values, batched)
-        self._check_keys(values)
+        if values.keys() != self.specs.keys():
+            self._check_keys(values)
         batch = None
+        kinds = self._kinds
         for name, value in values.items():
             spec = self.specs[name]
-            item = tuple(value.shape[1:]) if batched else tuple(value.shape)
+            shape = value.shape
+            item = shape[1:] if batched else shape
             if item != spec.shape:
-                raise FieldShapeError(f"field {name!r}: expected item shape {spec.shape}, received {item}")
+                raise FieldShapeError(
+                    f"field {name!r}: expected item shape {spec.shape}, received {tuple(item)}"
+                )
             if batched:
-                batch = value.shape[0] if batch is None else batch
-                if value.shape[0] != batch:
-                    raise FieldShapeError(f"field {name!r}: batch of {value.shape[0]} items, other fields have {batch}")
-            self._check_kind(name, value, spec)
+                batch = shape[0] if batch is None else batch
+                if shape[0] != batch:
+                    raise FieldShapeError(
+                        f"field {name!r}: batch of {shape[0]} items, other fields have {batch}"
+                    )
+            if type(value) is not np.ndarray or _NUMPY_KIND[value.dtype.kind] != kinds[name]:
+                self._check_kind(name, value, spec)
         return values
 
     @staticmethod
@@ -120,7 +143,9 @@ class ColumnStorage:
         if array.dtype == np.float64 and not isinstance(value, np.ndarray | np.generic):
             array = array.astype(np.float32)
         if array.dtype.kind not in "biuf":
-            raise FieldValueError(f"field {name!r}: expected numbers or booleans, received dtype {array.dtype}")
+            raise FieldValueError(
+                f"field {name!r}: expected numbers or booleans, received dtype {array.dtype}"
+            )
         return array
 
     def _allocate(self, values: Mapping[str, np.ndarray | torch.Tensor], batched: bool) -> None:
@@ -136,10 +161,13 @@ class ColumnStorage:
                 dtype = torch.from_numpy(np.zeros(0, dtype=value.dtype)).dtype
             specs[name] = ColumnSpec(shape, dtype)
         for name, spec in specs.items():
-            self.columns[name] = torch.zeros((self.capacity, *spec.shape), dtype=spec.dtype, device=self.device)
+            self.columns[name] = torch.zeros(
+                (self.capacity, *spec.shape), dtype=spec.dtype, device=self.device
+            )
             if self.device.type == "cpu":
                 self._host[name] = self.columns[name].numpy()
         self.specs = specs
+        self._kinds = {name: _torch_kind(spec.dtype) for name, spec in specs.items()}
 
     def _check_keys(self, values: Mapping[str, Any]) -> None:
         """Raise UnknownFieldError naming a missing or extra field."""
@@ -154,22 +182,20 @@ class ColumnStorage:
     @staticmethod
     def _check_kind(name: str, value: np.ndarray | torch.Tensor, spec: ColumnSpec) -> None:
         """Raise FieldValueError if ``value``'s dtype is of another kind than the field's."""
-        stored = "b" if spec.dtype == torch.bool else ("f" if spec.dtype.is_floating_point else "i")
-        if isinstance(value, torch.Tensor):
-            given = "b" if value.dtype == torch.bool else ("f" if value.dtype.is_floating_point else "i")
-        else:
-            given = _kind(value.dtype)
-        if given != stored:
+        given = _torch_kind(value.dtype) if isinstance(value, torch.Tensor) else _kind(value.dtype)
+        if given != _torch_kind(spec.dtype):
             raise FieldValueError(f"field {name!r}: expected dtype {spec.dtype}, received {value.dtype}")
 
-    def write(self, rows: slice | int, values: Mapping[str, np.ndarray | torch.Tensor], items: slice | int) -> None:
+    def write(
+        self, rows: slice | int, values: Mapping[str, np.ndarray | torch.Tensor], items: Any
+    ) -> None:
         """Copy ``values[name][items]`` into rows ``rows`` of every column."""
+        host = self._host
         for name, value in values.items():
-            part = value[items]
-            if name in self._host and not isinstance(part, torch.Tensor):
-                self._host[name][rows] = part
+            if type(value) is np.ndarray and name in host:
+                host[name][rows] = value[items]
             else:
-                self.columns[name][rows] = torch.as_tensor(part).to(self.device)
+                self.columns[name][rows] = torch.as_tensor(value[items]).to(self.device)
 
     def gather(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
         """Return every column at ``indices`` (int64), as new tensors on the storage device."""

@@ -135,7 +135,7 @@ class TransitionBuffer:
         self.storage.write(slot, values, Ellipsis)
         self.writer.commit(1)
         if self._prioritized:
-            self.sampler.insert_range(slot, slot + 1)
+            self.sampler.insert_range(slot, slot + 1)  # type: ignore[union-attr]
         return slot
 
     def extend(self, batch: Mapping[str, Any]) -> np.ndarray:
@@ -154,8 +154,8 @@ class TransitionBuffer:
         for slot, item, count in plan.segments:
             self.storage.write(slice(slot, slot + count), values, slice(item, item + count))
         self.writer.commit(n)
-        for slot, _item, count in plan.segments:
-            if self._prioritized:
+        if isinstance(self.sampler, PrioritizedSampler):
+            for slot, _item, count in plan.segments:
                 self.sampler.insert_range(slot, slot + count)
         return plan.slots().numpy()
 
@@ -169,13 +169,15 @@ class TransitionBuffer:
         """
         if len(self) == 0:
             raise InsufficientDataError(f"cannot sample {n} transitions from an empty buffer; add some first")
-        if self._prioritized:
-            drawn = self.sampler.sample(self.rng, n)
+        sampler = self.sampler
+        weights: torch.Tensor | None = None
+        generations: np.ndarray | None = None
+        if isinstance(sampler, PrioritizedSampler):
+            drawn = sampler.sample(self.rng, n)
             weights = torch.from_numpy(drawn.weights).to(self.device)
             indices, generations = drawn.indices, drawn.generations
         else:
-            indices = self.sampler.sample(self.rng, n, len(self), replace=True)
-            weights = generations = None
+            indices = sampler.sample(self.rng, n, len(self), replace=True)
         fields = self.storage.gather(indices)
         if self.n_step is not None:
             fields.update(self.n_step.compute(self, indices))
@@ -189,16 +191,22 @@ class TransitionBuffer:
             FieldValueError: A priority is NaN, infinite or negative.
             IndexOutOfRangeError: An index is outside the stored transitions.
         """
-        if not self._prioritized:
+        if not isinstance(self.sampler, PrioritizedSampler):
             raise TypeError("update_priorities needs a prioritized buffer: pass sampler='prioritized'")
         if isinstance(priorities, torch.Tensor):
             priorities = priorities.detach().cpu().numpy()
         return self.sampler.update_priorities(indices, priorities, generations)
 
 
+_LEAVES = (np.ndarray, torch.Tensor, float, int, np.generic)
+
+
 def _flat(data: Mapping[str, Any]) -> Mapping[str, Any]:
     """Return ``data`` flattened when it holds nested mappings."""
-    return flatten(data) if any(isinstance(v, Mapping) for v in data.values()) else data
+    for value in data.values():
+        if not isinstance(value, _LEAVES) and isinstance(value, Mapping):
+            return flatten(data)
+    return data
 
 
 def _make_sampler(sampler: Any, capacity: int) -> UniformSampler | PrioritizedSampler:

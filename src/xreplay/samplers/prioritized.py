@@ -103,9 +103,14 @@ class PrioritizedSampler:
             raise IndexOutOfRangeError(f"slot range [{start}, {stop}) is outside capacity {self.capacity}")
         if start == stop:
             return
-        self.generations[start:stop] += 1
-        self.size = max(self.size, stop)
-        if self._pending and self._pending[-1][1] == start:
+        if stop - start == 1:
+            self.generations[start] += 1  # scalar update: the common one-item add
+        else:
+            self.generations[start:stop] += 1
+        if stop > self.size:
+            self.size = stop
+        pending = self._pending
+        if pending and pending[-1][1] == start:
             self._pending[-1][1] = stop  # extends the previous range: one slice update later
         else:
             self._pending.append([start, stop])
@@ -157,7 +162,9 @@ class PrioritizedSampler:
             mass = rng.random(n) * total
         return self.sample_masses(mass, total, step)
 
-    def sample_masses(self, mass: np.ndarray, total: float | None = None, step: int | None = None) -> PrioritizedSample:
+    def sample_masses(
+        self, mass: np.ndarray, total: float | None = None, step: int | None = None
+    ) -> PrioritizedSample:
         """Return the slots holding the priority masses ``mass`` (each in ``[0, total)``), with weights."""
         self._flush()
         total = self.tree.total() if total is None else total
@@ -199,7 +206,9 @@ class PrioritizedSampler:
         if generations is not None:
             generations = np.asarray(generations, dtype=np.int64).reshape(-1)
             if generations.shape != indices.shape:
-                raise FieldShapeError(f"got {indices.shape[0]} indices but {generations.shape[0]} generations")
+                raise FieldShapeError(
+                    f"got {indices.shape[0]} indices but {generations.shape[0]} generations"
+                )
             fresh = self.generations[indices] == generations
             stale = int(indices.shape[0] - np.count_nonzero(fresh))
             if stale:
@@ -259,7 +268,9 @@ class PrioritizedSampler:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the state returned by :meth:`state_dict`."""
         if int(state["capacity"]) != self.capacity:
-            raise ValueError(f"sampler state is for capacity {state['capacity']}, this sampler has {self.capacity}")
+            raise ValueError(
+                f"sampler state is for capacity {state['capacity']}, this sampler has {self.capacity}"
+            )
         self._pending.clear()
         self.alpha, self.epsilon = float(state["alpha"]), float(state["epsilon"])
         self.max_priority = float(state["max_priority"])

@@ -14,6 +14,8 @@ running sum of the top level.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from xreplay.samplers.sum_tree import DEFAULT_TOP_WIDTH, _capacity
@@ -90,7 +92,7 @@ class PriorityTree:
             data[2 * lo + 1 : 2 * hi : 2] = np.minimum(children[:, 1], children[:, 3])
             lo, hi = lo >> 1, ((hi - 1) >> 1) + 1
 
-    def __getitem__(self, indices: np.ndarray | int) -> np.ndarray | float:
+    def __getitem__(self, indices: Any) -> np.ndarray:
         """Return the leaf values at ``indices`` (0 where unset)."""
         return self.data[(np.asarray(indices) + self.capacity) << 1]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Union
 
 __all__ = ["ConstantSchedule", "LinearSchedule", "Schedule", "as_schedule"]
 
@@ -50,7 +49,7 @@ class LinearSchedule:
         return float(round(self.start + fraction * (self.end - self.start), 12))
 
 
-Schedule = Union[ConstantSchedule, LinearSchedule, Callable[[int], float]]
+Schedule = ConstantSchedule | LinearSchedule | Callable[[int], float]
 
 
 def as_schedule(value: float | Schedule) -> Schedule:

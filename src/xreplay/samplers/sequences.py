@@ -134,7 +134,9 @@ class SequenceSampler:
         columns = buffer.storage.columns
         missing = [f for f in self.end_fields if f not in columns]
         if missing:
-            raise UnknownFieldError(f"sequence sampling needs fields {missing}; the buffer has {list(columns)}")
+            raise UnknownFieldError(
+                f"sequence sampling needs fields {missing}; the buffer has {list(columns)}"
+            )
 
     def _ends(self, buffer: TransitionBuffer, window: np.ndarray) -> np.ndarray:
         """Return bool ``window.shape``: the step at each slot ends its episode."""

@@ -76,7 +76,9 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         compact: bool | None = None,
     ):
         """Allocate ``buffer_size`` episodes and their priorities (new episodes start at priority 1)."""
-        super().__init__(scheme, groups, buffer_size, max_seq_length, preprocess=preprocess, device=device, compact=compact)
+        super().__init__(
+            scheme, groups, buffer_size, max_seq_length, preprocess=preprocess, device=device, compact=compact
+        )
         self.alpha = alpha
         self.beta_original = beta
         self.beta = beta
@@ -103,7 +105,9 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         for slot, _item, count in plan.segments:
             self._sampler.insert_range(slot, slot + count)
 
-    def sample(self, batch_size: int, t: int) -> tuple[EpisodeBatch, list[int], np.ndarray]:
+    def sample(  # type: ignore[override]  # pymarl2's signature differs from ReplayBuffer.sample
+        self, batch_size: int, t: int
+    ) -> tuple[EpisodeBatch, list[int], np.ndarray]:
         """Return ``(batch, idxes, weights)``: ``batch_size`` episodes drawn with replacement, one per stratum.
 
         Raises:
