@@ -2,5 +2,7 @@
 
 from xreplay.buffers.episode_writer import EpisodeWriter
 from xreplay.buffers.episodes import EpisodeBuffer, EpisodeSample
+from xreplay.buffers.n_step import NStepReturns
+from xreplay.buffers.transitions import TransitionBuffer, TransitionSample
 
-__all__ = ["EpisodeBuffer", "EpisodeSample", "EpisodeWriter"]
+__all__ = ["EpisodeBuffer", "EpisodeSample", "EpisodeWriter", "NStepReturns", "TransitionBuffer", "TransitionSample"]

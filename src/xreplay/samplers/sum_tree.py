@@ -1,10 +1,25 @@
-"""Vectorized sum and min segment trees over float64 priorities.
+"""Vectorized sum and min trees over float64 priorities, built for batches.
 
-The trees are flat arrays of ``2 * capacity`` nodes (``capacity`` a power of
-two): the root is node 1 and leaf ``i`` is node ``capacity + i``. Batch
-updates set many leaves and then refresh their ancestors one level at a time;
-batch prefix-sum search descends all queries together, one level at a time.
-Both cost O(batch x log capacity) numpy work and no Python loop per item.
+A tree is a flat array of ``2 * capacity`` nodes (``capacity`` a power of
+two): node 1 is the root, node ``p`` has children ``2p`` and ``2p + 1`` and
+leaf ``i`` is node ``capacity + i``. For a batch of a few hundred indices the
+cost is numpy's per-call overhead, not arithmetic, so the trees keep the
+number of numpy calls small:
+
+* Only the levels from the leaves up to the *top level* (the level with at
+  most ``top_width`` nodes, 4096 by default) are maintained. The root is
+  reduced from the top level on demand (a few microseconds).
+* ``update`` writes the leaves, then per maintained level gathers the
+  children pairs of the touched parents (one gather of ``[batch, 2]``) and
+  combines them: four numpy calls per level.
+* ``SumTree.find`` takes the running sum of the top level once and locates
+  every query in it with one ``searchsorted``, which replaces the descent
+  through the upper levels; it then descends the remaining levels for all
+  queries together, five in-place numpy calls per level.
+
+At a million leaves that is 8 levels instead of 20. A JIT (numba) or a C
+extension would be faster still; numpy alone is used so that the core keeps
+only torch and numpy as dependencies.
 """
 
 from __future__ import annotations
@@ -12,6 +27,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["MinTree", "SumTree"]
+
+DEFAULT_TOP_WIDTH = 4096
 
 
 def _capacity(size: int) -> int:
@@ -23,17 +40,24 @@ class _SegmentTree:
     """A complete binary tree whose parents combine their children with ``_combine``."""
 
     _neutral: float = 0.0
+    _combine: np.ufunc = np.add
 
-    def __init__(self, size: int):
-        """Hold ``size`` leaves, all neutral."""
+    def __init__(self, size: int, top_width: int = DEFAULT_TOP_WIDTH):
+        """Hold ``size`` leaves, all neutral.
+
+        Args:
+            size: Number of leaves.
+            top_width: Widest level reduced in one call instead of walked
+                node by node (rounded down to a power of two).
+        """
+        if size < 0:
+            raise ValueError(f"tree size must be >= 0, got {size}")
         self.size = int(size)
         self.capacity = _capacity(self.size)
+        self.top = min(self.capacity, 1 << max(0, int(top_width).bit_length() - 1))
         self.depth = self.capacity.bit_length() - 1
         self.nodes = np.full(2 * self.capacity, self._neutral, dtype=np.float64)
-
-    @staticmethod
-    def _combine(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        self._pairs = self.nodes.reshape(-1, 2)  # row p holds the children of node p
 
     def update(self, indices: np.ndarray, values: np.ndarray) -> None:
         """Set leaves ``indices`` to ``values`` (the last value wins for repeated indices)."""
@@ -41,11 +65,14 @@ class _SegmentTree:
         if indices.size == 0:
             return
         nodes = self.nodes
-        nodes[indices + self.capacity] = np.asarray(values, dtype=np.float64).reshape(-1)
-        parents = (indices + self.capacity) >> 1
-        for _ in range(self.depth):
+        parents = indices + self.capacity
+        nodes[parents] = np.asarray(values, dtype=np.float64).reshape(-1)
+        combine, top = self._combine, self.top
+        parents >>= 1
+        while parents[0] >= top:  # every query is on the same level
             # Repeated parents recompute the same value, so no de-duplication is needed.
-            nodes[parents] = self._combine(nodes[2 * parents], nodes[2 * parents + 1])
+            children = self._pairs.take(parents, axis=0)
+            nodes[parents] = combine(children[:, 0], children[:, 1])
             parents >>= 1
 
     def __getitem__(self, indices: np.ndarray | int) -> np.ndarray | float:
@@ -60,9 +87,26 @@ class _SegmentTree:
         """Return a view of the ``size`` leaves."""
         return self.nodes[self.capacity : self.capacity + self.size]
 
+    def top_level(self) -> np.ndarray:
+        """Return a view of the top maintained level (``top`` nodes covering every leaf in order)."""
+        return self.nodes[self.top : 2 * self.top]
+
     def root(self) -> float:
         """Return the combination of all leaves."""
-        return float(self.nodes[1])
+        return float(self._combine.reduce(self.top_level()))
+
+    def load_leaves(self, values: np.ndarray) -> None:
+        """Replace all ``size`` leaves with ``values`` and rebuild the maintained levels."""
+        values = np.asarray(values, dtype=np.float64).reshape(-1)
+        if values.shape[0] != self.size:
+            raise ValueError(f"expected {self.size} leaf values, received {values.shape[0]}")
+        self.reset()
+        self.leaves()[:] = values
+        width = self.capacity // 2
+        while width >= self.top:  # rebuild level by level, each from the one below
+            below = self.nodes[2 * width : 4 * width]
+            self.nodes[width : 2 * width] = self._combine(below[0::2], below[1::2])
+            width //= 2
 
 
 class SumTree(_SegmentTree):
@@ -76,39 +120,43 @@ class SumTree(_SegmentTree):
     """
 
     _neutral = 0.0
-
-    @staticmethod
-    def _combine(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-        return left + right
+    _combine = np.add
 
     def find(self, mass: np.ndarray) -> np.ndarray:
-        """Return, for each ``mass`` in ``[0, root)``, the leaf whose cumulative range holds it.
+        """Return, for each ``mass``, the leaf whose cumulative range holds it.
 
-        Descends left while the left child's sum is strictly greater than the
-        remaining mass. A mass at or past the total (float rounding) lands on
-        the last leaf with a positive value, so an empty leaf is never returned
-        while any leaf is positive.
+        Leaf ``i`` holds the masses in ``[sum(leaves[:i]), sum(leaves[:i + 1]))``,
+        so a leaf of value zero is never returned while any leaf is positive.
+        Masses below 0 count as 0 and masses at or past the total as the
+        largest mass below it.
+
+        Raises:
+            ValueError: Every leaf is zero.
         """
-        mass = np.array(mass, dtype=np.float64).reshape(-1)
+        ends = np.cumsum(self.top_level())  # cumulative end of each top node's range
+        total = float(ends[-1])
+        if not total > 0.0:
+            raise ValueError("cannot sample: every priority is zero")
+        mass = np.clip(np.asarray(mass, dtype=np.float64).reshape(-1), 0.0, np.nextafter(total, 0.0))
+        position = np.searchsorted(ends, mass, side="right")  # first top node ending past the mass
+        mass -= np.where(position > 0, ends[position - 1], 0.0)  # mass left inside that node
+        node = position + self.top
         nodes = self.nodes
-        idx = np.ones(mass.shape, dtype=np.int64)
-        for _ in range(self.depth):
-            left = 2 * idx
-            left_sum = nodes[left]
-            right = mass >= left_sum
-            mass -= np.where(right, left_sum, 0.0)
-            idx = left + right
-        leaf = idx - self.capacity
-        empty = nodes[idx] <= 0.0
-        if empty.any():
+        for _ in range(self.depth - (self.top.bit_length() - 1)):
+            node <<= 1  # left child
+            left = nodes.take(node)
+            right = mass >= left
+            np.subtract(mass, left, out=mass, where=right)
+            node += right  # step to the right child where the mass lies past the left one
+        leaf = node - self.capacity
+        empty = nodes[node] <= 0.0
+        if empty.any():  # only after float rounding pushed a mass past a subtree's end
             leaf[empty] = self._last_positive_at_or_before(leaf[empty])
         return leaf
 
     def _last_positive_at_or_before(self, leaves: np.ndarray) -> np.ndarray:
-        """Return, for each leaf, the last leaf at or before it with a positive value (else the first positive)."""
+        """Return, for each leaf, the last positive leaf at or before it (else the first positive)."""
         positive = np.flatnonzero(self.leaves() > 0.0)
-        if positive.size == 0:
-            raise ValueError("cannot sample: every priority is zero")
         pos = np.searchsorted(positive, leaves, side="right") - 1
         return positive[np.maximum(pos, 0)]
 
@@ -124,7 +172,4 @@ class MinTree(_SegmentTree):
     """
 
     _neutral = float("inf")
-
-    @staticmethod
-    def _combine(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-        return np.minimum(left, right)
+    _combine = np.minimum

@@ -1,5 +1,9 @@
 """PyMARL's episode storage as a drop-in: change ``components.episode_buffer`` to this module.
 
+pymarl2's ``PrioritizedReplayBuffer`` is here too (``sample(batch_size, t)``
+returns ``(batch, idxes, weights)``; ``update_priorities(idxes, priorities)``),
+with its upstream defects fixed: see :mod:`xreplay.compat.pymarl.prioritized`.
+
 ``EpisodeBatch``, ``ReplayBuffer``, ``Transform`` and ``OneHot`` keep PyMARL's
 signatures, attributes (``scheme``, ``groups``, ``batch_size``,
 ``max_seq_length``, ``preprocess``, ``device``, ``data.transition_data``,
@@ -46,7 +50,15 @@ rather than a view of storage: write through ``update``.
 """
 
 from xreplay.compat.pymarl.episode_batch import EpisodeBatch, set_compact_default
+from xreplay.compat.pymarl.prioritized import PrioritizedReplayBuffer
 from xreplay.compat.pymarl.replay_buffer import ReplayBuffer
 from xreplay.compat.pymarl.transforms import OneHot, Transform
 
-__all__ = ["EpisodeBatch", "OneHot", "ReplayBuffer", "Transform", "set_compact_default"]
+__all__ = [
+    "EpisodeBatch",
+    "OneHot",
+    "PrioritizedReplayBuffer",
+    "ReplayBuffer",
+    "Transform",
+    "set_compact_default",
+]

@@ -1,0 +1,213 @@
+"""Workload S2: a million MuJoCo-sized transitions, uniform and prioritized, xreplay vs installed peers.
+
+Fields: obs f32[17], next_obs f32[17], act f32[6], rew f32, done f32 (168 bytes a
+transition, 160 MiB at capacity 1,000,000). Measured per implementation, in
+one process, repetitions interleaved across implementations so that machine
+noise hits all of them alike:
+
+* add in chunks of 1 and of 64 into a full buffer (transitions/s);
+* prioritized loop: sample 256 (alpha 0.6, beta 0.4) + update 256 priorities (loops/s);
+* uniform loop: sample 256 (loops/s);
+* RSS growth after allocating and filling the buffer, in a fresh subprocess.
+
+Peers (cpprb, TorchRL, Tianshou) are used when installed (``pip install -e ".[bench-peers]"``).
+``--smoke`` runs a tiny size in a few seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from xreplay.buffers import TransitionBuffer
+from xreplay.samplers import PrioritizedSampler
+
+SHAPES = {"obs": (17,), "next_obs": (17,), "act": (6,), "rew": (), "done": ()}
+BATCH = 256
+
+
+def chunk(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """Return ``n`` random transitions."""
+    return {k: rng.random((n, *s), dtype=np.float32) for k, s in SHAPES.items()}
+
+
+class XReplay:
+    """xreplay's TransitionBuffer."""
+
+    def __init__(self, capacity: int, prioritized: bool):
+        sampler = PrioritizedSampler(capacity, alpha=0.6, beta=0.4) if prioritized else "uniform"
+        self.buf = TransitionBuffer(capacity, sampler=sampler, seed=0)
+
+    def add(self, data: dict[str, np.ndarray]) -> None:
+        self.buf.extend(data)
+
+    def add_one(self, data: dict[str, np.ndarray]) -> None:
+        self.buf.add(data)
+
+    def sample(self) -> object:
+        return self.buf.sample(BATCH)
+
+    def per_loop(self, priorities: np.ndarray) -> None:
+        s = self.buf.sample(BATCH)
+        self.buf.update_priorities(s.indices, priorities, s.generations)
+
+
+class Cpprb:
+    """cpprb's ReplayBuffer / PrioritizedReplayBuffer."""
+
+    def __init__(self, capacity: int, prioritized: bool):
+        import cpprb
+
+        env = {k: {"shape": s if s else 1} for k, s in SHAPES.items()}
+        cls = cpprb.PrioritizedReplayBuffer if prioritized else cpprb.ReplayBuffer
+        self.buf = cls(capacity, env, alpha=0.6) if prioritized else cls(capacity, env)
+
+    def add(self, data: dict[str, np.ndarray]) -> None:
+        self.buf.add(**data)
+
+    add_one = add
+
+    def sample(self) -> object:
+        return self.buf.sample(BATCH)
+
+    def per_loop(self, priorities: np.ndarray) -> None:
+        s = self.buf.sample(BATCH, beta=0.4)
+        self.buf.update_priorities(s["indexes"], priorities)
+
+
+IMPLS: dict[str, Callable[[int, bool], object]] = {"xreplay": XReplay, "cpprb": Cpprb}
+
+
+def available() -> list[str]:
+    """Return the implementations that can be imported here."""
+    names = ["xreplay"]
+    try:
+        import cpprb  # noqa: F401
+
+        names.append("cpprb")
+    except ImportError:
+        print("cpprb not installed: pip install cpprb (extra bench-peers)", file=sys.stderr)
+    for peer in ("torchrl", "tianshou"):
+        try:
+            __import__(peer)
+            print(f"{peer} installed but not wired into S2 yet", file=sys.stderr)
+        except ImportError:
+            print(f"{peer} not installed: skipped", file=sys.stderr)
+    return names
+
+
+def fill(buf: object, capacity: int, rng: np.random.Generator) -> None:
+    """Fill ``buf`` to capacity in chunks of 1,000."""
+    data = chunk(rng, 1000)
+    for _ in range(-(-capacity // 1000)):
+        buf.add(data)
+
+
+def rss_bytes() -> int:
+    """Return this process's resident set size."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def rss_growth(name: str, capacity: int, prioritized: bool) -> int:
+    """Return the RSS growth of allocating and filling one buffer, measured in a subprocess."""
+    code = (
+        "import sys, json, numpy as np, torch; sys.path.insert(0, 'benchmarks'); import s2_transitions as b; "
+        f"before = b.rss_bytes(); buf = b.IMPLS[{name!r}]({capacity}, {prioritized}); "
+        f"b.fill(buf, {capacity}, np.random.default_rng(0)); buf.per_loop(np.ones(b.BATCH)) if {prioritized} else buf.sample(); "
+        "print(json.dumps(b.rss_bytes() - before))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def timed(fn: Callable[[], object], calls: int) -> float:
+    """Return seconds per call of ``fn`` over ``calls`` calls."""
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls
+
+
+def measure(names: list[str], capacity: int, reps: int, calls: int) -> dict[str, dict[str, float]]:
+    """Return per implementation the median rates of every S2 operation."""
+    rng = np.random.default_rng(0)
+    one, sixty_four = chunk(rng, 1), chunk(rng, 64)
+    single = {k: v[0] for k, v in one.items()}  # one transition, no batch dimension
+    priorities = rng.random(BATCH) + 1e-6
+    buffers = {}
+    for name in names:
+        buffers[name] = {p: IMPLS[name](capacity, p) for p in (False, True)}
+        for buf in buffers[name].values():
+            fill(buf, capacity, rng)
+    ops = {
+        "add1 uniform (tr/s)": lambda b: (
+            lambda: b[False].add_one(single if isinstance(b[False], XReplay) else one),
+            1,
+        ),
+        "add64 uniform (tr/s)": lambda b: (lambda: b[False].add(sixty_four), 64),
+        "add1 prioritized (tr/s)": lambda b: (
+            lambda: b[True].add_one(single if isinstance(b[True], XReplay) else one),
+            1,
+        ),
+        "add64 prioritized (tr/s)": lambda b: (lambda: b[True].add(sixty_four), 64),
+        "prioritized loop (loops/s)": lambda b: (lambda: b[True].per_loop(priorities), 1),
+        "uniform sample-256 (loops/s)": lambda b: (lambda: b[False].sample(), 1),
+    }
+    results: dict[str, dict[str, list[float]]] = {n: {op: [] for op in ops} for n in names}
+    for _ in range(reps):
+        for op, make in ops.items():
+            for name in names:  # interleaved: each repetition runs every implementation back to back
+                fn, items = make(buffers[name])
+                results[name][op].append(items / timed(fn, calls))
+    return {n: {op: float(np.median(v)) for op, v in per.items()} for n, per in results.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run S2 and print a table of medians and ratios vs cpprb."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny size, a few seconds")
+    parser.add_argument("--capacity", type=int, default=1_000_000)
+    parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.capacity, args.reps, args.calls = 5_000, 3, 20
+    torch.set_num_threads(1)
+    names = available()
+    table = measure(names, args.capacity, args.reps, args.calls)
+    payload = args.capacity * sum(4 * int(np.prod(s)) for s in SHAPES.values())
+    for name in names:
+        for prioritized in (False, True):
+            growth = rss_growth(name, args.capacity, prioritized)
+            table[name][f"RSS growth {'prioritized' if prioritized else 'uniform'} (x payload)"] = (
+                growth / payload
+            )
+    print(
+        f"S2 capacity={args.capacity} reps={args.reps} calls={args.calls} payload={payload / 2**20:.1f} MiB"
+    )
+    header = f"{'operation':34s}" + "".join(f"{n:>14s}" for n in names)
+    print(header + ("  xreplay/cpprb" if "cpprb" in names else ""))
+    for op in table["xreplay"]:
+        row = f"{op:34s}" + "".join(f"{table[n][op]:14.4g}" for n in names)
+        if "cpprb" in names:
+            row += f"  {table['xreplay'][op] / table['cpprb'][op]:13.2f}"
+        print(row)
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(table, out, indent=1)
+
+
+if __name__ == "__main__":
+    main()

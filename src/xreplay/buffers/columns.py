@@ -1,0 +1,209 @@
+"""ColumnStorage: one preallocated tensor per field, rows are items, fields inferred from the first write."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from xreplay.errors import FieldShapeError, FieldValueError, SchemeError, UnknownFieldError
+
+__all__ = ["ColumnSpec", "ColumnStorage", "flatten", "unflatten"]
+
+SEPARATOR = "/"
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Return ``data`` with nested mappings flattened into ``"outer/inner"`` keys."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{prefix}{key}{SEPARATOR}"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Return nested dicts rebuilt from ``"outer/inner"`` keys."""
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        *outer, last = key.split(SEPARATOR)
+        node = nested
+        for part in outer:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return nested
+
+
+_NUMPY_KIND = {"b": "b", "i": "i", "u": "i", "f": "f"}
+
+
+def _kind(dtype: np.dtype) -> str:
+    """Return 'b' (bool), 'i' (integer) or 'f' (floating) for a numpy dtype."""
+    return "i" if dtype.kind in "iu" else dtype.kind
+
+
+def _torch_kind(dtype: torch.dtype) -> str:
+    """Return 'b' (bool), 'i' (integer) or 'f' (floating) for a torch dtype."""
+    return "b" if dtype == torch.bool else ("f" if dtype.is_floating_point else "i")
+
+
+@dataclasses.dataclass(frozen=True)
+class ColumnSpec:
+    """One field: item shape and dtype."""
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+
+class ColumnStorage:
+    """Preallocated ``[capacity, *shape]`` tensors, one per field.
+
+    The first write fixes the fields, their item shapes and dtypes (Python
+    floats become float32, Python ints int64). Later writes must match:
+    the same keys, the same item shapes and the same kind of dtype (bool,
+    integer or floating; floats are cast to the field's precision).
+    On CPU the tensors are also kept as numpy views for cheap small writes.
+
+    Example:
+        >>> s = ColumnStorage(4)
+        >>> values = s.prepare({"obs": np.zeros((2, 3), np.float32)}, batched=True)
+        >>> s.write(slice(0, 2), values, slice(0, 2))
+        >>> s.columns["obs"].shape
+        torch.Size([4, 3])
+    """
+
+    def __init__(self, capacity: int, device: str | torch.device = "cpu"):
+        """Hold ``capacity`` rows; columns are allocated on the first write."""
+        if capacity <= 0:
+            raise SchemeError(f"capacity must be > 0, got {capacity}")
+        self.capacity = int(capacity)
+        self.device = torch.device(device)
+        self.specs: dict[str, ColumnSpec] = {}
+        self.columns: dict[str, torch.Tensor] = {}
+        self._host: dict[str, np.ndarray] = {}  # numpy views of CPU columns
+        self._kinds: dict[str, str] = {}  # 'b', 'i' or 'f' per field
+
+    def prepare(self, flat: Mapping[str, Any], batched: bool) -> dict[str, np.ndarray | torch.Tensor]:
+        """Convert and check every value of a write (allocating columns on the first); change nothing else.
+
+        Args:
+            flat: Field name -> value (already flattened).
+            batched: Whether values carry a leading batch dimension.
+
+        Returns:
+            The values as arrays (or tensors) of the stored item shapes.
+
+        Raises:
+            UnknownFieldError: A field is missing or extra.
+            FieldShapeError: An item shape or the batch sizes differ.
+            FieldValueError: A dtype of another kind than the field's.
+        """
+        values = {
+            # Fast path for numeric numpy arrays, the common case of a hot write loop.
+            name: value
+            if type(value) is np.ndarray and value.dtype.kind in "biuf"
+            else self._as_array(name, value)
+            for name, value in flat.items()
+        }
+        if not self.specs:
+            self._allocate(values, batched)
+        if values.keys() != self.specs.keys():
+            self._check_keys(values)
+        batch = None
+        kinds = self._kinds
+        for name, value in values.items():
+            spec = self.specs[name]
+            shape = value.shape
+            item = shape[1:] if batched else shape
+            if item != spec.shape:
+                raise FieldShapeError(
+                    f"field {name!r}: expected item shape {spec.shape}, received {tuple(item)}"
+                )
+            if batched:
+                batch = shape[0] if batch is None else batch
+                if shape[0] != batch:
+                    raise FieldShapeError(
+                        f"field {name!r}: batch of {shape[0]} items, other fields have {batch}"
+                    )
+            if type(value) is not np.ndarray or _NUMPY_KIND[value.dtype.kind] != kinds[name]:
+                self._check_kind(name, value, spec)
+        return values
+
+    @staticmethod
+    def _as_array(name: str, value: Any) -> np.ndarray | torch.Tensor:
+        """Return ``value`` as a tensor (kept) or a numpy array; Python floats become float32."""
+        if isinstance(value, torch.Tensor):
+            return value.detach()
+        array = np.asarray(value)
+        if array.dtype == np.float64 and not isinstance(value, np.ndarray | np.generic):
+            array = array.astype(np.float32)
+        if array.dtype.kind not in "biuf":
+            raise FieldValueError(
+                f"field {name!r}: expected numbers or booleans, received dtype {array.dtype}"
+            )
+        return array
+
+    def _allocate(self, values: Mapping[str, np.ndarray | torch.Tensor], batched: bool) -> None:
+        """Create one zeroed column per field from the first write."""
+        specs = {}
+        for name, value in values.items():
+            shape = tuple(value.shape[1:]) if batched else tuple(value.shape)
+            if batched and value.ndim == 0:
+                raise FieldShapeError(f"field {name!r}: expected a batch, received a scalar")
+            if isinstance(value, torch.Tensor):
+                dtype = value.dtype
+            else:
+                dtype = torch.from_numpy(np.zeros(0, dtype=value.dtype)).dtype
+            specs[name] = ColumnSpec(shape, dtype)
+        for name, spec in specs.items():
+            self.columns[name] = torch.zeros(
+                (self.capacity, *spec.shape), dtype=spec.dtype, device=self.device
+            )
+            if self.device.type == "cpu":
+                self._host[name] = self.columns[name].numpy()
+        self.specs = specs
+        self._kinds = {name: _torch_kind(spec.dtype) for name, spec in specs.items()}
+
+    def _check_keys(self, values: Mapping[str, Any]) -> None:
+        """Raise UnknownFieldError naming a missing or extra field."""
+        if values.keys() != self.specs.keys():
+            extra = [k for k in values if k not in self.specs]
+            missing = [k for k in self.specs if k not in values]
+            raise UnknownFieldError(
+                f"write does not match the fields of the first write: missing {missing}, extra {extra}; "
+                f"expected {list(self.specs)}"
+            )
+
+    @staticmethod
+    def _check_kind(name: str, value: np.ndarray | torch.Tensor, spec: ColumnSpec) -> None:
+        """Raise FieldValueError if ``value``'s dtype is of another kind than the field's."""
+        given = _torch_kind(value.dtype) if isinstance(value, torch.Tensor) else _kind(value.dtype)
+        if given != _torch_kind(spec.dtype):
+            raise FieldValueError(f"field {name!r}: expected dtype {spec.dtype}, received {value.dtype}")
+
+    def write(
+        self, rows: slice | int, values: Mapping[str, np.ndarray | torch.Tensor], items: Any
+    ) -> None:
+        """Copy ``values[name][items]`` into rows ``rows`` of every column."""
+        host = self._host
+        for name, value in values.items():
+            if type(value) is np.ndarray and name in host:
+                host[name][rows] = value[items]
+            else:
+                self.columns[name][rows] = torch.as_tensor(value[items]).to(self.device)
+
+    def gather(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
+        """Return every column at ``indices`` (int64), as new tensors on the storage device."""
+        if self._host:
+            return {name: torch.from_numpy(host.take(indices, axis=0)) for name, host in self._host.items()}
+        index = torch.from_numpy(indices).to(self.device, non_blocking=True)
+        return {name: column.index_select(0, index) for name, column in self.columns.items()}
+
+    def nbytes(self) -> int:
+        """Return the bytes held by the columns."""
+        return sum(c.element_size() * c.nelement() for c in self.columns.values())

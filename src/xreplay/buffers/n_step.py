@@ -1,0 +1,90 @@
+"""N-step returns for sampled transitions, stopping at episode ends and at the newest item."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from xreplay.errors import UnknownFieldError
+
+if TYPE_CHECKING:
+    from xreplay.buffers.transitions import TransitionBuffer
+
+__all__ = ["NStepReturns"]
+
+
+@dataclasses.dataclass(frozen=True)
+class NStepReturns:
+    """Compute ``sum_k gamma^k r_{t+k}`` over up to ``n`` following transitions at sample time.
+
+    The sum stops after the first transition that ends its episode
+    (terminated or truncated) and at the newest stored transition. The
+    bootstrap discount is ``gamma^(m+1)`` after ``m + 1`` summed rewards, or 0
+    when the last summed transition *terminated*: a *truncated* episode still
+    bootstraps from its ``next_obs``. Samples gain ``"n_step/return"``,
+    ``"n_step/discount"`` and ``"n_step/next_obs"`` (the ``next_obs`` of the
+    last summed transition). Transitions must be added in time order.
+
+    Example:
+        >>> from xreplay.buffers.transitions import TransitionBuffer
+        >>> nstep = NStepReturns(3, gamma=0.5, reward="rew", terminated="term", truncated=None, next_obs="nobs")
+        >>> buf = TransitionBuffer(8, n_step=nstep, seed=0)
+        >>> _ = buf.extend({"rew": np.ones(4, np.float32), "term": np.array([0, 0, 1, 0], np.float32),
+        ...                 "nobs": np.arange(4, dtype=np.float32)})
+        >>> out = nstep.compute(buf, np.array([0, 1, 3]))
+        >>> out["n_step/return"].tolist(), out["n_step/discount"].tolist(), out["n_step/next_obs"].tolist()
+        ([1.75, 1.5, 1.0], [0.0, 0.0, 0.5], [2.0, 2.0, 3.0])
+    """
+
+    n: int
+    gamma: float
+    reward: str = "reward"
+    terminated: str = "terminated"
+    truncated: str | None = "truncated"
+    next_obs: str = "next_obs"
+
+    def __post_init__(self) -> None:
+        """Check ``n`` and ``gamma``."""
+        if self.n < 1 or not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"need n >= 1 and 0 <= gamma <= 1, got n={self.n}, gamma={self.gamma}")
+
+    def compute(self, buffer: TransitionBuffer, indices: np.ndarray) -> dict[str, torch.Tensor]:
+        """Return the n-step fields for the transitions at ``indices``.
+
+        Raises:
+            UnknownFieldError: The buffer lacks one of the named fields.
+        """
+        columns = buffer.storage.columns
+        names = [self.reward, self.terminated, self.next_obs] + ([self.truncated] if self.truncated else [])
+        missing = [name for name in names if name not in columns]
+        if missing:
+            raise UnknownFieldError(f"n-step returns need fields {missing}; the buffer has {list(columns)}")
+        capacity, n, batch = buffer.capacity, self.n, indices.shape[0]
+        newest = (buffer.writer.cursor - 1) % capacity
+        ahead = (newest - indices) % capacity  # stored transitions after each index
+        window = (indices[:, None] + np.arange(n)) % capacity  # [batch, n] slots t .. t + n - 1
+        device = columns[self.reward].device
+        flat = torch.from_numpy(window.reshape(-1)).to(device)
+        reward = columns[self.reward].index_select(0, flat).reshape(batch, n).double()
+        terminated = columns[self.terminated].index_select(0, flat).reshape(batch, n) != 0
+        stop = terminated.clone()
+        if self.truncated:
+            stop |= columns[self.truncated].index_select(0, flat).reshape(batch, n) != 0
+        steps = torch.arange(n, device=device)
+        stop |= steps[None, :] >= torch.from_numpy(np.minimum(ahead, n - 1)).to(device)[:, None]
+        last = stop.to(torch.uint8).argmax(dim=1)  # first step that ends the sum
+        included = steps[None, :] <= last[:, None]
+        powers = self.gamma ** steps.double()
+        returns = (reward * powers * included).sum(dim=1)
+        ended = terminated.gather(1, last[:, None])[:, 0]
+        discount = torch.where(ended, 0.0, self.gamma ** (last.double() + 1))
+        next_slot = torch.from_numpy(window).to(device).gather(1, last[:, None])[:, 0]
+        dtype = columns[self.reward].dtype if columns[self.reward].is_floating_point() else torch.float32
+        return {
+            "n_step/return": returns.to(dtype),
+            "n_step/discount": discount.to(dtype),
+            "n_step/next_obs": columns[self.next_obs].index_select(0, next_slot),
+        }

@@ -1,0 +1,146 @@
+"""pymarl2's ``PrioritizedReplayBuffer``: episodes sampled in proportion to ``priority ** alpha``.
+
+Same signature, attributes (``alpha``, ``beta_original``, ``beta``,
+``beta_increment``, ``max_priority``) and results as pymarl2: ``sample(batch_size, t)``
+returns ``(batch, idxes, weights)``, draws one mass per stratum from Python's
+global ``random`` (so a seeded pymarl2 run draws the same numbers), anneals
+beta from ``beta`` to 1 over ``t_max`` and normalises the importance weights
+by the largest weight any stored episode could get. Priorities live in
+xreplay's :class:`~xreplay.samplers.PrioritizedSampler`.
+
+Upstream defects that are fixed rather than reproduced (each has a test in
+``tests/compat/pymarl/test_prioritized.py``):
+
+* The sampling total was ``sum(0, episodes_in_buffer - 1)`` with an exclusive
+  end, so the last stored episode was never sampled; every stored episode is
+  now sampled with probability ``p ** alpha / sum``.
+* With one stored episode the tree reduction recursed forever
+  (``RecursionError``); one episode now samples normally.
+* Priorities of new episodes were set over the range between the old and new
+  ``buffer_index``, so an insert of exactly ``buffer_size`` episodes set no
+  priorities (they stayed 0 and were never sampled) and larger inserts set the
+  wrong slots. Every slot written now gets the current max priority.
+* ``device`` was ignored and storage forced to ``"cpu"``; it is honoured.
+* ``beta`` kept growing past 1 after ``t_max``; it stops at 1.
+* ``update_priorities`` applied priorities to whatever episode a slot held by
+  then; updates for episodes overwritten since they were sampled are skipped
+  and counted in ``stale_updates``.
+* ``update_priorities`` used bare ``assert``; invalid priorities (NaN, inf,
+  negative) raise :class:`~xreplay.errors.FieldValueError` and indices
+  outside the stored episodes :class:`~xreplay.errors.IndexOutOfRangeError`,
+  naming the index and value. A priority of 0 is accepted (never sampled).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import torch
+
+from xreplay.compat.pymarl.episode_batch import EpisodeBatch
+from xreplay.compat.pymarl.replay_buffer import ReplayBuffer
+from xreplay.samplers.prioritized import PrioritizedSampler
+from xreplay.samplers.schedules import LinearSchedule
+
+__all__ = ["PrioritizedReplayBuffer"]
+
+
+class PrioritizedReplayBuffer(ReplayBuffer):
+    """pymarl2's prioritized episode buffer: ``sample(batch_size, t)`` and ``update_priorities``.
+
+    Example:
+        >>> import random
+        >>> buf = PrioritizedReplayBuffer({"reward": {"vshape": (1,)}}, {}, 4, 2, alpha=0.6, beta=0.4, t_max=100)
+        >>> buf.insert_episode_batch(EpisodeBatch({"reward": {"vshape": (1,)}}, {}, 4, 2))
+        >>> random.seed(0)
+        >>> batch, idxes, weights = buf.sample(4, t=0)
+        >>> idxes, weights.tolist()
+        ([0, 1, 2, 3], [1.0, 1.0, 1.0, 1.0])
+        >>> buf.update_priorities(idxes, [0.5, 1.0, 2.0, 4.0])
+    """
+
+    def __init__(
+        self,
+        scheme: dict[str, Any],
+        groups: Any,
+        buffer_size: int,
+        max_seq_length: int,
+        alpha: float,
+        beta: float,
+        t_max: int,
+        preprocess: dict[str, Any] | None = None,
+        device: Any = "cpu",
+        *,
+        compact: bool | None = None,
+    ):
+        """Allocate ``buffer_size`` episodes and their priorities (new episodes start at priority 1)."""
+        super().__init__(
+            scheme, groups, buffer_size, max_seq_length, preprocess=preprocess, device=device, compact=compact
+        )
+        self.alpha = alpha
+        self.beta_original = beta
+        self.beta = beta
+        self.beta_increment = (1.0 - beta) / t_max
+        self._sampler = PrioritizedSampler(
+            buffer_size, alpha=alpha, beta=LinearSchedule(beta, 1.0, t_max), epsilon=0.0, initial_priority=1.0
+        )
+        self._last_sample: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def max_priority(self) -> float:
+        """Return the largest priority seen (new episodes get its ``alpha`` power)."""
+        return self._sampler.max_priority
+
+    @property
+    def stale_updates(self) -> int:
+        """Return how many priority updates were skipped because their episode was overwritten."""
+        return self._sampler.stale_updates
+
+    def insert_episode_batch(self, ep_batch: EpisodeBatch) -> None:
+        """Insert ``ep_batch`` and give every slot written the current max priority."""
+        plan = self._writer.plan(ep_batch.batch_size)
+        super().insert_episode_batch(ep_batch)
+        for slot, _item, count in plan.segments:
+            self._sampler.insert_range(slot, slot + count)
+
+    def sample(  # type: ignore[override]  # pymarl2's signature differs from ReplayBuffer.sample
+        self, batch_size: int, t: int
+    ) -> tuple[EpisodeBatch, list[int], np.ndarray]:
+        """Return ``(batch, idxes, weights)``: ``batch_size`` episodes drawn with replacement, one per stratum.
+
+        Raises:
+            AssertionError: Fewer than ``batch_size`` episodes are stored (as the base buffer).
+        """
+        if not self.can_sample(batch_size):
+            raise AssertionError(
+                f"sample size {batch_size} exceeds the {self.episodes_in_buffer} stored episodes; "
+                f"lower it or check can_sample() first"
+            )
+        self.beta = self._sampler.beta(t)
+        total = self._sampler.total()
+        segment = total / batch_size
+        # pymarl2 draws each stratum's mass from Python's global random, one call per episode.
+        uniform = np.array([random.random() for _ in range(batch_size)])
+        mass = uniform * segment + np.arange(batch_size) * segment
+        drawn = self._sampler.sample_masses(mass, total, step=t)
+        self._last_sample = (drawn.indices, drawn.generations)
+        idxes = drawn.indices.tolist()
+        return self.gather(drawn.indices), idxes, drawn.weights.astype(np.float64)
+
+    def update_priorities(self, idxes: Any, priorities: Any) -> None:
+        """Set the priorities of sampled episodes, skipping those overwritten since they were sampled.
+
+        Raises:
+            FieldShapeError: ``idxes`` and ``priorities`` differ in length.
+            FieldValueError: A priority is NaN, infinite or negative.
+            IndexOutOfRangeError: An index is outside the stored episodes.
+        """
+        if isinstance(priorities, torch.Tensor):
+            priorities = priorities.detach().cpu().numpy()
+        indices = np.asarray(idxes, dtype=np.int64).reshape(-1)
+        generations = None
+        if self._last_sample is not None and np.array_equal(indices, self._last_sample[0]):
+            generations = self._last_sample[1]
+        self._sampler.update_priorities(indices, priorities, generations)

@@ -1,0 +1,281 @@
+"""PrioritizedSampler: proportional prioritized replay with stale-index protection.
+
+A slot ``i`` is drawn with probability ``p_i ** alpha / sum_j p_j ** alpha``
+and carries the importance weight ``(N * P(i)) ** -beta`` divided by the
+largest weight any stored slot could get, i.e. ``(min_p / p_i) ** beta`` with
+``min_p`` the smallest positive stored ``p ** alpha``. New slots get the
+largest priority seen so far. Every slot has a generation counter that grows
+when the slot is overwritten; samples return the generations they saw, and a
+priority update whose generation no longer matches is skipped and counted in
+:attr:`PrioritizedSampler.stale_updates` instead of landing on a newer item.
+
+New slots written as contiguous ranges (a ring buffer's writes) are recorded
+and put into the tree in one slice update before the next read, so adding
+one item costs no tree walk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from xreplay.errors import FieldShapeError, FieldValueError, IndexOutOfRangeError, InsufficientDataError
+from xreplay.samplers.priority_tree import PriorityTree
+from xreplay.samplers.schedules import Schedule, as_schedule
+
+__all__ = ["PrioritizedSample", "PrioritizedSampler"]
+
+
+@dataclasses.dataclass(frozen=True)
+class PrioritizedSample:
+    """Slots drawn by a :class:`PrioritizedSampler`.
+
+    Attributes:
+        indices: Slots drawn (int64), with replacement.
+        weights: Importance weights (float32), at most 1.
+        generations: Generation of each slot when drawn; pass it back to
+            :meth:`PrioritizedSampler.update_priorities`.
+        probabilities: Probability of drawing each slot (float64).
+    """
+
+    indices: np.ndarray
+    weights: np.ndarray
+    generations: np.ndarray
+    probabilities: np.ndarray
+
+
+class PrioritizedSampler:
+    """Draw slots in proportion to ``priority ** alpha``, with importance weights.
+
+    Args:
+        capacity: Number of slots.
+        alpha: Priority exponent (0 is uniform).
+        beta: Importance-sampling exponent: a number or a schedule of the
+            sample count (e.g. :class:`~xreplay.samplers.schedules.LinearSchedule`).
+        epsilon: Added to every updated priority so that no item starves.
+        stratified: Draw one mass from each of ``n`` equal strata of the total.
+        initial_priority: Priority of new slots until a larger one is seen.
+
+    Example:
+        >>> s = PrioritizedSampler(4, alpha=1.0, beta=1.0, epsilon=0.0)
+        >>> s.insert_range(0, 4)
+        >>> s.update_priorities(np.array([0, 1, 2, 3]), np.array([0.0, 1.0, 0.0, 3.0]))  # skipped as stale
+        0
+        >>> batch = s.sample(np.random.default_rng(0), 1000)
+        >>> sorted(set(batch.indices.tolist())), float(batch.weights.min())
+        ([1, 3], 0.3333333432674408)
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        alpha: float = 0.6,
+        beta: float | Schedule = 0.4,
+        epsilon: float = 1e-6,
+        stratified: bool = False,
+        initial_priority: float = 1.0,
+    ):
+        """Start with no slot inserted."""
+        if alpha < 0 or epsilon < 0 or not initial_priority > 0:
+            raise ValueError(
+                f"need alpha >= 0, epsilon >= 0 and initial_priority > 0; got {alpha}, {epsilon}, {initial_priority}"
+            )
+        self.capacity = int(capacity)
+        self.alpha = float(alpha)
+        self.beta = as_schedule(beta)
+        self.epsilon = float(epsilon)
+        self.stratified = bool(stratified)
+        self.max_priority = float(initial_priority)
+        self.tree = PriorityTree(self.capacity)
+        self.generations = np.zeros(self.capacity, dtype=np.int64)
+        self.size = 0  # slots [0, size) have been inserted at least once
+        self.samples_drawn = 0  # sample() calls so far: the step of the beta schedule
+        self.stale_updates = 0
+        self._pending: list[list[int]] = []  # inserted [start, stop) ranges not yet in the tree
+
+    # -- inserts --------------------------------------------------------------
+
+    def insert_range(self, start: int, stop: int) -> None:
+        """Record that slots ``[start, stop)`` now hold new items (at the current max priority)."""
+        if not 0 <= start <= stop <= self.capacity:
+            raise IndexOutOfRangeError(f"slot range [{start}, {stop}) is outside capacity {self.capacity}")
+        if start == stop:
+            return
+        if stop - start == 1:
+            self.generations[start] += 1  # scalar update: the common one-item add
+        else:
+            self.generations[start:stop] += 1
+        if stop > self.size:
+            self.size = stop
+        pending = self._pending
+        if pending and pending[-1][1] == start:
+            self._pending[-1][1] = stop  # extends the previous range: one slice update later
+        else:
+            self._pending.append([start, stop])
+
+    def insert(self, slots: np.ndarray) -> None:
+        """Record that ``slots`` (any order) now hold new items, at the current max priority."""
+        slots = np.asarray(slots, dtype=np.int64).reshape(-1)
+        if slots.size == 0:
+            return
+        self._check_indices(slots, self.capacity, "slot")
+        self._flush()
+        np.add.at(self.generations, slots, 1)
+        self.size = max(self.size, int(slots.max()) + 1)
+        self.tree.update(slots, np.full(slots.shape, self.max_priority**self.alpha))
+
+    def _flush(self) -> None:
+        """Put the recorded new ranges into the tree."""
+        if self._pending:
+            value = self.max_priority**self.alpha
+            for start, stop in self._pending:
+                self.tree.fill(start, stop, value)
+            self._pending.clear()
+
+    # -- sampling -------------------------------------------------------------
+
+    def sample(self, rng: np.random.Generator, n: int, step: int | None = None) -> PrioritizedSample:
+        """Draw ``n`` slots with replacement.
+
+        Args:
+            rng: The generator every draw comes from.
+            n: Number of slots.
+            step: Step of the beta schedule; the number of earlier
+                :meth:`sample` calls by default.
+
+        Raises:
+            InsufficientDataError: Nothing is stored or every priority is zero.
+        """
+        if n < 0:
+            raise ValueError(f"sample size must be >= 0, got {n}")
+        self._flush()
+        total = self.tree.total()
+        if not total > 0.0:
+            raise InsufficientDataError(
+                f"cannot sample {n} items: {self.size} slots are stored and their priorities sum to {total}"
+            )
+        if self.stratified:
+            mass = (np.arange(n) + rng.random(n)) * (total / max(n, 1))
+        else:
+            mass = rng.random(n) * total
+        return self.sample_masses(mass, total, step)
+
+    def sample_masses(
+        self, mass: np.ndarray, total: float | None = None, step: int | None = None
+    ) -> PrioritizedSample:
+        """Return the slots holding the priority masses ``mass`` (each in ``[0, total)``), with weights."""
+        self._flush()
+        total = self.tree.total() if total is None else total
+        indices = self.tree.find(mass)
+        leaf = self.tree[indices]
+        beta = self.beta(self.samples_drawn if step is None else step)
+        self.samples_drawn += 1
+        weights = (self.tree.min() / leaf) ** beta  # (N P(i))^-beta over its largest value
+        return PrioritizedSample(indices, weights.astype(np.float32), self.generations[indices], leaf / total)
+
+    # -- priority updates -----------------------------------------------------
+
+    def update_priorities(self, indices: Any, priorities: Any, generations: Any = None) -> int:
+        """Set the priorities of sampled slots; skip (and count) those overwritten since.
+
+        Args:
+            indices: Slots, as returned by :meth:`sample`.
+            priorities: New priorities (finite, >= 0), e.g. absolute TD errors;
+                ``epsilon`` is added.
+            generations: The generations :meth:`sample` returned; without them
+                every update is applied.
+
+        Returns:
+            The number of updates skipped as stale.
+
+        Raises:
+            FieldShapeError: The arguments have different lengths.
+            FieldValueError: A priority is NaN, infinite or negative.
+            IndexOutOfRangeError: An index is outside the inserted slots.
+        """
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        priorities = np.asarray(priorities, dtype=np.float64).reshape(-1)
+        if priorities.shape != indices.shape:
+            raise FieldShapeError(f"got {indices.shape[0]} indices but {priorities.shape[0]} priorities")
+        self._check_indices(indices, self.size, "index")
+        self._check_priorities(indices, priorities)
+        self._flush()
+        stale = 0
+        if generations is not None:
+            generations = np.asarray(generations, dtype=np.int64).reshape(-1)
+            if generations.shape != indices.shape:
+                raise FieldShapeError(
+                    f"got {indices.shape[0]} indices but {generations.shape[0]} generations"
+                )
+            fresh = self.generations[indices] == generations
+            stale = int(indices.shape[0] - np.count_nonzero(fresh))
+            if stale:
+                indices, priorities = indices[fresh], priorities[fresh]
+                self.stale_updates += stale
+        if indices.size:
+            priorities = priorities + self.epsilon
+            self.tree.update(indices, priorities**self.alpha)
+            self.max_priority = max(self.max_priority, float(priorities.max()))
+        return stale
+
+    @staticmethod
+    def _check_indices(indices: np.ndarray, size: int, what: str) -> None:
+        """Raise IndexOutOfRangeError naming the first index outside ``[0, size)``."""
+        if indices.size and (indices.min() < 0 or indices.max() >= size):
+            bad = int(indices[(indices < 0) | (indices >= size)][0])
+            raise IndexOutOfRangeError(f"{what} {bad} is outside the {size} stored slots [0, {size})")
+
+    @staticmethod
+    def _check_priorities(indices: np.ndarray, priorities: np.ndarray) -> None:
+        """Raise FieldValueError naming the first NaN, infinite or negative priority and its index."""
+        if not (np.isfinite(priorities).all() and priorities.min(initial=0.0) >= 0.0):
+            k = int(np.flatnonzero(~np.isfinite(priorities) | (priorities < 0))[0])
+            raise FieldValueError(
+                f"priority {priorities[k]} for index {int(indices[k])} (position {k}) is invalid: "
+                f"priorities must be finite and >= 0"
+            )
+
+    def total(self) -> float:
+        """Return the sum of ``priority ** alpha`` over the stored slots."""
+        self._flush()
+        return self.tree.total()
+
+    def priorities(self, indices: Any) -> np.ndarray:
+        """Return ``priority ** alpha`` of ``indices`` as stored in the tree."""
+        self._flush()
+        return self.tree[np.asarray(indices, dtype=np.int64)]
+
+    # -- checkpoints ----------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the sampler state (tree leaves, generations, counters) for checkpoints."""
+        self._flush()
+        leaves = np.where(self.generations > 0, self.tree.leaves(), np.nan)
+        return {
+            "capacity": self.capacity,
+            "alpha": self.alpha,
+            "epsilon": self.epsilon,
+            "max_priority": self.max_priority,
+            "leaves": leaves,
+            "generations": self.generations.copy(),
+            "size": self.size,
+            "samples_drawn": self.samples_drawn,
+            "stale_updates": self.stale_updates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the state returned by :meth:`state_dict`."""
+        if int(state["capacity"]) != self.capacity:
+            raise ValueError(
+                f"sampler state is for capacity {state['capacity']}, this sampler has {self.capacity}"
+            )
+        self._pending.clear()
+        self.alpha, self.epsilon = float(state["alpha"]), float(state["epsilon"])
+        self.max_priority = float(state["max_priority"])
+        self.tree.load_leaves(np.asarray(state["leaves"], dtype=np.float64))
+        self.generations[:] = state["generations"]
+        self.size = int(state["size"])
+        self.samples_drawn = int(state["samples_drawn"])
+        self.stale_updates = int(state["stale_updates"])

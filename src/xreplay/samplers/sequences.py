@@ -1,0 +1,158 @@
+"""SequenceSampler: fixed-length slices of stored episodes (R2D2) with burn-in and validity masks.
+
+Steps are stored one per slot, in time order, in a
+:class:`~xreplay.buffers.TransitionBuffer`; an episode ends at a step whose
+``terminated`` or ``truncated`` field is non-zero. A slice is ``burn_in +
+length`` consecutive steps. Without padding a slice lies inside one episode
+(an end may only be its last step) and never runs past the newest stored
+step; starts are drawn uniformly and the rows that break the rule are drawn
+again (vectorized rejection). With padding any stored step may start a
+slice, and the steps after the episode's end (or past the newest step) are
+masked out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from xreplay.errors import InsufficientDataError, UnknownFieldError
+
+if TYPE_CHECKING:
+    from xreplay.buffers.transitions import TransitionBuffer
+
+__all__ = ["SequenceSample", "SequenceSampler", "sequence_priorities"]
+
+
+def sequence_priorities(errors: torch.Tensor, mask: torch.Tensor, eta: float = 0.9) -> torch.Tensor:
+    """Return R2D2's priority per sequence: ``eta * max + (1 - eta) * mean`` of ``|errors|`` over valid steps.
+
+    Args:
+        errors: TD errors ``[batch, steps]``.
+        mask: Bool ``[batch, steps]``, true on the steps to count.
+        eta: Weight of the maximum.
+
+    Example:
+        >>> p = sequence_priorities(torch.tensor([[1.0, -3.0, 9.0]]), torch.tensor([[True, True, False]]))
+        >>> round(p.item(), 4)  # 0.9 * 3 + 0.1 * 2
+        2.9
+    """
+    absolute = errors.abs() * mask
+    count = mask.sum(dim=1).clamp(min=1)
+    return eta * absolute.max(dim=1).values + (1 - eta) * absolute.sum(dim=1) / count
+
+
+@dataclasses.dataclass(frozen=True)
+class SequenceSample:
+    """Slices drawn by a :class:`SequenceSampler`.
+
+    Attributes:
+        fields: Field name -> tensor ``[batch, burn_in + length, *item]``.
+        indices: Slot of every step (int64 ``[batch, burn_in + length]``).
+        mask: Bool ``[batch, burn_in + length]``: the step belongs to the slice's episode.
+        learn_mask: ``mask`` without the burn-in steps: the steps to train on.
+    """
+
+    fields: dict[str, torch.Tensor]
+    indices: np.ndarray
+    mask: torch.Tensor
+    learn_mask: torch.Tensor
+
+
+@dataclasses.dataclass(frozen=True)
+class SequenceSampler:
+    """Draw ``burn_in + length`` consecutive steps of one episode from a step buffer.
+
+    Args:
+        length: Steps trained on.
+        burn_in: Steps before them that only warm up a recurrent state.
+        pad: Allow slices that run past their episode's end, with those steps masked.
+        end_fields: Fields whose non-zero value ends an episode at that step.
+        max_rounds: Redraw rounds for rejected starts before giving up.
+
+    Example:
+        >>> from xreplay.buffers import TransitionBuffer
+        >>> buf = TransitionBuffer(100, seed=0)
+        >>> _ = buf.extend({"obs": np.arange(10.0), "terminated": np.array([0, 0, 0, 0, 1, 0, 0, 0, 0, 1])})
+        >>> s = SequenceSampler(length=3, burn_in=1, end_fields=("terminated",)).sample(buf, 4)
+        >>> s.fields["obs"].shape, s.learn_mask[0].tolist()
+        (torch.Size([4, 4]), [False, True, True, True])
+        >>> all(row in ([0, 1, 2, 3], [1, 2, 3, 4], [5, 6, 7, 8], [6, 7, 8, 9]) for row in s.indices.tolist())
+        True
+    """
+
+    length: int
+    burn_in: int = 0
+    pad: bool = False
+    end_fields: tuple[str, ...] = ("terminated", "truncated")
+    max_rounds: int = 64
+
+    def sample(self, buffer: TransitionBuffer, n: int) -> SequenceSample:
+        """Return ``n`` slices drawn uniformly from the valid starts, with the buffer's generator.
+
+        Raises:
+            InsufficientDataError: No valid slice was found (episodes shorter than a slice).
+            UnknownFieldError: The buffer lacks an end field.
+        """
+        steps = self.burn_in + self.length
+        size, capacity = len(buffer), buffer.capacity
+        if size == 0:
+            raise InsufficientDataError("cannot sample sequences from an empty buffer")
+        self._check_fields(buffer)
+        newest = (buffer.writer.cursor - 1) % capacity
+        oldest = (newest + 1) % capacity if size == capacity else 0
+        offsets = np.arange(steps)
+        starts = (oldest + buffer.rng.integers(0, size, n)) % capacity
+        for _ in range(self.max_rounds):
+            window = (starts[:, None] + offsets) % capacity  # [n, steps] slots of each slice
+            ahead = (newest - starts) % capacity  # stored steps after each start
+            if self.pad:
+                break
+            # Valid: the newest step is not passed and no episode ends before the last step.
+            bad = (ahead < steps - 1) | self._ends(buffer, window[:, :-1]).any(axis=1)
+            if not bad.any():
+                break
+            starts[bad] = (oldest + buffer.rng.integers(0, size, int(bad.sum()))) % capacity
+        else:
+            raise InsufficientDataError(
+                f"no slice of {steps} steps inside one episode found in {self.max_rounds} rounds; "
+                f"episodes may be shorter than burn_in + length: pass pad=True"
+            )
+        mask = self._mask(buffer, window, ahead)
+        fields = buffer.storage.gather(window.reshape(-1))
+        fields = {k: v.reshape(n, steps, *v.shape[1:]) for k, v in fields.items()}
+        mask_t = torch.from_numpy(mask).to(buffer.device)
+        learn = mask_t.clone()
+        learn[:, : self.burn_in] = False
+        return SequenceSample(fields, window, mask_t, learn)
+
+    def _check_fields(self, buffer: TransitionBuffer) -> None:
+        """Raise UnknownFieldError if the buffer lacks an end field."""
+        columns = buffer.storage.columns
+        missing = [f for f in self.end_fields if f not in columns]
+        if missing:
+            raise UnknownFieldError(
+                f"sequence sampling needs fields {missing}; the buffer has {list(columns)}"
+            )
+
+    def _ends(self, buffer: TransitionBuffer, window: np.ndarray) -> np.ndarray:
+        """Return bool ``window.shape``: the step at each slot ends its episode."""
+        if window.size == 0:
+            return np.zeros(window.shape, dtype=bool)
+        index = torch.from_numpy(np.ascontiguousarray(window).reshape(-1)).to(buffer.device)
+        ends = torch.zeros(index.shape[0], dtype=torch.bool, device=buffer.device)
+        for name in self.end_fields:
+            column = buffer.storage.columns[name]
+            ends |= column.index_select(0, index).reshape(index.shape[0], -1).ne(0).any(dim=1).reshape(-1)
+        return ends.cpu().numpy().reshape(window.shape)
+
+    def _mask(self, buffer: TransitionBuffer, window: np.ndarray, ahead: np.ndarray) -> np.ndarray:
+        """Return the steps of each slice up to its episode's end and the newest step."""
+        if not self.pad:
+            return np.ones(window.shape, dtype=bool)
+        ends = self._ends(buffer, window)
+        ended = np.cumsum(ends, axis=1) - ends  # episode ends strictly before each step
+        return (ended == 0) & (np.arange(window.shape[1])[None, :] <= ahead[:, None])

@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from xreplay.buffers import TransitionBuffer
+from xreplay.errors import InsufficientDataError, UnknownFieldError
+from xreplay.samplers import SequenceSampler, sequence_priorities
+
+
+def step_buffer(
+    lengths: list[int], capacity: int = 64, truncate_last: bool = False, seed: int = 0
+) -> TransitionBuffer:
+    """Episodes of the given lengths, stored step by step; obs is the global step number."""
+    terminated = np.concatenate([np.eye(1, n, n - 1)[0] for n in lengths]).astype(np.float32)
+    truncated = np.zeros_like(terminated)
+    if truncate_last:
+        terminated[-1], truncated[-1] = 0.0, 1.0
+    episode = np.concatenate([np.full(n, e) for e, n in enumerate(lengths)])
+    buf = TransitionBuffer(capacity, seed=seed)
+    buf.extend(
+        {
+            "obs": np.arange(len(terminated), dtype=np.float32),
+            "episode": episode,
+            "terminated": terminated,
+            "truncated": truncated,
+        }
+    )
+    return buf
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.integers(1, 12), min_size=1, max_size=10),
+    st.integers(1, 4),
+    st.integers(0, 2),
+    st.integers(0, 99),
+)
+def test_slices_never_cross_episode_ends_or_the_newest_step(lengths, length, burn_in, seed):
+    buf = step_buffer(lengths, capacity=32, seed=seed)  # capacity < total steps wraps the ring
+    sampler = SequenceSampler(length, burn_in)
+    steps = length + burn_in
+    stored = buf.storage.gather(np.arange(len(buf)))
+    has_valid = any(n >= steps for n in lengths)  # approximate: overwritten episodes may break it
+    try:
+        sample = sampler.sample(buf, 16)
+    except InsufficientDataError:
+        assert not has_valid or len(buf) < sum(lengths)
+        return
+    obs = sample.fields["obs"]
+    episode = sample.fields["episode"]
+    assert obs.shape == (16, steps)
+    assert (episode == episode[:, :1]).all()  # one episode per slice
+    assert (obs[:, 1:] - obs[:, :-1] == 1).all()  # consecutive steps, never past the newest
+    assert sample.mask.all() and not sample.learn_mask[:, :burn_in].any()
+    assert set(sample.indices.reshape(-1).tolist()) <= set(range(len(buf)))
+    np.testing.assert_array_equal(stored["obs"].numpy()[sample.indices], obs.numpy())
+
+
+def test_starts_are_uniform_over_valid_starts():
+    buf = step_buffer([5, 3, 6], seed=1)  # valid starts for 3 steps: 0..2, 5, 8..11 → 8 starts
+    sample = SequenceSampler(3, end_fields=("terminated",)).sample(buf, 8000)
+    counts = np.bincount(sample.indices[:, 0], minlength=14)
+    assert set(np.flatnonzero(counts).tolist()) == {0, 1, 2, 5, 8, 9, 10, 11}
+    assert counts[counts > 0].min() > 850 and counts.max() < 1150
+
+
+def test_padding_masks_steps_after_the_episode_end_and_past_the_newest():
+    buf = step_buffer([2, 3], truncate_last=True)
+    sample = SequenceSampler(4, pad=True).sample(buf, 500)
+    for start, row in zip(sample.indices[:, 0].tolist(), sample.mask.tolist(), strict=True):
+        valid = {0: 2, 1: 1, 2: 3, 3: 2, 4: 1}[start]  # steps left in the episode (and stored)
+        assert row == [True] * valid + [False] * (4 - valid)
+
+
+def test_too_long_slices_raise_unless_padded():
+    buf = step_buffer([2, 2])
+    with pytest.raises(InsufficientDataError, match="pass pad=True"):
+        SequenceSampler(3, max_rounds=4).sample(buf, 2)
+    assert SequenceSampler(3, pad=True).sample(buf, 2).mask.shape == (2, 3)
+
+
+def test_missing_end_field_raises():
+    buf = TransitionBuffer(4)
+    buf.add({"obs": 1.0})
+    with pytest.raises(UnknownFieldError, match="needs fields"):
+        SequenceSampler(2).sample(buf, 1)
+
+
+def test_sequence_priorities_mix_max_and_mean_over_valid_steps():
+    errors = torch.tensor([[1.0, -2.0, 3.0, 100.0], [4.0, 4.0, 4.0, 4.0]])
+    mask = torch.tensor([[True, True, True, False], [True] * 4])
+    expected = torch.tensor([0.9 * 3 + 0.1 * 2, 4.0])
+    torch.testing.assert_close(sequence_priorities(errors, mask), expected)
+    torch.testing.assert_close(sequence_priorities(errors, mask, eta=0.0), torch.tensor([2.0, 4.0]))

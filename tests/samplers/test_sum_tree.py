@@ -1,0 +1,124 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.strategies import apply_reference, chi_square_critical, update_sequences
+from xreplay.samplers.priority_tree import PriorityTree
+from xreplay.samplers.sum_tree import MinTree, SumTree
+
+TOP_WIDTHS = [1, 2, 8, 4096]
+
+
+def reference_find(leaves: np.ndarray, mass: np.ndarray) -> np.ndarray:
+    """The leaf whose range [cumsum before, cumsum through) holds each mass."""
+    ends = np.cumsum(leaves)
+    mass = np.clip(mass, 0, np.nextafter(ends[-1], 0))
+    return np.searchsorted(ends, mass, side="right")
+
+
+@settings(max_examples=60, deadline=None)
+@given(update_sequences(), st.sampled_from(TOP_WIDTHS))
+def test_sum_and_min_roots_match_leaves_after_any_updates(case, top_width):
+    size, updates = case
+    sums, mins, both = SumTree(size, top_width), MinTree(size, top_width), PriorityTree(size, top_width)
+    for indices, values in updates:
+        sums.update(indices, values)
+        mins.update(indices, values)
+        both.update(indices, values)
+    leaves = apply_reference(size, updates)
+    touched = np.unique(np.concatenate([i for i, _ in updates]))
+    assert sums.root() == leaves.sum()
+    assert both.total() == leaves.sum()
+    assert mins.root() == leaves[touched].min()
+    positive = leaves[leaves > 0]
+    assert both.min() == (positive.min() if positive.size else np.inf)
+    np.testing.assert_array_equal(both.leaves(), leaves)
+
+
+@settings(max_examples=60, deadline=None)
+@given(update_sequences(), st.sampled_from(TOP_WIDTHS), st.integers(0, 2**32 - 1))
+def test_find_matches_cumulative_ranges_and_skips_zero_leaves(case, top_width, seed):
+    size, updates = case
+    leaves = apply_reference(size, updates)
+    if leaves.sum() == 0:
+        return
+    sums, both = SumTree(size, top_width), PriorityTree(size, top_width)
+    for indices, values in updates:
+        sums.update(indices, values)
+        both.update(indices, values)
+    ends = np.cumsum(leaves)
+    # Random masses plus every range boundary, 0, the total and past it.
+    mass = np.concatenate([np.random.default_rng(seed).random(50) * ends[-1], ends, [0.0, ends[-1] + 5]])
+    expected = reference_find(leaves, mass)
+    for found in (sums.find(mass), both.find(mass)):
+        np.testing.assert_array_equal(found, expected)
+        assert (leaves[found] > 0).all()
+
+
+@pytest.mark.parametrize("tree_cls", [SumTree, PriorityTree])
+def test_find_with_every_leaf_zero_raises(tree_cls):
+    tree = tree_cls(5)
+    tree.update(np.array([1]), np.array([0.0]))
+    with pytest.raises(ValueError, match="every priority is zero"):
+        tree.find(np.array([0.0]))
+
+
+@pytest.mark.parametrize("tree_cls", [SumTree, PriorityTree])
+@pytest.mark.parametrize("top_width", [2, 4096])
+def test_sampling_frequencies_follow_priority_to_the_alpha(tree_cls, top_width):
+    rng = np.random.default_rng(1234)
+    alpha, size, draws = 0.6, 50, 40_000
+    priorities = rng.uniform(0.1, 5.0, size)
+    priorities[[3, 17, 49]] = 0.0  # zero-priority leaves, the last one included
+    tree = tree_cls(size, top_width)
+    tree.update(np.arange(size), priorities**alpha)
+    total = tree.total() if isinstance(tree, PriorityTree) else tree.root()
+    leaves = tree.find(rng.random(draws) * total)
+    counts = np.bincount(leaves, minlength=size)
+    assert counts[[3, 17, 49]].sum() == 0
+    positive = priorities > 0
+    expected = draws * priorities[positive] ** alpha / (priorities[positive] ** alpha).sum()
+    chi2 = ((counts[positive] - expected) ** 2 / expected).sum()
+    assert chi2 < chi_square_critical(int(positive.sum()) - 1)
+
+
+def test_float_priorities_total_matches_sum_closely():
+    rng = np.random.default_rng(0)
+    tree = PriorityTree(10_000, top_width=64)
+    for _ in range(20):
+        tree.update(rng.integers(0, 10_000, 300), rng.random(300))
+    assert tree.total() == pytest.approx(tree.leaves().sum(), rel=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 70), st.data(), st.sampled_from(TOP_WIDTHS))
+def test_fill_equals_update_of_the_same_range(size, data, top_width):
+    start = data.draw(st.integers(0, size - 1))
+    stop = data.draw(st.integers(start, size))
+    value = data.draw(st.sampled_from([0.0, 1.0, 2.5]))
+    base = data.draw(st.lists(st.floats(0, 9, allow_nan=False), min_size=size, max_size=size))
+    filled, updated = PriorityTree(size, top_width), PriorityTree(size, top_width)
+    for tree in (filled, updated):
+        tree.update(np.arange(size), np.array(base))
+    filled.fill(start, stop, value)
+    updated.update(np.arange(start, stop), np.full(stop - start, value))
+    np.testing.assert_array_equal(filled.data, updated.data)
+
+
+@pytest.mark.parametrize("top_width", TOP_WIDTHS)
+def test_load_leaves_rebuilds_the_same_tree_as_updates(top_width):
+    values = np.array([3.0, np.nan, 0.0, 1.5, 2.0, np.nan, 7.0])
+    loaded, updated = PriorityTree(7, top_width), PriorityTree(7, top_width)
+    loaded.load_leaves(values)
+    set_ = ~np.isnan(values)
+    updated.update(np.flatnonzero(set_), values[set_])
+    np.testing.assert_array_equal(loaded.data, updated.data)
+    sums = SumTree(7, top_width)
+    sums.load_leaves(np.nan_to_num(values))
+    assert sums.root() == 13.5
+
+
+def test_tree_rejects_negative_size():
+    with pytest.raises(ValueError, match="size must be >= 0"):
+        PriorityTree(-1)
