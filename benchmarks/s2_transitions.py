@@ -124,7 +124,8 @@ def rss_growth(name: str, capacity: int, prioritized: bool) -> int:
     code = (
         "import sys, json, numpy as np, torch; sys.path.insert(0, 'benchmarks'); import s2_transitions as b; "
         f"before = b.rss_bytes(); buf = b.IMPLS[{name!r}]({capacity}, {prioritized}); "
-        f"b.fill(buf, {capacity}, np.random.default_rng(0)); buf.per_loop(np.ones(b.BATCH)) if {prioritized} else buf.sample(); "
+        f"b.fill(buf, {capacity}, np.random.default_rng(0)); "
+        f"buf.per_loop(np.ones(b.BATCH)) if {prioritized} else buf.sample(); "
         "print(json.dumps(b.rss_bytes() - before))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
