@@ -1,6 +1,18 @@
-"""Shared fixtures: a fixed hypothesis profile so CI time stays bounded."""
+"""Shared fixtures: a fixed hypothesis profile so CI time stays bounded.
+
+The reference model in ``tests/reference`` is made importable as ``pymarl_reference`` here rather than in a
+second ``conftest.py`` under ``tests/compat/pymarl``: pytest 9 refuses two rootdir conftest modules that share
+the basename ``conftest`` ("import file mismatch") when their folders are not packages.
+"""
+
+import sys
+from pathlib import Path
 
 from hypothesis import HealthCheck, settings
+
+_REFERENCE = str(Path(__file__).resolve().parent / "reference")
+if _REFERENCE not in sys.path:
+    sys.path.insert(0, _REFERENCE)
 
 settings.register_profile("ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ci")
