@@ -72,4 +72,3 @@ def test_killed_saves_leave_a_loadable_verified_checkpoint(tmp_path):
         last_writes = writes
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "ckpt"]
     assert all(name.startswith(".ckpt.xreplay-tmp-") for name in leftovers)  # at most a killed first save's temp dir
-

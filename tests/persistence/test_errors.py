@@ -174,7 +174,9 @@ def test_full_disk_fails_clearly_and_keeps_the_previous_checkpoint(ckpt, monkeyp
     monkeypatch.undo()
     verify(ckpt)
     assert same_buffer(filled_buffer(), EpisodeBuffer.load(ckpt))
-    assert sorted(p.name for p in ckpt.iterdir()) == sorted(["metadata.json", "rows.g000001.bin", "lengths.g000001.bin"])
+    assert sorted(p.name for p in ckpt.iterdir()) == sorted(
+        ["metadata.json", "rows.g000001.bin", "lengths.g000001.bin"]
+    )
 
 
 def test_full_disk_on_a_first_save_leaves_nothing(tmp_path, monkeypatch):

@@ -30,6 +30,7 @@ from xreplay.persistence.format import (
     METADATA,
     array_file,
     is_checkpoint_file,
+    is_live_file,
     new_metadata,
     read_metadata,
     write_metadata,
@@ -208,8 +209,8 @@ def _existing(path: Path) -> dict[str, Any] | None:
     """
     if not path.exists():
         return None
-    if path.is_dir() and not any(path.iterdir()):
-        return None
+    if path.is_dir() and all(is_live_file(entry.name) for entry in path.iterdir()):
+        return None  # empty, or a new MemmapStorage's rows file waiting for its first metadata
     try:
         return read_metadata(path)
     except NotACheckpointError:
@@ -287,7 +288,9 @@ def save(obj: Any, path: str | os.PathLike[str], incremental: bool = True, fsync
     lineage = str(old["lineage"]) if plan is not None and old is not None else secrets.token_hex(8)
     pending = _Pending(new_metadata(adapter.kind, generation, lineage, meta), arrays, live, fsync)
     try:
-        if old is None:
+        if old is None and path.is_dir() and any(path.iterdir()):
+            written, was_delta = _commit(path, pending, None, None)  # beside live files: commit in place
+        elif old is None:
             written, was_delta = _save_fresh(path, pending), False
         else:
             _remove_unreferenced(path, old)
@@ -311,16 +314,16 @@ def _load_array(directory: Path, entry: dict[str, Any], mmap: bool | str, verify
     check_size(file, nbytes)
     if mmap and nbytes:
         mode = "r+" if mmap == "shared" and entry.get("live") else "c"
-        array = np.memmap(file, dtype=dtype, mode=mode, shape=shape)
+        array = np.memmap(file, dtype=dtype, mode=mode, shape=shape)  # type: ignore[call-overload]
         if verify and not entry.get("live"):
             verify_file(file, nbytes, entry["crc32"])
     else:
         array = np.empty(shape, dtype)
-        read_into(file, memoryview(array.reshape(-1).view(np.uint8)), entry.get("crc32"))
+        read_into(file, array.reshape(-1).view(np.uint8).data, entry.get("crc32"))
     flat = array.reshape(shape[0], -1).view(np.uint8) if shape and shape[0] else None
     for delta in entry.get("deltas", []):
         assert flat is not None
-        targets = [memoryview(flat[a:b].reshape(-1)) for a, b in delta["ranges"]]
+        targets = [flat[a:b].reshape(-1).data for a, b in delta["ranges"]]
         read_into(directory / delta["file"], targets, delta["crc32"])
     return array
 

@@ -43,7 +43,12 @@ def buffer_state(buffer: EpisodeBuffer) -> tuple[dict[str, Any], dict[str, Any]]
             "sampler": {"type": type(buffer.sampler).__name__, "state": sampler_meta},
             "device": str(buffer.device),
         },
-        "ring": {"arrays": ["rows", "lengths"], "capacity": writer.capacity, "cursor": writer.cursor, "writes": writer.writes},
+        "ring": {
+            "arrays": ["rows", "lengths"],
+            "capacity": writer.capacity,
+            "cursor": writer.cursor,
+            "writes": writer.writes,
+        },
     }
     flush = getattr(storage, "checkpoint_flush", None)
     if flush is not None:  # a MemmapStorage: its file is the checkpoint's rows when saved into its directory

@@ -26,7 +26,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-from xreplay.errors import CheckpointCorruptError, CheckpointFileMissingError, CheckpointVersionError, NotACheckpointError
+from xreplay.errors import (
+    CheckpointCorruptError,
+    CheckpointFileMissingError,
+    CheckpointVersionError,
+    NotACheckpointError,
+)
 from xreplay.persistence.streams import fsync_dir
 
 __all__ = [
@@ -36,6 +41,7 @@ __all__ = [
     "READABLE_SINCE",
     "array_file",
     "is_checkpoint_file",
+    "is_live_file",
     "read_metadata",
     "write_metadata",
 ]
@@ -49,6 +55,7 @@ READABLE_SINCE = {1: "0.1.0"}
 
 METADATA = "metadata.json"
 _FILE_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]+\.g\d{6}\.(bin|delta)$")
+_LIVE_PATTERN = re.compile(r"^[A-Za-z0-9_\-]+\.live-\d{6}\.bin$")
 
 
 def array_file(name: str, generation: int, delta: bool = False) -> str:
@@ -60,6 +67,11 @@ def array_file(name: str, generation: int, delta: bool = False) -> str:
 def is_checkpoint_file(name: str) -> bool:
     """Return whether ``name`` looks like an array file this module writes."""
     return bool(_FILE_PATTERN.match(name))
+
+
+def is_live_file(name: str) -> bool:
+    """Return whether ``name`` looks like a MemmapStorage rows file (written in place, never by a save)."""
+    return bool(_LIVE_PATTERN.match(name))
 
 
 def _xreplay_version() -> str:
@@ -86,7 +98,9 @@ def read_metadata(path: Path) -> dict[str, Any]:
     try:
         meta = json.loads(file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointCorruptError(f"checkpoint file {file} is not valid JSON ({exc}); it is corrupted", file) from None
+        raise CheckpointCorruptError(
+            f"checkpoint file {file} is not valid JSON ({exc}); it is corrupted", file
+        ) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise NotACheckpointError(f"{path} is not an xreplay checkpoint: {file} lacks format {FORMAT_NAME!r}", path)
     version = meta.get("format_version")

@@ -84,7 +84,7 @@ def _byte_chunks(array: ArrayLike, rows: tuple[int, int] | None = None) -> Itera
     contiguous = array.is_contiguous() if isinstance(array, torch.Tensor) else array.flags.c_contiguous
     on_cpu = not isinstance(array, torch.Tensor) or array.device.type == "cpu"
     if array.ndim == 0:
-        yield memoryview(np.ascontiguousarray(as_numpy(array)).reshape(1).view(np.uint8))
+        yield np.ascontiguousarray(as_numpy(array)).reshape(1).view(np.uint8).data
         return
     itemsize = array.element_size() if isinstance(array, torch.Tensor) else array.itemsize
     row_bytes = int(np.prod(array.shape[1:], dtype=np.int64)) * itemsize
@@ -92,11 +92,11 @@ def _byte_chunks(array: ArrayLike, rows: tuple[int, int] | None = None) -> Itera
     if contiguous and on_cpu:
         flat = as_numpy(array).reshape(-1).view(np.uint8)  # a view: no copy
         for first in range(start, stop, step):
-            yield memoryview(flat[first * row_bytes : min(stop, first + step) * row_bytes])
+            yield flat[first * row_bytes : min(stop, first + step) * row_bytes].data
         return
     for first in range(start, stop, step):  # one bounded copy per chunk
         block = as_numpy(array[first : min(stop, first + step)])
-        yield memoryview(np.ascontiguousarray(block).reshape(-1).view(np.uint8))
+        yield np.ascontiguousarray(block).reshape(-1).view(np.uint8).data
 
 
 def write_chunks(

@@ -1,6 +1,6 @@
-"""Checkpoint adapters for PyMARL's ``ReplayBuffer`` and ``EpisodeBatch`` (kinds ``pymarl.replay_buffer``,
-``pymarl.episode_batch``).
+"""Checkpoint adapters for PyMARL's ``ReplayBuffer`` and ``EpisodeBatch``.
 
+Their kinds are ``pymarl.replay_buffer`` and ``pymarl.episode_batch``.
 The PyMARL scheme, groups and preprocess are stored as given (preprocess may
 hold :class:`~xreplay.compat.pymarl.OneHot` transforms only), together with
 the packed row storage, the ring cursor of a ``ReplayBuffer`` and the state of
@@ -63,7 +63,13 @@ def _encode_preprocess(preprocess: dict[str, Any]) -> dict[str, Any]:
 def _numpy_global_state() -> dict[str, Any]:
     """Return numpy's global RandomState as JSON."""
     name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
-    return {"name": name, "keys": keys.tolist(), "pos": pos, "has_gauss": has_gauss, "cached_gaussian": cached}
+    return {
+        "name": name,
+        "keys": np.asarray(keys).tolist(),
+        "pos": pos,
+        "has_gauss": has_gauss,
+        "cached_gaussian": cached,
+    }
 
 
 def _set_numpy_global_state(state: dict[str, Any]) -> None:
@@ -116,7 +122,9 @@ class PymarlAdapter:
         saved = {k: _decode_entry(v) for k, v in structure["pymarl_scheme"].items()}
         base_entries = {k: v for k, v in structure["pymarl_scheme"].items() if k not in _added(structure)}
         if scheme is not None and {k: _encode_entry(v) for k, v in scheme.items()} != base_entries:
-            raise CheckpointMismatchError(f"{meta.get('path')} holds a buffer of another PyMARL scheme", meta.get("path"))
+            raise CheckpointMismatchError(
+                f"{meta.get('path')} holds a buffer of another PyMARL scheme", meta.get("path")
+            )
         preprocess = {
             src: (out, [OneHot(int(t["out_dim"])) for t in transforms])
             for src, (out, transforms) in structure["preprocess"].items()
