@@ -1,4 +1,4 @@
-"""The ``xreplay`` command: ``xreplay demo``."""
+"""The ``xreplay`` command: ``xreplay demo`` and ``xreplay inspect PATH``."""
 
 from __future__ import annotations
 
@@ -50,6 +50,22 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inspect(args: argparse.Namespace) -> int:
+    """Print a checkpoint's summary and optionally plot it."""
+    from xreplay.errors import CheckpointError
+    from xreplay.persistence.inspect import plot_checkpoint, summarize
+
+    try:
+        print("\n".join(summarize(args.path)))
+    except CheckpointError as exc:
+        print(f"xreplay inspect: {exc}", file=sys.stderr)
+        return 1
+    if args.plot is not None:
+        plot_checkpoint(args.path, args.plot)
+        print(f"plot        {args.plot}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen command."""
     parser = argparse.ArgumentParser(prog="xreplay", description="Fast, correct experience replay.")
@@ -63,6 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     demo.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     demo.set_defaults(run=_demo)
+    inspect = commands.add_parser("inspect", help="summarize a checkpoint saved by xreplay.persistence")
+    inspect.add_argument("path", help="checkpoint directory")
+    inspect.add_argument("--plot", metavar="FILE.png", help="also plot fill and priorities (needs xreplay[plot])")
+    inspect.set_defaults(run=_inspect)
     args = parser.parse_args(argv)
     return int(args.run(args))
 

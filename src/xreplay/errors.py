@@ -12,17 +12,31 @@ working::
     ├── FieldValueError (ValueError)        a value cannot be held by its field's dtype
     ├── InsufficientDataError (ValueError)  more items asked for than are stored
     ├── CapacityError (MemoryError, RuntimeError)  a buffer would not fit in memory
-    └── IndexOutOfRangeError (IndexError)   an index is outside the stored items
+    ├── IndexOutOfRangeError (IndexError)   an index is outside the stored items
+    └── CheckpointError (OSError)           a checkpoint cannot be written or read
+        ├── NotACheckpointError             the path holds no xreplay checkpoint
+        ├── CheckpointFileMissingError (FileNotFoundError)  a file the checkpoint lists is gone
+        ├── CheckpointCorruptError          a file is truncated or fails its checksum
+        ├── CheckpointVersionError          written in a newer format than this xreplay reads
+        ├── CheckpointMismatchError         a checkpoint of another buffer kind or scheme
+        └── CheckpointWriteError            a save failed (e.g. disk full); the previous one is intact
 """
 
 from __future__ import annotations
 
 __all__ = [
     "CapacityError",
+    "CheckpointCorruptError",
+    "CheckpointError",
+    "CheckpointFileMissingError",
+    "CheckpointMismatchError",
+    "CheckpointVersionError",
+    "CheckpointWriteError",
     "FieldShapeError",
     "FieldValueError",
     "IndexOutOfRangeError",
     "InsufficientDataError",
+    "NotACheckpointError",
     "SchemeError",
     "UnknownFieldError",
     "XReplayError",
@@ -66,3 +80,43 @@ class CapacityError(XReplayError, MemoryError, RuntimeError):
 
 class IndexOutOfRangeError(XReplayError, IndexError):
     """An index lies outside the items that are stored."""
+
+
+class CheckpointError(XReplayError, OSError):
+    """A checkpoint cannot be written or read; the message names the path and the reason.
+
+    It is also an OSError, so code that already handles file errors catches it.
+    """
+
+    def __init__(self, message: str, path: object = None):
+        """Keep ``message`` as the whole text and ``path`` as ``filename``."""
+        super().__init__(message)
+        self.filename = None if path is None else str(path)
+
+    def __str__(self) -> str:
+        """Return the message alone (OSError would add errno and filename)."""
+        return str(self.args[0]) if self.args else ""
+
+
+class NotACheckpointError(CheckpointError):
+    """The path holds no xreplay checkpoint (no or unreadable ``metadata.json``)."""
+
+
+class CheckpointFileMissingError(CheckpointError, FileNotFoundError):
+    """A file that the checkpoint's metadata lists does not exist."""
+
+
+class CheckpointCorruptError(CheckpointError):
+    """A checkpoint file is truncated or its checksum does not match."""
+
+
+class CheckpointVersionError(CheckpointError):
+    """The checkpoint was written in a newer format version than this xreplay reads."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """The checkpoint holds another kind of buffer, or another scheme, than the one asked for."""
+
+
+class CheckpointWriteError(CheckpointError):
+    """A save failed (for example on a full disk); the previous checkpoint at the path is intact."""

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 
 from xreplay.buffers.validation import as_field_tensor, check_keys
-from xreplay.errors import FieldShapeError, FieldValueError, IndexOutOfRangeError
+from xreplay.errors import FieldShapeError, FieldValueError, IndexOutOfRangeError, SchemeError
 from xreplay.samplers.uniform import UniformSampler
 from xreplay.scheme import Scheme
 from xreplay.storage.dtypes import value_range
@@ -18,6 +19,7 @@ from xreplay.writers import RingWriter
 
 if TYPE_CHECKING:
     from xreplay.buffers.episode_writer import EpisodeWriter
+    from xreplay.persistence.checkpoint import SaveReport
 
 __all__ = ["EpisodeBuffer", "EpisodeSample"]
 
@@ -66,6 +68,16 @@ class EpisodeSample(Mapping[str, torch.Tensor]):
         return EpisodeSample(moved, self.indices.to(device), self.lengths.to(device), self.max_seq_length)
 
 
+def _check_storage(storage: TensorStorage, scheme: Scheme, capacity: int, max_seq_length: int) -> None:
+    """Raise SchemeError unless ``storage`` holds ``scheme`` with ``capacity`` x ``max_seq_length``."""
+    same = dict(storage.scheme) == dict(scheme) and storage.scheme.groups == scheme.groups
+    if not same or storage.capacity != capacity or storage.max_seq_length != max_seq_length:
+        raise SchemeError(
+            f"storage holds {storage.capacity} x {storage.max_seq_length} steps of {list(storage.scheme)}, "
+            f"the buffer wants {capacity} x {max_seq_length} of {list(scheme)}; build the storage from the same scheme"
+        )
+
+
 class EpisodeBuffer:
     """A fixed-capacity ring of whole episodes with uniform sampling.
 
@@ -81,6 +93,9 @@ class EpisodeBuffer:
         device: Where the storage lives (``"cpu"`` or ``"cuda"``).
         pin_memory: Page-locked CPU storage for fast transfer to a GPU.
         seed: Seed of the buffer's random generator.
+        storage: A storage to use instead of a new :class:`~xreplay.storage.TensorStorage`
+            (e.g. a :class:`~xreplay.storage.MemmapStorage` for buffers larger than memory); it
+            must hold ``scheme``, ``capacity`` and ``max_seq_length``, and sets the device.
 
     Example:
         >>> from xreplay.scheme import Field, Scheme
@@ -99,10 +114,14 @@ class EpisodeBuffer:
         device: str | torch.device = "cpu",
         pin_memory: bool = False,
         seed: int | None = None,
+        storage: TensorStorage | None = None,
     ):
         """Allocate storage and components."""
         self.scheme = scheme
-        self.storage = TensorStorage(scheme, capacity, max_seq_length, device, pin_memory)
+        if storage is None:
+            storage = TensorStorage(scheme, capacity, max_seq_length, device, pin_memory)
+        _check_storage(storage, scheme, capacity, max_seq_length)
+        self.storage = storage
         self.writer = RingWriter(capacity)
         self.sampler = UniformSampler()
         self.rng = np.random.default_rng(seed)
@@ -116,6 +135,57 @@ class EpisodeBuffer:
     def capacity(self) -> int:
         """Return the number of episode slots."""
         return self.storage.capacity
+
+    # -- checkpoints (xreplay.persistence) ------------------------------------
+
+    checkpoint_kind: ClassVar[str] = "episode_buffer"
+
+    def checkpoint_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Return ``(meta, arrays)`` for a checkpoint (see :mod:`xreplay.persistence.kinds`)."""
+        from xreplay.persistence.episode_buffer import buffer_state
+
+        return buffer_state(self)
+
+    @classmethod
+    def from_checkpoint(cls, meta: dict[str, Any], arrays: dict[str, Any], **options: Any) -> EpisodeBuffer:
+        """Return a buffer rebuilt from :meth:`checkpoint_state`'s output (``device``, ``scheme`` options)."""
+        from xreplay.persistence.episode_buffer import restore_buffer
+
+        return restore_buffer(cls, meta, arrays, **options)
+
+    def _restore(self, writer_state: dict[str, Any], rng: np.random.Generator, lengths: np.ndarray) -> None:
+        """Adopt a checkpoint's writer cursor, random generator and episode lengths."""
+        self.writer.load_state_dict(writer_state)
+        self.rng = rng
+        self._host_lengths = lengths
+        self._lengths = torch.from_numpy(lengths).to(self.storage.device)
+
+    def save(self, path: str | os.PathLike[str], incremental: bool = True, fsync: bool = True) -> SaveReport:
+        """Save this buffer as a checkpoint directory; see :func:`xreplay.persistence.save`."""
+        from xreplay.persistence import save
+
+        return save(self, path, incremental=incremental, fsync=fsync)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        mmap: bool | str = False,
+        verify: bool | None = None,
+        device: str | torch.device | None = None,
+        scheme: Scheme | None = None,
+    ) -> EpisodeBuffer:
+        """Load a buffer saved by :meth:`save`; see :func:`xreplay.persistence.load`.
+
+        Raises:
+            CheckpointMismatchError: ``path`` holds another kind of checkpoint, or a scheme other
+                than ``scheme`` (when given).
+        """
+        from xreplay.persistence import load
+
+        buffer = load(path, mmap=mmap, verify=verify, kind=cls.checkpoint_kind, device=device, scheme=scheme)
+        assert isinstance(buffer, EpisodeBuffer)
+        return buffer
 
     @property
     def max_seq_length(self) -> int:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from xreplay.compat.pymarl.episode_batch import EpisodeBatch, _Write
 from xreplay.compat.pymarl.transforms import OneHot
 from xreplay.writers import RingWriter, SlotPlan
+
+if TYPE_CHECKING:
+    from xreplay.persistence.checkpoint import SaveReport
 
 __all__ = ["ReplayBuffer"]
 
@@ -179,6 +183,55 @@ class ReplayBuffer(EpisodeBatch):
         if self.buffer_index - batch_size < 0:
             return self.sample(batch_size)
         return self[self.buffer_index - batch_size : self.buffer_index]
+
+    def save(self, path: str | os.PathLike[str], incremental: bool = True, fsync: bool = True) -> SaveReport:
+        """Save the buffer as a checkpoint directory (not in PyMARL); see :func:`xreplay.persistence.save`.
+
+        Incremental saves write the slots ``insert_episode_batch`` filled since the last save; after
+        writing into stored episodes another way (``update`` on the buffer, or its field tensors),
+        save with ``incremental=False``.
+        """
+        from xreplay.persistence import save
+
+        return save(self, path, incremental=incremental, fsync=fsync)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        mmap: bool = False,
+        verify: bool | None = None,
+        device: Any = None,
+        scheme: dict[str, Any] | None = None,
+        restore_numpy_rng: bool = False,
+    ) -> ReplayBuffer:
+        """Load a buffer saved by :meth:`save` (not in PyMARL); see :func:`xreplay.persistence.load`.
+
+        Args:
+            path: The checkpoint directory.
+            mmap: Map the rows copy-on-write instead of reading them.
+            verify: Check checksums (default: unless ``mmap``).
+            device: Where the storage goes (default: where it was; CPU when mapped).
+            scheme: A PyMARL scheme the checkpoint must hold.
+            restore_numpy_rng: Also restore numpy's global generator as it was at the save, so
+                ``sample`` continues exactly (it changes the state of the whole program).
+
+        Raises:
+            CheckpointMismatchError: ``path`` holds another kind of checkpoint or scheme.
+        """
+        from xreplay.persistence import load
+
+        buffer = load(
+            path,
+            mmap=mmap,
+            verify=verify,
+            kind="pymarl.replay_buffer",
+            device=device,
+            scheme=scheme,
+            restore_numpy_rng=restore_numpy_rng,
+        )
+        assert isinstance(buffer, ReplayBuffer)
+        return buffer
 
     def __repr__(self) -> str:
         """Describe the buffer as PyMARL does."""

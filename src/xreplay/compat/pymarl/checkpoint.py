@@ -1,0 +1,155 @@
+"""Checkpoint adapters for PyMARL's ``ReplayBuffer`` and ``EpisodeBatch``.
+
+Their kinds are ``pymarl.replay_buffer`` and ``pymarl.episode_batch``.
+The PyMARL scheme, groups and preprocess are stored as given (preprocess may
+hold :class:`~xreplay.compat.pymarl.OneHot` transforms only), together with
+the packed row storage, the ring cursor of a ``ReplayBuffer`` and the state of
+numpy's global generator, which ``sample`` draws from. Loading restores that
+global state only when asked (``restore_numpy_rng=True``), as it is shared
+with the rest of the program.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from xreplay.compat.pymarl.episode_batch import EpisodeBatch
+from xreplay.compat.pymarl.fields import torch_dtype
+from xreplay.compat.pymarl.replay_buffer import ReplayBuffer
+from xreplay.compat.pymarl.transforms import OneHot
+from xreplay.errors import CheckpointError, CheckpointMismatchError
+from xreplay.persistence.codec import decode_dtype, decode_scheme, encode_dtype, encode_layout, encode_scheme
+from xreplay.persistence.episode_buffer import storage_from_rows
+from xreplay.writers import RingWriter
+
+__all__ = ["EPISODE_BATCH", "REPLAY_BUFFER", "PymarlAdapter"]
+
+
+def _encode_entry(info: dict[str, Any]) -> dict[str, Any]:
+    """Return one PyMARL scheme entry as JSON (vshape, dtype name, group, episode_const)."""
+    entry = dict(info)
+    entry["vshape"] = list(info["vshape"]) if isinstance(info["vshape"], (tuple, list)) else int(info["vshape"])
+    if "dtype" in info:
+        entry["dtype"] = encode_dtype(torch_dtype(info["dtype"]))
+    return entry
+
+
+def _decode_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """Return a PyMARL scheme entry from :func:`_encode_entry` (vshape lists become tuples)."""
+    info = dict(entry)
+    if isinstance(info["vshape"], list):
+        info["vshape"] = tuple(info["vshape"])
+    if "dtype" in info:
+        info["dtype"] = decode_dtype(info["dtype"])
+    return info
+
+
+def _encode_preprocess(preprocess: dict[str, Any]) -> dict[str, Any]:
+    """Return preprocess as JSON; only OneHot transforms can be saved."""
+    encoded = {}
+    for source, (output, transforms) in preprocess.items():
+        for transform in transforms:
+            if type(transform) is not OneHot:
+                raise CheckpointError(
+                    f"cannot checkpoint preprocess {source!r}: transform {type(transform).__name__} is not OneHot"
+                )
+        encoded[source] = [output, [{"type": "OneHot", "out_dim": int(t.out_dim)} for t in transforms]]
+    return encoded
+
+
+def _numpy_global_state() -> dict[str, Any]:
+    """Return numpy's global RandomState as JSON."""
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
+    return {
+        "name": name,
+        "keys": np.asarray(keys).tolist(),
+        "pos": pos,
+        "has_gauss": has_gauss,
+        "cached_gaussian": cached,
+    }
+
+
+def _set_numpy_global_state(state: dict[str, Any]) -> None:
+    """Restore numpy's global RandomState from :func:`_numpy_global_state`."""
+    keys = np.asarray(state["keys"], dtype=np.uint32)
+    np.random.set_state((state["name"], keys, state["pos"], state["has_gauss"], state["cached_gaussian"]))
+
+
+class PymarlAdapter:
+    """Saves and restores a storage-backed ``EpisodeBatch`` or ``ReplayBuffer``."""
+
+    def __init__(self, kind: str, cls: type[EpisodeBatch]):
+        """Adapt ``cls`` under ``kind``."""
+        self.kind = kind
+        self.cls = cls
+
+    def state(self, batch: EpisodeBatch) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Return ``(meta, arrays)`` of ``batch``; arrays are views of its rows."""
+        storage = batch._storage
+        if storage is None:
+            raise CheckpointError("cannot checkpoint an EpisodeBatch view without storage; save the batch it came from")
+        structure = {
+            "pymarl_scheme": {k: _encode_entry(v) for k, v in batch.scheme.items()},
+            "groups": dict(batch.groups or {}),
+            "preprocess": _encode_preprocess(batch.preprocess),
+            "compact": batch._compact,
+            "scheme": encode_scheme(storage.scheme),
+            "capacity": storage.capacity,
+            "layout": encode_layout(storage.layout),
+        }
+        state: dict[str, Any] = {"device": str(storage.device), "numpy_global_rng": _numpy_global_state()}
+        meta: dict[str, Any] = {"structure": structure, "state": state}
+        writer = getattr(batch, "_writer", None)
+        if isinstance(writer, RingWriter):
+            state["writer"] = writer.state_dict()
+            ring = {"capacity": writer.capacity, "cursor": writer.cursor, "writes": writer.writes}
+            meta["ring"] = {"arrays": ["rows"], **ring}
+        return meta, {"rows": storage.rows}
+
+    def restore(
+        self,
+        meta: dict[str, Any],
+        arrays: dict[str, np.ndarray],
+        device: Any = None,
+        scheme: dict[str, Any] | None = None,
+        restore_numpy_rng: bool = False,
+    ) -> EpisodeBatch:
+        """Return the batch or buffer of a checkpoint (``scheme``: a PyMARL scheme it must hold)."""
+        structure, state = meta["structure"], meta["state"]
+        saved = {k: _decode_entry(v) for k, v in structure["pymarl_scheme"].items()}
+        base_entries = {k: v for k, v in structure["pymarl_scheme"].items() if k not in _added(structure)}
+        if scheme is not None and {k: _encode_entry(v) for k, v in scheme.items()} != base_entries:
+            raise CheckpointMismatchError(
+                f"{meta.get('path')} holds a buffer of another PyMARL scheme", meta.get("path")
+            )
+        preprocess = {
+            src: (out, [OneHot(int(t["out_dim"])) for t in transforms])
+            for src, (out, transforms) in structure["preprocess"].items()
+        }
+        base = {k: v for k, v in saved.items() if k not in _added(structure)}
+        mapped = isinstance(arrays["rows"], np.memmap)
+        target = device if device is not None else ("cpu" if mapped else state["device"])
+        args = (base, structure["groups"], 0, structure["layout"]["max_seq_length"])
+        batch = self.cls(*args, preprocess=preprocess, device=target, compact=structure["compact"])
+        storage = storage_from_rows(decode_scheme(structure["scheme"]), structure["layout"], arrays["rows"])
+        batch.scheme, batch.batch_size = saved, int(structure["capacity"])
+        batch._attach(storage.to(torch.device(target)))
+        if isinstance(batch, ReplayBuffer):
+            batch.buffer_size = batch.batch_size
+            batch._writer = RingWriter(batch.batch_size)
+            batch._writer.load_state_dict(state["writer"])
+        if restore_numpy_rng:
+            _set_numpy_global_state(state["numpy_global_rng"])
+        return batch
+
+
+def _added(structure: dict[str, Any]) -> set[str]:
+    """Return the scheme keys PyMARL adds itself: preprocess outputs and ``filled``."""
+    return {"filled", *(out for out, _t in structure["preprocess"].values())}
+
+
+REPLAY_BUFFER = PymarlAdapter("pymarl.replay_buffer", ReplayBuffer)
+EPISODE_BATCH = PymarlAdapter("pymarl.episode_batch", EpisodeBatch)

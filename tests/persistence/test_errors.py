@@ -1,0 +1,186 @@
+"""Bad checkpoints and failed saves raise typed errors that name the path and the reason."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+
+import pytest
+from persistence_helpers import episodes, filled_buffer, same_buffer
+
+import xreplay.persistence.streams as streams
+from xreplay import EpisodeBuffer, Field, Scheme
+from xreplay.compat.pymarl import ReplayBuffer
+from xreplay.errors import (
+    CheckpointCorruptError,
+    CheckpointError,
+    CheckpointFileMissingError,
+    CheckpointMismatchError,
+    CheckpointVersionError,
+    CheckpointWriteError,
+    NotACheckpointError,
+)
+from xreplay.persistence import load, verify
+
+
+@pytest.fixture
+def ckpt(tmp_path):
+    filled_buffer().save(tmp_path / "ckpt")
+    return tmp_path / "ckpt"
+
+
+def _meta(path):
+    return json.loads((path / "metadata.json").read_text())
+
+
+def _rows_file(path):
+    return path / _meta(path)["arrays"]["rows"]["file"]
+
+
+def test_errors_are_oserrors_with_the_path():
+    error = CheckpointCorruptError("checkpoint file /x fails its checksum", "/x")
+    assert isinstance(error, OSError) and error.filename == "/x" and str(error).startswith("checkpoint file /x")
+
+
+def test_directory_without_metadata_is_not_a_checkpoint(tmp_path):
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("hi")
+    with pytest.raises(NotACheckpointError, match="no metadata.json"):
+        load(tmp_path / "other")
+
+
+def test_foreign_metadata_is_not_a_checkpoint(tmp_path):
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "metadata.json").write_text('{"name": "something else"}')
+    with pytest.raises(NotACheckpointError, match="lacks format"):
+        load(tmp_path / "other")
+
+
+def test_missing_path(tmp_path):
+    with pytest.raises(CheckpointFileMissingError, match="does not exist") as info:
+        load(tmp_path / "nowhere")
+    assert isinstance(info.value, FileNotFoundError)
+
+
+def test_missing_array_file_is_named(ckpt):
+    _rows_file(ckpt).unlink()
+    with pytest.raises(CheckpointFileMissingError, match=r"rows\.g000001\.bin is missing"):
+        load(ckpt)
+
+
+@pytest.mark.parametrize("mmap", [False, True], ids=["read", "mmap"])
+def test_truncated_file_is_named(ckpt, mmap):
+    rows = _rows_file(ckpt)
+    os.truncate(rows, rows.stat().st_size - 7)
+    with pytest.raises(CheckpointCorruptError, match=r"rows\.g000001\.bin holds .* truncated"):
+        load(ckpt, mmap=mmap)
+
+
+def test_flipped_byte_fails_the_checksum(ckpt):
+    rows = _rows_file(ckpt)
+    data = bytearray(rows.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    rows.write_bytes(bytes(data))
+    with pytest.raises(CheckpointCorruptError, match=r"rows\.g000001\.bin fails its checksum"):
+        load(ckpt)
+    with pytest.raises(CheckpointCorruptError):
+        verify(ckpt)
+    load(ckpt, mmap=True)  # a map reads nothing up front: only sizes are checked...
+    with pytest.raises(CheckpointCorruptError):
+        load(ckpt, mmap=True, verify=True)  # ...unless asked
+
+
+def test_corrupted_delta_fails_the_checksum(ckpt):
+    buffer = EpisodeBuffer.load(ckpt)
+    buffer.add(episodes(1, 4))
+    assert buffer.save(ckpt).incremental
+    delta = ckpt / _meta(ckpt)["arrays"]["rows"]["deltas"][0]["file"]
+    delta.write_bytes(b"\0" * delta.stat().st_size)
+    with pytest.raises(CheckpointCorruptError, match=r"\.delta fails its checksum"):
+        load(ckpt, mmap=True)
+
+
+def test_garbled_metadata_is_corrupt(ckpt):
+    (ckpt / "metadata.json").write_text('{"format": "xreplay-checkpoint", ')
+    with pytest.raises(CheckpointCorruptError, match="not valid JSON"):
+        load(ckpt)
+
+
+def test_newer_format_version_names_the_xreplay_that_reads_it(ckpt):
+    meta = _meta(ckpt)
+    meta.update(format_version=99, written_by="7.0.0", readable_since="6.5.0")
+    (ckpt / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointVersionError, match=r"format version 99.*upgrade to xreplay >= 6\.5\.0"):
+        load(ckpt)
+
+
+def test_other_kind_is_a_mismatch(ckpt):
+    with pytest.raises(CheckpointMismatchError, match="'episode_buffer' checkpoint, not 'pymarl.replay_buffer'"):
+        ReplayBuffer.load(ckpt)
+
+
+def test_other_scheme_is_a_mismatch(ckpt):
+    with pytest.raises(CheckpointMismatchError, match="another scheme"):
+        EpisodeBuffer.load(ckpt, scheme=Scheme({"reward": Field((1,))}))
+
+
+def test_unknown_kind_is_a_mismatch(ckpt):
+    meta = _meta(ckpt)
+    meta["kind"] = "someone_elses_buffer"
+    (ckpt / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointMismatchError, match="unknown to this xreplay"):
+        load(ckpt)
+
+
+def test_save_refuses_to_overwrite_a_non_checkpoint(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("precious")
+    with pytest.raises(NotACheckpointError, match="will not save"):
+        filled_buffer().save(tmp_path / "mine")
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
+
+
+def test_unsupported_object_is_rejected(tmp_path):
+    with pytest.raises(CheckpointError, match="cannot checkpoint a dict"):
+        from xreplay.persistence import save
+
+        save({"a": 1}, tmp_path / "x")
+
+
+def _disk_full_after(monkeypatch, budget):
+    """Make os.write (as the array streams use it) fail with ENOSPC once ``budget`` bytes are written."""
+    real = os.write
+    left = [budget]
+
+    def write(fd, data):
+        if left[0] < len(data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        left[0] -= len(data)
+        return real(fd, data)
+
+    monkeypatch.setattr(streams.os, "write", write)
+
+
+@pytest.mark.parametrize("budget", [0, 100, 2000], ids=["first_write", "mid_rows", "later_array"])
+@pytest.mark.parametrize("incremental", [True, False], ids=["delta", "full"])
+def test_full_disk_fails_clearly_and_keeps_the_previous_checkpoint(ckpt, monkeypatch, budget, incremental):
+    buffer = EpisodeBuffer.load(ckpt)
+    buffer.add(episodes(3, 8))
+    _disk_full_after(monkeypatch, budget)
+    with pytest.raises(CheckpointWriteError, match="No space left.*previous checkpoint is unchanged") as info:
+        buffer.save(ckpt, incremental=incremental)
+    assert info.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    verify(ckpt)
+    assert same_buffer(filled_buffer(), EpisodeBuffer.load(ckpt))
+    assert sorted(p.name for p in ckpt.iterdir()) == sorted(
+        ["metadata.json", "rows.g000001.bin", "lengths.g000001.bin"]
+    )
+
+
+def test_full_disk_on_a_first_save_leaves_nothing(tmp_path, monkeypatch):
+    _disk_full_after(monkeypatch, 100)
+    with pytest.raises(CheckpointWriteError):
+        filled_buffer().save(tmp_path / "ckpt")
+    assert list(tmp_path.iterdir()) == []

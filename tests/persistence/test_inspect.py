@@ -1,0 +1,57 @@
+"""``xreplay inspect``: a checkpoint's summary, and the plot's optional dependency."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from persistence_helpers import filled_buffer
+
+from xreplay.cli import main
+
+
+@pytest.fixture
+def ckpt(tmp_path):
+    filled_buffer(capacity=16, n=10).save(tmp_path / "ckpt")
+    return tmp_path / "ckpt"
+
+
+def test_inspect_prints_kind_fields_fill_and_counters(ckpt, capsys):
+    assert main(["inspect", str(ckpt)]) == 0
+    out = capsys.readouterr().out
+    assert "episode_buffer (format version 1" in out
+    assert "fill        10 / 16 (62.5%)" in out
+    assert "writes 10, cursor 10" in out
+    assert "obs" in out and "(5, 2, 3)" in out and "float32" in out
+    assert "derived from 'actions'" in out
+    assert "rows" in out and "lengths" in out
+
+
+def test_inspect_reports_priority_stats(ckpt, capsys):
+    import json
+
+    meta = json.loads((ckpt / "metadata.json").read_text())
+    priorities = np.linspace(0.5, 2.0, 16).astype(np.float32)
+    (ckpt / "sampler.priorities.g000001.bin").write_bytes(priorities.tobytes())
+    meta["arrays"]["sampler.priorities"] = {"dtype": "<f4", "shape": [16], "file": "sampler.priorities.g000001.bin"}
+    (ckpt / "metadata.json").write_text(json.dumps(meta))
+    assert main(["inspect", str(ckpt)]) == 0
+    assert f"max {priorities[9]:.4g}" in capsys.readouterr().out  # over the 10 stored slots only
+
+
+def test_inspect_of_a_non_checkpoint_fails_with_the_reason(tmp_path, capsys):
+    assert main(["inspect", str(tmp_path)]) == 1
+    assert "no metadata.json" in capsys.readouterr().err
+
+
+def test_plot_without_matplotlib_names_the_extra(ckpt, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails as if not installed
+    with pytest.raises(SystemExit, match=r"pip install 'xreplay\[plot\]'"):
+        main(["inspect", str(ckpt), "--plot", str(tmp_path / "p.png")])
+
+
+def test_plot_writes_a_png(ckpt, tmp_path):
+    pytest.importorskip("matplotlib")
+    assert main(["inspect", str(ckpt), "--plot", str(tmp_path / "p.png")]) == 0
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,143 @@
+"""MemmapStorage: rows in a file, flush, reopen after a crash, use under EpisodeBuffer."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from xreplay import EpisodeBuffer, Field, OneHot, Scheme
+from xreplay.errors import CheckpointError
+from xreplay.persistence import load, verify
+from xreplay.storage import MemmapStorage, TensorStorage
+
+T = 4
+
+
+def _scheme() -> Scheme:
+    return Scheme(
+        {
+            "obs": Field((3,)),
+            "actions": Field((1,), dtype=torch.long, storage_dtype="auto"),
+            "onehot": Field((5,), derived=OneHot("actions", 5)),
+        }
+    )
+
+
+def _episodes(n: int, seed: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {"obs": torch.randn(n, T, 3, generator=g), "actions": torch.randint(0, 5, (n, T, 1), generator=g)}
+
+
+def _buffer(path, capacity: int = 8) -> EpisodeBuffer:
+    return EpisodeBuffer(_scheme(), capacity, T, seed=0, storage=MemmapStorage(_scheme(), capacity, T, path))
+
+
+def test_rows_live_in_a_file(tmp_path):
+    storage = MemmapStorage(_scheme(), 8, T, tmp_path / "m")
+    assert storage.file.parent == tmp_path / "m" and storage.file.stat().st_size == storage.nbytes
+    storage.columns["obs"][2] = 1.5
+    storage.flush()
+    on_disk = np.fromfile(storage.file, dtype=np.uint8).reshape(8, -1)
+    assert np.array_equal(on_disk, storage.rows.numpy())
+
+
+def test_refuses_a_non_empty_directory(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "x").write_text("keep")
+    with pytest.raises(CheckpointError, match="not empty"):
+        MemmapStorage(_scheme(), 2, T, tmp_path / "m")
+
+
+def test_buffer_on_memmap_matches_a_buffer_in_memory(tmp_path):
+    mapped, memory = _buffer(tmp_path / "m"), EpisodeBuffer(_scheme(), 8, T, seed=0)
+    for i in range(4):
+        for b in (mapped, memory):
+            b.add(_episodes(3, i), lengths=[1, 2, 4])
+    assert isinstance(mapped.storage, MemmapStorage)
+    assert torch.equal(mapped.storage.rows, memory.storage.rows)
+    a, b = mapped.sample(5, truncate=True), memory.sample(5, truncate=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_storage_must_match_the_buffer(tmp_path):
+    with pytest.raises(ValueError, match="build the storage from the same scheme"):
+        EpisodeBuffer(_scheme(), 4, T, storage=MemmapStorage(_scheme(), 8, T, tmp_path / "m"))
+
+
+def test_reopen_recovers_the_last_flush(tmp_path):
+    storage = MemmapStorage(_scheme(), 8, T, tmp_path / "m")
+    storage.columns["obs"][:] = 2.0
+    storage.flush()
+    reopened = MemmapStorage.open(tmp_path / "m")
+    assert torch.equal(reopened.rows, storage.rows)
+    reopened.columns["obs"][0] = 7.0  # shared: writes go to the file
+    assert float(MemmapStorage.open(tmp_path / "m").columns["obs"][0, 0, 0]) == 7.0
+
+
+def test_relayout_moves_to_a_new_file_and_keeps_values(tmp_path):
+    buffer = _buffer(tmp_path / "m")
+    buffer.add(_episodes(2, 0))
+    first = buffer.storage.file
+    big = _episodes(1, 1)
+    buffer.storage.relayout({"actions": torch.int16})
+    buffer.add(big)
+    assert buffer.storage.file != first and first.exists()  # kept until a flush no longer needs it
+    buffer.save(tmp_path / "m")
+    buffer.save(tmp_path / "m")
+    assert not first.exists()
+    reopened = EpisodeBuffer.load(tmp_path / "m", mmap="shared")
+    assert torch.equal(reopened.storage.rows, buffer.storage.rows)
+
+
+def test_buffer_save_into_its_directory_is_a_flush(tmp_path):
+    buffer = _buffer(tmp_path / "m")
+    buffer.add(_episodes(5, 0))
+    report = buffer.save(tmp_path / "m")
+    assert report.bytes_written < buffer.storage.nbytes  # the rows file is not copied
+    recovered = EpisodeBuffer.load(tmp_path / "m", mmap="shared")
+    assert isinstance(recovered.storage, MemmapStorage) and len(recovered) == 5
+    assert torch.equal(recovered.storage.rows, buffer.storage.rows)
+    copy = EpisodeBuffer.load(tmp_path / "m")  # read into memory instead
+    assert type(copy.storage) is TensorStorage and torch.equal(copy.storage.rows, buffer.storage.rows)
+    verify(tmp_path / "m")
+
+
+def test_memmap_buffer_saved_elsewhere_is_a_normal_checkpoint(tmp_path):
+    buffer = _buffer(tmp_path / "m")
+    buffer.add(_episodes(5, 0))
+    buffer.save(tmp_path / "copy")
+    loaded = load(tmp_path / "copy")
+    assert type(loaded.storage) is TensorStorage and torch.equal(loaded.storage.rows, buffer.storage.rows)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "darwin", reason="needs os.fork")
+def test_killed_writer_recovers_every_flushed_episode(tmp_path):
+    buffer = _buffer(tmp_path / "m", capacity=64)
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_fd)
+            buffer.add(_episodes(10, 0))
+            buffer.save(tmp_path / "m")  # flush: these 10 episodes must survive
+            buffer.add(_episodes(7, 1))  # not flushed
+            os.write(write_fd, b"x")
+            signal.pause()
+        finally:
+            os._exit(1)
+    os.close(write_fd)
+    assert os.read(read_fd, 1) == b"x"
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    recovered = EpisodeBuffer.load(tmp_path / "m", mmap="shared")
+    expected = EpisodeBuffer(_scheme(), 64, T, seed=0)
+    expected.add(_episodes(10, 0))
+    assert len(recovered) == 10 and recovered.writer.state_dict() == expected.writer.state_dict()
+    assert torch.equal(recovered.storage.rows[:10], expected.storage.rows[:10])
+    recovered.add(_episodes(1, 2))  # and it keeps going on the file
+    assert len(EpisodeBuffer.load(tmp_path / "m", mmap="shared")) == 10  # until the next flush
