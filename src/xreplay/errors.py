@@ -12,17 +12,21 @@ working::
     ├── FieldValueError (ValueError)        a value cannot be held by its field's dtype
     ├── InsufficientDataError (ValueError)  more items asked for than are stored
     ├── CapacityError (MemoryError)         a buffer would not fit in memory
-    └── IndexOutOfRangeError (IndexError)   an index is outside the stored items
+    ├── IndexOutOfRangeError (IndexError)   an index is outside the stored items
+    ├── PriorityError (ValueError)          a priority is NaN, infinite or negative
+    └── CheckpointError (ValueError)        a saved buffer is corrupt, truncated or incompatible
 """
 
 from __future__ import annotations
 
 __all__ = [
     "CapacityError",
+    "CheckpointError",
     "FieldShapeError",
     "FieldValueError",
     "IndexOutOfRangeError",
     "InsufficientDataError",
+    "PriorityError",
     "SchemeError",
     "UnknownFieldError",
     "XReplayError",
@@ -63,3 +67,11 @@ class CapacityError(XReplayError, MemoryError):
 
 class IndexOutOfRangeError(XReplayError, IndexError):
     """An index lies outside the items that are stored."""
+
+
+class PriorityError(XReplayError, ValueError):
+    """A priority is NaN, infinite or negative."""
+
+
+class CheckpointError(XReplayError, ValueError):
+    """A saved buffer cannot be loaded: corrupt, truncated or of an unknown format version."""
