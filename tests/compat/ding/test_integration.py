@@ -4,6 +4,7 @@ import abc
 import importlib.util
 import sys
 import types
+import warnings
 
 import pytest
 
@@ -49,7 +50,9 @@ def test_registers_buffer_and_per_when_ding_loaded(fake_ding):
 
 @pytest.mark.skipif(importlib.util.find_spec("ding") is None, reason="DI-engine not installed")
 def test_real_ding_isinstance_checks():
-    package = xding.integrate()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # DI-engine's dependencies warn about deprecated torch APIs on import
+        package = xding.integrate()
     from ding.data.buffer.middleware import PriorityExperienceReplay as DingPER
 
     buf = xding.DequeBuffer(size=4)

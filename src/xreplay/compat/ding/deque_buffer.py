@@ -192,7 +192,7 @@ class DequeBuffer(Buffer):
     ) -> list[list[BufferedData]]:
         """Draw groups, then their records (whole, or a window of ``unroll_len``)."""
         index = self._group_index(key)
-        groups = candidate_groups(index, unroll_len)
+        groups = candidate_groups(index, unroll_len, lambda s: int(self._store.positions_of(s)))
         if not groups and unroll_len and unroll_len > 1:
             return []
         chosen = choose_groups(groups, size, replace)

@@ -125,15 +125,18 @@ class GroupIndex:
         return [] if members is None else members.window(start, stop)
 
 
-def candidate_groups(index: GroupIndex, unroll_len: int | None) -> list[Any]:
-    """Return the groups eligible for sampling, in the order of a set of their values.
+def candidate_groups(index: GroupIndex, unroll_len: int | None, position: Callable[[int], int]) -> list[Any]:
+    """Return the groups eligible for sampling, in DI-engine's order.
 
-    With ``unroll_len > 1`` only groups holding at least ``unroll_len`` items qualify.
+    Without ``unroll_len > 1``: every group, in the iteration order of a set
+    of the values (as DI-engine). With it: groups holding at least
+    ``unroll_len`` records, ordered by their first occurrence in storage
+    (``position`` maps a slot to its storage position).
     """
-    groups = list(set(list(index.members)))  # set order, as DI-engine builds its candidates
-    if unroll_len and unroll_len > 1:
-        groups = [g for g in groups if index.count(g) >= unroll_len]
-    return groups
+    if not (unroll_len and unroll_len > 1):
+        return list(set(list(index.members)))
+    eligible = [g for g, m in index.members.items() if len(m) >= unroll_len]
+    return sorted(eligible, key=lambda g: position(index.members[g].slots[index.members[g].head]))
 
 
 def choose_groups(groups: list[Any], size: int, replace: bool) -> list[Any]:
