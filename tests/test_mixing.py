@@ -1,0 +1,46 @@
+import random
+
+import pytest
+
+from xreplay.compat.ding import DequeBuffer
+from xreplay.mixing import MixedSampleError, group_by_env, sample_mixed
+
+
+def buffers(*sizes):
+    out = []
+    for b, n in enumerate(sizes):
+        buf = DequeBuffer(size=max(n, 1))
+        for i in range(n):
+            buf.push((b, i))
+        out.append(buf)
+    return out
+
+
+def test_weights_truncate_and_concatenate_in_order():
+    a, b, c = buffers(10, 10, 20)
+    got = sample_mixed([(a, 1), (b, 2), (c, 3)], 3)
+    assert [r.data[0] for r in got] == [0] * 3 + [1] * 6 + [2] * 9
+
+
+def test_same_random_calls_as_sequential_samples():
+    a, b = buffers(10, 10)
+    random.seed(4)
+    got = [r.data for r in sample_mixed([(a, 0.5), (b, 0.5)], 5)]
+    random.seed(4)
+    assert got == [r.data for r in a.sample(2)] + [r.data for r in b.sample(2)]
+
+
+def test_names_the_buffer_that_falls_short():
+    a, b = buffers(10, 1)
+    with pytest.raises(MixedSampleError, match=r"buffer #1 \(DequeBuffer\) cannot supply its share of 4 items: it holds 1"):
+        sample_mixed([(a, 0.5), (b, 0.5)], 8)
+    with pytest.raises(ValueError, match="buffer #0"):
+        sample_mixed([(a, 0.1), (b, 0.5)], 2)
+
+
+def test_group_by_env_groups_per_env():
+    torch = pytest.importorskip("torch")
+    buf = DequeBuffer(size=10)
+    group_by_env(buf, range(6), [torch.tensor(i % 2) for i in range(6)])
+    groups = buf.sample(2, groupby="env")
+    assert sorted([r.data for r in g] for g in groups) == [[0, 2, 4], [1, 3, 5]]
