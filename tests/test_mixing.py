@@ -44,3 +44,17 @@ def test_group_by_env_groups_per_env():
     group_by_env(buf, range(6), [torch.tensor(i % 2) for i in range(6)])
     groups = buf.sample(2, groupby="env")
     assert sorted([r.data for r in g] for g in groups) == [[0, 2, 4], [1, 3, 5]]
+
+
+def test_native_episode_buffer_and_deque_buffer_mix():
+    torch = pytest.importorskip("torch")
+    from xreplay import EpisodeBuffer, Field, InsufficientDataError, Scheme
+
+    native = EpisodeBuffer(Scheme({"reward": Field((1,))}), capacity=8, max_seq_length=3, seed=0)
+    native.add({"reward": torch.ones(4, 3, 1)})
+    (deque_buffer,) = buffers(6)
+    got = sample_mixed([(deque_buffer, 0.5), (native, 0.5)], 4)
+    assert [r.data[0] for r in got[:2]] == [0, 0] and got[2]["reward"].shape[0] == 2
+    with pytest.raises(MixedSampleError, match=r"buffer #1 \(EpisodeBuffer\).*it holds 4") as info:
+        sample_mixed([(deque_buffer, 0.5), (native, 1.0)], 10)
+    assert isinstance(info.value.__cause__, InsufficientDataError)

@@ -29,7 +29,9 @@ def sample_mixed(sources: Sequence[tuple[Any, float]], batch_size: int) -> list:
         batch_size: Base batch size.
 
     Returns:
-        The concatenated samples, in ``sources`` order (not shuffled).
+        The concatenated samples, in ``sources`` order (not shuffled). A
+        buffer whose ``sample`` returns a batch object rather than a list
+        (native ``EpisodeBuffer``) contributes that batch as one entry.
 
     Raises:
         MixedSampleError: (a ``ValueError``) a share is below 1, or a buffer
@@ -59,7 +61,10 @@ def sample_mixed(sources: Sequence[tuple[Any, float]], batch_size: int) -> list:
                 f"buffer #{position} ({type(buffer).__name__}) cannot supply its share of {share} items: "
                 f"it holds {_count(buffer)} ({e})"
             ) from e
-        result.extend(part if isinstance(part, list) else [part])
+        if isinstance(part, list):
+            result.extend(part)
+        else:
+            result.append(part)  # a native batch (e.g. EpisodeSample) stays one entry per buffer
     return result
 
 
