@@ -69,6 +69,19 @@ class PrioritizedSampler:
         if self.min_tree is not None:
             self.min_tree.update(slots, leaves)
 
+    def set_leaf(self, slot: int, leaf: float) -> None:
+        """Set one already-exponentiated leaf (scalar path: one pass up the tree, no array temporaries)."""
+        for tree, combine in ((self.sum_tree, float.__add__), (self.min_tree, min)):
+            if tree is None:
+                continue
+            nodes = tree.nodes
+            node = tree.capacity + int(slot)
+            nodes[node] = leaf
+            node >>= 1
+            while node:  # refresh each ancestor from its two children
+                nodes[node] = combine(float(nodes[2 * node]), float(nodes[2 * node + 1]))
+                node >>= 1
+
     def clear_slots(self, slots: np.ndarray) -> None:
         """Remove ``slots`` from sampling (their leaves return to neutral)."""
         slots = np.asarray(slots, dtype=np.int64).reshape(-1)

@@ -152,7 +152,7 @@ class DequeBuffer(Buffer):
                 f"There are less than {size} records/groups in buffer({self.count()}); "
                 "sample fewer, push more or pass ignore_insufficient=True"
             )
-        if groupby or indices or replace:
+        if groupby or replace or (indices and len(set(indices)) != len(indices)):
             _deduplicate(result)
         return result
 
@@ -270,6 +270,8 @@ class DequeBuffer(Buffer):
             item.meta = meta
             version = store.version
             store.touch()
+            if not self.meta_index:
+                return True
             position = int(store.positions_of(slot))
             for key, seq in self.meta_index.items():
                 value = meta.get(key)

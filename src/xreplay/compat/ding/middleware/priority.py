@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -13,6 +14,14 @@ from xreplay.middleware import StringDispatch
 from xreplay.samplers.prioritized import PrioritizedSampler, check_priorities
 
 __all__ = ["PriorityExperienceReplay"]
+
+
+def _check_one(priority: Any, name: str) -> float:
+    """Return ``priority`` as a float after checking it is finite and >= 0 (scalar fast path)."""
+    value = float(priority)
+    if not (math.isfinite(value) and value >= 0):
+        check_priorities([value], names=[name])  # raises PriorityError with the standard message
+    return value
 
 
 class PriorityExperienceReplay(StringDispatch):
@@ -82,11 +91,11 @@ class PriorityExperienceReplay(StringDispatch):
         elif "priority" not in meta:
             meta["priority"] = self.max_priority
         slot = self.buffer._store.peek_slot()
-        leaf = check_priorities([meta["priority"]], names=["<pushed record>"])[0] ** self.priority_power_factor
+        leaf = _check_one(meta["priority"], "<pushed record>") ** self.priority_power_factor
         meta["priority_idx"] = slot
         record = chain(data, *args, meta=meta, **kwargs)
         if record is not None and self.buffer._store.key_to_slot.get(record.index) == slot:
-            self._sampler.set_leaves([slot], [leaf])
+            self._sampler.set_leaf(slot, leaf)
             self.buffer_idx[slot] = record.index
         return record
 
@@ -106,7 +115,7 @@ class PriorityExperienceReplay(StringDispatch):
         """Write ``priority_IS`` into the meta and data of every sampled record."""
         slots = np.array([r.meta["priority_idx"] for r in sampled], dtype=np.int64)
         weights = self._sampler.weights(slots, self.buffer.count(), self.IS_weight_power_factor)
-        tensors = torch.from_numpy(weights.astype(np.float32)).reshape(-1, 1).clone().unbind(0)
+        tensors = list(torch.from_numpy(weights.astype(np.float32).reshape(-1, 1)))  # one [1] row per record
         for record, weight, tensor in zip(sampled, weights.tolist(), tensors):
             record.meta["priority_IS"] = weight
             record.data["priority_IS"] = tensor
@@ -114,14 +123,14 @@ class PriorityExperienceReplay(StringDispatch):
     def on_update(self, chain: Any, index: str, data: Any, meta: dict, *args: Any, **kwargs: Any) -> None:
         """Update the record, then its priority from ``meta['priority']``; returns ``None``."""
         if meta is not None and "priority" in meta:
-            check_priorities([meta["priority"]], names=[index])
+            _check_one(meta["priority"], index)
         if not chain(index, data, meta, *args, **kwargs):
             return None
         if meta is None:
             raise AssertionError(f"updating record {index!r} with PriorityExperienceReplay needs a meta")
         priority = meta["priority"]
         slot = self.buffer._store.key_to_slot[index]
-        self._sampler.set_leaves([slot], [(priority + 1e-5) ** self.priority_power_factor])
+        self._sampler.set_leaf(slot, (priority + 1e-5) ** self.priority_power_factor)
         self.max_priority = max(self.max_priority, priority + 1e-5)
         return None
 
