@@ -41,8 +41,10 @@ def load_libs(want_ding: bool) -> dict:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                libs["ding"] = (importlib.import_module("ding.data.buffer"),
-                                importlib.import_module("ding.data.buffer.middleware"))
+                libs["ding"] = (
+                    importlib.import_module("ding.data.buffer"),
+                    importlib.import_module("ding.data.buffer.middleware"),
+                )
         except ImportError:
             pass
     return libs
@@ -155,10 +157,17 @@ def bench_memory(lib, mw, cfg, items):
 CASES = [
     ("push into full buffer (items/s)", bench_push, "rate"),
     ("sample(32) @capacity (calls/s)", bench_sample, "rate"),
-    ("sample(32) @1M (calls/s)", lambda lib, mw, cfg, items: bench_sample(lib, mw, cfg, items, cfg.big), "rate"),
+    (
+        "sample(32) @1M (calls/s)",
+        lambda lib, mw, cfg, items: bench_sample(lib, mw, cfg, items, cfg.big),
+        "rate",
+    ),
     ("PER loop: sample 256 + 256 update() (loops/s)", bench_per_loop, "rate"),
-    ("PER loop: sample 256 + update_priorities (loops/s)",
-     lambda lib, mw, cfg, items: bench_per_loop(lib, mw, cfg, items, batched=True), "rate"),
+    (
+        "PER loop: sample 256 + update_priorities (loops/s)",
+        lambda lib, mw, cfg, items: bench_per_loop(lib, mw, cfg, items, batched=True),
+        "rate",
+    ),
     ("clone_object + sample(32) (calls/s)", bench_clone_sample, "rate"),
     ("grouped sample(32, env, unroll 40) (calls/s)", bench_grouped, "rate"),
     ("buffer memory per stored item (bytes)", bench_memory, "bytes"),
@@ -173,19 +182,37 @@ def main() -> None:
     cfg = parser.parse_args()
     torch.set_num_threads(1)
     if cfg.smoke:
-        cfg.capacity, cfg.big, cfg.push_ops, cfg.sample_ops, cfg.per_ops, cfg.group_ops = 2000, 5000, 500, 200, 10, 20
+        cfg.capacity, cfg.big, cfg.push_ops, cfg.sample_ops, cfg.per_ops, cfg.group_ops = (
+            2000,
+            5000,
+            500,
+            200,
+            10,
+            20,
+        )
         cfg.unroll_len, cfg.memory_items, cfg.repeats = 10, 2000, min(cfg.repeats, 3)
     else:
-        cfg.capacity, cfg.big, cfg.push_ops, cfg.sample_ops, cfg.per_ops, cfg.group_ops = 100_000, 1_000_000, 20_000, 2000, 40, 20
+        cfg.capacity, cfg.big, cfg.push_ops, cfg.sample_ops, cfg.per_ops, cfg.group_ops = (
+            100_000,
+            1_000_000,
+            20_000,
+            2000,
+            40,
+            20,
+        )
         cfg.unroll_len, cfg.memory_items = 40, 100_000
     libs = load_libs(not cfg.no_ding and not cfg.smoke)
     items = [make_item(i) for i in range(min(cfg.capacity, 100_000))]
     versions = {"xreplay": importlib.import_module("xreplay").__version__}
     if "ding" in libs:
         versions["ding"] = importlib.metadata.version("DI-engine")
-    print(f"S3 capacity={cfg.capacity} repeats={cfg.repeats} numpy={np.__version__} torch={torch.__version__} "
-          + " ".join(f"{k}={v}" for k, v in versions.items()))
-    header = f"{'case':52s} {'xreplay':>14s}" + (f" {'DI-engine':>14s} {'ratio':>8s}" if "ding" in libs else "")
+    print(
+        f"S3 capacity={cfg.capacity} repeats={cfg.repeats} numpy={np.__version__} torch={torch.__version__} "
+        + " ".join(f"{k}={v}" for k, v in versions.items())
+    )
+    header = f"{'case':52s} {'xreplay':>14s}" + (
+        f" {'DI-engine':>14s} {'ratio':>8s}" if "ding" in libs else ""
+    )
     print(header)
     print("-" * len(header))
     for name, fn, kind in CASES:

@@ -32,7 +32,9 @@ def test_same_random_calls_as_sequential_samples():
 
 def test_names_the_buffer_that_falls_short():
     a, b = buffers(10, 1)
-    with pytest.raises(MixedSampleError, match=r"buffer #1 \(DequeBuffer\) cannot supply its share of 4 items: it holds 1"):
+    with pytest.raises(
+        MixedSampleError, match=r"buffer #1 \(DequeBuffer\) cannot supply its share of 4 items: it holds 1"
+    ):
         sample_mixed([(a, 0.5), (b, 0.5)], 8)
     with pytest.raises(ValueError, match="buffer #0"):
         sample_mixed([(a, 0.1), (b, 0.5)], 2)

@@ -44,6 +44,7 @@ def sample_mixed(sources: Sequence[tuple[Any, float]], batch_size: int) -> list:
         ...     _ = agent.push(("agent", i)); _ = expert.push(("expert", i))
         >>> [r.data[0] for r in sample_mixed([(agent, 0.5), (expert, 0.5)], 4)]
         ['agent', 'agent', 'expert', 'expert']
+
     """
     shares = [(buffer, int(batch_size * weight)) for buffer, weight in sources]
     for position, (buffer, share) in enumerate(shares):
@@ -97,6 +98,7 @@ def group_by_env(buffer: Any, transitions: Iterable[Any], env_ids: Iterable[int]
         >>> _ = group_by_env(buf, ["a", "b", "c"], [0, 1, 0])
         >>> sorted([r.data for r in g] for g in buf.sample(2, groupby="env"))
         [['a', 'c'], ['b']]
+
     """
     pushed = []
     for transition, env in zip(transitions, env_ids):

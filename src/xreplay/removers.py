@@ -25,6 +25,7 @@ class MaxUse:
         >>> counts, due = m.record(np.array([1, 1, 3]))
         >>> counts.tolist(), due.tolist()
         ([1, 2, 1], [False, True, False])
+
     """
 
     def __init__(self, capacity: int, max_use: float = float("inf")):
@@ -40,6 +41,7 @@ class MaxUse:
         Returns:
             ``(counts, due)``: each occurrence's running count after it was
             counted, and whether that count reached ``max_use``.
+
         """
         slots = np.asarray(slots, dtype=np.int64)
         if slots.size == 0:
@@ -73,6 +75,7 @@ class Staleness:
         >>> s = Staleness(max_staleness=10)
         >>> s.due(np.array([0, 1, 5]), now=11).tolist()
         [True, False, False]
+
     """
 
     def __init__(self, max_staleness: float = float("inf")):

@@ -78,3 +78,14 @@ def test_matches_list_model(ops, capacity):
         live = s.ordered_slots()
         assert len(set(live.tolist())) == len(model)
         assert np.array_equal(s.positions_of(live), np.arange(len(model)))
+
+
+def test_contiguous_flag_tracks_identity_order():
+    s = ObjectStorage(3)
+    for i in range(5):
+        s.add(i)
+    assert s.contiguous and s.ordered_slots().tolist() == [(s.head + p) % 3 for p in range(3)]
+    s.remove([s.slot_at(1)])
+    assert not s.contiguous
+    s.clear()
+    assert s.contiguous

@@ -45,6 +45,7 @@ def hook_for(entry: Any, action: str) -> Hook | None:
 
     Returns:
         A callable ``hook(chain, *args, **kwargs)`` or ``None``.
+
     """
     hook = getattr(entry, "on_" + action, None)
     if hook is not None:
@@ -68,6 +69,7 @@ def run_pipeline(entries: Sequence[Any], action: str, terminal: Hook, args: tupl
 
     Returns:
         Whatever the outermost middleware returns.
+
     """
     chain = terminal
     for entry in reversed(list(entries)):
@@ -98,6 +100,7 @@ class StringDispatch:
         ...         return 2 * chain(*args, **kwargs)
         >>> Double()("sample", lambda n: n, 3), Double()("push", lambda n: n, 3)
         (6, 3)
+
     """
 
     def __call__(self, action: str, chain: Hook, *args: Any, **kwargs: Any) -> Any:

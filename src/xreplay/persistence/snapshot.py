@@ -1,4 +1,4 @@
-"""A single-file snapshot: magic, JSON header (format version, metadata, checksum), pickled payload.
+r"""A single-file snapshot: magic, JSON header (format version, metadata, checksum), pickled payload.
 
 Layout::
 
@@ -46,6 +46,7 @@ def write_snapshot(path: str | os.PathLike, kind: str, state: Any, metadata: dic
         kind: What the state belongs to (checked on read), e.g. ``"ding.DequeBuffer"``.
         state: Any picklable object.
         metadata: JSON-serialisable facts stored in the header (counts, capacity, ...).
+
     """
     path = os.fspath(path)
     payload = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
@@ -87,6 +88,7 @@ def read_snapshot(path: str | os.PathLike, kind: str) -> tuple[Any, dict]:
     Raises:
         CheckpointError: the file is missing, not a snapshot, of another format
             version or kind, truncated, or fails its checksum.
+
     """
     path = os.fspath(path)
     try:

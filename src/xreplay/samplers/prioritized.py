@@ -26,15 +26,14 @@ def check_priorities(priorities: np.ndarray, names: object = None) -> np.ndarray
 
     Raises:
         PriorityError: a value is NaN, infinite or negative; names the first one.
+
     """
     values = np.asarray(priorities, dtype=np.float64).reshape(-1)
     bad = ~(np.isfinite(values) & (values >= 0))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         name = names[i] if names is not None else i  # type: ignore[index]
-        raise PriorityError(
-            f"priority of item {name!r} is {values[i]!r}; priorities must be finite and >= 0"
-        )
+        raise PriorityError(f"priority of item {name!r} is {values[i]!r}; priorities must be finite and >= 0")
     return values
 
 
@@ -51,6 +50,7 @@ class PrioritizedSampler:
         >>> s.set(np.array([0, 2]), np.array([1.0, 3.0]))
         >>> s.find(np.array([0.5, 1.5, 3.9])).tolist(), s.total()
         ([0, 2, 2], 4.0)
+
     """
 
     def __init__(self, capacity: int, alpha: float = 0.6, track_min: bool = True):
@@ -108,6 +108,7 @@ class PrioritizedSampler:
 
         Raises:
             AssertionError: nothing has positive priority (DI-engine raises the same class).
+
         """
         total = self.total()
         if not total > 0:

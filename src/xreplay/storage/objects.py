@@ -33,6 +33,7 @@ class ObjectStorage:
         [0, 1, 0]
         >>> [s.items[slot] for slot in s.ordered_slots().tolist()], s.slot_of("a")
         (['b', 'c'], None)
+
     """
 
     def __init__(self, capacity: int):
@@ -49,6 +50,7 @@ class ObjectStorage:
         self.head = 0
         self.count = 0
         self.version = 0  # bumped by every mutation, lets derived indexes detect staleness
+        self.contiguous = True  # no delete since the last clear: the slot at ring index r is r
         self._free: list[int] = []  # freed by deletes; popped smallest first
         self._fresh = 0  # slots never used so far are handed out in order
 
@@ -100,6 +102,7 @@ class ObjectStorage:
 
         Raises:
             IndexOutOfRangeError: ``position`` is outside the stored items.
+
         """
         n = self.count
         p = position + n if position < 0 else position
@@ -161,6 +164,7 @@ class ObjectStorage:
             if key is not None:
                 del self.key_to_slot[key]
             self.items[slot] = self.metas[slot] = self.keys[slot] = None
+        self.contiguous = False
         # Freed slots are reused smallest first (the list is popped from the end).
         self._free = sorted(set(self._free).union(slots.tolist()), reverse=True)
         self.version += 1
@@ -175,6 +179,7 @@ class ObjectStorage:
         self.where.fill(-1)
         self.head = self.count = self._fresh = 0
         self._free = []
+        self.contiguous = True
         self.version += 1
 
     def state(self) -> dict[str, Any]:
@@ -198,9 +203,12 @@ class ObjectStorage:
 
         Raises:
             ValueError: the capacities differ.
+
         """
         if int(state["capacity"]) != self.capacity:
-            raise ValueError(f"saved capacity {state['capacity']} differs from this storage's {self.capacity}")
+            raise ValueError(
+                f"saved capacity {state['capacity']} differs from this storage's {self.capacity}"
+            )
         self.items, self.metas, self.keys = list(state["items"]), list(state["metas"]), list(state["keys"])
         self.generation = np.array(state["generation"], dtype=np.int64)
         self.order = np.array(state["order"], dtype=np.int64)
@@ -208,4 +216,6 @@ class ObjectStorage:
         self.head, self.count = int(state["head"]), int(state["count"])
         self._free, self._fresh = list(state["free"]), int(state["fresh"])
         self.key_to_slot = {k: s for s, k in enumerate(self.keys) if k is not None}
+        ring = (self.head + np.arange(self.count)) % self.capacity
+        self.contiguous = bool(np.array_equal(self.order[ring], ring))
         self.version += 1

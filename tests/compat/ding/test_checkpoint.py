@@ -29,7 +29,10 @@ def test_round_trip_restores_records_indices_and_middleware(tmp_path):
     np.testing.assert_array_equal(other_per.sum_tree.leaves(), per.sum_tree.leaves())
     assert other_per.IS_weight_power_factor == per.IS_weight_power_factor
     assert other_per.max_priority == per.max_priority and other_per.buffer_idx == per.buffer_idx
-    assert other._middleware[0].state_dict()["counts"].tolist() == buf._middleware[0].state_dict()["counts"].tolist()
+    assert (
+        other._middleware[0].state_dict()["counts"].tolist()
+        == buf._middleware[0].state_dict()["counts"].tolist()
+    )
     assert len(other.sample(5)) == 5
     assert not [f for f in os.listdir(path.parent) if f.endswith(".tmp")]
 

@@ -65,7 +65,9 @@ def test_independence_copies_repeats():
     assert s[1].data["x"].item() == 0 and s[0] is buf.storage[0] and s[1] is not buf.storage[0]
 
 
-@pytest.mark.parametrize("size,indices", [pytest.param(0, None, id="size_zero"), pytest.param(None, [], id="no_indices")])
+@pytest.mark.parametrize(
+    "size,indices", [pytest.param(0, None, id="size_zero"), pytest.param(None, [], id="no_indices")]
+)
 def test_size_and_indices_empty_asserts(size, indices):
     with pytest.raises(AssertionError, match="One of size and indices"):
         filled(3).sample(size, indices)

@@ -2,8 +2,15 @@ import xreplay.compat.ding as xding
 import xreplay.compat.ding.middleware as xmw
 
 DING_BUFFER_NAMES = {"Buffer", "apply_middleware", "BufferedData", "DequeBuffer", "DequeBufferWrapper"}
-DING_MIDDLEWARE = {"clone_object", "use_time_check", "staleness_check", "PriorityExperienceReplay", "padding",
-                   "group_sample", "sample_range_view"}
+DING_MIDDLEWARE = {
+    "clone_object",
+    "use_time_check",
+    "staleness_check",
+    "PriorityExperienceReplay",
+    "padding",
+    "group_sample",
+    "sample_range_view",
+}
 
 
 def test_all_names_exported_from_one_module():

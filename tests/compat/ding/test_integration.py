@@ -14,7 +14,7 @@ from xreplay.compat.ding import integration
 
 @pytest.fixture
 def fake_ding(monkeypatch):
-    class DingBuffer(abc.ABC):
+    class DingBuffer(abc.ABC):  # noqa: B024 - stands in for DI-engine's ABC
         pass
 
     class DingPER:

@@ -44,8 +44,9 @@ def test_middleware_added_later_affects_later_calls():
 
 
 def test_chain_positional_replace_from_middleware():
-    buf = DequeBuffer(size=4).use(lambda action, chain, size, replace=False: chain(size, replace)
-                                  if action == "sample" else chain(size))
+    buf = DequeBuffer(size=4).use(
+        lambda action, chain, size, replace=False: chain(size, replace) if action == "sample" else chain(size)
+    )
     for i in range(3):
         buf.push(i)
     assert len(buf.sample(2)) == 2

@@ -30,7 +30,9 @@ def test_is_weights_in_meta_and_data():
     for rec in sample:
         w = rec.meta["priority_IS"]
         assert 0 < w <= 1 and rec.data["priority_IS"].dtype == torch.float32
-        assert rec.data["priority_IS"].shape == (1,) and math.isclose(rec.data["priority_IS"].item(), w, rel_tol=1e-6)
+        assert rec.data["priority_IS"].shape == (1,) and math.isclose(
+            rec.data["priority_IS"].item(), w, rel_tol=1e-6
+        )
     assert per.IS_weight_power_factor == pytest.approx(0.4 + 0.6 / 1e5)
 
 

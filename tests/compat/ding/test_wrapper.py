@@ -4,8 +4,9 @@ from xreplay.compat.ding import DequeBufferWrapper
 
 
 def test_priority_wrapper_round_trip():
-    w = DequeBufferWrapper({"replay_buffer_size": 8, "priority": True, "priority_IS_weight": True,
-                            "priority_max_limit": 5.0})
+    w = DequeBufferWrapper(
+        {"replay_buffer_size": 8, "priority": True, "priority_IS_weight": True, "priority_max_limit": 5.0}
+    )
     w.push([{"x": i, "priority": 1.0} for i in range(4)])
     np.random.seed(0)
     data = w.sample(4, train_iter=0)

@@ -29,6 +29,7 @@ def apply_middleware(action: str) -> Callable[[F], F]:
 
     Returns:
         A decorator for the method.
+
     """
 
     def decorate(method: F) -> F:
@@ -66,6 +67,7 @@ class Buffer(abc.ABC):
         >>> buf = DequeBuffer(size=4).use(lambda action, chain, *a, **k: chain(*a, **k))
         >>> len(buf._middleware), buf.size
         (1, 4)
+
     """
 
     def __init__(self, size: int) -> None:

@@ -31,7 +31,11 @@ def save_buffer(buffer: Any, file_name: str) -> None:
         "sliced": buffer.sliced,
         "middleware": middleware,
     }
-    metadata = {"count": buffer.count(), "capacity": buffer._store.capacity, "middleware": [m[1] for m in middleware]}
+    metadata = {
+        "count": buffer.count(),
+        "capacity": buffer._store.capacity,
+        "middleware": [m[1] for m in middleware],
+    }
     write_snapshot(file_name, KIND, state, metadata)
 
 
@@ -41,6 +45,7 @@ def load_buffer(buffer: Any, file_name: str) -> None:
     Raises:
         CheckpointError: unreadable file, another capacity, or a stateful
             middleware of ``buffer`` with no matching saved state.
+
     """
     state, _metadata = read_snapshot(file_name, KIND)
     capacity = state["store"]["capacity"]

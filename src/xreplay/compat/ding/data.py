@@ -23,6 +23,7 @@ class BufferedData:
     Example:
         >>> BufferedData(data=1, index="a", meta={}) == BufferedData(1, "a", {})
         True
+
     """
 
     data: Any
@@ -67,5 +68,6 @@ def fastcopy(x: Any) -> Any:
 
     Returns:
         The copy (or ``x`` itself for types that are not copied).
+
     """
     return _copy_one(x)

@@ -49,6 +49,7 @@ class DequeBuffer(Buffer):
         >>> random.seed(0)
         >>> sorted(d.data for d in buf.sample(2))
         [3, 4]
+
     """
 
     def __init__(self, size: int, sliced: bool = False, full_last_window: bool = False) -> None:
@@ -72,6 +73,7 @@ class DequeBuffer(Buffer):
 
         Returns:
             The stored ``BufferedData``.
+
         """
         item = BufferedData(data, new_index(), meta or {})
         store = self._store
@@ -125,12 +127,15 @@ class DequeBuffer(Buffer):
             InsufficientDataError: (a ``ValueError``) too few records or groups.
             KeyError: an unknown index in ``indices``.
             IndexError: ``replace=True`` on an empty population.
+
         """
         positions = _range_positions(sample_range, self._store.count) if sample_range else None
         if not size and not indices:
             raise AssertionError("One of size and indices must not be empty.")
         if size and indices and size != len(indices):
-            raise AssertionError(f"Size and indices length must be equal (size {size}, {len(indices)} indices).")
+            raise AssertionError(
+                f"Size and indices length must be equal (size {size}, {len(indices)} indices)."
+            )
         if not size:
             size = len(indices)  # type: ignore[arg-type]
         if indices and groupby:
@@ -145,8 +150,12 @@ class DequeBuffer(Buffer):
             result = self._uniform(size, replace, positions)
         if len(result) != size:
             if ignore_insufficient:
-                logger.warning("sample(%s) returns %d records/groups: the buffer holds %d", size, len(result),
-                               self.count())
+                logger.warning(
+                    "sample(%s) returns %d records/groups: the buffer holds %d",
+                    size,
+                    len(result),
+                    self.count(),
+                )
                 return result
             raise InsufficientDataError(
                 f"There are less than {size} records/groups in buffer({self.count()}); "
@@ -167,10 +176,13 @@ class DequeBuffer(Buffer):
                 picks = random.sample(range(n), k=size)
             except ValueError:
                 return []
+        items = store.items
+        if positions is None and store.contiguous:
+            head, capacity = store.head, store.capacity
+            return [items[(head + p) % capacity] for p in picks]  # position -> ring index == slot
         where = np.array(picks, dtype=np.int64)
         if positions is not None:
             where = positions.start + positions.step * where  # population index -> storage position
-        items = store.items
         return [items[s] for s in store.slots_at(where).tolist()]
 
     def _by_indices(self, indices: Iterable[str], positions: range | None) -> list[BufferedData]:
@@ -258,6 +270,7 @@ class DequeBuffer(Buffer):
 
         Returns:
             False when ``index`` is not stored, else True.
+
         """
         store = self._store
         slot = store.key_to_slot.get(index)
@@ -289,6 +302,7 @@ class DequeBuffer(Buffer):
 
         Args:
             indices: Index string(s).
+
         """
         store = self._store
         keys = [indices] if isinstance(indices, str) else indices
@@ -329,6 +343,7 @@ class DequeBuffer(Buffer):
 
         Raises:
             KeyError: ``index`` is not stored.
+
         """
         with self._lock:
             return self._store.items[self._store.key_to_slot[index]]
@@ -352,6 +367,7 @@ class DequeBuffer(Buffer):
 
         Args:
             file_name: Destination; missing parent directories are created.
+
         """
         with self._lock:
             checkpoint.save_buffer(self, file_name)
@@ -365,6 +381,7 @@ class DequeBuffer(Buffer):
         Raises:
             CheckpointError: the file is corrupt, truncated, of another format
                 version or capacity; nothing is changed then.
+
         """
         with self._lock:
             checkpoint.load_buffer(self, file_name)
@@ -375,6 +392,7 @@ def _range_positions(sample_range: Any, count: int) -> range:
 
     Raises:
         ValueError: a bound is negative or not an integer, or the step is < 1 (as ``islice``).
+
     """
     start, stop, step = sample_range.start, sample_range.stop, sample_range.step
     for name, value, low in (("start", start, 0), ("stop", stop, 0), ("step", step, 1)):

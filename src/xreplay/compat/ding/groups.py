@@ -61,6 +61,7 @@ class GroupIndex:
         >>> g.evict(0)
         >>> g.members_of(0), g.count(1)
         ([2], 1)
+
     """
 
     def __init__(self, key: Hashable, source: Any, version: int):
@@ -144,6 +145,7 @@ def choose_groups(groups: list[Any], size: int, replace: bool) -> list[Any]:
 
     Raises:
         ValueError: fewer groups than ``size`` without replacement.
+
     """
     if replace:
         return random.choices(groups, k=size)
@@ -168,6 +170,7 @@ def window(length: int, unroll_len: int, sliced: bool, full_last_window: bool = 
 
     Returns:
         The half-open range of record positions.
+
     """
     if sliced:
         chunk = random.choice(range(max(1, length))) // unroll_len

@@ -27,5 +27,6 @@ def new_index() -> str:
 
     Returns:
         The index string.
+
     """
     return f"{_state['prefix']}{next(_state['counter']):016x}"  # type: ignore[call-overload]

@@ -43,7 +43,9 @@ def per_class(cls: type) -> type:
         return cls
     sub = _subclasses.get(cls)
     if sub is None or not issubclass(sub, ding_per):
-        sub = type(cls.__name__, (cls, ding_per), {"__module__": cls.__module__, "__qualname__": cls.__qualname__})
+        sub = type(
+            cls.__name__, (cls, ding_per), {"__module__": cls.__module__, "__qualname__": cls.__qualname__}
+        )
         _subclasses[cls] = sub
     return sub
 
@@ -56,6 +58,7 @@ def integrate() -> Any:
 
     Raises:
         ModuleNotFoundError: DI-engine is not installed (``pip install DI-engine``).
+
     """
     importlib.import_module(_PER_MODULE)
     package = importlib.import_module("ding.data.buffer")

@@ -26,6 +26,7 @@ class StorageView(Sequence):
         >>> _ = [buf.push(x) for x in "abc"]
         >>> [d.data for d in buf.storage], buf.storage[-1].data, buf.storage.maxlen
         (['b', 'c'], 'c', 2)
+
     """
 
     def __init__(self, store: ObjectStorage):
@@ -75,6 +76,7 @@ class BufferIndex:
         >>> items = [buf.push(x) for x in "abc"]
         >>> buf.indices.get(items[2].index), len(buf.indices), buf.indices.has(items[0].index)
         (1, 2, False)
+
     """
 
     def __init__(self, store: ObjectStorage):
@@ -85,6 +87,7 @@ class BufferIndex:
 
         Raises:
             KeyError: ``key`` is not stored.
+
         """
         slot = self._store.key_to_slot[key]
         return int(self._store.positions_of(slot))

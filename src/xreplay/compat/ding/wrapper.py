@@ -43,23 +43,31 @@ class DequeBufferWrapper:
         >>> w.push([{"x": 1}, {"x": 2}])
         >>> w.count(), w.sample(3, train_iter=0)
         (2, None)
+
     """
 
-    def __init__(self, cfg: Any, tb_logger: Any = None, exp_name: str = "default_experiment",
-                 instance_name: str = "buffer") -> None:
+    def __init__(
+        self,
+        cfg: Any,
+        tb_logger: Any = None,
+        exp_name: str = "default_experiment",
+        instance_name: str = "buffer",
+    ) -> None:
         self.cfg = {**DEFAULT_CONFIG, **dict(cfg)}
         self.name = f"{instance_name}_buffer"
         self.buffer = DequeBuffer(size=self.cfg["replay_buffer_size"])
         if self.cfg["max_use"] != float("inf"):
             self.buffer.use(use_time_check(self.buffer, max_use=self.cfg["max_use"]))
         if self.cfg["priority"]:
-            self.buffer.use(PriorityExperienceReplay(
-                self.buffer,
-                IS_weight=self.cfg["priority_IS_weight"],
-                priority_power_factor=self.cfg["priority_power_factor"],
-                IS_weight_power_factor=self.cfg["IS_weight_power_factor"],
-                IS_weight_anneal_train_iter=self.cfg["IS_weight_anneal_train_iter"],
-            ))
+            self.buffer.use(
+                PriorityExperienceReplay(
+                    self.buffer,
+                    IS_weight=self.cfg["priority_IS_weight"],
+                    priority_power_factor=self.cfg["priority_power_factor"],
+                    IS_weight_power_factor=self.cfg["IS_weight_power_factor"],
+                    IS_weight_anneal_train_iter=self.cfg["IS_weight_anneal_train_iter"],
+                )
+            )
         self.last_sample_index: list[str] | None = None
         self.last_sample_meta: list[dict] | None = None
 

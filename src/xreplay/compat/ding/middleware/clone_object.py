@@ -23,6 +23,7 @@ class CloneObject(StringDispatch):
         >>> _ = buf.push(payload); payload.append(2)
         >>> buf.sample(1)[0].data
         [1]
+
     """
 
     def on_push(self, chain: Any, data: Any, *args: Any, **kwargs: Any) -> Any:
@@ -39,5 +40,6 @@ def clone_object() -> CloneObject:
 
     Returns:
         The middleware.
+
     """
     return CloneObject()

@@ -31,6 +31,7 @@ class GroupSample(StringDispatch):
         >>> _ = [buf.push(x, {"g": 0}) for x in range(5)]
         >>> [len(g) for g in buf.sample(1, groupby="g")]
         [2]
+
     """
 
     def __init__(self, size_in_group: int, ordered_in_group: bool = True, max_use_in_group: bool = True):
@@ -57,7 +58,9 @@ class GroupSample(StringDispatch):
         return trimmed
 
 
-def group_sample(size_in_group: int, ordered_in_group: bool = True, max_use_in_group: bool = True) -> GroupSample:
+def group_sample(
+    size_in_group: int, ordered_in_group: bool = True, max_use_in_group: bool = True
+) -> GroupSample:
     """Return a ``GroupSample`` middleware.
 
     Args:
@@ -67,5 +70,6 @@ def group_sample(size_in_group: int, ordered_in_group: bool = True, max_use_in_g
 
     Returns:
         The middleware.
+
     """
     return GroupSample(size_in_group, ordered_in_group, max_use_in_group)

@@ -28,6 +28,7 @@ class Padding(StringDispatch):
         >>> _ = [buf.push(x, {"g": x % 3 == 0}) for x in range(4)]
         >>> sorted(len(g) for g in buf.sample(2, groupby="g"))
         [2, 2]
+
     """
 
     def __init__(self, policy: str = "random"):
@@ -58,5 +59,6 @@ def padding(policy: str = "random") -> Padding:
 
     Returns:
         The middleware.
+
     """
     return Padding(policy)

@@ -52,9 +52,11 @@ class PriorityExperienceReplay(StringDispatch):
         >>> _ = [buf.push({"x": i}, meta={"priority": 1.0}) for i in range(4)]
         >>> [d.data["x"] for d in buf.sample(4)], len(per.buffer_idx)
         ([0, 1, 2, 3], 4)
+
     """
 
     def __new__(cls, *args: Any, **kwargs: Any) -> PriorityExperienceReplay:
+        """Create an instance that also passes DI-engine's ``isinstance`` check when DI-engine is imported."""
         return super().__new__(integration.per_class(cls))
 
     def __init__(
@@ -87,7 +89,9 @@ class PriorityExperienceReplay(StringDispatch):
     def on_push(self, chain: Any, data: Any, meta: dict | None = None, *args: Any, **kwargs: Any) -> Any:
         """Attach a priority and slot to the record's meta, push it, and enter it in the trees."""
         if meta is None:
-            meta = {"priority": data.pop("priority")} if "priority" in data else {"priority": self.max_priority}
+            meta = (
+                {"priority": data.pop("priority")} if "priority" in data else {"priority": self.max_priority}
+            )
         elif "priority" not in meta:
             meta["priority"] = self.max_priority
         slot = self.buffer._store.peek_slot()
@@ -148,6 +152,7 @@ class PriorityExperienceReplay(StringDispatch):
 
         Raises:
             PriorityError: a priority is NaN, infinite or negative (nothing is updated).
+
         """
         values = check_priorities(np.fromiter(priorities, dtype=np.float64), names=list(indices))
         store = self.buffer._store

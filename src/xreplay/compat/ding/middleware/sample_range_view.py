@@ -31,6 +31,7 @@ class SampleRangeView(StringDispatch):
         >>> view = buf.view().use(sample_range_view(buf, start=-1))
         >>> [d.data for d in view.sample(1)]
         [3]
+
     """
 
     def __init__(self, buffer_: Any, start: int | None = None, end: int | None = None):
@@ -57,5 +58,6 @@ def sample_range_view(buffer_: Any, start: int | None = None, end: int | None = 
 
     Returns:
         The middleware.
+
     """
     return SampleRangeView(buffer_, start, end)

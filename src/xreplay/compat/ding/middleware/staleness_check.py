@@ -34,6 +34,7 @@ class StalenessCheck(StringDispatch):
         >>> _ = buf.push(1, meta={"train_iter_data_collected": 1})
         >>> [d.data for d in buf.sample(3, 1)]
         [1]
+
     """
 
     def __init__(self, buffer_: Any, max_staleness: float = float("inf")):
@@ -77,5 +78,6 @@ def staleness_check(buffer_: Any, max_staleness: float = float("inf")) -> Stalen
 
     Returns:
         The middleware.
+
     """
     return StalenessCheck(buffer_, max_staleness)

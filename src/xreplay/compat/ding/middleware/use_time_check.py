@@ -32,6 +32,7 @@ class UseTimeCheck(StringDispatch):
         >>> _ = buf.sample(2); _ = buf.sample(2)
         >>> buf.count()
         0
+
     """
 
     def __init__(self, buffer_: Any, max_use: float = float("inf")):
@@ -83,5 +84,6 @@ def use_time_check(buffer_: Any, max_use: float = float("inf")) -> UseTimeCheck:
 
     Returns:
         The middleware.
+
     """
     return UseTimeCheck(buffer_, max_use)
