@@ -13,6 +13,7 @@ working::
     ├── InsufficientDataError (ValueError)  more items asked for than are stored
     ├── CapacityError (MemoryError, RuntimeError)  a buffer would not fit in memory
     ├── IndexOutOfRangeError (IndexError)   an index is outside the stored items
+    ├── PriorityError (ValueError)          a priority is NaN, infinite or negative
     └── CheckpointError (OSError)           a checkpoint cannot be written or read
         ├── NotACheckpointError             the path holds no xreplay checkpoint
         ├── CheckpointFileMissingError (FileNotFoundError)  a file the checkpoint lists is gone
@@ -37,6 +38,7 @@ __all__ = [
     "IndexOutOfRangeError",
     "InsufficientDataError",
     "NotACheckpointError",
+    "PriorityError",
     "SchemeError",
     "UnknownFieldError",
     "XReplayError",
@@ -120,3 +122,7 @@ class CheckpointMismatchError(CheckpointError):
 
 class CheckpointWriteError(CheckpointError):
     """A save failed (for example on a full disk); the previous checkpoint at the path is intact."""
+
+
+class PriorityError(XReplayError, ValueError):
+    """A priority is NaN, infinite or negative."""

@@ -9,8 +9,8 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from persistence_helpers import episodes, filled_buffer, same_buffer
 
+from tests.persistence.persistence_helpers import episodes, filled_buffer, same_buffer
 from xreplay import EpisodeBuffer
 from xreplay.persistence import FORMAT_VERSION, MAX_DELTAS, load, save, verify
 

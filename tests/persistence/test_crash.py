@@ -9,8 +9,8 @@ import sys
 import time
 
 import pytest
-from persistence_helpers import episodes, filled_buffer, same_buffer
 
+from tests.persistence.persistence_helpers import episodes, filled_buffer, same_buffer
 from xreplay import EpisodeBuffer
 from xreplay.persistence import load, verify
 

@@ -7,9 +7,9 @@ import json
 import os
 
 import pytest
-from persistence_helpers import episodes, filled_buffer, same_buffer
 
 import xreplay.persistence.streams as streams
+from tests.persistence.persistence_helpers import episodes, filled_buffer, same_buffer
 from xreplay import EpisodeBuffer, Field, Scheme
 from xreplay.compat.pymarl import ReplayBuffer
 from xreplay.errors import (

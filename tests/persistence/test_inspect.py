@@ -6,8 +6,8 @@ import sys
 
 import numpy as np
 import pytest
-from persistence_helpers import filled_buffer
 
+from tests.persistence.persistence_helpers import filled_buffer
 from xreplay.cli import main
 
 

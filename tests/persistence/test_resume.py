@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from persistence_helpers import episodes, filled_buffer
 
+from tests.persistence.persistence_helpers import episodes, filled_buffer
 from xreplay import EpisodeBuffer
 from xreplay.compat.pymarl import EpisodeBatch, OneHot, ReplayBuffer
 

@@ -21,5 +21,17 @@ Example:
 from xreplay.persistence.checkpoint import MAX_DELTAS, SaveReport, load, save, verify
 from xreplay.persistence.format import FORMAT_VERSION
 from xreplay.persistence.kinds import CheckpointAdapter, register_kind
+from xreplay.persistence.snapshot import read_snapshot, write_snapshot
 
-__all__ = ["FORMAT_VERSION", "MAX_DELTAS", "CheckpointAdapter", "SaveReport", "load", "register_kind", "save", "verify"]
+__all__ = [
+    "FORMAT_VERSION",
+    "MAX_DELTAS",
+    "CheckpointAdapter",
+    "SaveReport",
+    "load",
+    "read_snapshot",
+    "register_kind",
+    "save",
+    "verify",
+    "write_snapshot",
+]

@@ -1,0 +1,88 @@
+"""DI-engine's buffer API as a drop-in: replace ``ding.data.buffer[.*]`` imports by this module.
+
+``Buffer``, ``apply_middleware``, ``BufferedData``, ``DequeBuffer``,
+``DequeBufferWrapper`` and the middleware ``clone_object``,
+``use_time_check``, ``staleness_check``, ``PriorityExperienceReplay``,
+``padding``, ``group_sample`` and ``sample_range_view`` keep DI-engine
+0.5.3's signatures, argument passing (middleware see arguments exactly as
+written), results, exception classes and internals (``storage``,
+``indices``, ``meta_index``, ``_middleware``, ``buffer_idx``). Random draws go
+through Python's global ``random`` (plain, group, window, padding draws) and
+numpy's global RNG (prioritized strata) with the same calls as DI-engine, so
+a seeded run samples the same records.
+
+Underneath: xreplay's ``ObjectStorage`` (O(1) positions and index lookups,
+so ``sample(32)`` does not walk a deque), group indexes (O(window) grouped
+sampling), the typed middleware pipeline, vectorized sum/min trees and the
+``MaxUse``/``Staleness`` removers. Every call holds the buffer's re-entrant
+lock, so collector and learner threads may share a buffer.
+
+Differences from DI-engine 0.5.3 (upstream defects fixed, each tested in
+``tests/compat/ding/test_defects.py``):
+
+* D1 ``delete`` rebuilt the index map truncated to as many entries as indices
+  were passed, so later ``update``/``get_by_index`` missed or hit the wrong
+  record. Every remaining record stays indexed.
+* D2 ``delete`` left ``meta_index`` stale (deleted groups could be drawn).
+  Deleted positions are dropped from ``meta_index`` and the group index.
+* D3 ``use_time_check`` with ``PriorityExperienceReplay`` crashed every
+  sample (a list passed to PER's delete). PER's delete takes one index or
+  several and ignores unknown ones.
+* D4 PER's slot pivot kept cycling after deletes, so a new record could take
+  the slot of a live one. A record's slot is its storage slot.
+* D5 Grouping where some records lack the key raised ``KeyError`` when the
+  ``None`` group was drawn. A missing key is the group ``None`` throughout.
+* D6 PER's ``state_dict`` raised ``AttributeError`` and delete with
+  ``IS_weight=False`` too. Both work.
+* D7 (kept by default, for sample parity) non-sliced group windows never
+  start at the last full window; ``DequeBuffer(..., full_last_window=True)``
+  fixes it.
+
+Other decisions: index strings are 32 lowercase hex characters (random
+per-process prefix + counter) instead of ``uuid1``; ``use_time_check``
+deletes each worn-out record once even when it occurs twice in a sample;
+group membership is the meta value at push/update time (in-place edits of a
+stored meta's group key are not seen); NaN, infinite or negative priorities
+raise ``PriorityError`` (a ``ValueError``) naming the record; ``save_data``
+writes xreplay's versioned snapshot (not hickle) and ``load_data`` requires
+the same capacity; a view shares deletions with its buffer.
+``PriorityExperienceReplay.update_priorities(indices, priorities)`` updates a
+batch of priorities in one vectorized step.
+
+When DI-engine is imported, xreplay buffers register as DI-engine
+``Buffer``s and PER objects are instances of DI-engine's PER class, so
+DI-engine's own ``data_pusher``/``OffPolicyLearner`` accept them (see
+:mod:`xreplay.compat.ding.integration`).
+"""
+
+from xreplay.compat.ding.base import Buffer, apply_middleware
+from xreplay.compat.ding.data import BufferedData, fastcopy
+from xreplay.compat.ding.deque_buffer import DequeBuffer
+from xreplay.compat.ding.integration import integrate
+from xreplay.compat.ding.middleware import (
+    PriorityExperienceReplay,
+    clone_object,
+    group_sample,
+    padding,
+    sample_range_view,
+    staleness_check,
+    use_time_check,
+)
+from xreplay.compat.ding.wrapper import DequeBufferWrapper
+
+__all__ = [
+    "Buffer",
+    "BufferedData",
+    "DequeBuffer",
+    "DequeBufferWrapper",
+    "PriorityExperienceReplay",
+    "apply_middleware",
+    "clone_object",
+    "fastcopy",
+    "group_sample",
+    "integrate",
+    "padding",
+    "sample_range_view",
+    "staleness_check",
+    "use_time_check",
+]

@@ -1,0 +1,424 @@
+"""``DequeBuffer``: DI-engine's FIFO buffer of ``BufferedData`` over xreplay's object storage."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+from xreplay.compat.ding import checkpoint
+from xreplay.compat.ding.base import Buffer, apply_middleware
+from xreplay.compat.ding.data import BufferedData, fastcopy
+from xreplay.compat.ding.groups import GroupIndex, candidate_groups, choose_groups, window
+from xreplay.compat.ding.indices import new_index
+from xreplay.compat.ding.views import BufferIndex, StorageView
+from xreplay.errors import InsufficientDataError
+from xreplay.storage.objects import ObjectStorage
+
+__all__ = ["DequeBuffer"]
+
+logger = logging.getLogger(__name__)
+
+
+class DequeBuffer(Buffer):
+    """A first-in-first-out buffer of ``BufferedData`` with DI-engine's API and results.
+
+    Pushing into a full buffer evicts the oldest record. Sampling draws
+    through Python's global ``random`` exactly as DI-engine does, so a seeded
+    run samples the same records. Positions, index lookups and group windows
+    cost O(1) or O(window), not O(size).
+
+    Args:
+        size: Capacity.
+        sliced: Group windows start at multiples of ``unroll_len``.
+        full_last_window: Let non-sliced group windows also start at the last
+            full window (fixes DI-engine's off-by-one, defect D7; off by default
+            for sample parity).
+
+    Example:
+        >>> import random
+        >>> buf = DequeBuffer(size=3)
+        >>> for x in range(5):
+        ...     _ = buf.push(x, meta={"env": x % 2})
+        >>> buf.count(), [d.data for d in buf.storage]
+        (3, [2, 3, 4])
+        >>> random.seed(0)
+        >>> sorted(d.data for d in buf.sample(2))
+        [3, 4]
+
+    """
+
+    def __init__(self, size: int, sliced: bool = False, full_last_window: bool = False) -> None:
+        super().__init__(size)
+        self._store = ObjectStorage(size)
+        self.storage = StorageView(self._store)
+        self.indices = BufferIndex(self._store)
+        self.meta_index: dict[Any, Any] = {}
+        self.sliced = sliced
+        self.full_last_window = full_last_window
+        self._groups: dict[Any, GroupIndex] = {}
+
+    # ----------------------------------------------------------------- push
+    @apply_middleware("push")
+    def push(self, data: Any, meta: dict | None = None) -> BufferedData:
+        """Store ``data`` with ``meta`` (kept by reference) and return the stored record.
+
+        Args:
+            data: Any payload, stored by reference.
+            meta: Meta dict, stored by reference (an empty or missing meta becomes a new ``{}``).
+
+        Returns:
+            The stored ``BufferedData``.
+
+        """
+        item = BufferedData(data, new_index(), meta or {})
+        store = self._store
+        version = store.version
+        slot, evicted = store.add(item, item.index)
+        if self.meta_index:
+            self._index_push(slot, evicted, item.meta, version)
+        return item
+
+    def _index_push(self, slot: int, evicted: int, meta: dict, version: int) -> None:
+        """Append the new record's group values to ``meta_index`` and the group indexes."""
+        for key, seq in self.meta_index.items():
+            value = meta.get(key)
+            seq.append(value)
+            group = self._groups.get(key)
+            if group is not None and group.source is seq and group.version == version:
+                if evicted >= 0:
+                    group.evict(evicted)
+                group.add(slot, value)
+                group.version = self._store.version
+
+    # --------------------------------------------------------------- sample
+    @apply_middleware("sample")
+    def sample(
+        self,
+        size: int | None = None,
+        indices: list[str] | None = None,
+        replace: bool = False,
+        sample_range: slice | None = None,
+        ignore_insufficient: bool = False,
+        groupby: str | None = None,
+        unroll_len: int | None = None,
+    ) -> list[BufferedData] | list[list[BufferedData]]:
+        """Sample records uniformly, by index, or by group.
+
+        Args:
+            size: Number of records (or groups with ``groupby``).
+            indices: Index strings to return, in this order (duplicates allowed).
+            replace: Draw with replacement.
+            sample_range: Positional slice of the storage to draw from (oldest = 0).
+            ignore_insufficient: Return ``[]`` (with a logged warning) instead of raising.
+            groupby: Meta key; returns one list of records per drawn group.
+            unroll_len: With ``groupby``, cut each group to a window of this length.
+
+        Returns:
+            The records (stored objects; repeated records after the first are copies),
+            or a list of record lists with ``groupby``.
+
+        Raises:
+            AssertionError: inconsistent arguments (as DI-engine).
+            InsufficientDataError: (a ``ValueError``) too few records or groups.
+            KeyError: an unknown index in ``indices``.
+            IndexError: ``replace=True`` on an empty population.
+
+        """
+        positions = _range_positions(sample_range, self._store.count) if sample_range else None
+        if not size and not indices:
+            raise AssertionError("One of size and indices must not be empty.")
+        if size and indices and size != len(indices):
+            raise AssertionError(
+                f"Size and indices length must be equal (size {size}, {len(indices)} indices)."
+            )
+        if not size:
+            size = len(indices)  # type: ignore[arg-type]
+        if indices and groupby:
+            raise AssertionError("Cannot sample by indices and groupby at the same time.")
+        if unroll_len and not groupby:
+            raise AssertionError(f"unroll_len={unroll_len} needs groupby.")
+        if indices:
+            result: list = self._by_indices(indices, positions)
+        elif groupby:
+            result = self._by_groups(groupby, size, replace, unroll_len, positions)
+        else:
+            result = self._uniform(size, replace, positions)
+        if len(result) != size:
+            if ignore_insufficient:
+                logger.warning(
+                    "sample(%s) returns %d records/groups: the buffer holds %d",
+                    size,
+                    len(result),
+                    self.count(),
+                )
+                return result
+            raise InsufficientDataError(
+                f"There are less than {size} records/groups in buffer({self.count()}); "
+                "sample fewer, push more or pass ignore_insufficient=True"
+            )
+        if groupby or replace or (indices and len(set(indices)) != len(indices)):
+            _deduplicate(result)
+        return result
+
+    def _uniform(self, size: int, replace: bool, positions: range | None) -> list[BufferedData]:
+        """Draw positions with ``random.choices``/``random.sample`` over the population's length."""
+        store = self._store
+        n = store.count if positions is None else len(positions)
+        if replace:
+            picks = random.choices(range(n), k=size)  # IndexError on an empty population, as DI-engine
+        else:
+            try:
+                picks = random.sample(range(n), k=size)
+            except ValueError:
+                return []
+        items = store.items
+        if positions is None and store.contiguous:
+            head, capacity = store.head, store.capacity
+            return [items[(head + p) % capacity] for p in picks]  # position -> ring index == slot
+        where = np.array(picks, dtype=np.int64)
+        if positions is not None:
+            where = positions.start + positions.step * where  # population index -> storage position
+        return [items[s] for s in store.slots_at(where).tolist()]
+
+    def _by_indices(self, indices: Iterable[str], positions: range | None) -> list[BufferedData]:
+        """Return the records of ``indices`` in order; ``KeyError`` for one not in the population."""
+        store = self._store
+        key_to_slot, items = store.key_to_slot, store.items
+        if positions is None:
+            return [items[key_to_slot[i]] for i in indices]
+        result = []
+        for i in indices:
+            slot = key_to_slot.get(i)
+            if slot is None or int(store.positions_of(slot)) not in positions:
+                raise KeyError(i)
+            result.append(items[slot])
+        return result
+
+    def _by_groups(
+        self, key: Any, size: int, replace: bool, unroll_len: int | None, positions: range | None
+    ) -> list[list[BufferedData]]:
+        """Draw groups, then their records (whole, or a window of ``unroll_len``)."""
+        index = self._group_index(key)
+        groups = candidate_groups(index, unroll_len, lambda s: int(self._store.positions_of(s)))
+        if not groups and unroll_len and unroll_len > 1:
+            return []
+        chosen = choose_groups(groups, size, replace)
+        items = self._store.items
+        if positions is not None:
+            return self._groups_in_range(index, chosen, unroll_len, positions)
+        if not unroll_len:
+            lists: dict[Any, list] = {}
+            for g in chosen:  # a group drawn twice shares one list, as in DI-engine
+                if g not in lists:
+                    lists[g] = [items[s] for s in index.members_of(g)]
+            return [lists[g] for g in chosen]
+        result = []
+        for g in chosen:
+            start, stop = window(index.count(g), unroll_len, self.sliced, self.full_last_window)
+            result.append([items[s] for s in index.window_of(g, start, stop)])
+        return result
+
+    def _groups_in_range(
+        self, index: GroupIndex, chosen: list, unroll_len: int | None, positions: range
+    ) -> list[list[BufferedData]]:
+        """Group sampling restricted to a positional range (a scan of the range)."""
+        store = self._store
+        wanted = set(chosen)
+        lists: dict[Any, list] = {g: [] for g in wanted}
+        for slot in store.slots_at(np.arange(positions.start, positions.stop, positions.step)).tolist():
+            value = index.value_of[slot]
+            if value in wanted:
+                lists[value].append(store.items[slot])
+        if not unroll_len:
+            return [lists[g] for g in chosen]
+        result = []
+        for g in chosen:
+            start, stop = window(len(lists[g]), unroll_len, self.sliced, self.full_last_window)
+            result.append(lists[g][start:stop])
+        return result
+
+    def _group_index(self, key: Any) -> GroupIndex:
+        """Return an up-to-date group index for ``key``, creating ``meta_index[key]`` on first use."""
+        store = self._store
+        seq = self.meta_index.get(key)
+        if seq is None:
+            seq = deque((item.meta.get(key) for item in store.iter_items()), maxlen=store.capacity)
+            self.meta_index[key] = seq
+        index = self._groups.get(key)
+        if index is None or index.source is not seq or index.version != store.version:
+            index = GroupIndex(key, seq, store.version)
+            items = store.items
+            for slot in store.ordered_slots().tolist():
+                index.add(slot, items[slot].meta.get(key))
+            self._groups[key] = index
+        return index
+
+    # ------------------------------------------------------ update / delete
+    @apply_middleware("update")
+    def update(self, index: str, data: Any = None, meta: dict | None = None) -> bool:
+        """Replace a record's data (unless ``None``) and meta (unless ``None``; replaced, not merged).
+
+        Args:
+            index: The record's index string.
+            data: New payload, or ``None`` to keep it.
+            meta: New meta dict, or ``None`` to keep it.
+
+        Returns:
+            False when ``index`` is not stored, else True.
+
+        """
+        store = self._store
+        slot = store.key_to_slot.get(index)
+        if slot is None:
+            return False
+        item = store.items[slot]
+        if data is not None:
+            item.data = data
+        if meta is not None:
+            item.meta = meta
+            version = store.version
+            store.touch()
+            if not self.meta_index:
+                return True
+            position = int(store.positions_of(slot))
+            for key, seq in self.meta_index.items():
+                value = meta.get(key)
+                if position < len(seq):
+                    seq[position] = value
+                group = self._groups.get(key)
+                if group is not None and group.source is seq and group.version == version:
+                    group.set_value(slot, value, lambda s: int(store.positions_of(s)))
+                    group.version = store.version
+        return True
+
+    @apply_middleware("delete")
+    def delete(self, indices: str | Iterable[str]) -> None:
+        """Remove the records of ``indices`` (one string or several); unknown ones are ignored.
+
+        Args:
+            indices: Index string(s).
+
+        """
+        store = self._store
+        keys = [indices] if isinstance(indices, str) else indices
+        slots = [s for s in (store.key_to_slot.get(k) for k in keys) if s is not None]
+        if not slots:
+            return
+        gone = set(store.positions_of(slots).tolist())
+        for seq in self.meta_index.values():  # fixed D2: drop the deleted positions
+            kept = [v for p, v in enumerate(seq) if p not in gone]
+            seq.clear()
+            seq.extend(kept)
+        version = store.version
+        store.remove(slots)
+        for key, group in self._groups.items():
+            if group.source is self.meta_index.get(key) and group.version == version:
+                group.remove(slots)
+                group.version = store.version
+
+    @apply_middleware("clear")
+    def clear(self) -> None:
+        """Remove every record and forget the groupby keys."""
+        self._store.clear()
+        self.meta_index = {}
+        self._groups = {}
+
+    # ---------------------------------------------------------------- reads
+    def count(self) -> int:
+        """Return the number of stored records."""
+        return self._store.count
+
+    def get(self, idx: int) -> BufferedData:
+        """Return the record at storage position ``idx`` (negative from the newest)."""
+        with self._lock:
+            return self.storage[idx]
+
+    def get_by_index(self, index: str) -> BufferedData:
+        """Return the record with index string ``index``.
+
+        Raises:
+            KeyError: ``index`` is not stored.
+
+        """
+        with self._lock:
+            return self._store.items[self._store.key_to_slot[index]]
+
+    def __iter__(self) -> Iterator[BufferedData]:
+        return iter(self.storage)
+
+    def __copy__(self) -> DequeBuffer:
+        """Return a view: a new buffer sharing the records, without middleware and unsliced."""
+        other = DequeBuffer(self.size)
+        other._store, other.storage, other.indices = self._store, self.storage, self.indices
+        other.meta_index = self.meta_index
+        other._lock = self._lock
+        return other
+
+    # ---------------------------------------------------------- persistence
+    def save_data(self, file_name: str) -> None:
+        """Save records, indices, ``meta_index`` and middleware state to ``file_name`` (atomic).
+
+        See :mod:`xreplay.compat.ding.checkpoint` for the format and its trust note.
+
+        Args:
+            file_name: Destination; missing parent directories are created.
+
+        """
+        with self._lock:
+            checkpoint.save_buffer(self, file_name)
+
+    def load_data(self, file_name: str) -> None:
+        """Replace records, indices, ``meta_index`` and middleware state by those saved in ``file_name``.
+
+        Args:
+            file_name: A file written by ``save_data``. Only load files you trust (pickle inside).
+
+        Raises:
+            CheckpointError: the file is corrupt, truncated, of another format
+                version or capacity; nothing is changed then.
+
+        """
+        with self._lock:
+            checkpoint.load_buffer(self, file_name)
+
+
+def _range_positions(sample_range: Any, count: int) -> range:
+    """Return the storage positions ``itertools.islice(storage, start, stop, step)`` would visit.
+
+    Raises:
+        ValueError: a bound is negative or not an integer, or the step is < 1 (as ``islice``).
+
+    """
+    start, stop, step = sample_range.start, sample_range.stop, sample_range.step
+    for name, value, low in (("start", start, 0), ("stop", stop, 0), ("step", step, 1)):
+        if value is not None and (not isinstance(value, (int, np.integer)) or value < low):
+            raise ValueError(
+                f"sample_range {name} must be None or an integer >= {low} (islice rules), got {value!r}"
+            )
+    return range(count)[slice(start, stop, step)]
+
+
+def _deduplicate(result: list) -> None:
+    """Replace, in place, every repeated record after its first occurrence by a copy (flat or grouped)."""
+    seen: set[str] = set()
+    for j, entry in enumerate(result):
+        if isinstance(entry, list):
+            for k, record in enumerate(entry):
+                entry[k] = _first_or_copy(record, seen)
+        else:
+            result[j] = _first_or_copy(entry, seen)
+
+
+def _first_or_copy(record: Any, seen: set[str]) -> BufferedData:
+    """Return ``record`` the first time its index is seen, a copy afterwards."""
+    if not isinstance(record, BufferedData):
+        raise TypeError(f"unexpected sampled element of type {type(record).__name__}")
+    if record.index in seen:
+        return fastcopy(record)
+    seen.add(record.index)
+    return record

@@ -1,0 +1,206 @@
+"""``PriorityExperienceReplay``: DI-engine's prioritized replay middleware over vectorized trees."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+
+from xreplay.compat.ding import integration
+from xreplay.middleware import StringDispatch
+from xreplay.samplers.proportional import ProportionalSampler, check_priorities
+
+__all__ = ["PriorityExperienceReplay"]
+
+
+def _check_one(priority: Any, name: str) -> float:
+    """Return ``priority`` as a float after checking it is finite and >= 0 (scalar fast path)."""
+    value = float(priority)
+    if not (math.isfinite(value) and value >= 0):
+        check_priorities([value], names=[name])  # raises PriorityError with the standard message
+    return value
+
+
+class PriorityExperienceReplay(StringDispatch):
+    """Proportional prioritized sampling with importance-sampling weights, as a buffer middleware.
+
+    Each record's priority lives in ``meta['priority']`` (default: the largest
+    seen so far) and its tree slot in ``meta['priority_idx']``; a record
+    takes the storage slot it is stored in, so slots stay right after deletes
+    (DI-engine's cycling pivot could overwrite a live record's slot: D4).
+    Sampling is stratified with one ``np.random.uniform`` vector draw, then
+    fetches the records by index through the rest of the chain. With
+    ``IS_weight`` every returned record gets ``meta['priority_IS']`` and
+    ``data['priority_IS']`` (a float32 tensor of shape ``[1]``), and beta
+    anneals towards 1 by one step per sample call.
+
+    Args:
+        buffer: The buffer this middleware is used on.
+        IS_weight: Compute importance-sampling weights.
+        priority_power_factor: alpha.
+        IS_weight_power_factor: initial beta.
+        IS_weight_anneal_train_iter: Number of sample calls over which beta reaches 1.
+
+    Example:
+        >>> from xreplay.compat.ding import DequeBuffer
+        >>> buf = DequeBuffer(size=4)
+        >>> per = PriorityExperienceReplay(buf)
+        >>> buf = buf.use(per)
+        >>> _ = [buf.push({"x": i}, meta={"priority": 1.0}) for i in range(4)]
+        >>> [d.data["x"] for d in buf.sample(4)], len(per.buffer_idx)
+        ([0, 1, 2, 3], 4)
+
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> PriorityExperienceReplay:
+        """Create an instance that also passes DI-engine's ``isinstance`` check when DI-engine is imported."""
+        return super().__new__(integration.per_class(cls))
+
+    def __init__(
+        self,
+        buffer: Any,
+        IS_weight: bool = True,  # noqa: N803 - DI-engine's keyword names
+        priority_power_factor: float = 0.6,
+        IS_weight_power_factor: float = 0.4,  # noqa: N803
+        IS_weight_anneal_train_iter: int = int(1e5),  # noqa: N803
+    ) -> None:
+        self.buffer = buffer
+        self.buffer_idx: dict[int, str] = {}
+        self.buffer_size = buffer.size
+        self.IS_weight = IS_weight
+        self.priority_power_factor = priority_power_factor
+        self.IS_weight_power_factor = IS_weight_power_factor
+        self.IS_weight_anneal_train_iter = IS_weight_anneal_train_iter
+        self.max_priority = 1.0
+        self._sampler = ProportionalSampler(buffer._store.capacity, priority_power_factor, track_min=IS_weight)
+        self.sum_tree = self._sampler.sum_tree
+        self.min_tree = self._sampler.min_tree
+        if IS_weight:
+            self.delta_anneal = (1 - IS_weight_power_factor) / IS_weight_anneal_train_iter
+
+    @property
+    def pivot(self) -> int:
+        """The slot the next pushed record will take."""
+        return self.buffer._store.peek_slot()
+
+    def on_push(self, chain: Any, data: Any, meta: dict | None = None, *args: Any, **kwargs: Any) -> Any:
+        """Attach a priority and slot to the record's meta, push it, and enter it in the trees."""
+        if meta is None:
+            meta = (
+                {"priority": data.pop("priority")} if "priority" in data else {"priority": self.max_priority}
+            )
+        elif "priority" not in meta:
+            meta["priority"] = self.max_priority
+        slot = self.buffer._store.peek_slot()
+        leaf = _check_one(meta["priority"], "<pushed record>") ** self.priority_power_factor
+        meta["priority_idx"] = slot
+        record = chain(data, *args, meta=meta, **kwargs)
+        if record is not None and self.buffer._store.key_to_slot.get(record.index) == slot:
+            self._sampler.set_leaf(slot, leaf)
+            self.buffer_idx[slot] = record.index
+        return record
+
+    def on_sample(self, chain: Any, size: int, *args: Any, **kwargs: Any) -> Any:
+        """Draw ``size`` records in proportion to priority; attach importance weights."""
+        if self.buffer.count() == 0:
+            raise AssertionError(f"cannot sample {size} records: the prioritized buffer is empty")
+        slots = self._sampler.sample(size)
+        indices = [self.buffer_idx[s] for s in slots.tolist()]
+        sampled = chain(*args, indices=indices, **kwargs)
+        if self.IS_weight and sampled:
+            self._attach_weights(sampled)
+            self.IS_weight_power_factor = min(1.0, self.IS_weight_power_factor + self.delta_anneal)
+        return sampled
+
+    def _attach_weights(self, sampled: list) -> None:
+        """Write ``priority_IS`` into the meta and data of every sampled record."""
+        slots = np.array([r.meta["priority_idx"] for r in sampled], dtype=np.int64)
+        weights = self._sampler.weights(slots, self.buffer.count(), self.IS_weight_power_factor)
+        tensors = list(torch.from_numpy(weights.astype(np.float32).reshape(-1, 1)))  # one [1] row per record
+        for record, weight, tensor in zip(sampled, weights.tolist(), tensors, strict=False):
+            record.meta["priority_IS"] = weight
+            record.data["priority_IS"] = tensor
+
+    def on_update(self, chain: Any, index: str, data: Any, meta: dict, *args: Any, **kwargs: Any) -> None:
+        """Update the record, then its priority from ``meta['priority']``; returns ``None``."""
+        if meta is not None and "priority" in meta:
+            _check_one(meta["priority"], index)
+        if not chain(index, data, meta, *args, **kwargs):
+            return None
+        if meta is None:
+            raise AssertionError(f"updating record {index!r} with PriorityExperienceReplay needs a meta")
+        priority = meta["priority"]
+        slot = self.buffer._store.key_to_slot[index]
+        self._sampler.set_leaf(slot, (priority + 1e-5) ** self.priority_power_factor)
+        self.max_priority = max(self.max_priority, priority + 1e-5)
+        return None
+
+    def update_priorities(self, indices: list[str], priorities: Iterable[float]) -> int:
+        """Set many priorities at once (an xreplay extension; one vectorized tree update).
+
+        Stored records whose index is unknown (evicted or deleted) are skipped.
+
+        Args:
+            indices: Index strings of sampled records.
+            priorities: Their new priorities.
+
+        Returns:
+            The number of records updated.
+
+        Raises:
+            PriorityError: a priority is NaN, infinite or negative (nothing is updated).
+
+        """
+        values = check_priorities(np.fromiter(priorities, dtype=np.float64), names=list(indices))
+        store = self.buffer._store
+        slots = np.array([store.key_to_slot.get(i, -1) for i in indices], dtype=np.int64)
+        live = slots >= 0
+        self._sampler.set_leaves(slots[live], (values[live] + 1e-5) ** self.priority_power_factor)
+        items = store.items
+        for slot, value in zip(slots[live].tolist(), values[live].tolist(), strict=False):
+            items[slot].meta["priority"] = value
+        if live.any():
+            self.max_priority = max(self.max_priority, float(values[live].max()) + 1e-5)
+        return int(live.sum())
+
+    def on_delete(self, chain: Any, index: str | Iterable[str], *args: Any, **kwargs: Any) -> Any:
+        """Remove the records' slots from the trees (one index or several; unknown ones ignored), then delete."""
+        keys = [index] if isinstance(index, str) else list(index)
+        key_to_slot = self.buffer._store.key_to_slot
+        slots = [key_to_slot[k] for k in keys if k in key_to_slot]
+        slots = [s for s in slots if self.buffer_idx.get(s) is not None]
+        self._sampler.clear_slots(np.array(slots, dtype=np.int64))
+        for slot in slots:
+            del self.buffer_idx[slot]
+        return chain(keys if not isinstance(index, str) else index, *args, **kwargs)
+
+    def on_clear(self, chain: Any, *args: Any, **kwargs: Any) -> Any:
+        """Forget every priority (beta is kept), then clear."""
+        self.max_priority = 1.0
+        self._sampler.reset()
+        self.buffer_idx = {}
+        return chain()
+
+    def state_dict(self) -> dict:
+        """Return the priorities, slots, ``max_priority`` and beta."""
+        return {
+            "max_priority": self.max_priority,
+            "IS_weight_power_factor": self.IS_weight_power_factor,
+            "buffer_idx": dict(self.buffer_idx),
+            "sum_leaves": self.sum_tree.leaves().copy(),
+            "min_leaves": None if self.min_tree is None else self.min_tree.leaves().copy(),
+        }
+
+    def load_state_dict(self, state: dict, deepcopy: bool = False) -> None:
+        """Restore a :meth:`state_dict` (``deepcopy`` is accepted for DI-engine's signature)."""
+        self.max_priority = float(state["max_priority"])
+        self.IS_weight_power_factor = float(state["IS_weight_power_factor"])
+        self.buffer_idx = dict(state["buffer_idx"])
+        self._sampler.reset()
+        slots = np.arange(len(state["sum_leaves"]))
+        self.sum_tree.update(slots, state["sum_leaves"])
+        if self.min_tree is not None and state["min_leaves"] is not None:
+            self.min_tree.update(slots, state["min_leaves"])

@@ -1,0 +1,89 @@
+"""``use_time_check``: delete records once they were sampled ``max_use`` times."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from xreplay.middleware import StringDispatch
+from xreplay.removers import MaxUse
+
+__all__ = ["UseTimeCheck", "use_time_check"]
+
+
+class UseTimeCheck(StringDispatch):
+    """Middleware counting each record's uses, writing ``meta['use_count']`` and deleting worn-out records.
+
+    After the inner sample returns, every returned record (each occurrence
+    counts) gets its running count in ``meta['use_count']``; records whose
+    count reached ``max_use`` are deleted through ``buffer_.delete`` (the
+    buffer's whole middleware chain) and are still returned this time.
+
+    Args:
+        buffer_: The buffer to delete from.
+        max_use: Uses after which a record is deleted.
+
+    Example:
+        >>> from xreplay.compat.ding import DequeBuffer
+        >>> buf = DequeBuffer(size=4)
+        >>> buf = buf.use(use_time_check(buf, max_use=2))
+        >>> _ = [buf.push(x) for x in range(2)]
+        >>> _ = buf.sample(2); _ = buf.sample(2)
+        >>> buf.count()
+        0
+
+    """
+
+    def __init__(self, buffer_: Any, max_use: float = float("inf")):
+        self.buffer = buffer_
+        self.max_use = max_use
+        capacity = buffer_._store.capacity
+        self._remover = MaxUse(capacity, max_use)
+        self._generation = np.zeros(capacity, dtype=np.int64)  # item generation the count belongs to
+
+    def on_sample(self, chain: Any, *args: Any, **kwargs: Any) -> Any:
+        """Count uses of the sampled records and delete those that reached ``max_use``."""
+        sampled = chain(*args, **kwargs)
+        if not sampled:
+            return sampled
+        records = [r for g in sampled for r in g] if isinstance(sampled[0], list) else sampled
+        store = self.buffer._store
+        slots = np.array([store.key_to_slot.get(r.index, -1) for r in records], dtype=np.int64)
+        live = slots >= 0
+        live_slots = slots[live]
+        fresh = store.generation[live_slots] != self._generation[live_slots]
+        self._remover.reset(live_slots[fresh])  # the slot holds a newer record than the one counted
+        self._generation[live_slots] = store.generation[live_slots]
+        counts = np.ones(slots.size, dtype=np.int64)
+        due = np.zeros(slots.size, dtype=bool)
+        counts[live], due[live] = self._remover.record(live_slots)
+        for record, count in zip(records, counts.tolist(), strict=False):
+            record.meta["use_count"] = count
+        gone = list(dict.fromkeys(r.index for r, d in zip(records, due.tolist(), strict=False) if d))
+        self.buffer.delete(gone)
+        self._remover.reset(slots[live & due])
+        return sampled
+
+    def state_dict(self) -> dict:
+        """Return the use counts (for ``save_data``)."""
+        return {"counts": self._remover.counts.copy(), "generation": self._generation.copy()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore use counts saved by :meth:`state_dict`."""
+        self._remover.counts = np.array(state["counts"], dtype=np.int64)
+        self._generation = np.array(state["generation"], dtype=np.int64)
+
+
+def use_time_check(buffer_: Any, max_use: float = float("inf")) -> UseTimeCheck:
+    """Return a ``UseTimeCheck`` middleware for ``buffer_``.
+
+    Args:
+        buffer_: The buffer to delete from.
+        max_use: Uses after which a record is deleted.
+
+    Returns:
+        The middleware.
+
+    """
+    return UseTimeCheck(buffer_, max_use)

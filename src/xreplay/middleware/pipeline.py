@@ -1,0 +1,111 @@
+"""An ordered middleware pipeline with typed hooks.
+
+A middleware is any object with some of the hooks ``on_push``, ``on_sample``,
+``on_update``, ``on_delete`` and ``on_clear``. Each hook receives ``chain``
+(the rest of the pipeline) followed by the caller's arguments exactly as the
+caller wrote them, and returns the action's result; calling ``chain`` runs
+the next middleware, or the buffer's own method after the last one. The first
+middleware in the list is the outermost. A middleware without a hook for an
+action is skipped for that action.
+
+DI-engine's string-dispatched middleware (a callable ``mw(action, chain,
+*args, **kwargs)``) is adapted once, in :func:`hook_for`: its hook for every
+action is the callable with the action name bound in front.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+__all__ = ["ACTIONS", "Middleware", "StringDispatch", "hook_for", "run_pipeline"]
+
+ACTIONS = ("push", "sample", "update", "delete", "clear")
+
+Hook = Callable[..., Any]
+
+
+class Middleware(Protocol):
+    """What a typed middleware may implement (every hook is optional)."""
+
+    def on_push(self, chain: Hook, *args: Any, **kwargs: Any) -> Any:
+        """Wrap a push."""
+
+    def on_sample(self, chain: Hook, *args: Any, **kwargs: Any) -> Any:
+        """Wrap a sample."""
+
+
+def hook_for(entry: Any, action: str) -> Hook | None:
+    """Return ``entry``'s hook for ``action``, or ``None`` when it does not take part.
+
+    Args:
+        entry: A typed middleware (with ``on_<action>`` methods) or a
+            DI-engine style callable ``entry(action, chain, *args, **kwargs)``.
+        action: One of :data:`ACTIONS`.
+
+    Returns:
+        A callable ``hook(chain, *args, **kwargs)`` or ``None``.
+
+    """
+    hook = getattr(entry, "on_" + action, None)
+    if hook is not None:
+        return hook
+    if isinstance(entry, StringDispatch):
+        return None  # a typed middleware that does not handle this action
+    if callable(entry):
+        return lambda chain, *args, **kwargs: entry(action, chain, *args, **kwargs)
+    raise TypeError(f"middleware {entry!r} is neither callable nor has an on_{action} hook")
+
+
+def run_pipeline(entries: Sequence[Any], action: str, terminal: Hook, args: tuple, kwargs: dict) -> Any:
+    """Run ``action`` through ``entries`` (first = outermost), ending in ``terminal``.
+
+    Args:
+        entries: Middleware in registration order; read now, so later additions affect later calls.
+        action: The action name.
+        terminal: The buffer's own method.
+        args: Positional arguments as the caller gave them.
+        kwargs: Keyword arguments as the caller gave them.
+
+    Returns:
+        Whatever the outermost middleware returns.
+
+    """
+    chain = terminal
+    for entry in reversed(list(entries)):
+        hook = hook_for(entry, action)
+        if hook is not None:
+            chain = _bind(hook, chain)
+    return chain(*args, **kwargs)
+
+
+def _bind(hook: Hook, chain: Hook) -> Hook:
+    """Return a callable that runs ``hook`` with ``chain`` as its continuation."""
+
+    def link(*args: Any, **kwargs: Any) -> Any:
+        return hook(chain, *args, **kwargs)
+
+    return link
+
+
+class StringDispatch:
+    """Mixin giving a typed middleware DI-engine's calling convention.
+
+    ``mw(action, chain, *args, **kwargs)`` calls ``mw.on_<action>(chain, ...)``
+    and passes actions without a hook straight to ``chain``.
+
+    Example:
+        >>> class Double(StringDispatch):
+        ...     def on_sample(self, chain, *args, **kwargs):
+        ...         return 2 * chain(*args, **kwargs)
+        >>> Double()("sample", lambda n: n, 3), Double()("push", lambda n: n, 3)
+        (6, 3)
+
+    """
+
+    def __call__(self, action: str, chain: Hook, *args: Any, **kwargs: Any) -> Any:
+        """Dispatch ``action`` to its hook, or pass it through."""
+        hook = getattr(self, "on_" + action, None)
+        if hook is None:
+            return chain(*args, **kwargs)
+        return hook(chain, *args, **kwargs)

@@ -1,0 +1,221 @@
+"""Storage for arbitrary Python items with stable slot ids and generations.
+
+Items live in ``capacity`` slots. Storage order (oldest first) is a ring of
+slot ids, so positional access is O(1) and vectorized over many positions,
+first-in-first-out eviction reuses the oldest slot, and deleting items from
+the middle compacts only the ring (slots keep their ids). Every write into a
+slot bumps that slot's generation: a handle ``generation * capacity + slot``
+taken earlier no longer resolves once the slot holds a newer item, so a stale
+index never touches a newer item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+from xreplay.errors import IndexOutOfRangeError
+
+__all__ = ["ObjectStorage"]
+
+
+class ObjectStorage:
+    """Fixed-capacity FIFO store of Python objects, each with an optional key and meta.
+
+    Args:
+        capacity: Number of slots; pushing into a full storage evicts the oldest item.
+
+    Example:
+        >>> s = ObjectStorage(2)
+        >>> [s.add(x, key=x)[0] for x in "abc"]
+        [0, 1, 0]
+        >>> [s.items[slot] for slot in s.ordered_slots().tolist()], s.slot_of("a")
+        (['b', 'c'], None)
+
+    """
+
+    def __init__(self, capacity: int):
+        if int(capacity) < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = int(capacity)
+        self.items: list[Any] = [None] * self.capacity
+        self.metas: list[Any] = [None] * self.capacity
+        self.keys: list[Hashable | None] = [None] * self.capacity
+        self.key_to_slot: dict[Hashable, int] = {}
+        self.generation = np.zeros(self.capacity, dtype=np.int64)
+        self.order = np.zeros(self.capacity, dtype=np.int64)  # ring: storage position -> slot
+        self.where = np.full(self.capacity, -1, dtype=np.int64)  # slot -> ring position, -1 if free
+        self.head = 0
+        self.count = 0
+        self.version = 0  # bumped by every mutation, lets derived indexes detect staleness
+        self.contiguous = True  # no delete since the last clear: the slot at ring index r is r
+        self._free: list[int] = []  # freed by deletes; popped smallest first
+        self._fresh = 0  # slots never used so far are handed out in order
+
+    def __len__(self) -> int:
+        return self.count
+
+    def peek_slot(self) -> int:
+        """Return the slot that the next ``add`` will use."""
+        if self.count == self.capacity:
+            return int(self.order[self.head])
+        if self._free:
+            return self._free[-1]
+        return self._fresh
+
+    def add(self, item: Any, key: Hashable | None = None, meta: Any = None) -> tuple[int, int]:
+        """Store ``item`` as the newest; return ``(slot, evicted_slot)`` (``-1`` when nothing was evicted)."""
+        evicted = -1
+        if self.count == self.capacity:
+            evicted = slot = int(self.order[self.head])
+            old_key = self.keys[slot]
+            if old_key is not None:
+                del self.key_to_slot[old_key]
+            self.head = (self.head + 1) % self.capacity  # the oldest position moves on
+            self.count -= 1
+        elif self._free:
+            slot = self._free.pop()
+        else:
+            slot = self._fresh
+            self._fresh += 1
+        ring = (self.head + self.count) % self.capacity  # first free ring position after the newest
+        self.order[ring] = slot
+        self.where[slot] = ring
+        self.count += 1
+        self.generation[slot] += 1
+        self.items[slot] = item
+        self.metas[slot] = meta
+        self.keys[slot] = key
+        if key is not None:
+            self.key_to_slot[key] = slot
+        self.version += 1
+        return slot, evicted
+
+    def slot_of(self, key: Hashable) -> int | None:
+        """Return the slot holding ``key``, or ``None``."""
+        return self.key_to_slot.get(key)
+
+    def slot_at(self, position: int) -> int:
+        """Return the slot at storage ``position`` (negative counts from the newest).
+
+        Raises:
+            IndexOutOfRangeError: ``position`` is outside the stored items.
+
+        """
+        n = self.count
+        p = position + n if position < 0 else position
+        if not 0 <= p < n:
+            raise IndexOutOfRangeError(f"position {position} is outside the {n} stored items")
+        return int(self.order[(self.head + p) % self.capacity])
+
+    def slots_at(self, positions: np.ndarray) -> np.ndarray:
+        """Return the slots at non-negative storage ``positions`` (vectorized, unchecked)."""
+        return self.order[(self.head + np.asarray(positions, dtype=np.int64)) % self.capacity]
+
+    def positions_of(self, slots: np.ndarray) -> np.ndarray:
+        """Return the storage positions of live ``slots``."""
+        return (self.where[np.asarray(slots, dtype=np.int64)] - self.head) % self.capacity
+
+    def ordered_slots(self) -> np.ndarray:
+        """Return every live slot in storage order (oldest first)."""
+        return self.slots_at(np.arange(self.count))
+
+    def iter_items(self) -> Iterator[Any]:
+        """Yield the stored items oldest first."""
+        items = self.items
+        for slot in self.ordered_slots().tolist():
+            yield items[slot]
+
+    def handles(self, slots: np.ndarray) -> np.ndarray:
+        """Return generation-stamped handles for ``slots``."""
+        slots = np.asarray(slots, dtype=np.int64)
+        return self.generation[slots] * self.capacity + slots
+
+    def resolve(self, handles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(slots, current)``: ``current`` is False where the slot now holds another item."""
+        handles = np.asarray(handles, dtype=np.int64)
+        slots = handles % self.capacity
+        current = (self.generation[slots] == handles // self.capacity) & (self.where[slots] >= 0)
+        return slots, current
+
+    def touch(self) -> None:
+        """Record an in-place change (e.g. a replaced meta) so derived indexes rebuild."""
+        self.version += 1
+
+    def remove(self, slots: Iterable[int]) -> np.ndarray:
+        """Delete the live items in ``slots``; return the slots removed, in storage order."""
+        slots = np.unique(np.fromiter(slots, dtype=np.int64))
+        slots = slots[(slots >= 0) & (slots < self.capacity)]
+        slots = slots[self.where[slots] >= 0]
+        if slots.size == 0:
+            return slots
+        live = self.ordered_slots()
+        gone = np.isin(live, slots)
+        keep = live[~gone]
+        # Compact the ring so that position p sits at ring index p.
+        self.order[: keep.size] = keep
+        self.where[slots] = -1
+        self.where[keep] = np.arange(keep.size)
+        self.head, self.count = 0, int(keep.size)
+        for slot in slots.tolist():
+            key = self.keys[slot]
+            if key is not None:
+                del self.key_to_slot[key]
+            self.items[slot] = self.metas[slot] = self.keys[slot] = None
+        self.contiguous = False
+        # Freed slots are reused smallest first (the list is popped from the end).
+        self._free = sorted(set(self._free).union(slots.tolist()), reverse=True)
+        self.version += 1
+        return live[gone]
+
+    def clear(self) -> None:
+        """Delete every item (generations keep counting, so old handles stay stale)."""
+        self.items = [None] * self.capacity
+        self.metas = [None] * self.capacity
+        self.keys = [None] * self.capacity
+        self.key_to_slot = {}
+        self.where.fill(-1)
+        self.head = self.count = self._fresh = 0
+        self._free = []
+        self.contiguous = True
+        self.version += 1
+
+    def state(self) -> dict[str, Any]:
+        """Return the full state as plain Python and numpy objects (for persistence)."""
+        return {
+            "capacity": self.capacity,
+            "items": self.items,
+            "metas": self.metas,
+            "keys": self.keys,
+            "generation": self.generation,
+            "order": self.order,
+            "where": self.where,
+            "head": self.head,
+            "count": self.count,
+            "free": self._free,
+            "fresh": self._fresh,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Replace the contents with a ``state()`` of a storage of the same capacity.
+
+        Raises:
+            ValueError: the capacities differ.
+
+        """
+        if int(state["capacity"]) != self.capacity:
+            raise ValueError(
+                f"saved capacity {state['capacity']} differs from this storage's {self.capacity}"
+            )
+        self.items, self.metas, self.keys = list(state["items"]), list(state["metas"]), list(state["keys"])
+        self.generation = np.array(state["generation"], dtype=np.int64)
+        self.order = np.array(state["order"], dtype=np.int64)
+        self.where = np.array(state["where"], dtype=np.int64)
+        self.head, self.count = int(state["head"]), int(state["count"])
+        self._free, self._fresh = list(state["free"]), int(state["fresh"])
+        self.key_to_slot = {k: s for s, k in enumerate(self.keys) if k is not None}
+        ring = (self.head + np.arange(self.count)) % self.capacity
+        self.contiguous = bool(np.array_equal(self.order[ring], ring))
+        self.version += 1
