@@ -26,3 +26,6 @@ lint: setup
 
 bench: setup
 	$(PY) benchmarks/s1_episodes.py
+	$(PY) benchmarks/s2_transitions.py
+	$(PY) benchmarks/s3_ding.py
+	$(PY) benchmarks/s5_checkpoint.py

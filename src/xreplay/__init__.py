@@ -1,19 +1,50 @@
-"""xreplay: fast, correct experience replay for single- and multi-agent RL."""
+"""xreplay: fast, correct experience replay for single- and multi-agent RL.
 
-from xreplay.buffers import EpisodeBuffer, EpisodeSample, EpisodeWriter
+Native buffers compose a storage, a writer and a sampler; the PyMARL and
+DI-engine APIs live in :mod:`xreplay.compat.pymarl` and
+:mod:`xreplay.compat.ding`; checkpoints in :mod:`xreplay.persistence`.
+"""
+
+from xreplay.buffers import (
+    EpisodeBuffer,
+    EpisodeSample,
+    EpisodeWriter,
+    NStepReturns,
+    TransitionBuffer,
+    TransitionSample,
+)
 from xreplay.errors import (
     CapacityError,
+    CheckpointCorruptError,
+    CheckpointError,
+    CheckpointFileMissingError,
+    CheckpointMismatchError,
+    CheckpointVersionError,
+    CheckpointWriteError,
     FieldShapeError,
     FieldValueError,
     IndexOutOfRangeError,
     InsufficientDataError,
+    NotACheckpointError,
+    PriorityError,
     SchemeError,
     UnknownFieldError,
     XReplayError,
 )
-from xreplay.samplers import UniformSampler
+from xreplay.mixing import MixedSampleError, group_by_env, sample_mixed
+from xreplay.removers import MaxUse, Staleness
+from xreplay.samplers import (
+    ConstantSchedule,
+    LinearSchedule,
+    PrioritizedSampler,
+    PriorityTree,
+    SequenceSampler,
+    UniformSampler,
+    sequence_priorities,
+)
 from xreplay.scheme import AUTO, Field, Scheme
-from xreplay.storage import TensorStorage
+from xreplay.storage import MemmapStorage, TensorStorage
+from xreplay.storage.objects import ObjectStorage
 from xreplay.transforms import OneHot
 from xreplay.writers import RingWriter
 
@@ -22,6 +53,13 @@ __version__ = "0.1.0"
 __all__ = [
     "AUTO",
     "CapacityError",
+    "CheckpointCorruptError",
+    "CheckpointError",
+    "CheckpointFileMissingError",
+    "CheckpointMismatchError",
+    "CheckpointVersionError",
+    "CheckpointWriteError",
+    "ConstantSchedule",
     "EpisodeBuffer",
     "EpisodeSample",
     "EpisodeWriter",
@@ -30,13 +68,30 @@ __all__ = [
     "FieldValueError",
     "IndexOutOfRangeError",
     "InsufficientDataError",
+    "LinearSchedule",
+    "MaxUse",
+    "MemmapStorage",
+    "MixedSampleError",
+    "NStepReturns",
+    "NotACheckpointError",
+    "ObjectStorage",
     "OneHot",
+    "PrioritizedSampler",
+    "PriorityError",
+    "PriorityTree",
     "RingWriter",
     "Scheme",
     "SchemeError",
+    "SequenceSampler",
+    "Staleness",
     "TensorStorage",
+    "TransitionBuffer",
+    "TransitionSample",
     "UniformSampler",
     "UnknownFieldError",
     "XReplayError",
     "__version__",
+    "group_by_env",
+    "sample_mixed",
+    "sequence_priorities",
 ]
