@@ -166,16 +166,22 @@ VARIANTS: dict[str, Callable[[int], dict[str, Callable[..., Any]] | None]] = {
 }
 
 
-def per_op_seconds(op: Callable[[], Any], iters: int, reps: int) -> float:
-    """Return the median over ``reps`` runs of the mean seconds per call of ``op``."""
-    op()
-    times = []
+def per_op_seconds(ops: dict[str, Callable[[], Any]], iters: int, reps: int) -> dict[str, float]:
+    """Return, per op, the median over ``reps`` rounds of the mean seconds per call.
+
+    Rounds interleave the ops (A, B, C, A, B, C, ...) so that a noisy neighbour
+    slows every variant alike and the ratios stay meaningful.
+    """
+    times: dict[str, list[float]] = {name: [] for name in ops}
+    for op in ops.values():
+        op()  # warm up
     for _ in range(reps):
-        start = time.perf_counter()
-        for _ in range(iters):
-            op()
-        times.append((time.perf_counter() - start) / iters)
-    return statistics.median(times)
+        for name, op in ops.items():
+            start = time.perf_counter()
+            for _ in range(iters):
+                op()
+            times[name].append((time.perf_counter() - start) / iters)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def rss_growth_mib(variant: str, capacity: int) -> float | None:
@@ -198,19 +204,23 @@ def rss_mib() -> float:
 
 
 def run(capacity: int, iters: int, reps: int, rss: bool) -> list[dict[str, Any]]:
-    """Measure every available variant and return one row per variant."""
-    rows = []
+    """Measure every available variant side by side and return one row per variant."""
+    variants = {}
     for name, build in VARIANTS.items():
         variant = build(capacity)
         if variant is None:
             print(f"  {name}: not installed, skipped", file=sys.stderr)
-            continue
-        row: dict[str, Any] = {"variant": name}
-        row["insert1"] = 1 / per_op_seconds(lambda v=variant: v["insert"](1), iters * 4, reps)
-        row["insert8"] = 8 / per_op_seconds(lambda v=variant: v["insert"](8), iters, reps)
-        row["sample32"] = 1 / per_op_seconds(variant["sample"], iters, reps)
+        else:
+            variants[name] = variant
+    insert1 = per_op_seconds({k: (lambda v=v: v["insert"](1)) for k, v in variants.items()}, iters * 4, reps)
+    insert8 = per_op_seconds({k: (lambda v=v: v["insert"](8)) for k, v in variants.items()}, iters, reps)
+    sample = per_op_seconds({k: v["sample"] for k, v in variants.items()}, iters, reps)
+    variants.clear()
+    rows = []
+    for name in insert1:
+        row: dict[str, Any] = {"variant": name, "insert1": 1 / insert1[name], "insert8": 8 / insert8[name]}
+        row["sample32"] = 1 / sample[name]
         row["gbps"] = row["sample32"] * 32 * T * SAMPLE_BYTES_PER_STEP / 1e9
-        del variant
         row["rss_mib"] = rss_growth_mib(name, capacity) if rss else None
         rows.append(row)
     return rows
