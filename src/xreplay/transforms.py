@@ -33,15 +33,13 @@ class OneHot:
     num_classes: int
     dtype: torch.dtype = torch.float32
 
-    def compute(self, values: torch.Tensor, check: bool = True, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def compute(self, values: torch.Tensor, check: bool = True) -> torch.Tensor:
         """Return the one-hot encoding of ``values`` along its last dimension.
 
         Args:
             values: Integer class indices; the last dimension is encoded.
             check: Verify the indices lie in ``[0, num_classes)`` (a host sync
                 on CUDA); reads of validated storage skip it.
-            mask: Optional bool tensor broadcastable to ``values``; where it is
-                false the encoding is all zeros.
 
         Raises:
             FieldValueError: An index lies outside ``[0, num_classes)``.
@@ -52,14 +50,46 @@ class OneHot:
                 f"one-hot source {self.source!r}: class indices must lie in "
                 f"[0, {self.num_classes}), got min {int(index.min())} max {int(index.max())}"
             )
-        # Row k of the table encodes class k; the extra last row (all zeros) encodes "absent".
-        table = torch.eye(self.num_classes + 1, self.num_classes, dtype=self.dtype, device=values.device)
-        absent = self.num_classes
         if not check:
-            index = index.clamp(0, absent - 1)  # unchecked reads: masked-out steps may hold anything
-        if mask is not None:
-            index = index.masked_fill(mask.logical_not(), absent)
-        rows = table.index_select(0, index.reshape(-1)).view(*index.shape, self.num_classes)
-        if index.shape[-1:] == (1,):
+            index = index.clamp(0, self.num_classes - 1)  # unchecked reads must not index out of the table
+        return self.decode(index)
+
+    @property
+    def absent(self) -> int:
+        """Return the index that encodes an all-zero row."""
+        return self.num_classes
+
+    def index_dtype(self) -> torch.dtype:
+        """Return the narrowest dtype that holds every class index and the absent marker."""
+        for dtype in (torch.uint8, torch.int16, torch.int32):
+            if self.num_classes <= torch.iinfo(dtype).max:
+                return dtype
+        return torch.int64
+
+    def decode(self, indices: torch.Tensor) -> torch.Tensor:
+        """Return the encoding of stored class ``indices`` (``absent`` gives an all-zero row).
+
+        The last dimension of ``indices`` is replaced by ``num_classes``; when it
+        holds several indices the rows are combined into a multi-hot vector.
+        """
+        table = torch.eye(self.num_classes + 1, self.num_classes, dtype=self.dtype, device=indices.device)
+        flat = indices.reshape(-1)
+        rows = table.index_select(0, flat if flat.dtype in (torch.int32, torch.int64) else flat.long())
+        rows = rows.view(*indices.shape, self.num_classes)
+        if indices.shape[-1:] == (1,):
             return rows.squeeze(-2)
-        return rows.sum(-2).clamp_(max=1)  # several indices per row: multi-hot
+        return rows.sum(-2).clamp_(max=1)
+
+    def encode(self, values: torch.Tensor) -> torch.Tensor | None:
+        """Return the class index of each one-hot row of ``values`` (``absent`` for all-zero rows).
+
+        Returns None when some row is neither one-hot nor all zeros; such
+        values cannot be held as indices.
+        """
+        rows = values.reshape(-1, self.num_classes)
+        ones = rows == 1
+        valid = (ones | (rows == 0)).all(dim=1) & (ones.sum(dim=1) <= 1)
+        if not bool(valid.all()):
+            return None
+        index = torch.where(ones.any(dim=1), ones.to(torch.uint8).argmax(dim=1), self.absent)
+        return index.view(*values.shape[:-1], 1)

@@ -35,10 +35,23 @@ def test_auto_column_widens_and_keeps_values():
     assert decoded["x"][0].tolist() == [[1.5, 2.5], [3.5, 4.5]]
 
 
+def test_derived_columns_start_absent_and_decode_indices():
+    storage = make_storage()
+    assert torch.count_nonzero(storage.decode(storage.rows)["oh"]) == 0  # unwritten steps are all zeros
+    storage.columns["oh"][0] = torch.tensor([[2], [3]], dtype=torch.uint8)  # class 2, then absent
+    assert storage.decode(storage.rows)["oh"][0].tolist() == [[0.0, 0.0, 1.0], [0.0, 0.0, 0.0]]
+
+
+def test_encode_derived_refuses_values_that_are_not_one_hot():
+    storage = make_storage()
+    assert storage.encode_derived("oh", torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0]])).view(-1).tolist() == [1, 3]
+    assert storage.encode_derived("oh", torch.tensor([[0.0, 0.5, 0.0]])) is None
+    assert storage.encode_derived("oh", torch.tensor([[1.0, 1.0, 0.0]])) is None
+
+
 def test_derived_column_materialises_keeping_values():
     storage = make_storage()
-    storage.columns["a"][0] = torch.tensor([[1], [0]], dtype=torch.bool)
-    storage.columns["oh"][0] = torch.tensor([True, False])
+    storage.columns["oh"][0] = torch.tensor([[1], [3]], dtype=torch.uint8)
     before = storage.decode(storage.rows)["oh"].clone()
     assert before[0].tolist() == [[0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]
     storage.relayout({"oh": torch.float32})

@@ -128,7 +128,6 @@ class EpisodeBuffer:
         self._host_lengths = np.zeros(capacity, dtype=np.int32)
         # On CPU the tensor shares the numpy array's memory, so one write updates both.
         self._lengths = torch.from_numpy(self._host_lengths).to(self.storage.device)
-        self._full_masks: dict[int, torch.Tensor] = {}
         self._steps = torch.arange(max_seq_length, device=self.storage.device)
 
     @property
@@ -282,7 +281,7 @@ class EpisodeBuffer:
         storage = self.storage
         n, limit = int(lengths.shape[0]), self.max_seq_length
         plan = self.writer.plan(n)
-        masks = self._presence_masks(lengths)
+        masks = self._derived_indices(values, lengths, t)
         for slot, item, count in plan.segments:
             whole = item == 0 and count == n  # the batch lands in one run: no slicing of the sources
             for name, value in values.items():
@@ -293,27 +292,33 @@ class EpisodeBuffer:
                     column[:, t:].zero_()  # no stale steps past the new episode
                 else:
                     column.copy_(source)
-            for name, mask in masks.items():
-                storage.columns[name][slot : slot + count].copy_(mask[item : item + count])
+            for name, indices in masks.items():
+                column = storage.columns[name][slot : slot + count]
+                source = indices if whole else indices[item : item + count]
+                if t < limit and self.scheme[name].per_step:
+                    column[:, :t].copy_(source)
+                    column[:, t:].fill_(self.scheme[name].derived.absent)  # type: ignore[union-attr]
+                else:
+                    column.copy_(source)
             self._host_lengths[slot : slot + count] = lengths.numpy()[item : item + count]
             if self.device.type != "cpu":
                 self._lengths[slot : slot + count].copy_(lengths[item : item + count])
         self.writer.commit(n)
         self._last_slots = plan.slots()
 
-    def _presence_masks(self, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Return the presence mask (step < length) of every derived column."""
-        names = [name for name, col in self.storage.layout.columns.items() if col.mask]
-        if not names:
-            return {}
-        n = int(lengths.shape[0])
-        if (lengths.numpy() == self.max_seq_length).all():
-            mask = self._full_masks.get(n)  # common case: whole episodes, a cached all-true mask
-            if mask is None:
-                mask = self._full_masks[n] = torch.ones((n, self.max_seq_length), dtype=torch.bool, device=self.device)
-        else:
-            mask = self._steps[None, :] < lengths.to(self.device)[:, None]
-        return dict.fromkeys(names, mask)
+    def _derived_indices(self, values: Mapping[str, torch.Tensor], lengths: torch.Tensor, t: int) -> dict:
+        """Return the class indices stored for each derived field: the source's, absent past each length."""
+        out = {}
+        for name, column in self.storage.layout.columns.items():
+            derived = self.scheme[name].derived
+            if not column.mask or derived is None:
+                continue
+            source = values[derived.source]
+            if self.scheme[name].per_step and not bool((lengths.numpy() == t).all()):
+                past = self._steps[:t].cpu()[None, :] >= lengths[:, None]  # steps beyond each episode
+                source = source.masked_fill(past.view(*past.shape, *([1] * (source.dim() - 2))), derived.absent)
+            out[name] = source
+        return out
 
     def episode_writer(self) -> EpisodeWriter:
         """Return a step-by-step writer that adds one episode to this buffer when it ends."""

@@ -25,9 +25,10 @@ _ALIGN = 8
 class Column:
     """Where one field lives inside a row, and how it is stored.
 
-    ``mask`` columns belong to derived fields: they hold one bool per step
-    telling whether the derived value is present (the derived value itself is
-    computed from its source at read time).
+    ``mask`` columns belong to derived fields: they hold, shaped like the
+    source, the class index of each encoded row (or the derivation's
+    ``absent`` marker for an all-zero row); the encoding itself is computed at
+    read time.
     """
 
     name: str
@@ -71,7 +72,10 @@ class RowLayout:
             derived = field.derived is not None and name not in self.overrides
             auto = field.storage_dtype == AUTO
             if derived:
-                dtype, shape = torch.bool, steps
+                # Class indices shaped like the source; OneHot.absent marks an all-zero row.
+                assert field.derived is not None
+                dtype = field.derived.index_dtype()
+                shape = (*steps, *scheme.item_shape(field.derived.source))
             else:
                 dtype = self.overrides.get(name) or self._initial_dtype(name)
                 shape = (*steps, *scheme.item_shape(name))

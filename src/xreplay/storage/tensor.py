@@ -78,6 +78,14 @@ class TensorStorage:
         self.layout = RowLayout(scheme, max_seq_length)
         self.rows = self._allocate(self.layout)
         self.columns = self.layout.views(self.rows)
+        self._mark_absent(self.columns)
+
+    def _mark_absent(self, columns: Mapping[str, torch.Tensor]) -> None:
+        """Set every derived column to its 'absent' index, so unwritten steps decode as zeros."""
+        for name, column in self.layout.columns.items():
+            derived = self.scheme[name].derived
+            if column.mask and derived is not None:
+                columns[name].fill_(derived.absent)
 
     @classmethod
     def wrap(cls, scheme: Scheme, layout: RowLayout, rows: torch.Tensor) -> TensorStorage:
@@ -214,10 +222,7 @@ class TensorStorage:
             steps: Keep only the first ``steps`` steps of per-step fields.
         """
         wanted = list(self.layout.columns if names is None else names)
-        needed = wanted + [
-            d.source for n in wanted if self.layout.columns[n].mask and (d := self.scheme[n].derived) is not None
-        ]
-        views = self.layout.views(rows, dict.fromkeys(needed))
+        views = self.layout.views(rows, wanted)
         out: dict[str, torch.Tensor] = {}
         for name in wanted:
             field = self.scheme[name]
@@ -233,41 +238,20 @@ class TensorStorage:
         return out
 
     def _derive(self, views: Mapping[str, torch.Tensor], name: str) -> torch.Tensor:
-        """Compute derived field ``name`` from its source, zero where its mask is unset."""
+        """Compute derived field ``name`` from the class indices stored in its column."""
         derived = self.scheme[name].derived
         assert derived is not None
-        source = views[derived.source]
-        mask = views[name]
-        mask = mask.view(*mask.shape, *([1] * (source.dim() - mask.dim())))
-        return derived.compute(source, check=False, mask=mask).to(self.scheme[name].dtype)
+        return derived.decode(views[name]).to(self.scheme[name].dtype)
 
-    def check_derived(self, name: str, index: Index, value: torch.Tensor) -> torch.Tensor | None:
-        """Return the presence mask that encodes ``value`` for derived ``name`` at ``index``.
+    def encode_derived(self, name: str, value: torch.Tensor) -> torch.Tensor | None:
+        """Return the class indices that store ``value`` for derived field ``name``.
 
-        Returns None when ``value`` is neither the derivation of the stored
-        source nor all zeros at some step; the caller must then materialise
-        the column before writing.
+        Returns None when ``value`` cannot be held as indices (a row that is
+        neither one-hot nor all zeros, or a multi-index source); the caller
+        must then materialise the column before writing.
         """
         derived = self.scheme[name].derived
         assert derived is not None
-        lead = self.columns[name][index].dim()  # the index may drop or add dimensions
-        return self.presence_mask(name, self.columns[derived.source][index], value, lead)
-
-    def presence_mask(
-        self, name: str, source: torch.Tensor, value: torch.Tensor, lead: int | None = None
-    ) -> torch.Tensor | None:
-        """Return where ``value`` equals the derivation of ``source`` (None if elsewhere it is not zero).
-
-        ``lead`` is the number of leading (episode, step) dimensions of ``value``.
-        """
-        field = self.scheme[name]
-        assert field.derived is not None
-        expected = field.derived.compute(source, check=False).to(field.dtype)
-        if lead is None:
-            lead = 2 if field.per_step else 1
-        reduce_dims = tuple(range(lead, value.dim()))
-        matches = (value == expected).all(dim=reduce_dims) if reduce_dims else value == expected
-        zeros = (value == 0).all(dim=reduce_dims) if reduce_dims else value == 0
-        if not bool((matches | zeros).all()):
+        if self.scheme.item_shape(derived.source)[-1:] != (1,):
             return None
-        return matches
+        return derived.encode(value)

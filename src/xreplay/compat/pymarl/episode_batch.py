@@ -151,11 +151,12 @@ class EpisodeBatch:
         if not isinstance(value, torch.Tensor):
             value = torch.full(self._dest_shape(key, index), value, dtype=storage.scheme[key].dtype)
         if storage.layout.columns[key].mask:
-            mask = storage.check_derived(key, index, value)
-            if mask is None:
-                storage.relayout({key: storage.scheme[key].dtype})
+            indices = storage.encode_derived(key, value)
+            if indices is None:
+                storage.relayout({key: storage.scheme[key].dtype})  # not one-hot: store the values themselves
             else:
-                storage.columns[key][index] = mask
+                column = storage.columns[key]
+                column[index] = indices.to(column.dtype)
                 return
         storage.relayout(storage.plan_dtypes({key: value}))
         column = storage.columns[key]

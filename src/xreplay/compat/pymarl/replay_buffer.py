@@ -112,12 +112,10 @@ class ReplayBuffer(EpisodeBatch):
         masks = {}
         for name, column in storage.layout.columns.items():
             if column.mask:
-                derived = storage.scheme[name].derived
-                assert derived is not None
-                mask = storage.presence_mask(name, values[derived.source], values[name])
-                if mask is None:
-                    return False  # not a one-hot of its source: the general path materialises it
-                masks[name] = mask
+                indices = storage.encode_derived(name, values[name])
+                if indices is None:
+                    return False  # not one-hot: the general path materialises the column
+                masks[name] = indices
         stored = {k: v for k, v in values.items() if k not in masks}
         storage.relayout(storage.plan_dtypes(stored))
         for slot, item, count in plan.segments:
