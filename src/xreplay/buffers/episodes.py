@@ -340,21 +340,31 @@ class EpisodeBuffer:
             InsufficientDataError: ``n`` exceeds the stored episodes without replacement.
         """
         slots = self.sampler.sample(self.rng, n, len(self), replace)
-        return self.get(slots, truncate=truncate)
+        return self._gather(slots, truncate)
 
     def get(self, slots: Any, truncate: bool = False) -> EpisodeSample:
-        """Return the episodes at ``slots`` (ints in ``[0, len(self))``), in that order."""
+        """Return the episodes at ``slots`` (ints in ``[0, len(self))``), in that order.
+
+        Raises:
+            IndexOutOfRangeError: A slot is outside the stored episodes.
+        """
         host = np.asarray(slots, dtype=np.int64).reshape(-1)
         if host.size and (host.min() < 0 or host.max() >= len(self)):
             bad = int(host[(host < 0) | (host >= len(self))][0])
             raise IndexOutOfRangeError(f"episode index {bad} is outside the {len(self)} stored episodes")
+        return self._gather(host, truncate)
+
+    def _gather(self, host: np.ndarray, truncate: bool) -> EpisodeSample:
+        """Gather the rows of valid slots ``host`` (one row gather) and decode them."""
         index = torch.from_numpy(host)
-        if self.device.type != "cpu":
+        lengths_host = self._host_lengths[host]
+        if self.device.type == "cpu":
+            lengths = torch.from_numpy(lengths_host)
+        else:
             index = index.to(self.device, non_blocking=True)
-        steps = int(self._host_lengths[host].max()) if truncate and host.size else None
-        rows = self.storage.gather(index)
-        fields = self.storage.decode(rows, steps=steps)
-        lengths = self._lengths.index_select(0, index)
+            lengths = self._lengths.index_select(0, index)
+        steps = int(lengths_host.max()) if truncate and host.size else None
+        fields = self.storage.decode(self.storage.gather(index), steps=steps)
         span = self._steps if steps is None else self._steps[:steps]
-        fields["filled"] = (span[None, :] < lengths[:, None]).unsqueeze(-1)
+        fields["filled"] = (lengths[:, None] > span).unsqueeze(-1)
         return EpisodeSample(fields, index, lengths, self.max_seq_length if steps is None else steps)

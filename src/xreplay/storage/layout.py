@@ -83,6 +83,7 @@ class RowLayout:
             self.columns[name] = Column(name, dtype, shape, offset, nbytes, derived, auto)
             offset += -(-nbytes // _ALIGN) * _ALIGN
         self.row_bytes = max(offset, _ALIGN)
+        self._recipes = {name: self._recipe(col) for name, col in self.columns.items()}
 
     def _initial_dtype(self, name: str) -> torch.dtype:
         """Return the storage dtype a column starts with."""
@@ -111,15 +112,19 @@ class RowLayout:
         typed: dict[torch.dtype, torch.Tensor] = {}
         out: dict[str, torch.Tensor] = {}
         for name in self.columns if names is None else names:
-            col = self.columns[name]
-            base = typed.get(col.dtype)
+            dtype, shape, strides, offset = self._recipes[name]
+            base = typed.get(dtype)
             if base is None:
-                base = typed[col.dtype] = rows.view(col.dtype)
-            size = base.element_size()
-            strides = [self.row_bytes // size]  # one row per episode
-            inner = 1
-            for dim in reversed(col.shape):  # the column itself is C-contiguous inside the row
-                strides.insert(1, inner)
-                inner *= dim
-            out[name] = base.as_strided((n, *col.shape), strides, base.storage_offset() + col.offset // size)
+                base = typed[dtype] = rows.view(dtype)
+            out[name] = base.as_strided((n, *shape), strides, base.storage_offset() + offset)
         return out
+
+    def _recipe(self, col: Column) -> tuple[torch.dtype, tuple[int, ...], tuple[int, ...], int]:
+        """Return (dtype, shape, strides, element offset) of a column's view into rows."""
+        size = _element_size(col.dtype)
+        strides = [self.row_bytes // size]  # one row per episode
+        inner = 1
+        for dim in reversed(col.shape):  # the column itself is C-contiguous inside the row
+            strides.insert(1, inner)
+            inner *= dim
+        return col.dtype, col.shape, tuple(strides), col.offset // size
