@@ -189,12 +189,24 @@ def rss_growth_mib(variant: str, capacity: int) -> float | None:
     code = (
         "import sys, json, torch; torch.set_num_threads(1); sys.path.insert(0, 'benchmarks');"
         "import s1_episodes as b; r0 = b.rss_mib(); v = b.VARIANTS[sys.argv[1]](int(sys.argv[2]));"
-        "print(json.dumps(None if v is None else b.rss_mib() - r0))"
+        "b.release_free_heap(); print(json.dumps(None if v is None else b.rss_mib() - r0))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code, variant, str(capacity)], capture_output=True, text=True, check=True
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def release_free_heap() -> None:
+    """Return freed heap pages to the OS (glibc ``malloc_trim``), so RSS counts live buffers only."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
 
 
 def rss_mib() -> float:
