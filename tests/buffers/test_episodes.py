@@ -232,3 +232,17 @@ def test_onehot_source_out_of_range_is_refused():
     with pytest.raises(FieldValueError, match=r"'actions': one-hot classes must lie in \[0, 4\)"):
         buffer.add(data)
     assert len(buffer) == 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only error")
+def test_pin_memory_without_cuda_is_refused_with_the_reason():
+    with pytest.raises(ValueError, match="pin_memory=True .* no CUDA"):
+        EpisodeBuffer(marine_scheme(False), capacity=2, max_seq_length=2, pin_memory=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_pinned_storage_samples_to_cuda():
+    buffer = EpisodeBuffer(marine_scheme(True), capacity=4, max_seq_length=T, pin_memory=True, seed=0)
+    buffer.add(episodes(2, T))
+    assert buffer.storage.rows.is_pinned()
+    assert buffer.sample(2).to("cuda", non_blocking=True)["obs"].device.type == "cuda"

@@ -75,6 +75,11 @@ class TensorStorage:
         self.capacity = int(capacity)
         self.device = torch.device(device)
         self.pin_memory = bool(pin_memory) and self.device.type == "cpu"
+        if self.pin_memory and not torch.cuda.is_available():
+            raise SchemeError(
+                "pin_memory=True page-locks CPU storage for fast copies to a GPU, but torch sees no CUDA "
+                "device; drop pin_memory or run where CUDA is available"
+            )
         self.layout = RowLayout(scheme, max_seq_length)
         self.rows = self._allocate(self.layout)
         self.columns = self.layout.views(self.rows)
