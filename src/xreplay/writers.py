@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import torch
+import numpy as np
 
 __all__ = ["RingWriter", "SlotPlan"]
 
@@ -24,13 +24,13 @@ class SlotPlan:
     source_start: int
     segments: tuple[tuple[int, int, int], ...]
 
-    def slots(self) -> torch.Tensor:
-        """Return the slot of every kept item, in item order, as an int64 tensor."""
+    def slots(self) -> np.ndarray:
+        """Return the slot of every kept item, in item order, as an int64 array."""
         if len(self.segments) == 1:
             start, _item, count = self.segments[0]
-            return torch.arange(start, start + count)
-        parts = [torch.arange(s, s + c) for s, _i, c in self.segments]
-        return torch.cat(parts) if parts else torch.empty(0, dtype=torch.long)
+            return np.arange(start, start + count, dtype=np.int64)
+        parts = [np.arange(s, s + c, dtype=np.int64) for s, _i, c in self.segments]
+        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
 
 class RingWriter:

@@ -129,6 +129,10 @@ class EpisodeBuffer:
         # On CPU the tensor shares the numpy array's memory, so one write updates both.
         self._lengths = torch.from_numpy(self._host_lengths).to(self.storage.device)
         self._steps = torch.arange(max_seq_length, device=self.storage.device)
+        # Static facts about the fields, looked up once instead of on every write.
+        self._per_step = {name: field.per_step for name, field in scheme.items()}
+        self._derived = {name: field.derived for name, field in scheme.items() if field.derived is not None}
+        self._full_lengths: dict[tuple[int, int], torch.Tensor] = {}
 
     @property
     def capacity(self) -> int:
@@ -206,8 +210,8 @@ class EpisodeBuffer:
 
     # -- writes ---------------------------------------------------------------
 
-    def add(self, episodes: Mapping[str, Any], lengths: Any = None) -> torch.Tensor:
-        """Write a batch of whole episodes and return the slots they took.
+    def add(self, episodes: Mapping[str, Any], lengths: Any = None) -> np.ndarray:
+        """Write a batch of whole episodes and return the slots they took (an int64 array).
 
         Args:
             episodes: Every stored field: per-step fields ``[n, t, *item]``
@@ -222,8 +226,9 @@ class EpisodeBuffer:
         """
         check_keys(self.scheme, episodes.keys(), required=True)
         n, t = self._batch_dims(episodes)
+        per_step = self._per_step
         values = {
-            name: as_field_tensor(self.scheme, name, value, (n, t) if self.scheme[name].per_step else (n,))
+            name: as_field_tensor(self.scheme, name, value, (n, t) if per_step[name] else (n,))
             for name, value in episodes.items()
         }
         length = self._check_lengths(lengths, n, t)
@@ -231,35 +236,35 @@ class EpisodeBuffer:
         widen = self.storage.plan_dtypes(values, ranges)
         self._check_derived_sources(values, ranges)
         self.storage.relayout(widen)
-        self._add_validated(values, length, t)
-        return self._last_slots
+        return self._add_validated(values, length, t, full=lengths is None)
 
     def _check_derived_sources(
         self, values: Mapping[str, torch.Tensor], ranges: dict[str, tuple[int, int] | None]
     ) -> None:
         """Check that sources of derived fields hold values their derivation accepts."""
-        for field in self.scheme.values():
-            if field.derived is not None:
-                name = field.derived.source
-                rng = ranges[name] if name in ranges else value_range(values[name])
-                if rng is not None and (rng[0] < 0 or rng[1] >= field.derived.num_classes):
-                    raise FieldValueError(
-                        f"field {name!r}: one-hot classes must lie in "
-                        f"[0, {field.derived.num_classes}), received values in [{rng[0]}, {rng[1]}]"
-                    )
+        for derived in self._derived.values():
+            name = derived.source
+            rng = ranges[name] if name in ranges else value_range(values[name])
+            if rng is not None and (rng[0] < 0 or rng[1] >= derived.num_classes):
+                raise FieldValueError(
+                    f"field {name!r}: one-hot classes must lie in "
+                    f"[0, {derived.num_classes}), received values in [{rng[0]}, {rng[1]}]"
+                )
 
     def _batch_dims(self, episodes: Mapping[str, Any]) -> tuple[int, int]:
         """Return (episodes, steps) of a batch from its first fields, checking the limit."""
         n = t = None
         for name, value in episodes.items():
-            shape = tuple(np.shape(value)) if not isinstance(value, torch.Tensor) else tuple(value.shape)
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else tuple(np.shape(value))
             if not shape:
                 raise FieldShapeError(f"field {name!r}: expected a batch of episodes, received a scalar")
-            n = shape[0] if n is None else n
-            if self.scheme[name].per_step and t is None:
+            if n is None:
+                n = shape[0]
+            if self._per_step[name]:
                 if len(shape) < 2:
                     raise FieldShapeError(f"field {name!r}: expected shape (n, steps, ...), received {shape}")
                 t = shape[1]
+                break  # other fields are checked against (n, t) when converted
         t = self.max_seq_length if t is None else t
         if t > self.max_seq_length:
             raise FieldShapeError(f"episodes have {t} steps but max_seq_length is {self.max_seq_length}")
@@ -268,7 +273,10 @@ class EpisodeBuffer:
     def _check_lengths(self, lengths: Any, n: int, t: int) -> torch.Tensor:
         """Return validated episode lengths as an int32 CPU tensor."""
         if lengths is None:
-            return torch.full((n,), t, dtype=torch.int32)
+            full = self._full_lengths.get((n, t))
+            if full is None:
+                full = self._full_lengths[(n, t)] = torch.full((n,), t, dtype=torch.int32)
+            return full
         length = torch.as_tensor(lengths).reshape(-1)
         if length.shape[0] != n:
             raise FieldShapeError(f"lengths: expected {n} values, received {length.shape[0]}")
@@ -276,45 +284,44 @@ class EpisodeBuffer:
             raise FieldValueError(f"lengths: expected integers in [0, {t}], received {length.tolist()}")
         return length.to(torch.int32)
 
-    def _add_validated(self, values: dict[str, torch.Tensor], lengths: torch.Tensor, t: int) -> None:
-        """Write validated values: widen columns if needed, then one copy per field and segment."""
-        storage = self.storage
+    def _add_validated(
+        self, values: dict[str, torch.Tensor], lengths: torch.Tensor, t: int, full: bool = False
+    ) -> np.ndarray:
+        """Write validated values, one copy per field and ring segment; return the slots taken.
+
+        ``full`` says every episode has all ``t`` steps (derived indices are then the source's).
+        """
+        columns, per_step = self.storage.columns, self._per_step
         n, limit = int(lengths.shape[0]), self.max_seq_length
         plan = self.writer.plan(n)
-        masks = self._derived_indices(values, lengths, t)
+        derived = self._derived_indices(values, lengths, t, full)
+        absent = {name: self._derived[name].absent for name in derived}
         for slot, item, count in plan.segments:
             whole = item == 0 and count == n  # the batch lands in one run: no slicing of the sources
-            for name, value in values.items():
-                column = storage.columns[name][slot : slot + count]
+            for name, value in (*values.items(), *derived.items()):
+                column = columns[name][slot : slot + count]
                 source = value if whole else value[item : item + count]
-                if t < limit and self.scheme[name].per_step:
+                if t < limit and per_step[name]:
                     column[:, :t].copy_(source)
-                    column[:, t:].zero_()  # no stale steps past the new episode
-                else:
-                    column.copy_(source)
-            for name, indices in masks.items():
-                column = storage.columns[name][slot : slot + count]
-                source = indices if whole else indices[item : item + count]
-                if t < limit and self.scheme[name].per_step:
-                    column[:, :t].copy_(source)
-                    column[:, t:].fill_(self.scheme[name].derived.absent)  # type: ignore[union-attr]
+                    column[:, t:].fill_(absent.get(name, 0))  # no stale steps past the new episode
                 else:
                     column.copy_(source)
             self._host_lengths[slot : slot + count] = lengths.numpy()[item : item + count]
             if self.device.type != "cpu":
                 self._lengths[slot : slot + count].copy_(lengths[item : item + count])
         self.writer.commit(n)
-        self._last_slots = plan.slots()
+        return plan.slots()
 
-    def _derived_indices(self, values: Mapping[str, torch.Tensor], lengths: torch.Tensor, t: int) -> dict:
+    def _derived_indices(
+        self, values: Mapping[str, torch.Tensor], lengths: torch.Tensor, t: int, full: bool
+    ) -> dict[str, torch.Tensor]:
         """Return the class indices stored for each derived field: the source's, absent past each length."""
         out = {}
-        for name, column in self.storage.layout.columns.items():
-            derived = self.scheme[name].derived
-            if not column.mask or derived is None:
-                continue
+        for name, derived in self._derived.items():
+            if not self.storage.layout.columns[name].mask:
+                continue  # materialised: not writable through add (it is derived)
             source = values[derived.source]
-            if self.scheme[name].per_step and not bool((lengths.numpy() == t).all()):
+            if self._per_step[name] and not full and not bool((lengths.numpy() == t).all()):
                 past = self._steps[:t].cpu()[None, :] >= lengths[:, None]  # steps beyond each episode
                 source = source.masked_fill(past.view(*past.shape, *([1] * (source.dim() - 2))), derived.absent)
             out[name] = source

@@ -157,7 +157,7 @@ class TransitionBuffer:
         if isinstance(self.sampler, PrioritizedSampler):
             for slot, _item, count in plan.segments:
                 self.sampler.insert_range(slot, slot + count)
-        return plan.slots().numpy()
+        return plan.slots()
 
     # -- reads ----------------------------------------------------------------
 

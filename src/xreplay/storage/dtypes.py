@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from xreplay.errors import FieldValueError
@@ -12,6 +14,7 @@ __all__ = ["check_fits", "covering_dtype", "dtype_range", "value_range"]
 _INTEGER_LADDER = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
+@functools.lru_cache(maxsize=None)
 def dtype_range(dtype: torch.dtype) -> tuple[int, int] | None:
     """Return the inclusive value range of an integer or bool dtype, None for floats."""
     if dtype == torch.bool:
