@@ -14,7 +14,7 @@ __all__ = ["check_fits", "covering_dtype", "dtype_range", "value_range"]
 _INTEGER_LADDER = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def dtype_range(dtype: torch.dtype) -> tuple[int, int] | None:
     """Return the inclusive value range of an integer or bool dtype, None for floats."""
     if dtype == torch.bool:
