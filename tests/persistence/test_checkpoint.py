@@ -144,3 +144,34 @@ def test_any_sequence_of_adds_and_saves_reloads_exactly(tmp_path_factory, steps)
             buffer = EpisodeBuffer.load(path, mmap=bool(i % 2))
     assert same_buffer(buffer, EpisodeBuffer.load(path))
     verify(path)
+
+
+def test_update_on_a_saved_pymarl_buffer_makes_the_next_save_full(tmp_path):
+    from xreplay.compat.pymarl import EpisodeBatch, ReplayBuffer
+
+    scheme = {"reward": {"vshape": (1,)}}
+    buf = ReplayBuffer(scheme, {}, 4, 3)
+    ep = EpisodeBatch(scheme, {}, 2, 3)
+    ep.update({"reward": [[[1.0]] * 3] * 2})
+    buf.insert_episode_batch(ep)
+    path = tmp_path / "ckpt"
+    buf.save(path)
+    buf.update({"reward": [[7.0]]}, bs=0, ts=0)
+    buf.insert_episode_batch(ep)
+    report = buf.save(path)
+    assert not report.incremental
+    assert ReplayBuffer.load(path)["reward"][0, 0, 0].item() == 7.0
+
+
+def test_subclass_without_its_own_adapter_is_refused():
+    import pytest
+
+    from xreplay.compat.pymarl import ReplayBuffer
+    from xreplay.errors import CheckpointError
+    from xreplay.persistence import save
+
+    class Custom(ReplayBuffer):
+        pass
+
+    with pytest.raises(CheckpointError, match="exactly this class"):
+        save(Custom({"reward": {"vshape": (1,)}}, {}, 2, 2), "/nonexistent/never-written")

@@ -81,7 +81,11 @@ def _array_header(array: Any) -> dict[str, Any]:
 
 def _changed_ranges(before: dict[str, Any], ring: dict[str, Any]) -> list[tuple[int, int]] | None:
     """Return the slot ranges written between two ring states, None when unknown or everything."""
-    if before.get("capacity") != ring["capacity"] or before.get("arrays") != ring["arrays"]:
+    if (
+        before.get("capacity") != ring["capacity"]
+        or before.get("arrays") != ring["arrays"]
+        or before.get("untracked") != ring.get("untracked")  # writes the ring cursor did not see
+    ):
         return None
     cap, start, n = int(ring["capacity"]), int(before["cursor"]), int(ring["writes"]) - int(before["writes"])
     if n < 0 or n >= cap or cap == 0 or (start + n) % cap != int(ring["cursor"]):

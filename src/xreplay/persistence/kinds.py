@@ -110,10 +110,12 @@ def adapter_for(obj: Any) -> CheckpointAdapter:
     """
     if hasattr(type(obj), "checkpoint_kind") and hasattr(obj, "checkpoint_state"):
         return _ClassProtocol(type(obj))
-    for cls in type(obj).__mro__:
-        kind = _CLASSES.get(f"{cls.__module__}.{cls.__qualname__}")
-        if kind is not None:
-            return adapter_of_kind(kind)
+    cls = type(obj)
+    kind = _CLASSES.get(f"{cls.__module__}.{cls.__qualname__}")
+    if kind is not None:
+        return adapter_of_kind(kind)
+    # A subclass may carry state its parent's adapter does not know (priorities, say): refuse, never drop it.
     raise CheckpointError(
-        f"cannot checkpoint a {type(obj).__name__}: it has no checkpoint_state() and no registered adapter"
+        f"cannot checkpoint a {cls.__name__}: it has no checkpoint_state() and no adapter registered for "
+        f"exactly this class (an adapter of a parent class could silently drop the subclass's state)"
     )

@@ -105,7 +105,12 @@ class PymarlAdapter:
         writer = getattr(batch, "_writer", None)
         if isinstance(writer, RingWriter):
             state["writer"] = writer.state_dict()
-            ring = {"capacity": writer.capacity, "cursor": writer.cursor, "writes": writer.writes}
+            ring = {
+                "capacity": writer.capacity,
+                "cursor": writer.cursor,
+                "writes": writer.writes,
+                "untracked": getattr(batch, "_untracked_writes", 0),  # any update() forces a full save
+            }
             meta["ring"] = {"arrays": ["rows"], **ring}
         return meta, {"rows": storage.rows}
 

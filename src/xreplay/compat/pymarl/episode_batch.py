@@ -62,6 +62,7 @@ class EpisodeBatch:
         self.device = device
         self._storage: TensorStorage | None = None
         self._compact = False
+        self._untracked_writes = 0  # updates outside insert_episode_batch: the next save must be full
         if data is not None:
             self.data = data
         else:
@@ -93,6 +94,7 @@ class EpisodeBatch:
         rejected update leaves the batch unchanged.
         """
         self._apply(self._plan_update(data, bs, ts, mark_filled))
+        self._untracked_writes += 1
 
     def _plan_update(self, data: Mapping[str, Any], bs: Any, ts: Any, mark_filled: bool) -> list[_Write]:
         """Convert and check every value of an update; return the writes in PyMARL's order."""

@@ -185,9 +185,9 @@ class ReplayBuffer(EpisodeBatch):
     def save(self, path: str | os.PathLike[str], incremental: bool = True, fsync: bool = True) -> SaveReport:
         """Save the buffer as a checkpoint directory (not in PyMARL); see :func:`xreplay.persistence.save`.
 
-        Incremental saves write the slots ``insert_episode_batch`` filled since the last save; after
-        writing into stored episodes another way (``update`` on the buffer, or its field tensors),
-        save with ``incremental=False``.
+        Incremental saves write the slots ``insert_episode_batch`` filled since the last save; an
+        ``update`` on the buffer makes the next save a full one. In-place edits of the field tensors
+        themselves (``buffer["obs"][0] = ...``) cannot be seen: save with ``incremental=False`` after them.
         """
         from xreplay.persistence import save
 
