@@ -15,6 +15,7 @@ from xreplay.compat.ding.base import Buffer, apply_middleware
 from xreplay.compat.ding.data import BufferedData, fastcopy
 from xreplay.compat.ding.groups import GroupIndex, candidate_groups, choose_groups, window
 from xreplay.compat.ding.indices import new_index
+from xreplay.compat.ding.rng import sample_positions
 from xreplay.compat.ding.views import BufferIndex, StorageView
 from xreplay.errors import InsufficientDataError
 from xreplay.storage.objects import ObjectStorage
@@ -166,31 +167,34 @@ class DequeBuffer(Buffer):
         return result
 
     def _uniform(self, size: int, replace: bool, positions: range | None) -> list[BufferedData]:
-        """Draw positions with ``random.choices``/``random.sample`` over the population's length."""
+        """Draw positions as ``random.choices``/``random.sample`` over the population would, then fetch."""
         store = self._store
         n = store.count if positions is None else len(positions)
         if replace:
             picks = random.choices(range(n), k=size)  # IndexError on an empty population, as DI-engine
         else:
             try:
-                picks = random.sample(range(n), k=size)
+                picks = sample_positions(n, size)
             except ValueError:
                 return []
         items = store.items
         if positions is None and store.contiguous:
-            head, capacity = store.head, store.capacity
-            return [items[(head + p) % capacity] for p in picks]  # position -> ring index == slot
+            head = store.head  # storage position p is ring index (and slot) head + p
+            if head == 0:
+                return list(map(items.__getitem__, picks))
+            capacity = store.capacity
+            return [items[p + head - capacity if p + head >= capacity else p + head] for p in picks]
         where = np.array(picks, dtype=np.int64)
         if positions is not None:
             where = positions.start + positions.step * where  # population index -> storage position
-        return [items[s] for s in store.slots_at(where).tolist()]
+        return list(map(items.__getitem__, store.slots_at(where).tolist()))
 
     def _by_indices(self, indices: Iterable[str], positions: range | None) -> list[BufferedData]:
         """Return the records of ``indices`` in order; ``KeyError`` for one not in the population."""
         store = self._store
         key_to_slot, items = store.key_to_slot, store.items
         if positions is None:
-            return [items[key_to_slot[i]] for i in indices]
+            return list(map(items.__getitem__, map(key_to_slot.__getitem__, indices)))
         result = []
         for i in indices:
             slot = key_to_slot.get(i)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterable
 from typing import Any
 
@@ -14,6 +15,8 @@ from xreplay.middleware import StringDispatch
 from xreplay.samplers.proportional import ProportionalSampler, check_priorities
 
 __all__ = ["PriorityExperienceReplay"]
+
+_PRIORITY_IDX = operator.itemgetter("priority_idx")
 
 
 def _check_one(priority: Any, name: str) -> float:
@@ -108,7 +111,7 @@ class PriorityExperienceReplay(StringDispatch):
         if self.buffer.count() == 0:
             raise AssertionError(f"cannot sample {size} records: the prioritized buffer is empty")
         slots = self._sampler.sample(size)
-        indices = [self.buffer_idx[s] for s in slots.tolist()]
+        indices = list(map(self.buffer_idx.__getitem__, slots.tolist()))
         sampled = chain(*args, indices=indices, **kwargs)
         if self.IS_weight and sampled:
             self._attach_weights(sampled)
@@ -116,12 +119,19 @@ class PriorityExperienceReplay(StringDispatch):
         return sampled
 
     def _attach_weights(self, sampled: list) -> None:
-        """Write ``priority_IS`` into the meta and data of every sampled record."""
-        slots = np.array([r.meta["priority_idx"] for r in sampled], dtype=np.int64)
+        """Write ``priority_IS`` into the meta and data of every sampled record.
+
+        The float32 tensors of shape ``[1]`` are made with one copy and one
+        ``unbind``: each is a view of its own element of one per-sample storage
+        (DI-engine makes a separate tensor per record; values, dtype, shape and
+        in-place arithmetic behave the same).
+        """
+        metas = [record.meta for record in sampled]
+        slots = np.fromiter(map(_PRIORITY_IDX, metas), dtype=np.int64, count=len(metas))
         weights = self._sampler.weights(slots, self.buffer.count(), self.IS_weight_power_factor)
-        tensors = list(torch.from_numpy(weights.astype(np.float32).reshape(-1, 1)))  # one [1] row per record
-        for record, weight, tensor in zip(sampled, weights.tolist(), tensors, strict=False):
-            record.meta["priority_IS"] = weight
+        tensors = torch.tensor(weights, dtype=torch.float32).view(-1, 1).unbind(0)
+        for record, meta, weight, tensor in zip(sampled, metas, weights.tolist(), tensors, strict=True):
+            meta["priority_IS"] = weight
             record.data["priority_IS"] = tensor
 
     def on_update(self, chain: Any, index: str, data: Any, meta: dict, *args: Any, **kwargs: Any) -> None:
