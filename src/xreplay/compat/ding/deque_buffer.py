@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import operator
 import random
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -194,6 +195,11 @@ class DequeBuffer(Buffer):
         store = self._store
         key_to_slot, items = store.key_to_slot, store.items
         if positions is None:
+            hint = store.slot_hint
+            if hint is not None and hint[0] is indices and len(hint[1]) == len(indices):
+                slots = hint[1]  # verified below: each index is still the key of its slot
+                if all(map(operator.is_, map(store.keys.__getitem__, slots), indices)):
+                    return list(map(items.__getitem__, slots))
             return list(map(items.__getitem__, map(key_to_slot.__getitem__, indices)))
         result = []
         for i in indices:

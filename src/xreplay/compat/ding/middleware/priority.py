@@ -110,9 +110,15 @@ class PriorityExperienceReplay(StringDispatch):
         """Draw ``size`` records in proportion to priority; attach importance weights."""
         if self.buffer.count() == 0:
             raise AssertionError(f"cannot sample {size} records: the prioritized buffer is empty")
-        slots = self._sampler.sample(size)
-        indices = list(map(self.buffer_idx.__getitem__, slots.tolist()))
-        sampled = chain(*args, indices=indices, **kwargs)
+        slots = self._sampler.sample(size).tolist()
+        store = self.buffer._store
+        # A slot with a positive leaf holds the record PER entered there, so its key is its buffer_idx entry.
+        indices = list(map(store.keys.__getitem__, slots))
+        store.slot_hint = (indices, slots)  # lets the buffer skip the index -> slot lookups for this list
+        try:
+            sampled = chain(*args, indices=indices, **kwargs)
+        finally:
+            store.slot_hint = None
         if self.IS_weight and sampled:
             self._attach_weights(sampled)
             self.IS_weight_power_factor = min(1.0, self.IS_weight_power_factor + self.delta_anneal)
