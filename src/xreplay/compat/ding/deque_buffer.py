@@ -371,26 +371,35 @@ class DequeBuffer(Buffer):
 
     # ---------------------------------------------------------- persistence
     def save_data(self, file_name: str) -> None:
-        """Save records, indices, ``meta_index`` and middleware state to ``file_name`` (atomic).
+        """Save records, indices, ``meta_index`` and middleware state as a checkpoint directory ``file_name``.
 
-        See :mod:`xreplay.compat.ding.checkpoint` for the format and its trust note.
+        An xreplay checkpoint (kind ``ding.deque_buffer``, see
+        :mod:`xreplay.compat.ding.checkpoint` for the layout and its trust
+        note): missing parent directories are created and an earlier save at
+        ``file_name`` is replaced atomically. ``xreplay.persistence.load(file_name)``
+        also returns it as a new buffer (without middleware).
 
         Args:
-            file_name: Destination; missing parent directories are created.
+            file_name: The checkpoint directory.
+
+        Raises:
+            NotACheckpointError: ``file_name`` is an existing file or non-checkpoint directory.
+            CheckpointWriteError: writing failed; an earlier checkpoint there is intact.
 
         """
         with self._lock:
             checkpoint.save_buffer(self, file_name)
 
     def load_data(self, file_name: str) -> None:
-        """Replace records, indices, ``meta_index`` and middleware state by those saved in ``file_name``.
+        """Replace records, indices, ``meta_index`` and middleware state by those saved at ``file_name``.
 
         Args:
-            file_name: A file written by ``save_data``. Only load files you trust (pickle inside).
+            file_name: A checkpoint written by ``save_data``. Only load checkpoints you trust (pickle inside).
 
         Raises:
-            CheckpointError: the file is corrupt, truncated, of another format
-                version or capacity; nothing is changed then.
+            CheckpointError: missing, corrupt (checksums), of a newer format, of
+                another kind or capacity, or lacking the state of one of this
+                buffer's stateful middleware; nothing is changed then.
 
         """
         with self._lock:
