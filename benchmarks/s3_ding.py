@@ -6,7 +6,7 @@ timed ``--repeats`` times and the median is reported; DI-engine is measured
 in the same process when it is importable (it needs numpy<2, see the
 README of this task: ``.venv-ding``). ``--smoke`` runs tiny sizes in seconds.
 
-Usage: python benchmarks/s3_ding.py [--smoke] [--repeats 5] [--no-ding]
+Usage: python benchmarks/s3_ding.py [--smoke] [--repeats 7] [--no-ding]
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ CASES = [
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--no-ding", action="store_true", help="skip DI-engine even if installed")
     parser.add_argument("--only", default="", help="run only cases whose name contains this text")
     cfg = parser.parse_args(argv)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-__all__ = ["ACTIONS", "Middleware", "StringDispatch", "hook_for", "run_pipeline"]
+__all__ = ["ACTIONS", "Middleware", "StringDispatch", "compose", "hook_for", "run_pipeline"]
 
 ACTIONS = ("push", "sample", "update", "delete", "clear")
 
@@ -57,6 +57,33 @@ def hook_for(entry: Any, action: str) -> Hook | None:
     raise TypeError(f"middleware {entry!r} is neither callable nor has an on_{action} hook")
 
 
+def compose(entries: Sequence[Any], action: str, terminal: Hook) -> Hook:
+    """Return ``action``'s pipeline over ``entries`` (first = outermost) as one callable ending in ``terminal``.
+
+    Args:
+        entries: Middleware in registration order.
+        action: The action name.
+        terminal: The buffer's own method.
+
+    Returns:
+        A callable taking the caller's arguments and returning the outermost middleware's result.
+
+    Example:
+        >>> class Double(StringDispatch):
+        ...     def on_sample(self, chain, *args, **kwargs):
+        ...         return 2 * chain(*args, **kwargs)
+        >>> compose([Double(), Double()], "sample", lambda n: n)(3), compose([Double()], "push", lambda n: n)(3)
+        (12, 3)
+
+    """
+    chain = terminal
+    for entry in reversed(list(entries)):
+        hook = hook_for(entry, action)
+        if hook is not None:
+            chain = _bind(hook, chain)
+    return chain
+
+
 def run_pipeline(entries: Sequence[Any], action: str, terminal: Hook, args: tuple, kwargs: dict) -> Any:
     """Run ``action`` through ``entries`` (first = outermost), ending in ``terminal``.
 
@@ -71,12 +98,7 @@ def run_pipeline(entries: Sequence[Any], action: str, terminal: Hook, args: tupl
         Whatever the outermost middleware returns.
 
     """
-    chain = terminal
-    for entry in reversed(list(entries)):
-        hook = hook_for(entry, action)
-        if hook is not None:
-            chain = _bind(hook, chain)
-    return chain(*args, **kwargs)
+    return compose(entries, action, terminal)(*args, **kwargs)
 
 
 def _bind(hook: Hook, chain: Hook) -> Hook:

@@ -21,7 +21,6 @@ Example:
 from xreplay.persistence.checkpoint import MAX_DELTAS, SaveReport, load, save, verify
 from xreplay.persistence.format import FORMAT_VERSION
 from xreplay.persistence.kinds import CheckpointAdapter, register_kind
-from xreplay.persistence.snapshot import read_snapshot, write_snapshot
 
 __all__ = [
     "FORMAT_VERSION",
@@ -29,9 +28,7 @@ __all__ = [
     "CheckpointAdapter",
     "SaveReport",
     "load",
-    "read_snapshot",
     "register_kind",
     "save",
     "verify",
-    "write_snapshot",
 ]

@@ -64,11 +64,13 @@ _KINDS: dict[str, str] = {
     "episode_buffer": "xreplay.buffers.episodes:EpisodeBuffer",
     "pymarl.replay_buffer": "xreplay.compat.pymarl.checkpoint:REPLAY_BUFFER",
     "pymarl.episode_batch": "xreplay.compat.pymarl.checkpoint:EPISODE_BATCH",
+    "ding.deque_buffer": "xreplay.compat.ding.checkpoint:DEQUE_BUFFER",
 }
 # "module.QualName" of a class without the protocol -> its kind.
 _CLASSES: dict[str, str] = {
     "xreplay.compat.pymarl.replay_buffer.ReplayBuffer": "pymarl.replay_buffer",
     "xreplay.compat.pymarl.episode_batch.EpisodeBatch": "pymarl.episode_batch",
+    "xreplay.compat.ding.deque_buffer.DequeBuffer": "ding.deque_buffer",
 }
 
 

@@ -76,17 +76,20 @@ class ProportionalSampler:
             self.min_tree.update(slots, leaves)
 
     def set_leaf(self, slot: int, leaf: float) -> None:
-        """Set one already-exponentiated leaf (scalar path: one pass up the tree, no array temporaries)."""
-        for tree, combine in ((self.sum_tree, float.__add__), (self.min_tree, min)):
+        """Set one already-exponentiated leaf (scalar path: one pass up each tree in Python floats)."""
+        leaf = float(leaf)
+        for tree, is_sum in ((self.sum_tree, True), (self.min_tree, False)):
             if tree is None:
                 continue
-            nodes = tree.nodes
+            nodes, read = tree.nodes, tree.nodes.item
             node = tree.capacity + int(slot)
-            nodes[node] = leaf
-            node >>= 1
-            while node >= tree.top:  # refresh each maintained ancestor; the root is reduced from the top level
-                nodes[node] = combine(float(nodes[2 * node]), float(nodes[2 * node + 1]))
+            nodes[node] = value = leaf
+            stop = 2 * tree.top  # parents below the top level are maintained; the root is reduced on demand
+            while node >= stop:
+                sibling = read(node ^ 1)  # a + b == b + a and min(a, b) == min(b, a) exactly
+                value = value + sibling if is_sum else min(value, sibling)
                 node >>= 1
+                nodes[node] = value
 
     def clear_slots(self, slots: np.ndarray) -> None:
         """Remove ``slots`` from sampling (their leaves return to neutral)."""

@@ -53,6 +53,8 @@ class ObjectStorage:
         self.contiguous = True  # no delete since the last clear: the slot at ring index r is r
         self._free: list[int] = []  # freed by deletes; popped smallest first
         self._fresh = 0  # slots never used so far are handed out in order
+        # (keys list, slots list) set by a caller that already knows the slots of the keys it passes on.
+        self.slot_hint: tuple[list, list[int]] | None = None
 
     def __len__(self) -> int:
         return self.count

@@ -247,3 +247,18 @@ def test_sliced_windows_start_at_multiples_or_end():
         assert [r.data for r in window] == list(range(window[0].data, window[0].data + 4))
         starts.add(window[0].data)
     assert starts == {0, 4, 6}
+
+
+def test_buffered_data_keeps_the_dataclass_api():
+    import dataclasses
+    import pickle
+
+    from xreplay.compat.ding import BufferedData
+
+    item = BufferedData(data=[1], index="i", meta={"k": 1})
+    assert [f.name for f in dataclasses.fields(BufferedData)] == ["data", "index", "meta"]
+    assert item == BufferedData([1], "i", {"k": 1}) and item != BufferedData([1], "j", {"k": 1})
+    assert BufferedData.__hash__ is None and 5 != item
+    assert pickle.loads(pickle.dumps(item)) == item and dataclasses.replace(item, index="j").index == "j"
+    item.meta = {}
+    assert item.meta == {}

@@ -161,3 +161,31 @@ def test_sample_range_view_positions_and_dropped_kwargs():
         mid.sample(size=2)
     with pytest.raises(AssertionError):
         sample_range_view(buf)
+
+
+def test_cached_pipeline_follows_replaced_and_added_middleware():
+    import copy
+    import dataclasses
+
+    from xreplay.compat.ding import DequeBuffer
+
+    @dataclasses.dataclass
+    class Tag:
+        tag: str
+
+        def __call__(self, action, chain, *args, **kwargs):
+            result = chain(*args, **kwargs)
+            return [self.tag, *result] if action == "sample" else result
+
+    buf = DequeBuffer(size=4)
+    buf.push(1)
+    first = Tag("a")
+    buf.use(first)
+    assert buf.sample(1)[0] == "a"
+    buf._middleware[0] = Tag("a")  # equal but another object: its own hook must run
+    buf._middleware[0].tag = "b"
+    assert buf.sample(1)[0] == "b"
+    buf.use(Tag("c"))
+    assert buf.sample(1)[:2] == ["b", "c"]
+    clone = copy.deepcopy(buf)
+    assert clone.sample(1)[:2] == ["b", "c"] and clone._chains.keys() <= {"sample"}

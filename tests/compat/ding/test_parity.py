@@ -63,3 +63,39 @@ def run(lib, mw, seed):
 def test_same_samples_as_ding(dbuf, seed):
     package, middleware = dbuf
     assert run(xding, xding, seed) == run(package, middleware, seed)
+
+
+def run_large(lib, mw, seed):
+    """Populations above ``random.sample``'s pool threshold (the fast draw path), wrapped, ranged and PER."""
+    random.seed(seed)
+    np.random.seed(seed)
+    out = []
+    buf = lib.DequeBuffer(size=3000)
+    for i in range(3000 + 777):  # wrapped: the oldest record is not at ring index 0
+        buf.push({"v": i})
+    for size in (1, 6, 32, 256, 2999):
+        out.append([r.data["v"] for r in buf.sample(size)])
+    out.append([r.data["v"] for r in buf.sample(64, replace=True)])
+    out.append([r.data["v"] for r in buf.sample(40, sample_range=slice(100, 2900, 3))])
+    out.append(buf.sample(3001, ignore_insufficient=True))
+    per_buf = lib.DequeBuffer(size=5000)
+    per = mw.PriorityExperienceReplay(per_buf, IS_weight=True)
+    per_buf.use(per)
+    for i in range(5000):
+        per_buf.push({"v": i}, meta={"priority": 1.0 + (i % 5)})
+    for _ in range(3):
+        sample = per_buf.sample(256)
+        out.append([r.data["v"] for r in sample])
+        out.append([round(float(r.meta["priority_IS"]), 10) for r in sample])
+        out.append([round(float(r.data["priority_IS"][0]), 6) for r in sample])
+        for r in sample:
+            meta = r.meta
+            meta["priority"] = float(r.data["v"] % 11) + 0.25
+            per_buf.update(index=r.index, data=None, meta=meta)
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_same_large_samples_as_ding(dbuf, seed):
+    package, middleware = dbuf
+    assert run_large(xding, xding, seed) == run_large(package, middleware, seed)

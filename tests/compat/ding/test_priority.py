@@ -139,3 +139,21 @@ def test_per_with_use_time_check_works():
     for i in range(4):
         buf.push({"x": i})
     assert len(buf.sample(4)) == 4 and buf.count() == 0
+
+
+def test_inner_middleware_editing_the_sampled_indices_gets_the_records_it_asks_for():
+    from xreplay.compat.ding import DequeBuffer, PriorityExperienceReplay
+
+    buf = DequeBuffer(size=8)
+    per = PriorityExperienceReplay(buf, IS_weight=False)
+
+    def reverse_in_place(action, chain, *args, **kwargs):
+        if action == "sample":
+            kwargs["indices"].reverse()  # same list object, other order
+        return chain(*args, **kwargs)
+
+    buf.use(per).use(reverse_in_place)
+    for i in range(8):
+        buf.push({"x": i}, meta={"priority": 1.0})
+    assert [r.data["x"] for r in buf.sample(8)] == list(range(7, -1, -1))
+    assert buf._store.slot_hint is None

@@ -44,8 +44,10 @@ deletes each worn-out record once even when it occurs twice in a sample;
 group membership is the meta value at push/update time (in-place edits of a
 stored meta's group key are not seen); NaN, infinite or negative priorities
 raise ``PriorityError`` (a ``ValueError``) naming the record; ``save_data``
-writes xreplay's versioned snapshot (not hickle) and ``load_data`` requires
-the same capacity; a view shares deletions with its buffer.
+writes an xreplay checkpoint directory (kind ``ding.deque_buffer``, not
+hickle) and ``load_data`` requires the same capacity; a view shares deletions
+with its buffer; ``BufferedData`` has slots (no instance ``__dict__``);
+``priority_IS`` tensors of one sample are views of one float32 storage.
 ``PriorityExperienceReplay.update_priorities(indices, priorities)`` updates a
 batch of priorities in one vectorized step.
 

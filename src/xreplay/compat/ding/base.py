@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from xreplay.compat.ding import integration
-from xreplay.middleware import run_pipeline
+from xreplay.middleware import compose
 
 __all__ = ["Buffer", "apply_middleware"]
 
@@ -39,11 +39,14 @@ def apply_middleware(action: str) -> Callable[[F], F]:
                 middleware = buffer._middleware
                 if not middleware:
                     return method(buffer, *args, **kwargs)
-
-                def terminal(*a: Any, **k: Any) -> Any:
-                    return method(buffer, *a, **k)
-
-                return run_pipeline(middleware, action, terminal, args, kwargs)
+                # The composed pipeline is cached per action while the list holds the same objects.
+                ids = tuple(map(id, middleware))
+                cached = buffer._chains.get(action)
+                if cached is None or cached[0] != ids:
+                    entries = tuple(middleware)  # held, so their ids stay unique while cached
+                    cached = (ids, compose(entries, action, functools.partial(method, buffer)), entries)
+                    buffer._chains[action] = cached
+                return cached[1](*args, **kwargs)
 
         return wrapped  # type: ignore[return-value]
 
@@ -74,6 +77,7 @@ class Buffer(abc.ABC):
         self.size = size
         self._middleware: list[Any] = []
         self._lock = threading.RLock()
+        self._chains: dict[str, tuple] = {}  # action -> (middleware ids, composed pipeline, middleware)
         integration.register_if_loaded()
 
     @abc.abstractmethod
@@ -133,8 +137,10 @@ class Buffer(abc.ABC):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_lock", None)  # locks do not pickle; a copy gets its own
+        state.pop("_chains", None)  # closures over this buffer; rebuilt on first use
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.RLock()
+        self._chains = {}

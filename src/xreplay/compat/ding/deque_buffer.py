@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import operator
 import random
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -15,6 +16,7 @@ from xreplay.compat.ding.base import Buffer, apply_middleware
 from xreplay.compat.ding.data import BufferedData, fastcopy
 from xreplay.compat.ding.groups import GroupIndex, candidate_groups, choose_groups, window
 from xreplay.compat.ding.indices import new_index
+from xreplay.compat.ding.rng import sample_positions
 from xreplay.compat.ding.views import BufferIndex, StorageView
 from xreplay.errors import InsufficientDataError
 from xreplay.storage.objects import ObjectStorage
@@ -166,31 +168,39 @@ class DequeBuffer(Buffer):
         return result
 
     def _uniform(self, size: int, replace: bool, positions: range | None) -> list[BufferedData]:
-        """Draw positions with ``random.choices``/``random.sample`` over the population's length."""
+        """Draw positions as ``random.choices``/``random.sample`` over the population would, then fetch."""
         store = self._store
         n = store.count if positions is None else len(positions)
         if replace:
             picks = random.choices(range(n), k=size)  # IndexError on an empty population, as DI-engine
         else:
             try:
-                picks = random.sample(range(n), k=size)
+                picks = sample_positions(n, size)
             except ValueError:
                 return []
         items = store.items
         if positions is None and store.contiguous:
-            head, capacity = store.head, store.capacity
-            return [items[(head + p) % capacity] for p in picks]  # position -> ring index == slot
+            head = store.head  # storage position p is ring index (and slot) head + p
+            if head == 0:
+                return list(map(items.__getitem__, picks))
+            capacity = store.capacity
+            return [items[p + head - capacity if p + head >= capacity else p + head] for p in picks]
         where = np.array(picks, dtype=np.int64)
         if positions is not None:
             where = positions.start + positions.step * where  # population index -> storage position
-        return [items[s] for s in store.slots_at(where).tolist()]
+        return list(map(items.__getitem__, store.slots_at(where).tolist()))
 
     def _by_indices(self, indices: Iterable[str], positions: range | None) -> list[BufferedData]:
         """Return the records of ``indices`` in order; ``KeyError`` for one not in the population."""
         store = self._store
         key_to_slot, items = store.key_to_slot, store.items
         if positions is None:
-            return [items[key_to_slot[i]] for i in indices]
+            hint = store.slot_hint
+            if hint is not None and hint[0] is indices and len(hint[1]) == len(indices):
+                slots = hint[1]  # verified below: each index is still the key of its slot
+                if all(map(operator.is_, map(store.keys.__getitem__, slots), indices)):
+                    return list(map(items.__getitem__, slots))
+            return list(map(items.__getitem__, map(key_to_slot.__getitem__, indices)))
         result = []
         for i in indices:
             slot = key_to_slot.get(i)
@@ -361,26 +371,35 @@ class DequeBuffer(Buffer):
 
     # ---------------------------------------------------------- persistence
     def save_data(self, file_name: str) -> None:
-        """Save records, indices, ``meta_index`` and middleware state to ``file_name`` (atomic).
+        """Save records, indices, ``meta_index`` and middleware state as a checkpoint directory ``file_name``.
 
-        See :mod:`xreplay.compat.ding.checkpoint` for the format and its trust note.
+        An xreplay checkpoint (kind ``ding.deque_buffer``, see
+        :mod:`xreplay.compat.ding.checkpoint` for the layout and its trust
+        note): missing parent directories are created and an earlier save at
+        ``file_name`` is replaced atomically. ``xreplay.persistence.load(file_name)``
+        also returns it as a new buffer (without middleware).
 
         Args:
-            file_name: Destination; missing parent directories are created.
+            file_name: The checkpoint directory.
+
+        Raises:
+            NotACheckpointError: ``file_name`` is an existing file or non-checkpoint directory.
+            CheckpointWriteError: writing failed; an earlier checkpoint there is intact.
 
         """
         with self._lock:
             checkpoint.save_buffer(self, file_name)
 
     def load_data(self, file_name: str) -> None:
-        """Replace records, indices, ``meta_index`` and middleware state by those saved in ``file_name``.
+        """Replace records, indices, ``meta_index`` and middleware state by those saved at ``file_name``.
 
         Args:
-            file_name: A file written by ``save_data``. Only load files you trust (pickle inside).
+            file_name: A checkpoint written by ``save_data``. Only load checkpoints you trust (pickle inside).
 
         Raises:
-            CheckpointError: the file is corrupt, truncated, of another format
-                version or capacity; nothing is changed then.
+            CheckpointError: missing, corrupt (checksums), of a newer format, of
+                another kind or capacity, or lacking the state of one of this
+                buffer's stateful middleware; nothing is changed then.
 
         """
         with self._lock:

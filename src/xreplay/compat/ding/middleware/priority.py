@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterable
 from typing import Any
 
@@ -14,6 +15,8 @@ from xreplay.middleware import StringDispatch
 from xreplay.samplers.proportional import ProportionalSampler, check_priorities
 
 __all__ = ["PriorityExperienceReplay"]
+
+_PRIORITY_IDX = operator.itemgetter("priority_idx")
 
 
 def _check_one(priority: Any, name: str) -> float:
@@ -107,21 +110,34 @@ class PriorityExperienceReplay(StringDispatch):
         """Draw ``size`` records in proportion to priority; attach importance weights."""
         if self.buffer.count() == 0:
             raise AssertionError(f"cannot sample {size} records: the prioritized buffer is empty")
-        slots = self._sampler.sample(size)
-        indices = [self.buffer_idx[s] for s in slots.tolist()]
-        sampled = chain(*args, indices=indices, **kwargs)
+        slots = self._sampler.sample(size).tolist()
+        store = self.buffer._store
+        # A slot with a positive leaf holds the record PER entered there, so its key is its buffer_idx entry.
+        indices = list(map(store.keys.__getitem__, slots))
+        store.slot_hint = (indices, slots)  # lets the buffer skip the index -> slot lookups for this list
+        try:
+            sampled = chain(*args, indices=indices, **kwargs)
+        finally:
+            store.slot_hint = None
         if self.IS_weight and sampled:
             self._attach_weights(sampled)
             self.IS_weight_power_factor = min(1.0, self.IS_weight_power_factor + self.delta_anneal)
         return sampled
 
     def _attach_weights(self, sampled: list) -> None:
-        """Write ``priority_IS`` into the meta and data of every sampled record."""
-        slots = np.array([r.meta["priority_idx"] for r in sampled], dtype=np.int64)
+        """Write ``priority_IS`` into the meta and data of every sampled record.
+
+        The float32 tensors of shape ``[1]`` are made with one copy and one
+        ``unbind``: each is a view of its own element of one per-sample storage
+        (DI-engine makes a separate tensor per record; values, dtype, shape and
+        in-place arithmetic behave the same).
+        """
+        metas = [record.meta for record in sampled]
+        slots = np.fromiter(map(_PRIORITY_IDX, metas), dtype=np.int64, count=len(metas))
         weights = self._sampler.weights(slots, self.buffer.count(), self.IS_weight_power_factor)
-        tensors = list(torch.from_numpy(weights.astype(np.float32).reshape(-1, 1)))  # one [1] row per record
-        for record, weight, tensor in zip(sampled, weights.tolist(), tensors, strict=False):
-            record.meta["priority_IS"] = weight
+        tensors = torch.tensor(weights, dtype=torch.float32).view(-1, 1).unbind(0)
+        for record, meta, weight, tensor in zip(sampled, metas, weights.tolist(), tensors, strict=True):
+            meta["priority_IS"] = weight
             record.data["priority_IS"] = tensor
 
     def on_update(self, chain: Any, index: str, data: Any, meta: dict, *args: Any, **kwargs: Any) -> None:
