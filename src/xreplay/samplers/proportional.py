@@ -23,7 +23,7 @@ from xreplay.samplers.sum_tree import MinTree, SumTree
 __all__ = ["ProportionalSampler", "check_priorities"]
 
 
-def check_priorities(priorities: np.ndarray, names: object = None) -> np.ndarray:
+def check_priorities(priorities: np.ndarray | list[float], names: object = None) -> np.ndarray:
     """Return ``priorities`` as float64 after checking that each is finite and >= 0.
 
     Args:

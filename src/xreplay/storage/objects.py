@@ -116,7 +116,7 @@ class ObjectStorage:
         """Return the slots at non-negative storage ``positions`` (vectorized, unchecked)."""
         return self.order[(self.head + np.asarray(positions, dtype=np.int64)) % self.capacity]
 
-    def positions_of(self, slots: np.ndarray) -> np.ndarray:
+    def positions_of(self, slots: np.ndarray | int | list[int]) -> np.ndarray:
         """Return the storage positions of live ``slots``."""
         return (self.where[np.asarray(slots, dtype=np.int64)] - self.head) % self.capacity
 

@@ -105,7 +105,7 @@ class DequeBufferAdapter:
                 where,
             )
         try:
-            payload = pickle.loads(memoryview(np.ascontiguousarray(arrays["payload"])))
+            payload = pickle.loads(np.ascontiguousarray(arrays["payload"]).tobytes())
         except Exception as exc:  # checksum-valid but unreadable: written by an incompatible version
             message = f"{where}: the DequeBuffer payload cannot be unpickled: {exc!r}"
             raise CheckpointCorruptError(message, where) from exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from xreplay.compat.ding.data import BufferedData
 from xreplay.compat.ding.deque_buffer import DequeBuffer
 from xreplay.compat.ding.middleware.priority import PriorityExperienceReplay
 from xreplay.compat.ding.middleware.use_time_check import use_time_check
@@ -73,7 +74,9 @@ class DequeBufferWrapper:
 
     def sample(self, size: int, train_iter: int, sample_range: slice | None = None) -> list | None:
         """Return ``size`` payloads, or ``None`` when the buffer holds fewer."""
-        output = self.buffer.sample(size=size, ignore_insufficient=True, sample_range=sample_range)
+        output: list[BufferedData] = self.buffer.sample(  # type: ignore[assignment]  # flat without groupby
+            size=size, ignore_insufficient=True, sample_range=sample_range
+        )
         if not output:
             return None
         if self.cfg["priority_IS_weight"]:
