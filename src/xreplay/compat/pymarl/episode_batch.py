@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from xreplay.compat.pymarl.fields import StoredFields, core_scheme, expand_scheme, field_dicts
-from xreplay.compat.pymarl.indexing import check_safe_view, num_items, parse_index, to_field_tensor
+from xreplay.compat.pymarl.indexing import check_safe_view, indexed_shape, num_items, parse_index, to_field_tensor
 from xreplay.storage.tensor import TensorStorage
 
 __all__ = ["EpisodeBatch", "set_compact_default"]
@@ -127,8 +127,9 @@ class EpisodeBatch:
         """Return the shape of field ``key`` at ``index`` without decoding compact storage."""
         fields = self.data.transition_data if key in self.data.transition_data else self.data.episode_data
         if isinstance(fields, StoredFields):
-            full = (fields.storage.capacity, *self._field_shape(key))
-            return torch.empty((), dtype=torch.bool).expand(full)[index].shape
+            full = torch.Size((fields.storage.capacity, *self._field_shape(key)))
+            shape = indexed_shape(full, index)
+            return shape if shape is not None else torch.empty((), dtype=torch.bool).expand(full)[index].shape
         return fields[key][index].shape
 
     def _field_shape(self, key: str) -> tuple[int, ...]:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["check_safe_view", "num_items", "parse_index", "to_field_tensor"]
+__all__ = ["check_safe_view", "indexed_shape", "num_items", "parse_index", "to_field_tensor"]
 
 
 def parse_index(items: Any) -> tuple[Any, ...]:
@@ -26,6 +26,18 @@ def parse_index(items: Any) -> tuple[Any, ...]:
     if isinstance(items[1], list):
         raise IndexError("Indexing across Time must be contiguous")
     return tuple(slice(i, i + 1) if isinstance(i, int) else i for i in items)
+
+
+def indexed_shape(shape: torch.Size, index: Any) -> torch.Size | None:
+    """Return ``tensor[index].shape`` for a tuple of slices without indexing, None for other indices."""
+    if not isinstance(index, tuple) or len(index) > len(shape):
+        return None
+    dims = []
+    for item, size in zip(index, shape, strict=False):
+        if type(item) is not slice:
+            return None
+        dims.append(len(range(*item.indices(size))))
+    return torch.Size((*dims, *shape[len(index) :]))
 
 
 def num_items(index: Any, size: int) -> int | None:
@@ -57,6 +69,15 @@ def to_field_tensor(value: Any, dtype: Any, device: Any) -> torch.Tensor:
     """Copy ``value`` into a new tensor of ``dtype`` on ``device``, as ``torch.tensor`` does."""
     if isinstance(value, torch.Tensor):
         return value.detach().to(device=device, dtype=dtype, copy=True)
+    if isinstance(value, list) and value and isinstance(value[0], np.ndarray):
+        floating = dtype.is_floating_point if isinstance(dtype, torch.dtype) else dtype is float
+        if floating:
+            try:  # float targets: stacking first converts exactly as torch.tensor(list) does, without its warning
+                return torch.from_numpy(np.array(value)).to(device=device, dtype=dtype)
+            except (ValueError, TypeError):
+                pass  # ragged or odd lists: let torch.tensor raise (or accept) exactly as PyMARL sees it
+    elif not isinstance(value, list) or not value or not isinstance(value[0], list):
+        return torch.tensor(value, dtype=dtype, device=device)
     with warnings.catch_warnings():
         # PyMARL's runners pass lists of ndarrays; torch warns that this is slow, and the
         # conversion must stay torch.tensor's (it decides which values raise and which wrap).
