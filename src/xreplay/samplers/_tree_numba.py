@@ -1,0 +1,155 @@
+"""Numba kernels of :class:`xreplay.samplers.priority_tree.PriorityTree` (optional accelerator).
+
+Importing this module imports numba and compiles the kernels (from explicit
+signatures, cached on disk by numba). :mod:`xreplay.samplers.priority_tree`
+imports it lazily and uses its numpy code when numba is missing. Each kernel
+performs the same floating point operations in the same order as the numpy
+code (a parent's sum adds its children left to right, a search accumulates
+them in the same order and clamps the mass carried into a child below the
+child's sum with ``nextafter``), so both give bit-identical trees and results.
+
+Layout (see ``priority_tree``): ``sums`` holds every stored level, leaves
+first; level ``l`` starts at ``offsets[l]`` and node ``j`` of level ``l + 1``
+is the parent of nodes ``j * fanout .. j * fanout + fanout - 1`` of level
+``l``. ``mins`` holds the levels above the leaves, level ``l`` at
+``offsets[l] - offsets[1]``.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+__all__ = ["top_ends", "tree_fill", "tree_find", "tree_update"]
+
+_SIG_UPDATE = "void(float64[::1], float64[::1], int64[::1], int64, int64[::1], float64[::1])"
+_SIG_FILL = "void(float64[::1], float64[::1], int64[::1], int64, int64, int64, float64)"
+_SIG_ENDS = "void(float64[::1], int64, int64, float64[::1])"
+_SIG_FIND = "void(float64[::1], int64[::1], int64, int64, float64[::1], float64[::1], int64[::1])"
+
+
+
+@numba.njit(cache=True, nogil=True)
+def _touch(sums: np.ndarray, base: int, nodes: np.ndarray, fanout: int) -> float:
+    """Load the first and last child of every node in ``nodes``: a prefetch whose independent loads overlap."""
+    acc = 0.0
+    for i in range(nodes.shape[0]):
+        child = base + nodes[i] * fanout
+        acc += sums[child] + sums[child + fanout - 1]
+    return acc
+
+
+@numba.njit(cache=True, nogil=True)
+def _refresh(sums: np.ndarray, mins: np.ndarray, offsets: np.ndarray, fanout: int, level: int, node: int) -> None:
+    """Recompute the sum (children added left to right) and min of ``node`` on ``level`` (>= 1)."""
+    child = offsets[level - 1] + node * fanout
+    total = sums[child]
+    smallest = np.inf
+    if level == 1:  # the children are leaves: their minimum counts positive leaves only
+        smallest = total if total > 0.0 else np.inf
+        for k in range(1, fanout):
+            v = sums[child + k]
+            total = total + v
+            smallest = min(smallest, v if v > 0.0 else np.inf)
+    else:
+        mchild = child - offsets[1]
+        smallest = mins[mchild]
+        for k in range(1, fanout):
+            total = total + sums[child + k]
+            smallest = min(smallest, mins[mchild + k])
+    sums[offsets[level] + node] = total
+    mins[offsets[level] - offsets[1] + node] = smallest
+
+
+@numba.njit(_SIG_UPDATE, cache=True, nogil=True)
+def tree_update(
+    sums: np.ndarray, mins: np.ndarray, offsets: np.ndarray, fanout: int, indices: np.ndarray, values: np.ndarray
+) -> None:
+    """Set leaves ``indices`` to ``values`` (last wins) and refresh their ancestors, one level at a time."""
+    n = indices.shape[0]
+    for i in range(n):
+        sums[indices[i]] = values[i]
+    nodes = indices // fanout
+    touched = 0.0
+    for level in range(1, offsets.shape[0] - 1):  # offsets has one entry past the top level
+        touched += _touch(sums, offsets[level - 1], nodes, fanout)
+        for i in range(n):
+            _refresh(sums, mins, offsets, fanout, level, nodes[i])
+        for i in range(n):
+            nodes[i] //= fanout
+    if touched < 0.0:  # never (sums are >= 0): keeps the prefetch loads
+        mins[0] = touched
+
+
+@numba.njit(_SIG_FILL, cache=True, nogil=True)
+def tree_fill(
+    sums: np.ndarray, mins: np.ndarray, offsets: np.ndarray, fanout: int, start: int, stop: int, value: float
+) -> None:
+    """Set leaves ``[start, stop)`` to ``value`` and refresh their ancestors."""
+    if stop <= start:
+        return
+    for i in range(start, stop):
+        sums[i] = value
+    lo, hi = start, stop - 1
+    for level in range(1, offsets.shape[0] - 1):
+        lo //= fanout
+        hi //= fanout
+        for node in range(lo, hi + 1):
+            _refresh(sums, mins, offsets, fanout, level, node)
+
+
+@numba.njit(_SIG_ENDS, cache=True, nogil=True)
+def top_ends(sums: np.ndarray, start: int, stop: int, out: np.ndarray) -> None:
+    """Write the running sum of ``sums[start:stop]`` to ``out`` (left to right, as ``np.cumsum``)."""
+    running = 0.0
+    for i in range(start, stop):
+        running = running + sums[i]
+        out[i - start] = running
+
+
+@numba.njit(_SIG_FIND, cache=True, nogil=True)
+def tree_find(
+    sums: np.ndarray, offsets: np.ndarray, fanout: int, top: int, ends: np.ndarray, mass: np.ndarray, out: np.ndarray
+) -> None:
+    """Write to ``out`` the leaf holding each ``mass`` (clamped to ``[0, ends[-1])``, overwritten).
+
+    ``ends`` is the running sum of the top level. The binary search in it
+    and the scan of a node's children do not branch on the data, and the
+    batch descends one level at a time so that the loads of different
+    masses overlap.
+    """
+    n = mass.shape[0]
+    for i in range(n):
+        m = mass[i]
+        lo, length = 0, ends.shape[0]
+        while length > 1:  # branch-free binary search: the trip count depends on the length only
+            half = length >> 1
+            lo = lo + half if ends[lo + half - 1] <= m else lo
+            length -= half
+        lo = lo + 1 if ends[lo] <= m else lo  # top nodes ending at or before the mass (np.searchsorted right)
+        if lo > 0:
+            m = m - ends[lo - 1]
+        if top > 0:
+            m = min(m, np.nextafter(sums[offsets[top] + lo], 0.0))
+        mass[i] = m
+        out[i] = lo
+    touched = 0.0
+    for level in range(top, 0, -1):  # ``out[i]`` is on ``level``; descend to one of its children
+        below = offsets[level - 1]
+        touched += _touch(sums, below, out, fanout)
+        for i in range(n):
+            m = mass[i]
+            child = below + out[i] * fanout
+            running = sums[child]
+            before = 0.0
+            k = 0
+            for j in range(1, fanout):  # k: children ending at or before the mass (at most fanout - 1)
+                fits = running <= m
+                k += fits
+                before = running if fits else before
+                running = running + sums[child + j]
+            out[i] = out[i] * fanout + k
+            if level > 1:  # the mass left inside the child, kept below the child's sum
+                mass[i] = min(m - before, np.nextafter(sums[child + k], 0.0))
+    if touched < 0.0:  # never (sums are >= 0): keeps the prefetch loads
+        out[0] = -1
