@@ -20,11 +20,11 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["top_ends", "tree_fill", "tree_find", "tree_update"]
+__all__ = ["top_stats", "tree_fill", "tree_find", "tree_update"]
 
 _SIG_UPDATE = "void(float64[::1], float64[::1], int64[::1], int64, int64[::1], float64[::1])"
 _SIG_FILL = "void(float64[::1], float64[::1], int64[::1], int64, int64, int64, float64)"
-_SIG_ENDS = "void(float64[::1], int64, int64, float64[::1])"
+_SIG_STATS = "float64(float64[::1], float64[::1], int64, float64[::1])"
 _SIG_FIND = "void(float64[::1], int64[::1], int64, int64, float64[::1], float64[::1], int64[::1])"
 
 
@@ -98,13 +98,25 @@ def tree_fill(
             _refresh(sums, mins, offsets, fanout, level, node)
 
 
-@numba.njit(_SIG_ENDS, cache=True, nogil=True)
-def top_ends(sums: np.ndarray, start: int, stop: int, out: np.ndarray) -> None:
-    """Write the running sum of ``sums[start:stop]`` to ``out`` (left to right, as ``np.cumsum``)."""
+@numba.njit(_SIG_STATS, cache=True, nogil=True)
+def top_stats(top: np.ndarray, top_mins: np.ndarray, level: int, out: np.ndarray) -> float:
+    """Write the running sum of ``top`` to ``out`` (left to right, as ``np.cumsum``) and return the minimum.
+
+    The minimum is that of ``top_mins``, or of the positive entries of
+    ``top`` when the top level (``level`` 0) holds the leaves.
+    """
     running = 0.0
-    for i in range(start, stop):
-        running = running + sums[i]
-        out[i - start] = running
+    smallest = np.inf
+    for i in range(top.shape[0]):
+        v = top[i]
+        running = running + v
+        out[i] = running
+        if level == 0:
+            smallest = min(smallest, v if v > 0.0 else np.inf)
+    if level > 0:
+        for i in range(top_mins.shape[0]):
+            smallest = min(smallest, top_mins[i])
+    return smallest
 
 
 @numba.njit(_SIG_FIND, cache=True, nogil=True)
@@ -114,19 +126,23 @@ def tree_find(
     """Write to ``out`` the leaf holding each ``mass`` (clamped to ``[0, ends[-1])``, overwritten).
 
     ``ends`` is the running sum of the top level. The binary search in it
-    and the scan of a node's children do not branch on the data, and the
-    batch descends one level at a time so that the loads of different
-    masses overlap.
+    takes one step for every mass at a time and the batch descends one
+    level at a time, so that the loads of different masses overlap; neither
+    branches on the data.
     """
     n = mass.shape[0]
     for i in range(n):
+        out[i] = 0
+    length = ends.shape[0]
+    while length > 1:  # binary search, one step for every mass at a time: independent loads overlap
+        half = length >> 1
+        for i in range(n):
+            lo = out[i]
+            out[i] = lo + half * (ends[lo + half - 1] <= mass[i])
+        length -= half
+    for i in range(n):  # out[i]: top nodes ending at or before the mass (numpy's searchsorted, side="right")
         m = mass[i]
-        lo, length = 0, ends.shape[0]
-        while length > 1:  # branch-free binary search: the trip count depends on the length only
-            half = length >> 1
-            lo = lo + half if ends[lo + half - 1] <= m else lo
-            length -= half
-        lo = lo + 1 if ends[lo] <= m else lo  # top nodes ending at or before the mass (np.searchsorted right)
+        lo = out[i] + (ends[out[i]] <= m)
         if lo > 0:
             m = m - ends[lo - 1]
         if top > 0:
@@ -153,3 +169,4 @@ def tree_find(
                 mass[i] = min(m - before, np.nextafter(sums[child + k], 0.0))
     if touched < 0.0:  # never (sums are >= 0): keeps the prefetch loads
         out[0] = -1
+

@@ -43,7 +43,7 @@ import numpy as np
 __all__ = ["DEFAULT_FANOUT", "DEFAULT_TOP_WIDTH", "PriorityTree", "numba_available"]
 
 DEFAULT_FANOUT = 16
-DEFAULT_TOP_WIDTH = 512
+DEFAULT_TOP_WIDTH = 4096
 _BLOCK_ROWS = 4096  # parents recomputed per numpy call in range operations (bounds temporaries)
 _UNTRIED = object()
 _NUMBA: Any = _UNTRIED  # the kernel module, None when unavailable, _UNTRIED before the first try
@@ -141,6 +141,7 @@ class PriorityTree:
         self._min_levels = [self.sums[:0]] + [self.mins[a - base : b - base] for a, b in bounds[1:]]
         self._rows = np.arange(self.fanout, dtype=np.int64)[:, None]  # child offsets, as a column
         self._ends: np.ndarray | None = None  # running sum of the top level, None when stale
+        self._min = float("inf")  # smallest positive leaf, valid while ``_ends`` is not None
 
     def nbytes(self) -> int:
         """Return the bytes held by the tree's arrays."""
@@ -221,14 +222,18 @@ class PriorityTree:
         return self.sums[: self.size]
 
     def _top_ends(self) -> np.ndarray:
-        """Return the running sum of the top level (cached until the next write)."""
+        """Return the running sum of the top level (cached with the minimum until the next write)."""
         if self._ends is None:
+            top = self._sum_levels[self.top]
             if self._kernels is not None:  # the same left-to-right sum as np.cumsum, without its overhead
-                start, stop = int(self.offsets[self.top]), int(self.offsets[self.top + 1])
-                self._ends = np.empty(stop - start)
-                self._kernels.top_ends(self.sums, start, stop, self._ends)
+                self._ends = np.empty(top.shape[0])
+                self._min = self._kernels.top_stats(top, self._min_levels[self.top], self.top, self._ends)
             else:
-                self._ends = np.cumsum(self._sum_levels[self.top])
+                self._ends = np.cumsum(top)
+                if self.top == 0:  # the leaves are the top level
+                    self._min = float(np.where(top > 0.0, top, np.inf).min())
+                else:
+                    self._min = float(self._min_levels[self.top].min())
         return self._ends
 
     def total(self) -> float:
@@ -237,10 +242,8 @@ class PriorityTree:
 
     def min(self) -> float:
         """Return the smallest positive leaf (``inf`` when there is none)."""
-        if self.top == 0:
-            leaves = self._sum_levels[0]
-            return float(np.where(leaves > 0.0, leaves, np.inf).min())
-        return float(self._min_levels[self.top].min())
+        self._top_ends()
+        return self._min
 
     def find(self, mass: np.ndarray) -> np.ndarray:
         """Return, for each ``mass``, the leaf whose cumulative range holds it.
