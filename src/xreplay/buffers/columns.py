@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
@@ -237,8 +237,8 @@ class ColumnStorage:
             else:
                 self.columns[name][rows] = torch.as_tensor(value[items]).to(self.device)
 
-    def gather(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
-        """Return every column at ``indices`` (int64), as new contiguous tensors on the storage device.
+    def gather(self, indices: np.ndarray, names: Collection[str] | None = None) -> dict[str, torch.Tensor]:
+        """Return every column (or those in ``names``) at ``indices`` (int64), as new contiguous tensors.
 
         On CPU each dtype block is gathered with one ``take`` of whole rows
         for all of its fields (a few adjacent cache lines per row instead of
@@ -249,22 +249,39 @@ class ColumnStorage:
         """
         if not self._host:
             index = torch.from_numpy(indices).to(self.device, non_blocking=True)
-            return {name: column.index_select(0, index) for name, column in self.columns.items()}
+            wanted = self.columns if names is None else names
+            return {name: self.columns[name].index_select(0, index) for name in wanted}
         out: dict[str, torch.Tensor] = {}
         for block in self._blocks:
+            if names is not None and not any(name in names for name in block.names):
+                continue
             rows = block.array.take(indices, axis=0)  # [n, width]: a few adjacent cache lines per row
             n = rows.shape[0]
             if len(block.names) == 1:
                 out[block.names[0]] = torch.from_numpy(rows.reshape(n, *block.shapes[0]))
                 continue
             for name, shape, (start, width) in zip(block.names, block.shapes, block.spans, strict=True):
-                out[name] = torch.from_numpy(np.ascontiguousarray(rows[:, start : start + width]).reshape(n, *shape))
-        if len(out) < len(self.columns):  # CPU fields of a dtype numpy lacks (e.g. bfloat16)
+                if names is None or name in names:
+                    part = np.ascontiguousarray(rows[:, start : start + width])
+                    out[name] = torch.from_numpy(part.reshape(n, *shape))
+        wanted = self.specs if names is None else names
+        if len(out) < len(wanted):  # CPU fields of a dtype numpy lacks (e.g. bfloat16)
             index = torch.from_numpy(indices)
-            for name, column in self.columns.items():
+            for name in wanted:
                 if name not in out:
-                    out[name] = column.index_select(0, index)
-        return {name: out[name] for name in self.specs}
+                    out[name] = self.columns[name].index_select(0, index)
+        return {name: out[name] for name in wanted}
+
+    def host_dtype(self, name: str) -> np.dtype:
+        """Return the numpy dtype of field ``name``.
+
+        Raises:
+            SchemeError: numpy has no such dtype (e.g. bfloat16).
+        """
+        dtype = _numpy_dtype(self.specs[name].dtype)
+        if dtype is None:
+            raise SchemeError(f"field {name!r}: dtype {self.specs[name].dtype} has no numpy equivalent")
+        return dtype
 
     def nbytes(self) -> int:
         """Return the bytes held by the columns."""
