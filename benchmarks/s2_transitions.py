@@ -46,13 +46,18 @@ EPISODE = 1000
 
 
 def chunk(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
-    """Return ``n`` random transitions of one stream: next_obs is the next obs, episodes end every EPISODE steps."""
+    """Return ``n`` random transitions of one stream (next_obs is the next obs, episodes end every EPISODE steps).
+
+    A chunk is written repeatedly: unless it ends an episode, its last next_obs is its first obs.
+    """
     data = {k: rng.random((n, *s), dtype=np.float32) for k, s in SHAPES.items()}
     data["next_obs"][:-1] = data["obs"][1:]
     data["done"][:] = 0.0
     data["done"][EPISODE - 1 :: EPISODE] = 1.0
     starts = np.flatnonzero(data["done"][:-1]) + 1  # a reset: the next obs after an episode end is new
     data["next_obs"][starts - 1] = rng.random((starts.size, *SHAPES["obs"]), dtype=np.float32)
+    if not data["done"][-1]:  # written again and again: the stream continues with this chunk's first obs
+        data["next_obs"][-1] = data["obs"][0]
     return data
 
 

@@ -88,7 +88,7 @@ def test_only_episode_ends_and_the_newest_step_keep_their_own_next_obs():
     compact = TransitionBuffer(64, next_obs_from="obs")
     compact.extend(data)
     kept = np.flatnonzero(compact._next.slot_row >= 0).tolist()
-    assert kept == [9, 39]
+    assert kept == [9] and compact._next.newest == 39 and len(compact._next) == 2
     np.testing.assert_array_equal(compact.gather(np.arange(40))["next_obs"].numpy(), data["next_obs"])
 
 

@@ -148,12 +148,11 @@ class TransitionBuffer:
         if nxt is not None:
             nxt = self._check_next(nxt, values, batched=False)
         slot = self.writer.cursor
-        prev = (slot - 1) % self.capacity if len(self) else -1
         self.storage.write(slot, values, Ellipsis)
         self.writer.commit(1)
         if nxt is not None:
             obs = {o: _host(values[o])[None] for _n, o in self._next.pairs}  # type: ignore[union-attr]
-            self._next.write(np.array([slot]), obs, nxt, prev)  # type: ignore[union-attr]
+            self._next.write(slot, 1, obs, nxt)  # type: ignore[union-attr]
         if self._prioritized:
             self.sampler.insert_range(slot, slot + 1)  # type: ignore[union-attr]
         return slot
@@ -174,7 +173,6 @@ class TransitionBuffer:
         if nxt is not None:
             nxt = self._check_next(nxt, values, batched=True, batch=n)
         plan = self.writer.plan(n)
-        prev = (self.writer.cursor - 1) % self.capacity if len(self) else -1
         for slot, item, count in plan.segments:
             self.storage.write(slice(slot, slot + count), values, slice(item, item + count))
         self.writer.commit(n)
@@ -182,7 +180,7 @@ class TransitionBuffer:
             kept = plan.source_start
             obs = {o: _host(values[o])[kept:] for _n, o in self._next.pairs}  # type: ignore[union-attr]
             nxt = {name: v[kept:] for name, v in nxt.items()}
-            self._next.write(plan.slots().numpy(), obs, nxt, prev)  # type: ignore[union-attr]
+            self._next.write(plan.segments[0][0], n - kept, obs, nxt)  # type: ignore[union-attr]
         if isinstance(self.sampler, PrioritizedSampler):
             for slot, _item, count in plan.segments:
                 self.sampler.insert_range(slot, slot + count)
@@ -268,29 +266,34 @@ class TransitionBuffer:
             FieldShapeError: A shape differs from its observation field's.
             FieldValueError: A dtype of another kind than the observation field's.
         """
-        pairs = self._next.pairs  # type: ignore[union-attr]
-        expected = {name for name, _o in pairs}
-        if nxt.keys() != expected:
+        store = self._next
+        if nxt.keys() != store.expected:  # type: ignore[union-attr]
             raise UnknownFieldError(
-                f"next-observation fields {sorted(nxt)} differ from those of the first write {sorted(expected)}"
+                f"next-observation fields {sorted(nxt)} differ from those of the first write "
+                f"{sorted(store.expected)}"  # type: ignore[union-attr]
             )
         out = {}
-        for name, obs in pairs:
+        for name, obs in store.pairs:  # type: ignore[union-attr]
             spec = self.storage.specs[obs]
-            value = _host(ColumnStorage._as_array(name, nxt[name]))
+            value = nxt[name]
+            if type(value) is not np.ndarray:
+                value = _host(ColumnStorage._as_array(name, value))
             item = value.shape[1:] if batched else value.shape
-            if tuple(item) != spec.shape:
+            if item != spec.shape:
                 raise FieldShapeError(
                     f"field {name!r}: expected item shape {spec.shape} (that of {obs!r}), received {tuple(item)}"
                 )
             if batched and value.shape[0] != batch:
                 raise FieldShapeError(f"field {name!r}: batch of {value.shape[0]} items, other fields have {batch}")
-            host_dtype = self.storage.host_dtype(obs)
-            if _KIND[value.dtype.kind] != _KIND[host_dtype.kind]:
-                raise FieldValueError(
-                    f"field {name!r}: expected dtype {spec.dtype} (that of {obs!r}), received {value.dtype}"
-                )
-            value = value.astype(host_dtype, copy=False)
+            host_dtype = store.dtypes.get(obs)  # type: ignore[union-attr]
+            if host_dtype is None:
+                host_dtype = store.dtypes[obs] = self.storage.host_dtype(obs)  # type: ignore[union-attr]
+            if value.dtype != host_dtype:
+                if _KIND[value.dtype.kind] != _KIND[host_dtype.kind]:
+                    raise FieldValueError(
+                        f"field {name!r}: expected dtype {spec.dtype} (that of {obs!r}), received {value.dtype}"
+                    )
+                value = value.astype(host_dtype)
             out[name] = value if batched else value[None]
         return out
 
@@ -314,9 +317,10 @@ class _NextObsStore:
 
     A transition's next observation is read from the observation of the
     item written right after it (the next slot of the ring), unless the two
-    differ: then, and for the newest item, whose successor is not written
-    yet, it is kept in a small side store keyed by slot. An episode's last
-    step usually lands in the side store (the next item starts another
+    differ: then it is kept in a small side store keyed by slot. The newest
+    item's next observation, whose successor is not written yet, is held
+    apart until that successor arrives and is compared with it. An episode's
+    last step usually lands in the side store (the next item starts another
     episode). The decision compares the values themselves, so reads give
     exactly what was written, whatever the episode boundaries or the order
     of the writes; when the ring overwrites a slot, its side entry is freed.
@@ -330,10 +334,14 @@ class _NextObsStore:
         self.values: dict[str, np.ndarray] = {}  # next field -> [rows, *item]
         self.free = np.zeros(0, dtype=np.int32)  # free side rows (a stack)
         self.rows = 0  # side rows allocated
+        self.newest = -1  # slot of the newest item, whose next observation is ``pending``
+        self.pending: dict[str, np.ndarray] = {}
+        self.expected = {name for name, _obs in pairs}
+        self.dtypes: dict[str, np.dtype] = {}  # obs field -> numpy dtype, filled on first use
 
     def __len__(self) -> int:
-        """Return the number of slots whose next observation is kept in the side store."""
-        return int(self.rows - self.free.shape[0])
+        """Return the number of slots whose next observation is kept apart (side store and newest)."""
+        return int(self.rows - self.free.shape[0]) + (self.newest >= 0)
 
     def nbytes(self) -> int:
         """Return the bytes held by the side store and its slot index."""
@@ -371,29 +379,35 @@ class _NextObsStore:
         self.free = np.concatenate([self.free, np.arange(self.rows + new - 1, self.rows - 1, -1, dtype=np.int32)])
         self.rows += new
 
-    def write(self, slots: np.ndarray, obs: Mapping[str, np.ndarray], nxt: Mapping[str, np.ndarray], prev: int) -> None:
-        """Record a write of consecutive ``slots`` whose items have observations ``obs`` and next ones ``nxt``.
+    def write(self, start: int, n: int, obs: Mapping[str, np.ndarray], nxt: Mapping[str, np.ndarray]) -> None:
+        """Record a write of ``n`` consecutive slots from ``start`` (ring order) of ``obs`` and their next ones.
 
         Args:
-            slots: Slots written, in write order.
-            obs: Obs field -> ``[len(slots), *item]`` values written.
-            nxt: Next field -> ``[len(slots), *item]`` next observations.
-            prev: Slot of the newest item before this write, -1 when empty.
+            start: Slot of the first item written.
+            n: Items written (at most the capacity).
+            obs: Obs field -> ``[n, *item]`` values written.
+            nxt: Next field -> ``[n, *item]`` next observations.
         """
-        self.release(slots)
-        n = slots.shape[0]
-        if prev >= 0 and self.slot_row[prev] >= 0:  # the previous newest: drop its entry if the new obs equals it
-            row = self.slot_row[prev]
-            if all(np.array_equal(self.values[name][row], obs[o][0]) for name, o in self.pairs):
-                self.release(np.array([prev]))
-        differs = np.zeros(n, dtype=bool)
-        differs[-1] = True  # the newest item has no successor yet
-        for name, o in self.pairs:
-            if n > 1:
-                diff = nxt[name][:-1] != obs[o][1:]
-                differs[:-1] |= diff.reshape(n - 1, -1).any(axis=1)
-        kept = np.flatnonzero(differs)
-        self.keep(slots[kept], {name: nxt[name][kept] for name, _o in self.pairs})
+        capacity = self.capacity
+        if n == 1:
+            row = self.slot_row[start]
+            if row >= 0:
+                self.release(np.array([start]))
+        else:
+            self.release((start + np.arange(n)) % capacity)
+        newest = self.newest
+        if newest >= 0 and (newest - start) % capacity >= n:  # the previous newest survives: compare it
+            if not all((self.pending[name] == obs[o][0]).all() for name, o in self.pairs):
+                self.keep(np.array([newest]), {name: self.pending[name][None] for name, _o in self.pairs})
+        if n > 1 and not all((nxt[name][:-1] == obs[o][1:]).all() for name, o in self.pairs):
+            differs = np.zeros(n - 1, dtype=bool)
+            for name, o in self.pairs:
+                differs |= (nxt[name][:-1] != obs[o][1:]).reshape(n - 1, -1).any(axis=1)
+            if differs.any():
+                kept = np.flatnonzero(differs)
+                self.keep((start + kept) % capacity, {name: nxt[name][kept] for name, _o in self.pairs})
+        self.newest = (start + n - 1) % capacity
+        self.pending = {name: nxt[name][-1].copy() for name, _o in self.pairs}
 
     def read(self, storage: ColumnStorage, slots: np.ndarray) -> dict[str, torch.Tensor]:
         """Return the next observations of ``slots``: next slots' observations, side entries where kept."""
@@ -401,12 +415,15 @@ class _NextObsStore:
         gathered = storage.gather(following, [o for _n, o in self.pairs])
         rows = self.slot_row[slots]
         side = np.flatnonzero(rows >= 0)
+        newest = np.flatnonzero(slots == self.newest)
         out = {}
         for name, o in self.pairs:
             value = gathered[o]
             if side.size:
                 kept = torch.from_numpy(self.values[name][rows[side]]).to(value.device)
                 value[torch.from_numpy(side).to(value.device)] = kept
+            if newest.size:
+                value[torch.from_numpy(newest).to(value.device)] = torch.from_numpy(self.pending[name]).to(value.device)
             out[name] = value
         return out
 
