@@ -174,21 +174,28 @@ def rss_bytes() -> int:
     return 0
 
 
-def rss_growth(name: str, capacity: int, prioritized: bool) -> tuple[int, int]:
-    """Return the RSS growth of a warm-up (16-slot buffer) and then of one filled buffer, in a subprocess."""
+def rss_growth(name: str, capacity: int) -> dict[str, tuple[int, int]]:
+    """Return per kind (uniform, prioritized) the RSS growth of a warm-up (16-slot buffer) and of one filled buffer.
+
+    Measured in one fresh subprocess per implementation: for each kind, the
+    warm-up buffer is built and used first, then the full one.
+    """
     code = (
-        "import sys, json, numpy as np, torch; sys.path.insert(0, 'benchmarks'); import s2_transitions as b; "
-        "start = b.rss_bytes(); "
-        f"small = b.IMPLS[{name!r}](16, {prioritized}); b.fill(small, 16, np.random.default_rng(1), 16); "
-        f"small.per_loop(np.ones(b.BATCH)) if {prioritized} else small.sample(); "
-        f"before = b.rss_bytes(); buf = b.IMPLS[{name!r}]({capacity}, {prioritized}); "
-        f"b.fill(buf, {capacity}, np.random.default_rng(0)); "
-        f"buf.per_loop(np.ones(b.BATCH)) if {prioritized} else buf.sample(); "
-        "print(json.dumps([before - start, b.rss_bytes() - before]))"
+        "import sys, json, numpy as np, torch; sys.path.insert(0, 'benchmarks'); import s2_transitions as b\n"
+        "out, alive = {}, []\n"
+        "for p in (False, True):\n"
+        "    start = b.rss_bytes()\n"
+        f"    small = b.IMPLS[{name!r}](16, p); b.fill(small, 16, np.random.default_rng(1), 16)\n"
+        "    small.per_loop(np.ones(b.BATCH)) if p else small.sample()\n"
+        "    before = b.rss_bytes()\n"
+        f"    buf = b.IMPLS[{name!r}]({capacity}, p); b.fill(buf, {capacity}, np.random.default_rng(0))\n"
+        "    buf.per_loop(np.ones(b.BATCH)) if p else buf.sample()\n"
+        "    out['prioritized' if p else 'uniform'] = [before - start, b.rss_bytes() - before]\n"
+        "    alive += [small, buf]  # nothing is freed while the next kind is measured\n"
+        "print(json.dumps(out))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    warmup, growth = json.loads(out.stdout.strip().splitlines()[-1])
-    return int(warmup), int(growth)
+    return {kind: (int(w), int(g)) for kind, (w, g) in json.loads(out.stdout.strip().splitlines()[-1]).items()}
 
 
 def timed(fn: Callable[[], object], calls: int) -> float:
@@ -255,9 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     payload = args.capacity * sum(4 * int(np.prod(s)) for s in SHAPES.values())
     if not args.no_rss:
         for name in names:
-            for prioritized in (False, True):
-                kind = "prioritized" if prioritized else "uniform"
-                warmup, growth = rss_growth(name, args.capacity, prioritized)
+            for kind, (warmup, growth) in rss_growth(name, args.capacity).items():
                 table[name][f"RSS growth {kind} (x payload)"] = growth / payload
                 table[name][f"warm-up RSS {kind} (MiB)"] = warmup / 2**20
     print(

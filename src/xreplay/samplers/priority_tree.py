@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from types import ModuleType
 from typing import Any
 
@@ -57,8 +58,10 @@ def _numba_kernels() -> ModuleType | None:
         if os.environ.get("XREPLAY_NUMBA", "1") != "0":
             try:
                 from xreplay.samplers import _tree_numba
-            except ImportError:
+            except ImportError:  # numba is not installed: the numpy code runs
                 pass
+            except Exception as exc:  # numba is installed but cannot compile or cache (e.g. no writable cache)
+                warnings.warn(f"xreplay: numba kernels unavailable, numpy runs ({exc!r})", RuntimeWarning, stacklevel=3)
             else:
                 _NUMBA = _tree_numba
     return _NUMBA
