@@ -66,9 +66,10 @@ def assert_same_samples(reference, compact, n=64):
     st.lists(st.integers(1, 15), min_size=1, max_size=12),
     st.sampled_from(["uniform", "prioritized"]),
     st.sampled_from([0.0, 0.3, 1.0]),
+    st.sampled_from([(3,), (), (2, 2)]),
 )
-def test_samples_match_a_buffer_that_stores_next_obs(seed, capacity, sizes, sampler, end_rate):
-    data = stream(seed, sum(sizes), end_rate)
+def test_samples_match_a_buffer_that_stores_next_obs(seed, capacity, sizes, sampler, end_rate, obs_shape):
+    data = stream(seed, sum(sizes), end_rate, obs_shape)
     nstep = NStepReturns(3, gamma=0.9)
     reference = TransitionBuffer(capacity, sampler, seed=seed, n_step=nstep)
     compact = TransitionBuffer(capacity, sampler, seed=seed, n_step=nstep, next_obs_from="obs")

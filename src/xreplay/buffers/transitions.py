@@ -92,6 +92,10 @@ class TransitionBuffer:
         (['info/rew', 'obs'], torch.Size([2, 3]), [1.0, 1.0])
         >>> buf.update_priorities(batch.indices, [0.5, 2.0], batch.generations)
         0
+        >>> steps = TransitionBuffer(8, next_obs_from="obs")  # next_obs stored once
+        >>> _ = steps.extend({"obs": np.arange(4.0), "next_obs": np.arange(1.0, 5.0)})
+        >>> "next_obs" in steps.storage.columns, steps.gather(np.arange(4))["next_obs"].tolist()
+        (False, [1.0, 2.0, 3.0, 4.0])
     """
 
     def __init__(
@@ -407,7 +411,7 @@ class _NextObsStore:
                 kept = np.flatnonzero(differs)
                 self.keep((start + kept) % capacity, {name: nxt[name][kept] for name, _o in self.pairs})
         self.newest = (start + n - 1) % capacity
-        self.pending = {name: nxt[name][-1].copy() for name, _o in self.pairs}
+        self.pending = {name: np.array(nxt[name][-1]) for name, _o in self.pairs}  # a copy, 0-d for scalars
 
     def read(self, storage: ColumnStorage, slots: np.ndarray) -> dict[str, torch.Tensor]:
         """Return the next observations of ``slots``: next slots' observations, side entries where kept."""
