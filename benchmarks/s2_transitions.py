@@ -1,17 +1,25 @@
 """Workload S2: a million MuJoCo-sized transitions, uniform and prioritized, xreplay vs installed peers.
 
 Fields: obs f32[17], next_obs f32[17], act f32[6], rew f32, done f32 (168 bytes a
-transition, 160 MiB at capacity 1,000,000). Measured per implementation, in
-one process, repetitions interleaved across implementations so that machine
-noise hits all of them alike:
+transition, 160 MiB at capacity 1,000,000). The data is one stream of episodes
+of 1,000 steps: a step's next_obs is the next step's obs except at an episode
+end. Measured per implementation, in one process, repetitions interleaved
+across implementations so that machine noise hits all of them alike:
 
 * add in chunks of 1 and of 64 into a full buffer (transitions/s);
 * prioritized loop: sample 256 (alpha 0.6, beta 0.4) + update 256 priorities (loops/s);
 * uniform loop: sample 256 (loops/s);
-* RSS growth after allocating and filling the buffer, in a fresh subprocess.
+* RSS growth after allocating and filling the buffer, in a fresh subprocess
+  that first builds and uses a 16-slot buffer of the same kind, so that
+  imports and numba's compilation (a fixed cost per process, reported
+  separately as "warm-up RSS") are not counted as the buffer's.
 
-Peers (cpprb, TorchRL, Tianshou) are used when installed (``pip install -e ".[bench-peers]"``).
-``--smoke`` runs a tiny size in a few seconds.
+Implementations: ``xreplay`` (the priority tree's default back end: numba
+when installed, reported as "tree back end"), ``xreplay-numpy`` (numpy back
+end), ``xreplay-next`` (``next_obs_from="obs"``: next_obs stored once),
+``cpprb`` and ``cpprb-next`` (cpprb's ``next_of="obs"``) when cpprb is
+installed (``pip install -e ".[bench-peers]"``; TorchRL and Tianshou are not
+wired in). ``--smoke`` runs a tiny size in a few seconds.
 """
 
 from __future__ import annotations
@@ -28,22 +36,42 @@ import torch
 
 from xreplay.buffers import TransitionBuffer
 from xreplay.samplers import PrioritizedSampler
+from xreplay.samplers.priority_tree import PriorityTree
 
 SHAPES = {"obs": (17,), "next_obs": (17,), "act": (6,), "rew": (), "done": ()}
 BATCH = 256
 
 
+EPISODE = 1000
+
+
 def chunk(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
-    """Return ``n`` random transitions."""
-    return {k: rng.random((n, *s), dtype=np.float32) for k, s in SHAPES.items()}
+    """Return ``n`` random transitions of one stream (next_obs is the next obs, episodes end every EPISODE steps).
+
+    A chunk is written repeatedly: unless it ends an episode, its last next_obs is its first obs.
+    """
+    data = {k: rng.random((n, *s), dtype=np.float32) for k, s in SHAPES.items()}
+    data["next_obs"][:-1] = data["obs"][1:]
+    data["done"][:] = 0.0
+    data["done"][EPISODE - 1 :: EPISODE] = 1.0
+    starts = np.flatnonzero(data["done"][:-1]) + 1  # a reset: the next obs after an episode end is new
+    data["next_obs"][starts - 1] = rng.random((starts.size, *SHAPES["obs"]), dtype=np.float32)
+    if not data["done"][-1]:  # written again and again: the stream continues with this chunk's first obs
+        data["next_obs"][-1] = data["obs"][0]
+    return data
 
 
 class XReplay:
-    """xreplay's TransitionBuffer."""
+    """xreplay's TransitionBuffer (priority tree back end: numba when installed, else numpy)."""
+
+    backend: str | None = None
+    next_obs_from: str | None = None
 
     def __init__(self, capacity: int, prioritized: bool):
-        sampler = PrioritizedSampler(capacity, alpha=0.6, beta=0.4) if prioritized else "uniform"
-        self.buf = TransitionBuffer(capacity, sampler=sampler, seed=0)
+        sampler = (
+            PrioritizedSampler(capacity, alpha=0.6, beta=0.4, backend=self.backend) if prioritized else "uniform"
+        )
+        self.buf = TransitionBuffer(capacity, sampler=sampler, seed=0, next_obs_from=self.next_obs_from)
 
     def add(self, data: dict[str, np.ndarray]) -> None:
         self.buf.extend(data)
@@ -59,15 +87,30 @@ class XReplay:
         self.buf.update_priorities(s.indices, priorities, s.generations)
 
 
+class XReplayNumpy(XReplay):
+    """xreplay with the numpy back end of the priority tree."""
+
+    backend = "numpy"
+
+
+class XReplayNext(XReplay):
+    """xreplay storing next_obs once (``next_obs_from="obs"``)."""
+
+    next_obs_from = "obs"
+
+
 class Cpprb:
     """cpprb's ReplayBuffer / PrioritizedReplayBuffer."""
+
+    next_of: str | None = None
 
     def __init__(self, capacity: int, prioritized: bool):
         import cpprb
 
-        env = {k: {"shape": s if s else 1} for k, s in SHAPES.items()}
+        env = {k: {"shape": s if s else 1} for k, s in SHAPES.items() if not (self.next_of and k == "next_obs")}
         cls = cpprb.PrioritizedReplayBuffer if prioritized else cpprb.ReplayBuffer
-        self.buf = cls(capacity, env, alpha=0.6) if prioritized else cls(capacity, env)
+        extra = {"next_of": self.next_of} if self.next_of else {}
+        self.buf = cls(capacity, env, alpha=0.6, **extra) if prioritized else cls(capacity, env, **extra)
 
     def add(self, data: dict[str, np.ndarray]) -> None:
         self.buf.add(**data)
@@ -82,16 +125,28 @@ class Cpprb:
         self.buf.update_priorities(s["indexes"], priorities)
 
 
-IMPLS: dict[str, Callable[[int, bool], object]] = {"xreplay": XReplay, "cpprb": Cpprb}
+class CpprbNext(Cpprb):
+    """cpprb storing next_obs once (``next_of="obs"``)."""
+
+    next_of = "obs"
+
+
+IMPLS: dict[str, Callable[[int, bool], object]] = {
+    "xreplay": XReplay,
+    "xreplay-numpy": XReplayNumpy,
+    "xreplay-next": XReplayNext,
+    "cpprb": Cpprb,
+    "cpprb-next": CpprbNext,
+}
 
 
 def available() -> list[str]:
     """Return the implementations that can be imported here."""
-    names = ["xreplay"]
+    names = ["xreplay", "xreplay-numpy", "xreplay-next"]
     try:
         import cpprb  # noqa: F401
 
-        names.append("cpprb")
+        names += ["cpprb", "cpprb-next"]
     except ImportError:
         print("cpprb not installed: pip install cpprb (extra bench-peers)", file=sys.stderr)
     for peer in ("torchrl", "tianshou"):
@@ -103,10 +158,10 @@ def available() -> list[str]:
     return names
 
 
-def fill(buf: object, capacity: int, rng: np.random.Generator) -> None:
-    """Fill ``buf`` to capacity in chunks of 1,000."""
-    data = chunk(rng, 1000)
-    for _ in range(-(-capacity // 1000)):
+def fill(buf: object, capacity: int, rng: np.random.Generator, size: int = 1000) -> None:
+    """Fill ``buf`` to capacity in chunks of ``size`` (one episode of the stream each)."""
+    data = chunk(rng, size)
+    for _ in range(-(-capacity // size)):
         buf.add(data)
 
 
@@ -119,17 +174,28 @@ def rss_bytes() -> int:
     return 0
 
 
-def rss_growth(name: str, capacity: int, prioritized: bool) -> int:
-    """Return the RSS growth of allocating and filling one buffer, measured in a subprocess."""
+def rss_growth(name: str, capacity: int) -> dict[str, tuple[int, int]]:
+    """Return per kind (uniform, prioritized) the RSS growth of a warm-up (16-slot buffer) and of one filled buffer.
+
+    Measured in one fresh subprocess per implementation: for each kind, the
+    warm-up buffer is built and used first, then the full one.
+    """
     code = (
-        "import sys, json, numpy as np, torch; sys.path.insert(0, 'benchmarks'); import s2_transitions as b; "
-        f"before = b.rss_bytes(); buf = b.IMPLS[{name!r}]({capacity}, {prioritized}); "
-        f"b.fill(buf, {capacity}, np.random.default_rng(0)); "
-        f"buf.per_loop(np.ones(b.BATCH)) if {prioritized} else buf.sample(); "
-        "print(json.dumps(b.rss_bytes() - before))"
+        "import sys, json, numpy as np, torch; sys.path.insert(0, 'benchmarks'); import s2_transitions as b\n"
+        "out, alive = {}, []\n"
+        "for p in (False, True):\n"
+        "    start = b.rss_bytes()\n"
+        f"    small = b.IMPLS[{name!r}](16, p); b.fill(small, 16, np.random.default_rng(1), 16)\n"
+        "    small.per_loop(np.ones(b.BATCH)) if p else small.sample()\n"
+        "    before = b.rss_bytes()\n"
+        f"    buf = b.IMPLS[{name!r}]({capacity}, p); b.fill(buf, {capacity}, np.random.default_rng(0))\n"
+        "    buf.per_loop(np.ones(b.BATCH)) if p else buf.sample()\n"
+        "    out['prioritized' if p else 'uniform'] = [before - start, b.rss_bytes() - before]\n"
+        "    alive += [small, buf]  # nothing is freed while the next kind is measured\n"
+        "print(json.dumps(out))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return int(out.stdout.strip().splitlines()[-1])
+    return {kind: (int(w), int(g)) for kind, (w, g) in json.loads(out.stdout.strip().splitlines()[-1]).items()}
 
 
 def timed(fn: Callable[[], object], calls: int) -> float:
@@ -174,6 +240,9 @@ def measure(names: list[str], capacity: int, reps: int, calls: int) -> dict[str,
     return {n: {op: float(np.median(v)) for op, v in per.items()} for n, per in results.items()}
 
 
+RATIOS = (("xreplay", "cpprb"), ("xreplay-numpy", "cpprb"), ("xreplay-next", "cpprb-next"))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run S2 and print a table of medians and ratios vs cpprb."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -181,29 +250,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--capacity", type=int, default=1_000_000)
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--impls", nargs="*", help="implementations to run (default: every available one)")
+    parser.add_argument("--no-rss", action="store_true", help="skip the RSS subprocesses")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
     if args.smoke:
         args.capacity, args.reps, args.calls = 5_000, 3, 20
     torch.set_num_threads(1)
-    names = available()
+    names = [n for n in available() if not args.impls or n in args.impls]
     table = measure(names, args.capacity, args.reps, args.calls)
     payload = args.capacity * sum(4 * int(np.prod(s)) for s in SHAPES.values())
-    for name in names:
-        for prioritized in (False, True):
-            growth = rss_growth(name, args.capacity, prioritized)
-            table[name][f"RSS growth {'prioritized' if prioritized else 'uniform'} (x payload)"] = (
-                growth / payload
-            )
+    if not args.no_rss:
+        for name in names:
+            for kind, (warmup, growth) in rss_growth(name, args.capacity).items():
+                table[name][f"RSS growth {kind} (x payload)"] = growth / payload
+                table[name][f"warm-up RSS {kind} (MiB)"] = warmup / 2**20
     print(
-        f"S2 capacity={args.capacity} reps={args.reps} calls={args.calls} payload={payload / 2**20:.1f} MiB"
+        f"S2 capacity={args.capacity} reps={args.reps} calls={args.calls} payload={payload / 2**20:.1f} MiB; "
+        f"tree back end: xreplay={PriorityTree(16).backend}, xreplay-numpy=numpy, "
+        f"xreplay-next={PriorityTree(16).backend}"
     )
+    ratios = [(a, b) for a, b in RATIOS if a in names and b in names]
     header = f"{'operation':34s}" + "".join(f"{n:>14s}" for n in names)
-    print(header + ("  xreplay/cpprb" if "cpprb" in names else ""))
-    for op in table["xreplay"]:
+    print(header + "".join(f"  {a + '/' + b:>22s}" for a, b in ratios))
+    for op in table[names[0]]:
         row = f"{op:34s}" + "".join(f"{table[n][op]:14.4g}" for n in names)
-        if "cpprb" in names:
-            row += f"  {table['xreplay'][op] / table['cpprb'][op]:13.2f}"
+        row += "".join(f"  {table[a][op] / table[b][op]:22.2f}" for a, b in ratios)
         print(row)
     if args.json:
         with open(args.json, "w") as out:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
@@ -52,6 +52,24 @@ def _torch_kind(dtype: torch.dtype) -> str:
     return "b" if dtype == torch.bool else ("f" if dtype.is_floating_point else "i")
 
 
+def _numpy_dtype(dtype: torch.dtype) -> np.dtype | None:
+    """Return the numpy dtype of a torch dtype, or None when numpy has none (e.g. bfloat16)."""
+    try:
+        return torch.empty(0, dtype=dtype).numpy().dtype
+    except TypeError:
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Block:
+    """CPU fields of one dtype stored side by side in the rows of one ``[capacity, width]`` array."""
+
+    array: np.ndarray
+    names: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...]
+    spans: tuple[tuple[int, int], ...]  # (first column, columns) of each field
+
+
 @dataclasses.dataclass(frozen=True)
 class ColumnSpec:
     """One field: item shape and dtype."""
@@ -67,7 +85,10 @@ class ColumnStorage:
     floats become float32, Python ints int64). Later writes must match:
     the same keys, the same item shapes and the same kind of dtype (bool,
     integer or floating; floats are cast to the field's precision).
-    On CPU the tensors are also kept as numpy views for cheap small writes.
+    On CPU the fields of one dtype share the rows of one numpy array (a
+    sampled row is then a few adjacent cache lines, and numpy backs large
+    arrays with transparent huge pages where enabled); each field's tensor is
+    a strided view of it, also kept as a numpy view for cheap small writes.
 
     Example:
         >>> s = ColumnStorage(4)
@@ -86,6 +107,7 @@ class ColumnStorage:
         self.specs: dict[str, ColumnSpec] = {}
         self.columns: dict[str, torch.Tensor] = {}
         self._host: dict[str, np.ndarray] = {}  # numpy views of CPU columns
+        self._blocks: list[_Block] = []  # CPU fields grouped by dtype, side by side in one array each
         self._kinds: dict[str, str] = {}  # 'b', 'i' or 'f' per field
 
     def prepare(self, flat: Mapping[str, Any], batched: bool) -> dict[str, np.ndarray | torch.Tensor]:
@@ -160,14 +182,32 @@ class ColumnStorage:
             else:
                 dtype = torch.from_numpy(np.zeros(0, dtype=value.dtype)).dtype
             specs[name] = ColumnSpec(shape, dtype)
+        groups: dict[np.dtype | None, list[str]] = {}
         for name, spec in specs.items():
-            self.columns[name] = torch.zeros(
-                (self.capacity, *spec.shape), dtype=spec.dtype, device=self.device
-            )
-            if self.device.type == "cpu":
-                self._host[name] = self.columns[name].numpy()
+            key = _numpy_dtype(spec.dtype) if self.device.type == "cpu" else None
+            groups.setdefault(key, []).append(name)
+        for np_dtype, names in groups.items():
+            if np_dtype is None:  # not on CPU, or a dtype numpy lacks: one torch tensor per field
+                for name in names:
+                    shape = (self.capacity, *specs[name].shape)
+                    self.columns[name] = torch.zeros(shape, dtype=specs[name].dtype, device=self.device)
+                continue
+            self._blocks.append(self._allocate_block(np_dtype, names, specs))
         self.specs = specs
         self._kinds = {name: _torch_kind(spec.dtype) for name, spec in specs.items()}
+
+    def _allocate_block(self, np_dtype: np.dtype, names: list[str], specs: dict[str, ColumnSpec]) -> _Block:
+        """Allocate the CPU fields ``names`` of one dtype side by side in one array and register their views."""
+        widths = [int(np.prod(specs[name].shape, dtype=np.int64)) for name in names]
+        starts = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64).tolist()
+        array = np.zeros((self.capacity, int(sum(widths))), dtype=np_dtype)
+        for name, start, width in zip(names, starts, widths, strict=True):
+            view = array[:, start : start + width]
+            view.shape = (self.capacity, *specs[name].shape)  # in place: raises rather than copy
+            self._host[name] = view
+            self.columns[name] = torch.from_numpy(view)
+        shapes = tuple(specs[name].shape for name in names)
+        return _Block(array, tuple(names), shapes, tuple(zip(starts, widths, strict=True)))
 
     def _check_keys(self, values: Mapping[str, Any]) -> None:
         """Raise UnknownFieldError naming a missing or extra field."""
@@ -197,12 +237,51 @@ class ColumnStorage:
             else:
                 self.columns[name][rows] = torch.as_tensor(value[items]).to(self.device)
 
-    def gather(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
-        """Return every column at ``indices`` (int64), as new tensors on the storage device."""
-        if self._host:
-            return {name: torch.from_numpy(host.take(indices, axis=0)) for name, host in self._host.items()}
-        index = torch.from_numpy(indices).to(self.device, non_blocking=True)
-        return {name: column.index_select(0, index) for name, column in self.columns.items()}
+    def gather(self, indices: np.ndarray, names: Collection[str] | None = None) -> dict[str, torch.Tensor]:
+        """Return every column (or those in ``names``) at ``indices`` (int64), as new contiguous tensors.
+
+        On CPU each dtype block is gathered with one ``take`` of whole rows
+        for all of its fields (a few adjacent cache lines per row instead of
+        one or two per field), which are then copied into contiguous arrays.
+
+        Raises:
+            IndexError: An index is outside ``[0, capacity)``.
+        """
+        if not self._host:
+            index = torch.from_numpy(indices).to(self.device, non_blocking=True)
+            wanted = self.columns if names is None else names
+            return {name: self.columns[name].index_select(0, index) for name in wanted}
+        out: dict[str, torch.Tensor] = {}
+        for block in self._blocks:
+            if names is not None and not any(name in names for name in block.names):
+                continue
+            rows = block.array.take(indices, axis=0)  # [n, width]: a few adjacent cache lines per row
+            n = rows.shape[0]
+            if len(block.names) == 1:
+                out[block.names[0]] = torch.from_numpy(rows.reshape(n, *block.shapes[0]))
+                continue
+            for name, shape, (start, width) in zip(block.names, block.shapes, block.spans, strict=True):
+                if names is None or name in names:
+                    part = np.ascontiguousarray(rows[:, start : start + width])
+                    out[name] = torch.from_numpy(part.reshape(n, *shape))
+        wanted = self.specs if names is None else names
+        if len(out) < len(wanted):  # CPU fields of a dtype numpy lacks (e.g. bfloat16)
+            index = torch.from_numpy(indices)
+            for name in wanted:
+                if name not in out:
+                    out[name] = self.columns[name].index_select(0, index)
+        return {name: out[name] for name in wanted}
+
+    def host_dtype(self, name: str) -> np.dtype:
+        """Return the numpy dtype of field ``name``.
+
+        Raises:
+            SchemeError: numpy has no such dtype (e.g. bfloat16).
+        """
+        dtype = _numpy_dtype(self.specs[name].dtype)
+        if dtype is None:
+            raise SchemeError(f"field {name!r}: dtype {self.specs[name].dtype} has no numpy equivalent")
+        return dtype
 
     def nbytes(self) -> int:
         """Return the bytes held by the columns."""

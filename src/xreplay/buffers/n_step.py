@@ -26,7 +26,8 @@ class NStepReturns:
     when the last summed transition *terminated*: a *truncated* episode still
     bootstraps from its ``next_obs``. Samples gain ``"n_step/return"``,
     ``"n_step/discount"`` and ``"n_step/next_obs"`` (the ``next_obs`` of the
-    last summed transition). Transitions must be added in time order.
+    last summed transition, also when the buffer stores it once with
+    ``next_obs_from``). Transitions must be added in time order.
 
     Example:
         >>> from xreplay.buffers.transitions import TransitionBuffer
@@ -59,7 +60,7 @@ class NStepReturns:
         """
         columns = buffer.storage.columns
         names = [self.reward, self.terminated, self.next_obs] + ([self.truncated] if self.truncated else [])
-        missing = [name for name in names if name not in columns]
+        missing = [name for name in names if name not in columns and name not in buffer.derived_fields]
         if missing:
             raise UnknownFieldError(f"n-step returns need fields {missing}; the buffer has {list(columns)}")
         capacity, n, batch = buffer.capacity, self.n, indices.shape[0]
@@ -86,5 +87,12 @@ class NStepReturns:
         return {
             "n_step/return": returns.to(dtype),
             "n_step/discount": discount.to(dtype),
-            "n_step/next_obs": columns[self.next_obs].index_select(0, next_slot),
+            "n_step/next_obs": self._next_obs(buffer, next_slot),
         }
+
+    def _next_obs(self, buffer: TransitionBuffer, slots: torch.Tensor) -> torch.Tensor:
+        """Return the next observations of ``slots`` (stored, or read from the following slots)."""
+        column = buffer.storage.columns.get(self.next_obs)
+        if column is not None:
+            return column.index_select(0, slots)
+        return buffer.gather(slots.cpu().numpy(), [self.next_obs])[self.next_obs]

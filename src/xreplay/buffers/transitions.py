@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from xreplay.buffers.columns import ColumnStorage, flatten, unflatten
-from xreplay.errors import InsufficientDataError
+from xreplay.buffers.columns import SEPARATOR, ColumnStorage, flatten, unflatten
+from xreplay.errors import FieldShapeError, FieldValueError, InsufficientDataError, UnknownFieldError
 from xreplay.samplers.prioritized import PrioritizedSampler
 from xreplay.samplers.uniform import UniformSampler
 from xreplay.writers import RingWriter
@@ -75,6 +75,14 @@ class TransitionBuffer:
         device: Where the columns live (``"cpu"`` or ``"cuda"``).
         seed: Seed of the buffer's random generator (every draw comes from it).
         n_step: Optional :class:`~xreplay.buffers.n_step.NStepReturns` added to samples.
+        next_obs_from: Store the next observation once: writes still carry
+            the field named ``next_obs`` (and nested ``next_obs/...``), but it
+            is stored as the ``next_obs_from`` field (``"obs"``) of the
+            following slot, or in a small side store for the newest
+            transition and wherever the two differ (episode ends). Samples
+            are identical to storing it. Transitions must be written in time
+            order, one stream per buffer, for the saving to apply.
+        next_obs: Name of the next-observation field (with ``next_obs_from``).
 
     Example:
         >>> buf = TransitionBuffer(100, sampler="prioritized", seed=0)
@@ -84,6 +92,10 @@ class TransitionBuffer:
         (['info/rew', 'obs'], torch.Size([2, 3]), [1.0, 1.0])
         >>> buf.update_priorities(batch.indices, [0.5, 2.0], batch.generations)
         0
+        >>> steps = TransitionBuffer(8, next_obs_from="obs")  # next_obs stored once
+        >>> _ = steps.extend({"obs": np.arange(4.0), "next_obs": np.arange(1.0, 5.0)})
+        >>> "next_obs" in steps.storage.columns, steps.gather(np.arange(4))["next_obs"].tolist()
+        (False, [1.0, 2.0, 3.0, 4.0])
     """
 
     def __init__(
@@ -93,6 +105,8 @@ class TransitionBuffer:
         device: str | torch.device = "cpu",
         seed: int | None = None,
         n_step: NStepReturns | None = None,
+        next_obs_from: str | None = None,
+        next_obs: str = "next_obs",
     ):
         """Allocate the writer and sampler; columns come with the first write."""
         self.storage = ColumnStorage(capacity, device)
@@ -101,6 +115,9 @@ class TransitionBuffer:
         self.rng = np.random.default_rng(seed)
         self.n_step = n_step
         self._prioritized = isinstance(self.sampler, PrioritizedSampler)
+        self.next_obs_from = next_obs_from
+        self.next_obs = next_obs
+        self._next: _NextObsStore | None = None  # created with the first write when next_obs_from is set
 
     @property
     def capacity(self) -> int:
@@ -130,10 +147,16 @@ class TransitionBuffer:
             FieldShapeError: An item shape differs from the first write.
             FieldValueError: A dtype of another kind than the first write's.
         """
-        values = self.storage.prepare(_flat(transition), batched=False)
+        flat, nxt = self._split_next(_flat(transition))
+        values = self.storage.prepare(flat, batched=False)
+        if nxt is not None:
+            nxt = self._check_next(nxt, values, batched=False)
         slot = self.writer.cursor
         self.storage.write(slot, values, Ellipsis)
         self.writer.commit(1)
+        if nxt is not None:
+            obs = {o: _host(values[o])[None] for _n, o in self._next.pairs}  # type: ignore[union-attr]
+            self._next.write(slot, 1, obs, nxt)  # type: ignore[union-attr]
         if self._prioritized:
             self.sampler.insert_range(slot, slot + 1)  # type: ignore[union-attr]
         return slot
@@ -148,12 +171,20 @@ class TransitionBuffer:
             FieldShapeError: An item shape or a batch size differs.
             FieldValueError: A dtype of another kind than the first write's.
         """
-        values = self.storage.prepare(_flat(batch), batched=True)
+        flat, nxt = self._split_next(_flat(batch))
+        values = self.storage.prepare(flat, batched=True)
         n = int(next(iter(values.values())).shape[0]) if values else 0
+        if nxt is not None:
+            nxt = self._check_next(nxt, values, batched=True, batch=n)
         plan = self.writer.plan(n)
         for slot, item, count in plan.segments:
             self.storage.write(slice(slot, slot + count), values, slice(item, item + count))
         self.writer.commit(n)
+        if nxt is not None and n:
+            kept = plan.source_start
+            obs = {o: _host(values[o])[kept:] for _n, o in self._next.pairs}  # type: ignore[union-attr]
+            nxt = {name: v[kept:] for name, v in nxt.items()}
+            self._next.write(plan.segments[0][0], n - kept, obs, nxt)  # type: ignore[union-attr]
         if isinstance(self.sampler, PrioritizedSampler):
             for slot, _item, count in plan.segments:
                 self.sampler.insert_range(slot, slot + count)
@@ -178,10 +209,97 @@ class TransitionBuffer:
             indices, generations = drawn.indices, drawn.generations
         else:
             indices = sampler.sample(self.rng, n, len(self), replace=True)
-        fields = self.storage.gather(indices)
+        fields = self.gather(indices)
         if self.n_step is not None:
             fields.update(self.n_step.compute(self, indices))
         return TransitionSample(fields, indices, weights, generations)
+
+    # -- next observations stored once -----------------------------------------
+
+    @property
+    def derived_fields(self) -> tuple[str, ...]:
+        """Return the fields read from the following slot's observation (empty unless ``next_obs_from``)."""
+        return tuple(name for name, _obs in self._next.pairs) if self._next is not None else ()
+
+    def gather(self, indices: np.ndarray, names: Collection[str] | None = None) -> dict[str, torch.Tensor]:
+        """Return the stored fields (or ``names``) of ``indices``, next observations included.
+
+        Raises:
+            IndexError: An index is outside ``[0, capacity)``.
+        """
+        indices = np.asarray(indices, dtype=np.int64)
+        derived = self.derived_fields
+        if names is None:
+            fields = self.storage.gather(indices)
+            if derived:
+                fields.update(self._next.read(self.storage, indices))  # type: ignore[union-attr]
+            return fields
+        stored = [name for name in names if name not in derived]
+        fields = self.storage.gather(indices, stored) if stored else {}
+        if any(name in derived for name in names):
+            fields.update(self._next.read(self.storage, indices))  # type: ignore[union-attr]
+        return {name: fields[name] for name in names}
+
+    def _split_next(self, flat: Mapping[str, Any]) -> tuple[Mapping[str, Any], dict[str, Any] | None]:
+        """Return ``flat`` without the next-observation fields, and those fields (None without next_obs_from)."""
+        if self.next_obs_from is None:
+            return flat, None
+        prefix = self.next_obs + SEPARATOR
+        nxt = {k: v for k, v in flat.items() if k == self.next_obs or k.startswith(prefix)}
+        if self._next is None:
+            if not nxt:
+                raise UnknownFieldError(
+                    f"next_obs_from={self.next_obs_from!r} needs a field {self.next_obs!r}; the write has {list(flat)}"
+                )
+            pairs = [(k, self.next_obs_from + k[len(self.next_obs) :]) for k in nxt]
+            missing = [o for _k, o in pairs if o not in flat]
+            if missing:
+                raise UnknownFieldError(
+                    f"fields {missing} are missing: next-observation fields {list(nxt)} are stored as them"
+                )
+            self._next = _NextObsStore(self.capacity, pairs)
+        return {k: v for k, v in flat.items() if k not in nxt}, nxt
+
+    def _check_next(
+        self, nxt: dict[str, Any], values: Mapping[str, Any], batched: bool, batch: int = 1
+    ) -> dict[str, np.ndarray]:
+        """Return the next observations as host arrays ``[batch, *item]`` of their obs field's dtype.
+
+        Raises:
+            UnknownFieldError: A next-observation field is missing or extra.
+            FieldShapeError: A shape differs from its observation field's.
+            FieldValueError: A dtype of another kind than the observation field's.
+        """
+        store = self._next
+        if nxt.keys() != store.expected:  # type: ignore[union-attr]
+            raise UnknownFieldError(
+                f"next-observation fields {sorted(nxt)} differ from those of the first write "
+                f"{sorted(store.expected)}"  # type: ignore[union-attr]
+            )
+        out = {}
+        for name, obs in store.pairs:  # type: ignore[union-attr]
+            spec = self.storage.specs[obs]
+            value = nxt[name]
+            if type(value) is not np.ndarray:
+                value = _host(ColumnStorage._as_array(name, value))
+            item = value.shape[1:] if batched else value.shape
+            if item != spec.shape:
+                raise FieldShapeError(
+                    f"field {name!r}: expected item shape {spec.shape} (that of {obs!r}), received {tuple(item)}"
+                )
+            if batched and value.shape[0] != batch:
+                raise FieldShapeError(f"field {name!r}: batch of {value.shape[0]} items, other fields have {batch}")
+            host_dtype = store.dtypes.get(obs)  # type: ignore[union-attr]
+            if host_dtype is None:
+                host_dtype = store.dtypes[obs] = self.storage.host_dtype(obs)  # type: ignore[union-attr]
+            if value.dtype != host_dtype:
+                if _KIND[value.dtype.kind] != _KIND[host_dtype.kind]:
+                    raise FieldValueError(
+                        f"field {name!r}: expected dtype {spec.dtype} (that of {obs!r}), received {value.dtype}"
+                    )
+                value = value.astype(host_dtype)
+            out[name] = value if batched else value[None]
+        return out
 
     def update_priorities(self, indices: Any, priorities: Any, generations: Any = None) -> int:
         """Set priorities of sampled transitions; return how many were skipped as stale.
@@ -198,7 +316,131 @@ class TransitionBuffer:
         return self.sampler.update_priorities(indices, priorities, generations)
 
 
+class _NextObsStore:
+    """The next observations of a buffer that stores them once, as the observations of the following slots.
+
+    A transition's next observation is read from the observation of the
+    item written right after it (the next slot of the ring), unless the two
+    differ: then it is kept in a small side store keyed by slot. The newest
+    item's next observation, whose successor is not written yet, is held
+    apart until that successor arrives and is compared with it. An episode's
+    last step usually lands in the side store (the next item starts another
+    episode). The decision compares the values themselves, so reads give
+    exactly what was written, whatever the episode boundaries or the order
+    of the writes; when the ring overwrites a slot, its side entry is freed.
+    """
+
+    def __init__(self, capacity: int, pairs: list[tuple[str, str]]):
+        """Track ``capacity`` slots for ``(next field, obs field)`` pairs."""
+        self.capacity = capacity
+        self.pairs = pairs
+        self.slot_row = np.full(capacity, -1, dtype=np.int32)  # side row of each slot, -1: read the next slot
+        self.values: dict[str, np.ndarray] = {}  # next field -> [rows, *item]
+        self.free = np.zeros(0, dtype=np.int32)  # free side rows (a stack)
+        self.rows = 0  # side rows allocated
+        self.newest = -1  # slot of the newest item, whose next observation is ``pending``
+        self.pending: dict[str, np.ndarray] = {}
+        self.expected = {name for name, _obs in pairs}
+        self.dtypes: dict[str, np.dtype] = {}  # obs field -> numpy dtype, filled on first use
+
+    def __len__(self) -> int:
+        """Return the number of slots whose next observation is kept apart (side store and newest)."""
+        return int(self.rows - self.free.shape[0]) + (self.newest >= 0)
+
+    def nbytes(self) -> int:
+        """Return the bytes held by the side store and its slot index."""
+        return int(self.slot_row.nbytes + self.free.nbytes + sum(v.nbytes for v in self.values.values()))
+
+    def release(self, slots: np.ndarray) -> None:
+        """Free the side rows of ``slots`` (about to be overwritten)."""
+        rows = self.slot_row[slots]
+        rows = rows[rows >= 0]
+        if rows.size:
+            self.free = np.concatenate([self.free, rows])
+            self.slot_row[slots] = -1
+
+    def keep(self, slots: np.ndarray, values: Mapping[str, np.ndarray]) -> None:
+        """Store ``values[next field]`` (one row per slot) as the next observations of ``slots``."""
+        n = slots.shape[0]
+        if n == 0:
+            return
+        if self.free.shape[0] < n:
+            self._grow(n - self.free.shape[0], values)
+        rows, self.free = self.free[-n:], self.free[:-n]
+        self.slot_row[slots] = rows
+        for name, _obs in self.pairs:
+            self.values[name][rows] = values[name]
+
+    def _grow(self, extra: int, values: Mapping[str, np.ndarray]) -> None:
+        """Add at least ``extra`` side rows (doubling), shaped like ``values``."""
+        new = max(extra, self.rows, 16)
+        for name, _obs in self.pairs:
+            item = values[name].shape[1:]
+            grown = np.zeros((self.rows + new, *item), dtype=values[name].dtype)
+            if name in self.values:
+                grown[: self.rows] = self.values[name]
+            self.values[name] = grown
+        self.free = np.concatenate([self.free, np.arange(self.rows + new - 1, self.rows - 1, -1, dtype=np.int32)])
+        self.rows += new
+
+    def write(self, start: int, n: int, obs: Mapping[str, np.ndarray], nxt: Mapping[str, np.ndarray]) -> None:
+        """Record a write of ``n`` consecutive slots from ``start`` (ring order) of ``obs`` and their next ones.
+
+        Args:
+            start: Slot of the first item written.
+            n: Items written (at most the capacity).
+            obs: Obs field -> ``[n, *item]`` values written.
+            nxt: Next field -> ``[n, *item]`` next observations.
+        """
+        capacity = self.capacity
+        if n == 1:
+            row = self.slot_row[start]
+            if row >= 0:
+                self.release(np.array([start]))
+        else:
+            self.release((start + np.arange(n)) % capacity)
+        newest = self.newest
+        if newest >= 0 and (newest - start) % capacity >= n:  # the previous newest survives: compare it
+            if not all((self.pending[name] == obs[o][0]).all() for name, o in self.pairs):
+                self.keep(np.array([newest]), {name: self.pending[name][None] for name, _o in self.pairs})
+        if n > 1 and not all((nxt[name][:-1] == obs[o][1:]).all() for name, o in self.pairs):
+            differs = np.zeros(n - 1, dtype=bool)
+            for name, o in self.pairs:
+                differs |= (nxt[name][:-1] != obs[o][1:]).reshape(n - 1, -1).any(axis=1)
+            if differs.any():
+                kept = np.flatnonzero(differs)
+                self.keep((start + kept) % capacity, {name: nxt[name][kept] for name, _o in self.pairs})
+        self.newest = (start + n - 1) % capacity
+        self.pending = {name: np.array(nxt[name][-1]) for name, _o in self.pairs}  # a copy, 0-d for scalars
+
+    def read(self, storage: ColumnStorage, slots: np.ndarray) -> dict[str, torch.Tensor]:
+        """Return the next observations of ``slots``: next slots' observations, side entries where kept."""
+        following = (slots + 1) % self.capacity
+        gathered = storage.gather(following, [o for _n, o in self.pairs])
+        rows = self.slot_row[slots]
+        side = np.flatnonzero(rows >= 0)
+        newest = np.flatnonzero(slots == self.newest)
+        out = {}
+        for name, o in self.pairs:
+            value = gathered[o]
+            if side.size:
+                kept = torch.from_numpy(self.values[name][rows[side]]).to(value.device)
+                value[torch.from_numpy(side).to(value.device)] = kept
+            if newest.size:
+                value[torch.from_numpy(newest).to(value.device)] = torch.from_numpy(self.pending[name]).to(value.device)
+            out[name] = value
+        return out
+
+
 _LEAVES = (np.ndarray, torch.Tensor, float, int, np.generic)
+_KIND = {"b": "b", "i": "i", "u": "i", "f": "f"}
+
+
+def _host(value: Any) -> np.ndarray:
+    """Return ``value`` (array or tensor) as a numpy array on the host."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
 
 
 def _flat(data: Mapping[str, Any]) -> Mapping[str, Any]:

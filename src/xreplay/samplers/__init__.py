@@ -1,6 +1,7 @@
 """Samplers decide which stored slots come out."""
 
 from xreplay.samplers.prioritized import PrioritizedSample, PrioritizedSampler
+from xreplay.samplers.prioritized_sequences import PrioritizedSequenceSample, PrioritizedSequenceSampler
 from xreplay.samplers.priority_tree import PriorityTree
 from xreplay.samplers.schedules import ConstantSchedule, LinearSchedule
 from xreplay.samplers.sequences import SequenceSample, SequenceSampler, sequence_priorities
@@ -11,6 +12,8 @@ __all__ = [
     "LinearSchedule",
     "PrioritizedSample",
     "PrioritizedSampler",
+    "PrioritizedSequenceSample",
+    "PrioritizedSequenceSampler",
     "PriorityTree",
     "SequenceSample",
     "SequenceSampler",

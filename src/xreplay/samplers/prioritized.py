@@ -4,10 +4,12 @@ A slot ``i`` is drawn with probability ``p_i ** alpha / sum_j p_j ** alpha``
 and carries the importance weight ``(N * P(i)) ** -beta`` divided by the
 largest weight any stored slot could get, i.e. ``(min_p / p_i) ** beta`` with
 ``min_p`` the smallest positive stored ``p ** alpha``. New slots get the
-largest priority seen so far. Every slot has a generation counter that grows
-when the slot is overwritten; samples return the generations they saw, and a
-priority update whose generation no longer matches is skipped and counted in
-:attr:`PrioritizedSampler.stale_updates` instead of landing on a newer item.
+largest priority seen so far. Every slot has a generation counter (int32,
+wrapping around after 2**32 overwrites of one slot, harmless for an equality
+check) that grows when the slot is overwritten; samples return the
+generations they saw, and a priority update whose generation no longer
+matches is skipped and counted in :attr:`PrioritizedSampler.stale_updates`
+instead of landing on a newer item.
 
 New slots written as contiguous ranges (a ring buffer's writes) are recorded
 and put into the tree in one slice update before the next read, so adding
@@ -57,6 +59,8 @@ class PrioritizedSampler:
         epsilon: Added to every updated priority so that no item starves.
         stratified: Draw one mass from each of ``n`` equal strata of the total.
         initial_priority: Priority of new slots until a larger one is seen.
+        backend: Tree back end, ``"numba"``, ``"numpy"`` or None for numba
+            when installed (see :class:`~xreplay.samplers.priority_tree.PriorityTree`).
 
     Example:
         >>> s = PrioritizedSampler(4, alpha=1.0, beta=1.0, epsilon=0.0)
@@ -76,6 +80,7 @@ class PrioritizedSampler:
         epsilon: float = 1e-6,
         stratified: bool = False,
         initial_priority: float = 1.0,
+        backend: str | None = None,
     ):
         """Start with no slot inserted."""
         if alpha < 0 or epsilon < 0 or not initial_priority > 0:
@@ -88,8 +93,8 @@ class PrioritizedSampler:
         self.epsilon = float(epsilon)
         self.stratified = bool(stratified)
         self.max_priority = float(initial_priority)
-        self.tree = PriorityTree(self.capacity)
-        self.generations = np.zeros(self.capacity, dtype=np.int64)
+        self.tree = PriorityTree(self.capacity, backend=backend)
+        self.generations = np.zeros(self.capacity, dtype=np.int32)
         self.size = 0  # slots [0, size) have been inserted at least once
         self.samples_drawn = 0  # sample() calls so far: the step of the beta schedule
         self.stale_updates = 0
@@ -103,10 +108,7 @@ class PrioritizedSampler:
             raise IndexOutOfRangeError(f"slot range [{start}, {stop}) is outside capacity {self.capacity}")
         if start == stop:
             return
-        if stop - start == 1:
-            self.generations[start] += 1  # scalar update: the common one-item add
-        else:
-            self.generations[start:stop] += 1
+        self.generations[start:stop] += 1  # a slice wraps silently at 2**31 (a scalar would warn)
         if stop > self.size:
             self.size = stop
         pending = self._pending
@@ -150,7 +152,8 @@ class PrioritizedSampler:
         """
         if n < 0:
             raise ValueError(f"sample size must be >= 0, got {n}")
-        self._flush()
+        if self._pending:
+            self._flush()
         total = self.tree.total()
         if not total > 0.0:
             raise InsufficientDataError(
@@ -159,21 +162,26 @@ class PrioritizedSampler:
         if self.stratified:
             mass = (np.arange(n) + rng.random(n)) * (total / max(n, 1))
         else:
-            mass = rng.random(n) * total
+            mass = rng.random(n)
+            mass *= total
         return self.sample_masses(mass, total, step)
 
     def sample_masses(
         self, mass: np.ndarray, total: float | None = None, step: int | None = None
     ) -> PrioritizedSample:
         """Return the slots holding the priority masses ``mass`` (each in ``[0, total)``), with weights."""
-        self._flush()
-        total = self.tree.total() if total is None else total
-        indices = self.tree.find(mass)
-        leaf = self.tree[indices]
+        if self._pending:
+            self._flush()
+        tree = self.tree
+        total = tree.total() if total is None else total
+        indices = tree.find(mass)
+        leaf = tree.sums.take(indices)  # leaves are the first ``size`` entries of the tree
         beta = self.beta(self.samples_drawn if step is None else step)
         self.samples_drawn += 1
-        weights = (self.tree.min() / leaf) ** beta  # (N P(i))^-beta over its largest value
-        return PrioritizedSample(indices, weights.astype(np.float32), self.generations[indices], leaf / total)
+        weights = tree.min() / leaf
+        weights **= beta  # (N P(i))^-beta over its largest value
+        leaf /= total
+        return PrioritizedSample(indices, weights.astype(np.float32), self.generations.take(indices), leaf)
 
     # -- priority updates -----------------------------------------------------
 
@@ -199,25 +207,65 @@ class PrioritizedSampler:
         priorities = np.asarray(priorities, dtype=np.float64).reshape(-1)
         if priorities.shape != indices.shape:
             raise FieldShapeError(f"got {indices.shape[0]} indices but {priorities.shape[0]} priorities")
-        self._check_indices(indices, self.size, "index")
-        self._check_priorities(indices, priorities)
-        self._flush()
+        if indices.size == 0:
+            return 0
+        kernels = self.tree._kernels
+        if kernels is not None and generations is not None:
+            seen = np.asarray(generations).reshape(-1)
+            if seen.dtype == np.int32 and seen.shape == indices.shape:
+                return self._update_checked(kernels, indices, priorities, seen)
+        # One reduction per argument: negative indices are huge as unsigned; NaN fails every comparison.
+        if not indices.view(np.uint64).max() < self.size:
+            self._check_indices(indices, self.size, "index")
+        low, high = priorities.min(), priorities.max()
+        if not (low >= 0.0 and high < np.inf):
+            self._check_priorities(indices, priorities)
+        if self._pending:
+            self._flush()
         stale = 0
         if generations is not None:
-            generations = np.asarray(generations, dtype=np.int64).reshape(-1)
+            generations = np.asarray(generations).reshape(-1)
             if generations.shape != indices.shape:
                 raise FieldShapeError(
                     f"got {indices.shape[0]} indices but {generations.shape[0]} generations"
                 )
-            fresh = self.generations[indices] == generations
+            fresh = self.generations.take(indices) == generations
             stale = int(indices.shape[0] - np.count_nonzero(fresh))
             if stale:
                 indices, priorities = indices[fresh], priorities[fresh]
                 self.stale_updates += stale
-        if indices.size:
-            priorities = priorities + self.epsilon
-            self.tree.update(indices, priorities**self.alpha)
-            self.max_priority = max(self.max_priority, float(priorities.max()))
+                if not indices.size:
+                    return stale
+                high = priorities.max()
+        priorities = priorities + self.epsilon
+        priorities **= self.alpha
+        self.tree.update(indices, priorities)
+        self.max_priority = max(self.max_priority, float(high) + self.epsilon)
+        return stale
+
+    def _update_checked(self, kernels: Any, indices: np.ndarray, priorities: np.ndarray, seen: np.ndarray) -> int:
+        """Apply a priority update with its checks in one numba pass (same results and errors as the numpy code)."""
+        indices = np.ascontiguousarray(indices)
+        priorities = np.ascontiguousarray(priorities)
+        fresh = np.empty(indices.shape[0], dtype=np.bool_)
+        bad_index, bad_priority, stale, high = kernels.check_update(
+            indices, priorities, self.size, self.generations, np.ascontiguousarray(seen), fresh
+        )
+        if bad_index >= 0:
+            self._check_indices(indices, self.size, "index")
+        if bad_priority >= 0:
+            self._check_priorities(indices, priorities)
+        if self._pending:
+            self._flush()
+        if stale:
+            self.stale_updates += stale
+            if stale == indices.shape[0]:
+                return stale
+            indices, priorities = indices[fresh], priorities[fresh]
+        priorities = priorities + self.epsilon
+        priorities **= self.alpha
+        self.tree.update(indices, priorities)
+        self.max_priority = max(self.max_priority, float(high) + self.epsilon)
         return stale
 
     @staticmethod
@@ -252,7 +300,7 @@ class PrioritizedSampler:
     def state_dict(self) -> dict[str, Any]:
         """Return the sampler state (tree leaves, generations, counters) for checkpoints."""
         self._flush()
-        leaves = np.where(self.generations > 0, self.tree.leaves(), np.nan)
+        leaves = np.where(self.generations != 0, self.tree.leaves(), np.nan)
         return {
             "capacity": self.capacity,
             "alpha": self.alpha,

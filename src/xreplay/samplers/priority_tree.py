@@ -1,26 +1,90 @@
-"""PriorityTree: a sum tree and a min tree in one interleaved array.
+"""PriorityTree: a 16-ary sum tree with a min over the same leaves, run by numpy or numba.
 
 Prioritized sampling needs the total and the prefix-sum search of a sum tree
-and the smallest priority (for the largest importance weight) of a min tree,
-and it updates both with the same indices. Keeping node ``n``'s sum at
-``data[2n]`` and its minimum at ``data[2n + 1]`` puts both children of a
-parent, with both their sums and minima, in one 32-byte row: a batch update
-gathers one row per touched parent and level, half the cache misses of two
-separate trees. The same top-level shortcut as :mod:`xreplay.samplers.sum_tree`
-applies: levels above ``top_width`` nodes are not stored, the root is reduced
-from the top level, and a search starts with one ``searchsorted`` over the
-running sum of the top level.
+and the smallest positive priority (for the largest importance weight) of a
+min tree, and it updates both with the same indices. One tree serves both:
+
+* Every leaf is stored once (float64, ``size`` rounded up to a multiple of
+  the fanout). Minima are kept for the inner levels only: a leaf's minimum
+  is the leaf itself when positive.
+* Each inner node has ``fanout`` (16) children, contiguous in memory (two
+  cache lines), and stores their sum and their minimum.
+* Only the inner levels up to the *top level*, the first with at most
+  ``top_width`` (4096) nodes, are stored. The total is the running sum of
+  the top level and a search starts with one binary search in that running
+  sum. At a million leaves two inner levels are stored (62,512 and 3,920
+  nodes): the tree takes 8.0 MB of leaves and 1.06 MB of sums and minima.
+* A parent's sum adds its children left to right, the same order in which
+  :meth:`PriorityTree.find` accumulates them during a descent, and the mass
+  carried into a child is kept below the child's sum, so a descent never
+  runs past a node's last child and never ends on a zero leaf.
+
+Two interchangeable back ends run the batch operations: numpy (a few dozen
+numpy calls per batch) and, when the optional ``numba`` package is installed
+(``pip install xreplay[accel]``), compiled loops
+(:mod:`xreplay.samplers._tree_numba`). Both perform the same floating point
+operations in the same order and give bit-identical trees and results;
+:attr:`PriorityTree.backend` names the one in use and ``XREPLAY_NUMBA=0`` in
+the environment turns numba off. numba stays optional because the core
+depends on torch and numpy only; it is used because the S2 benchmark's
+prioritized loop (sample 256, update 256 at a million transitions) is bound
+by numpy's per-call overhead in the tree, which compiled loops remove.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import warnings
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from xreplay.samplers.sum_tree import DEFAULT_TOP_WIDTH, _capacity
+__all__ = ["DEFAULT_FANOUT", "DEFAULT_TOP_WIDTH", "PriorityTree", "numba_available"]
 
-__all__ = ["PriorityTree"]
+DEFAULT_FANOUT = 16
+DEFAULT_TOP_WIDTH = 4096
+_BLOCK_ROWS = 4096  # parents recomputed per numpy call in range operations (bounds temporaries)
+_UNTRIED = object()
+_NUMBA: Any = _UNTRIED  # the kernel module, None when unavailable, _UNTRIED before the first try
+
+
+def _numba_kernels() -> ModuleType | None:
+    """Return the compiled numba kernels, or None when numba is missing or disabled (``XREPLAY_NUMBA=0``)."""
+    global _NUMBA
+    if _NUMBA is _UNTRIED:
+        _NUMBA = None
+        if os.environ.get("XREPLAY_NUMBA", "1") != "0":
+            try:
+                from xreplay.samplers import _tree_numba
+            except ImportError:  # numba is not installed: the numpy code runs
+                pass
+            except Exception as exc:  # numba is installed but cannot compile or cache (e.g. no writable cache)
+                warnings.warn(f"xreplay: numba kernels unavailable, numpy runs ({exc!r})", RuntimeWarning, stacklevel=3)
+            else:
+                _NUMBA = _tree_numba
+    return _NUMBA
+
+
+def numba_available() -> bool:
+    """Return whether the numba back end can be used (numba importable and not disabled)."""
+    return _numba_kernels() is not None
+
+
+def _level_sizes(size: int, fanout: int, top_width: int) -> list[int]:
+    """Return the stored node count of each level, leaves first, up to the first level of <= ``top_width``."""
+
+    def whole_rows(count: int) -> int:
+        return -(-count // fanout) * fanout
+
+    count = whole_rows(max(int(size), 1))
+    sizes = [count]
+    while count > top_width:
+        parents = count // fanout
+        count = parents if parents == 1 else whole_rows(parents)
+        sizes.append(count)
+    return sizes
 
 
 class PriorityTree:
@@ -31,8 +95,15 @@ class PriorityTree:
 
     Args:
         size: Number of leaves.
-        top_width: Widest level reduced in one call instead of walked node
-            by node (rounded down to a power of two).
+        top_width: Widest level searched with one binary search instead of a
+            descent (at least 1).
+        fanout: Children per inner node (at least 2).
+        backend: ``"numba"``, ``"numpy"`` or None: numba when it is
+            installed, numpy otherwise.
+
+    Raises:
+        ValueError: ``size`` < 0, ``fanout`` not >= 2, ``top_width`` < 1 or an unknown backend.
+        ImportError: ``backend="numba"`` without numba installed.
 
     Example:
         >>> t = PriorityTree(4)
@@ -41,106 +112,98 @@ class PriorityTree:
         (6.0, 1.0, [0, 1, 1, 3])
     """
 
-    def __init__(self, size: int, top_width: int = DEFAULT_TOP_WIDTH):
+    def __init__(
+        self,
+        size: int,
+        top_width: int = DEFAULT_TOP_WIDTH,
+        fanout: int = DEFAULT_FANOUT,
+        backend: str | None = None,
+    ):
         """Hold ``size`` unset leaves."""
         if size < 0:
             raise ValueError(f"tree size must be >= 0, got {size}")
+        if fanout < 2 or top_width < 1:
+            raise ValueError(f"tree fanout must be >= 2 and top_width >= 1, got {fanout}, {top_width}")
+        if backend not in (None, "numba", "numpy"):
+            raise ValueError(f"backend must be 'numba', 'numpy' or None, got {backend!r}")
+        kernels = None if backend == "numpy" else _numba_kernels()
+        if backend == "numba" and kernels is None:
+            raise ImportError("backend='numba' needs numba (pip install 'xreplay[accel]') and XREPLAY_NUMBA != 0")
+        self._kernels = kernels
+        self.backend = "numba" if kernels is not None else "numpy"
         self.size = int(size)
-        self.capacity = _capacity(self.size)
-        self.top = min(self.capacity, 1 << max(0, int(top_width).bit_length() - 1))
-        self.depth = self.capacity.bit_length() - 1
-        self.data = np.empty(4 * self.capacity, dtype=np.float64)
-        self._rows = self.data.reshape(-1, 4)  # row p: sum and min of node 2p, then of node 2p + 1
-        self.reset()
+        self.fanout = int(fanout)
+        sizes = _level_sizes(self.size, self.fanout, int(top_width))
+        self.top = len(sizes) - 1  # level searched by binary search; levels 1 .. top are inner levels
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)  # level l: [offsets[l], offsets[l+1])
+        self.sums = np.zeros(int(self.offsets[-1]), dtype=np.float64)
+        self.mins = np.full(int(self.offsets[-1] - self.offsets[1]), np.inf, dtype=np.float64)
+        bounds = list(zip(self.offsets[:-1].tolist(), self.offsets[1:].tolist(), strict=True))
+        base = int(self.offsets[1])
+        self._sum_levels = [self.sums[a:b] for a, b in bounds]
+        self._min_levels = [self.sums[:0]] + [self.mins[a - base : b - base] for a, b in bounds[1:]]
+        self._rows = np.arange(self.fanout, dtype=np.int64)[:, None]  # child offsets, as a column
+        self._ends: np.ndarray | None = None  # running sum of the top level, None when stale
+        self._min = float("inf")  # smallest positive leaf, valid while ``_ends`` is not None
+
+    def nbytes(self) -> int:
+        """Return the bytes held by the tree's arrays."""
+        return int(self.sums.nbytes + self.mins.nbytes)
 
     def reset(self) -> None:
         """Unset every leaf."""
-        self.data[0::2] = 0.0
-        self.data[1::2] = np.inf
+        self.sums.fill(0.0)
+        self.mins.fill(np.inf)
+        self._ends = None
+
+    # -- writes ---------------------------------------------------------------
 
     def update(self, indices: np.ndarray, values: np.ndarray) -> None:
         """Set leaves ``indices`` to ``values`` (the last value wins for repeated indices)."""
-        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        indices = np.ascontiguousarray(indices, dtype=np.int64).reshape(-1)
         if indices.size == 0:
             return
-        values = np.asarray(values, dtype=np.float64).reshape(-1)
-        data, rows, top = self.data, self._rows, self.top
-        at = (indices + self.capacity) << 1  # position of each leaf's sum
-        data[at] = values
-        data[at + 1] = np.where(values > 0.0, values, np.inf)
-        parents = at >> 2
-        while parents[0] >= top:  # every query is on the same level
-            # Repeated parents recompute the same value, so no de-duplication is needed.
-            children = rows.take(parents, axis=0)
-            at = parents << 1
-            data[at] = children[:, 0] + children[:, 2]
-            data[at + 1] = np.minimum(children[:, 1], children[:, 3])
-            parents >>= 1
+        values = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
+        self._ends = None
+        if self._kernels is not None:
+            self._kernels.tree_update(self.sums, self.mins, self.offsets, self.fanout, indices, values)
+            return
+        self.sums[indices] = values
+        nodes = indices
+        for level in range(1, self.top + 1):
+            nodes = nodes // self.fanout
+            children = nodes * self.fanout + self._rows  # [fanout, batch] positions on the level below
+            sums, mins = _combine(
+                self._sum_levels[level - 1].take(children),
+                self._min_levels[level - 1].take(children) if level > 1 else None,
+            )
+            self._sum_levels[level][nodes] = sums
+            self._min_levels[level][nodes] = mins
 
     def fill(self, start: int, stop: int, value: float) -> None:
         """Set the contiguous leaves ``[start, stop)`` to ``value`` with slice operations."""
+        start, stop = int(start), int(stop)
         if stop <= start:
             return
-        data, top = self.data, self.top
-        lo, hi = start + self.capacity, stop + self.capacity  # node range [lo, hi)
-        data[2 * lo : 2 * hi : 2] = value
-        data[2 * lo + 1 : 2 * hi : 2] = value if value > 0.0 else np.inf
-        lo, hi = lo >> 1, ((hi - 1) >> 1) + 1  # parents of the range
-        while lo >= top:
-            children = self._rows[lo:hi]
-            data[2 * lo : 2 * hi : 2] = children[:, 0] + children[:, 2]
-            data[2 * lo + 1 : 2 * hi : 2] = np.minimum(children[:, 1], children[:, 3])
-            lo, hi = lo >> 1, ((hi - 1) >> 1) + 1
+        self._ends = None
+        if self._kernels is not None:
+            self._kernels.tree_fill(self.sums, self.mins, self.offsets, self.fanout, start, stop, float(value))
+            return
+        self.sums[start:stop] = value
+        self._refresh_range(start, stop - 1)
 
-    def __getitem__(self, indices: Any) -> np.ndarray:
-        """Return the leaf values at ``indices`` (0 where unset)."""
-        return self.data[(np.asarray(indices) + self.capacity) << 1]
-
-    def leaves(self) -> np.ndarray:
-        """Return the ``size`` leaf values (0 where unset) as a strided view."""
-        return self.data[2 * self.capacity : 2 * (self.capacity + self.size) : 2]
-
-    def total(self) -> float:
-        """Return the sum of all leaves."""
-        return float(self.data[2 * self.top : 4 * self.top : 2].sum())
-
-    def min(self) -> float:
-        """Return the smallest positive leaf (``inf`` when there is none)."""
-        return float(self.data[2 * self.top + 1 : 4 * self.top : 2].min())
-
-    def find(self, mass: np.ndarray) -> np.ndarray:
-        """Return, for each ``mass``, the leaf whose cumulative range holds it.
-
-        Leaf ``i`` holds the masses in ``[sum(leaves[:i]), sum(leaves[:i + 1]))``,
-        so a zero leaf is never returned while any leaf is positive. Masses
-        below 0 count as 0 and masses at or past the total as the largest
-        mass below it.
-
-        Raises:
-            ValueError: Every leaf is zero.
-        """
-        ends = np.cumsum(self.data[2 * self.top : 4 * self.top : 2])  # running sum of the top level
-        total = float(ends[-1])
-        if not total > 0.0:
-            raise ValueError("cannot sample: every priority is zero")
-        mass = np.clip(np.asarray(mass, dtype=np.float64).reshape(-1), 0.0, np.nextafter(total, 0.0))
-        position = np.searchsorted(ends, mass, side="right")  # first top node ending past the mass
-        mass -= np.where(position > 0, ends[position - 1], 0.0)  # mass left inside that node
-        node = position + self.top
-        data = self.data
-        for _ in range(self.depth - (self.top.bit_length() - 1)):
-            node <<= 1  # left child
-            left = data.take(node << 1)
-            right = mass >= left
-            mass -= left * right
-            node += right  # the right child where the mass lies past the left one
-        leaf = node - self.capacity
-        empty = data.take(node << 1) <= 0.0
-        if empty.any():  # only after float rounding pushed a mass past a subtree's end
-            positive = np.flatnonzero(self.leaves() > 0.0)
-            before = np.searchsorted(positive, leaf[empty], side="right") - 1
-            leaf[empty] = positive[np.maximum(before, 0)]
-        return leaf
+    def _refresh_range(self, first: int, last: int) -> None:
+        """Recompute the ancestors of leaves ``first .. last`` (inclusive), level by level, in blocks."""
+        fanout = self.fanout
+        for level in range(1, self.top + 1):
+            first, last = first // fanout, last // fanout
+            below = self._sum_levels[level - 1].reshape(-1, fanout)
+            mins_below = self._min_levels[level - 1].reshape(-1, fanout) if level > 1 else None
+            for lo in range(first, last + 1, _BLOCK_ROWS):
+                nodes = slice(lo, min(lo + _BLOCK_ROWS, last + 1))
+                sums, mins = _combine(below[nodes].T, None if mins_below is None else mins_below[nodes].T)
+                self._sum_levels[level][nodes] = sums
+                self._min_levels[level][nodes] = mins
 
     def load_leaves(self, values: np.ndarray) -> None:
         """Replace all ``size`` leaves with ``values`` (``nan`` for unset) and rebuild the tree."""
@@ -148,13 +211,99 @@ class PriorityTree:
         if values.shape[0] != self.size:
             raise ValueError(f"expected {self.size} leaf values, received {values.shape[0]}")
         self.reset()
-        unset = np.isnan(values)
-        start = 2 * self.capacity
-        self.data[start : start + 2 * self.size : 2] = np.where(unset, 0.0, values)
-        self.data[start + 1 : start + 2 * self.size : 2] = np.where(unset | (values <= 0.0), np.inf, values)
-        lo, hi = self.capacity >> 1, self.capacity
-        while lo >= self.top:
-            children = self._rows[lo:hi]
-            self.data[2 * lo : 2 * hi : 2] = children[:, 0] + children[:, 2]
-            self.data[2 * lo + 1 : 2 * hi : 2] = np.minimum(children[:, 1], children[:, 3])
-            lo, hi = lo >> 1, hi >> 1
+        self.sums[: self.size] = np.where(np.isnan(values), 0.0, values)
+        self._refresh_range(0, self._sum_levels[0].shape[0] - 1)
+
+    # -- reads ----------------------------------------------------------------
+
+    def __getitem__(self, indices: Any) -> np.ndarray:
+        """Return the leaf values at ``indices`` (0 where unset)."""
+        return self.sums[: self.size][indices]
+
+    def leaves(self) -> np.ndarray:
+        """Return a view of the ``size`` leaf values (0 where unset)."""
+        return self.sums[: self.size]
+
+    def _top_ends(self) -> np.ndarray:
+        """Return the running sum of the top level (cached with the minimum until the next write)."""
+        if self._ends is None:
+            top = self._sum_levels[self.top]
+            if self._kernels is not None:  # the same left-to-right sum as np.cumsum, without its overhead
+                self._ends = np.empty(top.shape[0])
+                self._min = self._kernels.top_stats(top, self._min_levels[self.top], self.top, self._ends)
+            else:
+                self._ends = np.cumsum(top)
+                if self.top == 0:  # the leaves are the top level
+                    self._min = float(np.where(top > 0.0, top, np.inf).min())
+                else:
+                    self._min = float(self._min_levels[self.top].min())
+        return self._ends
+
+    def total(self) -> float:
+        """Return the sum of all leaves (accumulated node by node)."""
+        return float(self._top_ends()[-1])
+
+    def min(self) -> float:
+        """Return the smallest positive leaf (``inf`` when there is none)."""
+        self._top_ends()
+        return self._min
+
+    def find(self, mass: np.ndarray) -> np.ndarray:
+        """Return, for each ``mass``, the leaf whose cumulative range holds it.
+
+        Leaf ``i`` holds the masses in ``[sum(leaves[:i]), sum(leaves[:i + 1]))``
+        (sums accumulated node by node), so a zero leaf is never returned while
+        any leaf is positive. Masses below 0 count as 0 and masses at or past
+        the total as the largest mass below it.
+
+        Raises:
+            ValueError: Every leaf is zero.
+        """
+        ends = self._top_ends()
+        total = float(ends[-1])
+        if not total > 0.0:
+            raise ValueError("cannot sample: every priority is zero")
+        mass = np.array(mass, dtype=np.float64).reshape(-1)  # a copy: the search overwrites it
+        np.maximum(mass, 0.0, out=mass)
+        np.minimum(mass, math.nextafter(total, 0.0), out=mass)
+        if self._kernels is not None:
+            out = np.empty(mass.shape[0], dtype=np.int64)
+            self._kernels.tree_find(self.sums, self.offsets, self.fanout, self.top, ends, mass, out)
+            return out
+        node = np.searchsorted(ends, mass, side="right")  # first top node ending past the mass
+        mass -= np.where(node > 0, ends[node - 1], 0.0)  # the mass left inside that node
+        if self.top == 0:
+            return node
+        np.minimum(mass, np.nextafter(self._sum_levels[self.top][node], 0.0), out=mass)
+        n, fanout = mass.shape[0], self.fanout
+        columns = np.arange(n)
+        running = np.zeros((fanout + 1, n))  # row k: sum of the first k children, added left to right
+        for level in range(self.top, 0, -1):  # ``node`` is on ``level``; descend to one of its children
+            below = self._sum_levels[level - 1]
+            base = node * fanout
+            children = below.take(base + self._rows)  # [fanout, n]
+            running[1] = children[0]
+            for j in range(1, fanout - 1):
+                np.add(running[j], children[j], out=running[j + 1])
+            k = np.count_nonzero(running[1:fanout] <= mass, axis=0)  # children ending at or before the mass
+            node = base + k
+            if level > 1:  # the mass left inside the child, kept below the child's sum
+                mass -= running.take(k * n + columns)
+                np.minimum(mass, np.nextafter(below.take(node), 0.0), out=mass)
+        return node
+
+
+def _combine(block: np.ndarray, min_block: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Return the sums (rows added first to last) and the minima of ``block``'s columns of children.
+
+    ``min_block`` holds the children's minima; None when the children are
+    leaves, whose minimum is the positive leaf itself.
+    """
+    sums = block[0] + block[1]
+    for k in range(2, block.shape[0]):
+        sums += block[k]
+    if min_block is None:
+        mins = np.where(block > 0.0, block, np.inf).min(axis=0)
+    else:
+        mins = min_block.min(axis=0)
+    return sums, mins

@@ -122,7 +122,7 @@ class SequenceSampler:
                 f"episodes may be shorter than burn_in + length: pass pad=True"
             )
         mask = self._mask(buffer, window, ahead)
-        fields = buffer.storage.gather(window.reshape(-1))
+        fields = buffer.gather(window.reshape(-1))  # next observations stored once included
         fields = {k: v.reshape(n, steps, *v.shape[1:]) for k, v in fields.items()}
         mask_t = torch.from_numpy(mask).to(buffer.device)
         learn = mask_t.clone()

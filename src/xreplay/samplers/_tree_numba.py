@@ -1,0 +1,209 @@
+"""Numba kernels of :class:`xreplay.samplers.priority_tree.PriorityTree` (optional accelerator).
+
+Importing this module imports numba and compiles the kernels (from explicit
+signatures, cached on disk by numba). :mod:`xreplay.samplers.priority_tree`
+imports it lazily and uses its numpy code when numba is missing. Each kernel
+performs the same floating point operations in the same order as the numpy
+code (a parent's sum adds its children left to right, a search accumulates
+them in the same order and clamps the mass carried into a child below the
+child's sum with ``nextafter``), so both give bit-identical trees and results.
+
+Layout (see ``priority_tree``): ``sums`` holds every stored level, leaves
+first; level ``l`` starts at ``offsets[l]`` and node ``j`` of level ``l + 1``
+is the parent of nodes ``j * fanout .. j * fanout + fanout - 1`` of level
+``l``. ``mins`` holds the levels above the leaves, level ``l`` at
+``offsets[l] - offsets[1]``.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+__all__ = ["check_update", "top_stats", "tree_fill", "tree_find", "tree_update"]
+
+_SIG_UPDATE = "void(float64[::1], float64[::1], int64[::1], int64, int64[::1], float64[::1])"
+_SIG_FILL = "void(float64[::1], float64[::1], int64[::1], int64, int64, int64, float64)"
+_SIG_STATS = "float64(float64[::1], float64[::1], int64, float64[::1])"
+_SIG_FIND = "void(float64[::1], int64[::1], int64, int64, float64[::1], float64[::1], int64[::1])"
+
+
+
+@numba.njit(cache=True, nogil=True)
+def _touch(sums: np.ndarray, base: int, nodes: np.ndarray, fanout: int) -> float:
+    """Load the first and last child of every node in ``nodes``: a prefetch whose independent loads overlap."""
+    acc = 0.0
+    for i in range(nodes.shape[0]):
+        child = base + nodes[i] * fanout
+        acc += sums[child] + sums[child + fanout - 1]
+    return acc
+
+
+@numba.njit(cache=True, nogil=True)
+def _refresh(sums: np.ndarray, mins: np.ndarray, offsets: np.ndarray, fanout: int, level: int, node: int) -> None:
+    """Recompute the sum (children added left to right) and min of ``node`` on ``level`` (>= 1)."""
+    child = offsets[level - 1] + node * fanout
+    total = sums[child]
+    smallest = np.inf
+    if level == 1:  # the children are leaves: their minimum counts positive leaves only
+        smallest = total if total > 0.0 else np.inf
+        for k in range(1, fanout):
+            v = sums[child + k]
+            total = total + v
+            smallest = min(smallest, v if v > 0.0 else np.inf)
+    else:
+        mchild = child - offsets[1]
+        smallest = mins[mchild]
+        for k in range(1, fanout):
+            total = total + sums[child + k]
+            smallest = min(smallest, mins[mchild + k])
+    sums[offsets[level] + node] = total
+    mins[offsets[level] - offsets[1] + node] = smallest
+
+
+@numba.njit(_SIG_UPDATE, cache=True, nogil=True)
+def tree_update(
+    sums: np.ndarray, mins: np.ndarray, offsets: np.ndarray, fanout: int, indices: np.ndarray, values: np.ndarray
+) -> None:
+    """Set leaves ``indices`` to ``values`` (last wins) and refresh their ancestors, one level at a time."""
+    n = indices.shape[0]
+    for i in range(n):
+        sums[indices[i]] = values[i]
+    nodes = indices // fanout
+    touched = 0.0
+    for level in range(1, offsets.shape[0] - 1):  # offsets has one entry past the top level
+        touched += _touch(sums, offsets[level - 1], nodes, fanout)
+        for i in range(n):
+            _refresh(sums, mins, offsets, fanout, level, nodes[i])
+        for i in range(n):
+            nodes[i] //= fanout
+    if touched < 0.0:  # never (sums are >= 0): keeps the prefetch loads
+        mins[0] = touched
+
+
+@numba.njit(_SIG_FILL, cache=True, nogil=True)
+def tree_fill(
+    sums: np.ndarray, mins: np.ndarray, offsets: np.ndarray, fanout: int, start: int, stop: int, value: float
+) -> None:
+    """Set leaves ``[start, stop)`` to ``value`` and refresh their ancestors."""
+    if stop <= start:
+        return
+    for i in range(start, stop):
+        sums[i] = value
+    lo, hi = start, stop - 1
+    for level in range(1, offsets.shape[0] - 1):
+        lo //= fanout
+        hi //= fanout
+        for node in range(lo, hi + 1):
+            _refresh(sums, mins, offsets, fanout, level, node)
+
+
+@numba.njit(_SIG_STATS, cache=True, nogil=True)
+def top_stats(top: np.ndarray, top_mins: np.ndarray, level: int, out: np.ndarray) -> float:
+    """Write the running sum of ``top`` to ``out`` (left to right, as ``np.cumsum``) and return the minimum.
+
+    The minimum is that of ``top_mins``, or of the positive entries of
+    ``top`` when the top level (``level`` 0) holds the leaves.
+    """
+    running = 0.0
+    smallest = np.inf
+    for i in range(top.shape[0]):
+        v = top[i]
+        running = running + v
+        out[i] = running
+        if level == 0:
+            smallest = min(smallest, v if v > 0.0 else np.inf)
+    if level > 0:
+        for i in range(top_mins.shape[0]):
+            smallest = min(smallest, top_mins[i])
+    return smallest
+
+
+@numba.njit(_SIG_FIND, cache=True, nogil=True)
+def tree_find(
+    sums: np.ndarray, offsets: np.ndarray, fanout: int, top: int, ends: np.ndarray, mass: np.ndarray, out: np.ndarray
+) -> None:
+    """Write to ``out`` the leaf holding each ``mass`` (clamped to ``[0, ends[-1])``, overwritten).
+
+    ``ends`` is the running sum of the top level. The binary search in it
+    takes one step for every mass at a time and the batch descends one
+    level at a time, so that the loads of different masses overlap; neither
+    branches on the data.
+    """
+    n = mass.shape[0]
+    for i in range(n):
+        out[i] = 0
+    length = ends.shape[0]
+    while length > 1:  # binary search, one step for every mass at a time: independent loads overlap
+        half = length >> 1
+        for i in range(n):
+            lo = out[i]
+            out[i] = lo + half * (ends[lo + half - 1] <= mass[i])
+        length -= half
+    for i in range(n):  # out[i]: top nodes ending at or before the mass (numpy's searchsorted, side="right")
+        m = mass[i]
+        lo = out[i] + (ends[out[i]] <= m)
+        if lo > 0:
+            m = m - ends[lo - 1]
+        if top > 0:
+            m = min(m, np.nextafter(sums[offsets[top] + lo], 0.0))
+        mass[i] = m
+        out[i] = lo
+    touched = 0.0
+    for level in range(top, 0, -1):  # ``out[i]`` is on ``level``; descend to one of its children
+        below = offsets[level - 1]
+        touched += _touch(sums, below, out, fanout)
+        for i in range(n):
+            m = mass[i]
+            child = below + out[i] * fanout
+            running = sums[child]
+            before = 0.0
+            k = 0
+            for j in range(1, fanout):  # k: children ending at or before the mass (at most fanout - 1)
+                fits = running <= m
+                k += fits
+                before = running if fits else before
+                running = running + sums[child + j]
+            out[i] = out[i] * fanout + k
+            if level > 1:  # the mass left inside the child, kept below the child's sum
+                mass[i] = min(m - before, np.nextafter(sums[child + k], 0.0))
+    if touched < 0.0:  # never (sums are >= 0): keeps the prefetch loads
+        out[0] = -1
+
+
+
+@numba.njit(
+    "Tuple((int64, int64, int64, float64))(int64[::1], float64[::1], int64, int32[::1], int32[::1], boolean[::1])",
+    cache=True,
+    nogil=True,
+)
+def check_update(
+    indices: np.ndarray, priorities: np.ndarray, size: int, generations: np.ndarray, seen: np.ndarray, fresh: np.ndarray
+) -> tuple[int, int, int, float]:
+    """Check a priority update in one pass (used by :class:`~xreplay.samplers.PrioritizedSampler`).
+
+    Returns the position of the first index outside ``[0, size)`` and of the
+    first priority that is not finite and >= 0 (-1 when none; then nothing
+    else is computed), the number of stale items (``generations[index] !=
+    seen``, ``fresh`` false) and the largest fresh priority (-inf if none).
+    """
+    n = indices.shape[0]
+    bad_index = -1
+    bad_priority = -1
+    for i in range(n):
+        if bad_index < 0 and (indices[i] < 0 or indices[i] >= size):
+            bad_index = i
+        p = priorities[i]
+        if bad_priority < 0 and not (p >= 0.0 and p < np.inf):
+            bad_priority = i
+    stale = 0
+    high = -np.inf
+    if bad_index >= 0 or bad_priority >= 0:
+        return bad_index, bad_priority, stale, high
+    for i in range(n):
+        ok = generations[indices[i]] == seen[i]
+        fresh[i] = ok
+        stale += not ok
+        if ok:
+            high = max(high, priorities[i])
+    return bad_index, bad_priority, stale, high

@@ -1,0 +1,116 @@
+"""The numba back end of PriorityTree gives bit-identical trees, searches and samples to the numpy one."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from xreplay.errors import FieldValueError, IndexOutOfRangeError
+from xreplay.samplers import PrioritizedSampler
+from xreplay.samplers.priority_tree import PriorityTree, numba_available
+
+pytest.importorskip("numba")
+pytestmark = pytest.mark.skipif(not numba_available(), reason="numba disabled (XREPLAY_NUMBA=0)")
+
+# Non-integer values: sums round, so any difference in the order of operations would show.
+priorities = st.one_of(st.just(0.0), st.floats(1e-9, 1e6), st.floats(0.1, 1.0))
+
+
+def pair(size: int, top_width: int, fanout: int = 16) -> tuple[PriorityTree, PriorityTree]:
+    return (
+        PriorityTree(size, top_width, fanout, backend="numpy"),
+        PriorityTree(size, top_width, fanout, backend="numba"),
+    )
+
+
+def assert_identical(a: PriorityTree, b: PriorityTree) -> None:
+    np.testing.assert_array_equal(a.sums, b.sums)
+    np.testing.assert_array_equal(a.mins, b.mins)
+    assert a.total() == b.total() and a.min() == b.min()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 300),
+    st.sampled_from([1, 2, 16, 64, 4096]),
+    st.sampled_from([2, 4, 16]),
+    st.data(),
+)
+def test_updates_fills_and_searches_are_bit_identical(size, top_width, fanout, data):
+    a, b = pair(size, top_width, fanout)
+    for _ in range(data.draw(st.integers(1, 6))):
+        if data.draw(st.booleans()):
+            n = data.draw(st.integers(1, 2 * size))
+            indices = np.array(data.draw(st.lists(st.integers(0, size - 1), min_size=n, max_size=n)))
+            values = np.array(data.draw(st.lists(priorities, min_size=n, max_size=n)))
+            a.update(indices, values)
+            b.update(indices, values)
+        else:
+            start = data.draw(st.integers(0, size - 1))
+            stop = data.draw(st.integers(start, size))
+            value = data.draw(priorities)
+            a.fill(start, stop, value)
+            b.fill(start, stop, value)
+        assert_identical(a, b)
+    if a.total() > 0:
+        ends = np.cumsum(a.leaves())
+        mass = np.concatenate([np.random.default_rng(size).random(200) * a.total(), ends, [0.0, a.total() * 2]])
+        found = a.find(mass)
+        np.testing.assert_array_equal(found, b.find(mass))
+        assert (a.leaves()[found] > 0).all()
+
+
+def test_a_million_leaves_are_bit_identical_after_random_batches():
+    a, b = pair(1_000_000, 4096)
+    rng = np.random.default_rng(0)
+    for tree in (a, b):
+        tree.fill(0, 1_000_000, 1.0)
+    for _ in range(20):
+        indices, values = rng.integers(0, 1_000_000, 256), rng.random(256) ** 0.6
+        a.update(indices, values)
+        b.update(indices, values)
+        mass = rng.random(256) * a.total()
+        np.testing.assert_array_equal(a.find(mass), b.find(mass))
+    assert_identical(a, b)
+    loaded = PriorityTree(1_000_000, backend="numba")
+    loaded.load_leaves(a.leaves())
+    assert_identical(a, loaded)
+
+
+def test_prioritized_samplers_on_both_back_ends_draw_the_same_samples():
+    samplers = [PrioritizedSampler(1000, alpha=0.6, beta=0.4, backend=name) for name in ("numpy", "numba")]
+    rngs = [np.random.default_rng(5), np.random.default_rng(5)]
+    for sampler in samplers:
+        sampler.insert_range(0, 1000)
+    stale_rng = np.random.default_rng(1)
+    for step in range(30):
+        drawn = [s.sample(r, 64) for s, r in zip(samplers, rngs, strict=True)]
+        for field in ("indices", "weights", "generations", "probabilities"):
+            np.testing.assert_array_equal(getattr(drawn[0], field), getattr(drawn[1], field))
+        if step % 5 == 0:  # overwrite some slots: their updates become stale
+            start = int(stale_rng.integers(0, 900))
+            for sampler in samplers:
+                sampler.insert_range(start, 1000)
+        new = stale_rng.random(64) * 3
+        skipped = [s.update_priorities(d.indices, new, d.generations) for s, d in zip(samplers, drawn, strict=True)]
+        assert skipped[0] == skipped[1]
+    assert samplers[0].max_priority == samplers[1].max_priority
+    np.testing.assert_array_equal(samplers[0].tree.sums, samplers[1].tree.sums)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_checked_updates_raise_the_same_errors_and_change_nothing(backend):
+    sampler = PrioritizedSampler(8, backend=backend)
+    sampler.insert_range(0, 6)
+    drawn = sampler.sample(np.random.default_rng(0), 2)
+    before = sampler.tree.sums.copy()
+    with pytest.raises(IndexOutOfRangeError, match="index 7 is outside the 6 stored slots"):
+        sampler.update_priorities([0, 7], [1.0, 1.0], drawn.generations)
+    with pytest.raises(FieldValueError, match=r"priority -1.0 for index 3 \(position 1\)"):
+        sampler.update_priorities([0, 3], [1.0, -1.0], drawn.generations)
+    np.testing.assert_array_equal(sampler.tree.sums, before)
+
+
+def test_unknown_backend_raises():
+    with pytest.raises(ValueError, match="backend must be"):
+        PriorityTree(4, backend="cuda")
