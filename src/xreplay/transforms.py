@@ -16,6 +16,18 @@ from xreplay.errors import FieldValueError
 __all__ = ["OneHot"]
 
 
+_TABLES: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
+
+
+def _table(num_classes: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Return the cached lookup table: row k encodes class k, the extra last row (all zeros) 'absent'."""
+    key = (num_classes, dtype, device)
+    table = _TABLES.get(key)
+    if table is None:
+        table = _TABLES[key] = torch.eye(num_classes + 1, num_classes, dtype=dtype, device=device)
+    return table
+
+
 @dataclasses.dataclass(frozen=True)
 class OneHot:
     """One-hot encoding of an integer field, computed at read time.
@@ -73,10 +85,8 @@ class OneHot:
         The last dimension of ``indices`` is replaced by ``num_classes``; when it
         holds several indices the rows are combined into a multi-hot vector.
         """
-        table = torch.eye(self.num_classes + 1, self.num_classes, dtype=self.dtype, device=indices.device)
-        flat = indices.reshape(-1)
-        rows = table.index_select(0, flat if flat.dtype in (torch.int32, torch.int64) else flat.long())
-        rows = rows.view(*indices.shape, self.num_classes)
+        table = _table(self.num_classes, self.dtype, indices.device)
+        rows = torch.nn.functional.embedding(indices if indices.dtype == torch.int64 else indices.long(), table)
         if indices.shape[-1:] == (1,):
             return rows.squeeze(-2)
         return rows.sum(-2).clamp_(max=1)
