@@ -13,7 +13,7 @@ from xreplay.buffers.validation import as_field_tensor, check_keys
 from xreplay.errors import FieldShapeError, FieldValueError, IndexOutOfRangeError, SchemeError
 from xreplay.samplers.uniform import UniformSampler
 from xreplay.scheme import Scheme
-from xreplay.storage.dtypes import value_range
+from xreplay.storage.dtypes import exceeds, value_range
 from xreplay.storage.tensor import TensorStorage
 from xreplay.writers import RingWriter
 
@@ -244,6 +244,8 @@ class EpisodeBuffer:
         """Check that sources of derived fields hold values their derivation accepts."""
         for derived in self._derived.values():
             name = derived.source
+            if name not in ranges and not exceeds(values[name], derived.num_classes - 1):
+                continue  # every class index is valid
             rng = ranges[name] if name in ranges else value_range(values[name])
             if rng is not None and (rng[0] < 0 or rng[1] >= derived.num_classes):
                 raise FieldValueError(

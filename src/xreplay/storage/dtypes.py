@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import torch
 
 from xreplay.errors import FieldValueError
 
-__all__ = ["check_fits", "covering_dtype", "dtype_range", "value_range"]
+__all__ = ["check_fits", "covering_dtype", "dtype_range", "exceeds", "value_range"]
 
 # Narrowest first; "auto" storage widens along this ladder.
 _INTEGER_LADDER = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
@@ -50,6 +51,20 @@ def covering_dtype(low: int, high: int, at_least: torch.dtype = torch.bool) -> t
     raise FieldValueError(f"values in [{lo}, {hi}] do not fit in int64")
 
 
+_UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def exceeds(values: torch.Tensor, high: int) -> bool:
+    """Return whether an integer tensor holds a value outside ``[0, high]`` (one vectorized comparison).
+
+    Negative values are caught too: viewed as unsigned integers of the same size they are huge.
+    """
+    if values.device.type == "cpu" and values.dtype != torch.bool:
+        array = values.numpy()
+        return bool((array.view(_UNSIGNED[array.itemsize]) > high).any())
+    return bool(((values < 0) | (values > high)).any())
+
+
 def check_fits(name: str, values: torch.Tensor, storage: torch.dtype) -> tuple[int, int] | None:
     """Raise FieldValueError unless every value of ``values`` is held exactly by ``storage``.
 
@@ -69,6 +84,8 @@ def check_fits(name: str, values: torch.Tensor, storage: torch.dtype) -> tuple[i
     if values.is_floating_point():
         if not torch.equal(values, values.trunc()):
             raise FieldValueError(f"field {name!r}: non-integral values cannot be stored as {storage}")
+    elif target[0] == 0 and not exceeds(values, target[1]):
+        return None  # unsigned storage: one comparison settles it (the range is computed only to report)
     rng = value_range(values)
     assert rng is not None
     if rng[0] < target[0] or rng[1] > target[1]:
