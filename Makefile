@@ -28,4 +28,5 @@ bench: setup
 	$(PY) benchmarks/s1_episodes.py
 	$(PY) benchmarks/s2_transitions.py
 	$(PY) benchmarks/s3_ding.py
+	$(PY) benchmarks/s4_sequences.py
 	$(PY) benchmarks/s5_checkpoint.py
