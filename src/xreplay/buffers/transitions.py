@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from xreplay.buffers.columns import SEPARATOR, ColumnStorage, flatten, unflatten
-from xreplay.errors import FieldShapeError, FieldValueError, InsufficientDataError, UnknownFieldError
+from xreplay.buffers.columns import SEPARATOR, ColumnSpec, ColumnStorage, _numpy_dtype, check_value, flatten, unflatten
+from xreplay.errors import FieldShapeError, InsufficientDataError, SchemeError, UnknownFieldError
 from xreplay.samplers.prioritized import PrioritizedSampler
 from xreplay.samplers.uniform import UniformSampler
 from xreplay.writers import RingWriter
@@ -147,10 +147,7 @@ class TransitionBuffer:
             FieldShapeError: An item shape differs from the first write.
             FieldValueError: A dtype of another kind than the first write's.
         """
-        flat, nxt = self._split_next(_flat(transition))
-        values = self.storage.prepare(flat, batched=False)
-        if nxt is not None:
-            nxt = self._check_next(nxt, values, batched=False)
+        values, nxt = self._validate(transition, batched=False)
         slot = self.writer.cursor
         self.storage.write(slot, values, Ellipsis)
         self.writer.commit(1)
@@ -171,11 +168,8 @@ class TransitionBuffer:
             FieldShapeError: An item shape or a batch size differs.
             FieldValueError: A dtype of another kind than the first write's.
         """
-        flat, nxt = self._split_next(_flat(batch))
-        values = self.storage.prepare(flat, batched=True)
+        values, nxt = self._validate(batch, batched=True)
         n = int(next(iter(values.values())).shape[0]) if values else 0
-        if nxt is not None:
-            nxt = self._check_next(nxt, values, batched=True, batch=n)
         plan = self.writer.plan(n)
         for slot, item, count in plan.segments:
             self.storage.write(slice(slot, slot + count), values, slice(item, item + count))
@@ -189,6 +183,24 @@ class TransitionBuffer:
             for slot, _item, count in plan.segments:
                 self.sampler.insert_range(slot, slot + count)
         return plan.slots()
+
+    def _validate(
+        self, data: Mapping[str, Any], batched: bool
+    ) -> tuple[dict[str, np.ndarray | torch.Tensor], dict[str, np.ndarray] | None]:
+        """Check a whole write, then (on the first write only) allocate the columns and next-observation store.
+
+        Nothing changes unless every check passes.
+        """
+        flat, nxt, store = self._split_next(_flat(data))
+        values, specs = self.storage.validate(flat, batched)
+        if nxt is not None:
+            assert store is not None
+            n = int(next(iter(values.values())).shape[0]) if batched and values else 1
+            nxt = self._check_next(nxt, store, specs or self.storage.specs, batched, n)
+        if specs is not None:
+            self.storage.allocate(specs)
+        self._next = store
+        return values, nxt
 
     # -- reads ----------------------------------------------------------------
 
@@ -240,13 +252,19 @@ class TransitionBuffer:
             fields.update(self._next.read(self.storage, indices))  # type: ignore[union-attr]
         return {name: fields[name] for name in names}
 
-    def _split_next(self, flat: Mapping[str, Any]) -> tuple[Mapping[str, Any], dict[str, Any] | None]:
-        """Return ``flat`` without the next-observation fields, and those fields (None without next_obs_from)."""
+    def _split_next(
+        self, flat: Mapping[str, Any]
+    ) -> tuple[Mapping[str, Any], dict[str, Any] | None, _NextObsStore | None]:
+        """Return ``flat`` without the next-observation fields, those fields and their store (None, None without).
+
+        On the first write the store is a new one, which the caller adopts once the whole write is checked.
+        """
         if self.next_obs_from is None:
-            return flat, None
+            return flat, None, None
         prefix = self.next_obs + SEPARATOR
         nxt = {k: v for k, v in flat.items() if k == self.next_obs or k.startswith(prefix)}
-        if self._next is None:
+        store = self._next
+        if store is None:
             if not nxt:
                 raise UnknownFieldError(
                     f"next_obs_from={self.next_obs_from!r} needs a field {self.next_obs!r}; the write has {list(flat)}"
@@ -257,28 +275,31 @@ class TransitionBuffer:
                 raise UnknownFieldError(
                     f"fields {missing} are missing: next-observation fields {list(nxt)} are stored as them"
                 )
-            self._next = _NextObsStore(self.capacity, pairs)
-        return {k: v for k, v in flat.items() if k not in nxt}, nxt
+            store = _NextObsStore(self.capacity, pairs)
+        return {k: v for k, v in flat.items() if k not in nxt}, nxt, store
 
     def _check_next(
-        self, nxt: dict[str, Any], values: Mapping[str, Any], batched: bool, batch: int = 1
+        self,
+        nxt: dict[str, Any],
+        store: _NextObsStore,
+        specs: Mapping[str, ColumnSpec],
+        batched: bool,
+        batch: int = 1,
     ) -> dict[str, np.ndarray]:
         """Return the next observations as host arrays ``[batch, *item]`` of their obs field's dtype.
 
         Raises:
             UnknownFieldError: A next-observation field is missing or extra.
             FieldShapeError: A shape differs from its observation field's.
-            FieldValueError: A dtype of another kind than the observation field's.
+            FieldValueError: A dtype of another kind than the observation field's, or integers outside its range.
         """
-        store = self._next
-        if nxt.keys() != store.expected:  # type: ignore[union-attr]
+        if nxt.keys() != store.expected:
             raise UnknownFieldError(
-                f"next-observation fields {sorted(nxt)} differ from those of the first write "
-                f"{sorted(store.expected)}"  # type: ignore[union-attr]
+                f"next-observation fields {sorted(nxt)} differ from those of the first write {sorted(store.expected)}"
             )
         out = {}
-        for name, obs in store.pairs:  # type: ignore[union-attr]
-            spec = self.storage.specs[obs]
+        for name, obs in store.pairs:
+            spec = specs[obs]
             value = nxt[name]
             if type(value) is not np.ndarray:
                 value = _host(ColumnStorage._as_array(name, value))
@@ -289,16 +310,17 @@ class TransitionBuffer:
                 )
             if batched and value.shape[0] != batch:
                 raise FieldShapeError(f"field {name!r}: batch of {value.shape[0]} items, other fields have {batch}")
-            host_dtype = store.dtypes.get(obs)  # type: ignore[union-attr]
+            host_dtype = store.dtypes.get(obs)
             if host_dtype is None:
-                host_dtype = store.dtypes[obs] = self.storage.host_dtype(obs)  # type: ignore[union-attr]
+                host_dtype = _numpy_dtype(spec.dtype)
+                if host_dtype is None:
+                    raise SchemeError(f"field {obs!r}: dtype {spec.dtype} has no numpy equivalent")
             if value.dtype != host_dtype:
-                if _KIND[value.dtype.kind] != _KIND[host_dtype.kind]:
-                    raise FieldValueError(
-                        f"field {name!r}: expected dtype {spec.dtype} (that of {obs!r}), received {value.dtype}"
-                    )
+                check_value(name, value, spec)
                 value = value.astype(host_dtype)
             out[name] = value if batched else value[None]
+        for _name, obs in store.pairs:
+            store.dtypes.setdefault(obs, _numpy_dtype(specs[obs].dtype))  # type: ignore[arg-type]
         return out
 
     def update_priorities(self, indices: Any, priorities: Any, generations: Any = None) -> int:
@@ -433,7 +455,6 @@ class _NextObsStore:
 
 
 _LEAVES = (np.ndarray, torch.Tensor, float, int, np.generic)
-_KIND = {"b": "b", "i": "i", "u": "i", "f": "f"}
 
 
 def _host(value: Any) -> np.ndarray:
