@@ -111,7 +111,7 @@ def test_python_floats_become_float32_and_tensors_keep_their_dtype():
 def test_prioritized_sampling_weights_and_stale_updates():
     buf = TransitionBuffer(4, PrioritizedSampler(4, alpha=1.0, beta=1.0, epsilon=0.0), seed=0)
     buf.extend(batch(0, 4))
-    buf.update_priorities([0, 1, 2, 3], torch.tensor([0.0, 0.0, 1.0, 3.0]))
+    buf.update_priorities([0, 1, 2, 3], torch.tensor([0.0, 0.0, 1.0, 3.0]), generations="current")
     sample = buf.sample(200)
     assert set(sample.indices.tolist()) == {2, 3}
     assert sample.weights.dtype == torch.float32
@@ -287,3 +287,44 @@ def test_rejected_first_write_with_a_bad_next_observation_leaves_nothing_behind(
     assert buf.storage.specs == {} and buf.derived_fields == ()
     buf.extend({"obs": np.zeros((2, 4)), "next_obs": np.ones((2, 4))})
     assert buf.gather(np.arange(2))["next_obs"].tolist() == [[1.0] * 4] * 2
+
+
+def _per_buffer() -> TransitionBuffer:
+    buf = TransitionBuffer(4, PrioritizedSampler(4, alpha=1.0, beta=1.0, epsilon=0.0), seed=0)
+    buf.extend(batch(0, 4))
+    return buf
+
+
+@pytest.mark.parametrize("how", ["sample", "indices", "explicit"])
+def test_priority_updates_for_overwritten_slots_are_skipped_by_default(how):
+    buf = _per_buffer()
+    sample = buf.sample(16)
+    buf.add(transition(9))  # overwrites slot 0: the sampled item there is gone
+    new = np.full(16, 5.0)
+    if how == "sample":
+        stale = buf.update_priorities(sample, new)
+    elif how == "indices":  # plain indices of the most recent sample: its generations are used
+        stale = buf.update_priorities(sample.indices.tolist(), new)
+    else:
+        stale = buf.update_priorities(sample.indices, new, sample.generations)
+    assert stale == int((sample.indices == 0).sum()) > 0
+    assert buf.sampler.priorities([0]).tolist() == [1.0]  # the new item keeps the initial priority
+    assert buf.sampler.priorities(np.unique(sample.indices[sample.indices != 0])).tolist() == [5.0] * len(
+        np.unique(sample.indices[sample.indices != 0])
+    )
+
+
+def test_plain_indices_without_generations_that_are_not_the_last_sample_are_refused():
+    buf = _per_buffer()
+    before = buf.sampler.priorities(np.arange(4)).tolist()
+    with pytest.raises(FieldValueError, match="not those of the most recent sample.*generations='current'"):
+        buf.update_priorities([0, 1], [3.0, 3.0])
+    sample = buf.sample(4)
+    with pytest.raises(FieldValueError, match="most recent sample"):
+        buf.update_priorities(sample.indices[:2], [3.0, 3.0])
+    assert buf.sampler.priorities(np.arange(4)).tolist() == before
+    buf.add(transition(9))  # overwrites slot 0
+    assert buf.update_priorities([0, 1], [3.0, 3.0], generations="current") == 0  # explicit opt-out
+    assert buf.sampler.priorities([0, 1]).tolist() == [3.0, 3.0]
+    with pytest.raises(FieldValueError, match="'current'"):
+        buf.update_priorities([0], [1.0], generations="latest")

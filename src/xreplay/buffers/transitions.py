@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from xreplay.buffers.columns import SEPARATOR, ColumnSpec, ColumnStorage, _numpy_dtype, check_value, flatten, unflatten
-from xreplay.errors import FieldShapeError, InsufficientDataError, SchemeError, UnknownFieldError
+from xreplay.errors import FieldShapeError, FieldValueError, InsufficientDataError, SchemeError, UnknownFieldError
 from xreplay.samplers.prioritized import PrioritizedSampler
 from xreplay.samplers.uniform import UniformSampler
 from xreplay.writers import RingWriter
@@ -90,7 +90,7 @@ class TransitionBuffer:
         >>> batch = buf.sample(2)
         >>> sorted(batch), batch["obs"].shape, batch.weights.tolist()
         (['info/rew', 'obs'], torch.Size([2, 3]), [1.0, 1.0])
-        >>> buf.update_priorities(batch.indices, [0.5, 2.0], batch.generations)
+        >>> buf.update_priorities(batch, [0.5, 2.0])  # or (batch.indices, [...], batch.generations)
         0
         >>> steps = TransitionBuffer(8, next_obs_from="obs")  # next_obs stored once
         >>> _ = steps.extend({"obs": np.arange(4.0), "next_obs": np.arange(1.0, 5.0)})
@@ -118,6 +118,7 @@ class TransitionBuffer:
         self.next_obs_from = next_obs_from
         self.next_obs = next_obs
         self._next: _NextObsStore | None = None  # created with the first write when next_obs_from is set
+        self._last_sample: tuple[np.ndarray, np.ndarray] | None = None  # (indices, generations) of the last sample
 
     @property
     def capacity(self) -> int:
@@ -219,6 +220,7 @@ class TransitionBuffer:
             drawn = sampler.sample(self.rng, n)
             weights = torch.from_numpy(drawn.weights).to(self.device)
             indices, generations = drawn.indices, drawn.generations
+            self._last_sample = (indices, generations)
         else:
             indices = sampler.sample(self.rng, n, len(self), replace=True)
         fields = self.gather(indices)
@@ -324,15 +326,41 @@ class TransitionBuffer:
         return out
 
     def update_priorities(self, indices: Any, priorities: Any, generations: Any = None) -> int:
-        """Set priorities of sampled transitions; return how many were skipped as stale.
+        """Set priorities of sampled transitions, skipping (and returning the count of) those overwritten since.
+
+        Args:
+            indices: A :class:`TransitionSample` (its indices and generations are used), or the slots sampled.
+            priorities: New priorities (finite, >= 0), one per index.
+            generations: The sample's ``generations``. When omitted with plain indices, those of the most
+                recent :meth:`sample` are used if the indices are exactly its indices; otherwise pass them.
+                ``"current"`` applies every update to whatever the slots hold now (no stale protection).
 
         Raises:
             TypeError: The buffer samples uniformly.
-            FieldValueError: A priority is NaN, infinite or negative.
+            FieldValueError: A priority is NaN, infinite or negative, or plain indices other than the most
+                recent sample's are given without ``generations``.
             IndexOutOfRangeError: An index is outside the stored transitions.
         """
         if not isinstance(self.sampler, PrioritizedSampler):
             raise TypeError("update_priorities needs a prioritized buffer: pass sampler='prioritized'")
+        if isinstance(indices, TransitionSample):
+            if generations is not None:
+                raise FieldValueError("pass generations only with plain indices, not with a TransitionSample")
+            indices, generations = indices.indices, indices.generations
+        elif isinstance(generations, str):
+            if generations != "current":
+                raise FieldValueError(f"generations must be an array, None or 'current'; received {generations!r}")
+            generations = None
+        elif generations is None:
+            indices = np.asarray(indices.detach().cpu() if isinstance(indices, torch.Tensor) else indices)
+            last = self._last_sample
+            if last is None or not np.array_equal(indices.reshape(-1), last[0]):
+                raise FieldValueError(
+                    f"update_priorities got {indices.size} plain indices that are not those of the most recent "
+                    f"sample, and no generations: pass the sample itself, its generations "
+                    f"(sample.generations), or generations='current' to update whatever the slots hold now"
+                )
+            generations = last[1]
         if isinstance(priorities, torch.Tensor):
             priorities = priorities.detach().cpu().numpy()
         return self.sampler.update_priorities(indices, priorities, generations)
