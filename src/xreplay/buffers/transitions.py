@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ from xreplay.writers import RingWriter
 
 if TYPE_CHECKING:
     from xreplay.buffers.n_step import NStepReturns
+    from xreplay.persistence.checkpoint import SaveReport
 
 __all__ = ["TransitionBuffer", "TransitionSample"]
 
@@ -137,6 +139,51 @@ class TransitionBuffer:
     def can_sample(self, n: int) -> bool:
         """Return whether anything is stored to sample ``n`` transitions from (with replacement)."""
         return len(self) > 0 or n == 0
+
+    # -- checkpoints (xreplay.persistence) ------------------------------------
+
+    checkpoint_kind: ClassVar[str] = "transition_buffer"
+
+    def checkpoint_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Return ``(meta, arrays)`` for a checkpoint (see :mod:`xreplay.persistence.kinds`)."""
+        from xreplay.persistence.transition_buffer import transition_buffer_state
+
+        return transition_buffer_state(self)
+
+    @classmethod
+    def from_checkpoint(cls, meta: dict[str, Any], arrays: dict[str, Any], **options: Any) -> TransitionBuffer:
+        """Return a buffer rebuilt from :meth:`checkpoint_state`'s output (``device``, ``n_step`` options)."""
+        from xreplay.persistence.transition_buffer import restore_transition_buffer
+
+        return restore_transition_buffer(cls, meta, arrays, **options)
+
+    def save(self, path: str | os.PathLike[str], incremental: bool = True, fsync: bool = True) -> SaveReport:
+        """Save this buffer as a checkpoint directory; see :func:`xreplay.persistence.save`."""
+        from xreplay.persistence import save
+
+        return save(self, path, incremental=incremental, fsync=fsync)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        mmap: bool | str = False,
+        verify: bool | None = None,
+        device: str | torch.device | None = None,
+    ) -> TransitionBuffer:
+        """Load a buffer saved with :meth:`save`; see :func:`xreplay.persistence.load`.
+
+        The columns are copied into newly allocated storage, so ``mmap`` only avoids reading the
+        other arrays up front.
+
+        Raises:
+            CheckpointMismatchError: ``path`` holds another kind of checkpoint.
+        """
+        from xreplay.persistence import load
+
+        buffer = load(path, mmap=mmap, verify=verify, kind=cls.checkpoint_kind, device=device)
+        assert isinstance(buffer, TransitionBuffer)
+        return buffer
 
     # -- writes ---------------------------------------------------------------
 

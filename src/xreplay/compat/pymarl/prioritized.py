@@ -38,7 +38,7 @@ Upstream defects that are fixed rather than reproduced (each has a test in
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -66,6 +66,8 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         >>> buf.update_priorities(idxes, [0.5, 1.0, 2.0, 4.0])
     """
 
+    _pymarl_kind: ClassVar[str] = "pymarl.prioritized_replay_buffer"
+
     def __init__(
         self,
         scheme: dict[str, Any],
@@ -88,10 +90,19 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         self.beta_original = beta
         self.beta = beta
         self.beta_increment = (1.0 - beta) / t_max
-        self._sampler = PrioritizedSampler(
-            buffer_size, alpha=alpha, beta=LinearSchedule(beta, 1.0, t_max), epsilon=0.0, initial_priority=1.0
-        )
+        self.t_max = t_max
+        self._sampler = self._new_sampler(buffer_size)
         self._last_sample: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _new_sampler(self, capacity: int) -> PrioritizedSampler:
+        """Return an empty priority sampler of ``capacity`` slots with this buffer's alpha and beta schedule."""
+        return PrioritizedSampler(
+            capacity,
+            alpha=self.alpha,
+            beta=LinearSchedule(self.beta_original, 1.0, self.t_max),
+            epsilon=0.0,
+            initial_priority=1.0,
+        )
 
     @property
     def max_priority(self) -> float:
