@@ -44,7 +44,7 @@ def encode_schedule(schedule: Schedule) -> dict[str, Any]:
     if isinstance(schedule, ConstantSchedule):
         return {"type": "constant", "value": float(schedule.value)}
     if isinstance(schedule, LinearSchedule):
-        return {"type": "linear", **{k: v for k, v in dataclasses.asdict(schedule).items()}}
+        return {"type": "linear", **dataclasses.asdict(schedule)}
     raise CheckpointError(
         f"cannot checkpoint beta schedule {schedule!r}: only ConstantSchedule and LinearSchedule are saved"
     )
