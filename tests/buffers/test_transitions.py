@@ -111,7 +111,7 @@ def test_python_floats_become_float32_and_tensors_keep_their_dtype():
 def test_prioritized_sampling_weights_and_stale_updates():
     buf = TransitionBuffer(4, PrioritizedSampler(4, alpha=1.0, beta=1.0, epsilon=0.0), seed=0)
     buf.extend(batch(0, 4))
-    buf.update_priorities([0, 1, 2, 3], torch.tensor([0.0, 0.0, 1.0, 3.0]))
+    buf.update_priorities([0, 1, 2, 3], torch.tensor([0.0, 0.0, 1.0, 3.0]), generations="current")
     sample = buf.sample(200)
     assert set(sample.indices.tolist()) == {2, 3}
     assert sample.weights.dtype == torch.float32
@@ -203,3 +203,128 @@ def test_cuda_device_samples_on_the_gpu():
     buf.extend(batch(0, 8))
     sample = buf.sample(4)
     assert sample["obs"].device.type == "cuda" and sample.weights.device.type == "cuda"
+
+
+def _snapshot(buf: TransitionBuffer) -> tuple:
+    columns = {k: v.clone() for k, v in buf.storage.columns.items()}
+    return columns, dict(buf.storage.specs), buf.writer.state_dict(), len(buf)
+
+
+def _assert_unchanged(buf: TransitionBuffer, snapshot: tuple) -> None:
+    columns, specs, writer, size = snapshot
+    assert buf.storage.specs == specs and buf.writer.state_dict() == writer and len(buf) == size
+    assert buf.storage.columns.keys() == columns.keys()
+    for name, column in buf.storage.columns.items():
+        assert torch.equal(column, columns[name])
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "message"),
+    [
+        pytest.param(
+            np.array([1, 2], np.uint8), np.array([300, -1]), r"'act'.*\[-1, 300\].*torch.uint8.*\[0, 255\]", id="u8"
+        ),
+        pytest.param(
+            np.array([1, 2], np.int32), np.array([2**40, 0]), r"'act'.*1099511627776.*\[-2147483648, 2147483647\]",
+            id="i32",
+        ),
+        pytest.param(
+            np.array([1, 2], np.int8), torch.tensor([-129, 3], dtype=torch.int16), r"'act'.*-129.*\[-128, 127\]",
+            id="tensor",
+        ),
+    ],
+)
+def test_integer_values_outside_the_column_dtype_are_refused_not_wrapped(first, second, message):
+    buf = TransitionBuffer(4, "prioritized")
+    buf.extend({"act": first})
+    snapshot = _snapshot(buf)
+    with pytest.raises(FieldValueError, match=message):
+        buf.extend({"act": second})
+    _assert_unchanged(buf, snapshot)
+    assert buf.sampler.size == 2
+
+
+def test_integer_values_of_a_wider_dtype_that_fit_are_stored_exactly():
+    buf = TransitionBuffer(4)
+    buf.extend({"act": np.array([1, 2], np.uint8)})
+    buf.extend({"act": np.array([255, 0], np.int64)})
+    assert buf.storage.columns["act"].tolist() == [1, 2, 255, 0]
+    buf.add({"act": 7})  # a Python int (int64) that fits
+    assert buf.storage.columns["act"].tolist() == [7, 2, 255, 0]
+    with pytest.raises(FieldValueError, match=r"'act'.*256"):
+        buf.add({"act": 256})
+
+
+def test_next_observations_outside_the_observation_dtype_are_refused():
+    buf = TransitionBuffer(4, next_obs_from="obs")
+    buf.extend({"obs": np.array([1, 2], np.uint8), "next_obs": np.array([2, 3], np.uint8)})
+    snapshot = _snapshot(buf)
+    with pytest.raises(FieldValueError, match=r"'next_obs'.*\[4, 256\].*\[0, 255\]"):
+        buf.extend({"obs": np.array([3, 4]), "next_obs": np.array([4, 256])})
+    _assert_unchanged(buf, snapshot)
+    assert buf.gather(np.arange(2))["next_obs"].tolist() == [2, 3]
+
+
+@pytest.mark.parametrize("next_obs_from", [None, "obs"])
+def test_rejected_first_write_leaves_the_buffer_empty_and_reusable(next_obs_from):
+    buf = TransitionBuffer(4, "prioritized", next_obs_from=next_obs_from)
+    bad = {"obs": np.zeros((3, 2)), "next_obs": np.zeros((3, 2)), "b": np.zeros(4)}
+    with pytest.raises(FieldShapeError, match="batch of 4 items, other fields have 3"):
+        buf.extend(bad)
+    assert buf.storage.specs == {} and buf.storage.columns == {} and len(buf) == 0
+    assert buf.derived_fields == () and buf.sampler.size == 0
+    # A differently shaped first write is then accepted as the one that fixes the fields.
+    good = {"obs": np.ones((2, 5), np.float32), "next_obs": np.ones((2, 5), np.float32), "c": np.arange(2)}
+    buf.extend(good)
+    assert sorted(buf.storage.specs) == (["c", "obs"] if next_obs_from else ["c", "next_obs", "obs"])
+    assert buf.storage.columns["obs"].shape == (4, 5)
+
+
+def test_rejected_first_write_with_a_bad_next_observation_leaves_nothing_behind():
+    buf = TransitionBuffer(4, next_obs_from="obs")
+    with pytest.raises(FieldShapeError, match="'next_obs'"):
+        buf.extend({"obs": np.zeros((2, 3)), "next_obs": np.zeros((2, 4))})
+    assert buf.storage.specs == {} and buf.derived_fields == ()
+    buf.extend({"obs": np.zeros((2, 4)), "next_obs": np.ones((2, 4))})
+    assert buf.gather(np.arange(2))["next_obs"].tolist() == [[1.0] * 4] * 2
+
+
+def _per_buffer() -> TransitionBuffer:
+    buf = TransitionBuffer(4, PrioritizedSampler(4, alpha=1.0, beta=1.0, epsilon=0.0), seed=0)
+    buf.extend(batch(0, 4))
+    return buf
+
+
+@pytest.mark.parametrize("how", ["sample", "indices", "explicit"])
+def test_priority_updates_for_overwritten_slots_are_skipped_by_default(how):
+    buf = _per_buffer()
+    sample = buf.sample(16)
+    buf.add(transition(9))  # overwrites slot 0: the sampled item there is gone
+    new = np.full(16, 5.0)
+    if how == "sample":
+        stale = buf.update_priorities(sample, new)
+    elif how == "indices":  # plain indices of the most recent sample: its generations are used
+        stale = buf.update_priorities(sample.indices.tolist(), new)
+    else:
+        stale = buf.update_priorities(sample.indices, new, sample.generations)
+    assert stale == int((sample.indices == 0).sum()) > 0
+    assert buf.sampler.priorities([0]).tolist() == [1.0]  # the new item keeps the initial priority
+    assert buf.sampler.priorities(np.unique(sample.indices[sample.indices != 0])).tolist() == [5.0] * len(
+        np.unique(sample.indices[sample.indices != 0])
+    )
+
+
+def test_plain_indices_without_generations_that_are_not_the_last_sample_are_refused():
+    buf = _per_buffer()
+    before = buf.sampler.priorities(np.arange(4)).tolist()
+    with pytest.raises(FieldValueError, match="not those of the most recent sample.*generations='current'"):
+        buf.update_priorities([0, 1], [3.0, 3.0])
+    sample = buf.sample(4)
+    with pytest.raises(FieldValueError, match="most recent sample"):
+        buf.update_priorities(sample.indices[:2], [3.0, 3.0])
+    assert buf.sampler.priorities(np.arange(4)).tolist() == before
+    buf.add(transition(9))  # overwrites slot 0
+    assert buf.update_priorities([0, 1], [3.0, 3.0], generations="current") == 0  # explicit opt-out
+    assert buf.sampler.priorities([0, 1]).tolist() == [3.0, 3.0]
+    with pytest.raises(FieldValueError, match="'current'"):
+        buf.update_priorities([0], [1.0], generations="latest")

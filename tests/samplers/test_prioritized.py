@@ -163,3 +163,55 @@ def test_random_inserts_and_updates_match_a_reference_model(ops):
     np.testing.assert_allclose(sampler.priorities(slots), [model[s] for s in slots])
     assert sampler.generations.tolist() == generation
     assert sampler.stale_updates == 0
+
+
+def _observable(sampler: PrioritizedSampler) -> dict:
+    """Everything a later sample or update depends on, without flushing pending inserts."""
+    return {
+        "leaves": sampler.tree.leaves().copy(),
+        "generations": sampler.generations.copy(),
+        "pending": [list(r) for r in sampler._pending],
+        "counters": (sampler.size, sampler.samples_drawn, sampler.stale_updates, sampler.max_priority),
+        "exponents": (sampler.alpha, sampler.epsilon),
+    }
+
+
+def _bad_states(good: dict) -> list:
+    return [
+        ({**good, "capacity": 9}, ValueError, "capacity 9"),
+        ({**good, "leaves": good["leaves"][:5]}, FieldShapeError, r"leaves.*\(8,\).*\(5,\)"),
+        ({**good, "generations": np.zeros(7, np.int32)}, FieldShapeError, r"generations.*\(8,\).*\(7,\)"),
+        ({**good, "size": 9}, ValueError, r"size.*\[0, 8\].*9"),
+        ({**good, "leaves": np.full(8, -1.0)}, FieldValueError, "leaves"),
+        ({**good, "pending": [[6, 12]]}, ValueError, r"pending.*\[6, 12\)"),
+        ({k: v for k, v in good.items() if k != "generations"}, FieldValueError, "lacks.*generations"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(7))
+def test_load_state_dict_validates_before_changing_anything(case):
+    good = filled_sampler(8, alpha=1.0).state_dict()
+    bad, error, message = _bad_states(good)[case]
+    target = PrioritizedSampler(8, alpha=0.5)
+    target.insert_range(0, 3)  # pending, not yet in the tree
+    target.update_priorities([0], [2.0])  # flushes
+    target.insert_range(3, 5)  # pending again
+    before = _observable(target)
+    with pytest.raises(error, match=message):
+        target.load_state_dict(bad)
+    after = _observable(target)
+    for key, value in before.items():
+        np.testing.assert_equal(after[key], value)
+    # The pending inserts still reach the tree.
+    assert target.priorities([3, 4]).tolist() == [target.max_priority**0.5] * 2
+
+
+def test_state_dict_keeps_pending_inserts_and_does_not_flush_them():
+    sampler = filled_sampler(6, alpha=1.0, epsilon=0.0)
+    sampler.update_priorities(np.arange(6), np.arange(1.0, 7.0))
+    sampler.insert_range(0, 2)  # new items at max priority 6, pending
+    state = sampler.state_dict()
+    assert state["pending"] == [[0, 2]] and sampler._pending == [[0, 2]]
+    restored = PrioritizedSampler(6, alpha=1.0, epsilon=0.0)
+    restored.load_state_dict(state)
+    assert restored.priorities(np.arange(6)).tolist() == [6.0, 6.0, 3.0, 4.0, 5.0, 6.0]

@@ -94,3 +94,57 @@ def test_sequence_priorities_mix_max_and_mean_over_valid_steps():
     expected = torch.tensor([0.9 * 3 + 0.1 * 2, 4.0])
     torch.testing.assert_close(sequence_priorities(errors, mask), expected)
     torch.testing.assert_close(sequence_priorities(errors, mask, eta=0.0), torch.tensor([2.0, 4.0]))
+
+
+def _valid_starts_by_brute_force(buf: TransitionBuffer, steps: int) -> set[int]:
+    """Slots starting ``steps`` stored, consecutive steps with no episode end before the last."""
+    size, capacity = len(buf), buf.capacity
+    oldest = buf.writer.cursor % capacity if size == capacity else 0
+    order = [(oldest + k) % capacity for k in range(size)]
+    stored = buf.storage.gather(np.arange(capacity))
+    ends = ((stored["terminated"] != 0) | (stored["truncated"] != 0)).tolist()
+    return {
+        order[k] for k in range(size - steps + 1) if not any(ends[order[k + j]] for j in range(steps - 1))
+    }
+
+
+def test_rare_valid_starts_are_always_found():
+    # Lengths [2, 4, 1, 3, 3]: one valid 4-step start among 13 stored steps (64 rejection rounds failed often).
+    buf = step_buffer([2, 4, 1, 3, 3], capacity=32, seed=0)
+    sample = SequenceSampler(4).sample(buf, 4096)
+    assert np.unique(sample.indices, axis=0).tolist() == [[2, 3, 4, 5]]
+    assert sample.fields["episode"].eq(1).all()
+
+
+def test_exact_starts_stay_uniform_when_most_draws_are_rejected():
+    buf = step_buffer([1] * 40 + [4, 1, 5], capacity=64, seed=2)  # 4-step starts: 40, 45 and 46
+    sample = SequenceSampler(4, max_rounds=1).sample(buf, 6000)
+    counts = np.bincount(sample.indices[:, 0], minlength=64)
+    assert set(np.flatnonzero(counts).tolist()) == {40, 45, 46}
+    assert counts[[40, 45, 46]].min() > 1800 and counts.max() < 2200
+
+
+def test_no_valid_start_names_the_slice_length_and_longest_episode():
+    buf = step_buffer([2, 3, 1])
+    state = buf.rng.bit_generator.state
+    with pytest.raises(InsufficientDataError, match=r"slice of 4 steps.*longest stored episode has 3 steps"):
+        SequenceSampler(3, burn_in=1).sample(buf, 8)
+    assert buf.rng.bit_generator.state != state  # the draws came from the buffer's generator
+    assert SequenceSampler(3, burn_in=1, pad=True).sample(buf, 8).fields["obs"].shape == (8, 4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(1, 6), min_size=1, max_size=14),
+    st.integers(1, 5),
+    st.integers(0, 99),
+)
+def test_sampling_fails_exactly_when_no_valid_start_exists(lengths, steps, seed):
+    buf = step_buffer(lengths, capacity=24, seed=seed)  # wraps the ring for long lists
+    valid = _valid_starts_by_brute_force(buf, steps)
+    if not valid:
+        with pytest.raises(InsufficientDataError, match=f"slice of {steps} steps"):
+            SequenceSampler(steps).sample(buf, 32)
+        return
+    sample = SequenceSampler(steps).sample(buf, 32)
+    assert set(sample.indices[:, 0].tolist()) <= valid

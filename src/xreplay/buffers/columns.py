@@ -10,8 +10,9 @@ import numpy as np
 import torch
 
 from xreplay.errors import FieldShapeError, FieldValueError, SchemeError, UnknownFieldError
+from xreplay.storage.dtypes import dtype_range
 
-__all__ = ["ColumnSpec", "ColumnStorage", "flatten", "unflatten"]
+__all__ = ["ColumnSpec", "ColumnStorage", "check_value", "flatten", "unflatten"]
 
 SEPARATOR = "/"
 
@@ -39,9 +40,6 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
     return nested
 
 
-_NUMPY_KIND = {"b": "b", "i": "i", "u": "i", "f": "f"}
-
-
 def _kind(dtype: np.dtype) -> str:
     """Return 'b' (bool), 'i' (integer) or 'f' (floating) for a numpy dtype."""
     return "i" if dtype.kind in "iu" else dtype.kind
@@ -58,6 +56,56 @@ def _numpy_dtype(dtype: torch.dtype) -> np.dtype | None:
         return torch.empty(0, dtype=dtype).numpy().dtype
     except TypeError:
         return None
+
+
+def _value_span(value: np.ndarray | torch.Tensor) -> tuple[int, int]:
+    """Return (min, max) of a non-empty integer array or tensor as Python ints."""
+    if isinstance(value, torch.Tensor):
+        if value.dtype == torch.bool:
+            return int(value.all()), int(value.any())
+        low, high = torch.aminmax(value)
+        return int(low), int(high)
+    return int(value.min()), int(value.max())
+
+
+def check_value(name: str, value: np.ndarray | torch.Tensor, spec: ColumnSpec) -> None:
+    """Raise FieldValueError unless ``value``'s dtype is of the field's kind and its integers fit the field's dtype.
+
+    Floats are cast to the field's precision; integers (and booleans into an
+    integer field) of a dtype whose range exceeds the field's are checked
+    value by value (one vectorized min/max), so nothing wraps around.
+    """
+    given = _torch_kind(value.dtype) if isinstance(value, torch.Tensor) else _kind(value.dtype)
+    kind = _torch_kind(spec.dtype)
+    if given != kind:
+        raise FieldValueError(f"field {name!r}: expected dtype {spec.dtype}, received {value.dtype}")
+    if kind != "i":
+        return
+    target = dtype_range(spec.dtype)
+    source = dtype_range(value.dtype if isinstance(value, torch.Tensor) else _torch_dtype(value.dtype))
+    assert target is not None and source is not None
+    empty = value.numel() == 0 if isinstance(value, torch.Tensor) else value.size == 0
+    if empty or (target[0] <= source[0] and source[1] <= target[1]):
+        return
+    low, high = _value_span(value)
+    if low < target[0] or high > target[1]:
+        flat = _host_array(value).reshape(-1)
+        positions = [int(i) for i in np.flatnonzero((flat < target[0]) | (flat > target[1]))[:5]]
+        raise FieldValueError(
+            f"field {name!r}: values span [{low}, {high}] (e.g. {[int(flat[i]) for i in positions]} at flat "
+            f"positions {positions}; received dtype {value.dtype}) but the column's dtype {spec.dtype} "
+            f"holds [{target[0]}, {target[1]}]; nothing was written"
+        )
+
+
+def _host_array(value: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Return ``value`` as a numpy array on the host."""
+    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
+
+
+def _torch_dtype(dtype: np.dtype) -> torch.dtype:
+    """Return the torch dtype of a numpy dtype."""
+    return torch.from_numpy(np.zeros(0, dtype=dtype)).dtype
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +132,8 @@ class ColumnStorage:
     The first write fixes the fields, their item shapes and dtypes (Python
     floats become float32, Python ints int64). Later writes must match:
     the same keys, the same item shapes and the same kind of dtype (bool,
-    integer or floating; floats are cast to the field's precision).
+    integer or floating; floats are cast to the field's precision, and
+    integers of another dtype must lie in the field's range).
     On CPU the fields of one dtype share the rows of one numpy array (a
     sampled row is then a few adjacent cache lines, and numpy backs large
     arrays with transparent huge pages where enabled); each field's tensor is
@@ -108,10 +157,10 @@ class ColumnStorage:
         self.columns: dict[str, torch.Tensor] = {}
         self._host: dict[str, np.ndarray] = {}  # numpy views of CPU columns
         self._blocks: list[_Block] = []  # CPU fields grouped by dtype, side by side in one array each
-        self._kinds: dict[str, str] = {}  # 'b', 'i' or 'f' per field
+        self._np_dtypes: dict[str, np.dtype | None] = {}  # numpy dtype per field (None: numpy has none)
 
     def prepare(self, flat: Mapping[str, Any], batched: bool) -> dict[str, np.ndarray | torch.Tensor]:
-        """Convert and check every value of a write (allocating columns on the first); change nothing else.
+        """Convert and check every value of a write, then allocate the columns on the first; change nothing else.
 
         Args:
             flat: Field name -> value (already flattened).
@@ -123,7 +172,24 @@ class ColumnStorage:
         Raises:
             UnknownFieldError: A field is missing or extra.
             FieldShapeError: An item shape or the batch sizes differ.
-            FieldValueError: A dtype of another kind than the field's.
+            FieldValueError: A dtype of another kind than the field's, or integers outside its range.
+        """
+        values, specs = self.validate(flat, batched)
+        if specs is not None:
+            self.allocate(specs)
+        return values
+
+    def validate(
+        self, flat: Mapping[str, Any], batched: bool
+    ) -> tuple[dict[str, np.ndarray | torch.Tensor], dict[str, ColumnSpec] | None]:
+        """Convert and check every value of a write without changing anything.
+
+        Returns:
+            The converted values, and the specs the write would fix when no
+            column exists yet (None otherwise; pass them to :meth:`allocate`).
+
+        Raises:
+            The errors of :meth:`prepare`.
         """
         values = {
             # Fast path for numeric numpy arrays, the common case of a hot write loop.
@@ -132,14 +198,16 @@ class ColumnStorage:
             else self._as_array(name, value)
             for name, value in flat.items()
         }
-        if not self.specs:
-            self._allocate(values, batched)
-        if values.keys() != self.specs.keys():
+        new = None
+        specs = self.specs
+        if not specs:
+            specs = new = self.infer_specs(values, batched)
+        elif values.keys() != specs.keys():
             self._check_keys(values)
         batch = None
-        kinds = self._kinds
+        host = self._np_dtypes if new is None else {n: _numpy_dtype(s.dtype) for n, s in specs.items()}
         for name, value in values.items():
-            spec = self.specs[name]
+            spec = specs[name]
             shape = value.shape
             item = shape[1:] if batched else shape
             if item != spec.shape:
@@ -152,9 +220,27 @@ class ColumnStorage:
                     raise FieldShapeError(
                         f"field {name!r}: batch of {shape[0]} items, other fields have {batch}"
                     )
-            if type(value) is not np.ndarray or _NUMPY_KIND[value.dtype.kind] != kinds[name]:
-                self._check_kind(name, value, spec)
-        return values
+            if type(value) is not np.ndarray or value.dtype != host[name]:
+                check_value(name, value, spec)
+        return values, new
+
+    def infer_specs(self, values: Mapping[str, np.ndarray | torch.Tensor], batched: bool) -> dict[str, ColumnSpec]:
+        """Return the field specs a first write of ``values`` fixes; change nothing.
+
+        Raises:
+            FieldShapeError: A batched write holds a scalar.
+        """
+        specs = {}
+        for name, value in values.items():
+            if batched and value.ndim == 0:
+                raise FieldShapeError(f"field {name!r}: expected a batch, received a scalar")
+            shape = tuple(value.shape[1:]) if batched else tuple(value.shape)
+            if isinstance(value, torch.Tensor):
+                dtype = value.dtype
+            else:
+                dtype = torch.from_numpy(np.zeros(0, dtype=value.dtype)).dtype
+            specs[name] = ColumnSpec(shape, dtype)
+        return specs
 
     @staticmethod
     def _as_array(name: str, value: Any) -> np.ndarray | torch.Tensor:
@@ -170,18 +256,15 @@ class ColumnStorage:
             )
         return array
 
-    def _allocate(self, values: Mapping[str, np.ndarray | torch.Tensor], batched: bool) -> None:
-        """Create one zeroed column per field from the first write."""
-        specs = {}
-        for name, value in values.items():
-            shape = tuple(value.shape[1:]) if batched else tuple(value.shape)
-            if batched and value.ndim == 0:
-                raise FieldShapeError(f"field {name!r}: expected a batch, received a scalar")
-            if isinstance(value, torch.Tensor):
-                dtype = value.dtype
-            else:
-                dtype = torch.from_numpy(np.zeros(0, dtype=value.dtype)).dtype
-            specs[name] = ColumnSpec(shape, dtype)
+    def allocate(self, specs: Mapping[str, ColumnSpec]) -> None:
+        """Create one zeroed column per field of ``specs`` (those of the first write).
+
+        Raises:
+            SchemeError: Columns exist already.
+        """
+        if self.specs:
+            raise SchemeError(f"columns are allocated already: {list(self.specs)}")
+        specs = dict(specs)
         groups: dict[np.dtype | None, list[str]] = {}
         for name, spec in specs.items():
             key = _numpy_dtype(spec.dtype) if self.device.type == "cpu" else None
@@ -194,7 +277,7 @@ class ColumnStorage:
                 continue
             self._blocks.append(self._allocate_block(np_dtype, names, specs))
         self.specs = specs
-        self._kinds = {name: _torch_kind(spec.dtype) for name, spec in specs.items()}
+        self._np_dtypes = {name: _numpy_dtype(spec.dtype) for name, spec in specs.items()}
 
     def _allocate_block(self, np_dtype: np.dtype, names: list[str], specs: dict[str, ColumnSpec]) -> _Block:
         """Allocate the CPU fields ``names`` of one dtype side by side in one array and register their views."""
@@ -218,13 +301,6 @@ class ColumnStorage:
                 f"write does not match the fields of the first write: missing {missing}, extra {extra}; "
                 f"expected {list(self.specs)}"
             )
-
-    @staticmethod
-    def _check_kind(name: str, value: np.ndarray | torch.Tensor, spec: ColumnSpec) -> None:
-        """Raise FieldValueError if ``value``'s dtype is of another kind than the field's."""
-        given = _torch_kind(value.dtype) if isinstance(value, torch.Tensor) else _kind(value.dtype)
-        if given != _torch_kind(spec.dtype):
-            raise FieldValueError(f"field {name!r}: expected dtype {spec.dtype}, received {value.dtype}")
 
     def write(
         self, rows: slice | int, values: Mapping[str, np.ndarray | torch.Tensor], items: Any

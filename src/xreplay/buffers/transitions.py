@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 
-from xreplay.buffers.columns import SEPARATOR, ColumnStorage, flatten, unflatten
-from xreplay.errors import FieldShapeError, FieldValueError, InsufficientDataError, UnknownFieldError
+from xreplay.buffers.columns import SEPARATOR, ColumnSpec, ColumnStorage, _numpy_dtype, check_value, flatten, unflatten
+from xreplay.errors import FieldShapeError, FieldValueError, InsufficientDataError, SchemeError, UnknownFieldError
 from xreplay.samplers.prioritized import PrioritizedSampler
 from xreplay.samplers.uniform import UniformSampler
 from xreplay.writers import RingWriter
 
 if TYPE_CHECKING:
     from xreplay.buffers.n_step import NStepReturns
+    from xreplay.persistence.checkpoint import SaveReport
 
 __all__ = ["TransitionBuffer", "TransitionSample"]
 
@@ -90,7 +92,7 @@ class TransitionBuffer:
         >>> batch = buf.sample(2)
         >>> sorted(batch), batch["obs"].shape, batch.weights.tolist()
         (['info/rew', 'obs'], torch.Size([2, 3]), [1.0, 1.0])
-        >>> buf.update_priorities(batch.indices, [0.5, 2.0], batch.generations)
+        >>> buf.update_priorities(batch, [0.5, 2.0])  # or (batch.indices, [...], batch.generations)
         0
         >>> steps = TransitionBuffer(8, next_obs_from="obs")  # next_obs stored once
         >>> _ = steps.extend({"obs": np.arange(4.0), "next_obs": np.arange(1.0, 5.0)})
@@ -118,6 +120,7 @@ class TransitionBuffer:
         self.next_obs_from = next_obs_from
         self.next_obs = next_obs
         self._next: _NextObsStore | None = None  # created with the first write when next_obs_from is set
+        self._last_sample: tuple[np.ndarray, np.ndarray] | None = None  # (indices, generations) of the last sample
 
     @property
     def capacity(self) -> int:
@@ -137,6 +140,51 @@ class TransitionBuffer:
         """Return whether anything is stored to sample ``n`` transitions from (with replacement)."""
         return len(self) > 0 or n == 0
 
+    # -- checkpoints (xreplay.persistence) ------------------------------------
+
+    checkpoint_kind: ClassVar[str] = "transition_buffer"
+
+    def checkpoint_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Return ``(meta, arrays)`` for a checkpoint (see :mod:`xreplay.persistence.kinds`)."""
+        from xreplay.persistence.transition_buffer import transition_buffer_state
+
+        return transition_buffer_state(self)
+
+    @classmethod
+    def from_checkpoint(cls, meta: dict[str, Any], arrays: dict[str, Any], **options: Any) -> TransitionBuffer:
+        """Return a buffer rebuilt from :meth:`checkpoint_state`'s output (``device``, ``n_step`` options)."""
+        from xreplay.persistence.transition_buffer import restore_transition_buffer
+
+        return restore_transition_buffer(cls, meta, arrays, **options)
+
+    def save(self, path: str | os.PathLike[str], incremental: bool = True, fsync: bool = True) -> SaveReport:
+        """Save this buffer as a checkpoint directory; see :func:`xreplay.persistence.save`."""
+        from xreplay.persistence import save
+
+        return save(self, path, incremental=incremental, fsync=fsync)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        mmap: bool | str = False,
+        verify: bool | None = None,
+        device: str | torch.device | None = None,
+    ) -> TransitionBuffer:
+        """Load a buffer saved with :meth:`save`; see :func:`xreplay.persistence.load`.
+
+        The columns are copied into newly allocated storage, so ``mmap`` only avoids reading the
+        other arrays up front.
+
+        Raises:
+            CheckpointMismatchError: ``path`` holds another kind of checkpoint.
+        """
+        from xreplay.persistence import load
+
+        buffer = load(path, mmap=mmap, verify=verify, kind=cls.checkpoint_kind, device=device)
+        assert isinstance(buffer, TransitionBuffer)
+        return buffer
+
     # -- writes ---------------------------------------------------------------
 
     def add(self, transition: Mapping[str, Any]) -> int:
@@ -147,10 +195,7 @@ class TransitionBuffer:
             FieldShapeError: An item shape differs from the first write.
             FieldValueError: A dtype of another kind than the first write's.
         """
-        flat, nxt = self._split_next(_flat(transition))
-        values = self.storage.prepare(flat, batched=False)
-        if nxt is not None:
-            nxt = self._check_next(nxt, values, batched=False)
+        values, nxt = self._validate(transition, batched=False)
         slot = self.writer.cursor
         self.storage.write(slot, values, Ellipsis)
         self.writer.commit(1)
@@ -171,11 +216,8 @@ class TransitionBuffer:
             FieldShapeError: An item shape or a batch size differs.
             FieldValueError: A dtype of another kind than the first write's.
         """
-        flat, nxt = self._split_next(_flat(batch))
-        values = self.storage.prepare(flat, batched=True)
+        values, nxt = self._validate(batch, batched=True)
         n = int(next(iter(values.values())).shape[0]) if values else 0
-        if nxt is not None:
-            nxt = self._check_next(nxt, values, batched=True, batch=n)
         plan = self.writer.plan(n)
         for slot, item, count in plan.segments:
             self.storage.write(slice(slot, slot + count), values, slice(item, item + count))
@@ -189,6 +231,24 @@ class TransitionBuffer:
             for slot, _item, count in plan.segments:
                 self.sampler.insert_range(slot, slot + count)
         return plan.slots()
+
+    def _validate(
+        self, data: Mapping[str, Any], batched: bool
+    ) -> tuple[dict[str, np.ndarray | torch.Tensor], dict[str, np.ndarray] | None]:
+        """Check a whole write, then (on the first write only) allocate the columns and next-observation store.
+
+        Nothing changes unless every check passes.
+        """
+        flat, nxt, store = self._split_next(_flat(data))
+        values, specs = self.storage.validate(flat, batched)
+        if nxt is not None:
+            assert store is not None
+            n = int(next(iter(values.values())).shape[0]) if batched and values else 1
+            nxt = self._check_next(nxt, store, specs or self.storage.specs, batched, n)
+        if specs is not None:
+            self.storage.allocate(specs)
+        self._next = store
+        return values, nxt
 
     # -- reads ----------------------------------------------------------------
 
@@ -207,6 +267,7 @@ class TransitionBuffer:
             drawn = sampler.sample(self.rng, n)
             weights = torch.from_numpy(drawn.weights).to(self.device)
             indices, generations = drawn.indices, drawn.generations
+            self._last_sample = (indices, generations)
         else:
             indices = sampler.sample(self.rng, n, len(self), replace=True)
         fields = self.gather(indices)
@@ -240,13 +301,19 @@ class TransitionBuffer:
             fields.update(self._next.read(self.storage, indices))  # type: ignore[union-attr]
         return {name: fields[name] for name in names}
 
-    def _split_next(self, flat: Mapping[str, Any]) -> tuple[Mapping[str, Any], dict[str, Any] | None]:
-        """Return ``flat`` without the next-observation fields, and those fields (None without next_obs_from)."""
+    def _split_next(
+        self, flat: Mapping[str, Any]
+    ) -> tuple[Mapping[str, Any], dict[str, Any] | None, _NextObsStore | None]:
+        """Return ``flat`` without the next-observation fields, those fields and their store (None, None without).
+
+        On the first write the store is a new one, which the caller adopts once the whole write is checked.
+        """
         if self.next_obs_from is None:
-            return flat, None
+            return flat, None, None
         prefix = self.next_obs + SEPARATOR
         nxt = {k: v for k, v in flat.items() if k == self.next_obs or k.startswith(prefix)}
-        if self._next is None:
+        store = self._next
+        if store is None:
             if not nxt:
                 raise UnknownFieldError(
                     f"next_obs_from={self.next_obs_from!r} needs a field {self.next_obs!r}; the write has {list(flat)}"
@@ -257,28 +324,31 @@ class TransitionBuffer:
                 raise UnknownFieldError(
                     f"fields {missing} are missing: next-observation fields {list(nxt)} are stored as them"
                 )
-            self._next = _NextObsStore(self.capacity, pairs)
-        return {k: v for k, v in flat.items() if k not in nxt}, nxt
+            store = _NextObsStore(self.capacity, pairs)
+        return {k: v for k, v in flat.items() if k not in nxt}, nxt, store
 
     def _check_next(
-        self, nxt: dict[str, Any], values: Mapping[str, Any], batched: bool, batch: int = 1
+        self,
+        nxt: dict[str, Any],
+        store: _NextObsStore,
+        specs: Mapping[str, ColumnSpec],
+        batched: bool,
+        batch: int = 1,
     ) -> dict[str, np.ndarray]:
         """Return the next observations as host arrays ``[batch, *item]`` of their obs field's dtype.
 
         Raises:
             UnknownFieldError: A next-observation field is missing or extra.
             FieldShapeError: A shape differs from its observation field's.
-            FieldValueError: A dtype of another kind than the observation field's.
+            FieldValueError: A dtype of another kind than the observation field's, or integers outside its range.
         """
-        store = self._next
-        if nxt.keys() != store.expected:  # type: ignore[union-attr]
+        if nxt.keys() != store.expected:
             raise UnknownFieldError(
-                f"next-observation fields {sorted(nxt)} differ from those of the first write "
-                f"{sorted(store.expected)}"  # type: ignore[union-attr]
+                f"next-observation fields {sorted(nxt)} differ from those of the first write {sorted(store.expected)}"
             )
         out = {}
-        for name, obs in store.pairs:  # type: ignore[union-attr]
-            spec = self.storage.specs[obs]
+        for name, obs in store.pairs:
+            spec = specs[obs]
             value = nxt[name]
             if type(value) is not np.ndarray:
                 value = _host(ColumnStorage._as_array(name, value))
@@ -289,28 +359,55 @@ class TransitionBuffer:
                 )
             if batched and value.shape[0] != batch:
                 raise FieldShapeError(f"field {name!r}: batch of {value.shape[0]} items, other fields have {batch}")
-            host_dtype = store.dtypes.get(obs)  # type: ignore[union-attr]
+            host_dtype = store.dtypes.get(obs)
             if host_dtype is None:
-                host_dtype = store.dtypes[obs] = self.storage.host_dtype(obs)  # type: ignore[union-attr]
+                host_dtype = _numpy_dtype(spec.dtype)
+                if host_dtype is None:
+                    raise SchemeError(f"field {obs!r}: dtype {spec.dtype} has no numpy equivalent")
             if value.dtype != host_dtype:
-                if _KIND[value.dtype.kind] != _KIND[host_dtype.kind]:
-                    raise FieldValueError(
-                        f"field {name!r}: expected dtype {spec.dtype} (that of {obs!r}), received {value.dtype}"
-                    )
+                check_value(name, value, spec)
                 value = value.astype(host_dtype)
             out[name] = value if batched else value[None]
+        for _name, obs in store.pairs:
+            store.dtypes.setdefault(obs, _numpy_dtype(specs[obs].dtype))  # type: ignore[arg-type]
         return out
 
     def update_priorities(self, indices: Any, priorities: Any, generations: Any = None) -> int:
-        """Set priorities of sampled transitions; return how many were skipped as stale.
+        """Set priorities of sampled transitions, skipping (and returning the count of) those overwritten since.
+
+        Args:
+            indices: A :class:`TransitionSample` (its indices and generations are used), or the slots sampled.
+            priorities: New priorities (finite, >= 0), one per index.
+            generations: The sample's ``generations``. When omitted with plain indices, those of the most
+                recent :meth:`sample` are used if the indices are exactly its indices; otherwise pass them.
+                ``"current"`` applies every update to whatever the slots hold now (no stale protection).
 
         Raises:
             TypeError: The buffer samples uniformly.
-            FieldValueError: A priority is NaN, infinite or negative.
+            FieldValueError: A priority is NaN, infinite or negative, or plain indices other than the most
+                recent sample's are given without ``generations``.
             IndexOutOfRangeError: An index is outside the stored transitions.
         """
         if not isinstance(self.sampler, PrioritizedSampler):
             raise TypeError("update_priorities needs a prioritized buffer: pass sampler='prioritized'")
+        if isinstance(indices, TransitionSample):
+            if generations is not None:
+                raise FieldValueError("pass generations only with plain indices, not with a TransitionSample")
+            indices, generations = indices.indices, indices.generations
+        elif isinstance(generations, str):
+            if generations != "current":
+                raise FieldValueError(f"generations must be an array, None or 'current'; received {generations!r}")
+            generations = None
+        elif generations is None:
+            indices = np.asarray(indices.detach().cpu() if isinstance(indices, torch.Tensor) else indices)
+            last = self._last_sample
+            if last is None or not np.array_equal(indices.reshape(-1), last[0]):
+                raise FieldValueError(
+                    f"update_priorities got {indices.size} plain indices that are not those of the most recent "
+                    f"sample, and no generations: pass the sample itself, its generations "
+                    f"(sample.generations), or generations='current' to update whatever the slots hold now"
+                )
+            generations = last[1]
         if isinstance(priorities, torch.Tensor):
             priorities = priorities.detach().cpu().numpy()
         return self.sampler.update_priorities(indices, priorities, generations)
@@ -433,7 +530,6 @@ class _NextObsStore:
 
 
 _LEAVES = (np.ndarray, torch.Tensor, float, int, np.generic)
-_KIND = {"b": "b", "i": "i", "u": "i", "f": "f"}
 
 
 def _host(value: Any) -> np.ndarray:

@@ -62,6 +62,8 @@ class _ClassProtocol:
 # kind -> "module:attribute" of a class with the protocol, or of an adapter object.
 _KINDS: dict[str, str] = {
     "episode_buffer": "xreplay.buffers.episodes:EpisodeBuffer",
+    "transition_buffer": "xreplay.buffers.transitions:TransitionBuffer",
+    "pymarl.prioritized_replay_buffer": "xreplay.compat.pymarl.checkpoint:PRIORITIZED_REPLAY_BUFFER",
     "pymarl.replay_buffer": "xreplay.compat.pymarl.checkpoint:REPLAY_BUFFER",
     "pymarl.episode_batch": "xreplay.compat.pymarl.checkpoint:EPISODE_BATCH",
     "ding.deque_buffer": "xreplay.compat.ding.checkpoint:DEQUE_BUFFER",
@@ -69,6 +71,7 @@ _KINDS: dict[str, str] = {
 # "module.QualName" of a class without the protocol -> its kind.
 _CLASSES: dict[str, str] = {
     "xreplay.compat.pymarl.replay_buffer.ReplayBuffer": "pymarl.replay_buffer",
+    "xreplay.compat.pymarl.prioritized.PrioritizedReplayBuffer": "pymarl.prioritized_replay_buffer",
     "xreplay.compat.pymarl.episode_batch.EpisodeBatch": "pymarl.episode_batch",
     "xreplay.compat.ding.deque_buffer.DequeBuffer": "ding.deque_buffer",
 }

@@ -6,7 +6,9 @@ Steps are stored one per slot, in time order, in a
 length`` consecutive steps. Without padding a slice lies inside one episode
 (an end may only be its last step) and never runs past the newest stored
 step; starts are drawn uniformly and the rows that break the rule are drawn
-again (vectorized rejection). With padding any stored step may start a
+again (vectorized rejection) for a couple of rounds, after which the valid
+starts are computed explicitly and the rows still rejected are drawn uniformly
+among them, so sampling is exact however rare valid starts are. With padding any stored step may start a
 slice, and the steps after the episode's end (or past the newest step) are
 masked out.
 """
@@ -71,7 +73,7 @@ class SequenceSampler:
         burn_in: Steps before them that only warm up a recurrent state.
         pad: Allow slices that run past their episode's end, with those steps masked.
         end_fields: Fields whose non-zero value ends an episode at that step.
-        max_rounds: Redraw rounds for rejected starts before giving up.
+        max_rounds: Cheap redraw rounds for rejected starts before the valid starts are computed explicitly.
 
     Example:
         >>> from xreplay.buffers import TransitionBuffer
@@ -88,13 +90,13 @@ class SequenceSampler:
     burn_in: int = 0
     pad: bool = False
     end_fields: tuple[str, ...] = ("terminated", "truncated")
-    max_rounds: int = 64
+    max_rounds: int = 2
 
     def sample(self, buffer: TransitionBuffer, n: int) -> SequenceSample:
         """Return ``n`` slices drawn uniformly from the valid starts, with the buffer's generator.
 
         Raises:
-            InsufficientDataError: No valid slice was found (episodes shorter than a slice).
+            InsufficientDataError: No stored episode holds a slice (and ``pad`` is off).
             UnknownFieldError: The buffer lacks an end field.
         """
         steps = self.burn_in + self.length
@@ -106,21 +108,19 @@ class SequenceSampler:
         oldest = (newest + 1) % capacity if size == capacity else 0
         offsets = np.arange(steps)
         starts = (oldest + buffer.rng.integers(0, size, n)) % capacity
-        for _ in range(self.max_rounds):
-            window = (starts[:, None] + offsets) % capacity  # [n, steps] slots of each slice
-            ahead = (newest - starts) % capacity  # stored steps after each start
-            if self.pad:
-                break
-            # Valid: the newest step is not passed and no episode ends before the last step.
-            bad = (ahead < steps - 1) | self._ends(buffer, window[:, :-1]).any(axis=1)
-            if not bad.any():
-                break
-            starts[bad] = (oldest + buffer.rng.integers(0, size, int(bad.sum()))) % capacity
-        else:
-            raise InsufficientDataError(
-                f"no slice of {steps} steps inside one episode found in {self.max_rounds} rounds; "
-                f"episodes may be shorter than burn_in + length: pass pad=True"
-            )
+        if not self.pad:
+            for _ in range(self.max_rounds):
+                bad = self._rejected(buffer, starts, newest, steps)
+                if not bad.any():
+                    break
+                starts[bad] = (oldest + buffer.rng.integers(0, size, int(bad.sum()))) % capacity
+            else:
+                bad = self._rejected(buffer, starts, newest, steps)
+                if bad.any():
+                    valid = self._valid_starts(buffer, oldest, size, steps)
+                    starts[bad] = valid[buffer.rng.integers(0, valid.shape[0], int(bad.sum()))]
+        window = (starts[:, None] + offsets) % capacity  # [n, steps] slots of each slice
+        ahead = (newest - starts) % capacity  # stored steps after each start
         mask = self._mask(buffer, window, ahead)
         fields = buffer.gather(window.reshape(-1))  # next observations stored once included
         fields = {k: v.reshape(n, steps, *v.shape[1:]) for k, v in fields.items()}
@@ -128,6 +128,34 @@ class SequenceSampler:
         learn = mask_t.clone()
         learn[:, : self.burn_in] = False
         return SequenceSample(fields, window, mask_t, learn)
+
+    def _rejected(self, buffer: TransitionBuffer, starts: np.ndarray, newest: int, steps: int) -> np.ndarray:
+        """Return bool per start: its slice passes the newest step or an episode ends before its last step."""
+        capacity = buffer.capacity
+        window = (starts[:, None] + np.arange(steps - 1)) % capacity
+        ahead = (newest - starts) % capacity
+        return (ahead < steps - 1) | self._ends(buffer, window).any(axis=1)
+
+    def _valid_starts(self, buffer: TransitionBuffer, oldest: int, size: int, steps: int) -> np.ndarray:
+        """Return every slot that starts a valid slice, in time order (one vectorized pass over the stored steps).
+
+        Raises:
+            InsufficientDataError: There is none.
+        """
+        slots = (oldest + np.arange(size)) % buffer.capacity  # stored steps, oldest first
+        ends = self._ends(buffer, slots[None, :])[0]
+        before = np.concatenate([[0], np.cumsum(ends)])  # ends among the first k stored steps
+        first = np.arange(max(size - steps + 1, 0))  # starts whose slice stays within the stored steps
+        valid = first[before[first + steps - 1] == before[first]]  # no end before the slice's last step
+        if valid.size == 0:
+            boundaries = np.concatenate([[-1], np.flatnonzero(ends), [size - 1]])
+            longest = int(np.diff(boundaries).max())
+            raise InsufficientDataError(
+                f"no slice of {steps} steps (burn_in {self.burn_in} + length {self.length}) lies inside one "
+                f"stored episode: the longest stored episode has {longest} steps; store longer episodes, "
+                f"shorten the slices or pass pad=True"
+            )
+        return slots[valid]
 
     def _check_fields(self, buffer: TransitionBuffer) -> None:
         """Raise UnknownFieldError if the buffer lacks an end field."""

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from xreplay.compat.pymarl import EpisodeBatch, PrioritizedReplayBuffer
-from xreplay.errors import FieldValueError, IndexOutOfRangeError
+from xreplay.errors import FieldValueError, IndexOutOfRangeError, InsufficientDataError
 
 SCHEME = {"reward": {"vshape": (1,)}, "actions": {"vshape": (1,), "dtype": torch.long}}
 
@@ -122,3 +122,38 @@ def test_fixed_device_is_honoured():
     gpu = make(device="cuda")
     gpu.insert_episode_batch(episodes(2))
     assert gpu.sample(2, t=0)[0]["reward"].device.type == "cuda"
+
+
+def test_all_zero_priorities_raise_a_typed_error_before_drawing_or_counting():
+    buf = make(size=4)
+    buf.insert_episode_batch(episodes(4))
+    buf.update_priorities([0, 1, 2, 3], [0.0] * 4)
+    random.seed(5)
+    state, beta, drawn = random.getstate(), buf.beta, buf._sampler.samples_drawn
+    with pytest.raises(InsufficientDataError, match="priorities of all 4 stored episodes are 0"):
+        buf.sample(2, t=50)
+    assert random.getstate() == state and buf.beta == beta and buf._sampler.samples_drawn == drawn
+    assert issubclass(InsufficientDataError, ValueError)
+
+
+def _pymarl2_weights(priorities, alpha, idxes, stored, beta):
+    """pymarl2's weight loop, in Python floats."""
+    powered = [float(p) ** alpha for p in priorities]
+    total = sum(powered)  # (the xreplay tree sums node by node; compared with a tolerance below)
+    p_min = min(p for p in powered if p > 0) / total
+    max_weight = (p_min * stored) ** (-beta)
+    return [((powered[i] / total) * stored) ** (-beta) / max_weight for i in idxes]
+
+
+def test_importance_weights_follow_pymarl2_formula_in_float64():
+    buf = make(size=8, alpha=0.7, beta=0.3, t_max=1000)
+    buf.insert_episode_batch(episodes(8))
+    priorities = np.array([0.013, 5.7, 0.51, 2.2, 3.3, 1.1, 4.9, 0.31])
+    buf.update_priorities(list(range(8)), priorities)
+    random.seed(3)
+    _, idxes, weights = buf.sample(8, t=123)
+    beta = 0.3 + 123 * (0.7 / 1000)
+    assert buf.beta == beta
+    expected = _pymarl2_weights(priorities, 0.7, idxes, 8, beta)
+    assert weights.dtype == np.float64
+    np.testing.assert_allclose(weights, expected, rtol=1e-14, atol=0)

@@ -1,6 +1,7 @@
 """Checkpoint adapters for PyMARL's ``ReplayBuffer`` and ``EpisodeBatch``.
 
-Their kinds are ``pymarl.replay_buffer`` and ``pymarl.episode_batch``.
+Their kinds are ``pymarl.replay_buffer``, ``pymarl.prioritized_replay_buffer``
+(pymarl2's, which adds its priorities) and ``pymarl.episode_batch``.
 The PyMARL scheme, groups and preprocess are stored as given (preprocess may
 hold :class:`~xreplay.compat.pymarl.OneHot` transforms only), together with
 the packed row storage, the ring cursor of a ``ReplayBuffer`` and the state of
@@ -18,6 +19,7 @@ import torch
 
 from xreplay.compat.pymarl.episode_batch import EpisodeBatch
 from xreplay.compat.pymarl.fields import torch_dtype
+from xreplay.compat.pymarl.prioritized import PrioritizedReplayBuffer
 from xreplay.compat.pymarl.replay_buffer import ReplayBuffer
 from xreplay.compat.pymarl.transforms import OneHot
 from xreplay.errors import CheckpointError, CheckpointMismatchError
@@ -25,7 +27,7 @@ from xreplay.persistence.codec import decode_dtype, decode_scheme, encode_dtype,
 from xreplay.persistence.episode_buffer import storage_from_rows
 from xreplay.writers import RingWriter
 
-__all__ = ["EPISODE_BATCH", "REPLAY_BUFFER", "PymarlAdapter"]
+__all__ = ["EPISODE_BATCH", "PRIORITIZED_REPLAY_BUFFER", "REPLAY_BUFFER", "PrioritizedAdapter", "PymarlAdapter"]
 
 
 def _encode_entry(info: dict[str, Any]) -> dict[str, Any]:
@@ -138,7 +140,7 @@ class PymarlAdapter:
         mapped = isinstance(arrays["rows"], np.memmap)
         target = device if device is not None else ("cpu" if mapped else state["device"])
         args = (base, structure["groups"], 0, structure["layout"]["max_seq_length"])
-        batch = self.cls(*args, preprocess=preprocess, device=target, compact=structure["compact"])
+        batch = self._new(meta, args, preprocess=preprocess, device=target, compact=structure["compact"])
         storage = storage_from_rows(decode_scheme(structure["scheme"]), structure["layout"], arrays["rows"])
         batch.scheme, batch.batch_size = saved, int(structure["capacity"])
         batch._attach(storage.to(torch.device(target)))
@@ -150,6 +152,74 @@ class PymarlAdapter:
             _set_numpy_global_state(state["numpy_global_rng"])
         return batch
 
+    def _new(self, meta: dict[str, Any], args: tuple[Any, ...], **kwargs: Any) -> EpisodeBatch:
+        """Return an empty object of the adapted class (storage is attached afterwards)."""
+        return self.cls(*args, **kwargs)
+
+
+class PrioritizedAdapter(PymarlAdapter):
+    """Saves and restores a pymarl2 ``PrioritizedReplayBuffer``: the replay buffer plus its priorities.
+
+    The priority sampler's state (tree leaves as ``sampler.priorities``, slot
+    generations, max priority, beta step, stale count, pending inserts) and
+    ``alpha``, ``beta``, ``t_max`` are saved, so sampling continues exactly
+    once the caller restores Python's ``random`` (which ``sample`` draws from).
+    """
+
+    def state(self, batch: EpisodeBatch) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Return the replay buffer's ``(meta, arrays)`` plus the sampler's."""
+        assert isinstance(batch, PrioritizedReplayBuffer)
+        meta, arrays = super().state(batch)
+        sampler = batch._sampler.state_dict()
+        arrays["sampler.priorities"] = sampler.pop("leaves")
+        arrays["sampler.generations"] = sampler.pop("generations")
+        if batch._last_sample is not None:
+            arrays["last_sample.indices"], arrays["last_sample.generations"] = batch._last_sample
+        meta["structure"]["prioritized"] = {
+            "alpha": batch.alpha,
+            "beta": batch.beta_original,
+            "t_max": batch.t_max,
+        }
+        meta["state"]["prioritized"] = {
+            "beta": batch.beta,
+            "sampler": sampler,
+            "last_sample": batch._last_sample is not None,
+        }
+        return meta, arrays
+
+    def restore(
+        self,
+        meta: dict[str, Any],
+        arrays: dict[str, np.ndarray],
+        device: Any = None,
+        scheme: dict[str, Any] | None = None,
+        restore_numpy_rng: bool = False,
+    ) -> EpisodeBatch:
+        """Return the prioritized buffer of a checkpoint (options as :meth:`PymarlAdapter.restore`)."""
+        batch = super().restore(meta, arrays, device=device, scheme=scheme, restore_numpy_rng=restore_numpy_rng)
+        assert isinstance(batch, PrioritizedReplayBuffer)
+        config, state = meta["structure"]["prioritized"], meta["state"]["prioritized"]
+        batch._sampler = batch._new_sampler(batch.buffer_size)
+        batch._sampler.load_state_dict(
+            {**state["sampler"], "leaves": arrays["sampler.priorities"], "generations": arrays["sampler.generations"]}
+        )
+        batch.beta = float(state["beta"])
+        if state["last_sample"]:
+            batch._last_sample = (
+                np.array(arrays["last_sample.indices"], dtype=np.int64),
+                np.array(arrays["last_sample.generations"]),
+            )
+        assert batch.t_max == config["t_max"]
+        return batch
+
+    def _new(self, meta: dict[str, Any], args: tuple[Any, ...], **kwargs: Any) -> EpisodeBatch:
+        """Return an empty prioritized buffer with the saved alpha, beta and t_max."""
+        config = meta["structure"]["prioritized"]
+        scheme, groups, size, steps = args
+        return PrioritizedReplayBuffer(
+            scheme, groups, size, steps, alpha=config["alpha"], beta=config["beta"], t_max=config["t_max"], **kwargs
+        )
+
 
 def _added(structure: dict[str, Any]) -> set[str]:
     """Return the scheme keys PyMARL adds itself: preprocess outputs and ``filled``."""
@@ -157,4 +227,5 @@ def _added(structure: dict[str, Any]) -> set[str]:
 
 
 REPLAY_BUFFER = PymarlAdapter("pymarl.replay_buffer", ReplayBuffer)
+PRIORITIZED_REPLAY_BUFFER = PrioritizedAdapter("pymarl.prioritized_replay_buffer", PrioritizedReplayBuffer)
 EPISODE_BATCH = PymarlAdapter("pymarl.episode_batch", EpisodeBatch)

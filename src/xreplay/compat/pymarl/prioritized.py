@@ -25,6 +25,10 @@ Upstream defects that are fixed rather than reproduced (each has a test in
 * ``update_priorities`` applied priorities to whatever episode a slot held by
   then; updates for episodes overwritten since they were sampled are skipped
   and counted in ``stale_updates``.
+* With every priority 0, sampling raised a bare ``ValueError`` after
+  drawing from ``random`` and moving ``beta``; it raises
+  :class:`~xreplay.errors.InsufficientDataError` (a ``ValueError``) before
+  drawing or changing anything.
 * ``update_priorities`` used bare ``assert``; invalid priorities (NaN, inf,
   negative) raise :class:`~xreplay.errors.FieldValueError` and indices
   outside the stored episodes :class:`~xreplay.errors.IndexOutOfRangeError`,
@@ -34,13 +38,14 @@ Upstream defects that are fixed rather than reproduced (each has a test in
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from xreplay.compat.pymarl.episode_batch import EpisodeBatch
 from xreplay.compat.pymarl.replay_buffer import ReplayBuffer
+from xreplay.errors import InsufficientDataError
 from xreplay.samplers.prioritized import PrioritizedSampler
 from xreplay.samplers.schedules import LinearSchedule
 
@@ -60,6 +65,8 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         ([0, 1, 2, 3], [1.0, 1.0, 1.0, 1.0])
         >>> buf.update_priorities(idxes, [0.5, 1.0, 2.0, 4.0])
     """
+
+    _pymarl_kind: ClassVar[str] = "pymarl.prioritized_replay_buffer"
 
     def __init__(
         self,
@@ -83,10 +90,19 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         self.beta_original = beta
         self.beta = beta
         self.beta_increment = (1.0 - beta) / t_max
-        self._sampler = PrioritizedSampler(
-            buffer_size, alpha=alpha, beta=LinearSchedule(beta, 1.0, t_max), epsilon=0.0, initial_priority=1.0
-        )
+        self.t_max = t_max
+        self._sampler = self._new_sampler(buffer_size)
         self._last_sample: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _new_sampler(self, capacity: int) -> PrioritizedSampler:
+        """Return an empty priority sampler of ``capacity`` slots with this buffer's alpha and beta schedule."""
+        return PrioritizedSampler(
+            capacity,
+            alpha=self.alpha,
+            beta=LinearSchedule(self.beta_original, 1.0, self.t_max),
+            epsilon=0.0,
+            initial_priority=1.0,
+        )
 
     @property
     def max_priority(self) -> float:
@@ -110,24 +126,39 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     ) -> tuple[EpisodeBatch, list[int], np.ndarray]:
         """Return ``(batch, idxes, weights)``: ``batch_size`` episodes drawn with replacement, one per stratum.
 
+        The importance weights follow pymarl2's formula in float64:
+        ``(P(i) N) ** -beta / (P_min N) ** -beta`` with ``N`` the stored episodes,
+        ``P(i)`` the drawn episode's probability and ``P_min`` the smallest
+        positive one; ``beta = beta_original + t * beta_increment``, at most 1.
+
         Raises:
             AssertionError: Fewer than ``batch_size`` episodes are stored (as the base buffer).
+            InsufficientDataError: Every stored priority is 0; raised before anything is drawn
+                from ``random`` or any counter (``beta``...) changes.
         """
         if not self.can_sample(batch_size):
             raise AssertionError(
                 f"sample size {batch_size} exceeds the {self.episodes_in_buffer} stored episodes; "
                 f"lower it or check can_sample() first"
             )
-        self.beta = self._sampler.beta(t)
         total = self._sampler.total()
+        if not total > 0.0:
+            raise InsufficientDataError(
+                f"cannot sample {batch_size} episodes: the priorities of all {self.episodes_in_buffer} stored "
+                f"episodes are 0 (their sum is {total}); give some a positive priority with update_priorities"
+            )
+        beta = min(1.0, self.beta_original + t * self.beta_increment)
         segment = total / batch_size
         # pymarl2 draws each stratum's mass from Python's global random, one call per episode.
         uniform = np.array([random.random() for _ in range(batch_size)])
         mass = uniform * segment + np.arange(batch_size) * segment
         drawn = self._sampler.sample_masses(mass, total, step=t)
+        self.beta = beta
         self._last_sample = (drawn.indices, drawn.generations)
-        idxes = drawn.indices.tolist()
-        return self.gather(drawn.indices), idxes, drawn.weights.astype(np.float64)
+        stored = float(self.episodes_in_buffer)
+        max_weight = (self._sampler.tree.min() / total * stored) ** -beta
+        weights = (drawn.probabilities * stored) ** -beta / max_weight
+        return self.gather(drawn.indices), drawn.indices.tolist(), weights
 
     def update_priorities(self, idxes: Any, priorities: Any) -> None:
         """Set the priorities of sampled episodes, skipping those overwritten since they were sampled.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -193,6 +193,8 @@ class ReplayBuffer(EpisodeBatch):
 
         return save(self, path, incremental=incremental, fsync=fsync)
 
+    _pymarl_kind: ClassVar[str] = "pymarl.replay_buffer"  # the checkpoint kind load() expects
+
     @classmethod
     def load(
         cls,
@@ -223,12 +225,12 @@ class ReplayBuffer(EpisodeBatch):
             path,
             mmap=mmap,
             verify=verify,
-            kind="pymarl.replay_buffer",
+            kind=cls._pymarl_kind,
             device=device,
             scheme=scheme,
             restore_numpy_rng=restore_numpy_rng,
         )
-        assert isinstance(buffer, ReplayBuffer)
+        assert isinstance(buffer, cls)
         return buffer
 
     def __repr__(self) -> str:
