@@ -427,23 +427,29 @@ def _range_positions(sample_range: Any, count: int) -> range:
 
 
 def _deduplicate(result: list) -> None:
-    """Replace, in place, every repeated record after its first occurrence by a copy (flat or grouped)."""
-    seen: set = set()
+    """Replace, in place, every repeated record after its first occurrence by a copy (flat or grouped).
+
+    Records come straight from the store, where one object holds one index,
+    so a record repeats exactly when the same object repeats.
+    """
+    seen: set[int] = set()
     for j, entry in enumerate(result):
         if isinstance(entry, list):
+            ids = list(map(id, entry))
+            if seen.isdisjoint(ids) and len(set(ids)) == len(ids):  # the common case: nothing repeats
+                seen.update(ids)
+                continue
             for k, record in enumerate(entry):
                 entry[k] = _first_or_copy(record, seen)
         else:
             result[j] = _first_or_copy(entry, seen)
 
 
-def _first_or_copy(record: Any, seen: set) -> BufferedData:
-    """Return ``record`` the first time its index is seen, a copy afterwards."""
+def _first_or_copy(record: Any, seen: set[int]) -> BufferedData:
+    """Return ``record`` the first time it is seen, a copy afterwards."""
     if not isinstance(record, BufferedData):
         raise TypeError(f"unexpected sampled element of type {type(record).__name__}")
-    code = record._code  # type: ignore[attr-defined]
-    key = code if code.__class__ is int else ("index", record.index)  # a compact code names one index
-    if key in seen:
+    if id(record) in seen:
         return fastcopy(record)
-    seen.add(key)
+    seen.add(id(record))
     return record
