@@ -7,6 +7,10 @@ the middle compacts only the ring (slots keep their ids). Every write into a
 slot bumps that slot's generation: a handle ``generation * capacity + slot``
 taken earlier no longer resolves once the slot holds a newer item, so a stale
 index never touches a newer item.
+
+Memory per slot: one list entry for the item, an ``int64`` generation and two
+ring arrays (``int32`` below 2**31 slots); the ``metas`` and ``keys`` lists
+exist only once some item was added with a meta or a key.
 """
 
 from __future__ import annotations
@@ -41,20 +45,21 @@ class ObjectStorage:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self.capacity = int(capacity)
         self.items: list[Any] = [None] * self.capacity
-        self.metas: list[Any] = [None] * self.capacity
-        self.keys: list[Hashable | None] = [None] * self.capacity
+        self.metas: list[Any] | None = None  # allocated by the first add with a meta
+        self.keys: list[Hashable | None] | None = None  # allocated by the first add with a key
         self.key_to_slot: dict[Hashable, int] = {}
         self.generation = np.zeros(self.capacity, dtype=np.int64)
-        self.order = np.zeros(self.capacity, dtype=np.int64)  # ring: storage position -> slot
-        self.where = np.full(self.capacity, -1, dtype=np.int64)  # slot -> ring position, -1 if free
+        ring_dtype = np.int32 if self.capacity < 2**31 else np.int64
+        self.order = np.zeros(self.capacity, dtype=ring_dtype)  # ring: storage position -> slot
+        self.where = np.full(self.capacity, -1, dtype=ring_dtype)  # slot -> ring position, -1 if free
         self.head = 0
         self.count = 0
         self.version = 0  # bumped by every mutation, lets derived indexes detect staleness
         self.contiguous = True  # no delete since the last clear: the slot at ring index r is r
         self._free: list[int] = []  # freed by deletes; popped smallest first
         self._fresh = 0  # slots never used so far are handed out in order
-        # (keys list, slots list) set by a caller that already knows the slots of the keys it passes on.
-        self.slot_hint: tuple[list, list[int]] | None = None
+        # Set by a caller that already knows the slots of the keys it passes on (its layout is the caller's).
+        self.slot_hint: tuple | None = None
 
     def __len__(self) -> int:
         return self.count
@@ -72,9 +77,10 @@ class ObjectStorage:
         evicted = -1
         if self.count == self.capacity:
             evicted = slot = int(self.order[self.head])
-            old_key = self.keys[slot]
-            if old_key is not None:
-                del self.key_to_slot[old_key]
+            if self.keys is not None:
+                old_key = self.keys[slot]
+                if old_key is not None:
+                    del self.key_to_slot[old_key]
             self.head = (self.head + 1) % self.capacity  # the oldest position moves on
             self.count -= 1
         elif self._free:
@@ -88,8 +94,16 @@ class ObjectStorage:
         self.count += 1
         self.generation[slot] += 1
         self.items[slot] = item
-        self.metas[slot] = meta
-        self.keys[slot] = key
+        if self.metas is not None:
+            self.metas[slot] = meta
+        elif meta is not None:
+            self.metas = [None] * self.capacity
+            self.metas[slot] = meta
+        if self.keys is not None:
+            self.keys[slot] = key
+        elif key is not None:
+            self.keys = [None] * self.capacity
+            self.keys[slot] = key
         if key is not None:
             self.key_to_slot[key] = slot
         self.version += 1
@@ -148,35 +162,39 @@ class ObjectStorage:
 
     def remove(self, slots: Iterable[int]) -> np.ndarray:
         """Delete the live items in ``slots``; return the slots removed, in storage order."""
-        slots = np.unique(np.fromiter(slots, dtype=np.int64))
-        slots = slots[(slots >= 0) & (slots < self.capacity)]
-        slots = slots[self.where[slots] >= 0]
-        if slots.size == 0:
-            return slots
+        unique: np.ndarray = np.unique(np.fromiter(slots, dtype=np.int64))
+        unique = unique[(unique >= 0) & (unique < self.capacity)]
+        gone_slots = unique[self.where[unique] >= 0]
+        if gone_slots.size == 0:
+            return gone_slots
         live = self.ordered_slots()
-        gone = np.isin(live, slots)
+        gone = np.isin(live, gone_slots)
         keep = live[~gone]
         # Compact the ring so that position p sits at ring index p.
         self.order[: keep.size] = keep
-        self.where[slots] = -1
+        self.where[gone_slots] = -1
         self.where[keep] = np.arange(keep.size)
         self.head, self.count = 0, int(keep.size)
-        for slot in slots.tolist():
-            key = self.keys[slot]
-            if key is not None:
-                del self.key_to_slot[key]
-            self.items[slot] = self.metas[slot] = self.keys[slot] = None
+        metas, keys = self.metas, self.keys
+        for slot in gone_slots.tolist():
+            self.items[slot] = None
+            if metas is not None:
+                metas[slot] = None
+            if keys is not None:
+                key = keys[slot]
+                if key is not None:
+                    del self.key_to_slot[key]
+                keys[slot] = None
         self.contiguous = False
         # Freed slots are reused smallest first (the list is popped from the end).
-        self._free = sorted(set(self._free).union(slots.tolist()), reverse=True)
+        self._free = sorted(set(self._free).union(gone_slots.tolist()), reverse=True)
         self.version += 1
         return live[gone]
 
     def clear(self) -> None:
         """Delete every item (generations keep counting, so old handles stay stale)."""
         self.items = [None] * self.capacity
-        self.metas = [None] * self.capacity
-        self.keys = [None] * self.capacity
+        self.metas = self.keys = None
         self.key_to_slot = {}
         self.where.fill(-1)
         self.head = self.count = self._fresh = 0
@@ -189,8 +207,8 @@ class ObjectStorage:
         return {
             "capacity": self.capacity,
             "items": self.items,
-            "metas": self.metas,
-            "keys": self.keys,
+            "metas": [None] * self.capacity if self.metas is None else self.metas,
+            "keys": [None] * self.capacity if self.keys is None else self.keys,
             "generation": self.generation,
             "order": self.order,
             "where": self.where,
@@ -211,13 +229,16 @@ class ObjectStorage:
             raise ValueError(
                 f"saved capacity {state['capacity']} differs from this storage's {self.capacity}"
             )
-        self.items, self.metas, self.keys = list(state["items"]), list(state["metas"]), list(state["keys"])
+        metas, keys = state.get("metas"), state.get("keys")
+        self.items = list(state["items"])
+        self.metas = None if metas is None or all(m is None for m in metas) else list(metas)
+        self.keys = None if keys is None or all(k is None for k in keys) else list(keys)
         self.generation = np.array(state["generation"], dtype=np.int64)
-        self.order = np.array(state["order"], dtype=np.int64)
-        self.where = np.array(state["where"], dtype=np.int64)
+        self.order = np.array(state["order"], dtype=self.order.dtype)
+        self.where = np.array(state["where"], dtype=self.where.dtype)
         self.head, self.count = int(state["head"]), int(state["count"])
         self._free, self._fresh = list(state["free"]), int(state["fresh"])
-        self.key_to_slot = {k: s for s, k in enumerate(self.keys) if k is not None}
+        self.key_to_slot = {} if self.keys is None else {k: s for s, k in enumerate(self.keys) if k is not None}
         ring = (self.head + np.arange(self.count)) % self.capacity
         self.contiguous = bool(np.array_equal(self.order[ring], ring))
         self.version += 1

@@ -38,8 +38,14 @@ Differences from DI-engine 0.5.3 (upstream defects fixed, each tested in
   start at the last full window; ``DequeBuffer(..., full_last_window=True)``
   fixes it.
 
-Other decisions: index strings are 32 lowercase hex characters (random
-per-process prefix + counter) instead of ``uuid1``; ``use_time_check``
+Other decisions: index strings are 32 lowercase hex characters (a random
+per-buffer tag + the record's slot handle, see
+:mod:`xreplay.compat.ding.indices`) instead of ``uuid1``; a stored record
+keeps its index as a compact integer and spells the string out when
+``index`` is read, and lookups parse the string instead of using a dict
+(about 184 bytes per stored record, half of DI-engine's 373); PER's
+``buffer_idx`` is a read-only mapping view of the records entered in the
+trees instead of a dict; ``use_time_check``
 deletes each worn-out record once even when it occurs twice in a sample;
 group membership is the meta value at push/update time (in-place edits of a
 stored meta's group key are not seen); NaN, infinite or negative priorities

@@ -5,7 +5,8 @@ at ``file_name`` (:mod:`xreplay.persistence`: versioned ``metadata.json``,
 one file per array with a CRC-32 each, atomic replacement of an earlier save
 at that path) and ``load_data`` reads one back into the buffer.
 
-Arrays: the storage's ``generation``, ``order`` and ``where`` (int64), and
+Arrays: the storage's ``generation`` (int64), ``order`` and ``where`` (int32,
+or int64 from 2**31 slots; either is read back), and
 ``payload`` (uint8): one pickle holding the stored ``BufferedData`` by slot,
 the free-slot list, ``meta_index`` and the state of each stateful middleware
 (``state_dict()``), since records and metas are arbitrary Python objects.
@@ -119,13 +120,12 @@ class DequeBufferAdapter:
                     f"{where} has no state for middleware {name} at position {i}; it saved {sorted(saved)}", where
                 )
             plan.append((mw, saved[(i, name)]))
-        keys = [None if item is None else item.index for item in payload["items"]]
         into._store.load_state(
             {
                 "capacity": capacity,
                 "items": payload["items"],
-                "metas": [None] * capacity,
-                "keys": keys,
+                "metas": None,
+                "keys": None,
                 "generation": arrays["generation"],
                 "order": arrays["order"],
                 "where": arrays["where"],
@@ -135,6 +135,7 @@ class DequeBufferAdapter:
                 "fresh": state["fresh"],
             }
         )
+        into._store.adopt_loaded()  # records hold their saved index strings; compact them again
         into.meta_index = payload["meta_index"]
         into._groups = {}
         for mw, st in plan:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import operator
 import random
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -15,11 +14,10 @@ from xreplay.compat.ding import checkpoint
 from xreplay.compat.ding.base import Buffer, apply_middleware
 from xreplay.compat.ding.data import BufferedData, fastcopy
 from xreplay.compat.ding.groups import GroupIndex, candidate_groups, choose_groups, window
-from xreplay.compat.ding.indices import new_index
+from xreplay.compat.ding.records import RecordStore
 from xreplay.compat.ding.rng import sample_positions
 from xreplay.compat.ding.views import BufferIndex, StorageView
 from xreplay.errors import InsufficientDataError
-from xreplay.storage.objects import ObjectStorage
 
 __all__ = ["DequeBuffer"]
 
@@ -56,7 +54,7 @@ class DequeBuffer(Buffer):
 
     def __init__(self, size: int, sliced: bool = False, full_last_window: bool = False) -> None:
         super().__init__(size)
-        self._store = ObjectStorage(size)
+        self._store = RecordStore(size)
         self.storage = StorageView(self._store)
         self.indices = BufferIndex(self._store)
         self.meta_index: dict[Any, Any] = {}
@@ -77,10 +75,9 @@ class DequeBuffer(Buffer):
             The stored ``BufferedData``.
 
         """
-        item = BufferedData(data, new_index(), meta or {})
         store = self._store
         version = store.version
-        slot, evicted = store.add(item, item.index)
+        item, slot, evicted = store.push(data, meta or {})
         if self.meta_index:
             self._index_push(slot, evicted, item.meta, version)
         return item
@@ -193,17 +190,21 @@ class DequeBuffer(Buffer):
     def _by_indices(self, indices: Iterable[str], positions: range | None) -> list[BufferedData]:
         """Return the records of ``indices`` in order; ``KeyError`` for one not in the population."""
         store = self._store
-        key_to_slot, items = store.key_to_slot, store.items
+        items, slot_of_index = store.items, store.slot_of_index
         if positions is None:
             hint = store.slot_hint
-            if hint is not None and hint[0] is indices and len(hint[1]) == len(indices):
-                slots = hint[1]  # verified below: each index is still the key of its slot
-                if all(map(operator.is_, map(store.keys.__getitem__, slots), indices)):
-                    return list(map(items.__getitem__, slots))
-            return list(map(items.__getitem__, map(key_to_slot.__getitem__, indices)))
+            if hint is not None and hint[0] is indices and hint[2] == store.version and hint[3] == indices:
+                return list(map(items.__getitem__, hint[1]))  # the slots the indices were spelled from
+            result = []
+            for i in indices:
+                slot = slot_of_index(i)
+                if slot is None:
+                    raise KeyError(i)
+                result.append(items[slot])
+            return result
         result = []
         for i in indices:
-            slot = key_to_slot.get(i)
+            slot = slot_of_index(i)
             if slot is None or int(store.positions_of(slot)) not in positions:
                 raise KeyError(i)
             result.append(items[slot])
@@ -283,7 +284,7 @@ class DequeBuffer(Buffer):
 
         """
         store = self._store
-        slot = store.key_to_slot.get(index)
+        slot = store.slot_of_index(index)
         if slot is None:
             return False
         item = store.items[slot]
@@ -316,7 +317,7 @@ class DequeBuffer(Buffer):
         """
         store = self._store
         keys = [indices] if isinstance(indices, str) else indices
-        slots = [s for s in (store.key_to_slot.get(k) for k in keys) if s is not None]
+        slots = [s for s in map(store.slot_of_index, keys) if s is not None]
         if not slots:
             return
         gone = set(store.positions_of(slots).tolist())
@@ -356,7 +357,10 @@ class DequeBuffer(Buffer):
 
         """
         with self._lock:
-            return self._store.items[self._store.key_to_slot[index]]
+            slot = self._store.slot_of_index(index)
+            if slot is None:
+                raise KeyError(index)
+            return self._store.items[slot]
 
     def __iter__(self) -> Iterator[BufferedData]:
         return iter(self.storage)
@@ -423,21 +427,29 @@ def _range_positions(sample_range: Any, count: int) -> range:
 
 
 def _deduplicate(result: list) -> None:
-    """Replace, in place, every repeated record after its first occurrence by a copy (flat or grouped)."""
-    seen: set[str] = set()
+    """Replace, in place, every repeated record after its first occurrence by a copy (flat or grouped).
+
+    Records come straight from the store, where one object holds one index,
+    so a record repeats exactly when the same object repeats.
+    """
+    seen: set[int] = set()
     for j, entry in enumerate(result):
         if isinstance(entry, list):
+            ids = list(map(id, entry))
+            if seen.isdisjoint(ids) and len(set(ids)) == len(ids):  # the common case: nothing repeats
+                seen.update(ids)
+                continue
             for k, record in enumerate(entry):
                 entry[k] = _first_or_copy(record, seen)
         else:
             result[j] = _first_or_copy(entry, seen)
 
 
-def _first_or_copy(record: Any, seen: set[str]) -> BufferedData:
-    """Return ``record`` the first time its index is seen, a copy afterwards."""
+def _first_or_copy(record: Any, seen: set[int]) -> BufferedData:
+    """Return ``record`` the first time it is seen, a copy afterwards."""
     if not isinstance(record, BufferedData):
         raise TypeError(f"unexpected sampled element of type {type(record).__name__}")
-    if record.index in seen:
+    if id(record) in seen:
         return fastcopy(record)
-    seen.add(record.index)
+    seen.add(id(record))
     return record

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from xreplay.compat.ding.records import RecordStore
 from xreplay.storage.objects import ObjectStorage
 
 __all__ = ["BufferIndex", "StorageView"]
@@ -68,7 +69,7 @@ class BufferIndex:
     """The ``indices`` attribute: maps an index string to its storage position.
 
     Args:
-        store: The object storage whose keys are the index strings.
+        store: The record store whose records' indices are looked up.
 
     Example:
         >>> from xreplay.compat.ding import DequeBuffer
@@ -79,7 +80,7 @@ class BufferIndex:
 
     """
 
-    def __init__(self, store: ObjectStorage):
+    def __init__(self, store: RecordStore):
         self._store = store
 
     def get(self, key: str) -> int:
@@ -89,18 +90,20 @@ class BufferIndex:
             KeyError: ``key`` is not stored.
 
         """
-        slot = self._store.key_to_slot[key]
+        slot = self._store.slot_of_index(key)
+        if slot is None:
+            raise KeyError(key)
         return int(self._store.positions_of(slot))
 
     def has(self, key: str) -> bool:
         """Return whether ``key`` is stored."""
-        return key in self._store.key_to_slot
+        return self._store.slot_of_index(key) is not None
 
     def __contains__(self, key: object) -> bool:
-        return key in self._store.key_to_slot
+        return self._store.slot_of_index(key) is not None
 
     def __len__(self) -> int:
-        return len(self._store.key_to_slot)
+        return self._store.count
 
     def __repr__(self) -> str:
         return f"BufferIndex({len(self)} keys, maxlen={self._store.capacity})"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,39 @@ def _check_one(priority: Any, name: str) -> float:
     if not (math.isfinite(value) and value >= 0):
         check_priorities([value], names=[name])  # raises PriorityError with the standard message
     return value
+
+
+class _EnteredIndices(Mapping):
+    """``buffer_idx``: slot -> index string of every live record entered in the trees, read from the store.
+
+    Kept as one flag per slot instead of a dict of strings (DI-engine's
+    ``{pivot: index}``); it reads and compares like that dict.
+    """
+
+    def __init__(self, per: PriorityExperienceReplay) -> None:
+        self._per = per
+
+    def _live(self) -> np.ndarray:
+        """Return the entered slots that hold a record, ascending."""
+        store = self._per.buffer._store
+        return np.flatnonzero(self._per._entered & (store.where >= 0))
+
+    def __getitem__(self, slot: int) -> str:
+        store = self._per.buffer._store
+        if isinstance(slot, (int, np.integer)) and 0 <= slot < store.capacity and self._per._entered[slot]:
+            record = store.items[slot]
+            if record is not None:
+                return record.index
+        raise KeyError(slot)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._live().tolist())
+
+    def __len__(self) -> int:
+        return int(self._live().size)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
 
 
 class PriorityExperienceReplay(StringDispatch):
@@ -71,7 +104,8 @@ class PriorityExperienceReplay(StringDispatch):
         IS_weight_anneal_train_iter: int = int(1e5),  # noqa: N803
     ) -> None:
         self.buffer = buffer
-        self.buffer_idx: dict[int, str] = {}
+        self._entered = np.zeros(buffer._store.capacity, dtype=bool)  # slot holds a record entered in the trees
+        self.buffer_idx: Mapping[int, str] = _EnteredIndices(self)
         self.buffer_size = buffer.size
         self.IS_weight = IS_weight
         self.priority_power_factor = priority_power_factor
@@ -101,9 +135,9 @@ class PriorityExperienceReplay(StringDispatch):
         leaf = _check_one(meta["priority"], "<pushed record>") ** self.priority_power_factor
         meta["priority_idx"] = slot
         record = chain(data, *args, meta=meta, **kwargs)
-        if record is not None and self.buffer._store.key_to_slot.get(record.index) == slot:
+        if record is not None and self.buffer._store.items[slot] is record:
             self._sampler.set_leaf(slot, leaf)
-            self.buffer_idx[slot] = record.index
+            self._entered[slot] = True
         return record
 
     def on_sample(self, chain: Any, size: int, *args: Any, **kwargs: Any) -> Any:
@@ -112,9 +146,10 @@ class PriorityExperienceReplay(StringDispatch):
             raise AssertionError(f"cannot sample {size} records: the prioritized buffer is empty")
         slots = self._sampler.sample(size).tolist()
         store = self.buffer._store
-        # A slot with a positive leaf holds the record PER entered there, so its key is its buffer_idx entry.
-        indices = list(map(store.keys.__getitem__, slots))
-        store.slot_hint = (indices, slots)  # lets the buffer skip the index -> slot lookups for this list
+        # A slot with a positive leaf holds the record PER entered there.
+        indices = [record.index for record in map(store.items.__getitem__, slots)]
+        # Lets the buffer skip the index -> slot lookups while the list and the store are unchanged.
+        store.slot_hint = (indices, slots, store.version, list(indices))
         try:
             sampled = chain(*args, indices=indices, **kwargs)
         finally:
@@ -149,7 +184,7 @@ class PriorityExperienceReplay(StringDispatch):
         if meta is None:
             raise AssertionError(f"updating record {index!r} with PriorityExperienceReplay needs a meta")
         priority = meta["priority"]
-        slot = self.buffer._store.key_to_slot[index]
+        slot = self.buffer._store.slot_of_index(index)
         self._sampler.set_leaf(slot, (priority + 1e-5) ** self.priority_power_factor)
         self.max_priority = max(self.max_priority, priority + 1e-5)
         return None
@@ -172,7 +207,7 @@ class PriorityExperienceReplay(StringDispatch):
         """
         values = check_priorities(np.fromiter(priorities, dtype=np.float64), names=list(indices))
         store = self.buffer._store
-        slots = np.array([store.key_to_slot.get(i, -1) for i in indices], dtype=np.int64)
+        slots = np.array([-1 if s is None else s for s in store.slots_of_indices(indices)], dtype=np.int64)
         live = slots >= 0
         self._sampler.set_leaves(slots[live], (values[live] + 1e-5) ** self.priority_power_factor)
         items = store.items
@@ -185,19 +220,17 @@ class PriorityExperienceReplay(StringDispatch):
     def on_delete(self, chain: Any, index: str | Iterable[str], *args: Any, **kwargs: Any) -> Any:
         """Remove the records' slots from the trees (one index or several; unknown ones ignored), then delete."""
         keys = [index] if isinstance(index, str) else list(index)
-        key_to_slot = self.buffer._store.key_to_slot
-        slots = [key_to_slot[k] for k in keys if k in key_to_slot]
-        slots = [s for s in slots if self.buffer_idx.get(s) is not None]
+        store = self.buffer._store
+        slots = [s for s in store.slots_of_indices(keys) if s is not None and self._entered[s]]
         self._sampler.clear_slots(np.array(slots, dtype=np.int64))
-        for slot in slots:
-            del self.buffer_idx[slot]
+        self._entered[slots] = False
         return chain(keys if not isinstance(index, str) else index, *args, **kwargs)
 
     def on_clear(self, chain: Any, *args: Any, **kwargs: Any) -> Any:
         """Forget every priority (beta is kept), then clear."""
         self.max_priority = 1.0
         self._sampler.reset()
-        self.buffer_idx = {}
+        self._entered[:] = False
         return chain()
 
     def state_dict(self) -> dict:
@@ -214,7 +247,8 @@ class PriorityExperienceReplay(StringDispatch):
         """Restore a :meth:`state_dict` (``deepcopy`` is accepted for DI-engine's signature)."""
         self.max_priority = float(state["max_priority"])
         self.IS_weight_power_factor = float(state["IS_weight_power_factor"])
-        self.buffer_idx = dict(state["buffer_idx"])
+        self._entered[:] = False
+        self._entered[np.fromiter(state["buffer_idx"], dtype=np.int64)] = True
         self._sampler.reset()
         slots = np.arange(len(state["sum_leaves"]))
         self.sum_tree.update(slots, state["sum_leaves"])

@@ -49,7 +49,7 @@ class UseTimeCheck(StringDispatch):
             return sampled
         records = [r for g in sampled for r in g] if isinstance(sampled[0], list) else sampled
         store = self.buffer._store
-        slots = np.array([store.key_to_slot.get(r.index, -1) for r in records], dtype=np.int64)
+        slots = np.fromiter(map(store.slot_of_record, records), dtype=np.int64, count=len(records))
         live = slots >= 0
         live_slots = slots[live]
         fresh = store.generation[live_slots] != self._generation[live_slots]
