@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 
+from xreplay.buffers.fields import FieldBatch
 from xreplay.buffers.validation import as_field_tensor, check_keys
 from xreplay.errors import FieldShapeError, FieldValueError, IndexOutOfRangeError, SchemeError
 from xreplay.samplers.uniform import UniformSampler
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["EpisodeBuffer", "EpisodeSample"]
 
 
-class EpisodeSample(Mapping[str, torch.Tensor]):
+class EpisodeSample(FieldBatch):
     """A batch of episodes: field name -> tensor ``[n, steps, *item]`` in the declared dtype.
 
     Besides the scheme's fields it holds ``filled`` (bool ``[n, steps, 1]``,
@@ -40,22 +41,10 @@ class EpisodeSample(Mapping[str, torch.Tensor]):
         max_seq_length: int,
     ):
         """Wrap gathered fields and their episode metadata."""
-        self._fields = fields
+        super().__init__(fields)
         self.indices = indices
         self.lengths = lengths
         self.max_seq_length = max_seq_length
-
-    def __getitem__(self, name: str) -> torch.Tensor:
-        """Return field ``name``."""
-        return self._fields[name]
-
-    def __iter__(self) -> Iterator[str]:
-        """Iterate over field names."""
-        return iter(self._fields)
-
-    def __len__(self) -> int:
-        """Return the number of fields."""
-        return len(self._fields)
 
     @property
     def batch_size(self) -> int:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 
 from xreplay.buffers.columns import SEPARATOR, ColumnSpec, ColumnStorage, _numpy_dtype, check_value, flatten, unflatten
+from xreplay.buffers.fields import FieldBatch
 from xreplay.errors import FieldShapeError, FieldValueError, InsufficientDataError, SchemeError, UnknownFieldError
 from xreplay.samplers.prioritized import PrioritizedSampler
 from xreplay.samplers.uniform import UniformSampler
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["TransitionBuffer", "TransitionSample"]
 
 
-class TransitionSample(Mapping[str, torch.Tensor]):
+class TransitionSample(FieldBatch):
     """A batch of transitions: flat field name (``"outer/inner"``) -> tensor ``[n, *item]``.
 
     Attributes:
@@ -39,22 +40,10 @@ class TransitionSample(Mapping[str, torch.Tensor]):
         generations: np.ndarray | None = None,
     ):
         """Wrap gathered fields and their sampling metadata."""
-        self._fields = fields
+        super().__init__(fields)
         self.indices = indices
         self.weights = weights
         self.generations = generations
-
-    def __getitem__(self, name: str) -> torch.Tensor:
-        """Return field ``name``."""
-        return self._fields[name]
-
-    def __iter__(self) -> Iterator[str]:
-        """Iterate over field names."""
-        return iter(self._fields)
-
-    def __len__(self) -> int:
-        """Return the number of fields."""
-        return len(self._fields)
 
     def nested(self) -> dict[str, Any]:
         """Return the fields as nested dicts, splitting keys at ``"/"``."""
