@@ -276,27 +276,33 @@ class EpisodeBuffer:
         return length.to(torch.int32)
 
     def _add_validated(
-        self, values: dict[str, torch.Tensor], lengths: torch.Tensor, t: int, full: bool = False
+        self, values: dict[str, Any], lengths: torch.Tensor, t: int, full: bool = False
     ) -> np.ndarray:
         """Write validated values, one copy per field and ring segment; return the slots taken.
 
         ``full`` says every episode has all ``t`` steps (derived indices are then the source's).
         """
-        columns, per_step = self.storage.columns, self._per_step
+        columns: Mapping[str, Any] = self.storage.columns
+        per_step = self._per_step
         n, limit = int(lengths.shape[0]), self.max_seq_length
         plan = self.writer.plan(n)
         derived = self._derived_indices(values, lengths, t, full)
         absent = {name: self._derived[name].absent for name in derived}
+        sources: dict[str, Any] = {**values, **derived}
+        host = self.storage.host_columns
+        if host is not None and all(v.device.type == "cpu" for v in sources.values()):
+            columns = host  # same memory, cheaper per call; values were checked to fit
+            sources = {k: v.detach().numpy() for k, v in sources.items()}
         for slot, item, count in plan.segments:
             whole = item == 0 and count == n  # the batch lands in one run: no slicing of the sources
-            for name, value in (*values.items(), *derived.items()):
+            for name, value in sources.items():
                 column = columns[name][slot : slot + count]
                 source = value if whole else value[item : item + count]
                 if t < limit and per_step[name]:
-                    column[:, :t].copy_(source)
-                    column[:, t:].fill_(absent.get(name, 0))  # no stale steps past the new episode
+                    column[:, :t] = source
+                    column[:, t:] = absent.get(name, 0)  # no stale steps past the new episode
                 else:
-                    column.copy_(source)
+                    column[...] = source
             self._host_lengths[slot : slot + count] = lengths.numpy()[item : item + count]
             if self.device.type != "cpu":
                 self._lengths[slot : slot + count].copy_(lengths[item : item + count])
