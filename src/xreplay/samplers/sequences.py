@@ -111,16 +111,15 @@ class SequenceSampler:
         offsets = np.arange(steps)
         starts = (oldest + buffer.rng.integers(0, size, n)) % capacity
         if not self.pad:
+            bad = np.flatnonzero(self._rejected(buffer, starts, newest, steps))
             for _ in range(self.max_rounds):
-                bad = self._rejected(buffer, starts, newest, steps)
-                if not bad.any():
+                if bad.size == 0:
                     break
-                starts[bad] = (oldest + buffer.rng.integers(0, size, int(bad.sum()))) % capacity
-            else:
-                bad = self._rejected(buffer, starts, newest, steps)
-                if bad.any():
-                    valid = self._valid_starts(buffer, oldest, size, steps)
-                    starts[bad] = valid[buffer.rng.integers(0, valid.shape[0], int(bad.sum()))]
+                starts[bad] = (oldest + buffer.rng.integers(0, size, bad.size)) % capacity
+                bad = bad[self._rejected(buffer, starts[bad], newest, steps)]  # re-check only the redrawn
+            if bad.size:
+                valid = self._valid_starts(buffer, oldest, size, steps)
+                starts[bad] = valid[buffer.rng.integers(0, valid.shape[0], bad.size)]
         window = (starts[:, None] + offsets) % capacity  # [n, steps] slots of each slice
         ahead = (newest - starts) % capacity  # stored steps after each start
         mask = self._mask(buffer, window, ahead)
@@ -172,12 +171,18 @@ class SequenceSampler:
         """Return bool ``window.shape``: the step at each slot ends its episode."""
         if window.size == 0:
             return np.zeros(window.shape, dtype=bool)
-        index = torch.from_numpy(np.ascontiguousarray(window).reshape(-1)).to(buffer.device)
-        ends = torch.zeros(index.shape[0], dtype=torch.bool, device=buffer.device)
+        flat = np.ascontiguousarray(window).reshape(-1)
+        ends = np.zeros(flat.shape[0], dtype=bool)
         for name in self.end_fields:
             column = buffer.storage.columns[name]
-            ends |= column.index_select(0, index).reshape(index.shape[0], -1).ne(0).any(dim=1).reshape(-1)
-        return ends.cpu().numpy().reshape(window.shape)
+            if column.device.type == "cpu":
+                values = column.numpy()[flat]  # numpy's gather costs less per call on CPU
+                ends |= (values.reshape(flat.shape[0], -1) != 0).any(axis=1)
+            else:
+                index = torch.from_numpy(flat).to(column.device)
+                hit = column.index_select(0, index).reshape(flat.shape[0], -1).ne(0).any(dim=1)
+                ends |= hit.cpu().numpy()
+        return ends.reshape(window.shape)
 
     def _mask(self, buffer: TransitionBuffer, window: np.ndarray, ahead: np.ndarray) -> np.ndarray:
         """Return the steps of each slice up to its episode's end and the newest step."""
