@@ -14,7 +14,7 @@ from xreplay.buffers.validation import as_field_tensor, check_keys
 from xreplay.errors import FieldShapeError, FieldValueError, IndexOutOfRangeError, SchemeError
 from xreplay.samplers.uniform import UniformSampler
 from xreplay.scheme import Scheme
-from xreplay.storage.dtypes import exceeds, value_range
+from xreplay.storage.dtypes import dtype_range, exceeds, value_range
 from xreplay.storage.tensor import TensorStorage
 from xreplay.writers import RingWriter
 
@@ -122,6 +122,7 @@ class EpisodeBuffer:
         self._per_step = {name: field.per_step for name, field in scheme.items()}
         self._derived = {name: field.derived for name, field in scheme.items() if field.derived is not None}
         self._full_lengths: dict[tuple[int, int], torch.Tensor] = {}
+        self._shapes: dict[tuple[int, int], dict[str, torch.Size]] = {}
 
     @property
     def capacity(self) -> int:
@@ -215,32 +216,61 @@ class EpisodeBuffer:
         """
         check_keys(self.scheme, episodes.keys(), required=True)
         n, t = self._batch_dims(episodes)
-        per_step = self._per_step
-        values = {
-            name: as_field_tensor(self.scheme, name, value, (n, t) if per_step[name] else (n,))
-            for name, value in episodes.items()
-        }
+        values = self._convert(episodes, n, t)
         length = self._check_lengths(lengths, n, t)
         ranges: dict[str, tuple[int, int] | None] = {}
-        widen = self.storage.plan_dtypes(values, ranges)
-        self._check_derived_sources(values, ranges)
+        covered = self._check_derived_sources(values, ranges)
+        widen = self.storage.plan_dtypes(
+            {k: v for k, v in values.items() if k not in covered} if covered else values, ranges
+        )
         self.storage.relayout(widen)
         return self._add_validated(values, length, t, full=lengths is None)
 
+    def _convert(self, episodes: Mapping[str, Any], n: int, t: int) -> dict[str, torch.Tensor]:
+        """Return every field as a tensor checked against its expected shape and declared dtype."""
+        shapes = self._shapes.get((n, t))
+        if shapes is None:
+            if len(self._shapes) > 64:
+                self._shapes.clear()  # many batch sizes: keep the cache small
+            shapes = self._shapes[(n, t)] = {
+                name: torch.Size(((n, t) if field.per_step else (n,)) + self.scheme.item_shape(name))
+                for name, field in self.scheme.items()
+            }
+        values = {}
+        for name, value in episodes.items():
+            field = self.scheme[name]
+            if isinstance(value, torch.Tensor) and value.shape == shapes[name] and value.dtype == field.dtype:
+                values[name] = value  # the common case: nothing to convert or check here
+            else:
+                values[name] = as_field_tensor(
+                    self.scheme, name, value, tuple(shapes[name][: 2 if field.per_step else 1])
+                )
+        return values
+
     def _check_derived_sources(
         self, values: Mapping[str, torch.Tensor], ranges: dict[str, tuple[int, int] | None]
-    ) -> None:
-        """Check that sources of derived fields hold values their derivation accepts."""
+    ) -> set[str]:
+        """Check that sources of derived fields hold valid class indices.
+
+        Returns:
+            The sources whose storage check this implies (strict columns holding every class index),
+            which need no second check.
+        """
+        covered = set()
         for derived in self._derived.values():
             name = derived.source
-            if name not in ranges and not exceeds(values[name], derived.num_classes - 1):
-                continue  # every class index is valid
-            rng = ranges[name] if name in ranges else value_range(values[name])
-            if rng is not None and (rng[0] < 0 or rng[1] >= derived.num_classes):
+            column = self.storage.layout.columns[name]
+            if exceeds(values[name], derived.num_classes - 1):
+                rng = value_range(values[name])
+                assert rng is not None
                 raise FieldValueError(
                     f"field {name!r}: one-hot classes must lie in "
                     f"[0, {derived.num_classes}), received values in [{rng[0]}, {rng[1]}]"
                 )
+            held = dtype_range(column.dtype)
+            if not column.auto and held is not None and held[0] <= 0 and derived.num_classes - 1 <= held[1]:
+                covered.add(name)
+        return covered
 
     def _batch_dims(self, episodes: Mapping[str, Any]) -> tuple[int, int]:
         """Return (episodes, steps) of a batch from its first fields, checking the limit."""
@@ -266,6 +296,8 @@ class EpisodeBuffer:
         if lengths is None:
             full = self._full_lengths.get((n, t))
             if full is None:
+                if len(self._full_lengths) > 64:
+                    self._full_lengths.clear()
                 full = self._full_lengths[(n, t)] = torch.full((n,), t, dtype=torch.int32)
             return full
         length = torch.as_tensor(lengths).reshape(-1)
@@ -275,9 +307,7 @@ class EpisodeBuffer:
             raise FieldValueError(f"lengths: expected integers in [0, {t}], received {length.tolist()}")
         return length.to(torch.int32)
 
-    def _add_validated(
-        self, values: dict[str, Any], lengths: torch.Tensor, t: int, full: bool = False
-    ) -> np.ndarray:
+    def _add_validated(self, values: dict[str, Any], lengths: torch.Tensor, t: int, full: bool = False) -> np.ndarray:
         """Write validated values, one copy per field and ring segment; return the slots taken.
 
         ``full`` says every episode has all ``t`` steps (derived indices are then the source's).
@@ -292,7 +322,7 @@ class EpisodeBuffer:
         host = self.storage.host_columns
         if host is not None and all(v.device.type == "cpu" for v in sources.values()):
             columns = host  # same memory, cheaper per call; values were checked to fit
-            sources = {k: v.detach().numpy() for k, v in sources.items()}
+            sources = {k: (v.detach() if v.requires_grad else v).numpy() for k, v in sources.items()}
         for slot, item, count in plan.segments:
             whole = item == 0 and count == n  # the batch lands in one run: no slicing of the sources
             for name, value in sources.items():
