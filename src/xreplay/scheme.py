@@ -108,6 +108,10 @@ class Scheme(Mapping[str, Field]):
                 )
             if field.derived is not None:
                 self._check_derivation(name, field)
+        self._by_timing = (
+            tuple(k for k, f in self._fields.items() if f.per_step),
+            tuple(k for k, f in self._fields.items() if not f.per_step),
+        )
 
     def _check_derivation(self, name: str, field: Field) -> None:
         """Check that a derived field's source exists and is stored."""
@@ -140,6 +144,10 @@ class Scheme(Mapping[str, Field]):
     def groups(self) -> dict[str, int]:
         """Return a copy of the group sizes."""
         return dict(self._groups)
+
+    def names_by_timing(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Return the names of the per-step fields and of the per-episode fields, in scheme order."""
+        return self._by_timing
 
     def item_shape(self, name: str) -> tuple[int, ...]:
         """Return the shape of one step (or one episode) of ``name``, group included."""

@@ -49,11 +49,11 @@ def core_scheme(scheme: dict[str, Any], groups: Any, preprocess: dict[str, Any],
 
 def field_dicts(storage: TensorStorage, compact: bool) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
     """Return the (transition, episode) field mappings of a storage, in scheme order."""
-    per_step = [k for k in storage.scheme if storage.scheme[k].per_step]
-    per_episode = [k for k in storage.scheme if not storage.scheme[k].per_step]
+    per_step, per_episode = storage.scheme.names_by_timing()
     if compact:
-        return StoredFields(storage, per_step), StoredFields(storage, per_episode)
-    return {k: storage.columns[k] for k in per_step}, {k: storage.columns[k] for k in per_episode}
+        return StoredFields(storage, list(per_step)), StoredFields(storage, list(per_episode))
+    columns = storage.columns
+    return {k: columns[k] for k in per_step}, {k: columns[k] for k in per_episode}
 
 
 class StoredFields(Mapping[str, torch.Tensor]):
