@@ -207,15 +207,6 @@ class TensorStorage:
 
     # -- writes ---------------------------------------------------------------
 
-    def write(self, index: Index, values: Mapping[str, torch.Tensor]) -> None:
-        """Copy already validated ``values`` into the rows at ``index``, one copy per field."""
-        for name, value in values.items():
-            target = self.columns[name]
-            if isinstance(index, slice):
-                target[index].copy_(value)
-            else:
-                target[index] = value.to(target.dtype)
-
     def write_rows(self, index: Index, rows: torch.Tensor) -> None:
         """Copy whole rows of the same layout into the slots at ``index``."""
         if isinstance(index, slice):
