@@ -246,3 +246,10 @@ def test_pinned_storage_samples_to_cuda():
     buffer.add(episodes(2, T))
     assert buffer.storage.rows.is_pinned()
     assert buffer.sample(2).to("cuda", non_blocking=True)["obs"].device.type == "cuda"
+
+
+def test_float_onehot_source_with_valid_classes_is_accepted():
+    scheme = Scheme({"a": Field((1,)), "oh": Field((3,), derived=OneHot("a", 3))})
+    buffer = EpisodeBuffer(scheme, capacity=2, max_seq_length=2)
+    buffer.add({"a": torch.tensor([[[1.0], [2.0]]])})
+    assert buffer.get([0])["oh"][0].tolist() == [[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]

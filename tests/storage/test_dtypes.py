@@ -53,3 +53,19 @@ def test_check_fits_accepts_exact_values():
     check_fits("f", torch.tensor([0, 255]), torch.uint8)
     check_fits("f", torch.tensor([1.0, 2.0]), torch.uint8)
     check_fits("f", torch.tensor([0.5], dtype=torch.float64), torch.float32)
+
+
+@pytest.mark.parametrize(
+    ("values", "high", "expected"),
+    [
+        pytest.param(torch.tensor([0, 9]), 9, False, id="ints_inside"),
+        pytest.param(torch.tensor([-1, 3]), 9, True, id="negative_int"),
+        pytest.param(torch.tensor([10], dtype=torch.uint8), 9, True, id="above"),
+        pytest.param(torch.tensor([3.0, 0.0]), 9, False, id="floats_inside"),
+        pytest.param(torch.tensor([-0.5]), 9, True, id="negative_float"),
+    ],
+)
+def test_exceeds(values, high, expected):
+    from xreplay.storage.dtypes import exceeds
+
+    assert exceeds(values, high) is expected

@@ -55,11 +55,12 @@ _UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
 def exceeds(values: torch.Tensor, high: int) -> bool:
-    """Return whether an integer tensor holds a value outside ``[0, high]`` (one vectorized comparison).
+    """Return whether a tensor holds a value outside ``[0, high]`` (one vectorized comparison on CPU integers).
 
-    Negative values are caught too: viewed as unsigned integers of the same size they are huge.
+    Negative integers are caught too: viewed as unsigned integers of the same size they are huge.
+    Float tensors are compared as they are.
     """
-    if values.device.type == "cpu" and values.dtype != torch.bool:
+    if values.device.type == "cpu" and values.dtype != torch.bool and not values.is_floating_point():
         array = values.numpy()
         return bool((array.view(_UNSIGNED[array.itemsize]) > high).any())
     return bool(((values < 0) | (values > high)).any())

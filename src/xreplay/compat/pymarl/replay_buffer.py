@@ -9,6 +9,7 @@ import numpy as np
 
 from xreplay.compat.pymarl.episode_batch import EpisodeBatch, _Write
 from xreplay.compat.pymarl.transforms import OneHot
+from xreplay.storage.dtypes import exceeds
 from xreplay.writers import RingWriter, SlotPlan
 
 if TYPE_CHECKING:
@@ -135,10 +136,8 @@ class ReplayBuffer(EpisodeBatch):
             if output in order and source in order and order.index(output) < order.index(source):
                 return False
             values = ep_batch.data.transition_data.get(source, ep_batch.data.episode_data.get(source))
-            if values is not None and values.numel():
-                low, high = int(values.min()), int(values.max())
-                if low < 0 or any(high >= t.out_dim for t in transforms):
-                    return False
+            if values is not None and exceeds(values, min(t.out_dim for t in transforms) - 1):
+                return False
         return True
 
     def _same_layout(self, ep_batch: EpisodeBatch) -> bool:
