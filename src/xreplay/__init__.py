@@ -27,11 +27,13 @@ from xreplay.errors import (
     InsufficientDataError,
     NotACheckpointError,
     PriorityError,
+    RateLimiterTimeout,
     SchemeError,
     UnknownFieldError,
     XReplayError,
 )
 from xreplay.mixing import MixedSampleError, group_by_env, sample_mixed
+from xreplay.rate_limiters import MinSize, Queue, RateLimiter, SampleToInsertRatio
 from xreplay.removers import MaxUse, Staleness
 from xreplay.samplers import (
     ConstantSchedule,
@@ -72,6 +74,7 @@ __all__ = [
     "LinearSchedule",
     "MaxUse",
     "MemmapStorage",
+    "MinSize",
     "MixedSampleError",
     "NStepReturns",
     "NotACheckpointError",
@@ -81,7 +84,11 @@ __all__ = [
     "PrioritizedSequenceSampler",
     "PriorityError",
     "PriorityTree",
+    "Queue",
+    "RateLimiter",
+    "RateLimiterTimeout",
     "RingWriter",
+    "SampleToInsertRatio",
     "Scheme",
     "SchemeError",
     "SequenceSampler",

@@ -14,6 +14,7 @@ working::
     ├── CapacityError (MemoryError, RuntimeError)  a buffer would not fit in memory
     ├── IndexOutOfRangeError (IndexError)   an index is outside the stored items
     ├── PriorityError (ValueError)          a priority is NaN, infinite or negative
+    ├── RateLimiterTimeout (TimeoutError)   a rate limiter did not allow an insert or sample in time
     └── CheckpointError (OSError)           a checkpoint cannot be written or read
         ├── NotACheckpointError             the path holds no xreplay checkpoint
         ├── CheckpointFileMissingError (FileNotFoundError)  a file the checkpoint lists is gone
@@ -39,6 +40,7 @@ __all__ = [
     "InsufficientDataError",
     "NotACheckpointError",
     "PriorityError",
+    "RateLimiterTimeout",
     "SchemeError",
     "UnknownFieldError",
     "XReplayError",
@@ -126,3 +128,7 @@ class CheckpointWriteError(CheckpointError):
 
 class PriorityError(XReplayError, ValueError):
     """A priority is NaN, infinite or negative."""
+
+
+class RateLimiterTimeout(XReplayError, TimeoutError):
+    """A rate limiter did not allow an insert or a sample within its timeout; the message states its counters."""
