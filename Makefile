@@ -3,7 +3,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: setup demo test lint bench
+DING_VENV ?= .venv-ding
+DING := $(DING_VENV)/bin/python
+
+.PHONY: setup demo test lint bench parity
 setup: $(VENV)/.installed
 
 # torch==2.13.0 is pinned by constraints.txt so a CPU machine installs the local CPU wheel,
@@ -30,3 +33,15 @@ bench: setup
 	$(PY) benchmarks/s3_ding.py
 	$(PY) benchmarks/s4_sequences.py
 	$(PY) benchmarks/s5_checkpoint.py
+
+# DI-engine 0.5.3 parity: bit-identical draws against the real DI-engine, in its own numpy<2 virtualenv.
+# DI-engine's metadata cannot resolve beside torch 2.13, so its import closure is pinned and installed --no-deps.
+$(DING_VENV)/.installed: .ci/ding-requirements.txt constraints.txt
+	$(PYTHON) -m venv $(DING_VENV)
+	$(DING) -m pip install -q -c constraints.txt "numpy==1.26.4" torch "pytest>=8" "hypothesis>=6.100"
+	$(DING) -m pip install -q --no-deps -r .ci/ding-requirements.txt
+	touch $@
+
+parity: $(DING_VENV)/.installed
+	$(DING) -c "import ding.data.buffer.middleware"  # fail here, not by skipping the parity tests
+	PYTHONPATH=src $(DING) -m pytest -p no:cacheprovider tests/compat/ding
