@@ -6,5 +6,7 @@ the buffers: they use the buffers' public API, and no buffer imports them.
 """
 
 from xreplay.datasets.hdf5 import from_hdf5, to_hdf5
+from xreplay.datasets.minari import MinariFields, from_minari
+from xreplay.datasets.minari_export import to_minari
 
-__all__ = ["from_hdf5", "to_hdf5"]
+__all__ = ["MinariFields", "from_hdf5", "from_minari", "to_hdf5", "to_minari"]
