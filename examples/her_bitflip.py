@@ -55,6 +55,7 @@ class BitFlipEnv(gym.Env):
         return {"observation": self.state.copy(), "achieved_goal": self.state.copy(), "desired_goal": self.goal.copy()}
 
     def reset(self, *, seed: int | None = None, options: Any = None) -> tuple[dict[str, np.ndarray], dict]:
+        """Draw a new state and goal."""
         super().reset(seed=seed)
         self.state = self.np_random.integers(0, 2, self.bits, dtype=np.int8)
         self.goal = self.np_random.integers(0, 2, self.bits, dtype=np.int8)
@@ -62,6 +63,7 @@ class BitFlipEnv(gym.Env):
         return self._obs(), {}
 
     def step(self, action: int) -> tuple[dict[str, np.ndarray], float, bool, bool, dict]:
+        """Flip bit ``action``; the episode ends at the goal (terminated) or after ``bits`` steps (truncated)."""
         self.state[action] ^= 1
         self.steps += 1
         reward = float(self.compute_reward(self.state, self.goal, {}))
