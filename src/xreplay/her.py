@@ -182,22 +182,23 @@ class HindsightSampler:
         numpy_dtypes = {n: _numpy(scheme[n].dtype) for n in stored}
         self._numpy = all(d is not None for d in numpy_dtypes.values())  # else (bfloat16) gather with torch
         self._declared = numpy_dtypes
-        self._cumulative: tuple[tuple[int, int, int], np.ndarray, np.ndarray] | None = None
+        self._cumulative: tuple[tuple[int, int, int], np.ndarray, np.ndarray, int] | None = None
 
-    def _transitions(self) -> tuple[np.ndarray, np.ndarray]:
-        """Return (transitions per stored episode, their running total), recomputed after each write."""
+    def _transitions(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """Return (transitions per stored episode, their running total, the common count or 0), cached per write."""
         buffer = self.buffer
         lengths = buffer.episode_lengths()
         key = (buffer.writer.writes, lengths.shape[0], id(lengths.base))
         cached = self._cumulative
         if cached is None or cached[0] != key:
             counts = np.maximum(lengths.astype(np.int64) - 1, 0)  # the last step only holds an observation
-            cached = self._cumulative = (key, counts, np.cumsum(counts))
-        return cached[1], cached[2]
+            same = int(counts[0]) if counts.size and (counts == counts[0]).all() else 0
+            cached = self._cumulative = (key, counts, np.cumsum(counts), same)
+        return cached[1], cached[2], cached[3]
 
     def can_sample(self, n: int) -> bool:
         """Return whether at least one transition is stored (sampling is with replacement)."""
-        counts, total = self._transitions()
+        _counts, total, _same = self._transitions()
         return n == 0 or (total.shape[0] > 0 and int(total[-1]) > 0)
 
     def sample(self, n: int) -> HindsightSample:
@@ -218,22 +219,25 @@ class HindsightSampler:
 
     def _draw(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]:
         """Return (episode slots, steps, relabelled mask, goal steps of the relabelled) for ``n`` transitions."""
-        counts, total = self._transitions()
+        counts, total, same = self._transitions()
         stored = int(total[-1]) if total.shape[0] else 0
         if stored == 0:
             raise InsufficientDataError(f"cannot sample {n} transitions: the buffer holds no transition; add episodes")
         flat = rng.integers(0, stored, n)  # uniform over all stored transitions
-        episodes = np.searchsorted(total, flat, side="right")  # the episode whose running total passes it
-        steps = flat - (total[episodes] - counts[episodes])  # offset inside that episode
+        if same:  # episodes of one length (a time limit): the episode and step are a division away
+            episodes, steps = np.divmod(flat, same)
+        else:
+            episodes = np.searchsorted(total, flat, side="right")  # the episode whose running total passes it
+            steps = flat - (total[episodes] - counts[episodes])  # offset inside that episode
         relabelled = rng.random(n) < self.relabel_ratio
         chosen = np.flatnonzero(relabelled)
         last = counts[episodes[chosen]]  # step of the episode's final observation
-        if self.strategy == "future":
-            goals = rng.integers(steps[chosen] + 1, last + 1)  # a step after the transition
+        if self.strategy == "future":  # uniform over the steps after the transition, t + 1 .. last
+            goals = steps[chosen] + 1 + (rng.random(chosen.size) * (last - steps[chosen])).astype(np.int64)
         elif self.strategy == "final":
             goals = last
-        else:
-            goals = rng.integers(1, last + 1)  # any step after the first
+        else:  # uniform over every step after the first, 1 .. last
+            goals = 1 + (rng.random(chosen.size) * last).astype(np.int64)
         return episodes, steps, relabelled, chosen, goals
 
     def _sample(self, rng: np.random.Generator, n: int) -> HindsightSample:

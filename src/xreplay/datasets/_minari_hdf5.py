@@ -103,31 +103,45 @@ class EpisodeFileWriter:
 
 
 class EpisodeFileReader:
-    """Reads episodes of a Minari HDF5 file part by part into caller arrays (no intermediate copies).
+    """Reads episodes of a Minari HDF5 file part by part straight into caller arrays (h5py's low-level API).
 
     Args:
         path: ``main_data.hdf5``.
         ids: Episode ids to read, in order.
-        leaves: Part name -> leaf names (``""`` for a part that is one dataset).
     """
 
-    def __init__(self, path: Path, ids: np.ndarray, leaves: Mapping[str, list[str]]):
+    def __init__(self, path: Path, ids: np.ndarray):
         """Open the file."""
-        h5py = require("h5py")
+        self._h5py = require("h5py")
         self.path = path
         self.ids = ids
-        self.leaves = leaves
         try:
-            self.file = h5py.File(path, "r")
+            self.file = self._h5py.File(path, "r")
         except OSError as e:
             raise DatasetCorruptError(f"{path} cannot be opened as HDF5 (truncated or not HDF5): {e}", path) from e
 
     def _group(self, episode: int) -> Any:
-        """Return the group of episode ``episode``."""
-        group = self.file.get(f"episode_{episode}")
-        if group is None:
-            raise DatasetFieldMissingError(f"{self.path}: episode {episode} is missing", self.path)
-        return group
+        """Return the low-level group of episode ``episode``."""
+        try:
+            return self._h5py.h5g.open(self.file.id, f"episode_{episode}".encode())
+        except (KeyError, ValueError) as e:
+            raise DatasetFieldMissingError(f"{self.path}: episode {episode} is missing", self.path) from e
+
+    def _dataset(self, group: Any, episode: int, name: str, shape: tuple[int, ...] | None) -> Any:
+        """Return the low-level dataset ``name`` of an episode after checking its shape."""
+        try:
+            dataset = self._h5py.h5d.open(group, name.encode())
+        except (KeyError, ValueError, TypeError) as e:
+            expected = f" (expected shape {shape})" if shape is not None else ""
+            raise DatasetFieldMissingError(
+                f"{self.path}: episode {episode} has no dataset {name!r}{expected}", self.path
+            ) from e
+        if shape is not None and tuple(dataset.shape) != shape:
+            raise DatasetCorruptError(
+                f"{self.path}: episode {episode} dataset {name!r}: expected shape {shape}, received {dataset.shape}",
+                self.path,
+            )
+        return dataset
 
     def lengths(self) -> np.ndarray:
         """Return the steps of every episode, from its ``rewards`` dataset.
@@ -136,35 +150,21 @@ class EpisodeFileReader:
             DatasetFieldMissingError: An episode or its rewards are missing.
         """
         out = np.empty(len(self.ids), dtype=np.int64)
-        for k, episode in enumerate(self.ids):
-            rewards = self._group(int(episode)).get("rewards")
-            if rewards is None:
-                raise DatasetFieldMissingError(
-                    f"{self.path}: episode {episode} has no dataset 'rewards' (expected shape (steps,))", self.path
+        for k, episode in enumerate(self.ids.tolist()):
+            rewards = self._dataset(self._group(episode), episode, "rewards", None)
+            if len(rewards.shape) != 1:
+                raise DatasetCorruptError(
+                    f"{self.path}: episode {episode} dataset 'rewards': expected shape (steps,), "
+                    f"received {rewards.shape}",
+                    self.path,
                 )
             out[k] = rewards.shape[0]
         return out
 
     def dtype(self, part: str) -> np.dtype:
         """Return the dtype of ``part`` (a one-dataset part) in the first episode."""
-        return np.dtype(self._dataset(self._group(int(self.ids[0])), int(self.ids[0]), part, "", None).dtype)
-
-    def _dataset(self, group: Any, episode: int, part: str, leaf: str, shape: tuple[int, ...] | None) -> Any:
-        """Return the dataset of ``part``/``leaf`` after checking its shape."""
-        name = f"{part}/{leaf}" if leaf else part
-        dataset = group.get(name)
-        if dataset is None or not hasattr(dataset, "read_direct"):
-            raise DatasetFieldMissingError(
-                f"{self.path}: episode {episode} has no dataset {name!r}"
-                + (f" (expected shape {shape})" if shape is not None else ""),
-                self.path,
-            )
-        if shape is not None and tuple(dataset.shape) != shape:
-            raise DatasetCorruptError(
-                f"{self.path}: episode {episode} dataset {name!r}: expected shape {shape}, received {dataset.shape}",
-                self.path,
-            )
-        return dataset
+        first = int(self.ids[0])
+        return np.dtype(self._dataset(self._group(first), first, part, None).dtype)
 
     def episodes(self, lengths: np.ndarray, items: Mapping[tuple[str, str], tuple[int, ...]]) -> Iterator[Any]:
         """Yield, per episode, a ``copy(part, leaf, rows, out, out_rows)`` that reads into ``out[out_rows]``.
@@ -173,18 +173,39 @@ class EpisodeFileReader:
             lengths: Steps of each episode (from :meth:`lengths`).
             items: (part, leaf) -> item shape, to check each dataset's shape.
         """
-        for episode, steps in zip(self.ids, lengths, strict=True):
-            group = self._group(int(episode))
+        h5s = self._h5py.h5s
+        for episode, steps in zip(self.ids.tolist(), lengths.tolist(), strict=True):
+            group = self._group(episode)
             datasets = {}
             for (part, leaf), item in items.items():
                 rows = steps + 1 if part == "observations" else steps
-                datasets[(part, leaf)] = self._dataset(group, int(episode), part, leaf, (int(rows), *item))
+                name = f"{part}/{leaf}" if leaf else part
+                datasets[(part, leaf)] = (self._dataset(group, episode, name, (rows, *item)), (rows, *item), name)
 
-            def copy(part: str, leaf: str, rows: slice, out: np.ndarray, out_rows: Any, _d: dict = datasets) -> None:
+            def copy(
+                part: str,
+                leaf: str,
+                rows: slice,
+                out: np.ndarray,
+                out_rows: Any,
+                _d: dict = datasets,
+                _e: int = episode,
+            ) -> None:
+                dataset, shape, name = _d[(part, leaf)]
+                target = out[out_rows]  # a contiguous block of the stage
+                count = rows.stop - rows.start
+                if count == shape[0]:
+                    memory = file = h5s.ALL
+                else:  # a run of rows: observations 0..T-1 or 1..T
+                    file = dataset.get_space()
+                    file.select_hyperslab((rows.start,) + (0,) * (len(shape) - 1), (count, *shape[1:]))
+                    memory = h5s.create_simple(target.shape)
                 try:
-                    _d[(part, leaf)].read_direct(out, source_sel=rows, dest_sel=out_rows)
+                    dataset.read(memory, file, target)
                 except OSError as e:
-                    raise DatasetCorruptError(f"{self.path}: {part}/{leaf} cannot be read ({e})", self.path) from e
+                    raise DatasetCorruptError(
+                        f"{self.path}: episode {_e} dataset {name!r} cannot be read ({e})", self.path
+                    ) from e
 
             yield copy
 

@@ -183,14 +183,7 @@ def _episode_source(dataset: Any, obs: Leaves, act: Leaves) -> Any:
     images = storage.jpeg_encoding and any(len(s) in (2, 3) and d == np.uint8 for s, d in {**obs, **act}.values())
     if storage.FORMAT != "hdf5" or images:  # JPEG-encoded images need Minari's decoder
         return IteratedEpisodes(dataset)
-    leaves = {
-        "observations": list(obs),
-        "actions": list(act),
-        "rewards": [""],
-        "terminations": [""],
-        "truncations": [""],
-    }
-    return EpisodeFileReader(Path(storage.data_path) / MAIN_FILE, np.asarray(dataset.episode_indices), leaves)
+    return EpisodeFileReader(Path(storage.data_path) / MAIN_FILE, np.asarray(dataset.episode_indices))
 
 
 def _make_sink(
