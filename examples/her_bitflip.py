@@ -9,17 +9,20 @@ nothing; relabelling goals with states reached later in the same episode (strate
 Episodes go into an ``EpisodeBuffer`` with gymnasium dict observations (``goal_scheme``) and
 ``HindsightSampler`` draws the training batches; ``--no-her`` runs the same agent with
 ``relabel_ratio=0``. Each epoch: 50 cycles of 16 episodes (one per environment) and 40 DQN
-updates of 128 transitions, then the greedy success rate over 200 episodes.
+updates of 128 transitions, then the greedy success rate over 208 episodes.
 
     python examples/her_bitflip.py              # n=15, both variants (a few minutes on a CPU)
     python examples/her_bitflip.py --smoke      # seconds (CI)
 
-Measured on a shared 2-core CPU (``python examples/her_bitflip.py --epochs 8 --seed 0``,
-torch 1 thread), greedy success rate after each epoch:
+Measured on a shared 2-core CPU (load about 2-3 from other jobs; ``python examples/her_bitflip.py
+--epochs 8 --seed 0``, torch 1 thread, 4 to 12 s an epoch), greedy success rate after each epoch:
 
     epoch            1     2     3     4     5     6     7     8
-    with HER      (filled in from the run)
-    without HER   (filled in from the run)
+    with HER      0.66  0.96  1.00  1.00  1.00  1.00  1.00  1.00
+    without HER   0.00  0.00  0.00  0.00  0.00  0.00  0.00  0.00
+
+With HER the success rate passes 0.9 after the second epoch (about 25 s); without it no
+evaluation episode reaches its goal in 8 epochs (6,400 episodes).
 """
 
 from __future__ import annotations

@@ -193,8 +193,8 @@ def _make_sink(
     steps = int(lengths.sum())
     if kind == "transitions":
         if buffer is None:
-            target = TransitionBuffer(capacity or max(steps, 1), seed=seed, device=device)
-            return TransitionSink(target, spec, max(int(lengths.max(initial=0)), _stage_rows(spec)))
+            new = TransitionBuffer(capacity or max(steps, 1), seed=seed, device=device)
+            return TransitionSink(new, spec, max(int(lengths.max(initial=0)), _stage_rows(spec)))
         if not isinstance(buffer, TransitionBuffer):
             raise DatasetMismatchError(f"kind='transitions' fills a TransitionBuffer, received {type(buffer).__name__}")
         _check_transition_buffer(buffer, spec, where)
@@ -202,8 +202,8 @@ def _make_sink(
     longest = int(lengths.max(initial=0)) + 1
     if buffer is None:
         scheme = Scheme({name: Field(shape, torch_dtype(spec.dtypes[name])) for name, shape in spec.shapes.items()})
-        target = EpisodeBuffer(scheme, capacity or max(len(lengths), 1), longest, device=device, seed=seed)
-        return EpisodeSink(target, spec, batch=max(1, _stage_rows(spec) // longest))
+        episodes = EpisodeBuffer(scheme, capacity or max(len(lengths), 1), longest, device=device, seed=seed)
+        return EpisodeSink(episodes, spec, batch=max(1, _stage_rows(spec) // longest))
     if not isinstance(buffer, EpisodeBuffer):
         raise DatasetMismatchError(f"kind='episodes' fills an EpisodeBuffer, received {type(buffer).__name__}")
     _check_episode_buffer(buffer, spec, longest, where)

@@ -65,13 +65,13 @@ def to_minari(
     path, dataset_id = _target(path, dataset_id)
     if path.exists() and not overwrite:
         raise DatasetError(f"{path} exists; pass overwrite=True to replace it", path)
-    source = _TransitionEpisodes(buffer, fields) if isinstance(buffer, TransitionBuffer) else None
-    if source is None:
-        if not isinstance(buffer, EpisodeBuffer):
-            raise TypeError(
-                f"to_minari writes a TransitionBuffer or an EpisodeBuffer, received {type(buffer).__name__}"
-            )
+    source: _TransitionEpisodes | _StoredEpisodes
+    if isinstance(buffer, TransitionBuffer):
+        source = _TransitionEpisodes(buffer, fields)
+    elif isinstance(buffer, EpisodeBuffer):
         source = _StoredEpisodes(buffer, fields)
+    else:
+        raise TypeError(f"to_minari writes a TransitionBuffer or an EpisodeBuffer, received {type(buffer).__name__}")
     obs_space = _space(observation_space, source.obs, "observation")
     act_space = _space(action_space, source.act, "action")
     casts = {"observations": space_leaves(obs_space, "observation"), "actions": space_leaves(act_space, "action")}
@@ -191,9 +191,9 @@ class _TransitionEpisodes:
         for name, role in ((fields.action, "action"), (fields.reward, "reward")):
             if not leaf_names(name, names):
                 _require_field(name, names, role)
-        for name in (fields.terminated, fields.truncated):
-            if name is not None:
-                _require_field(name, names, "episode end")
+        for flag in (fields.terminated, fields.truncated):
+            if flag is not None:
+                _require_field(flag, names, "episode end")
         shapes = {n: s.shape for n, s in storage.specs.items()}
         dtypes = {n: numpy_dtype(s.dtype) for n, s in storage.specs.items()}
         self.obs: Leaves = {
@@ -269,9 +269,9 @@ class _StoredEpisodes:
         for name, role in ((fields.observation, "observation"), (fields.action, "action"), (fields.reward, "reward")):
             if not leaf_names(name, names):
                 _require_field(name, names, role)
-        for name in (fields.terminated, fields.truncated):
-            if name is not None:
-                _require_field(name, names, "episode end")
+        for flag in (fields.terminated, fields.truncated):
+            if flag is not None:
+                _require_field(flag, names, "episode end")
 
         def leaves(base: str) -> Leaves:
             return {
