@@ -59,6 +59,20 @@ def to_minari(
         DatasetFieldMissingError: The buffer lacks a field that ``fields`` names.
         DatasetMismatchError: A given space does not fit the buffer's fields.
         DatasetError: ``path`` exists (without ``overwrite``) or the write failed (nothing is left there).
+
+    Example:
+        >>> import tempfile, minari
+        >>> from xreplay.datasets import from_minari
+        >>> buf = TransitionBuffer(10)
+        >>> ends = np.array([False, True, False, False])  # an episode ends after step 1; the newest is unfinished
+        >>> _ = buf.extend({"obs": np.arange(4.0).reshape(4, 1), "next_obs": np.arange(1.0, 5.0).reshape(4, 1),
+        ...                 "action": np.zeros(4, np.int64), "reward": np.ones(4), "terminated": ends,
+        ...                 "truncated": np.zeros(4, bool)})
+        >>> path = to_minari(buf, tempfile.mkdtemp() + "/replay-v0")
+        >>> [e.observations.ravel().tolist() for e in minari.MinariDataset(path / "data").iterate_episodes()]
+        [[0.0, 1.0, 2.0], [2.0, 3.0, 4.0]]
+        >>> from_minari(path).gather(np.arange(4))["next_obs"].ravel().tolist()
+        [1.0, 2.0, 3.0, 4.0]
     """
     minari = require("minari")
     serialize_space = require("minari.serialization").serialize_space

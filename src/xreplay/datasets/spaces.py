@@ -73,7 +73,7 @@ def infer_space(leaves: Leaves) -> Any:
         if dtype.kind == "f":
             return spaces.Box(-np.inf, np.inf, shape, dtype)
         if dtype.kind == "b":
-            return spaces.Box(False, True, shape, dtype)
+            return spaces.Box(0, 1, shape, dtype)
         info = np.iinfo(dtype)
         return spaces.Box(info.min, info.max, shape, dtype)
 
