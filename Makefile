@@ -30,3 +30,4 @@ bench: setup
 	$(PY) benchmarks/s3_ding.py
 	$(PY) benchmarks/s4_sequences.py
 	$(PY) benchmarks/s5_checkpoint.py
+	$(PY) benchmarks/s8_datasets.py
