@@ -306,3 +306,14 @@ def test_bitflip_example_runs_at_smoke_size(capsys):
     curves = module.main(["--smoke"])
     assert set(curves) == {"with HER", "without HER"} and all(len(c) == 2 for c in curves.values())
     assert "with HER" in capsys.readouterr().out
+
+
+def test_the_torch_gather_path_gives_the_numpy_paths_batches():
+    """Storages without numpy views (CUDA, bfloat16 fields) gather with torch; the batches are the same."""
+    numpy_path = HindsightSampler(goal_buffer(seed=5), reward_fn, relabel_ratio=0.6)
+    torch_path = HindsightSampler(goal_buffer(seed=5), reward_fn, relabel_ratio=0.6)
+    torch_path._numpy = False  # what a CUDA storage gets
+    a, b = numpy_path.sample(300), torch_path.sample(300)
+    assert sorted(a) == sorted(b)
+    for name in a:
+        assert a[name].dtype == b[name].dtype and torch.equal(a[name], b[name]), name
