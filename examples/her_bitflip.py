@@ -22,7 +22,8 @@ Measured on a shared 2-core CPU (load about 2-3 from other jobs; ``python exampl
     without HER   0.00  0.00  0.00  0.00  0.00  0.00  0.00  0.00
 
 With HER the success rate passes 0.9 after the second epoch (about 25 s); without it no
-evaluation episode reaches its goal in 8 epochs (6,400 episodes).
+evaluation episode reaches its goal in 8 epochs (6,400 episodes). Seeds 1 and 2: 0.59, 0.97
+and 0.55, 0.93 after epochs 1 and 2 with HER, then 1.00; 0.00 throughout without it.
 """
 
 from __future__ import annotations
