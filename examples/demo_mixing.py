@@ -42,8 +42,16 @@ def play(env: gym.Env, policy, episodes: int, seed: int, buffer: TransitionBuffe
             action = policy(obs)
             nxt, reward, terminated, truncated, _ = env.step(action)
             if buffer is not None:
-                buffer.add({"obs": obs, "action": np.int64(action), "reward": np.float32(reward), "next_obs": nxt,
-                            "terminated": terminated, "truncated": truncated})
+                buffer.add(
+                    {
+                        "obs": obs,
+                        "action": np.int64(action),
+                        "reward": np.float32(reward),
+                        "next_obs": nxt,
+                        "terminated": terminated,
+                        "truncated": truncated,
+                    }
+                )
             obs, total, done = nxt, total + reward, terminated or truncated
         returns.append(total)
     return returns
@@ -54,8 +62,13 @@ def publish_expert_dataset(dataset_id: str, episodes: int, max_steps: int) -> No
     env = gym.make("CartPole-v1", max_episode_steps=max_steps)
     recording = TransitionBuffer(episodes * max_steps)
     play(env, expert_action, episodes, seed=1000, buffer=recording)
-    to_minari(recording, dataset_id=dataset_id, action_space=env.action_space, observation_space=env.observation_space,
-              metadata={"algorithm_name": "scripted controller", "author": "xreplay examples"})
+    to_minari(
+        recording,
+        dataset_id=dataset_id,
+        action_space=env.action_space,
+        observation_space=env.observation_space,
+        metadata={"algorithm_name": "scripted controller", "author": "xreplay examples"},
+    )
 
 
 def concat(parts: list) -> dict[str, torch.Tensor]:
@@ -81,8 +94,16 @@ def train(expert: TransitionBuffer, ratio: float, steps: int, seed: int) -> list
         with torch.no_grad():
             action = int(rng.integers(2)) if rng.random() < epsilon else greedy(obs)
         nxt, reward, terminated, truncated, _ = env.step(action)
-        online.add({"obs": obs, "action": np.int64(action), "reward": np.float32(reward), "next_obs": nxt,
-                    "terminated": terminated, "truncated": truncated})
+        online.add(
+            {
+                "obs": obs,
+                "action": np.int64(action),
+                "reward": np.float32(reward),
+                "next_obs": nxt,
+                "terminated": terminated,
+                "truncated": truncated,
+            }
+        )
         obs = env.reset()[0] if terminated or truncated else nxt
         if len(online) >= 500:
             batch = concat(sample_mixed(sources, 128))
@@ -114,10 +135,17 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
     if args.smoke:
         args.steps = 700
     torch.set_num_threads(1)
+    previous = os.environ.get("MINARI_DATASETS_PATH")
     with tempfile.TemporaryDirectory() as root:
         os.environ["MINARI_DATASETS_PATH"] = root  # a private local folder: nothing is downloaded
-        publish_expert_dataset("cartpole/scripted-v0", episodes, max_steps)
-        expert = from_minari("cartpole/scripted-v0", seed=args.seed)
+        try:
+            publish_expert_dataset("cartpole/scripted-v0", episodes, max_steps)
+            expert = from_minari("cartpole/scripted-v0", seed=args.seed)
+        finally:
+            if previous is None:
+                del os.environ["MINARI_DATASETS_PATH"]
+            else:
+                os.environ["MINARI_DATASETS_PATH"] = previous
     print(f"expert buffer: {len(expert)} transitions from the Minari dataset cartpole/scripted-v0")
     curves = {}
     for ratio in sorted({args.ratio, 0.0}, reverse=True):
