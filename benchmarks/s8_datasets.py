@@ -171,11 +171,16 @@ def main(argv: list[str] | None = None) -> None:
         args.capacity, args.episodes, args.reps, args.calls = 5_000, 200, 2, 20
     torch.set_num_threads(1)
     root = Path(tempfile.mkdtemp(prefix="s8-"))
-    os.environ["MINARI_DATASETS_PATH"] = str(root / "minari")
+    previous = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(root / "minari")  # a private local folder
     try:
         run(args, root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+        if previous is None:
+            del os.environ["MINARI_DATASETS_PATH"]
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = previous
 
 
 def run(args: argparse.Namespace, root: Path) -> None:
