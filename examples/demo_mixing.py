@@ -10,6 +10,15 @@
 
     python examples/demo_mixing.py              # 15,000 steps (a minute or two on a CPU)
     python examples/demo_mixing.py --smoke      # seconds (CI)
+
+One run (seed 0, shared 2-core CPU): the expert buffer holds 10,000 transitions (20 episodes
+that reach the 500-step limit); mean evaluation return (5 episodes) after each fifth of training:
+
+    25% demonstrations   275.6  222.0  259.2  142.0   95.6
+    0% demonstrations    202.8  139.4  192.6   76.8  100.0
+
+This small DQN is not tuned (its returns fall late in training with or without demonstrations);
+the example shows the data path, not a result about demonstrations.
 """
 
 from __future__ import annotations
