@@ -15,13 +15,17 @@ working::
     ├── IndexOutOfRangeError (IndexError)   an index is outside the stored items
     ├── PriorityError (ValueError)          a priority is NaN, infinite or negative
     ├── RateLimiterTimeout (TimeoutError)   a rate limiter did not allow an insert or sample in time
-    └── CheckpointError (OSError)           a checkpoint cannot be written or read
-        ├── NotACheckpointError             the path holds no xreplay checkpoint
-        ├── CheckpointFileMissingError (FileNotFoundError)  a file the checkpoint lists is gone
-        ├── CheckpointCorruptError          a file is truncated or fails its checksum
-        ├── CheckpointVersionError          written in a newer format than this xreplay reads
-        ├── CheckpointMismatchError         a checkpoint of another buffer kind or scheme
-        └── CheckpointWriteError            a save failed (e.g. disk full); the previous one is intact
+    ├── CheckpointError (OSError)           a checkpoint cannot be written or read
+    │   ├── NotACheckpointError             the path holds no xreplay checkpoint
+    │   ├── CheckpointFileMissingError (FileNotFoundError)  a file the checkpoint lists is gone
+    │   ├── CheckpointCorruptError          a file is truncated or fails its checksum
+    │   ├── CheckpointVersionError          written in a newer format than this xreplay reads
+    │   ├── CheckpointMismatchError         a checkpoint of another buffer kind or scheme
+    │   └── CheckpointWriteError            a save failed (e.g. disk full); the previous one is intact
+    └── DatasetError (OSError)              an offline dataset (HDF5 file, Minari dataset) cannot be read or written
+        ├── DatasetCorruptError             truncated, not HDF5, or inconsistent with its own metadata
+        ├── DatasetFieldMissingError (KeyError)  a field the reader needs is absent
+        └── DatasetMismatchError (ValueError)    its fields or spaces differ from the buffer's or the given ones
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ __all__ = [
     "CheckpointMismatchError",
     "CheckpointVersionError",
     "CheckpointWriteError",
+    "DatasetCorruptError",
+    "DatasetError",
+    "DatasetFieldMissingError",
+    "DatasetMismatchError",
     "FieldShapeError",
     "FieldValueError",
     "IndexOutOfRangeError",
@@ -124,6 +132,34 @@ class CheckpointMismatchError(CheckpointError):
 
 class CheckpointWriteError(CheckpointError):
     """A save failed (for example on a full disk); the previous checkpoint at the path is intact."""
+
+
+class DatasetError(XReplayError, OSError):
+    """An offline dataset cannot be read or written; the message names the path, the field and the reason.
+
+    It is also an OSError, like :class:`CheckpointError`: both are files from outside the process.
+    """
+
+    def __init__(self, message: str, path: object = None):
+        """Keep ``message`` as the whole text and ``path`` as ``filename``."""
+        super().__init__(message)
+        self.filename = None if path is None else str(path)
+
+    def __str__(self) -> str:
+        """Return the message alone (OSError would add errno and filename)."""
+        return str(self.args[0]) if self.args else ""
+
+
+class DatasetCorruptError(DatasetError):
+    """A dataset file is truncated, is not HDF5, fails a checksum, or contradicts its own metadata."""
+
+
+class DatasetFieldMissingError(DatasetError, KeyError):
+    """A field (or an episode's dataset) that the reader needs is absent."""
+
+
+class DatasetMismatchError(DatasetError, ValueError):
+    """A dataset's fields or spaces differ from those of the buffer it goes into, or from the given ones."""
 
 
 class PriorityError(XReplayError, ValueError):

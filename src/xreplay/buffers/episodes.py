@@ -198,6 +198,12 @@ class EpisodeBuffer:
         """Return whether ``n`` episodes can be sampled without replacement."""
         return len(self) >= n
 
+    def episode_lengths(self) -> np.ndarray:
+        """Return the steps of each stored episode (slots ``0 .. len(self) - 1``) as a read-only int32 view."""
+        view = self._host_lengths[: len(self)]
+        view.flags.writeable = False
+        return view
+
     # -- writes ---------------------------------------------------------------
 
     def add(self, episodes: Mapping[str, Any], lengths: Any = None) -> np.ndarray:

@@ -1,0 +1,244 @@
+"""Workload S8: offline datasets out and in (HDF5, Minari) and hindsight relabelling, xreplay vs direct h5py/Minari.
+
+Data: the full S2 buffer (``s2_transitions``: 1,000,000 transitions of obs f32[17], next_obs
+f32[17], act f32[6], rew f32, done f32, episodes of 1,000 steps; 160 MiB). Measured in one
+process, medians over repetitions, variants interleaved, files in a temporary folder (page
+cache, no fsync), removal not timed:
+
+* ``to_hdf5`` (checksummed chunks, the default, and ``checksum=False``) against h5py writing
+  the buffer's five field arrays directly (``create_dataset(name, data=column)``);
+* ``to_minari`` (1,000 episodes in Minari's HDF5 layout) against the same h5py baseline, and
+  against h5py's high-level API writing the same per-episode arrays Minari's layout needs;
+* ``from_minari`` (into a new TransitionBuffer) against Minari's own iteration into numpy
+  (``iterate_episodes`` then one concatenation per field: obs, next_obs, actions, rewards,
+  terminations, truncations);
+* HER: relabelled sampling of 256 transitions (``future``, ratio 0.8) from 10,000 stored
+  episodes of 50 steps (FetchReach-sized: observation f32[10], goals f32[3], action f32[4])
+  against uniform sampling of 256 from a TransitionBuffer of the same 500,000 transitions,
+  and HER with ratio 0 (the gathers without relabelling).
+
+Targets: to_hdf5 and to_minari >= 0.8x the h5py baseline; from_minari >= 1x Minari's
+iteration; HER < 2x plain uniform sampling of the same batch. Both readings of the last two
+baselines are printed: to_minari against the five flat arrays and against the per-episode
+arrays Minari's format needs (6,000 HDF5 objects for 1,000 episodes); HER against uniform
+sampling from the same episodes (ratio 0) and from a TransitionBuffer (one row per step).
+
+    python benchmarks/s8_datasets.py            # full run (about a minute)
+    python benchmarks/s8_datasets.py --smoke    # tiny sizes, seconds (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from s2_transitions import XReplay, fill
+from xreplay import EpisodeBuffer, TransitionBuffer
+from xreplay.datasets import MinariFields, from_minari, to_hdf5, to_minari
+from xreplay.her import HindsightSampler
+from xreplay.scheme import Field, Scheme
+
+S2_FIELDS = MinariFields(action="act", reward="rew", terminated="done", truncated=None)
+BATCH = 256
+
+
+def h5py_direct(buffer: TransitionBuffer, path: Path) -> None:
+    """Write the buffer's field arrays with h5py, one dataset each (the baseline)."""
+    import h5py
+
+    with h5py.File(path, "w") as out:
+        for name, column in buffer.storage.columns.items():
+            out.create_dataset(name, data=column.numpy())
+
+
+def h5py_episodes(buffer: TransitionBuffer, path: Path, steps: int) -> None:
+    """Write the per-episode arrays of Minari's layout with h5py's high-level API."""
+    import h5py
+
+    columns = {name: column.numpy() for name, column in buffer.storage.columns.items()}
+    with h5py.File(path, "w") as out:
+        for episode, start in enumerate(range(0, len(buffer), steps)):
+            stop = start + steps
+            group = out.create_group(f"episode_{episode}")
+            group.attrs["id"], group.attrs["total_steps"] = episode, steps
+            group.create_dataset(
+                "observations", data=np.concatenate([columns["obs"][start:stop], columns["next_obs"][stop - 1 : stop]])
+            )
+            group.create_dataset("actions", data=columns["act"][start:stop])
+            group.create_dataset("rewards", data=columns["rew"][start:stop])
+            group.create_dataset("terminations", data=columns["done"][start:stop] != 0)
+            group.create_dataset("truncations", data=np.zeros(steps, bool))
+
+
+def minari_iteration(dataset_id: str) -> dict[str, np.ndarray]:
+    """Read a Minari dataset with Minari's own iteration into one numpy array per field (the baseline)."""
+    import minari
+
+    episodes = list(minari.load_dataset(dataset_id).iterate_episodes())
+    return {
+        "obs": np.concatenate([e.observations[:-1] for e in episodes]),
+        "next_obs": np.concatenate([e.observations[1:] for e in episodes]),
+        "act": np.concatenate([e.actions for e in episodes]),
+        "rew": np.concatenate([e.rewards for e in episodes]),
+        "terminated": np.concatenate([e.terminations for e in episodes]),
+        "truncated": np.concatenate([e.truncations for e in episodes]),
+    }
+
+
+def timed_writes(ops: dict[str, Callable[[Path], object]], root: Path, reps: int) -> dict[str, float]:
+    """Return the median seconds of each ``op(fresh path)``, interleaved, after one warm-up round."""
+    times: dict[str, list[float]] = {name: [] for name in ops}
+    for rep in range(reps + 1):
+        for name, op in ops.items():
+            target = root / f"{name.replace(' ', '_')}-{rep}-v0"
+            start = time.perf_counter()
+            op(target)
+            elapsed = time.perf_counter() - start
+            if rep:
+                times[name].append(elapsed)
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def timed_calls(ops: dict[str, Callable[[], object]], reps: int, calls: int) -> dict[str, float]:
+    """Return the median seconds per call of each op, interleaved."""
+    times: dict[str, list[float]] = {name: [] for name in ops}
+    for _ in range(reps):
+        for name, op in ops.items():
+            start = time.perf_counter()
+            for _ in range(calls):
+                op()
+            times[name].append((time.perf_counter() - start) / calls)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def her_buffers(episodes: int, steps: int, seed: int = 0) -> tuple[EpisodeBuffer, TransitionBuffer]:
+    """Return an EpisodeBuffer of goal-conditioned episodes and a TransitionBuffer of the same transitions."""
+    dims = {"obs/observation": 10, "obs/achieved_goal": 3, "obs/desired_goal": 3}
+    scheme = Scheme(
+        {
+            **{name: Field((d,)) for name, d in dims.items()},
+            "action": Field((4,)),
+            "reward": Field(()),
+            "terminated": Field((), torch.bool),
+            "truncated": Field((), torch.bool),
+        }
+    )
+    rng = np.random.default_rng(seed)
+    episode_buffer = EpisodeBuffer(scheme, episodes, steps + 1, seed=seed)
+    transitions = TransitionBuffer(episodes * steps, seed=seed)
+    for first in range(0, episodes, 500):
+        n = min(500, episodes - first)
+        obs = {name: rng.random((n, steps + 1, d), dtype=np.float32) for name, d in dims.items()}
+        rest = {
+            "action": rng.random((n, steps + 1, 4), dtype=np.float32),
+            "reward": -np.ones((n, steps + 1), np.float32),
+            "terminated": np.zeros((n, steps + 1), bool),
+            "truncated": np.zeros((n, steps + 1), bool),
+        }
+        rest["truncated"][:, steps - 1] = True
+        episode_buffer.add({**obs, **rest})
+        flat = {name: v[:, :steps].reshape(n * steps, *v.shape[2:]) for name, v in {**obs, **rest}.items()}
+        flat.update({"next_" + k: v[:, 1:].reshape(n * steps, -1) for k, v in obs.items()})
+        transitions.extend(flat)
+    return episode_buffer, transitions
+
+
+def reach_reward(achieved: np.ndarray, desired: np.ndarray, info: object) -> np.ndarray:
+    """FetchReach's sparse reward: 0 within 5 cm of the goal, -1 elsewhere."""
+    return -(np.linalg.norm(achieved - desired, axis=-1) > 0.05).astype(np.float32)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run S8 and print medians and ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds")
+    parser.add_argument("--capacity", type=int, default=1_000_000)
+    parser.add_argument("--episodes", type=int, default=10_000)
+    parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--calls", type=int, default=300)
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.capacity, args.episodes, args.reps, args.calls = 5_000, 200, 2, 20
+    torch.set_num_threads(1)
+    root = Path(tempfile.mkdtemp(prefix="s8-"))
+    previous = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(root / "minari")  # a private local folder
+    try:
+        run(args, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        if previous is None:
+            del os.environ["MINARI_DATASETS_PATH"]
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = previous
+
+
+def run(args: argparse.Namespace, root: Path) -> None:
+    """Measure every S8 operation."""
+    s2 = XReplay(args.capacity, prioritized=False)
+    fill(s2, args.capacity, np.random.default_rng(0))
+    buffer = s2.buf
+    writes = timed_writes(
+        {
+            "h5py direct": lambda p: h5py_direct(buffer, p),
+            "to_hdf5": lambda p: to_hdf5(buffer, p),
+            "to_hdf5 checksum=False": lambda p: to_hdf5(buffer, p, checksum=False),
+            "h5py per-episode": lambda p: h5py_episodes(buffer, p, 1000),
+            "to_minari": lambda p: to_minari(buffer, p, fields=S2_FIELDS),
+        },
+        root,
+        args.reps,
+    )
+    to_minari(buffer, dataset_id="s2-v0", fields=S2_FIELDS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Minari's own reader is not ours to fix
+        reads = timed_calls(
+            {
+                "minari iteration": lambda: minari_iteration("s2-v0"),
+                "from_minari": lambda: from_minari("s2-v0", fields=S2_FIELDS),
+            },
+            args.reps,
+            1,
+        )
+    episodes, transitions = her_buffers(args.episodes, 50)
+    future = HindsightSampler(episodes, reach_reward, "future", 0.8)
+    plain = HindsightSampler(episodes, reach_reward, "future", 0.0)
+    samples = timed_calls(
+        {
+            "uniform TransitionBuffer": lambda: transitions.sample(BATCH),
+            "HER future 0.8": lambda: future.sample(BATCH),
+            "HER ratio 0": lambda: plain.sample(BATCH),
+        },
+        args.reps,
+        args.calls,
+    )
+    print(f"S8 capacity={args.capacity} HER episodes={args.episodes}x50 reps={args.reps} calls={args.calls}")
+    print(f"{'operation':34s}{'median':>12s}{'ratio':>10s}  target")
+    base = writes["h5py direct"]
+    for name in ("h5py direct", "to_hdf5", "to_hdf5 checksum=False", "to_minari"):
+        print(f"{name:34s}{writes[name] * 1e3:10.1f}ms{base / writes[name]:10.2f}  speed vs h5py direct >= 0.8")
+    per_episode = writes["h5py per-episode"]
+    print(f"{'h5py per-episode (Minari layout)':34s}{per_episode * 1e3:10.1f}ms{base / per_episode:10.2f}")
+    print(f"{'to_minari vs h5py per-episode':34s}{'':12s}{per_episode / writes['to_minari']:10.2f}  >= 0.8")
+    print(f"{'minari iteration into numpy':34s}{reads['minari iteration'] * 1e3:10.1f}ms{1:10.2f}")
+    speed = reads["minari iteration"] / reads["from_minari"]
+    print(f"{'from_minari (xreplay)':34s}{reads['from_minari'] * 1e3:10.1f}ms{speed:10.2f}  speed >= 1")
+    uniform, plain = samples["uniform TransitionBuffer"], samples["HER ratio 0"]
+    for name in ("uniform TransitionBuffer", "HER ratio 0", "HER future 0.8"):
+        print(f"{name:34s}{samples[name] * 1e6:10.1f}us{samples[name] / uniform:10.2f}  time vs TransitionBuffer")
+    relabelled = samples["HER future 0.8"] / plain
+    print(f"{'HER future 0.8 vs HER ratio 0':34s}{'':12s}{relabelled:10.2f}  time vs the same episodes, < 2")
+
+
+if __name__ == "__main__":
+    main()
