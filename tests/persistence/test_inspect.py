@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.persistence.persistence_helpers import filled_buffer
+from tests.persistence.persistence_helpers import filled_buffer, read_meta, reseal
 from xreplay.cli import main
 
 
@@ -20,7 +20,7 @@ def ckpt(tmp_path):
 def test_inspect_prints_kind_fields_fill_and_counters(ckpt, capsys):
     assert main(["inspect", str(ckpt)]) == 0
     out = capsys.readouterr().out
-    assert "episode_buffer (format version 1" in out
+    assert "episode_buffer (format version 2" in out
     assert "fill        10 / 16 (62.5%)" in out
     assert "writes 10, cursor 10" in out
     assert "obs" in out and "(5, 2, 3)" in out and "float32" in out
@@ -29,13 +29,20 @@ def test_inspect_prints_kind_fields_fill_and_counters(ckpt, capsys):
 
 
 def test_inspect_reports_priority_stats(ckpt, capsys):
-    import json
+    import zlib
 
-    meta = json.loads((ckpt / "metadata.json").read_text())
+    meta = read_meta(ckpt)
     priorities = np.linspace(0.5, 2.0, 16).astype(np.float32)
-    (ckpt / "sampler.priorities.g000001.bin").write_bytes(priorities.tobytes())
-    meta["arrays"]["sampler.priorities"] = {"dtype": "<f4", "shape": [16], "file": "sampler.priorities.g000001.bin"}
-    (ckpt / "metadata.json").write_text(json.dumps(meta))
+    (ckpt / "sampler_priorities.g000001.bin").write_bytes(priorities.tobytes())
+    meta["arrays"]["sampler.priorities"] = {
+        "dtype": "<f4",
+        "shape": [16],
+        "file": "sampler_priorities.g000001.bin",
+        "nbytes": 64,
+        "crc32": zlib.crc32(priorities.tobytes()),
+        "deltas": [],
+    }
+    reseal(ckpt, meta)
     assert main(["inspect", str(ckpt)]) == 0
     assert f"max {priorities[9]:.4g}" in capsys.readouterr().out  # over the 10 stored slots only
 

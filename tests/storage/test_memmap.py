@@ -75,7 +75,9 @@ def test_reopen_recovers_the_last_flush(tmp_path):
     storage.flush()
     reopened = MemmapStorage.open(tmp_path / "m")
     assert torch.equal(reopened.rows, storage.rows)
-    reopened.columns["obs"][0] = 7.0  # shared: writes go to the file
+    reopened.columns["obs"][0] = 7.0  # shared: the storage keeps using the file...
+    assert float(MemmapStorage.open(tmp_path / "m").columns["obs"][0, 0, 0]) == 2.0  # ...which holds flushes only
+    reopened.flush()
     assert float(MemmapStorage.open(tmp_path / "m").columns["obs"][0, 0, 0]) == 7.0
 
 
@@ -95,12 +97,15 @@ def test_relayout_moves_to_a_new_file_and_keeps_values(tmp_path):
 
 
 def test_buffer_save_into_its_directory_is_a_flush(tmp_path):
-    buffer = _buffer(tmp_path / "m")
-    buffer.add(_episodes(5, 0))
+    buffer = _buffer(tmp_path / "m", capacity=64)
+    buffer.add(_episodes(1, 9))  # the first actions widen the "auto" column: a new rows file
+    buffer.save(tmp_path / "m")
+    buffer.add(_episodes(4, 0))
     report = buffer.save(tmp_path / "m")
-    assert report.bytes_written < buffer.storage.nbytes  # the rows file is not copied
+    assert report.incremental and report.bytes_written < buffer.storage.nbytes / 4  # 4 of 64 rows, not a copy
     recovered = EpisodeBuffer.load(tmp_path / "m", mmap="shared")
     assert isinstance(recovered.storage, MemmapStorage) and len(recovered) == 5
+    assert sorted(p.name for p in (tmp_path / "m").glob("rows.live-*")) == [buffer.storage.file.name]
     assert torch.equal(recovered.storage.rows, buffer.storage.rows)
     copy = EpisodeBuffer.load(tmp_path / "m")  # read into memory instead
     assert type(copy.storage) is TensorStorage and torch.equal(copy.storage.rows, buffer.storage.rows)

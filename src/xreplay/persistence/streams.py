@@ -31,9 +31,12 @@ __all__ = [
     "check_size",
     "file_crc",
     "fsync_dir",
+    "fsync_file",
     "read_into",
+    "row_crc32",
     "verify_file",
     "write_chunks",
+    "write_rows_at",
 ]
 
 CHUNK_BYTES = 8 * 2**20
@@ -120,9 +123,23 @@ def _byte_chunks(array: ArrayLike, rows: tuple[int, int] | None = None) -> Itera
 
 
 def write_chunks(
-    file: Path, array: ArrayLike, ranges: list[tuple[int, int]] | None = None, fsync: bool = True
+    file: Path,
+    array: ArrayLike,
+    ranges: list[tuple[int, int]] | None = None,
+    fsync: bool = True,
+    defer_fsync: bool = False,
 ) -> tuple[int, int]:
     """Write ``array`` (or the concatenation of its leading-dimension ``ranges``) to a new ``file``.
+
+    The checksum is folded over the very memory written, so the caller must keep ``array`` unchanged
+    until this returns (savers hold the buffer's lock).
+
+    Args:
+        file: A file to create (it must not exist).
+        array: What to write.
+        ranges: Leading-dimension row ranges to write instead of the whole array.
+        fsync: Make the file durable.
+        defer_fsync: With ``fsync``, only start the disk writes; the caller calls :func:`fsync_file` later.
 
     Returns:
         ``(nbytes, crc32)`` of what was written.
@@ -144,12 +161,56 @@ def write_chunks(
                 if fsync and _START_WRITEBACK is not None:
                     _START_WRITEBACK(fd, nbytes, len(chunk), _SYNC_FILE_RANGE_WRITE)  # the disk works meanwhile
                 nbytes += len(chunk)
-        if fsync:
+        if fsync and not defer_fsync:
             os.fsync(fd)
     finally:
         os.close(fd)
         value = crc.value()
     return nbytes, value
+
+
+def write_rows_at(file: Path, rows: np.ndarray, ranges: list[tuple[int, int]], skip_zero: bool = False) -> None:
+    """Write the leading-dimension ``ranges`` of 2-d uint8 ``rows`` into existing ``file`` at their own offsets.
+
+    ``skip_zero`` leaves all-zero chunks unwritten (for a fresh sparse file, which already reads as zeros).
+
+    Raises:
+        OSError: The file cannot be opened or written.
+    """
+    row_bytes = int(rows.shape[1]) if rows.ndim == 2 else 0
+    if row_bytes == 0:
+        return
+    step = max(1, CHUNK_BYTES // row_bytes)
+    fd = os.open(file, os.O_WRONLY)
+    try:
+        for start, stop in ranges:
+            for first in range(start, stop, step):
+                block = rows[first : min(stop, first + step)]
+                if skip_zero and not block.any():
+                    continue
+                view = np.ascontiguousarray(block).reshape(-1).data
+                offset = first * row_bytes
+                while view:
+                    done = os.pwrite(fd, view, offset)
+                    view, offset = view[done:], offset + done
+    finally:
+        os.close(fd)
+
+
+def row_crc32(rows: np.ndarray, out: np.ndarray, ranges: list[tuple[int, int]]) -> None:
+    """Set ``out[i]`` to the CRC-32 of row ``i`` of 2-d uint8 ``rows`` for every row in ``ranges``."""
+    for start, stop in ranges:
+        for i in range(start, stop):
+            out[i] = zlib.crc32(rows[i].data)
+
+
+def fsync_file(file: Path) -> None:
+    """Flush ``file``'s data to disk (after writes made through another descriptor)."""
+    fd = os.open(file, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_into(file: Path, targets: memoryview | list[memoryview], expected_crc: int | None) -> None:
