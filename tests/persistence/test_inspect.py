@@ -62,3 +62,52 @@ def test_plot_writes_a_png(ckpt, tmp_path):
     pytest.importorskip("matplotlib")
     assert main(["inspect", str(ckpt), "--plot", str(tmp_path / "p.png")]) == 0
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_plot_without_matplotlib_says_so_before_printing_anything(ckpt, monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(SystemExit, match=r"pip install 'xreplay\[plot\]'"):
+        main(["inspect", str(ckpt), "--plot", str(tmp_path / "p.png")])
+    assert capsys.readouterr().out == ""  # not the whole summary first
+
+
+def test_transition_checkpoints_show_field_names(tmp_path, capsys):
+    from tests.persistence import kinds
+
+    kinds.filled("transition").save(tmp_path / "t")
+    assert main(["inspect", str(tmp_path / "t")]) == 0
+    out = capsys.readouterr().out
+    assert "  obs                  (2,)" in out and "  act                  ()" in out and "next_obs" in out
+    assert "column0 (obs)" in out and "column1 (act)" in out
+
+
+def test_ding_checkpoints_show_their_true_fill(tmp_path, capsys):
+    from xreplay.compat.ding import DequeBuffer
+
+    buffer = DequeBuffer(size=100)
+    for i in range(30):
+        buffer.push({"x": i})
+    buffer.save_data(str(tmp_path / "d"))
+    assert main(["inspect", str(tmp_path / "d")]) == 0
+    assert "fill        30 / 100 (30.0%)" in capsys.readouterr().out
+
+
+def _blue_pixels(png, half):
+    import matplotlib.image
+
+    image = matplotlib.image.imread(png)[..., :3]
+    side = image[:, : image.shape[1] // 2] if half == "left" else image[:, image.shape[1] // 2 :]
+    blue = (side[..., 0] < 0.3) & (side[..., 1] > 0.3) & (side[..., 1] < 0.6) & (side[..., 2] > 0.6)
+    return int(blue.sum())
+
+
+@pytest.mark.parametrize("kind", ["episode", "transition", "ding"])
+def test_plot_panels_are_not_empty(tmp_path, kind):
+    pytest.importorskip("matplotlib")
+    from tests.persistence import kinds
+
+    kinds.save(kind, kinds.filled(kind), tmp_path / "c")
+    assert main(["inspect", str(tmp_path / "c"), "--plot", str(tmp_path / "p.png")]) == 0
+    assert _blue_pixels(tmp_path / "p.png", "left") > 500  # fill bars or the histogram of lengths
+    if kind == "transition":
+        assert _blue_pixels(tmp_path / "p.png", "right") > 500  # the priority histogram

@@ -260,6 +260,7 @@ def recover_live(directory: Path, entry: dict[str, Any], fsync: bool = True) -> 
     Each record's checksum is checked in full (streamed) before any byte of the file is written.
     """
     file = contained_file(directory, entry["file"])
+    check_size(file, int(np.prod(entry["shape"], dtype=np.int64)))
     row_bytes = int(np.prod(entry["shape"][1:], dtype=np.int64))
     for delta in entry.get("deltas", []):
         source = contained_file(directory, delta["file"])

@@ -12,6 +12,7 @@ hold arbitrary Python objects refuse them unless ``trusted=True``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,10 @@ import numpy as np
 from xreplay.errors import (
     CheckpointError,
     CheckpointFileMissingError,
+    CheckpointLockedError,
     CheckpointMismatchError,
     CheckpointSchemaError,
+    CheckpointWriteError,
     XReplayError,
 )
 from xreplay.persistence.format import read_metadata
@@ -35,7 +38,7 @@ from xreplay.persistence.streams import check_size, read_into, verify_file
 
 __all__ = ["load", "load_array", "verify"]
 
-_ATTEMPTS = 3  # a save that replaces the checkpoint while it is read makes the reader start again
+_ATTEMPTS = 3  # a save that replaces the checkpoint while it is read makes the reader start again, then lock
 
 
 def _row_crc(path: Path, document: dict[str, Any], entry: dict[str, Any], verify: bool) -> np.ndarray | None:
@@ -82,10 +85,33 @@ def load_array(directory: Path, entry: dict[str, Any], mmap: bool, verify: bool)
     return array
 
 
+def _vanished(error: FileNotFoundError) -> CheckpointFileMissingError:
+    """Return the typed error of a file that was removed (by a concurrent save) between its checks and its read."""
+    if isinstance(error, CheckpointFileMissingError):
+        return error
+    return CheckpointFileMissingError(
+        f"checkpoint file {error.filename} is missing (listed in metadata.json; removed while being read)",
+        error.filename,
+    )
+
+
 def _load_arrays(
-    path: Path, document: dict[str, Any], mmap: bool | str, verify: bool
+    path: Path, document: dict[str, Any], mmap: bool | str, verify: bool, locked: bool = False
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Return every array of a checked document, and the live ones as ``{name: (file, map, row checksums)}``."""
+    """Return every array of a checked document, and the live ones as ``{name: (file, map, row checksums)}``.
+
+    ``locked`` says the caller holds the path's saver lock (needed to finish a cut-short flush).
+    """
+    try:
+        return _read_arrays(path, document, mmap, verify, locked)
+    except FileNotFoundError as error:
+        raise _vanished(error) from None
+
+
+def _read_arrays(
+    path: Path, document: dict[str, Any], mmap: bool | str, verify: bool, locked: bool
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read the arrays (see :func:`_load_arrays`)."""
     arrays: dict[str, np.ndarray] = {}
     live: dict[str, Any] = {}
     entries = document["arrays"]
@@ -98,7 +124,7 @@ def _load_arrays(
             continue
         row_crc = _row_crc(path, document, entry, verify)
         if mmap == "shared":
-            with saver_lock(path, DEFAULT_LOCK_TIMEOUT):
+            with saver_lock(path, DEFAULT_LOCK_TIMEOUT) if not locked else contextlib.nullcontext():
                 recover_live(path, entry)  # finish a flush cut short, so the file is the committed state
         rows, mapping = read_live(path, entry, row_crc, bool(mmap), verify)
         arrays[name] = rows.reshape(tuple(entry["shape"]))
@@ -141,6 +167,17 @@ def _replaced(path: Path, document: dict[str, Any]) -> bool:
     except CheckpointError:
         return False
     return (now.get("lineage"), now.get("generation")) != (document["lineage"], document["generation"])
+
+
+def _lock_if_possible(stack: contextlib.ExitStack, path: Path) -> bool:
+    """Take the saver lock of ``path`` into ``stack``; False when its lock file cannot be created (read-only)."""
+    try:
+        stack.enter_context(saver_lock(path, DEFAULT_LOCK_TIMEOUT))
+    except CheckpointLockedError:
+        raise
+    except CheckpointWriteError:
+        return False
+    return True
 
 
 def _restore(adapter: Any, v: Validator, meta: dict[str, Any], arrays: dict[str, Any], options: dict) -> Any:
@@ -191,15 +228,17 @@ def load(
     """
     path = Path(path)
     verify = True if verify is None else bool(verify)
-    for attempt in range(_ATTEMPTS):
-        document, adapter, v = _checked(path, kind, mmap)
-        try:
-            arrays, live = _load_arrays(path, document, mmap, verify)
-            break
-        except CheckpointFileMissingError:
-            if attempt + 1 < _ATTEMPTS and _replaced(path, document):
+    for attempt in range(_ATTEMPTS + 1):
+        with contextlib.ExitStack() as stack:
+            locked = attempt == _ATTEMPTS and _lock_if_possible(stack, path)  # last try: savers wait for it
+            document, adapter, v = _checked(path, kind, mmap)
+            try:
+                arrays, live = _load_arrays(path, document, mmap, verify, locked)
+                break
+            except CheckpointFileMissingError:
+                if attempt == _ATTEMPTS or not _replaced(path, document):
+                    raise
                 continue  # a concurrent save committed a newer checkpoint and removed this one's files
-            raise
     if getattr(adapter, "may_run_code", False):
         options["trusted"] = trusted
     obj = _restore(adapter, v, {**document, "path": str(path), "live": live, "mapped": bool(mmap)}, arrays, options)
@@ -218,6 +257,15 @@ def verify(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     path = Path(path)
     document, _adapter, _v = _checked(path, None, None)
+    try:
+        _verify_files(path, document)
+    except FileNotFoundError as error:
+        raise _vanished(error) from None
+    return document
+
+
+def _verify_files(path: Path, document: dict[str, Any]) -> None:
+    """Check every file of a checked document (see :func:`verify`)."""
     entries = document["arrays"]
     for entry in entries.values():
         if entry.get("live"):
@@ -229,4 +277,3 @@ def verify(path: str | os.PathLike[str]) -> dict[str, Any]:
         for delta in entry.get("deltas", []):
             size = sum(b - a for a, b in delta["ranges"]) * row_bytes
             verify_file(contained_file(path, delta["file"]), size, int(delta["crc32"]))
-    return document

@@ -227,22 +227,24 @@ def _check_file_name(v: Validator, key: str, pattern: re.Pattern[str]) -> str:
 
 def _check_deltas(v: Validator, key: str, shape: tuple[int, ...], row_bytes: int) -> None:
     """Check the delta files of an array: names, row ranges inside the array, sizes and checksums."""
-    deltas = v.sequence(f"{key}.deltas", v.optional(f"{key}.deltas") or [], max_length=4096)
+    entry = v.mapping(key)
+    entry.setdefault("deltas", [])  # live entries of format 1 had none
+    deltas = v.sequence(f"{key}.deltas", entry["deltas"], max_length=4096)
     for i, delta in enumerate(deltas):
         where = f"{key}.deltas[{i}]"
         v.mapping(where, delta)
         _check_file_name(v, f"{where}.file", DELTA_FILE)
-        v.integer(f"{where}.crc32", delta.get("crc32"), low=0, high=2**32 - 1)
+        v.integer(f"{where}.crc32", low=0, high=2**32 - 1)
         if not shape:
             raise v.fail(f"{where}", "may only belong to an array with a leading dimension", delta)
-        ranges = v.sequence(f"{where}.ranges", delta.get("ranges"), max_length=2**20)
+        ranges = v.sequence(f"{where}.ranges", max_length=2**20)
         rows = 0
         for j, pair in enumerate(ranges):
             start, stop = v.sequence(f"{where}.ranges[{j}]", pair, length=2)
             start = v.integer(f"{where}.ranges[{j}][0]", start, low=0, high=shape[0])
             v.integer(f"{where}.ranges[{j}][1]", stop, low=start + 1, high=shape[0])
             rows += stop - start
-        v.integer(f"{where}.nbytes", delta.get("nbytes"), low=rows * row_bytes, high=rows * row_bytes)
+        v.integer(f"{where}.nbytes", low=rows * row_bytes, high=rows * row_bytes)
 
 
 def _check_entry(v: Validator, name: str, version: int) -> None:
@@ -272,7 +274,7 @@ def _check_entry(v: Validator, name: str, version: int) -> None:
     else:
         _check_file_name(v, f"{key}.file", ARRAY_FILE)
         v.integer(f"{key}.nbytes", low=nbytes, high=nbytes)
-        v.integer(f"{key}.crc32", entry.get("crc32"), low=0, high=2**32 - 1)
+        v.integer(f"{key}.crc32", low=0, high=2**32 - 1)
     _check_deltas(v, key, shape, row_bytes)
 
 
