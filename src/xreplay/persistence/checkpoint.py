@@ -135,7 +135,7 @@ class _Pending:
         return done
 
     def sync(self, directory: Path) -> None:
-        """Flush every written file to disk."""
+        """Flush every written file to disk (their writeback started while they were written)."""
         if self.fsync:
             for file in self.to_sync:
                 fsync_file(file)
