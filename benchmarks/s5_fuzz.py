@@ -42,11 +42,12 @@ def main(argv: list[str] | None = None) -> collections.Counter:
     for case in cases:
         families[case.mutation.split()[0].split("=")[0]][case.verdict] += 1
     verdicts = ["refused", "unchanged", "as written", *FAILURES]
-    print(f"{'mutation':24}" + "".join(f"{v:>11}" for v in verdicts))
+    widths = [max(8, len(v) + 1) for v in verdicts]
+    print(f"{'mutation':16}" + "".join(f"{v:>{w}}" for v, w in zip(verdicts, widths, strict=True)))
     for family, counts in sorted(families.items()):
-        print(f"{family[:24]:24}" + "".join(f"{counts[v]:11d}" for v in verdicts))
+        print(f"{family[:16]:16}" + "".join(f"{counts[v]:{w}d}" for v, w in zip(verdicts, widths, strict=True)))
     totals = tally(cases)
-    print(f"{'total':24}" + "".join(f"{totals[v]:11d}" for v in verdicts))
+    print(f"{'total':16}" + "".join(f"{totals[v]:{w}d}" for v, w in zip(verdicts, widths, strict=True)))
     errors = collections.Counter(c.detail.split(":")[0] for c in cases if c.verdict == "refused")
     print("refused with: " + ", ".join(f"{name} {count}" for name, count in errors.most_common()))
     failed = [c for c in cases if c.failed]
