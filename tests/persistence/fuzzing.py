@@ -248,7 +248,7 @@ def _pickled(rng: random.Random, path: Path, _outside: Path, marker: Path) -> st
             meta["state"]["payload_version"] = 1
             _set_array(path, meta, "payload", blob)
         else:  # a pickled node inside the safe encoding, and metadata that says there is none
-            tree = json.dumps({"t": "p", "v": 0}).encode()
+            tree = json.dumps({"p": 0}).encode()
             _set_array(path, meta, "payload.tree", tree)
             _set_array(path, meta, "payload.data", blob)
             _set_array(path, meta, "payload.offsets", np.array([0, len(blob)], np.int64).tobytes(), "<i8")

@@ -226,7 +226,7 @@ def test_a_pickled_payload_runs_no_code_on_load(tmp_path, reader, hidden):
     meta = read_meta(path)
     blob = pickle.dumps({"items": [Marker(marker)]})
     if hidden:  # a pickle node in the code-free encoding, with metadata that claims there is none
-        _set_array(path, meta, "payload.tree", b'{"t":"p","v":0}')
+        _set_array(path, meta, "payload.tree", b'{"p":0}')
         _set_array(path, meta, "payload.data", blob)
         _set_array(path, meta, "payload.offsets", np.array([0, len(blob)], np.int64).tobytes(), "<i8")
         meta["state"]["python_objects"] = []

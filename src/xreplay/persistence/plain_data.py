@@ -11,10 +11,12 @@ sparse tensors...) is pickled into a segment under the tag ``"p"`` and its type
 is reported; decoding one needs ``trusted=True``, since unpickling runs code
 chosen by whoever wrote the data.
 
-Tags: a JSON scalar or list stands for itself; ``{"t": tag, "v": ...}`` for
-``d`` dict (key/value pairs), ``u`` tuple, ``s`` set, ``f`` frozenset, ``q``
-deque (maxlen, items), ``c`` complex, ``b`` bytes, ``a`` numpy array, ``n``
-numpy scalar, ``T`` torch tensor, ``r`` a record (``make_record``), ``p`` pickle.
+Tags: a JSON scalar or list stands for itself; a JSON object of one key, the
+tag, for anything else: ``D`` a dict with string keys (a JSON object), ``d``
+any other dict (key/value pairs), ``u`` tuple, ``s`` set, ``f`` frozenset,
+``q`` deque (maxlen, items), ``c`` complex, ``b`` bytes, ``a`` numpy array,
+``n`` numpy scalar, ``T`` torch tensor, ``r`` a record (``make_record``),
+``p`` pickle.
 
 Example:
     >>> tree, segments, unsafe = encode({"obs": np.arange(3), "n": (1, 2.5)})
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import collections
 import json
+import math
 import pickle
 import re
 from collections.abc import Callable
@@ -50,6 +53,20 @@ _TORCH_DTYPES = {
     )
 }  # fmt: skip
 _SCALARS = (type(None), bool, int, float, str)
+_STR_KEYS: tuple[set[type], ...] = ({str}, set())
+_PLAIN_DTYPES: dict[str, np.dtype | None] = {}  # dtype string -> the dtype, None when not plain (memo)
+
+
+def _plain_dtype(name: Any) -> np.dtype | None:
+    """Return the numpy dtype ``name`` names when it is a plain number, bool or string dtype, else None."""
+    if not isinstance(name, str):
+        return None
+    found = _PLAIN_DTYPES.get(name, False)
+    if found is False:
+        found = np.dtype(name) if _NUMPY_DTYPE.match(name) else None
+        if len(_PLAIN_DTYPES) < 256:
+            _PLAIN_DTYPES[name] = found
+    return found  # type: ignore[return-value]
 
 
 class _Encoder:
@@ -61,21 +78,24 @@ class _Encoder:
         self.record_type = record_type
         self.encoders: dict[type, Callable[[Any], Any]] = {
             list: lambda x: [self.one(e) for e in x],
-            dict: lambda x: {"t": "d", "v": [[self.one(k), self.one(v)] for k, v in x.items()]},
-            tuple: lambda x: {"t": "u", "v": [self.one(e) for e in x]},
-            set: lambda x: {"t": "s", "v": [self.one(e) for e in x]},
-            frozenset: lambda x: {"t": "f", "v": [self.one(e) for e in x]},
-            collections.deque: lambda x: {"t": "q", "v": [x.maxlen, [self.one(e) for e in x]]},
-            complex: lambda x: {"t": "c", "v": [x.real, x.imag]},
-            bytes: lambda x: {"t": "b", "v": self.segment(x)},
+            dict: self.mapping,
+            tuple: lambda x: {"u": [self.one(e) for e in x]},
+            set: lambda x: {"s": [self.one(e) for e in x]},
+            frozenset: lambda x: {"f": [self.one(e) for e in x]},
+            collections.deque: lambda x: {"q": [x.maxlen, [self.one(e) for e in x]]},
+            complex: lambda x: {"c": [x.real, x.imag]},
+            bytes: lambda x: {"b": self.segment(x)},
             np.ndarray: self.array,
             torch.Tensor: self.tensor,
         }
         if record_type is not None:
-            self.encoders[record_type] = lambda x: {
-                "t": "r",
-                "v": [self.one(x.data), self.one(x.index), self.one(x.meta)],
-            }
+            self.encoders[record_type] = lambda x: {"r": [self.one(x.data), self.one(x.index), self.one(x.meta)]}
+
+    def mapping(self, x: dict) -> Any:
+        """Encode a dict: a JSON object when every key is a string, else key/value pairs."""
+        if set(map(type, x)) in _STR_KEYS:
+            return {"D": {k: v if type(v) in _SCALARS else self.one(v) for k, v in x.items()}}
+        return {"d": [[self.one(k), self.one(v)] for k, v in x.items()]}
 
     def segment(self, data: bytes | memoryview) -> int:
         """Add a byte segment; return its number."""
@@ -84,9 +104,9 @@ class _Encoder:
 
     def array(self, x: np.ndarray) -> Any:
         """Encode a numpy array of a plain dtype (else pickle it)."""
-        if x.dtype.hasobject or not _NUMPY_DTYPE.match(x.dtype.str):
+        if _plain_dtype(x.dtype.str) is None:
             return self.pickled(x)
-        return {"t": "a", "v": [x.dtype.str, list(x.shape), self.segment(np.ascontiguousarray(x).tobytes())]}
+        return {"a": [x.dtype.str, list(x.shape), self.segment(np.ascontiguousarray(x).tobytes())]}
 
     def tensor(self, x: torch.Tensor) -> Any:
         """Encode a dense torch tensor of a plain dtype (else pickle it)."""
@@ -95,12 +115,12 @@ class _Encoder:
             return self.pickled(x)
         flat = x.detach().cpu().contiguous().reshape(-1)
         data = flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
-        return {"t": "T", "v": [name, list(x.shape), self.segment(data), bool(x.requires_grad), str(x.device)]}
+        return {"T": [name, list(x.shape), self.segment(data), bool(x.requires_grad), str(x.device)]}
 
     def pickled(self, x: Any) -> Any:
         """Pickle a value the encoding cannot hold, noting its type."""
         self.unsafe.add(f"{type(x).__module__}.{type(x).__qualname__}")
-        return {"t": "p", "v": self.segment(pickle.dumps(x, protocol=pickle.HIGHEST_PROTOCOL))}
+        return {"p": self.segment(pickle.dumps(x, protocol=pickle.HIGHEST_PROTOCOL))}
 
     def one(self, x: Any) -> Any:
         """Encode one value."""
@@ -110,8 +130,8 @@ class _Encoder:
         encoder = self.encoders.get(kind)
         if encoder is not None:
             return encoder(x)
-        if isinstance(x, np.generic) and not x.dtype.hasobject and _NUMPY_DTYPE.match(x.dtype.str):
-            return {"t": "n", "v": [x.dtype.str, self.segment(x.tobytes())]}
+        if isinstance(x, np.generic) and _plain_dtype(x.dtype.str) is not None:
+            return {"n": [x.dtype.str, self.segment(x.tobytes())]}
         return self.pickled(x)
 
 
@@ -131,6 +151,7 @@ class _Decoder:
     def __init__(self, data: np.ndarray, offsets: np.ndarray, trusted: bool, make_record: Any, where: str) -> None:
         self.data, self.offsets, self.trusted, self.make_record, self.where = data, offsets, trusted, make_record, where
         self.decoders: dict[str, Callable[[Any], Any]] = {
+            "D": self.mapping,
             "d": lambda v: {self.one(k): self.one(e) for k, e in self.pairs(v)},
             "u": lambda v: tuple(self.one(e) for e in self.items(v)),
             "s": lambda v: {self.one(e) for e in self.items(v)},
@@ -150,6 +171,12 @@ class _Decoder:
         return CheckpointCorruptError(
             f"{self.where}: the stored records hold {what}; the payload is corrupted", self.where
         )
+
+    def mapping(self, v: Any) -> dict:
+        """Decode a dict with string keys."""
+        if type(v) is not dict:
+            raise self.bad("a malformed dict")
+        return {k: e if type(e) in _SCALARS else self.one(e) for k, e in v.items()}
 
     def items(self, v: Any) -> list:
         """Return a node's list of items."""
@@ -179,9 +206,12 @@ class _Decoder:
 
     def shaped(self, raw: np.ndarray, itemsize: int, shape: Any) -> tuple[int, ...]:
         """Return ``shape`` after checking it describes exactly the segment's bytes."""
-        if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape) or len(shape) > 32:
+        if type(shape) is not list or len(shape) > 32:
             raise self.bad(f"an invalid shape {str(shape)[:40]}")
-        if int(np.prod(shape, dtype=object)) * itemsize != raw.size:
+        for d in shape:
+            if type(d) is not int or d < 0:
+                raise self.bad(f"an invalid shape {str(shape)[:40]}")
+        if math.prod(shape) * itemsize != raw.size:
             raise self.bad(f"an array of shape {shape} over {raw.size} bytes")
         return tuple(shape)
 
@@ -194,20 +224,22 @@ class _Decoder:
 
     def array(self, v: Any) -> np.ndarray:
         """Decode a numpy array (a copy owning its memory)."""
-        dtype, shape, index = self.items(v) if len(self.items(v)) == 3 else (None, None, None)
-        if not isinstance(dtype, str) or not _NUMPY_DTYPE.match(dtype):
-            raise self.bad(f"an array of dtype {str(dtype)[:20]}")
+        name, shape, index = v if type(v) is list and len(v) == 3 else (None, None, None)
+        dtype = _plain_dtype(name)
+        if dtype is None:
+            raise self.bad(f"an array of dtype {str(name)[:20]}")
         raw = self.segment(index)
-        return raw.view(np.dtype(dtype)).reshape(self.shaped(raw, np.dtype(dtype).itemsize, shape)).copy()
+        return raw.view(dtype).reshape(self.shaped(raw, dtype.itemsize, shape)).copy()
 
     def scalar(self, v: Any) -> np.generic:
         """Decode a numpy scalar."""
-        dtype, index = self.items(v) if len(self.items(v)) == 2 else (None, None)
-        if not isinstance(dtype, str) or not _NUMPY_DTYPE.match(dtype):
-            raise self.bad(f"a scalar of dtype {str(dtype)[:20]}")
+        name, index = v if type(v) is list and len(v) == 2 else (None, None)
+        dtype = _plain_dtype(name)
+        if dtype is None:
+            raise self.bad(f"a scalar of dtype {str(name)[:20]}")
         raw = self.segment(index)
-        self.shaped(raw, np.dtype(dtype).itemsize, [])
-        return raw.view(np.dtype(dtype))[0]  # type: ignore[no-any-return]
+        self.shaped(raw, dtype.itemsize, [])
+        return raw.view(dtype)[0]  # type: ignore[no-any-return]
 
     def tensor(self, v: Any) -> torch.Tensor:
         """Decode a torch tensor onto its saved device."""
@@ -250,9 +282,13 @@ class _Decoder:
             return node
         if kind is list:
             return [self.one(e) for e in node]
-        if kind is not dict or set(node) != {"t", "v"} or node["t"] not in self.decoders:
+        if kind is not dict or len(node) != 1:
             raise self.bad(f"an unknown node {str(node)[:40]}")
-        return self.decoders[node["t"]](node["v"])
+        ((tag, value),) = node.items()
+        decoder = self.decoders.get(tag)
+        if decoder is None:
+            raise self.bad(f"an unknown node {str(node)[:40]}")
+        return decoder(value)
 
 
 def decode(
