@@ -53,16 +53,18 @@ def _demo(args: argparse.Namespace) -> int:
 def _inspect(args: argparse.Namespace) -> int:
     """Print a checkpoint's summary and optionally plot it."""
     from xreplay.errors import CheckpointError
-    from xreplay.persistence.inspect import plot_checkpoint, summarize
+    from xreplay.persistence.inspect import plot_checkpoint, require_matplotlib, summarize
 
+    if args.plot is not None:
+        require_matplotlib()  # before any output: a missing extra is said first, not after the summary
     try:
         print("\n".join(summarize(args.path)))
+        if args.plot is not None:
+            plot_checkpoint(args.path, args.plot)
+            print(f"plot        {args.plot}")
     except CheckpointError as exc:
         print(f"xreplay inspect: {exc}", file=sys.stderr)
         return 1
-    if args.plot is not None:
-        plot_checkpoint(args.path, args.plot)
-        print(f"plot        {args.plot}")
     return 0
 
 

@@ -19,9 +19,14 @@ working::
     │   ├── NotACheckpointError             the path holds no xreplay checkpoint
     │   ├── CheckpointFileMissingError (FileNotFoundError)  a file the checkpoint lists is gone
     │   ├── CheckpointCorruptError          a file is truncated or fails its checksum
+    │   │   ├── CheckpointPathError         metadata names a file outside the checkpoint folder
+    │   │   └── CheckpointSchemaError       a metadata.json key breaks a rule of the format
+    │   ├── CheckpointTooLargeError (CapacityError)  loading would not fit in the memory available
     │   ├── CheckpointVersionError          written in a newer format than this xreplay reads
     │   ├── CheckpointMismatchError         a checkpoint of another buffer kind or scheme
-    │   └── CheckpointWriteError            a save failed (e.g. disk full); the previous one is intact
+    │   ├── CheckpointWriteError            a save failed (e.g. disk full); the previous one is intact
+    │   │   └── CheckpointLockedError       another saver holds the checkpoint path's lock
+    │   └── UntrustedCheckpointError        loading would run code from the checkpoint (needs trusted=True)
     └── DatasetError (OSError)              an offline dataset (HDF5 file, Minari dataset) cannot be read or written
         ├── DatasetCorruptError             truncated, not HDF5, or inconsistent with its own metadata
         ├── DatasetFieldMissingError (KeyError)  a field the reader needs is absent
@@ -35,7 +40,11 @@ __all__ = [
     "CheckpointCorruptError",
     "CheckpointError",
     "CheckpointFileMissingError",
+    "CheckpointLockedError",
     "CheckpointMismatchError",
+    "CheckpointPathError",
+    "CheckpointSchemaError",
+    "CheckpointTooLargeError",
     "CheckpointVersionError",
     "CheckpointWriteError",
     "DatasetCorruptError",
@@ -51,6 +60,7 @@ __all__ = [
     "RateLimiterTimeout",
     "SchemeError",
     "UnknownFieldError",
+    "UntrustedCheckpointError",
     "XReplayError",
 ]
 
@@ -122,6 +132,32 @@ class CheckpointCorruptError(CheckpointError):
     """A checkpoint file is truncated or its checksum does not match."""
 
 
+class CheckpointPathError(CheckpointCorruptError):
+    """``metadata.json`` names a file that is not a plain file name inside the checkpoint folder.
+
+    Raised before any file is opened, so a crafted checkpoint cannot read or write outside its folder.
+    """
+
+
+class CheckpointSchemaError(CheckpointCorruptError):
+    """A ``metadata.json`` key is missing, of the wrong type or outside its allowed range.
+
+    Attributes:
+        key: The dotted key at fault (``"state.writer.cursor"``).
+        rule: The rule it breaks (``"must be < capacity 8"``).
+    """
+
+    def __init__(self, message: str, path: object = None, key: str = "", rule: str = ""):
+        """Keep ``key`` and ``rule`` besides the message."""
+        super().__init__(message, path)
+        self.key = key
+        self.rule = rule
+
+
+class CheckpointTooLargeError(CheckpointError, CapacityError):
+    """Loading the checkpoint would need more memory than is available (checked before allocating)."""
+
+
 class CheckpointVersionError(CheckpointError):
     """The checkpoint was written in a newer format version than this xreplay reads."""
 
@@ -132,6 +168,14 @@ class CheckpointMismatchError(CheckpointError):
 
 class CheckpointWriteError(CheckpointError):
     """A save failed (for example on a full disk); the previous checkpoint at the path is intact."""
+
+
+class CheckpointLockedError(CheckpointWriteError):
+    """Another saver (named in the message: pid, host, since when) holds the lock of the checkpoint path."""
+
+
+class UntrustedCheckpointError(CheckpointError):
+    """Loading the checkpoint would run code it carries (pickled Python objects); pass ``trusted=True`` to allow."""
 
 
 class DatasetError(XReplayError, OSError):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 
 from xreplay import EpisodeBuffer, Field, OneHot, Scheme
@@ -46,3 +49,14 @@ def same_buffer(a: EpisodeBuffer, b: EpisodeBuffer) -> bool:
         and a.writer.state_dict() == b.writer.state_dict()
         and a.rng.bit_generator.state == b.rng.bit_generator.state
     )
+
+
+def read_meta(path: Path) -> dict:
+    return json.loads((path / "metadata.json").read_text())
+
+
+def reseal(path: Path, meta: dict) -> None:
+    """Write ``meta`` as the checkpoint's metadata with a valid document checksum (what a crafter would do)."""
+    from xreplay.persistence.format import write_metadata
+
+    write_metadata(path, {k: v for k, v in meta.items() if k != "checksum"}, fsync=False)

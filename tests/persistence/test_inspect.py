@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.persistence.persistence_helpers import filled_buffer
+from tests.persistence.persistence_helpers import filled_buffer, read_meta, reseal
 from xreplay.cli import main
 
 
@@ -20,7 +20,7 @@ def ckpt(tmp_path):
 def test_inspect_prints_kind_fields_fill_and_counters(ckpt, capsys):
     assert main(["inspect", str(ckpt)]) == 0
     out = capsys.readouterr().out
-    assert "episode_buffer (format version 1" in out
+    assert "episode_buffer (format version 2" in out
     assert "fill        10 / 16 (62.5%)" in out
     assert "writes 10, cursor 10" in out
     assert "obs" in out and "(5, 2, 3)" in out and "float32" in out
@@ -29,13 +29,20 @@ def test_inspect_prints_kind_fields_fill_and_counters(ckpt, capsys):
 
 
 def test_inspect_reports_priority_stats(ckpt, capsys):
-    import json
+    import zlib
 
-    meta = json.loads((ckpt / "metadata.json").read_text())
+    meta = read_meta(ckpt)
     priorities = np.linspace(0.5, 2.0, 16).astype(np.float32)
-    (ckpt / "sampler.priorities.g000001.bin").write_bytes(priorities.tobytes())
-    meta["arrays"]["sampler.priorities"] = {"dtype": "<f4", "shape": [16], "file": "sampler.priorities.g000001.bin"}
-    (ckpt / "metadata.json").write_text(json.dumps(meta))
+    (ckpt / "sampler_priorities.g000001.bin").write_bytes(priorities.tobytes())
+    meta["arrays"]["sampler.priorities"] = {
+        "dtype": "<f4",
+        "shape": [16],
+        "file": "sampler_priorities.g000001.bin",
+        "nbytes": 64,
+        "crc32": zlib.crc32(priorities.tobytes()),
+        "deltas": [],
+    }
+    reseal(ckpt, meta)
     assert main(["inspect", str(ckpt)]) == 0
     assert f"max {priorities[9]:.4g}" in capsys.readouterr().out  # over the 10 stored slots only
 
@@ -55,3 +62,52 @@ def test_plot_writes_a_png(ckpt, tmp_path):
     pytest.importorskip("matplotlib")
     assert main(["inspect", str(ckpt), "--plot", str(tmp_path / "p.png")]) == 0
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_plot_without_matplotlib_says_so_before_printing_anything(ckpt, monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(SystemExit, match=r"pip install 'xreplay\[plot\]'"):
+        main(["inspect", str(ckpt), "--plot", str(tmp_path / "p.png")])
+    assert capsys.readouterr().out == ""  # not the whole summary first
+
+
+def test_transition_checkpoints_show_field_names(tmp_path, capsys):
+    from tests.persistence import kinds
+
+    kinds.filled("transition").save(tmp_path / "t")
+    assert main(["inspect", str(tmp_path / "t")]) == 0
+    out = capsys.readouterr().out
+    assert "  obs                  (2,)" in out and "  act                  ()" in out and "next_obs" in out
+    assert "column0 (obs)" in out and "column1 (act)" in out
+
+
+def test_ding_checkpoints_show_their_true_fill(tmp_path, capsys):
+    from xreplay.compat.ding import DequeBuffer
+
+    buffer = DequeBuffer(size=100)
+    for i in range(30):
+        buffer.push({"x": i})
+    buffer.save_data(str(tmp_path / "d"))
+    assert main(["inspect", str(tmp_path / "d")]) == 0
+    assert "fill        30 / 100 (30.0%)" in capsys.readouterr().out
+
+
+def _blue_pixels(png, half):
+    import matplotlib.image
+
+    image = matplotlib.image.imread(png)[..., :3]
+    side = image[:, : image.shape[1] // 2] if half == "left" else image[:, image.shape[1] // 2 :]
+    blue = (side[..., 0] < 0.3) & (side[..., 1] > 0.3) & (side[..., 1] < 0.6) & (side[..., 2] > 0.6)
+    return int(blue.sum())
+
+
+@pytest.mark.parametrize("kind", ["episode", "transition", "ding"])
+def test_plot_panels_are_not_empty(tmp_path, kind):
+    pytest.importorskip("matplotlib")
+    from tests.persistence import kinds
+
+    kinds.save(kind, kinds.filled(kind), tmp_path / "c")
+    assert main(["inspect", str(tmp_path / "c"), "--plot", str(tmp_path / "p.png")]) == 0
+    assert _blue_pixels(tmp_path / "p.png", "left") > 500  # fill bars or the histogram of lengths
+    if kind == "transition":
+        assert _blue_pixels(tmp_path / "p.png", "right") > 500  # the priority histogram

@@ -75,7 +75,9 @@ def test_reopen_recovers_the_last_flush(tmp_path):
     storage.flush()
     reopened = MemmapStorage.open(tmp_path / "m")
     assert torch.equal(reopened.rows, storage.rows)
-    reopened.columns["obs"][0] = 7.0  # shared: writes go to the file
+    reopened.columns["obs"][0] = 7.0  # shared: the storage keeps using the file...
+    assert float(MemmapStorage.open(tmp_path / "m").columns["obs"][0, 0, 0]) == 2.0  # ...which holds flushes only
+    reopened.flush()
     assert float(MemmapStorage.open(tmp_path / "m").columns["obs"][0, 0, 0]) == 7.0
 
 
@@ -95,12 +97,15 @@ def test_relayout_moves_to_a_new_file_and_keeps_values(tmp_path):
 
 
 def test_buffer_save_into_its_directory_is_a_flush(tmp_path):
-    buffer = _buffer(tmp_path / "m")
-    buffer.add(_episodes(5, 0))
+    buffer = _buffer(tmp_path / "m", capacity=64)
+    buffer.add(_episodes(1, 9))  # the first actions widen the "auto" column: a new rows file
+    buffer.save(tmp_path / "m")
+    buffer.add(_episodes(4, 0))
     report = buffer.save(tmp_path / "m")
-    assert report.bytes_written < buffer.storage.nbytes  # the rows file is not copied
+    assert report.incremental and report.bytes_written < buffer.storage.nbytes / 4  # 4 of 64 rows, not a copy
     recovered = EpisodeBuffer.load(tmp_path / "m", mmap="shared")
     assert isinstance(recovered.storage, MemmapStorage) and len(recovered) == 5
+    assert sorted(p.name for p in (tmp_path / "m").glob("rows.live-*")) == [buffer.storage.file.name]
     assert torch.equal(recovered.storage.rows, buffer.storage.rows)
     copy = EpisodeBuffer.load(tmp_path / "m")  # read into memory instead
     assert type(copy.storage) is TensorStorage and torch.equal(copy.storage.rows, buffer.storage.rows)
@@ -141,3 +146,87 @@ def test_killed_writer_recovers_every_flushed_episode(tmp_path):
     assert torch.equal(recovered.storage.rows[:10], expected.storage.rows[:10])
     recovered.add(_episodes(1, 2))  # and it keeps going on the file
     assert len(EpisodeBuffer.load(tmp_path / "m", mmap="shared")) == 10  # until the next flush
+
+
+# -- issue 9, finding 6: a storage flush never clobbers its buffer's checkpoint, and a crash exposes exactly
+# -- the last flush ---------------------------------------------------------------------------------------
+
+
+def test_storage_flush_saves_the_buffer_over_it(tmp_path):
+    from tests.persistence import kinds
+
+    buffer = kinds.filled("memmap", tmp_path / "m", writes=5)
+    buffer.save(tmp_path / "m")
+    kinds.write("memmap", buffer, 5)
+    buffer.storage.flush()  # before the fix: rewrote metadata.json as a bare storage and deleted the lengths
+    meta = verify(tmp_path / "m")
+    assert meta["kind"] == "episode_buffer" and "lengths" in meta["arrays"]
+    assert kinds.snapshot(EpisodeBuffer.load(tmp_path / "m", mmap="shared")) == kinds.snapshot(buffer)
+
+
+def test_a_bare_storage_flush_refuses_to_replace_a_buffer_checkpoint(tmp_path):
+    from xreplay.errors import CheckpointMismatchError
+
+    buffer = _buffer(tmp_path / "m")
+    buffer.add(_episodes(3, 0))
+    buffer.save(tmp_path / "m")
+    storage = buffer.storage
+    storage.bind_owner(None)  # a storage nobody owns any more
+    with pytest.raises(CheckpointMismatchError, match=r"holds a 'episode_buffer' checkpoint.*buffer\.save"):
+        storage.flush()
+    assert len(EpisodeBuffer.load(tmp_path / "m")) == 3
+
+
+def _crash_child(path, writes, after, ready_fd, crash_in_apply):
+    from tests.persistence import kinds
+
+    buffer = kinds.filled("memmap", path, writes=writes)
+    if crash_in_apply:  # die half-way through writing the flushed rows into the file, after the commit
+        import xreplay.persistence.live as live
+
+        real = live.write_rows_at
+
+        def half_then_die(file, rows, ranges, skip_zero=False):
+            start, stop = ranges[0]
+            real(file, rows, [(start, start + max(1, (stop - start) // 2))], skip_zero)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        buffer.storage.flush()  # a clean flush first, so the next one writes a redo record
+        for i in range(writes, writes + 3):
+            kinds.write("memmap", buffer, i)
+        live.write_rows_at = half_then_die
+        os.write(ready_fd, b"x")
+        buffer.storage.flush()
+        return
+    buffer.storage.flush()
+    for i in range(writes, writes + after):  # overwrite flushed slots in place, never flushed
+        kinds.write("memmap", buffer, i)
+    os.write(ready_fd, b"x")
+    signal.pause()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "darwin", reason="needs os.fork")
+@pytest.mark.parametrize("crash_in_apply", [False, True], ids=["unflushed_writes", "killed_while_applying_a_flush"])
+def test_after_a_crash_the_buffer_is_exactly_its_last_flush(tmp_path, crash_in_apply):
+    from tests.persistence import kinds
+
+    writes = 12  # a capacity of 8: the ring has wrapped, so later writes overwrite flushed episodes
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_fd)
+            _crash_child(tmp_path / "m", writes, 6, write_fd, crash_in_apply)
+        finally:
+            os._exit(1)
+    os.close(write_fd)
+    assert os.read(read_fd, 1) == b"x"
+    if not crash_in_apply:
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    expected = kinds.snapshot(kinds.filled("memmap", tmp_path / "reference", writes=writes + 3 * crash_in_apply))
+    for mmap in (True, "shared", False):  # shared replays a cut-short flush into the file, then the others read it
+        recovered = EpisodeBuffer.load(tmp_path / "m", mmap=mmap)
+        assert kinds.snapshot(recovered) == expected, mmap
+    verify(tmp_path / "m")

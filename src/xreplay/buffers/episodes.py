@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from xreplay.buffers.fields import FieldBatch
+from xreplay.buffers.locking import MutationLock, locked
 from xreplay.buffers.validation import as_field_tensor, check_keys
 from xreplay.errors import FieldShapeError, FieldValueError, IndexOutOfRangeError, SchemeError
 from xreplay.samplers.uniform import UniformSampler
@@ -111,9 +112,13 @@ class EpisodeBuffer:
             storage = TensorStorage(scheme, capacity, max_seq_length, device, pin_memory)
         _check_storage(storage, scheme, capacity, max_seq_length)
         self.storage = storage
+        bind_owner = getattr(storage, "bind_owner", None)
+        if bind_owner is not None:
+            bind_owner(self)  # a MemmapStorage's flush then saves this buffer's checkpoint, not a bare storage
         self.writer = RingWriter(capacity)
         self.sampler = UniformSampler()
         self.rng = np.random.default_rng(seed)
+        self.lock = MutationLock()  # held by every change; a save holds it while it copies
         self._host_lengths = np.zeros(capacity, dtype=np.int32)
         # On CPU the tensor shares the numpy array's memory, so one write updates both.
         self._lengths = torch.from_numpy(self._host_lengths).to(self.storage.device)
@@ -206,6 +211,7 @@ class EpisodeBuffer:
 
     # -- writes ---------------------------------------------------------------
 
+    @locked
     def add(self, episodes: Mapping[str, Any], lengths: Any = None) -> np.ndarray:
         """Write a batch of whole episodes and return the slots they took (an int64 array).
 
@@ -368,6 +374,7 @@ class EpisodeBuffer:
 
     # -- reads ----------------------------------------------------------------
 
+    @locked
     def sample(self, n: int, replace: bool = False, truncate: bool = False) -> EpisodeSample:
         """Sample ``n`` stored episodes uniformly.
 

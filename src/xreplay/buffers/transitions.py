@@ -11,6 +11,7 @@ import torch
 
 from xreplay.buffers.columns import SEPARATOR, ColumnSpec, ColumnStorage, _numpy_dtype, check_value, flatten, unflatten
 from xreplay.buffers.fields import FieldBatch
+from xreplay.buffers.locking import MutationLock, locked
 from xreplay.errors import FieldShapeError, FieldValueError, InsufficientDataError, SchemeError, UnknownFieldError
 from xreplay.samplers.prioritized import PrioritizedSampler
 from xreplay.samplers.uniform import UniformSampler
@@ -104,6 +105,7 @@ class TransitionBuffer:
         self.writer = RingWriter(capacity)
         self.sampler = _make_sampler(sampler, capacity)
         self.rng = np.random.default_rng(seed)
+        self.lock = MutationLock()  # held by every change; a save holds it while it copies
         self.n_step = n_step
         self._prioritized = isinstance(self.sampler, PrioritizedSampler)
         self.next_obs_from = next_obs_from
@@ -176,6 +178,7 @@ class TransitionBuffer:
 
     # -- writes ---------------------------------------------------------------
 
+    @locked
     def add(self, transition: Mapping[str, Any]) -> int:
         """Write one transition (values without a batch dimension) and return its slot.
 
@@ -195,6 +198,7 @@ class TransitionBuffer:
             self.sampler.insert_range(slot, slot + 1)  # type: ignore[union-attr]
         return slot
 
+    @locked
     def extend(self, batch: Mapping[str, Any]) -> np.ndarray:
         """Write a batch of transitions (leading batch dimension) and return the slots of those kept.
 
@@ -241,6 +245,7 @@ class TransitionBuffer:
 
     # -- reads ----------------------------------------------------------------
 
+    @locked
     def sample(self, n: int) -> TransitionSample:
         """Sample ``n`` transitions with replacement.
 
@@ -361,6 +366,7 @@ class TransitionBuffer:
             store.dtypes.setdefault(obs, _numpy_dtype(specs[obs].dtype))  # type: ignore[arg-type]
         return out
 
+    @locked
     def update_priorities(self, indices: Any, priorities: Any, generations: Any = None) -> int:
         """Set priorities of sampled transitions, skipping (and returning the count of) those overwritten since.
 

@@ -1,10 +1,16 @@
-"""Save and load checkpoints: atomic, streamed, checksummed, incremental.
+"""Save checkpoints: atomic, streamed, checksummed, incremental, one saver per path, consistent under threads.
 
 Every save commits by atomically replacing ``metadata.json``, the one file that
 is ever overwritten; array files are created once under a new generation name
 and never modified, so a crash at any point leaves the previous checkpoint
 complete. A first save goes to a temporary directory beside the target that is
-renamed into place once complete.
+renamed into place once complete. Files of the previous checkpoint are removed
+only after the new ``metadata.json`` is committed, read back and checked.
+
+A save holds the path's saver lock (:mod:`xreplay.persistence.locks`), so a
+second saver of the same path waits or fails, and the saved object's mutation
+lock while it copies, so other threads' writes wait and the checkpoint is one
+consistent state whose checksums cover exactly the bytes written.
 
 Saving the same buffer again to the same path (in the same process, or after
 loading it from there) appends one delta file per ring array holding only the
@@ -14,18 +20,18 @@ save once they exceed half of the base file (or :data:`MAX_DELTAS` files).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import secrets
 import shutil
-import weakref
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from xreplay.errors import CheckpointError, CheckpointMismatchError, CheckpointWriteError, NotACheckpointError
+from xreplay.errors import CheckpointError, CheckpointWriteError, NotACheckpointError
 from xreplay.persistence.format import (
     METADATA,
     array_file,
@@ -35,17 +41,19 @@ from xreplay.persistence.format import (
     read_metadata,
     write_metadata,
 )
-from xreplay.persistence.kinds import adapter_for, adapter_of_kind
-from xreplay.persistence.streams import as_numpy, check_size, fsync_dir, read_into, verify_file, write_chunks
+from xreplay.persistence.history import recorded, remember
+from xreplay.persistence.kinds import adapter_for
+from xreplay.persistence.live import LiveRows, LiveWrite, crc_array_name, write_live
+from xreplay.persistence.loading import load, verify
+from xreplay.persistence.locks import DEFAULT_LOCK_TIMEOUT, saver_lock
+from xreplay.persistence.schema import check_document, contained_file
+from xreplay.persistence.streams import as_numpy, check_size, fsync_dir, fsync_file, write_chunks
 
 __all__ = ["MAX_DELTAS", "SaveReport", "load", "save", "verify"]
 
 MAX_DELTAS = 32
 """Delta files per array before a save compacts them into a new base file."""
 _DELTA_SHARE = 0.5  # deltas may total at most this share of the base file's bytes
-
-# Per object, per resolved path: (lineage, generation, ring state) of the last save or load.
-_HISTORY: weakref.WeakKeyDictionary[Any, dict[str, tuple[str, int, dict[str, Any]]]] = weakref.WeakKeyDictionary()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +105,7 @@ def _changed_ranges(before: dict[str, Any], ring: dict[str, Any]) -> list[tuple[
 def _delta_plan(obj: Any, path: Path, old: dict[str, Any] | None, meta: dict[str, Any]) -> dict[str, Any] | None:
     """Return ``{"ranges": [...], "arrays": [...]}`` when a delta save is valid, else None."""
     ring = meta.get("ring")
-    record = _HISTORY.get(obj, {}).get(str(path.resolve())) if _weakrefable(obj) else None
+    record = recorded(obj, path)
     if old is None or ring is None or record is None:
         return None
     lineage, generation, before = record
@@ -109,24 +117,32 @@ def _delta_plan(obj: Any, path: Path, old: dict[str, Any] | None, meta: dict[str
     return None if ranges is None else {"ranges": ranges, "arrays": list(ring["arrays"])}
 
 
-def _weakrefable(obj: Any) -> bool:
-    """Return whether ``obj`` can key the save history."""
-    try:
-        weakref.ref(obj)
-    except TypeError:
-        return False
-    return True
+@dataclasses.dataclass
+class _Pending:
+    """One save in progress: the new metadata document, what to write, and what was written."""
 
+    document: dict[str, Any]
+    arrays: dict[str, Any]
+    live: dict[str, LiveRows]
+    fsync: bool
+    to_sync: list[Path] = dataclasses.field(default_factory=list)
+    live_writes: list[LiveWrite] = dataclasses.field(default_factory=list)
 
-def _remember(obj: Any, path: Path, document: dict[str, Any]) -> None:
-    """Record the checkpoint ``obj`` now matches, so the next save to ``path`` can be incremental."""
-    if document.get("ring") is not None and _weakrefable(obj):
-        entry = (str(document["lineage"]), int(document["generation"]), dict(document["ring"]))
-        _HISTORY.setdefault(obj, {})[str(path.resolve())] = entry
+    def write(self, file: Path, array: Any, ranges: list[tuple[int, int]] | None) -> tuple[int, int]:
+        """Write one array file (its fsync deferred to :meth:`sync`); return (nbytes, crc32)."""
+        done = write_chunks(file, array, ranges, self.fsync, defer_fsync=True)
+        self.to_sync.append(file)
+        return done
+
+    def sync(self, directory: Path) -> None:
+        """Flush every written file to disk (their writeback started while they were written)."""
+        if self.fsync:
+            for file in self.to_sync:
+                fsync_file(file)
 
 
 def _write_delta(
-    directory: Path, name: str, array: Any, old: dict[str, Any], ranges: list[tuple[int, int]], gen: int, fsync: bool
+    pending: _Pending, directory: Path, name: str, array: Any, old: dict[str, Any], ranges: list, gen: int
 ) -> tuple[dict[str, Any], int] | None:
     """Append a delta file of ``ranges`` to ``old``'s entry; None when a full file is due instead."""
     header = _array_header(array)
@@ -140,64 +156,74 @@ def _write_delta(
     if not ranges:
         return dict(old), 0
     file = array_file(name, gen, delta=True)
-    nbytes, crc = write_chunks(directory / file, array, ranges, fsync)
+    nbytes, crc = pending.write(directory / file, array, ranges)
     delta = {"file": file, "nbytes": nbytes, "crc32": crc, "ranges": [list(r) for r in ranges]}
     return {**old, "deltas": [*old["deltas"], delta]}, nbytes
 
 
 def _write_one(
-    directory: Path, name: str, array: Any, old: dict[str, Any] | None, ranges: list | None, gen: int, fsync: bool
+    pending: _Pending, directory: Path, name: str, array: Any, old: dict[str, Any] | None, ranges: list | None
 ) -> tuple[dict[str, Any], int, bool]:
     """Write one array as a delta against ``old`` when ``ranges`` allow, else in full; return (entry, bytes, delta)."""
+    gen = pending.document["generation"]
     if old is not None and ranges is not None:
-        done = _write_delta(directory, name, array, old, ranges, gen, fsync)
+        done = _write_delta(pending, directory, name, array, old, ranges, gen)
         if done is not None:
             return done[0], done[1], True
     file = array_file(name, gen)
-    nbytes, crc = write_chunks(directory / file, array, None, fsync)
+    nbytes, crc = pending.write(directory / file, array, None)
     return {**_array_header(array), "file": file, "nbytes": nbytes, "crc32": crc, "deltas": []}, nbytes, False
 
 
 def _write_arrays(
-    directory: Path,
-    arrays: dict[str, Any],
-    live: dict[str, str],
-    old: dict[str, Any] | None,
-    plan: dict[str, Any] | None,
-    gen: int,
-    fsync: bool,
+    directory: Path, pending: _Pending, old: dict[str, Any] | None, plan: dict[str, Any] | None
 ) -> tuple[dict[str, Any], int, bool]:
-    """Write every array (delta or full); return (entries, bytes written, whether every ring array was a delta)."""
+    """Write every array (delta, full or live flush); return (entries, bytes written, every ring array a delta)."""
     entries: dict[str, Any] = {}
     written, incremental = 0, plan is not None
+    arrays = dict(pending.arrays)
+    ring = set(plan["arrays"]) if plan is not None else set()
+    old_arrays = old["arrays"] if old is not None else {}
+    for name, live in pending.live.items():
+        if os.path.realpath(live.file.parent) != os.path.realpath(directory):
+            continue  # saved elsewhere: the rows are copied like any array
+        ranges = plan["ranges"] if plan is not None and name in ring else None
+        delta_file = array_file(name, pending.document["generation"], delta=True)
+        flush = write_live(directory, name, live, old_arrays.get(name), ranges, delta_file, pending.fsync)
+        pending.live_writes.append(flush)
+        entries[name] = flush.entry
+        written += flush.bytes_written
+        incremental = incremental and ranges is not None
+        arrays.pop(name)
+        arrays[crc_array_name(name)] = live.row_crc  # written below, in the ring when the rows are
+        if name in ring:
+            ring.add(crc_array_name(name))
     for name, array in arrays.items():
-        if name in live and Path(live[name]).parent.resolve() == directory.resolve():
-            entries[name] = {**_array_header(array), "file": Path(live[name]).name, "live": True}
-            continue  # the storage's own file, flushed by its adapter
-        in_ring = plan is not None and old is not None and name in plan["arrays"]
-        previous = old["arrays"].get(name) if in_ring and old is not None else None
+        previous = old_arrays.get(name) if name in ring else None
         entry, nbytes, delta = _write_one(
-            directory, name, array, previous, plan["ranges"] if in_ring and plan else None, gen, fsync
+            pending, directory, name, array, previous, plan["ranges"] if plan is not None and name in ring else None
         )
         entries[name] = entry
         written += nbytes
-        incremental = incremental and (delta or not in_ring)
+        incremental = incremental and (delta or name not in ring)
     return entries, written, incremental
 
 
 def _referenced(document: dict[str, Any]) -> set[str]:
-    """Return the array files a metadata document lists."""
+    """Return the array and delta files a metadata document lists (live rows files are never removed here)."""
     files = set()
     for entry in document.get("arrays", {}).values():
-        if entry.get("live"):
-            continue  # a storage's own file: never removed by a save
-        files.add(entry["file"])
+        if not entry.get("live"):
+            files.add(entry["file"])
         files.update(d["file"] for d in entry.get("deltas", []))
     return files
 
 
 def _remove_unreferenced(directory: Path, document: dict[str, Any] | None) -> None:
-    """Delete array files and temp files that ``document`` does not list (left by failed or older saves)."""
+    """Delete array files and temp files that the committed ``document`` does not list (left by failed saves).
+
+    Only called under the path's saver lock, so no other save is writing files there.
+    """
     keep = _referenced(document) if document is not None else set()
     for entry in directory.iterdir():
         stale_temp = entry.name.startswith(f".{METADATA}.tmp-")
@@ -206,7 +232,7 @@ def _remove_unreferenced(directory: Path, document: dict[str, Any] | None) -> No
 
 
 def _existing(path: Path) -> dict[str, Any] | None:
-    """Return the metadata of the checkpoint at ``path``; None when the path is absent or an empty directory.
+    """Return the checked metadata of the checkpoint at ``path``; None when absent or an empty directory.
 
     Raises:
         NotACheckpointError: ``path`` holds something else, which a save will not overwrite.
@@ -216,42 +242,57 @@ def _existing(path: Path) -> dict[str, Any] | None:
     if path.is_dir() and all(is_live_file(entry.name) for entry in path.iterdir()):
         return None  # empty, or a new MemmapStorage's rows file waiting for its first metadata
     try:
-        return read_metadata(path)
+        document = read_metadata(path)
     except NotACheckpointError:
         raise NotACheckpointError(
             f"will not save to {path}: it exists and is not an xreplay checkpoint; choose another path", path
         ) from None
+    check_document(path, document)  # its file names are safe to delete by
+    return document
 
 
-@dataclasses.dataclass
-class _Pending:
-    """One save in progress: the new metadata document and what to write."""
+def _check_committed(directory: Path, document: dict[str, Any]) -> None:
+    """Read the committed metadata back and check it names this save and that every file it lists is whole.
 
-    document: dict[str, Any]
-    arrays: dict[str, Any]
-    live: dict[str, str]
-    fsync: bool
+    Raises:
+        CheckpointError: What was committed is not what this save wrote.
+    """
+    found = read_metadata(directory)
+    check_document(directory, found)
+    if found.get("lineage") != document["lineage"] or found.get("generation") != document["generation"]:
+        raise CheckpointWriteError(f"metadata.json in {directory} changed while this save committed", directory)
+    for entry in found["arrays"].values():
+        if not entry.get("live"):
+            check_size(contained_file(directory, entry["file"]), int(entry["nbytes"]))
+        for delta in entry.get("deltas", []):
+            check_size(contained_file(directory, delta["file"]), int(delta["nbytes"]))
 
 
 def _commit(directory: Path, pending: _Pending, old: dict | None, plan: dict | None) -> tuple[int, bool]:
-    """Write the arrays into ``directory`` and commit the document; on failure remove what was written."""
+    """Write the arrays into ``directory``, commit and check the document; on failure restore the old state."""
     document = pending.document
+    committed = False
     try:
-        entries, written, incremental = _write_arrays(
-            directory, pending.arrays, pending.live, old, plan, document["generation"], pending.fsync
-        )
+        entries, written, incremental = _write_arrays(directory, pending, old, plan)
+        pending.sync(directory)
         document["arrays"] = entries
         write_metadata(directory, document, pending.fsync)
+        committed = True
+        _check_committed(directory, document)
     except BaseException:
+        if committed and old is not None:
+            write_metadata(directory, old, pending.fsync)  # the previous checkpoint's files are all still there
         _remove_unreferenced(directory, old)
         raise
+    for flush in pending.live_writes:
+        flush.after_commit(pending.fsync)
     return written, incremental
 
 
 def _save_fresh(path: Path, pending: _Pending) -> int:
     """Write a complete checkpoint in a temporary directory beside ``path``, then rename it into place."""
     for stale in path.parent.glob(f".{path.name}.xreplay-tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)  # left by a save that was killed
+        shutil.rmtree(stale, ignore_errors=True)  # left by a save that was killed (we hold the path's lock)
     temp = path.parent / f".{path.name}.xreplay-tmp-{secrets.token_hex(4)}"
     temp.mkdir()
     try:
@@ -265,129 +306,69 @@ def _save_fresh(path: Path, pending: _Pending) -> int:
     return written
 
 
-def save(obj: Any, path: str | os.PathLike[str], incremental: bool = True, fsync: bool = True) -> SaveReport:
-    """Save ``obj`` (a buffer) as a checkpoint directory at ``path``, atomically.
+def _mutation_lock(adapter: Any, obj: Any) -> Any:
+    """Return the context manager that stops ``obj``'s writers while it is copied."""
+    lock = getattr(adapter, "lock", None)
+    if lock is not None:
+        return lock(obj)
+    found = getattr(obj, "lock", None)
+    return found if hasattr(found, "__enter__") else contextlib.nullcontext()
 
-    Args:
-        obj: An object with a checkpoint adapter (see :mod:`xreplay.persistence.kinds`).
-        path: The checkpoint directory; an existing checkpoint there is replaced only once the
-            new one is complete.
-        incremental: Write only the slots written since this object's last save to (or load
-            from) ``path`` when that is cheaper.
-        fsync: Flush files and directories to disk before committing (durable across power loss;
-            without it a save survives a crash of the process but not of the machine).
 
-    Raises:
-        NotACheckpointError: ``path`` exists and is something else.
-        CheckpointWriteError: Writing failed (e.g. no space left); the previous checkpoint is intact.
-    """
-    path = Path(path)
-    adapter = adapter_for(obj)
+def _save_locked(obj: Any, adapter: Any, path: Path, incremental: bool, fsync: bool) -> SaveReport:
+    """Save ``obj`` while holding the path's saver lock and ``obj``'s mutation lock."""
     meta, arrays = adapter.state(obj)
-    live = {name: str(file) for name, file in meta.pop("live", {}).items()}
+    live: dict[str, LiveRows] = dict(meta.pop("live", {}))
     meta = _jsonable({**meta, "kind": adapter.kind})
     old = _existing(path)
     plan = _delta_plan(obj, path, old, meta) if incremental else None
     generation = int(old["generation"]) + 1 if old is not None else 1
     lineage = str(old["lineage"]) if plan is not None and old is not None else secrets.token_hex(8)
     pending = _Pending(new_metadata(adapter.kind, generation, lineage, meta), arrays, live, fsync)
+    if old is None and path.is_dir() and any(path.iterdir()):
+        written, was_delta = _commit(path, pending, None, None)  # beside live files: commit in place
+    elif old is None:
+        written, was_delta = _save_fresh(path, pending), False
+    else:
+        _remove_unreferenced(path, old)
+        written, was_delta = _commit(path, pending, old, plan)
+        _remove_unreferenced(path, pending.document)
+    remember(obj, path, pending.document)
+    return SaveReport(path, was_delta, generation, written)
+
+
+def save(
+    obj: Any,
+    path: str | os.PathLike[str],
+    incremental: bool = True,
+    fsync: bool = True,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+) -> SaveReport:
+    """Save ``obj`` (a buffer) as a checkpoint directory at ``path``, atomically.
+
+    Args:
+        obj: An object with a checkpoint adapter (see :mod:`xreplay.persistence.kinds`).
+        path: The checkpoint directory; an existing checkpoint there is replaced only once the
+            new one is committed and checked.
+        incremental: Write only the slots written since this object's last save to (or load
+            from) ``path`` when that is cheaper.
+        fsync: Flush files and directories to disk before committing (durable across power loss;
+            without it a save survives a crash of the process but not of the machine).
+        lock_timeout: Seconds to wait while another thread or process saves to ``path``.
+
+    Raises:
+        NotACheckpointError: ``path`` exists and is something else.
+        CheckpointLockedError: Another saver held ``path`` for ``lock_timeout`` seconds (named in the message).
+        CheckpointWriteError: Writing failed (e.g. no space left); the previous checkpoint is intact.
+    """
+    path = Path(path)
+    adapter = adapter_for(obj)
     try:
-        if old is None and path.is_dir() and any(path.iterdir()):
-            written, was_delta = _commit(path, pending, None, None)  # beside live files: commit in place
-        elif old is None:
-            written, was_delta = _save_fresh(path, pending), False
-        else:
-            _remove_unreferenced(path, old)
-            written, was_delta = _commit(path, pending, old, plan)
-            _remove_unreferenced(path, pending.document)
+        with saver_lock(path, lock_timeout), _mutation_lock(adapter, obj):
+            return _save_locked(obj, adapter, path, incremental, fsync)
     except OSError as exc:
         if isinstance(exc, CheckpointError):
             raise
         error = CheckpointWriteError(f"saving to {path} failed: {exc}; the previous checkpoint is unchanged", path)
         error.errno = exc.errno
         raise error from exc
-    _remember(obj, path, pending.document)
-    return SaveReport(path, was_delta, generation, written)
-
-
-def _load_array(directory: Path, entry: dict[str, Any], mmap: bool | str, verify: bool) -> np.ndarray:
-    """Return one array: read and checked, or memory-mapped (copy-on-write, or shared for live files)."""
-    dtype, shape = np.dtype(entry["dtype"]), tuple(entry["shape"])
-    file = directory / entry["file"]
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    check_size(file, nbytes)
-    if mmap and nbytes:
-        mode = "r+" if mmap == "shared" and entry.get("live") else "c"
-        array = np.memmap(file, dtype=dtype, mode=mode, shape=shape)  # type: ignore[call-overload]
-        if verify and not entry.get("live"):
-            verify_file(file, nbytes, entry["crc32"])
-    else:
-        array = np.empty(shape, dtype)
-        read_into(file, array.reshape(-1).view(np.uint8).data, entry.get("crc32"))
-    flat = array.reshape(shape[0], -1).view(np.uint8) if shape and shape[0] else None
-    for delta in entry.get("deltas", []):
-        assert flat is not None
-        targets = [flat[a:b].reshape(-1).data for a, b in delta["ranges"]]
-        read_into(directory / delta["file"], targets, delta["crc32"])
-    return array
-
-
-def load(
-    path: str | os.PathLike[str],
-    mmap: bool | str = False,
-    verify: bool | None = None,
-    kind: str | None = None,
-    **options: Any,
-) -> Any:
-    """Load the checkpoint at ``path`` and return the object it holds.
-
-    Args:
-        path: A checkpoint directory written by :func:`save`.
-        mmap: ``False`` reads every array into memory, checking checksums. ``True`` maps the array
-            files copy-on-write instead: nothing is read up front, the object can be modified, and
-            its changes stay in private memory (the files are never written). ``"shared"`` maps the
-            live file of a :class:`~xreplay.storage.MemmapStorage` read-write, to keep using it.
-        verify: Check every file's checksum; default ``True`` without ``mmap`` (the reads compute
-            it) and ``False`` with it (sizes are checked; call :func:`verify` to read and check).
-        kind: Expected checkpoint kind (``"episode_buffer"``...); another kind raises.
-        **options: Passed to the kind's restore (``device``, ``scheme`` to check...).
-
-    Raises:
-        CheckpointFileMissingError: ``path`` or a file it lists is missing.
-        NotACheckpointError: ``path`` holds no xreplay checkpoint.
-        CheckpointVersionError: It was written in a newer format.
-        CheckpointMismatchError: It holds another kind than ``kind``, or another scheme.
-        CheckpointCorruptError: A file is truncated or fails its checksum.
-    """
-    path = Path(path)
-    document = read_metadata(path)
-    if kind is not None and document["kind"] != kind:
-        raise CheckpointMismatchError(f"{path} holds a {document['kind']!r} checkpoint, not {kind!r}", path)
-    adapter = adapter_of_kind(document["kind"])
-    verify = not mmap if verify is None else verify
-    arrays = {name: _load_array(path, entry, mmap, verify) for name, entry in document["arrays"].items()}
-    obj = adapter.restore({**document, "path": str(path)}, arrays, **options)
-    _remember(obj, path, document)
-    return obj
-
-
-def verify(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read every file of the checkpoint at ``path`` and check its size and checksum.
-
-    Returns:
-        The checkpoint's metadata.
-
-    Raises:
-        The errors of :func:`load`.
-    """
-    path = Path(path)
-    document = read_metadata(path)
-    for entry in document["arrays"].values():
-        dtype, shape = np.dtype(entry["dtype"]), tuple(entry["shape"])
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        verify_file(path / entry["file"], nbytes, entry.get("crc32"))
-        row_bytes = nbytes // shape[0] if shape and shape[0] else 0
-        for delta in entry.get("deltas", []):
-            size = sum(b - a for a, b in delta["ranges"]) * row_bytes
-            verify_file(path / delta["file"], size, delta["crc32"])
-    return document

@@ -1,4 +1,9 @@
-"""JSON encodings of the objects a checkpoint's metadata names: dtypes, schemes, layouts, RNGs, writers."""
+"""JSON encodings of what a checkpoint's metadata names (dtypes, schemes, layouts, RNGs, writers) and their checks.
+
+Each ``check_*`` function validates an encoding read from an untrusted
+``metadata.json`` (through a :class:`~xreplay.persistence.schema.Validator`,
+so a violation names the key and the rule) before anything is built from it.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from xreplay.errors import CheckpointError
+from xreplay.errors import CheckpointError, SchemeError
+from xreplay.persistence.schema import Validator
 from xreplay.scheme import AUTO, Field, Scheme
 from xreplay.storage.layout import RowLayout
 from xreplay.transforms import OneHot
 from xreplay.writers import RingWriter
 
 __all__ = [
+    "check_layout",
+    "check_rng",
+    "check_scheme",
+    "check_writer",
     "decode_dtype",
     "decode_layout",
     "decode_rng",
@@ -36,11 +46,21 @@ def encode_dtype(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+_DTYPES = {
+    encode_dtype(d): d
+    for d in (
+        torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.uint16, torch.uint32,
+        torch.uint64, torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128,
+    )
+}  # fmt: skip
+_BIT_GENERATORS = frozenset({"PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64"})
+
+
 def decode_dtype(name: str) -> torch.dtype:
-    """Return the torch dtype called ``name``."""
-    dtype = getattr(torch, str(name), None)
-    if not isinstance(dtype, torch.dtype):
-        raise CheckpointError(f"checkpoint names an unknown torch dtype {name!r}")
+    """Return the torch dtype called ``name`` (numbers and bools only)."""
+    dtype = _DTYPES.get(name) if isinstance(name, str) else None
+    if dtype is None:
+        raise CheckpointError(f"checkpoint names an unknown torch dtype {str(name)[:40]!r}; known: {sorted(_DTYPES)}")
     return dtype
 
 
@@ -126,13 +146,108 @@ def encode_rng(rng: np.random.Generator) -> dict[str, Any]:
 
 
 def decode_rng(state: dict[str, Any]) -> np.random.Generator:
-    """Return a new Generator whose bit generator continues from ``state``."""
-    kind = getattr(np.random, str(state.get("bit_generator")), None)
-    if kind is None or not isinstance(kind, type) or not issubclass(kind, np.random.BitGenerator):
-        raise CheckpointError(f"checkpoint names an unknown bit generator {state.get('bit_generator')!r}")
-    bit_generator = kind()
+    """Return a new Generator whose bit generator continues from ``state`` (checked by :func:`check_rng`)."""
+    kind = state.get("bit_generator") if isinstance(state, dict) else None
+    if kind not in _BIT_GENERATORS:
+        raise CheckpointError(f"checkpoint names an unknown bit generator {str(kind)[:40]!r}")
+    bit_generator = getattr(np.random, kind)()
     bit_generator.state = state
     return np.random.Generator(bit_generator)
+
+
+def _as_json(value: Any) -> Any:
+    """Return ``value`` with numpy arrays and scalars as JSON reads them back."""
+    if isinstance(value, dict):
+        return {k: _as_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_as_json(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def check_rng(v: Validator, key: str) -> np.random.Generator:
+    """Return the generator encoded at ``key``, failing unless numpy takes the state exactly as saved."""
+    state = v.mapping(key)
+    v.string(f"{key}.bit_generator", choices=_BIT_GENERATORS)
+    try:
+        rng = decode_rng(state)
+        same = _as_json(rng.bit_generator.state) == state
+    except (TypeError, ValueError, KeyError, OverflowError, IndexError, AttributeError) as exc:
+        raise v.fail(key, f"must be a state of numpy's {state['bit_generator']} ({exc})", state) from None
+    if not same:
+        raise v.fail(key, f"must be a state of numpy's {state['bit_generator']} (numpy normalized it)", state)
+    return rng
+
+
+def check_writer(v: Validator, key: str, capacity: int, ring_order: bool = True) -> None:
+    """Check a ring writer state: its capacity, ``0 <= cursor < capacity``, ``0 <= size <= capacity``, writes.
+
+    ``ring_order`` also requires what a writer that only appends keeps: ``size == min(writes, capacity)``
+    and ``cursor == writes % capacity``.
+    """
+    v.mapping(key)
+    v.integer(f"{key}.capacity", low=capacity, high=capacity)
+    cursor = v.integer(f"{key}.cursor", low=0, high=max(capacity - 1, 0))
+    size = v.integer(f"{key}.size", low=0, high=capacity)
+    writes = v.integer(f"{key}.writes", low=size)
+    if ring_order and size != min(writes, capacity):
+        raise v.fail(f"{key}.size", f"must be min(writes, capacity) = {min(writes, capacity)}", size)
+    if ring_order and capacity and cursor != writes % capacity:
+        raise v.fail(f"{key}.cursor", f"must be writes % capacity = {writes % capacity}", cursor)
+    ring = v.optional("ring")
+    if isinstance(ring, dict):
+        for part, value in (("capacity", capacity), ("cursor", cursor), ("writes", writes)):
+            v.integer(f"ring.{part}", low=value, high=value)
+
+
+def _check_field(v: Validator, key: str, names: Any, groups: dict[str, Any]) -> None:
+    """Check one encoded field."""
+    v.mapping(key)
+    v.shape(f"{key}.shape")
+    v.string(f"{key}.dtype", choices=_DTYPES)
+    group = v.get(f"{key}.group")
+    if group is not None:
+        v.string(f"{key}.group", choices=groups)
+    v.boolean(f"{key}.per_step")
+    storage = v.get(f"{key}.storage_dtype")
+    if storage is not None:
+        v.string(f"{key}.storage_dtype", choices={*_DTYPES, AUTO})
+    derived = v.get(f"{key}.derived")
+    if derived is not None:
+        v.mapping(f"{key}.derived")
+        v.string(f"{key}.derived.type", choices={"OneHot"})
+        v.string(f"{key}.derived.source", choices=names)
+        v.integer(f"{key}.derived.num_classes", low=1, high=2**31)
+        v.string(f"{key}.derived.dtype", choices=_DTYPES)
+
+
+def check_scheme(v: Validator, key: str) -> Scheme:
+    """Return the scheme encoded at ``key`` after checking every field."""
+    fields = v.mapping(f"{key}.fields")
+    groups = v.mapping(f"{key}.groups")
+    for name, size in groups.items():
+        v.integer(f"{key}.groups.{name}", size, low=1, high=2**31)
+    for name in fields:
+        _check_field(v, f"{key}.fields.{name}", fields, groups)
+    try:
+        return decode_scheme(v.get(key))
+    except (SchemeError, CheckpointError) as exc:
+        raise v.fail(key, f"must be a valid scheme ({exc})", "...") from None
+
+
+def check_layout(v: Validator, key: str, scheme: Scheme) -> RowLayout:
+    """Return the row layout encoded at ``key`` for ``scheme`` (steps, overridden dtypes, row size)."""
+    v.integer(f"{key}.max_seq_length", low=0, high=2**31)
+    for name, dtype in v.mapping(f"{key}.overrides").items():
+        v.string(f"{key}.overrides[{name!r}]", name, choices=scheme)
+        v.string(f"{key}.overrides.{name}", dtype, choices=_DTYPES)
+    saved = v.integer(f"{key}.row_bytes", low=0)
+    try:
+        layout = decode_layout(scheme, v.get(key))
+    except (SchemeError, CheckpointError, ValueError) as exc:
+        raise v.fail(key, f"must be a layout of the scheme ({exc})", "...") from None
+    if layout.row_bytes != saved:
+        raise v.fail(f"{key}.row_bytes", f"must be {layout.row_bytes}, the row size of the saved scheme", saved)
+    return layout
 
 
 def restore_writer(state: dict[str, Any]) -> RingWriter:

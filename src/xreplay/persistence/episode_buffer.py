@@ -1,4 +1,11 @@
-"""Checkpoint state of :class:`~xreplay.buffers.EpisodeBuffer`: rows, lengths, cursor, RNG, sampler."""
+"""Checkpoint state of :class:`~xreplay.buffers.EpisodeBuffer`: rows, lengths, cursor, RNG, sampler.
+
+The adapter (:data:`EPISODE_BUFFER`, kind ``episode_buffer``) also checks a
+checkpoint before it is loaded: the scheme and layout, rows of
+``capacity x row_bytes``, lengths of ``capacity`` int32 values within
+``[0, max_seq_length]``, a writer whose cursor and size fit the capacity, and
+a numpy generator state.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +15,36 @@ import numpy as np
 import torch
 
 from xreplay.errors import CheckpointMismatchError
-from xreplay.persistence.codec import decode_layout, decode_rng, decode_scheme, encode_layout, encode_rng, encode_scheme
+from xreplay.persistence.codec import (
+    check_layout,
+    check_rng,
+    check_writer,
+    decode_layout,
+    decode_rng,
+    decode_scheme,
+    encode_layout,
+    encode_rng,
+    encode_scheme,
+)
+from xreplay.persistence.codec import check_scheme as check_encoded_scheme
+from xreplay.persistence.schema import Validator
 from xreplay.scheme import Scheme
 from xreplay.storage.tensor import TensorStorage
 
 if TYPE_CHECKING:
     from xreplay.buffers.episodes import EpisodeBuffer
 
-__all__ = ["buffer_state", "check_scheme", "component_state", "restore_buffer", "storage_from_rows"]
+__all__ = [
+    "EPISODE_BUFFER",
+    "EpisodeBufferAdapter",
+    "buffer_state",
+    "check_device",
+    "check_lengths",
+    "check_scheme",
+    "component_state",
+    "restore_buffer",
+    "storage_from_rows",
+]
 
 
 def component_state(component: Any, prefix: str) -> tuple[dict[str, Any] | None, dict[str, Any]]:
@@ -50,10 +79,74 @@ def buffer_state(buffer: EpisodeBuffer) -> tuple[dict[str, Any], dict[str, Any]]
             "writes": writer.writes,
         },
     }
-    flush = getattr(storage, "checkpoint_flush", None)
-    if flush is not None:  # a MemmapStorage: its file is the checkpoint's rows when saved into its directory
-        meta["live"] = {"rows": flush()}
+    if getattr(storage, "row_crc", None) is not None:  # a MemmapStorage: its file is the rows when saved beside it
+        meta["live"] = {"rows": storage}
     return meta, {"rows": storage.rows, "lengths": buffer._host_lengths, **sampler_arrays}
+
+
+def check_device(v: Validator, key: str, device: Any) -> None:
+    """Check the saved device string at ``key`` when it will be used (no ``device`` option given)."""
+    saved = v.string(key)
+    try:
+        parsed = torch.device(saved)
+    except (RuntimeError, ValueError) as exc:
+        raise v.fail(key, f"must be a torch device ({exc})", saved) from None
+    if device is None and parsed.type == "cuda" and not torch.cuda.is_available():
+        raise CheckpointMismatchError(
+            f"{v.path} was saved on {saved} but torch sees no CUDA device here; load it with device='cpu'", v.path
+        )
+
+
+def check_lengths(v: Validator, lengths: np.ndarray, max_seq_length: int, key: str = "arrays.lengths") -> None:
+    """Raise unless every episode length lies in ``[0, max_seq_length]``."""
+    bad = (lengths < 0) | (lengths > max_seq_length)
+    if bad.any():
+        slot = int(np.flatnonzero(bad)[0])
+        raise v.fail(key, f"must hold lengths in [0, {max_seq_length}] (slot {slot})", int(lengths[slot]))
+
+
+def _validate(v: Validator) -> None:
+    """Check an ``episode_buffer`` checkpoint's metadata before any of its files is opened."""
+    capacity = v.integer("structure.capacity", low=0, high=2**40)
+    scheme = check_encoded_scheme(v, "structure.scheme")
+    layout = check_layout(v, "structure.layout", scheme)
+    v.array_shape("rows", (capacity, layout.row_bytes), "|u1")
+    v.array_shape("lengths", (capacity,), "<i4")
+    check_writer(v, "state.writer", capacity)
+    v.string("ring.arrays[0]", v.sequence("ring.arrays", length=2)[0], choices={"rows"})
+    v.string("ring.arrays[1]", v.get("ring.arrays")[1], choices={"lengths"})
+    check_rng(v, "state.rng")
+    v.string("state.sampler.type", choices={"UniformSampler"})
+    if v.get("state.sampler.state") is not None:
+        raise v.fail("state.sampler.state", "must be null for a UniformSampler", v.get("state.sampler.state"))
+    v.string("state.device")
+
+
+class EpisodeBufferAdapter:
+    """Saves, checks and restores an :class:`~xreplay.buffers.EpisodeBuffer` (kind ``episode_buffer``)."""
+
+    kind = "episode_buffer"
+
+    def state(self, buffer: EpisodeBuffer) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Return the buffer's ``(meta, arrays)``."""
+        return buffer_state(buffer)
+
+    def validate(self, v: Validator) -> None:
+        """Check a checkpoint's metadata (see the module docstring)."""
+        _validate(v)
+
+    def memory_needed(self, document: dict[str, Any], mmap: bool) -> int:
+        """Return the bytes a restore allocates besides the arrays: a host copy of the lengths."""
+        return 4 * int(document["structure"]["capacity"])
+
+    def restore(self, meta: dict[str, Any], arrays: dict[str, Any], **options: Any) -> EpisodeBuffer:
+        """Return the buffer of a checked checkpoint (``device``, ``scheme`` options)."""
+        from xreplay.buffers.episodes import EpisodeBuffer
+
+        return restore_buffer(EpisodeBuffer, meta, arrays, **options)
+
+
+EPISODE_BUFFER = EpisodeBufferAdapter()
 
 
 def check_scheme(saved: dict[str, Any], expected: Scheme | None, where: Any) -> None:
@@ -72,13 +165,18 @@ def check_scheme(saved: dict[str, Any], expected: Scheme | None, where: Any) -> 
         )
 
 
-def storage_from_rows(scheme: Scheme, layout_info: dict[str, Any], rows: np.ndarray) -> TensorStorage:
-    """Return a storage over loaded ``rows``: a MemmapStorage for a shared map of its file, else a TensorStorage."""
+def storage_from_rows(
+    scheme: Scheme, layout_info: dict[str, Any], rows: np.ndarray, live: dict[str, Any] | None = None
+) -> TensorStorage:
+    """Return a storage over loaded ``rows``: a MemmapStorage over its file when ``live``, else a TensorStorage.
+
+    ``live`` is what ``load(mmap="shared")`` passes for a rows file: its path, map and row checksums.
+    """
     layout = decode_layout(scheme, layout_info)
-    if isinstance(rows, np.memmap) and rows.mode == "r+":
+    if live is not None:
         from xreplay.storage.memmap import MemmapStorage
 
-        return MemmapStorage.attach(scheme, layout, rows)
+        return MemmapStorage.attach(scheme, layout, rows, live["file"], live["map"], live["row_crc"])
     return TensorStorage.wrap(scheme, layout, torch.from_numpy(rows))
 
 
@@ -91,10 +189,15 @@ def restore_buffer(
 ) -> EpisodeBuffer:
     """Return an episode buffer rebuilt from a checkpoint (on its saved device unless told; CPU when mapped)."""
     structure, state = meta["structure"], meta["state"]
+    v = Validator(meta.get("path", "the checkpoint"), meta)
     check_scheme(structure["scheme"], scheme, meta.get("path", "the checkpoint"))
     saved = decode_scheme(structure["scheme"])
-    storage = storage_from_rows(saved, structure["layout"], arrays["rows"])
-    mapped = isinstance(arrays["rows"], np.memmap)
+    check_lengths(v, np.asarray(arrays["lengths"]), int(structure["layout"]["max_seq_length"]))
+    live = meta.get("live", {}).get("rows")
+    mapped = bool(meta.get("mapped")) or isinstance(arrays["rows"], np.memmap)
+    if not mapped and device is None:
+        check_device(v, "state.device", device)
+    storage = storage_from_rows(saved, structure["layout"], arrays["rows"], live)
     target = torch.device(device if device is not None else ("cpu" if mapped else state["device"]))
     storage = storage.to(target)
     layout = storage.layout

@@ -11,11 +11,19 @@ A checkpoint is a directory::
 (:data:`FORMAT_VERSION`), ``written_by`` and ``readable_since`` (xreplay
 versions), ``kind``, ``generation`` (one more per save), ``lineage`` (a random
 id shared by the saves of one buffer's history), the adapter's ``structure``,
-``state`` and ``ring``, and ``arrays``: per array its numpy ``dtype`` string,
+``state`` and ``ring``, ``arrays``: per array its numpy ``dtype`` string,
 ``shape``, base ``file`` with ``nbytes`` and ``crc32``, and ``deltas`` (each a
-``file``, ``nbytes``, ``crc32`` and ``ranges`` of leading-dimension rows).
-A ``live`` array is the file of a :class:`~xreplay.storage.MemmapStorage`,
-written in place; it has no checksum.
+``file``, ``nbytes``, ``crc32`` and ``ranges`` of leading-dimension rows), and
+``checksum``: the CRC-32 of the document itself (its other keys, serialized
+canonically), so a damaged ``metadata.json`` never loads as another state.
+A ``live`` array is the rows file of a :class:`~xreplay.storage.MemmapStorage`,
+written in place at each flush; its ``row_crc32`` names an array holding one
+CRC-32 per row, and its ``deltas`` are redo records of the last flush.
+
+Every file name is a plain name of one of the forms above (see
+:mod:`xreplay.persistence.schema`); anything else is refused before a file
+is opened. Version 1 (xreplay 0.1.0) had no document checksum and no row
+checksums; it is still read.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +41,7 @@ from xreplay.errors import (
     CheckpointVersionError,
     NotACheckpointError,
 )
+from xreplay.persistence.schema import contained_file
 from xreplay.persistence.streams import fsync_dir
 
 __all__ = [
@@ -40,6 +50,7 @@ __all__ = [
     "METADATA",
     "READABLE_SINCE",
     "array_file",
+    "document_crc",
     "is_checkpoint_file",
     "is_live_file",
     "read_metadata",
@@ -47,13 +58,15 @@ __all__ = [
 ]
 
 FORMAT_NAME = "xreplay-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """The newest format version this xreplay writes and reads."""
 
-READABLE_SINCE = {1: "0.1.0"}
+READABLE_SINCE = {1: "0.1.0", 2: "0.1.0"}
 """Format version -> first xreplay version that reads it."""
 
 METADATA = "metadata.json"
+MAX_METADATA_BYTES = 256 * 2**20
+"""Larger metadata files are refused before they are read."""
 _FILE_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]+\.g\d{6}\.(bin|delta)$")
 _LIVE_PATTERN = re.compile(r"^[A-Za-z0-9_\-]+\.live-\d{6}\.bin$")
 
@@ -81,36 +94,66 @@ def _xreplay_version() -> str:
     return __version__
 
 
+def document_crc(document: dict[str, Any]) -> int:
+    """Return the CRC-32 of ``document`` without its ``checksum`` key, serialized canonically."""
+    body = {k: v for k, v in document.items() if k != "checksum"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return zlib.crc32(text.encode("ascii")) & 0xFFFFFFFF
+
+
+def _parse(file: Path) -> Any:
+    """Return the JSON value in ``file``, refusing oversized, undecodable or too deeply nested files."""
+    size = file.stat().st_size
+    if size > MAX_METADATA_BYTES:
+        raise CheckpointCorruptError(
+            f"checkpoint file {file} holds {size} bytes, more than any metadata.json xreplay writes "
+            f"({MAX_METADATA_BYTES}); it is corrupted or crafted",
+            file,
+        )
+    try:
+        return json.loads(file.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        raise CheckpointCorruptError(
+            f"checkpoint file {file} is not valid JSON ({type(exc).__name__}: {str(exc)[:200]}); it is corrupted: "
+            f"restore it from a copy or load another checkpoint",
+            file,
+        ) from None
+
+
 def read_metadata(path: Path) -> dict[str, Any]:
-    """Return the parsed, version-checked ``metadata.json`` of the checkpoint at ``path``.
+    """Return the parsed, checksum- and version-checked ``metadata.json`` of the checkpoint at ``path``.
 
     Raises:
         CheckpointFileMissingError: ``path`` does not exist.
         NotACheckpointError: ``path`` is not a directory holding an xreplay ``metadata.json``.
-        CheckpointCorruptError: ``metadata.json`` is not valid JSON.
+        CheckpointCorruptError: ``metadata.json`` is not valid JSON or fails its checksum.
         CheckpointVersionError: The checkpoint's format is newer than this xreplay reads.
     """
     if not path.exists():
         raise CheckpointFileMissingError(f"no checkpoint at {path}: the path does not exist", path)
     file = path / METADATA
-    if not path.is_dir() or not file.is_file():
+    if not path.is_dir() or not (file.is_file() or file.is_symlink()):
         raise NotACheckpointError(f"{path} is not an xreplay checkpoint: it has no {METADATA}", path)
-    try:
-        meta = json.loads(file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointCorruptError(
-            f"checkpoint file {file} is not valid JSON ({exc}); it is corrupted", file
-        ) from None
+    meta = _parse(contained_file(path, METADATA))
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise NotACheckpointError(f"{path} is not an xreplay checkpoint: {file} lacks format {FORMAT_NAME!r}", path)
     version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FORMAT_VERSION:
         raise CheckpointVersionError(
-            f"{path} was written by xreplay {meta.get('written_by', '?')} in checkpoint format version {version}; "
-            f"this xreplay {_xreplay_version()} reads versions up to {FORMAT_VERSION}: "
-            f"upgrade to xreplay >= {meta.get('readable_since', '?')} to load it",
+            f"{path} was written by xreplay {str(meta.get('written_by', '?'))[:40]} in checkpoint format version "
+            f"{str(version)[:40]}; this xreplay {_xreplay_version()} reads versions 1 to {FORMAT_VERSION}: "
+            f"upgrade to xreplay >= {str(meta.get('readable_since', '?'))[:40]} to load it",
             path,
         )
+    if version >= 2:
+        stored = meta.get("checksum")
+        expected = document_crc(meta)
+        if not isinstance(stored, dict) or stored.get("crc32") != expected:
+            raise CheckpointCorruptError(
+                f"checkpoint file {file} fails its checksum (metadata.json says {str(stored)[:60]}, its content "
+                f"gives {{'crc32': {expected}}}): it is corrupted; restore it from a copy or load another checkpoint",
+                file,
+            )
     return meta
 
 
@@ -132,8 +175,12 @@ def new_metadata(kind: str, generation: int, lineage: str, meta: dict[str, Any])
 
 
 def write_metadata(directory: Path, document: dict[str, Any], fsync: bool = True) -> None:
-    """Atomically replace ``directory/metadata.json`` with ``document`` (temp file, fsync, rename, fsync dir)."""
+    """Atomically replace ``directory/metadata.json`` with ``document`` (temp file, fsync, rename, fsync dir).
+
+    ``document`` gains its ``checksum`` key.
+    """
     temp = directory / f".{METADATA}.tmp-{os.getpid()}"
+    document["checksum"] = {"crc32": document_crc(document)}
     data = json.dumps(document, indent=1, sort_keys=False).encode("utf-8")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:

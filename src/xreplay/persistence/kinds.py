@@ -11,7 +11,22 @@ A checkpointable object is described by an adapter with three members:
   later save can write only the slots written since); ``arrays`` maps names to
   numpy arrays or torch tensors, which are streamed to disk, never copied;
 * ``restore(meta, arrays, **options) -> obj``: the inverse; ``arrays`` are numpy
-  arrays (memory-mapped ones when loading with ``mmap``).
+  arrays (memory-mapped ones when loading with ``mmap``), already checked
+  against their sizes and checksums; it checks the array values it relies on
+  (lengths, indices...) before building anything.
+
+Optional members:
+
+* ``validate(validator)``: check the kind's rules on the untrusted
+  ``metadata.json`` (capacity, shapes, cursors, known names), raising through
+  the :class:`~xreplay.persistence.schema.Validator`; runs before any array
+  file is opened. Without it only the shared rules apply.
+* ``lock(obj)``: the context manager that stops ``obj``'s writers while a save
+  copies it (default: ``obj.lock`` when present).
+* ``memory_needed(document, mmap) -> int``: bytes ``restore`` allocates besides
+  the arrays read, checked against free memory first.
+* ``may_run_code``: True when ``restore`` may need to unpickle; it then gets
+  the ``trusted`` flag of :func:`~xreplay.persistence.load`.
 
 A class can instead carry the protocol itself: a ``checkpoint_kind`` class
 attribute, a ``checkpoint_state()`` method and a ``from_checkpoint(meta,
@@ -58,11 +73,18 @@ class _ClassProtocol:
         """Call ``cls.from_checkpoint``."""
         return self.cls.from_checkpoint(meta, arrays, **options)  # type: ignore[attr-defined]
 
+    def validate(self, validator: Any) -> None:
+        """Call ``cls.checkpoint_validate(validator)`` when the class has it."""
+        check = getattr(self.cls, "checkpoint_validate", None)
+        if check is not None:
+            check(validator)
+
 
 # kind -> "module:attribute" of a class with the protocol, or of an adapter object.
 _KINDS: dict[str, str] = {
-    "episode_buffer": "xreplay.buffers.episodes:EpisodeBuffer",
-    "transition_buffer": "xreplay.buffers.transitions:TransitionBuffer",
+    "episode_buffer": "xreplay.persistence.episode_buffer:EPISODE_BUFFER",
+    "transition_buffer": "xreplay.persistence.transition_buffer:TRANSITION_BUFFER",
+    "memmap_storage": "xreplay.storage.memmap:MemmapStorage",
     "pymarl.prioritized_replay_buffer": "xreplay.compat.pymarl.checkpoint:PRIORITIZED_REPLAY_BUFFER",
     "pymarl.replay_buffer": "xreplay.compat.pymarl.checkpoint:REPLAY_BUFFER",
     "pymarl.episode_batch": "xreplay.compat.pymarl.checkpoint:EPISODE_BATCH",

@@ -7,6 +7,11 @@ since. A prioritized buffer adds its sampler's tree leaves
 written) and slot generations, and keeps its max priority, beta schedule and
 step, stale-update count and pending inserts in the metadata. A buffer that
 stores next observations once (``next_obs_from``) adds its side store.
+
+The adapter (:data:`TRANSITION_BUFFER`, kind ``transition_buffer``) checks a
+checkpoint before loading it: field shapes and dtypes against the column
+arrays, a writer within the capacity, the sampler's configuration and known
+schedule kinds, the generator state, and the side store's row indices.
 """
 
 from __future__ import annotations
@@ -19,15 +24,32 @@ import torch
 
 from xreplay.buffers.columns import ColumnSpec, _numpy_dtype
 from xreplay.errors import CheckpointError, CheckpointMismatchError
-from xreplay.persistence.codec import decode_dtype, decode_rng, encode_dtype, encode_rng
+from xreplay.persistence.codec import (
+    _DTYPES,
+    check_rng,
+    check_writer,
+    decode_dtype,
+    decode_rng,
+    encode_dtype,
+    encode_rng,
+)
+from xreplay.persistence.episode_buffer import check_device
+from xreplay.persistence.schema import Validator
 from xreplay.samplers.prioritized import PrioritizedSampler
 from xreplay.samplers.schedules import ConstantSchedule, LinearSchedule, Schedule
 
 if TYPE_CHECKING:
     from xreplay.buffers.transitions import TransitionBuffer
 
-__all__ = ["decode_schedule", "encode_schedule", "restore_transition_buffer", "transition_buffer_state"]
-
+__all__ = [
+    "TRANSITION_BUFFER",
+    "TransitionBufferAdapter",
+    "check_schedule",
+    "decode_schedule",
+    "encode_schedule",
+    "restore_transition_buffer",
+    "transition_buffer_state",
+]
 
 
 def _column(position: int) -> str:
@@ -48,6 +70,17 @@ def encode_schedule(schedule: Schedule) -> dict[str, Any]:
     raise CheckpointError(
         f"cannot checkpoint beta schedule {schedule!r}: only ConstantSchedule and LinearSchedule are saved"
     )
+
+
+def check_schedule(v: Validator, key: str) -> None:
+    """Check an encoded beta schedule: a known kind with finite values."""
+    kind = v.string(f"{key}.type", choices={"constant", "linear"})
+    if kind == "constant":
+        v.number(f"{key}.value")
+    else:
+        v.number(f"{key}.start")
+        v.number(f"{key}.end")
+        v.integer(f"{key}.steps", low=1)
 
 
 def decode_schedule(info: dict[str, Any]) -> Schedule:
@@ -116,6 +149,125 @@ def transition_buffer_state(buffer: TransitionBuffer) -> tuple[dict[str, Any], d
     return meta, arrays
 
 
+def _validate_sampler(v: Validator, capacity: int) -> None:
+    """Check the sampler configuration and, for a prioritized one, its arrays."""
+    kind = v.string("structure.sampler.type", choices={"uniform", "prioritized"})
+    if kind == "uniform":
+        return
+    v.number("structure.sampler.alpha", low=0.0)
+    check_schedule(v, "structure.sampler.beta")
+    v.number("structure.sampler.epsilon", low=0.0)
+    v.boolean("structure.sampler.stratified")
+    v.mapping("state.sampler")
+    v.array_shape("sampler.priorities", (capacity,), "<f8")
+    v.array_shape("sampler.generations", (capacity,), ("<i4", "<i8", "<u4", "<u8"))
+
+
+def _validate_next(v: Validator, fields: dict[str, Any], capacity: int) -> None:
+    """Check the next-observation configuration and side store."""
+    source = v.get("structure.next_obs_from")
+    v.string("structure.next_obs")
+    pairs = v.get("structure.next_pairs")
+    if source is None:
+        if pairs is not None:
+            raise v.fail("structure.next_pairs", "must be null without next_obs_from", pairs)
+        return
+    v.string("structure.next_obs_from")
+    if pairs is None:
+        return  # nothing written yet
+    for i, pair in enumerate(v.sequence("structure.next_pairs", max_length=4096)):
+        v.string(f"structure.next_pairs[{i}][0]", v.sequence(f"structure.next_pairs[{i}]", pair, length=2)[0])
+        obs = v.string(f"structure.next_pairs[{i}][1]", pair[1], choices=fields)
+        kept = v.mapping("state.next")
+        rows = v.integer("state.next.rows", low=0, high=2**40)
+        if pair[0] in v.sequence("state.next.values", kept.get("values")):
+            v.array_shape(f"next.values{i}", (rows, *fields[obs]["shape"]))
+        if v.boolean("state.next.pending", kept.get("pending")):
+            v.array_shape(f"next.pending{i}", (1, *fields[obs]["shape"]))
+    v.integer("state.next.newest", low=-1, high=capacity - 1)
+    v.array_shape("next.slot_row", (capacity,), "<i4")
+    v.string("arrays.next.free.dtype", v.array_entry("next.free")["dtype"], choices={"<i4"})
+
+
+def _validate(v: Validator) -> None:
+    """Check a ``transition_buffer`` checkpoint's metadata before any of its files is opened."""
+    capacity = v.integer("structure.capacity", low=0, high=2**40)
+    fields = v.mapping("structure.fields")
+    for i, (name, info) in enumerate(fields.items()):
+        v.mapping(f"structure.fields.{name}", info)
+        shape = v.shape(f"structure.fields.{name}.shape")
+        dtype = v.string(f"structure.fields.{name}.dtype", choices=_DTYPES)
+        numpy_dtype = _numpy_dtype(decode_dtype(dtype))
+        v.array_shape(_column(i), (capacity, *shape), None if numpy_dtype is None else np.dtype(numpy_dtype).str)
+    ring = v.sequence("ring.arrays", length=len(fields))
+    for i, name in enumerate(ring):
+        v.string(f"ring.arrays[{i}]", name, choices={_column(i)})
+    check_writer(v, "state.writer", capacity)
+    check_rng(v, "state.rng")
+    v.string("state.device")
+    v.boolean("state.last_sample")
+    _validate_sampler(v, capacity)
+    _validate_next(v, fields, capacity)
+    n_step = v.get("structure.n_step")
+    if n_step is not None:
+        v.mapping("structure.n_step")
+        with v.restoring("structure.n_step"):
+            from xreplay.buffers.n_step import NStepReturns
+
+            NStepReturns(**n_step)
+
+
+def _check_values(v: Validator, meta: dict[str, Any], arrays: dict[str, Any]) -> None:
+    """Check the array values the buffer indexes with: sampled slots and side-store rows."""
+    capacity = int(meta["structure"]["capacity"])
+    if meta["state"].get("last_sample"):
+        indices = np.asarray(arrays.get("last_sample.indices", np.zeros(0)))
+        generations = np.asarray(arrays.get("last_sample.generations", np.zeros(0)))
+        if indices.ndim != 1 or generations.shape != indices.shape or indices.dtype.kind not in "iu":
+            raise v.fail("arrays.last_sample.indices", "must be 1-d integers matching last_sample.generations")
+        if indices.size and (indices.min() < 0 or indices.max() >= capacity):
+            raise v.fail("arrays.last_sample.indices", f"must hold slots in [0, {capacity})")
+    if meta["structure"].get("next_pairs") is not None:
+        rows = int(meta["state"]["next"]["rows"])
+        slot_row, free = np.asarray(arrays["next.slot_row"]), np.asarray(arrays["next.free"])
+        used = slot_row[slot_row >= 0]
+        if slot_row.min(initial=0) < -1 or used.max(initial=-1) >= rows or free.ndim != 1:
+            raise v.fail("arrays.next.slot_row", f"must hold -1 or side rows in [0, {rows})")
+        taken = np.concatenate([used, free]).astype(np.int64)
+        if taken.size != rows or np.unique(taken).size != rows or (rows and (taken.min() < 0 or taken.max() >= rows)):
+            raise v.fail("arrays.next.free", f"and next.slot_row must share the {rows} side rows, each once")
+
+
+class TransitionBufferAdapter:
+    """Saves, checks and restores a :class:`~xreplay.buffers.TransitionBuffer` (kind ``transition_buffer``)."""
+
+    kind = "transition_buffer"
+
+    def state(self, buffer: TransitionBuffer) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Return the buffer's ``(meta, arrays)``."""
+        return transition_buffer_state(buffer)
+
+    def validate(self, v: Validator) -> None:
+        """Check a checkpoint's metadata (see the module docstring)."""
+        _validate(v)
+
+    def memory_needed(self, document: dict[str, Any], mmap: bool) -> int:
+        """Return the bytes a restore allocates: the columns are copied into new storage."""
+        from xreplay.persistence.schema import entry_nbytes
+
+        names = document.get("ring", {}).get("arrays", [])
+        return sum(entry_nbytes(document["arrays"][name]) for name in names)
+
+    def restore(self, meta: dict[str, Any], arrays: dict[str, Any], **options: Any) -> TransitionBuffer:
+        """Return the buffer of a checked checkpoint (``device``, ``n_step`` options)."""
+        from xreplay.buffers.transitions import TransitionBuffer
+
+        return restore_transition_buffer(TransitionBuffer, meta, arrays, **options)
+
+
+TRANSITION_BUFFER = TransitionBufferAdapter()
+
+
 def restore_transition_buffer(
     cls: type[TransitionBuffer],
     meta: dict[str, Any],
@@ -129,6 +281,10 @@ def restore_transition_buffer(
         CheckpointMismatchError: ``n_step`` differs from the saved n-step configuration.
     """
     structure, state = meta["structure"], meta["state"]
+    v = Validator(meta.get("path", "the checkpoint"), meta)
+    _check_values(v, meta, arrays)
+    if device is None:
+        check_device(v, "state.device", device)
     config = structure["sampler"]
     sampler: str | PrioritizedSampler = "uniform"
     if config["type"] == "prioritized":
@@ -166,9 +322,14 @@ def restore_transition_buffer(
     buffer.writer.load_state_dict(state["writer"])
     buffer.rng = decode_rng(state["rng"])
     if isinstance(buffer.sampler, PrioritizedSampler):
-        buffer.sampler.load_state_dict(
-            {**state["sampler"], "leaves": arrays["sampler.priorities"], "generations": arrays["sampler.generations"]}
-        )
+        with v.restoring("state.sampler"):
+            buffer.sampler.load_state_dict(
+                {
+                    **state["sampler"],
+                    "leaves": arrays["sampler.priorities"],
+                    "generations": arrays["sampler.generations"],
+                }
+            )
     if state.get("last_sample"):
         buffer._last_sample = (
             np.array(arrays["last_sample.indices"], dtype=np.int64),

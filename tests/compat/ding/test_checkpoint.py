@@ -44,7 +44,7 @@ def test_is_a_versioned_checksummed_checkpoint_of_kind_ding(tmp_path):
     buf.save_data(str(tmp_path / "b"))
     meta = verify(tmp_path / "b")
     assert meta["kind"] == "ding.deque_buffer" and meta["format"] == "xreplay-checkpoint"
-    assert {"generation", "order", "where", "payload"} <= set(meta["arrays"])
+    assert {"generation", "order", "where", "payload.tree", "payload.data", "payload.offsets"} <= set(meta["arrays"])
     assert all("crc32" in entry for entry in meta["arrays"].values())
     fresh = load(tmp_path / "b")  # also loads as a new buffer, without middleware
     assert isinstance(fresh, DequeBuffer) and [r.data for r in fresh.storage] == [r.data for r in buf.storage]
@@ -87,7 +87,7 @@ def test_corrupt_checkpoint_raises_and_loads_nothing(tmp_path, damage):
     buf, _ = make()
     path = tmp_path / "buf.xrp"
     buf.save_data(str(path))
-    payload = next(path.glob("payload.*.bin"))
+    payload = next(path.glob("payload_tree.*.bin"))
     blob = payload.read_bytes()
     if damage == "truncate":
         payload.write_bytes(blob[:-10])

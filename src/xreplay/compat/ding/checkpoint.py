@@ -6,14 +6,20 @@ one file per array with a CRC-32 each, atomic replacement of an earlier save
 at that path) and ``load_data`` reads one back into the buffer.
 
 Arrays: the storage's ``generation`` (int64), ``order`` and ``where`` (int32,
-or int64 from 2**31 slots; either is read back), and
-``payload`` (uint8): one pickle holding the stored ``BufferedData`` by slot,
-the free-slot list, ``meta_index`` and the state of each stateful middleware
-(``state_dict()``), since records and metas are arbitrary Python objects.
+or int64 from 2**31 slots; either is read back), and the records by slot, the
+free-slot list, ``meta_index`` and each stateful middleware's ``state_dict()``
+in the code-free encoding of :mod:`xreplay.persistence.plain_data`:
+``payload.tree`` (a JSON tree), ``payload.data`` (the raw bytes of every
+array and tensor) and ``payload.offsets``.
 
-Trust note: loading unpickles ``payload``, which can run code chosen by
-whoever wrote the checkpoint. The checksums only catch damage, not
-tampering; only load checkpoints you wrote or trust.
+Trust: loading runs no code from the checkpoint as long as the records hold
+arrays, tensors, numbers, strings, bytes, lists, tuples, dicts and sets.
+Values of other types (instances of your own classes, say) are pickled; the
+metadata lists their types, and loading such a checkpoint raises
+:class:`~xreplay.errors.UntrustedCheckpointError` unless ``trusted=True`` is
+passed (``load_data(path, trusted=True)``), because unpickling runs code
+chosen by whoever wrote the file. Checkpoints of earlier xreplay versions
+(one pickle, payload version 1) also need ``trusted=True``.
 """
 
 from __future__ import annotations
@@ -25,13 +31,22 @@ from typing import Any
 
 import numpy as np
 
-from xreplay.errors import CheckpointCorruptError, CheckpointMismatchError, NotACheckpointError
+from xreplay.errors import (
+    CheckpointCorruptError,
+    CheckpointMismatchError,
+    NotACheckpointError,
+    UntrustedCheckpointError,
+)
 from xreplay.persistence import load, save
+from xreplay.persistence.plain_data import decode, encode
+from xreplay.persistence.schema import Validator, entry_nbytes
 
 __all__ = ["DEQUE_BUFFER", "KIND", "DequeBufferAdapter", "load_buffer", "save_buffer"]
 
 KIND = "ding.deque_buffer"
-PAYLOAD_VERSION = 1
+PAYLOAD_VERSION = 2
+_PICKLE_PAYLOAD = 1  # earlier xreplay versions: one pickle in the array "payload"
+_RING = ("<i4", "<i8")
 
 
 def _stateful(buffer: Any) -> list[tuple[int, str, Any]]:
@@ -43,13 +58,96 @@ def _stateful(buffer: Any) -> list[tuple[int, str, Any]]:
     ]
 
 
+def _untrusted(where: Any, types: list[str]) -> UntrustedCheckpointError:
+    """Return the error of a checkpoint that only unpickling can restore."""
+    listed = ", ".join(types[:8]) + (" ..." if len(types) > 8 else "")
+    return UntrustedCheckpointError(
+        f"{where} holds Python objects that only unpickling can restore ({listed}); unpickling runs code chosen "
+        f"by whoever wrote the checkpoint. If you trust its author, load it with trusted=True "
+        f"(buffer.load_data(path, trusted=True) or xreplay.persistence.load(path, trusted=True)); otherwise keep "
+        f"to arrays, tensors, numbers, strings, lists and dicts in the buffer",
+        where,
+    )
+
+
+def _check_ring(v: Validator, capacity: int, state: dict[str, Any], arrays: dict[str, Any]) -> None:
+    """Check that ``order``, ``where``, ``head``, ``count``, ``free`` and ``fresh`` describe one consistent ring."""
+    order, where = np.asarray(arrays["order"], dtype=np.int64), np.asarray(arrays["where"], dtype=np.int64)
+    head, count = int(state["head"]), int(state["count"])
+    ring = (head + np.arange(count)) % capacity  # ring positions of the stored records, oldest first
+    live = order[ring]
+    if ((live < 0) | (live >= capacity)).any():
+        raise v.fail("arrays.order", f"must hold slots in [0, {capacity}) at the {count} stored positions")
+    if not np.array_equal(where[live], ring) or int((where >= 0).sum()) != count:
+        raise v.fail("arrays.where", "must give each stored slot's ring position and -1 for free slots")
+
+
+def _check_free(v: Validator, capacity: int, state: dict[str, Any], payload: dict[str, Any], where: Any) -> None:
+    """Check the free-slot list and the records against the ring."""
+    free, items = payload.get("free"), payload.get("items")
+    if not isinstance(free, list) or not all(type(s) is int and 0 <= s < capacity for s in free):
+        raise v.fail("payload.free", f"must be a list of slots in [0, {capacity})")
+    fresh = int(state["fresh"])
+    if len(set(free)) != len(free) or (np.asarray(where)[free] >= 0).any() or any(s >= fresh for s in free):
+        raise v.fail("payload.free", f"must list distinct slots below fresh={fresh} that hold no record")
+    if (np.asarray(where)[fresh:] >= 0).any():
+        raise v.fail("state.fresh", "must lie above every slot ever used")
+    if not isinstance(items, list) or len(items) != capacity:
+        raise v.fail("payload.items", f"must be a list of {capacity} slots")
+    from xreplay.compat.ding.data import BufferedData
+
+    held = np.asarray(where) >= 0
+    for slot, item in enumerate(items):
+        if held[slot] != isinstance(item, BufferedData) or not (held[slot] or item is None):
+            raise v.fail("payload.items", f"must hold a record exactly at the stored slots (slot {slot})")
+
+
+def _validate(v: Validator) -> None:
+    """Check a ``ding.deque_buffer`` checkpoint's metadata before any of its files is opened."""
+    capacity = v.integer("structure.capacity", low=1, high=2**40)
+    version = v.integer("state.payload_version", low=_PICKLE_PAYLOAD, high=PAYLOAD_VERSION)
+    v.integer("state.count", low=0, high=capacity)
+    v.integer("state.head", low=0, high=capacity - 1)
+    v.integer("state.fresh", low=0, high=capacity)
+    v.boolean("state.sliced")
+    v.boolean("state.full_last_window")
+    for i, name in enumerate(v.sequence("state.middleware", max_length=1024)):
+        v.string(f"state.middleware[{i}]", name)
+    v.array_shape("generation", (capacity,), "<i8")
+    v.array_shape("order", (capacity,), _RING)
+    v.array_shape("where", (capacity,), _RING)
+    if version == _PICKLE_PAYLOAD:
+        v.array_shape("payload", tuple(v.array_entry("payload")["shape"]), "|u1")
+        return
+    for i, name in enumerate(v.sequence("state.python_objects", max_length=2**20)):
+        v.string(f"state.python_objects[{i}]", name)
+    v.array_shape("payload.tree", tuple(v.shape("arrays.payload.tree.shape")[:1]), "|u1")
+    v.array_shape("payload.data", tuple(v.shape("arrays.payload.data.shape")[:1]), "|u1")
+    v.array_shape("payload.offsets", tuple(v.shape("arrays.payload.offsets.shape")[:1]), "<i8")
+
+
 class DequeBufferAdapter:
-    """Saves a ``DequeBuffer`` as ``(meta, arrays)`` and restores one, new or in place."""
+    """Saves a ``DequeBuffer`` as ``(meta, arrays)``, checks one, and restores it, new or in place."""
 
     kind = KIND
+    may_run_code = True  # only with trusted=True: see the module docstring
+
+    def lock(self, buffer: Any) -> Any:
+        """Return the buffer's lock, held by its pushes, samples and updates."""
+        return buffer._lock
+
+    def validate(self, v: Validator) -> None:
+        """Check a checkpoint's metadata (see :func:`_validate`)."""
+        _validate(v)
+
+    def memory_needed(self, document: dict[str, Any], mmap: bool) -> int:
+        """Return the bytes decoding allocates: about one copy of the payload."""
+        return sum(entry_nbytes(e) for name, e in document["arrays"].items() if name.startswith("payload"))
 
     def state(self, buffer: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """Return the checkpoint ``(meta, arrays)`` of ``buffer``."""
+        from xreplay.compat.ding.data import BufferedData
+
         store = buffer._store
         middleware = _stateful(buffer)
         payload = {
@@ -58,7 +156,8 @@ class DequeBufferAdapter:
             "meta_index": dict(buffer.meta_index),
             "middleware": [(i, name, mw.state_dict()) for i, name, mw in middleware],
         }
-        blob = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+        tree, segments, unsafe = encode(payload, record_type=BufferedData)
+        offsets = np.cumsum([0, *(len(s) for s in segments)], dtype=np.int64)
         meta = {
             "structure": {"capacity": store.capacity},
             "state": {
@@ -69,48 +168,81 @@ class DequeBufferAdapter:
                 "sliced": bool(buffer.sliced),
                 "full_last_window": bool(getattr(buffer, "full_last_window", False)),
                 "middleware": [name for _, name, _ in middleware],
+                "python_objects": sorted(unsafe),
             },
         }
         arrays = {
             "generation": store.generation,
             "order": store.order,
             "where": store.where,
-            "payload": np.frombuffer(blob, dtype=np.uint8),
+            "payload.tree": np.frombuffer(tree, dtype=np.uint8),
+            "payload.data": np.frombuffer(b"".join(segments), dtype=np.uint8),
+            "payload.offsets": offsets,
         }
         return meta, arrays
 
-    def restore(self, meta: dict[str, Any], arrays: dict[str, Any], into: Any = None) -> Any:
+    def _payload(self, meta: dict[str, Any], arrays: dict[str, Any], trusted: bool) -> dict[str, Any]:
+        """Return the decoded payload, refusing pickled objects unless ``trusted``."""
+        from xreplay.compat.ding.data import make_record
+
+        where, state = meta.get("path", "the checkpoint"), meta["state"]
+        if state["payload_version"] == _PICKLE_PAYLOAD:
+            if not trusted:
+                raise _untrusted(where, ["a pickle written by an earlier xreplay version"])
+            try:
+                payload = pickle.loads(np.ascontiguousarray(arrays["payload"]).tobytes())
+            except Exception as exc:  # checksum-valid but unreadable: written by an incompatible version
+                raise CheckpointCorruptError(
+                    f"{where}: the DequeBuffer payload cannot be unpickled: {exc!r}", where
+                ) from exc
+        else:
+            if state["python_objects"] and not trusted:
+                raise _untrusted(where, list(state["python_objects"]))
+            payload = decode(
+                arrays["payload.tree"],
+                arrays["payload.data"],
+                arrays["payload.offsets"],
+                trusted,
+                str(where),
+                make_record,
+            )
+        if not isinstance(payload, dict) or not {"items", "free", "meta_index", "middleware"} <= set(payload):
+            raise CheckpointCorruptError(f"{where}: the DequeBuffer payload lacks its records or state", where)
+        return payload
+
+    def restore(self, meta: dict[str, Any], arrays: dict[str, Any], into: Any = None, trusted: bool = False) -> Any:
         """Return the saved buffer: ``into`` with its contents replaced, or a new ``DequeBuffer``.
+
+        Everything is decoded and checked before ``into`` changes.
 
         Raises:
             CheckpointMismatchError: ``into`` has another capacity, or a stateful
                 middleware with no saved state at its position; ``into`` is unchanged.
-            CheckpointCorruptError: the payload cannot be unpickled.
-
+            UntrustedCheckpointError: The records need unpickling and ``trusted`` is False.
+            CheckpointCorruptError: The payload or the ring is inconsistent.
         """
         from xreplay.compat.ding.deque_buffer import DequeBuffer
 
         where = meta.get("path", "the checkpoint")
+        v = Validator(where, meta)
         capacity, state = int(meta["structure"]["capacity"]), meta["state"]
-        if state.get("payload_version") != PAYLOAD_VERSION:
-            raise CheckpointMismatchError(
-                f"{where} holds DequeBuffer payload version {state.get('payload_version')!r}; "
-                f"this xreplay reads version {PAYLOAD_VERSION}",
-                where,
-            )
-        if into is None:
-            into = DequeBuffer(capacity, sliced=state["sliced"], full_last_window=state["full_last_window"])
-        if capacity != into._store.capacity:
+        if into is not None and capacity != into._store.capacity:
             raise CheckpointMismatchError(
                 f"{where} holds a DequeBuffer of size {capacity}; this buffer has size {into._store.capacity}",
                 where,
             )
-        try:
-            payload = pickle.loads(np.ascontiguousarray(arrays["payload"]).tobytes())
-        except Exception as exc:  # checksum-valid but unreadable: written by an incompatible version
-            message = f"{where}: the DequeBuffer payload cannot be unpickled: {exc!r}"
-            raise CheckpointCorruptError(message, where) from exc
-        saved = {(i, name): st for i, name, st in payload["middleware"]}
+        _check_ring(v, capacity, state, arrays)
+        payload = self._payload(meta, arrays, trusted)
+        _check_free(v, capacity, state, payload, arrays["where"])
+        if not isinstance(payload["meta_index"], dict) or not isinstance(payload["middleware"], list):
+            raise v.fail("payload.meta_index", "must be a dict, and payload.middleware a list")
+        saved = {}
+        for entry in payload["middleware"]:
+            if not isinstance(entry, (tuple, list)) or len(entry) != 3:
+                raise v.fail("payload.middleware", "must hold (position, name, state) entries")
+            saved[(entry[0], entry[1])] = entry[2]
+        if into is None:
+            into = DequeBuffer(capacity, sliced=state["sliced"], full_last_window=state["full_last_window"])
         plan = []
         for i, name, mw in _stateful(into):
             if not callable(getattr(mw, "load_state_dict", None)):
@@ -165,6 +297,6 @@ def save_buffer(buffer: Any, file_name: str | os.PathLike[str]) -> None:
     save(buffer, path, incremental=False)
 
 
-def load_buffer(buffer: Any, file_name: str | os.PathLike[str]) -> None:
+def load_buffer(buffer: Any, file_name: str | os.PathLike[str], trusted: bool = False) -> None:
     """Replace ``buffer``'s records and middleware state by the checkpoint at ``file_name``, all or nothing."""
-    load(file_name, kind=KIND, into=buffer)
+    load(file_name, kind=KIND, into=buffer, trusted=trusted)

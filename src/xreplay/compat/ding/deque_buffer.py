@@ -378,9 +378,10 @@ class DequeBuffer(Buffer):
         """Save records, indices, ``meta_index`` and middleware state as a checkpoint directory ``file_name``.
 
         An xreplay checkpoint (kind ``ding.deque_buffer``, see
-        :mod:`xreplay.compat.ding.checkpoint` for the layout and its trust
-        note): missing parent directories are created and an earlier save at
-        ``file_name`` is replaced atomically. ``xreplay.persistence.load(file_name)``
+        :mod:`xreplay.compat.ding.checkpoint` for the layout and what it can hold
+        without pickling): missing parent directories are created and an earlier
+        save at ``file_name`` is replaced atomically. Pushes from other threads
+        wait while the buffer is copied. ``xreplay.persistence.load(file_name)``
         also returns it as a new buffer (without middleware).
 
         Args:
@@ -391,23 +392,25 @@ class DequeBuffer(Buffer):
             CheckpointWriteError: writing failed; an earlier checkpoint there is intact.
 
         """
-        with self._lock:
-            checkpoint.save_buffer(self, file_name)
+        checkpoint.save_buffer(self, file_name)  # the save holds self._lock while it copies
 
-    def load_data(self, file_name: str) -> None:
+    def load_data(self, file_name: str, trusted: bool = False) -> None:
         """Replace records, indices, ``meta_index`` and middleware state by those saved at ``file_name``.
 
         Args:
-            file_name: A checkpoint written by ``save_data``. Only load checkpoints you trust (pickle inside).
+            file_name: A checkpoint written by ``save_data``.
+            trusted: Allow records that only unpickling restores (objects of your own classes);
+                unpickling runs code chosen by whoever wrote the checkpoint, so only for trusted files.
 
         Raises:
             CheckpointError: missing, corrupt (checksums), of a newer format, of
                 another kind or capacity, or lacking the state of one of this
                 buffer's stateful middleware; nothing is changed then.
+            UntrustedCheckpointError: the records need unpickling and ``trusted`` is False.
 
         """
         with self._lock:
-            checkpoint.load_buffer(self, file_name)
+            checkpoint.load_buffer(self, file_name, trusted=trusted)
 
 
 def _range_positions(sample_range: Any, count: int) -> range:
