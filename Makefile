@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test lint bench docs
 setup: $(VENV)/.installed
 
 # torch==2.13.0 is pinned by constraints.txt so a CPU machine installs the local CPU wheel,
@@ -13,6 +13,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
 	touch $@
 
+# The dev extras include the demo extra (gymnasium, lbforaging, tqdm, matplotlib): set-up installs it.
 demo: setup
 	$(VENV)/bin/xreplay demo
 
