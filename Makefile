@@ -20,6 +20,11 @@ demo: setup
 test: setup
 	$(VENV)/bin/ruff check src tests benchmarks examples
 	$(PY) -m pytest
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d $(VENV)/site  # no -q: it hides the warnings strict mode counts
+
+# The docs site (mkdocs-material + mkdocstrings, API reference from the docstrings) into site/.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks examples

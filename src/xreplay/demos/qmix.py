@@ -48,7 +48,7 @@ class QMIXConfig:
     per: bool = False
     buffer_size: int = 5_000
     batch_size: int = 32
-    lr: float = 5e-4
+    lr: float = 1e-3
     gamma: float = 0.99
     hidden: int = 64
     mixing_embed: int = 32
@@ -56,7 +56,8 @@ class QMIXConfig:
     epsilon_steps: int = 100_000
     epsilon_end: float = 0.05
     target_every: int = 200  # episodes
-    updates: int = 2  # learner updates per episode
+    updates: int = 1  # learner updates per episode
+    td_lambda: float = 0.6  # TD(lambda) targets, as pymarl2's QMIX (sparse rewards propagate faster)
     eval_every: int = 20_000
     eval_episodes: int = 32
     alpha: float = 0.6
@@ -247,8 +248,8 @@ class _QMIX:
             next_q = q[:, 1:].detach().masked_fill(avail[:, 1:] == 0, -1e9)
             best = next_q.argmax(dim=3, keepdim=True)
             target_q = self.target_agent(inputs)[:, 1:].gather(3, best).squeeze(3)
-            target_tot = self.target_mixer(target_q, batch["state"][:, 1:])
-            targets = rewards + c.gamma * (1 - terminated) * target_tot
+            target_tot = self.target_mixer(target_q, batch["state"][:, 1:])  # Q_tot(s_{t+1}), double-Q action
+            targets = lambda_returns(rewards, terminated, mask, target_tot, c.gamma, c.td_lambda)
         td = (self.mixer(chosen, batch["state"][:, :-1]) - targets) * mask
         loss = (weights * td**2).sum() / mask.sum()
         self.optimizer.zero_grad(set_to_none=True)
@@ -264,6 +265,31 @@ class _QMIX:
         """Return the mean team return of ``episodes`` episodes at ``epsilon`` (0: greedy; 1: random)."""
         returns = [self.run_episode(epsilon, seed=2**30 + first + i)[1] for i in range(episodes)]
         return float(np.mean(returns))
+
+
+def lambda_returns(
+    rewards: torch.Tensor,
+    terminated: torch.Tensor,
+    mask: torch.Tensor,
+    next_values: torch.Tensor,
+    gamma: float,
+    td_lambda: float,
+) -> torch.Tensor:
+    """Return TD(lambda) targets ``[batch, t, 1]``: ``G_t = r_t + gamma (1 - d_t) ((1 - l) V_{t+1} + l G_{t+1})``.
+
+    ``next_values[:, t]`` is the target value of the state after step ``t``; past the last valid step of an
+    episode (``mask`` 0) the recursion bootstraps from ``next_values`` alone. ``td_lambda = 0`` gives
+    one-step targets.
+    """
+    returns = torch.zeros_like(rewards)
+    steps = rewards.shape[1]
+    for t in range(steps - 1, -1, -1):  # backwards: each target blends the next state's value and return
+        blend = next_values[:, t]
+        if t + 1 < steps:
+            following = torch.where(mask[:, t + 1] > 0, returns[:, t + 1], next_values[:, t])
+            blend = (1 - td_lambda) * next_values[:, t] + td_lambda * following
+        returns[:, t] = rewards[:, t] + gamma * (1 - terminated[:, t]) * blend
+    return returns
 
 
 @dataclasses.dataclass
