@@ -6,7 +6,7 @@ from xreplay.demos.common import DemoError, ReplayClock, RunFolder, peak_rss_mib
 
 
 def test_require_extra_names_the_install_command():
-    with pytest.raises(DemoError, match=r"needs no_such_pkg_xyz \(not installed\): pip install 'xreplay\[demo\]'"):
+    with pytest.raises(DemoError, match=r"missing \(no_such_pkg_xyz not installed\): pip install 'xreplay\[demo\]'"):
         require_extra(["json", "no_such_pkg_xyz"])
 
 

@@ -37,7 +37,8 @@ def test_qmix_run_measures_random_and_test_returns(per, tmp_path):
     result = run_qmix(QMIXConfig(per=per, **TINY), tmp_path / "run", show_progress=False)
     assert result.steps >= 600 and result.episodes >= 12
     assert 0.0 <= result.random_return <= 1.0 and 0.0 <= result.final_return <= 1.0
-    assert [step for step, _ in result.curve][:2] == [0, 300] and result.curve[-1][0] == result.steps
+    steps = [step for step, _ in result.curve]
+    assert steps[0] == 0 and 300 <= steps[1] < 350 and steps[-1] == result.steps  # at the first episode end
     assert 0.0 < result.replay_share < 1.0 and "sample" in result.replay_summary
     assert ("priority update" in result.replay_summary) == per
     assert result.plot is not None and result.plot.stat().st_size > 1000

@@ -28,7 +28,7 @@ def add_demo_parser(commands: Any) -> argparse.ArgumentParser:
     demo.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR (dqn) from its last checkpoint")
     demo.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     demo.add_argument("--steps", type=int, help="step budget (dqn, r2d2: environment steps; qmix: env steps)")
-    demo.add_argument("--minutes", type=float, help="qmix: wall-clock budget in minutes (default 8)")
+    demo.add_argument("--minutes", type=float, help="qmix: training budget in minutes (default 9)")
     demo.add_argument("--per", action="store_true", help="qmix: prioritized episode replay (pymarl2)")
     demo.add_argument("--checkpoint-every", type=int, help="dqn: steps between checkpoints (default 10000)")
     demo.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
@@ -46,6 +46,8 @@ def run_demo_command(args: argparse.Namespace) -> int:
         return _fail(f"the {name} demo does not checkpoint; --resume continues dqn runs (`xreplay demo --resume DIR`)")
     out = Path(args.resume or args.out or f"xreplay-demo-{name}")
     try:
+        if args.resume is not None:
+            RunFolder(out, name).latest()  # a folder that is not this demo's checkpoint: say so first
         module = importlib.import_module(f"xreplay.demos.{name}")
         code = int(module.main(args, out))
     except DemoError as exc:

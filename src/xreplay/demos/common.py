@@ -61,7 +61,7 @@ def require_extra(modules: Sequence[str]) -> None:
     missing = [DEMO_EXTRA.get(m, m) for m in modules if importlib.util.find_spec(m) is None]
     if missing:
         raise DemoError(
-            f"xreplay demo needs {', '.join(missing)} (not installed): pip install 'xreplay[demo]' "
+            f"the demo extra is missing ({', '.join(missing)} not installed): pip install 'xreplay[demo]' "
             f"(in a checkout: make demo)"
         )
 

@@ -1,16 +1,18 @@
 """``xreplay demo qmix``: QMIX on level-based foraging, written against the PyMARL drop-in layer.
 
-Two agents on lbforaging's ``Foraging-8x8-2p-2f-coop-v3`` (every food needs
-both agents loading it together; the team return is normalised so that
-collecting everything scores 1.0, and a random policy scores about 0.01).
+Two agents on lbforaging's ``Foraging-5x5-2p-1f-coop-v3`` (the food needs
+both agents loading it together at the same step; the team return is
+normalised so that collecting it scores 1.0, and a random policy scores
+about 0.02).
 The runner writes each episode step by step as PyMARL's ``EpisodeRunner``
 does (``EpisodeBatch.update(..., ts=t)`` before and after every action, the
 bootstrap step last), inserts it with ``ReplayBuffer.insert_episode_batch``,
 and the learner reads ``sample(32)`` sliced to ``max_t_filled()`` exactly as
 PyMARL's ``QLearner`` does: shared-parameter agents (observation + agent id,
 a feed-forward net: the task is fully observed), a QMIX monotonic mixer over
-the concatenated observations, double-Q targets and a target network copied
-every ``target_every`` episodes. ``--per`` swaps in pymarl2's
+the concatenated observations, double-Q TD(lambda) targets (as pymarl2's QMIX:
+the rare rewards propagate back faster) and a target network copied every
+``target_every`` episodes. ``--per`` swaps in pymarl2's
 ``PrioritizedReplayBuffer`` (episodes drawn by TD-error priority with
 importance weights). Training runs for a wall-clock budget (``--minutes``).
 """
@@ -40,28 +42,29 @@ EXTRA = ("gymnasium", "lbforaging", "tqdm", "matplotlib")
 class QMIXConfig:
     """Hyperparameters of the QMIX demo (defaults: the documented run)."""
 
-    env: str = "Foraging-8x8-2p-2f-coop-v3"
+    env: str = "Foraging-5x5-2p-1f-coop-v3"
     limit: int = 50  # lbforaging's max_episode_steps
     seed: int = 0
-    minutes: float = 8.0
+    minutes: float = 9.0
     max_steps: int = 2_000_000
     per: bool = False
     buffer_size: int = 5_000
     batch_size: int = 32
-    lr: float = 1e-3
+    lr: float = 5e-4
     gamma: float = 0.99
     hidden: int = 64
     mixing_embed: int = 32
     hypernet_embed: int = 64
-    epsilon_steps: int = 100_000
+    epsilon_steps: int = 200_000
     epsilon_end: float = 0.05
     target_every: int = 200  # episodes
-    updates: int = 1  # learner updates per episode
-    td_lambda: float = 0.6  # TD(lambda) targets, as pymarl2's QMIX (sparse rewards propagate faster)
-    eval_every: int = 20_000
+    updates: int = 2  # learner updates per episode
+    td_lambda: float = 0.8  # TD(lambda) targets, as pymarl2's QMIX (sparse rewards propagate faster)
+    eval_every: int = 25_000
     eval_episodes: int = 32
     alpha: float = 0.6
     beta: float = 0.4
+    beta_steps: int = 40_000  # environment steps over which --per anneals beta to 1
     threads: int = 1
 
 
@@ -153,10 +156,9 @@ class _QMIX:
         self.groups = {"agents": self.agents}
         self.preprocess = {"actions": ("actions_onehot", [OneHot(out_dim=self.actions)])}
         args = (self.scheme, self.groups, c.buffer_size, c.limit + 1)
-        if c.per:
-            total = c.max_steps // c.limit
+        if c.per:  # sample(batch, t) with t the environment steps so far, as pymarl2's learner calls it
             self.buffer: ReplayBuffer = PrioritizedReplayBuffer(
-                *args, alpha=c.alpha, beta=c.beta, t_max=total, preprocess=self.preprocess
+                *args, alpha=c.alpha, beta=c.beta, t_max=c.beta_steps, preprocess=self.preprocess
             )
         else:
             self.buffer = ReplayBuffer(*args, preprocess=self.preprocess)
