@@ -12,9 +12,10 @@ corrupted file raises a typed ``CheckpointError`` naming it.
     python examples/checkpoints.py            # 1,000,000 transitions
     python examples/checkpoints.py --smoke    # seconds (CI)
 
-Full run (2 cores shared, load ~1.5): full save of 1,000,000 transitions (72 MiB) ~0.3 s,
-incremental save after 1% new transitions writes 0.7 MiB in ~0.02 s, load ~0.2 s; the loaded buffer's
-next 100 samples equal the original's.
+Full run (2 cores shared with other jobs, load 5.1): full save of 1,000,000 prioritized transitions
+57.2 MiB in 0.08 s; after 1% new transitions the incremental save writes 11.9 MiB (the new rows plus
+the priority and generation arrays, rewritten whole) in 0.021 s; load 0.16 s; the next 100 samples of
+the original, loaded and memory-mapped buffers are equal.
 """
 
 import argparse

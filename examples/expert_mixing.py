@@ -10,8 +10,8 @@ baseline. Both use the same seeds and step budget. Needs gymnasium.
     python examples/expert_mixing.py            # 8,000 agent steps each
     python examples/expert_mixing.py --smoke    # seconds (CI)
 
-Full run (2 cores shared, load ~1.5): greedy return after 8,000 steps, 10 episodes: with 25% expert
-data 500.0, without 149.6.
+Full run (2 cores shared with other jobs, load 4.0): greedy return over 10 episodes after 8,000 steps:
+404.2 with 25% expert data, 66.7 without.
 """
 
 import argparse

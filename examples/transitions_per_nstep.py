@@ -11,7 +11,8 @@ overwritten since the sample. Needs gymnasium (``pip install 'xreplay[demo]'``).
     python examples/transitions_per_nstep.py            # 25,000 steps
     python examples/transitions_per_nstep.py --smoke    # seconds (CI)
 
-Full run (2 cores shared, load ~1.5): greedy return 500.0 over 10 episodes after 25,000 steps, 52 s.
+Full run (2 cores shared with other jobs, load 5.1): greedy return 500.0 over 10 episodes after
+25,000 steps, 145 s wall.
 """
 
 import argparse

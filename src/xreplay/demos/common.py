@@ -176,8 +176,9 @@ def plot_curves(
     figure, axes = plt.subplots(figsize=(7, 4), dpi=110)
     for label, (x, y) in curves.items():
         axes.plot(list(x), list(y), marker="o" if len(x) < 40 else None, markersize=3, label=label)
-    for label, value in (lines or {}).items():
-        axes.axhline(value, linestyle="--", color="grey", linewidth=1, label=label)
+    styles = [("grey", "--"), ("tab:red", ":"), ("tab:green", "-.")]
+    for (label, value), (color, style) in zip((lines or {}).items(), styles * 4, strict=False):
+        axes.axhline(value, linestyle=style, color=color, linewidth=1, label=label)
     axes.set_title(title)
     axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)
