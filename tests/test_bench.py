@@ -56,3 +56,17 @@ def test_bench_smoke_prints_the_ratio_table_and_plots(tmp_path, capsys):
     assert "== S5 (s5_checkpoint.py, smoke) ==" in out and "xreplay vs baselines" in out
     assert "S5  save (fsync, atomic)" in out and "vs numpy.save + fsync" in out
     assert png.stat().st_size > 1000
+
+
+def test_later_scripts_join_through_bench_sizes(tmp_path):
+    from xreplay.bench import discover, run_bench
+
+    for name in SCRIPTS.values():
+        (tmp_path / name).write_text("")
+    (tmp_path / "s9_new.py").write_text(
+        'BENCH_SIZES = {"smoke": ["--tiny"], "medium": [], "full": []}\n'
+        "def main(argv):\n    print('xreplay s9', argv)\n    return {'x': 1.0}\n"
+    )
+    (tmp_path / "s7_private.py").write_text("def main(argv):\n    pass\n")  # no BENCH_SIZES: not run
+    assert discover(tmp_path)["s9"] == "s9_new.py" and "s7" not in discover(tmp_path)
+    assert run_bench(["s9"], "smoke", tmp_path) == []  # its table only; no summary rows

@@ -8,6 +8,11 @@ checkout an editable install points into), runs each chosen script's
 then prints one summary of xreplay-vs-peer ratios (higher is better for
 xreplay) and, with ``--plot``, draws them as a bar chart. Peers that are not
 installed are skipped by the scripts themselves.
+
+S1-S5's size arguments live here (:data:`SIZES`). Any other ``sN_*.py`` script in
+the folder joins by defining ``BENCH_SIZES = {"smoke": [...], "medium": [...],
+"full": [...]}`` (the arguments of its ``main``); it then runs with the others
+(its table is printed, it adds no summary rows).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-__all__ = ["SIZES", "Ratio", "add_bench_parser", "find_benchmarks", "ratios", "run_bench"]
+__all__ = ["SIZES", "Ratio", "add_bench_parser", "discover", "find_benchmarks", "ratios", "run_bench"]
 
 #: Workload -> size -> arguments of the script's ``main``.
 SIZES: dict[str, dict[str, list[str]]] = {
@@ -72,11 +77,21 @@ def find_benchmarks(explicit: str | None = None) -> Path:
     )
 
 
-def _load(folder: Path, workload: str) -> ModuleType:
+def discover(folder: Path) -> dict[str, str]:
+    """Return workload -> script name: S1-S5 and every other ``sN_*.py`` that defines ``BENCH_SIZES``."""
+    found = dict(SCRIPTS)
+    for path in sorted(folder.glob("s[0-9]*_*.py")):
+        workload = path.name.split("_", 1)[0]
+        if workload not in found and "BENCH_SIZES" in path.read_text():
+            found[workload] = path.name
+    return found
+
+
+def _load(folder: Path, script: str) -> ModuleType:
     """Import one benchmark script from ``folder`` (which goes on ``sys.path`` for their shared helpers)."""
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
-    path = folder / SCRIPTS[workload]
+    path = folder / script
     spec = importlib.util.spec_from_file_location(path.stem, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -142,7 +157,7 @@ _RATIOS: dict[str, Callable[[Any], list[Ratio]]] = {"s1": _s1, "s2": _s2, "s3": 
 
 def ratios(workload: str, result: Any) -> list[Ratio]:
     """Return the summary rows of one workload's result (empty when the script returned none)."""
-    if result is None:
+    if result is None or workload not in _RATIOS:
         return []
     return [row for row in _RATIOS[workload](result) if math.isfinite(row[3])]
 
@@ -150,10 +165,12 @@ def ratios(workload: str, result: Any) -> list[Ratio]:
 def run_bench(workloads: Sequence[str], size: str, folder: Path) -> list[Ratio]:
     """Run ``workloads`` at ``size`` from ``folder`` (each prints its table) and return every summary row."""
     rows: list[Ratio] = []
+    scripts = discover(folder)
     for workload in workloads:
-        module = _load(folder, workload)
-        print(f"\n== {workload.upper()} ({SCRIPTS[workload]}, {size}) ==", flush=True)
-        result = module.main(SIZES[workload][size])
+        module = _load(folder, scripts[workload])
+        sizes = SIZES.get(workload) or getattr(module, "BENCH_SIZES", {})
+        print(f"\n== {workload.upper()} ({scripts[workload]}, {size}) ==", flush=True)
+        result = module.main(list(sizes[size]))
         rows += ratios(workload, result)
     return rows
 
@@ -193,11 +210,6 @@ def plot_ratios(rows: Sequence[Ratio], path: Path) -> Path:
 
 def _command(args: argparse.Namespace) -> int:
     """Run ``xreplay bench``."""
-    chosen = [w.lower() for w in (args.only or SCRIPTS)]
-    unknown = [w for w in chosen if w not in SCRIPTS]
-    if unknown:
-        print(f"xreplay bench: unknown workload {unknown[0]!r}; choose among {', '.join(SCRIPTS)}", file=sys.stderr)
-        return 2
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         print("xreplay bench: --plot needs matplotlib: pip install 'xreplay[plot]'", file=sys.stderr)
         return 2
@@ -205,6 +217,12 @@ def _command(args: argparse.Namespace) -> int:
         folder = find_benchmarks(args.benchmarks)
     except BenchmarksNotFoundError as exc:
         print(f"xreplay bench: {exc}", file=sys.stderr)
+        return 2
+    scripts = discover(folder)
+    chosen = [w.lower() for w in (args.only or scripts)]
+    unknown = [w for w in chosen if w not in scripts]
+    if unknown:
+        print(f"xreplay bench: unknown workload {unknown[0]!r}; choose among {', '.join(scripts)}", file=sys.stderr)
         return 2
     rows = run_bench(chosen, args.size, folder)
     print_ratios(rows)
@@ -222,7 +240,7 @@ def add_bench_parser(commands: Any) -> argparse.ArgumentParser:
         default="medium",
         help="smoke: seconds; medium: about a minute each; full: the README's figures",
     )
-    bench.add_argument("--only", nargs="+", metavar="SN", help="workloads to run (default s1 .. s5)")
+    bench.add_argument("--only", nargs="+", metavar="SN", help="workloads to run (default: all found)")
     bench.add_argument("--plot", metavar="FILE.png", help="also draw the ratios as a bar chart")
     bench.add_argument("--benchmarks", metavar="DIR", help="folder of the benchmark scripts")
     bench.set_defaults(run=_command)
