@@ -17,7 +17,7 @@ TINY = dict(
     target_every=50,
     epsilon_steps=600,
     eval_every=400,
-    eval_start=400,
+    eval_start=300,  # not a multiple of eval_every: the resumed run must keep the same schedule
     eval_episodes=2,
     checkpoint_every=300,
 )
@@ -100,4 +100,16 @@ def test_resume_of_a_folder_without_checkpoint_fails_in_one_line(tmp_path):
     from xreplay.demos.dqn import run_dqn
 
     with pytest.raises(DemoError, match="is not a demo checkpoint"):
+        run_dqn(None, tmp_path, resume=True)
+
+
+def test_resume_refuses_settings_this_demo_does_not_have(tmp_path):
+    from xreplay.demos.common import DemoError
+    from xreplay.demos.dqn import run_dqn
+
+    run_dqn(tiny_config(max_steps=300), tmp_path, show_progress=False, plot=False)
+    index = json.loads((tmp_path / "demo.json").read_text())
+    index["config"]["warp_drive"] = 1
+    (tmp_path / "demo.json").write_text(json.dumps(index))
+    with pytest.raises(DemoError, match="settings this xreplay's dqn demo does not have"):
         run_dqn(None, tmp_path, resume=True)

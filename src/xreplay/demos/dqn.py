@@ -27,6 +27,7 @@ from torch import nn
 
 from xreplay.buffers import NStepReturns, TransitionBuffer
 from xreplay.demos.common import (
+    DemoError,
     ReplayClock,
     RunFolder,
     load_state,
@@ -154,6 +155,8 @@ class _Trainer:
         self.curve: list[tuple[int, float]] = []
         self.episode_returns: list[float] = []
         self.solved = False
+        self.next_eval = config.eval_start  # the first episode end at or after this step evaluates
+        self.next_checkpoint = config.checkpoint_every
 
     @staticmethod
     def _new_buffer(config: DQNConfig) -> TransitionBuffer:
@@ -219,6 +222,8 @@ class _Trainer:
             "curve": self.curve,
             "episode_returns": self.episode_returns,
             "solved": self.solved,
+            "next_eval": self.next_eval,
+            "next_checkpoint": self.next_checkpoint,
             "rng": rng_state(self.rng),
         }
         tensors = {
@@ -243,6 +248,7 @@ class _Trainer:
         self.curve = [(int(s), float(r)) for s, r in state["curve"]]
         self.episode_returns = [float(r) for r in state["episode_returns"]]
         self.solved = bool(state["solved"])
+        self.next_eval, self.next_checkpoint = int(state["next_eval"]), int(state["next_checkpoint"])
 
 
 def _n_step(config: DQNConfig) -> NStepReturns:
@@ -278,7 +284,13 @@ def run_dqn(
     start_folder = None
     if resume:
         saved, start_folder = folder.latest()
-        config = DQNConfig(**saved)
+        try:
+            config = DQNConfig(**saved)
+        except TypeError:
+            raise DemoError(
+                f"{folder.index} holds settings this xreplay's dqn demo does not have ({sorted(saved)}); "
+                f"start the demo again without --resume"
+            ) from None
     config = config or DQNConfig()
     torch.set_num_threads(config.threads)
     trainer = _Trainer(config)
@@ -319,8 +331,6 @@ def run_dqn(
 def _train(trainer: _Trainer, env: Any, folder: RunFolder, clock: ReplayClock, bar: Any) -> None:
     """Run episodes until solved or out of steps; checkpoint at the first episode end after each period."""
     c = trainer.config
-    next_checkpoint = (trainer.step // c.checkpoint_every + 1) * c.checkpoint_every
-    next_eval = max(c.eval_start, (trainer.step // c.eval_every + 1) * c.eval_every)
     moved = 0  # transitions written and sampled (the replay throughput)
     while trainer.step < c.max_steps and not trainer.solved:
         clock.start_loop()
@@ -351,8 +361,8 @@ def _train(trainer: _Trainer, env: Any, folder: RunFolder, clock: ReplayClock, b
         trainer.episode_returns.append(total)
         clock.pause_loop()
         bar.update(trainer.step - bar.n)
-        if trainer.step >= next_eval:
-            next_eval += c.eval_every
+        if trainer.step >= trainer.next_eval:
+            trainer.next_eval += c.eval_every
             mean = evaluate(trainer.net, c.seed, c.eval_episodes)
             trainer.curve.append((trainer.step, mean))
             trainer.solved = mean >= c.stop_at
@@ -362,8 +372,8 @@ def _train(trainer: _Trainer, env: Any, folder: RunFolder, clock: ReplayClock, b
             replay=f"{clock.items_per_second(moved):,.0f} tr/s",
             refresh=False,
         )
-        if trainer.step >= next_checkpoint or trainer.solved or trainer.step >= c.max_steps:
-            next_checkpoint = (trainer.step // c.checkpoint_every + 1) * c.checkpoint_every
+        if trainer.step >= trainer.next_checkpoint or trainer.solved or trainer.step >= c.max_steps:
+            trainer.next_checkpoint = (trainer.step // c.checkpoint_every + 1) * c.checkpoint_every
             folder.checkpoint(trainer.step, trainer.save)
 
 
