@@ -196,7 +196,8 @@ def plot_ratios(rows: Sequence[Ratio], path: Path) -> Path:
     labels = [f"{w} {op} vs {base}" for w, op, base, _r in rows]
     values = [r for *_rest, r in rows]
     figure, axes = plt.subplots(figsize=(10, 0.3 * len(rows) + 1.5), dpi=100)
-    axes.barh(range(len(rows)), values, color=["tab:green" if v >= 1 else "tab:red" for v in values])
+    colors = ["tab:green" if v >= 1 else "tab:red" for v in values]
+    axes.barh(range(len(rows)), [v - 1.0 for v in values], left=1.0, color=colors)  # bars grow from 1 either way
     axes.set_yticks(range(len(rows)), labels, fontsize=7)
     axes.axvline(1.0, color="black", linewidth=1)
     axes.set_xscale("log")
