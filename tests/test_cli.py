@@ -53,8 +53,9 @@ def test_cli_demo_prints_return_share_curve_and_resume_hint(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "final       mean return" in text and "% of the training loop" in text
     assert f"curve       {out / 'curve.png'}" in text and f"xreplay demo --resume {out}" in text
-    assert main(["demo", "--resume", str(out), "--no-progress"]) == 0
-    assert "resuming the DQN run" in capsys.readouterr().out
+    assert main(["demo", "--resume", str(out), "--no-progress", "--steps", "9"]) == 0
+    text = capsys.readouterr().out
+    assert "resuming the DQN run" in text and "ignoring --steps: a resumed run keeps the settings" in text
 
 
 @needs_demo_extra

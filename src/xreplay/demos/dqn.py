@@ -406,6 +406,13 @@ def main(args: Any, out: Path) -> int:
     if args.resume:
         RunFolder(out, NAME).latest()  # a folder that is not this demo's checkpoint fails here, in one line
         print(f"xreplay demo: resuming the DQN run in {out} from its last checkpoint")
+        ignored = [
+            flag
+            for flag, value in (("--steps", args.steps), ("--checkpoint-every", args.checkpoint_every))
+            if value is not None
+        ]
+        if ignored:
+            print(f"xreplay demo: ignoring {', '.join(ignored)}: a resumed run keeps the settings it started with")
     else:
         print(
             f"xreplay demo: DQN + prioritized replay + {config.n_step}-step returns on CartPole-v1, "
