@@ -6,7 +6,7 @@ PYTHON ?= python3
 DING_VENV ?= .venv-ding
 DING := $(DING_VENV)/bin/python
 
-.PHONY: setup demo test lint bench parity
+.PHONY: setup demo test lint bench docs parity
 setup: $(VENV)/.installed
 
 # torch==2.13.0 is pinned by constraints.txt so a CPU machine installs the local CPU wheel,
@@ -16,15 +16,21 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
 	touch $@
 
+# The dev extras include the demo extra (gymnasium, lbforaging, tqdm, matplotlib): set-up installs it.
 demo: setup
 	$(VENV)/bin/xreplay demo
 
 test: setup
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks examples
 	$(PY) -m pytest
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d $(VENV)/site  # no -q: it hides the warnings strict mode counts
+
+# The docs site (mkdocs-material + mkdocstrings, API reference from the docstrings) into site/.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 lint: setup
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks examples
 	$(VENV)/bin/mypy
 
 bench: setup

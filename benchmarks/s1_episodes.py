@@ -29,9 +29,26 @@ import torch
 
 from xreplay import EpisodeBuffer, Field, OneHot, Scheme
 from xreplay.compat.pymarl import EpisodeBatch, ReplayBuffer
-from xreplay.demo import LIMIT, N_ACTIONS, N_AGENTS, marine_micro_scheme
+from xreplay.compat.pymarl import OneHot as PyMARLOneHot
 
+N_AGENTS, N_ACTIONS, LIMIT = 4, 10, 60  # MarineMicro_MvsM_4: 4 agents, 10 actions, episode limit 60
 T = LIMIT + 1
+
+
+def marine_micro_scheme() -> tuple[dict[str, Any], dict[str, int], dict[str, Any]]:
+    """Return PyMARL's (scheme, groups, preprocess) for QMIX on MarineMicro_MvsM_4."""
+    scheme = {
+        "state": {"vshape": 68},
+        "obs": {"vshape": 40, "group": "agents"},
+        "actions": {"vshape": (1,), "group": "agents", "dtype": torch.long},
+        "avail_actions": {"vshape": (N_ACTIONS,), "group": "agents", "dtype": torch.int},
+        "reward": {"vshape": (1,)},
+        "terminated": {"vshape": (1,), "dtype": torch.uint8},
+    }
+    preprocess = {"actions": ("actions_onehot", [PyMARLOneHot(out_dim=N_ACTIONS)])}
+    return scheme, {"agents": N_AGENTS}, preprocess
+
+
 # PyMARL's layout: name -> (per-step shape, dtype), including the one-hot copy and filled.
 PYMARL_LAYOUT = {
     "state": ((68,), torch.float32),

@@ -243,8 +243,8 @@ def measure(names: list[str], capacity: int, reps: int, calls: int) -> dict[str,
 RATIOS = (("xreplay", "cpprb"), ("xreplay-numpy", "cpprb"), ("xreplay-next", "cpprb-next"))
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run S2 and print a table of medians and ratios vs cpprb."""
+def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """Run S2, print a table of medians and ratios vs cpprb, and return it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny size, a few seconds")
     parser.add_argument("--capacity", type=int, default=1_000_000)
@@ -280,6 +280,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         with open(args.json, "w") as out:
             json.dump(table, out, indent=1)
+    return table
 
 
 if __name__ == "__main__":

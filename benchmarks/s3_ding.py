@@ -176,7 +176,8 @@ CASES = [
 ]
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> dict[str, dict]:
+    """Run S3, print the table and return case -> library -> figure."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds")
     parser.add_argument("--repeats", type=int, default=7)
@@ -218,6 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(header)
     print("-" * len(header))
+    table = {}
     for name, fn, kind in CASES:
         if cfg.only not in name:
             continue
@@ -226,6 +228,7 @@ def main(argv: list[str] | None = None) -> None:
             random.seed(0)
             np.random.seed(0)
             row[lib_name] = fn(lib, mw, cfg, items)
+        table[name] = row
         line = f"{name:52s} {row['xreplay']:14,.1f}"
         if row.get("ding") is None and "ding" in libs:
             line += f" {'n/a':>14s}"
@@ -235,6 +238,7 @@ def main(argv: list[str] | None = None) -> None:
         print(line, flush=True)
     if "ding" in libs:
         print("ratio = xreplay / DI-engine for rates, DI-engine / xreplay for memory (higher is better)")
+    return table
 
 
 if __name__ == "__main__":

@@ -68,6 +68,8 @@ class NStepReturns:
         ahead = (newest - indices) % capacity  # stored transitions after each index
         window = (indices[:, None] + np.arange(n)) % capacity  # [batch, n] slots t .. t + n - 1
         device = columns[self.reward].device
+        if device.type == "cpu":  # numpy costs less per call than the same few torch ops on small batches
+            return self._compute_host(buffer, window, ahead)
         flat = torch.from_numpy(window.reshape(-1)).to(device)
         reward = columns[self.reward].index_select(0, flat).reshape(batch, n).double()
         terminated = columns[self.terminated].index_select(0, flat).reshape(batch, n) != 0
@@ -88,6 +90,32 @@ class NStepReturns:
             "n_step/return": returns.to(dtype),
             "n_step/discount": discount.to(dtype),
             "n_step/next_obs": self._next_obs(buffer, next_slot),
+        }
+
+    def _compute_host(self, buffer: TransitionBuffer, window: np.ndarray, ahead: np.ndarray) -> dict[str, torch.Tensor]:
+        """Return :meth:`compute`'s fields for CPU columns, computed with numpy on their views."""
+        columns = buffer.storage.columns
+        batch, n = window.shape
+        flat = window.reshape(-1)
+        reward_column = columns[self.reward]
+        reward = reward_column.numpy()[flat].reshape(batch, n)
+        terminated = columns[self.terminated].numpy()[flat].reshape(batch, n) != 0
+        stop = terminated.copy()
+        if self.truncated:
+            stop |= columns[self.truncated].numpy()[flat].reshape(batch, n) != 0
+        steps = np.arange(n)
+        stop |= steps >= np.minimum(ahead, n - 1)[:, None]  # the newest stored transition ends the sum
+        last = stop.argmax(axis=1)  # first step that ends the sum
+        rows = np.arange(batch)
+        powers = self.gamma ** steps.astype(np.float64)
+        returns = np.where(steps <= last[:, None], reward, 0.0) @ powers  # float64 sums
+        discount = np.where(terminated[rows, last], 0.0, self.gamma ** (last + 1.0))
+        dtype = reward_column.dtype if reward_column.is_floating_point() else torch.float32
+        host = np.float32 if dtype == torch.float32 else np.float64
+        return {
+            "n_step/return": torch.from_numpy(returns.astype(host)).to(dtype),
+            "n_step/discount": torch.from_numpy(discount.astype(host)).to(dtype),
+            "n_step/next_obs": self._next_obs(buffer, torch.from_numpy(window[rows, last])),
         }
 
     def _next_obs(self, buffer: TransitionBuffer, slots: torch.Tensor) -> torch.Tensor:
