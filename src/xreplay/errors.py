@@ -3,17 +3,24 @@
 Every error names the field, index or size at fault, what was expected and
 what was received. Each class also derives from the built-in exception that
 callers of the legacy APIs already catch, so ``except ValueError`` keeps
-working::
+working. The ``...IndexError`` / ``...RuntimeError`` leaves exist for the
+compatibility layers: where PyMARL raised one of those classes for a bad
+value, xreplay raises the typed error that also derives from it::
 
     XReplayError
     ├── SchemeError (ValueError)            a scheme or field declaration is invalid
+    ├── ArgumentError (ValueError, TypeError)  a capacity, size, index or device argument is invalid
     ├── UnknownFieldError (KeyError)        a write or read names a field the scheme lacks
+    ├── FieldTypeError (TypeError, ValueError)  a value's type cannot be held by its field (text, objects)
     ├── FieldShapeError (ValueError)        a value has the wrong shape for its field
+    │   ├── FieldShapeIndexError (IndexError)      ... where the legacy API raised IndexError
+    │   └── FieldShapeRuntimeError (RuntimeError)  ... where the legacy API raised RuntimeError
     ├── FieldValueError (ValueError)        a value cannot be held by its field's dtype
+    │   └── FieldValueRuntimeError (RuntimeError)  ... where the legacy API raised RuntimeError
     ├── InsufficientDataError (ValueError)  more items asked for than are stored
-    ├── CapacityError (MemoryError, RuntimeError)  a buffer would not fit in memory
+    ├── CapacityError (MemoryError, RuntimeError)  a buffer or sample would not fit in memory
     ├── IndexOutOfRangeError (IndexError)   an index is outside the stored items
-    ├── PriorityError (ValueError)          a priority is NaN, infinite or negative
+    ├── PriorityError (ValueError)          a priority is not a finite number >= 0, or would overflow the sum
     └── CheckpointError (OSError)           a checkpoint cannot be written or read
         ├── NotACheckpointError             the path holds no xreplay checkpoint
         ├── CheckpointFileMissingError (FileNotFoundError)  a file the checkpoint lists is gone
@@ -26,6 +33,7 @@ working::
 from __future__ import annotations
 
 __all__ = [
+    "ArgumentError",
     "CapacityError",
     "CheckpointCorruptError",
     "CheckpointError",
@@ -34,7 +42,11 @@ __all__ = [
     "CheckpointVersionError",
     "CheckpointWriteError",
     "FieldShapeError",
+    "FieldShapeIndexError",
+    "FieldShapeRuntimeError",
+    "FieldTypeError",
     "FieldValueError",
+    "FieldValueRuntimeError",
     "IndexOutOfRangeError",
     "InsufficientDataError",
     "NotACheckpointError",
@@ -53,6 +65,14 @@ class SchemeError(XReplayError, ValueError):
     """A scheme or field declaration is invalid."""
 
 
+class ArgumentError(XReplayError, ValueError, TypeError):
+    """A capacity, sample size, index, device or option argument has the wrong type or value.
+
+    It is both a ValueError and a TypeError: Python raises the first for a bad
+    value (``capacity=0``) and the second for a bad type (``sample(2.5)``).
+    """
+
+
 class UnknownFieldError(XReplayError, KeyError):
     """A write or read names a field that the scheme does not declare."""
 
@@ -61,12 +81,32 @@ class UnknownFieldError(XReplayError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class FieldTypeError(XReplayError, TypeError, ValueError):
+    """A value's type cannot be held by its field (text, objects, complex numbers into a real field).
+
+    It is both a TypeError (what torch raises for such values) and a ValueError
+    (what numpy raises).
+    """
+
+
 class FieldShapeError(XReplayError, ValueError):
     """A value has the wrong shape for its field."""
 
 
+class FieldShapeIndexError(FieldShapeError, IndexError):
+    """A shape error where the legacy API raised IndexError (PyMARL's check of a 0-d value)."""
+
+
+class FieldShapeRuntimeError(FieldShapeError, RuntimeError):
+    """A shape error where the legacy API raised RuntimeError (PyMARL's ``view_as``)."""
+
+
 class FieldValueError(XReplayError, ValueError):
     """A value cannot be held losslessly by its field's dtype."""
+
+
+class FieldValueRuntimeError(FieldValueError, RuntimeError):
+    """A value error where the legacy API raised RuntimeError (an integer overflow, a one-hot class out of range)."""
 
 
 class InsufficientDataError(XReplayError, ValueError):
@@ -125,4 +165,4 @@ class CheckpointWriteError(CheckpointError):
 
 
 class PriorityError(XReplayError, ValueError):
-    """A priority is NaN, infinite or negative."""
+    """A priority is not a finite real number >= 0, or is so large that the sum of priorities would overflow."""

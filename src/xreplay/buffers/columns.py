@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-from xreplay.errors import FieldShapeError, FieldValueError, SchemeError, UnknownFieldError
+from xreplay.errors import FieldShapeError, FieldTypeError, FieldValueError, SchemeError, UnknownFieldError
+from xreplay.storage.conversion import as_number_array, as_plain_tensor, check_float_cast
 from xreplay.storage.dtypes import dtype_range
+from xreplay.storage.resources import as_count, as_device, check_allocation
 
 __all__ = ["ColumnSpec", "ColumnStorage", "check_value", "flatten", "unflatten"]
 
@@ -46,8 +49,10 @@ def _kind(dtype: np.dtype) -> str:
 
 
 def _torch_kind(dtype: torch.dtype) -> str:
-    """Return 'b' (bool), 'i' (integer) or 'f' (floating) for a torch dtype."""
-    return "b" if dtype == torch.bool else ("f" if dtype.is_floating_point else "i")
+    """Return 'b' (bool), 'i' (integer), 'f' (floating) or 'c' (complex) for a torch dtype."""
+    if dtype == torch.bool:
+        return "b"
+    return "f" if dtype.is_floating_point else ("c" if dtype.is_complex else "i")
 
 
 def _numpy_dtype(dtype: torch.dtype) -> np.dtype | None:
@@ -69,16 +74,24 @@ def _value_span(value: np.ndarray | torch.Tensor) -> tuple[int, int]:
 
 
 def check_value(name: str, value: np.ndarray | torch.Tensor, spec: ColumnSpec) -> None:
-    """Raise FieldValueError unless ``value``'s dtype is of the field's kind and its integers fit the field's dtype.
+    """Raise FieldValueError unless ``value``'s dtype is of the field's kind and its values fit the field's dtype.
 
-    Floats are cast to the field's precision; integers (and booleans into an
-    integer field) of a dtype whose range exceeds the field's are checked
-    value by value (one vectorized min/max), so nothing wraps around.
+    Floats are cast to the field's precision, but a finite value that would
+    become infinite is refused; integers (and booleans into an integer field)
+    of a dtype whose range exceeds the field's are checked value by value (one
+    vectorized min/max), so nothing wraps around.
     """
     given = _torch_kind(value.dtype) if isinstance(value, torch.Tensor) else _kind(value.dtype)
     kind = _torch_kind(spec.dtype)
     if given != kind:
-        raise FieldValueError(f"field {name!r}: expected dtype {spec.dtype}, received {value.dtype}")
+        error = FieldTypeError if "c" in (given, kind) else FieldValueError
+        raise error(f"field {name!r}: expected dtype {spec.dtype}, received {value.dtype}")
+    if kind == "f":
+        if isinstance(value, torch.Tensor):
+            check_float_cast(name, value, spec.dtype)
+        else:
+            check_float_cast(name, value, _numpy_dtype(spec.dtype) or np.dtype(np.float32))
+        return
     if kind != "i":
         return
     target = dtype_range(spec.dtype)
@@ -148,11 +161,13 @@ class ColumnStorage:
     """
 
     def __init__(self, capacity: int, device: str | torch.device = "cpu"):
-        """Hold ``capacity`` rows; columns are allocated on the first write."""
-        if capacity <= 0:
-            raise SchemeError(f"capacity must be > 0, got {capacity}")
-        self.capacity = int(capacity)
-        self.device = torch.device(device)
+        """Hold ``capacity`` rows; columns are allocated on the first write.
+
+        Raises:
+            ArgumentError: ``capacity`` is not an int >= 1 or ``device`` is not usable.
+        """
+        self.capacity = as_count(capacity, "capacity", minimum=1)
+        self.device = as_device(device)
         self.specs: dict[str, ColumnSpec] = {}
         self.columns: dict[str, torch.Tensor] = {}
         self._host: dict[str, np.ndarray] = {}  # numpy views of CPU columns
@@ -209,6 +224,10 @@ class ColumnStorage:
         for name, value in values.items():
             spec = specs[name]
             shape = value.shape
+            if batched and not shape:
+                raise FieldShapeError(
+                    f"field {name!r}: expected a batch of items of shape {spec.shape}, received a scalar"
+                )
             item = shape[1:] if batched else shape
             if item != spec.shape:
                 raise FieldShapeError(
@@ -244,16 +263,19 @@ class ColumnStorage:
 
     @staticmethod
     def _as_array(name: str, value: Any) -> np.ndarray | torch.Tensor:
-        """Return ``value`` as a tensor (kept) or a numpy array; Python floats become float32."""
+        """Return ``value`` as a dense tensor (kept) or a numpy array; Python floats become float32.
+
+        Raises:
+            FieldShapeError: Ragged nested lists.
+            FieldTypeError: Text, objects, complex values, quantized tensors.
+            FieldValueError: Meta tensors, or Python floats beyond float32's range.
+        """
         if isinstance(value, torch.Tensor):
-            return value.detach()
-        array = np.asarray(value)
+            return as_plain_tensor(name, value)
+        array = as_number_array(name, value)
         if array.dtype == np.float64 and not isinstance(value, np.ndarray | np.generic):
+            check_float_cast(name, array, np.dtype(np.float32))
             array = array.astype(np.float32)
-        if array.dtype.kind not in "biuf":
-            raise FieldValueError(
-                f"field {name!r}: expected numbers or booleans, received dtype {array.dtype}"
-            )
         return array
 
     def allocate(self, specs: Mapping[str, ColumnSpec]) -> None:
@@ -265,6 +287,13 @@ class ColumnStorage:
         if self.specs:
             raise SchemeError(f"columns are allocated already: {list(self.specs)}")
         specs = dict(specs)
+        row_bytes = sum(math.prod(spec.shape) * spec.dtype.itemsize for spec in specs.values())
+        check_allocation(
+            self.capacity * row_bytes,
+            self.device,
+            f"columns for {self.capacity} transitions x {row_bytes} bytes",
+            "lower the capacity",
+        )
         groups: dict[np.dtype | None, list[str]] = {}
         for name, spec in specs.items():
             key = _numpy_dtype(spec.dtype) if self.device.type == "cpu" else None
@@ -358,6 +387,10 @@ class ColumnStorage:
         if dtype is None:
             raise SchemeError(f"field {name!r}: dtype {self.specs[name].dtype} has no numpy equivalent")
         return dtype
+
+    def row_bytes(self) -> int:
+        """Return the bytes of one row (one item of every field); 0 before the first write."""
+        return sum(math.prod(spec.shape) * spec.dtype.itemsize for spec in self.specs.values())
 
     def nbytes(self) -> int:
         """Return the bytes held by the columns."""

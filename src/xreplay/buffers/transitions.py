@@ -11,9 +11,17 @@ import torch
 
 from xreplay.buffers.columns import SEPARATOR, ColumnSpec, ColumnStorage, _numpy_dtype, check_value, flatten, unflatten
 from xreplay.buffers.fields import FieldBatch
-from xreplay.errors import FieldShapeError, FieldValueError, InsufficientDataError, SchemeError, UnknownFieldError
+from xreplay.buffers.validation import as_slots
+from xreplay.errors import (
+    ArgumentError,
+    FieldShapeError,
+    InsufficientDataError,
+    SchemeError,
+    UnknownFieldError,
+)
 from xreplay.samplers.prioritized import PrioritizedSampler
 from xreplay.samplers.uniform import UniformSampler
+from xreplay.storage.resources import as_count, check_allocation
 from xreplay.writers import RingWriter
 
 if TYPE_CHECKING:
@@ -100,6 +108,7 @@ class TransitionBuffer:
         next_obs: str = "next_obs",
     ):
         """Allocate the writer and sampler; columns come with the first write."""
+        capacity = as_count(capacity, "capacity", minimum=1)
         self.storage = ColumnStorage(capacity, device)
         self.writer = RingWriter(capacity)
         self.sampler = _make_sampler(sampler, capacity)
@@ -245,10 +254,20 @@ class TransitionBuffer:
         """Sample ``n`` transitions with replacement.
 
         Raises:
+            ArgumentError: ``n`` is not an int >= 0.
             InsufficientDataError: Nothing is stored.
+            CapacityError: The sample would not fit in the memory this process may use.
         """
+        n = as_count(n, "sample size")
         if len(self) == 0:
             raise InsufficientDataError(f"cannot sample {n} transitions from an empty buffer; add some first")
+        # Indices, generations, weights and masses (about 40 bytes), the gathered rows and their per-field copies.
+        check_allocation(
+            n * (2 * self.storage.row_bytes() + 40),
+            self.device,
+            f"a sample of {n} transitions x {self.storage.row_bytes()} bytes",
+            "sample fewer transitions",
+        )
         sampler = self.sampler
         weights: torch.Tensor | None = None
         generations: np.ndarray | None = None
@@ -259,7 +278,7 @@ class TransitionBuffer:
             self._last_sample = (indices, generations)
         else:
             indices = sampler.sample(self.rng, n, len(self), replace=True)
-        fields = self.gather(indices)
+        fields = self._gather(indices)
         if self.n_step is not None:
             fields.update(self.n_step.compute(self, indices))
         return TransitionSample(fields, indices, weights, generations)
@@ -275,9 +294,22 @@ class TransitionBuffer:
         """Return the stored fields (or ``names``) of ``indices``, next observations included.
 
         Raises:
-            IndexError: An index is outside ``[0, capacity)``.
+            ArgumentError: An index is not an integer, or ``names`` holds an unknown field.
+            IndexOutOfRangeError: An index is outside ``[0, capacity)``.
         """
-        indices = np.asarray(indices, dtype=np.int64)
+        host = np.asarray(indices.detach().cpu() if isinstance(indices, torch.Tensor) else indices)
+        if host.dtype != np.int64 or host.size == 0 or not host.view(np.uint64).max() < self.capacity:
+            shape = host.shape
+            host = as_slots(host, self.capacity, "transition index", "slots").reshape(shape)
+        if names is not None:
+            known = set(self.storage.specs) | set(self.derived_fields)
+            unknown = [name for name in names if name not in known]
+            if unknown:
+                raise ArgumentError(f"unknown fields {unknown}; this buffer stores {sorted(known)}")
+        return self._gather(host, names)
+
+    def _gather(self, indices: np.ndarray, names: Collection[str] | None = None) -> dict[str, torch.Tensor]:
+        """Return the fields of ``indices`` (int64, checked to lie in ``[0, capacity)``)."""
         derived = self.derived_fields
         if names is None:
             fields = self.storage.gather(indices)
@@ -372,26 +404,26 @@ class TransitionBuffer:
                 ``"current"`` applies every update to whatever the slots hold now (no stale protection).
 
         Raises:
-            TypeError: The buffer samples uniformly.
-            FieldValueError: A priority is NaN, infinite or negative, or plain indices other than the most
-                recent sample's are given without ``generations``.
+            ArgumentError: The buffer samples uniformly (also a TypeError), or plain indices other than the
+                most recent sample's are given without ``generations``.
+            PriorityError: A priority is not a finite number >= 0, or would overflow the sum of priorities.
             IndexOutOfRangeError: An index is outside the stored transitions.
         """
         if not isinstance(self.sampler, PrioritizedSampler):
-            raise TypeError("update_priorities needs a prioritized buffer: pass sampler='prioritized'")
+            raise ArgumentError("update_priorities needs a prioritized buffer: pass sampler='prioritized'")
         if isinstance(indices, TransitionSample):
             if generations is not None:
-                raise FieldValueError("pass generations only with plain indices, not with a TransitionSample")
+                raise ArgumentError("pass generations only with plain indices, not with a TransitionSample")
             indices, generations = indices.indices, indices.generations
         elif isinstance(generations, str):
             if generations != "current":
-                raise FieldValueError(f"generations must be an array, None or 'current'; received {generations!r}")
+                raise ArgumentError(f"generations must be an array, None or 'current'; received {generations!r}")
             generations = None
         elif generations is None:
             indices = np.asarray(indices.detach().cpu() if isinstance(indices, torch.Tensor) else indices)
             last = self._last_sample
             if last is None or not np.array_equal(indices.reshape(-1), last[0]):
-                raise FieldValueError(
+                raise ArgumentError(
                     f"update_priorities got {indices.size} plain indices that are not those of the most recent "
                     f"sample, and no generations: pass the sample itself, its generations "
                     f"(sample.generations), or generations='current' to update whatever the slots hold now"
@@ -544,8 +576,8 @@ def _make_sampler(sampler: Any, capacity: int) -> UniformSampler | PrioritizedSa
         return PrioritizedSampler(capacity)
     if isinstance(sampler, PrioritizedSampler):
         if sampler.capacity != capacity:
-            raise ValueError(f"sampler capacity {sampler.capacity} differs from buffer capacity {capacity}")
+            raise ArgumentError(f"sampler capacity {sampler.capacity} differs from buffer capacity {capacity}")
         return sampler
     if isinstance(sampler, UniformSampler):
         return sampler
-    raise ValueError(f"sampler must be 'uniform', 'prioritized' or a sampler object, got {sampler!r}")
+    raise ArgumentError(f"sampler must be 'uniform', 'prioritized' or a sampler object, got {sampler!r}")

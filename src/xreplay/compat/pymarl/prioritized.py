@@ -30,9 +30,11 @@ Upstream defects that are fixed rather than reproduced (each has a test in
   :class:`~xreplay.errors.InsufficientDataError` (a ``ValueError``) before
   drawing or changing anything.
 * ``update_priorities`` used bare ``assert``; invalid priorities (NaN, inf,
-  negative) raise :class:`~xreplay.errors.FieldValueError` and indices
-  outside the stored episodes :class:`~xreplay.errors.IndexOutOfRangeError`,
-  naming the index and value. A priority of 0 is accepted (never sampled).
+  negative, text, or so large that the sum would overflow) raise
+  :class:`~xreplay.errors.PriorityError`, a length mismatch
+  :class:`~xreplay.errors.FieldShapeError` and indices outside the stored
+  episodes :class:`~xreplay.errors.IndexOutOfRangeError`, naming the index
+  and value, before anything changes. A priority of 0 is accepted (never sampled).
 """
 
 from __future__ import annotations
@@ -164,8 +166,9 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         """Set the priorities of sampled episodes, skipping those overwritten since they were sampled.
 
         Raises:
+            ArgumentError: An index is not an integer.
             FieldShapeError: ``idxes`` and ``priorities`` differ in length.
-            FieldValueError: A priority is NaN, infinite or negative.
+            PriorityError: A priority is not a finite real number >= 0, or is too large for the sum.
             IndexOutOfRangeError: An index is outside the stored episodes.
         """
         if isinstance(priorities, torch.Tensor):
