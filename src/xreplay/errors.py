@@ -10,7 +10,9 @@ value, xreplay raises the typed error that also derives from it::
     XReplayError
     ├── SchemeError (ValueError)            a scheme or field declaration is invalid
     ├── ArgumentError (ValueError, TypeError)  a capacity, size, index or device argument is invalid
+    │   └── DeviceError (RuntimeError)      a device that torch cannot use here ("gpu", "cuda" without one)
     ├── UnknownFieldError (KeyError)        a write or read names a field the scheme lacks
+    │   └── UnknownFieldValueError (ValueError)  ... where the legacy API raised ValueError
     ├── FieldTypeError (TypeError, ValueError)  a value's type cannot be held by its field (text, objects)
     ├── FieldShapeError (ValueError)        a value has the wrong shape for its field
     │   ├── FieldShapeIndexError (IndexError)      ... where the legacy API raised IndexError
@@ -20,6 +22,7 @@ value, xreplay raises the typed error that also derives from it::
     ├── InsufficientDataError (ValueError)  more items asked for than are stored
     ├── CapacityError (MemoryError, RuntimeError)  a buffer or sample would not fit in memory
     ├── IndexOutOfRangeError (IndexError)   an index is outside the stored items
+    ├── InvalidIndexError (IndexError)      an index has a form the API does not take (a list time index)
     ├── PriorityError (ValueError)          a priority is not a finite number >= 0, or would overflow the sum
     └── CheckpointError (OSError)           a checkpoint cannot be written or read
         ├── NotACheckpointError             the path holds no xreplay checkpoint
@@ -47,12 +50,15 @@ __all__ = [
     "FieldTypeError",
     "FieldValueError",
     "FieldValueRuntimeError",
+    "DeviceError",
     "IndexOutOfRangeError",
     "InsufficientDataError",
+    "InvalidIndexError",
     "NotACheckpointError",
     "PriorityError",
     "SchemeError",
     "UnknownFieldError",
+    "UnknownFieldValueError",
     "XReplayError",
 ]
 
@@ -73,12 +79,20 @@ class ArgumentError(XReplayError, ValueError, TypeError):
     """
 
 
+class DeviceError(ArgumentError, RuntimeError):
+    """A device argument names no device torch can use here; also the RuntimeError torch raises for it."""
+
+
 class UnknownFieldError(XReplayError, KeyError):
     """A write or read names a field that the scheme does not declare."""
 
     def __str__(self) -> str:
         """Return the message without KeyError's quoting."""
         return str(self.args[0]) if self.args else ""
+
+
+class UnknownFieldValueError(UnknownFieldError, ValueError):
+    """An unknown field where the legacy API raised ValueError (PyMARL's ``batch["nope"]``)."""
 
 
 class FieldTypeError(XReplayError, TypeError, ValueError):
@@ -122,6 +136,10 @@ class CapacityError(XReplayError, MemoryError, RuntimeError):
 
 class IndexOutOfRangeError(XReplayError, IndexError):
     """An index lies outside the items that are stored."""
+
+
+class InvalidIndexError(XReplayError, IndexError):
+    """An index has a form the API does not accept (PyMARL's list as a time index)."""
 
 
 class CheckpointError(XReplayError, OSError):

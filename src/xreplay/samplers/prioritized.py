@@ -41,7 +41,7 @@ from xreplay.samplers.priority_tree import PriorityTree
 from xreplay.samplers.schedules import Schedule, as_schedule
 from xreplay.storage.resources import as_count, check_allocation
 
-__all__ = ["PrioritizedSample", "PrioritizedSampler"]
+__all__ = ["PrioritizedSample", "PrioritizedSampler", "as_priority_update"]
 
 _SMALLEST_WEIGHT = np.float32(np.finfo(np.float32).tiny)
 
@@ -235,7 +235,7 @@ class PrioritizedSampler:
                 exceeds ``float64 max / capacity`` (the sum could overflow).
             IndexOutOfRangeError: An index is outside the inserted slots.
         """
-        indices, priorities = _as_update(indices, priorities)
+        indices, priorities = as_priority_update(indices, priorities)
         if priorities.shape != indices.shape:
             raise FieldShapeError(f"got {indices.shape[0]} indices but {priorities.shape[0]} priorities")
         if indices.size == 0:
@@ -418,7 +418,7 @@ class PrioritizedSampler:
         self._pending = pending
 
 
-def _as_update(indices: Any, priorities: Any) -> tuple[np.ndarray, np.ndarray]:
+def as_priority_update(indices: Any, priorities: Any) -> tuple[np.ndarray, np.ndarray]:
     """Return a priority update's indices (int64) and priorities (float64) as flat arrays, checking their types.
 
     Raises:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from xreplay.errors import ArgumentError, CapacityError
+from xreplay.errors import ArgumentError, CapacityError, DeviceError
 
 __all__ = ["MemoryLimit", "as_count", "as_device", "check_allocation", "memory_limit"]
 
@@ -57,26 +57,26 @@ def as_device(device: Any, what: str = "device") -> torch.device:
     """Return ``device`` as a ``torch.device`` after checking that it names a usable device.
 
     Raises:
-        ArgumentError: ``device`` is not a device name (``"gpu"``), is the ``meta``
+        DeviceError: ``device`` is not a device name (``"gpu"``), is the ``meta``
             device (which holds no data), or names a device torch cannot use here
             (``"cuda"`` without a GPU, ``"cuda:3"`` with one GPU).
     """
     try:
         parsed = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
-        raise ArgumentError(
+        raise DeviceError(
             f"{what} must be a torch device such as 'cpu', 'cuda' or 'cuda:0', received {device!r}"
         ) from None
     if parsed.type == "cpu":
         return parsed
     if parsed.type == "meta":
-        raise ArgumentError(f"{what} 'meta' holds no data; use 'cpu' or 'cuda'")
+        raise DeviceError(f"{what} 'meta' holds no data; use 'cpu' or 'cuda'")
     if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise ArgumentError(f"{what} {device!r} needs CUDA, but torch sees no CUDA device here; use 'cpu'")
+        raise DeviceError(f"{what} {device!r} needs CUDA, but torch sees no CUDA device here; use 'cpu'")
     try:
         torch.empty(0, device=parsed)  # the cheapest proof that the device exists and works
     except (RuntimeError, AssertionError, ValueError) as exc:
-        raise ArgumentError(f"{what} {device!r} cannot be used here: {exc}") from None
+        raise DeviceError(f"{what} {device!r} cannot be used here: {exc}") from None
     return parsed
 
 

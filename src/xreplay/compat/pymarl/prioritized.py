@@ -39,6 +39,8 @@ Upstream defects that are fixed rather than reproduced (each has a test in
 
 from __future__ import annotations
 
+import math
+import numbers
 import random
 from typing import Any, ClassVar
 
@@ -47,9 +49,10 @@ import torch
 
 from xreplay.compat.pymarl.episode_batch import EpisodeBatch
 from xreplay.compat.pymarl.replay_buffer import ReplayBuffer
-from xreplay.errors import InsufficientDataError
-from xreplay.samplers.prioritized import PrioritizedSampler
+from xreplay.errors import ArgumentError, InsufficientDataError
+from xreplay.samplers.prioritized import PrioritizedSampler, as_priority_update
 from xreplay.samplers.schedules import LinearSchedule
+from xreplay.storage.resources import as_count
 
 __all__ = ["PrioritizedReplayBuffer"]
 
@@ -134,10 +137,14 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         positive one; ``beta = beta_original + t * beta_increment``, at most 1.
 
         Raises:
+            ArgumentError: ``batch_size`` is not an int >= 1 or ``t`` is not a real number.
             AssertionError: Fewer than ``batch_size`` episodes are stored (as the base buffer).
             InsufficientDataError: Every stored priority is 0; raised before anything is drawn
                 from ``random`` or any counter (``beta``...) changes.
         """
+        batch_size = as_count(batch_size, "batch_size", minimum=1)
+        if isinstance(t, bool) or not isinstance(t, numbers.Real) or not math.isfinite(t):
+            raise ArgumentError(f"t (the training step) must be a finite real number, received {t!r}")
         if not self.can_sample(batch_size):
             raise AssertionError(
                 f"sample size {batch_size} exceeds the {self.episodes_in_buffer} stored episodes; "
@@ -173,7 +180,9 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         """
         if isinstance(priorities, torch.Tensor):
             priorities = priorities.detach().cpu().numpy()
-        indices = np.asarray(idxes, dtype=np.int64).reshape(-1)
+        if isinstance(idxes, torch.Tensor):
+            idxes = idxes.detach().cpu().numpy()
+        indices, priorities = as_priority_update(idxes, priorities)
         generations = None
         if self._last_sample is not None and np.array_equal(indices, self._last_sample[0]):
             generations = self._last_sample[1]

@@ -9,7 +9,9 @@ import numpy as np
 
 from xreplay.compat.pymarl.episode_batch import EpisodeBatch, _Write
 from xreplay.compat.pymarl.transforms import OneHot
+from xreplay.errors import ArgumentError
 from xreplay.storage.dtypes import exceeds
+from xreplay.storage.resources import as_count
 from xreplay.writers import RingWriter, SlotPlan
 
 if TYPE_CHECKING:
@@ -72,9 +74,13 @@ class ReplayBuffer(EpisodeBatch):
         batch goes through :meth:`update` field by field. Either way every
         value is checked before anything is written.
         """
+        if not isinstance(ep_batch, EpisodeBatch):
+            raise ArgumentError(f"insert_episode_batch takes an EpisodeBatch, received {type(ep_batch).__name__}")
         n = ep_batch.batch_size
         if not isinstance(n, int):
-            raise TypeError(f"ep_batch.batch_size must be an int, got {n!r}")
+            raise ArgumentError(
+                f"ep_batch.batch_size must be an int, got {n!r} (a batch indexed with a tensor has no batch size)"
+            )
         plan = self._writer.plan(n)
         if not plan.segments:
             # Nothing is written, but PyMARL still checks the (empty) region's shapes.
@@ -158,7 +164,12 @@ class ReplayBuffer(EpisodeBatch):
 
         When exactly ``batch_size`` episodes are stored they are returned in
         storage order (a view) and no random number is drawn, as in PyMARL.
+
+        Raises:
+            ArgumentError: ``batch_size`` is not an int >= 0 (before anything is drawn).
+            AssertionError: Fewer than ``batch_size`` episodes are stored (as upstream's assert).
         """
+        batch_size = as_count(batch_size, "batch_size")
         if not self.can_sample(batch_size):
             raise AssertionError(
                 f"sample size {batch_size} exceeds the {self.episodes_in_buffer} stored episodes; "
@@ -175,10 +186,12 @@ class ReplayBuffer(EpisodeBatch):
 
     def sample_latest(self, batch_size: int) -> EpisodeBatch:
         """Return the ``batch_size`` most recently inserted episodes (pymarl2), uniform when they wrap."""
+        batch_size = as_count(batch_size, "batch_size")
         if not self.can_sample(batch_size):
             raise AssertionError(f"sample size {batch_size} exceeds the {self.episodes_in_buffer} stored episodes")
         if self.buffer_index - batch_size < 0:
-            return self.sample(batch_size)
+            # pymarl2 called self.sample, which on its PrioritizedReplayBuffer lacks ``t`` (TypeError): uniform.
+            return ReplayBuffer.sample(self, batch_size)
         return self[self.buffer_index - batch_size : self.buffer_index]
 
     def save(self, path: str | os.PathLike[str], incremental: bool = True, fsync: bool = True) -> SaveReport:
