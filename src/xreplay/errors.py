@@ -10,7 +10,8 @@ value, xreplay raises the typed error that also derives from it::
     XReplayError
     ├── SchemeError (ValueError)            a scheme or field declaration is invalid
     ├── ArgumentError (ValueError, TypeError)  a capacity, size, index or device argument is invalid
-    │   └── DeviceError (RuntimeError)      a device that torch cannot use here ("gpu", "cuda" without one)
+    │   ├── DeviceError (RuntimeError)      a device that torch cannot use here ("gpu", "cuda" without one)
+    │   └── ArgumentAssertionError (AssertionError)  ... where the legacy API used a bare assert
     ├── UnknownFieldError (KeyError)        a write or read names a field the scheme lacks
     │   └── UnknownFieldValueError (ValueError)  ... where the legacy API raised ValueError
     ├── FieldTypeError (TypeError, ValueError)  a value's type cannot be held by its field (text, objects)
@@ -20,9 +21,11 @@ value, xreplay raises the typed error that also derives from it::
     ├── FieldValueError (ValueError)        a value cannot be held by its field's dtype
     │   └── FieldValueRuntimeError (RuntimeError)  ... where the legacy API raised RuntimeError
     ├── InsufficientDataError (ValueError)  more items asked for than are stored
+    │   └── InsufficientDataAssertionError (AssertionError)  ... where the legacy API used a bare assert
     ├── CapacityError (MemoryError, RuntimeError)  a buffer or sample would not fit in memory
     ├── IndexOutOfRangeError (IndexError)   an index is outside the stored items
     ├── InvalidIndexError (IndexError)      an index has a form the API does not take (a list time index)
+    ├── UnknownIndexError (KeyError)        an index string names no stored record (DI-engine's indices)
     ├── PriorityError (ValueError)          a priority is not a finite number >= 0, or would overflow the sum
     └── CheckpointError (OSError)           a checkpoint cannot be written or read
         ├── NotACheckpointError             the path holds no xreplay checkpoint
@@ -36,6 +39,7 @@ value, xreplay raises the typed error that also derives from it::
 from __future__ import annotations
 
 __all__ = [
+    "ArgumentAssertionError",
     "ArgumentError",
     "CapacityError",
     "CheckpointCorruptError",
@@ -52,6 +56,7 @@ __all__ = [
     "FieldValueRuntimeError",
     "DeviceError",
     "IndexOutOfRangeError",
+    "InsufficientDataAssertionError",
     "InsufficientDataError",
     "InvalidIndexError",
     "NotACheckpointError",
@@ -59,6 +64,7 @@ __all__ = [
     "SchemeError",
     "UnknownFieldError",
     "UnknownFieldValueError",
+    "UnknownIndexError",
     "XReplayError",
 ]
 
@@ -77,6 +83,10 @@ class ArgumentError(XReplayError, ValueError, TypeError):
     It is both a ValueError and a TypeError: Python raises the first for a bad
     value (``capacity=0``) and the second for a bad type (``sample(2.5)``).
     """
+
+
+class ArgumentAssertionError(ArgumentError, AssertionError):
+    """An argument refused where the legacy API used a bare ``assert`` (DI-engine's ``sample``, PER's ``update``)."""
 
 
 class DeviceError(ArgumentError, RuntimeError):
@@ -127,6 +137,10 @@ class InsufficientDataError(XReplayError, ValueError):
     """More items were requested than the buffer stores."""
 
 
+class InsufficientDataAssertionError(InsufficientDataError, AssertionError):
+    """Too few items where the legacy API used a bare ``assert`` (PyMARL's ``sample``, PER on an empty buffer)."""
+
+
 class CapacityError(XReplayError, MemoryError, RuntimeError):
     """A buffer's storage would not fit in the memory of its device.
 
@@ -140,6 +154,14 @@ class IndexOutOfRangeError(XReplayError, IndexError):
 
 class InvalidIndexError(XReplayError, IndexError):
     """An index has a form the API does not accept (PyMARL's list as a time index)."""
+
+
+class UnknownIndexError(XReplayError, KeyError):
+    """An index string names no stored record (DI-engine's ``sample(indices=...)``, ``get_by_index``)."""
+
+    def __str__(self) -> str:
+        """Return the message without KeyError's quoting."""
+        return str(self.args[0]) if self.args else ""
 
 
 class CheckpointError(XReplayError, OSError):
