@@ -11,6 +11,18 @@ import torch
 __all__ = ["main"]
 
 
+def _version() -> str:
+    """Return the installed distribution's version (the package's own when not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("xreplay")
+    except PackageNotFoundError:
+        from xreplay import __version__
+
+        return __version__
+
+
 def _progress_bar(iterable: Iterable[int], desc: str) -> Iterable[int]:
     """Wrap ``iterable`` in a tqdm progress bar (the ``demo`` extra)."""
     try:
@@ -69,6 +81,7 @@ def _inspect(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen command."""
     parser = argparse.ArgumentParser(prog="xreplay", description="Fast, correct experience replay.")
+    parser.add_argument("--version", action="version", version=f"xreplay {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="run the MarineMicro QMIX replay scenario end to end")
     demo.add_argument("--episodes", type=int, default=400, help="episodes to collect (default 400)")
