@@ -125,7 +125,7 @@ def check_float_cast(name: str, values: np.ndarray | torch.Tensor, target: torch
     if float(source_np.max) <= limit_np:
         return
     with np.errstate(over="ignore", invalid="ignore"):
-        converted_np = values.astype(target)
+        converted_np = values.astype(np.dtype(target))  # type: ignore[arg-type]
         overflow_np = np.isinf(converted_np) & np.isfinite(values)
     if overflow_np.any():
         _raise_overflow(name, values[overflow_np].reshape(-1)[0].item(), target)

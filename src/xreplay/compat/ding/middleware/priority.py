@@ -210,10 +210,10 @@ class PriorityExperienceReplay(StringDispatch):
         metas = [record.meta for record in sampled]
         slots = np.fromiter(map(_PRIORITY_IDX, metas), dtype=np.int64, count=len(metas))
         weights = self._sampler.weights(slots, self.buffer.count(), self.IS_weight_power_factor)
-        tensors = torch.tensor(weights, dtype=torch.float32)
+        stacked = torch.tensor(weights, dtype=torch.float32)
         if weights.size and weights.min() < _SMALLEST_WEIGHT:  # float32 would round them to 0
-            tensors.clamp_(min=_SMALLEST_WEIGHT)
-        tensors = tensors.view(-1, 1).unbind(0)
+            stacked.clamp_(min=_SMALLEST_WEIGHT)
+        tensors = stacked.view(-1, 1).unbind(0)
         for record, meta, weight, tensor in zip(sampled, metas, weights.tolist(), tensors, strict=True):
             meta["priority_IS"] = weight
             record.data["priority_IS"] = tensor
