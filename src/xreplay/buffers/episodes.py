@@ -292,6 +292,8 @@ class EpisodeBuffer:
                 except ValueError:  # ragged nested lists: as_field_tensor names the problem
                     shape = tuple(as_field_tensor(self.scheme, name, value, ()).shape)
             if not shape:
+                if not isinstance(value, torch.Tensor):
+                    as_number_array(name, value)  # text, None or objects: say so rather than "a scalar"
                 raise FieldShapeError(f"field {name!r}: expected a batch of episodes, received a scalar")
             if n is None:
                 n = shape[0]

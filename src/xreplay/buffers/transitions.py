@@ -178,7 +178,8 @@ class TransitionBuffer:
             buffer.stream = stream
             if buffer._next is not None:
                 buffer._next.streams = True
-                buffer._next.load_stream_state({name: arrays[f"next.{name}"] for name in meta["state"]["stream_tables"]})
+                tables = {name: arrays[f"next.{name}"] for name in meta["state"]["stream_tables"]}
+                buffer._next.load_stream_state(tables)
         return buffer
 
     def save(self, path: str | os.PathLike[str], incremental: bool = True, fsync: bool = True) -> SaveReport:
