@@ -58,7 +58,7 @@ def check_priorities(
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         name = names[i] if names is not None else i  # type: ignore[index]
-        raise PriorityError(f"priority of item {name!r} is {values[i]!r}; priorities must be finite and >= 0")
+        raise PriorityError(f"priority of item {name!r} is {float(values[i])!r}; priorities must be finite and >= 0")
     largest = _LARGEST / max(int(capacity), 1)
     if values.size and (float(values.max()) + offset) ** alpha > largest:
         with np.errstate(over="ignore"):
@@ -66,7 +66,7 @@ def check_priorities(
         i = int(np.flatnonzero(~(leaves <= largest))[0])
         name = names[i] if names is not None else i  # type: ignore[index]
         raise PriorityError(
-            f"priority of item {name!r} is {values[i]!r}: priority ** alpha = {leaves[i]:.3g} exceeds "
+            f"priority of item {name!r} is {float(values[i])!r}: priority ** alpha = {leaves[i]:.3g} exceeds "
             f"{largest:.3g} (float64 max / {capacity} slots), so the sum of priorities could overflow; "
             f"scale the priorities down"
         )

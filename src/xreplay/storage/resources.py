@@ -28,6 +28,7 @@ __all__ = ["MemoryLimit", "as_count", "as_device", "check_allocation", "memory_l
 
 CHECK_ABOVE = 2**26  # allocations of at most 64 MiB are not checked
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
+_PROC_CGROUP = Path("/proc/self/cgroup")
 
 
 def as_count(value: Any, what: str, minimum: int = 0) -> int:
@@ -185,7 +186,7 @@ def _virtual_size() -> int:
 def _cgroup_room() -> list[tuple[str, int]]:
     """Return ``(name, bytes left)`` for each memory limit of this process's cgroups and their ancestors."""
     try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
+        lines = _PROC_CGROUP.read_text().splitlines()
     except OSError:
         return []
     room = []
