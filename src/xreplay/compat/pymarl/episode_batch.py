@@ -16,6 +16,7 @@ from xreplay.errors import (
     FieldShapeRuntimeError,
     FieldValueRuntimeError,
     IndexOutOfRangeError,
+    InvalidIndexError,
     UnknownFieldError,
     UnknownFieldValueError,
 )
@@ -158,7 +159,8 @@ class EpisodeBatch:
 
         Raises:
             IndexOutOfRangeError: ``index`` selects outside the field (an IndexError, as upstream).
-            ArgumentError: ``index`` has a type torch cannot index with (a TypeError, as upstream).
+            InvalidIndexError: ``index`` has a type torch cannot index with (an IndexError, as upstream).
+            ArgumentError: torch raised another error for ``index`` (a TypeError and ValueError).
         """
         fields = self.data.transition_data if key in self.data.transition_data else self.data.episode_data
         try:
@@ -168,9 +170,14 @@ class EpisodeBatch:
                 return shape if shape is not None else torch.empty((), dtype=torch.bool).expand(full)[index].shape
             return fields[key][index].shape
         except IndexError as exc:
+            shape = (self.batch_size, *self._field_shape(key))
+            if "only integers, slices" in str(exc):  # torch's refusal of the index's type
+                raise InvalidIndexError(
+                    f"field {key!r}: index {_show_index(index)} cannot be used (ints, slices, lists, integer "
+                    f"arrays or tensors): {exc}"
+                ) from None
             raise IndexOutOfRangeError(
-                f"field {key!r}: index {_show_index(index)} is outside its shape "
-                f"{(self.batch_size, *self._field_shape(key))}: {exc}"
+                f"field {key!r}: index {_show_index(index)} is outside its shape {shape}: {exc}"
             ) from None
         except (TypeError, ValueError, RuntimeError) as exc:
             raise ArgumentError(f"field {key!r}: index {_show_index(index)} cannot be used: {exc}") from None

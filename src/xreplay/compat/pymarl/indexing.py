@@ -130,10 +130,20 @@ def to_field_tensor(name: str, value: Any, dtype: Any, device: Any) -> torch.Ten
         tensor = _epymarl(name, value, target, device, exc)
     except ValueError as exc:
         error = FieldValueError if "Overflow" in str(exc) else FieldShapeError
+        if _holds_text(value):
+            error = FieldTypeError  # torch says "too many dimensions 'str'"; the values are not numbers
         raise error(f"field {name!r}: cannot convert {describe(value)} to {target}: {exc}") from None
     except RuntimeError as exc:
         raise FieldValueRuntimeError(f"field {name!r}: cannot convert {describe(value)} to {target}: {exc}") from None
     return tensor
+
+
+def _holds_text(value: Any) -> bool:
+    """Return whether ``value`` (nested lists, an array) holds text."""
+    try:
+        return np.asarray(value).dtype.kind in "USV"
+    except (ValueError, TypeError):
+        return False
 
 
 def _oxwhirl(name: str, value: Any, dtype: torch.dtype, device: Any) -> torch.Tensor:
