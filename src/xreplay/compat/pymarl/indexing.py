@@ -129,7 +129,7 @@ def to_field_tensor(name: str, value: Any, dtype: Any, device: Any) -> torch.Ten
             raise FieldTypeError(f"field {name!r}: cannot convert {describe(value)} to {target}: {exc}") from None
         tensor = _epymarl(name, value, target, device, exc)
     except ValueError as exc:
-        error = FieldValueError if "Overflow" in str(exc) else FieldShapeError
+        error: type[XReplayError] = FieldValueError if "Overflow" in str(exc) else FieldShapeError
         if _holds_text(value):
             error = FieldTypeError  # torch says "too many dimensions 'str'"; the values are not numbers
         raise error(f"field {name!r}: cannot convert {describe(value)} to {target}: {exc}") from None
