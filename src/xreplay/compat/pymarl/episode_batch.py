@@ -170,14 +170,14 @@ class EpisodeBatch:
                 return shape if shape is not None else torch.empty((), dtype=torch.bool).expand(full)[index].shape
             return fields[key][index].shape
         except IndexError as exc:
-            full = (self.batch_size, *self._field_shape(key))
+            region = (self.batch_size, *self._field_shape(key))
             if "only integers, slices" in str(exc):  # torch's refusal of the index's type
                 raise InvalidIndexError(
                     f"field {key!r}: index {_show_index(index)} cannot be used (ints, slices, lists, integer "
                     f"arrays or tensors): {exc}"
                 ) from None
             raise IndexOutOfRangeError(
-                f"field {key!r}: index {_show_index(index)} is outside its shape {full}: {exc}"
+                f"field {key!r}: index {_show_index(index)} is outside its shape {region}: {exc}"
             ) from None
         except (TypeError, ValueError, RuntimeError) as exc:
             raise ArgumentError(f"field {key!r}: index {_show_index(index)} cannot be used: {exc}") from None
