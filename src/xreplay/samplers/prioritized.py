@@ -251,6 +251,8 @@ class PrioritizedSampler:
         low, high = priorities.min(), priorities.max()
         if not (low >= 0.0 and high < np.inf):
             self._check_priorities(indices, priorities)
+        if (float(high) + self.epsilon) ** self.alpha > self._largest_leaf:
+            self._refuse_overflow(indices, priorities)
         stale = 0
         if generations is not None:
             generations = np.asarray(generations).reshape(-1)
@@ -266,8 +268,6 @@ class PrioritizedSampler:
                     self.stale_updates += stale
                     return stale
                 high = priorities.max()
-        if (float(high) + self.epsilon) ** self.alpha > self._largest_leaf:
-            self._refuse_overflow(indices, priorities)
         # Everything is checked: apply it.
         if self._pending:
             self._flush()
@@ -290,11 +290,12 @@ class PrioritizedSampler:
             self._check_indices(indices, self.size, "index")
         if bad_priority >= 0:
             self._check_priorities(indices, priorities)
+        largest = priorities.max() if stale else high  # stale priorities are checked too, as by the numpy code
+        if (float(largest) + self.epsilon) ** self.alpha > self._largest_leaf:
+            self._refuse_overflow(indices, priorities)
         if stale == indices.shape[0]:
             self.stale_updates += stale
             return stale
-        if (float(high) + self.epsilon) ** self.alpha > self._largest_leaf:
-            self._refuse_overflow(indices[fresh], priorities[fresh])
         if self._pending:
             self._flush()
         if stale:

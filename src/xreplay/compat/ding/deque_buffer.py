@@ -144,22 +144,10 @@ class DequeBuffer(Buffer):
             IndexOutOfRangeError: ``replace=True`` on an empty population (an IndexError, as DI-engine).
 
         """
-        for name, value in (("size", size), ("unroll_len", unroll_len)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
-                raise ArgumentError(f"sample: {name} must be an int or None, received {value!r}")
+        if indices and not hasattr(indices, "__len__"):  # e.g. sample(3, True): DI-engine's len() TypeError
+            raise ArgumentError(f"sample: indices must be a list of index strings, received {indices!r}")
+        size = check_sample_arguments(size, len(indices) if indices else None, groupby, unroll_len)
         positions = _range_positions(sample_range, self._store.count) if sample_range else None
-        if not size and not indices:
-            raise ArgumentAssertionError("One of size and indices must not be empty.")
-        if size and indices and size != len(indices):
-            raise ArgumentAssertionError(
-                f"Size and indices length must be equal (size {size}, {len(indices)} indices)."
-            )
-        if not size:
-            size = len(indices)  # type: ignore[arg-type]
-        if indices and groupby:
-            raise ArgumentAssertionError("Cannot sample by indices and groupby at the same time.")
-        if unroll_len and not groupby:
-            raise ArgumentAssertionError(f"unroll_len={unroll_len} needs groupby.")
         if indices:
             result: list = self._by_indices(indices, positions)
         elif groupby:
@@ -434,6 +422,40 @@ class DequeBuffer(Buffer):
         """
         with self._lock:
             checkpoint.load_buffer(self, file_name)
+
+
+def check_sample_arguments(
+    size: Any, count: int | None, groupby: Any = None, unroll_len: Any = None, sample_range: Any = None, stored: int = 0
+) -> int:
+    """Return the number of records a ``sample`` call asks for, after DI-engine's checks of its arguments.
+
+    Args:
+        size: The ``size`` argument.
+        count: The number of ``indices`` given (None when none are).
+        groupby: The ``groupby`` argument.
+        unroll_len: The ``unroll_len`` argument.
+        sample_range: The ``sample_range`` argument (checked when given).
+        stored: Records stored (for ``sample_range``).
+
+    Raises:
+        ArgumentError: ``size`` or ``unroll_len`` is not an int, or ``sample_range`` is invalid.
+        ArgumentAssertionError: the arguments contradict each other (an AssertionError, as DI-engine).
+
+    """
+    for name, value in (("size", size), ("unroll_len", unroll_len)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+            raise ArgumentError(f"sample: {name} must be an int or None, received {value!r}")
+    if sample_range:
+        _range_positions(sample_range, stored)
+    if not size and not count:
+        raise ArgumentAssertionError("One of size and indices must not be empty.")
+    if size and count and size != count:
+        raise ArgumentAssertionError(f"Size and indices length must be equal (size {size}, {count} indices).")
+    if count and groupby:
+        raise ArgumentAssertionError("Cannot sample by indices and groupby at the same time.")
+    if unroll_len and not groupby:
+        raise ArgumentAssertionError(f"unroll_len={unroll_len} needs groupby.")
+    return int(size) if size else int(count or 0)
 
 
 def _range_positions(sample_range: Any, count: int) -> range:

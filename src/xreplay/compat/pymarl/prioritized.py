@@ -121,7 +121,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
 
     def insert_episode_batch(self, ep_batch: EpisodeBatch) -> None:
         """Insert ``ep_batch`` and give every slot written the current max priority."""
-        plan = self._writer.plan(ep_batch.batch_size)
+        plan = self._writer.plan(self._check_episode_batch(ep_batch))
         super().insert_episode_batch(ep_batch)
         for slot, _item, count in plan.segments:
             self._sampler.insert_range(slot, slot + count)

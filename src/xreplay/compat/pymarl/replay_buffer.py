@@ -74,13 +74,7 @@ class ReplayBuffer(EpisodeBatch):
         batch goes through :meth:`update` field by field. Either way every
         value is checked before anything is written.
         """
-        if not isinstance(ep_batch, EpisodeBatch):
-            raise ArgumentError(f"insert_episode_batch takes an EpisodeBatch, received {type(ep_batch).__name__}")
-        n = ep_batch.batch_size
-        if not isinstance(n, int):
-            raise ArgumentError(
-                f"ep_batch.batch_size must be an int, got {n!r} (a batch indexed with a tensor has no batch size)"
-            )
+        n = self._check_episode_batch(ep_batch)
         plan = self._writer.plan(n)
         if not plan.segments:
             # Nothing is written, but PyMARL still checks the (empty) region's shapes.
@@ -104,6 +98,22 @@ class ReplayBuffer(EpisodeBatch):
                 writes += self._plan_update(episode, rows, slice(None), True)
             self._apply(writes)
         self._writer.commit(n)
+
+    @staticmethod
+    def _check_episode_batch(ep_batch: Any) -> int:
+        """Return the number of episodes of ``ep_batch`` after checking it is an ``EpisodeBatch`` with an int size.
+
+        Raises:
+            ArgumentError: ``ep_batch`` is something else, or has no int ``batch_size`` (a TypeError, as upstream).
+        """
+        if not isinstance(ep_batch, EpisodeBatch):
+            raise ArgumentError(f"insert_episode_batch takes an EpisodeBatch, received {type(ep_batch).__name__}")
+        n = ep_batch.batch_size
+        if not isinstance(n, int):
+            raise ArgumentError(
+                f"ep_batch.batch_size must be an int, got {n!r} (a batch indexed with a tensor has no batch size)"
+            )
+        return n
 
     def _insert_compact(self, ep_batch: EpisodeBatch, plan: SlotPlan) -> bool:
         """Encode a batch with the same fields into compact storage; False when the general path is needed."""

@@ -12,11 +12,13 @@ import numpy as np
 import torch
 
 from xreplay.compat.ding import integration
+from xreplay.compat.ding.deque_buffer import check_sample_arguments
 from xreplay.errors import (
     ArgumentAssertionError,
     ArgumentError,
     FieldShapeError,
     FieldTypeError,
+    InsufficientDataAssertionError,
     PriorityError,
     UnknownFieldError,
 )
@@ -180,10 +182,29 @@ class PriorityExperienceReplay(StringDispatch):
             self._entered[slot] = True
         return record
 
-    def on_sample(self, chain: Any, size: int, *args: Any, **kwargs: Any) -> Any:
-        """Draw ``size`` records in proportion to priority; attach importance weights."""
+    def on_sample(self, chain: Any, size: int | None = None, *args: Any, **kwargs: Any) -> Any:
+        """Draw ``size`` records in proportion to priority; attach importance weights.
+
+        The arguments are checked before anything is drawn (DI-engine drew from numpy's global
+        generator first, then the buffer refused them).
+
+        Raises:
+            ArgumentError: ``size`` is missing (a TypeError, as DI-engine's) or not an int, or
+                ``indices`` is passed (PER draws them), or the buffer refuses the other arguments.
+            ArgumentAssertionError: the arguments contradict each other (an AssertionError, as DI-engine's).
+            InsufficientDataAssertionError: the buffer is empty (an AssertionError, as DI-engine's).
+        """
+        if "indices" in kwargs:
+            raise ArgumentError("PriorityExperienceReplay draws the indices itself; call sample(size) without indices")
+        if size is None:
+            raise ArgumentError("PriorityExperienceReplay.sample needs size, the number of records to draw")
+        if args:  # DI-engine's positional order after size: indices, replace, sample_range, ...
+            raise ArgumentError(f"pass sample's other arguments by keyword with PriorityExperienceReplay, not {args!r}")
+        check_sample_arguments(
+            size, size, kwargs.get("groupby"), kwargs.get("unroll_len"), kwargs.get("sample_range"), self.buffer.count()
+        )
         if self.buffer.count() == 0:
-            raise AssertionError(f"cannot sample {size} records: the prioritized buffer is empty")
+            raise InsufficientDataAssertionError(f"cannot sample {size} records: the prioritized buffer is empty")
         slots = self._sampler.sample(size).tolist()
         store = self.buffer._store
         # A slot with a positive leaf holds the record PER entered there.
