@@ -21,7 +21,8 @@ import torch
 from tests import snapshots
 from xreplay import EpisodeBuffer, Field, OneHot, Scheme, TransitionBuffer
 from xreplay.compat.ding import DequeBuffer, PriorityExperienceReplay
-from xreplay.compat.pymarl import EpisodeBatch, OneHot as PymarlOneHot, PrioritizedReplayBuffer, ReplayBuffer
+from xreplay.compat.pymarl import EpisodeBatch, PrioritizedReplayBuffer, ReplayBuffer
+from xreplay.compat.pymarl import OneHot as PymarlOneHot
 from xreplay.errors import XReplayError
 from xreplay.samplers import PrioritizedSampler
 
@@ -89,7 +90,9 @@ def run_call(buffer: Any, call: Call) -> Outcome:
 
 # -- corrupted values ------------------------------------------------------------------------------
 
-SIZES = [("float", 2.5), ("negative", -1), ("bool", True), ("text", "3"), ("none", None), ("numpy_float", np.float64(2))]
+SIZES = [
+    ("float", 2.5), ("negative", -1), ("bool", True), ("text", "3"), ("none", None), ("numpy_float", np.float64(2))
+]
 
 
 def corruptions(valid: np.ndarray, kind: str, bounds: tuple[int, int] | None = None) -> dict[str, Any]:
