@@ -54,7 +54,7 @@ def _next_store(store: Any) -> tuple:
         return ()
     fields = ("slot_row", "values", "free", "rows", "newest", "pending", "dtypes", "successor", "stream_newest",
               "stream_pending")
-    return tuple(_bytes(getattr(store, name)) for name in fields)
+    return tuple(_bytes(getattr(store, name, None)) for name in fields)
 
 
 def episode_buffer(buffer: EpisodeBuffer) -> tuple:
@@ -85,7 +85,7 @@ def transition_buffer(buffer: TransitionBuffer) -> tuple:
         sampler,
         _next_store(buffer._next),
         _bytes(buffer._last_sample),
-        buffer._warned_apart,
+        getattr(buffer, "_warned_apart", False),
     )
 
 
