@@ -2,7 +2,8 @@
 
 Runs the catalogue of ``tests/malformed.py`` (corrupted field values, unknown or missing keys, bad
 sizes, indices, lengths, priorities, metas) over the four layers: native episodes (``EpisodeBuffer``,
-``EpisodeWriter``), native transitions (``TransitionBuffer`` uniform and prioritized), the PyMARL
+``EpisodeWriter``), native transitions (``TransitionBuffer`` uniform, prioritized, and storing next
+observations once with stream ids), the PyMARL
 layer (``EpisodeBatch``, ``ReplayBuffer``, ``PrioritizedReplayBuffer``) and the DI-engine layer
 (``DequeBuffer`` with ``PriorityExperienceReplay``). Each call runs on a fresh, full and wrapped
 buffer and is classified:
@@ -35,7 +36,7 @@ from tests.malformed import KINDS, RandomChooser, draw_call, run_call  # noqa: E
 
 LAYERS = {
     "native episodes": ("native_episode", "native_episode_writer"),
-    "native transitions": ("native_transition_uniform", "native_transition_prioritized"),
+    "native transitions": ("native_transition_uniform", "native_transition_prioritized", "native_transition_next_obs"),
     "PyMARL": ("pymarl_episode_batch", "pymarl_replay_buffer", "pymarl_prioritized"),
     "DI-engine": ("ding_deque_per",),
 }

@@ -295,6 +295,37 @@ def transition_calls(buffer: TransitionBuffer, chooser: Chooser) -> Call:
                 lambda: buffer.update_priorities(indices, priorities, "current"), names)
 
 
+def make_next_obs_buffer() -> TransitionBuffer:
+    """Return a full, wrapped buffer of two interleaved streams storing next observations once."""
+    buffer = TransitionBuffer(6, next_obs_from="obs", stream="env", seed=0)
+    for t in range(4):
+        buffer.extend({"obs": np.full((2, 2), t, np.float32), "next_obs": np.full((2, 2), t + 1, np.float32),
+                       "env": np.arange(2), "done": np.zeros(2, bool)})
+    return buffer
+
+
+def next_obs_calls(buffer: TransitionBuffer, chooser: Chooser) -> Call:
+    """Draw a malformed write on a next-observation buffer with stream ids."""
+    batch = {"obs": np.full((2, 2), 4, np.float32), "next_obs": np.full((2, 2), 5, np.float32),
+             "env": np.arange(2), "done": np.zeros(2, bool)}
+    name = chooser.choice(["obs", "next_obs", "env", "keys"])
+    if name == "keys":
+        how = chooser.choice(["no_next_obs", "no_stream", "nested_next_obs"])
+        data = {
+            "no_next_obs": {k: v for k, v in batch.items() if k != "next_obs"},
+            "no_stream": {k: v for k, v in batch.items() if k != "env"},
+            "nested_next_obs": {**batch, "next_obs": {"x": batch["next_obs"]}},
+        }[how]
+        return Call(f"next-obs extend {how}", lambda: buffer.extend(data), ("next_obs", "'env'"))
+    if name == "env":
+        corruption, value = _pick(chooser, {"float": np.array([0.5, 1.5]), "negative": np.array([-1, 0]),
+                                            "huge": np.array([0, 2**40]), "text": ["a", "b"], "one": np.array([0])})
+    else:
+        corruption, value = _pick(chooser, corruptions(batch[name], "float"))
+    data = {**batch, name: value}
+    return Call(f"next-obs extend {name}={corruption}", lambda: buffer.extend(data), (f"'{name}'",))
+
+
 # -- PyMARL --------------------------------------------------------------------------------------------
 
 PYMARL_SCHEME = {
@@ -350,7 +381,7 @@ _PYMARL_VALUES = {
         "text": [["x", "y", "z"]], "none": None, "object": [[object()] * 3], "complex": np.full((1, 3), 1 + 1j),
         "complex_tensor": torch.zeros(1, 3, dtype=torch.complex64), "ragged": [[1.0, 2.0], [3.0]],
         "unsafe_reshape": [1.0, 2.0], "zero_d": 1.0, "view_fails": [[1.0, 2.0, 3.0]] * 4,
-        "meta_tensor": torch.empty(1, 3, device="meta"),
+        "meta_tensor": torch.empty(1, 3, device="meta"), "dict": {"a": 1.0},
     },
     "actions": {
         "nan": np.full((1, 2, 1), np.nan), "inf_tensor": torch.full((1, 2, 1), float("inf")),
@@ -368,7 +399,11 @@ def pymarl_calls(batch: EpisodeBatch, chooser: Chooser) -> Call:
         ops += ["insert", "sample"]
     if isinstance(batch, PrioritizedReplayBuffer):
         ops += ["priorities", "priorities", "per_sample"]
-    op = chooser.choice(ops)
+    op = chooser.choice(ops + ["sparse"])
+    if op == "sparse":
+        value = torch.tensor([[0.25, 0.5, 0.75]])
+        return Call("pymarl update state=sparse", lambda: batch.update({"state": value.to_sparse()}, bs=0, ts=1),
+                    ("'state'",), lambda: _equal(batch["state"][0, 1], value[0]))
     if op == "update":
         name = chooser.choice(sorted(_PYMARL_VALUES))
         corruption, value = _pick(chooser, _PYMARL_VALUES[name])
@@ -383,13 +418,15 @@ def pymarl_calls(batch: EpisodeBatch, chooser: Chooser) -> Call:
         return Call(f"pymarl update {what}", lambda: batch.update({"state": [[1.0, 2.0, 3.0]]}, bs=bs, ts=ts),
                     ("index", "Time"))
     if op == "insert":
-        what = chooser.choice(["dict", "tensor_indexed", "wrong_scheme"])
+        what = chooser.choice(["dict", "tensor_indexed", "wrong_scheme", "longer_episodes"])
         if what == "dict":
             other: Any = {"state": [1.0]}
         elif what == "tensor_indexed":
             other = _pymarl_episodes(2, 5)[torch.tensor([0])]
-        else:
+        elif what == "wrong_scheme":
             other = EpisodeBatch({**PYMARL_SCHEME, "state": {"vshape": 4}}, PYMARL_GROUPS, 1, 5)
+        else:
+            other = EpisodeBatch(PYMARL_SCHEME, PYMARL_GROUPS, 1, 7, preprocess=_pymarl_preprocess())
         return Call(f"pymarl insert_episode_batch({what})", lambda: batch.insert_episode_batch(other),
                     ("EpisodeBatch", "batch_size", "'state'"))
     if op == "sample":
@@ -427,7 +464,9 @@ def ding_calls(buffer: DequeBuffer, chooser: Chooser) -> Call:
     op = chooser.choice(["push", "push", "update", "update", "priorities", "sample", "lookup"])
     record = buffer.storage[1]
     if op == "push":
-        where = chooser.choice(["meta", "data", "meta_type"])
+        where = chooser.choice(["meta", "data", "meta_type", "data_type"])
+        if where == "data_type":  # no meta: PER looks for 'priority' in the data, which must support 'in'
+            return Call("ding push(5) without meta", lambda: buffer.push(5), ("data", "meta"))
         if where == "meta_type":
             meta = chooser.choice(["x", [1, 2], 3])
             return Call(f"ding push(meta={meta!r})", lambda: buffer.push({"x": 9}, meta=meta), ("meta",))
@@ -472,6 +511,7 @@ KINDS: dict[str, tuple[str, Callable[[], Any], Callable[[Any, Chooser], Call]]] 
     "native_episode_writer": ("native", make_episode_writer, writer_calls),
     "native_transition_uniform": ("native", lambda: make_transition_buffer(False), transition_calls),
     "native_transition_prioritized": ("native", lambda: make_transition_buffer(True), transition_calls),
+    "native_transition_next_obs": ("native", make_next_obs_buffer, next_obs_calls),
     "pymarl_episode_batch": ("pymarl", make_pymarl_batch, pymarl_calls),
     "pymarl_replay_buffer": ("pymarl", make_pymarl_replay, pymarl_calls),
     "pymarl_prioritized": ("pymarl", make_pymarl_prioritized, pymarl_calls),
