@@ -173,6 +173,7 @@ class ColumnStorage:
         self._host: dict[str, np.ndarray] = {}  # numpy views of CPU columns
         self._blocks: list[_Block] = []  # CPU fields grouped by dtype, side by side in one array each
         self._np_dtypes: dict[str, np.dtype | None] = {}  # numpy dtype per field (None: numpy has none)
+        self._row_bytes = 0  # bytes of one item of every field
 
     def prepare(self, flat: Mapping[str, Any], batched: bool) -> dict[str, np.ndarray | torch.Tensor]:
         """Convert and check every value of a write, then allocate the columns on the first; change nothing else.
@@ -307,6 +308,7 @@ class ColumnStorage:
             self._blocks.append(self._allocate_block(np_dtype, names, specs))
         self.specs = specs
         self._np_dtypes = {name: _numpy_dtype(spec.dtype) for name, spec in specs.items()}
+        self._row_bytes = row_bytes
 
     def _allocate_block(self, np_dtype: np.dtype, names: list[str], specs: dict[str, ColumnSpec]) -> _Block:
         """Allocate the CPU fields ``names`` of one dtype side by side in one array and register their views."""
@@ -390,7 +392,7 @@ class ColumnStorage:
 
     def row_bytes(self) -> int:
         """Return the bytes of one row (one item of every field); 0 before the first write."""
-        return sum(math.prod(spec.shape) * spec.dtype.itemsize for spec in self.specs.values())
+        return self._row_bytes
 
     def nbytes(self) -> int:
         """Return the bytes held by the columns."""

@@ -403,10 +403,11 @@ class EpisodeBuffer:
 
     def _check_sample_memory(self, n: int) -> None:
         """Raise CapacityError before sampling ``n`` episodes that would not fit (rows plus decoded fields)."""
+        row = self.storage.layout.row_bytes
         check_allocation(
-            2 * n * self.storage.layout.row_bytes,
+            2 * n * row,
             self.device,
-            f"a sample of {n} episodes x {self.storage.layout.row_bytes} bytes (gathered and decoded)",
+            lambda: f"a sample of {n} episodes x {row} bytes (gathered and decoded)",
             "sample fewer episodes",
         )
 

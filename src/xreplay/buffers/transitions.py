@@ -23,7 +23,7 @@ from xreplay.errors import (
 )
 from xreplay.samplers.prioritized import PrioritizedSampler
 from xreplay.samplers.uniform import UniformSampler
-from xreplay.storage.resources import as_count, check_allocation
+from xreplay.storage.resources import CHECK_ABOVE, as_count, check_allocation
 from xreplay.writers import RingWriter
 
 if TYPE_CHECKING:
@@ -315,12 +315,10 @@ class TransitionBuffer:
         if len(self) == 0:
             raise InsufficientDataError(f"cannot sample {n} transitions from an empty buffer; add some first")
         # Indices, generations, weights and masses (about 40 bytes), the gathered rows and their per-field copies.
-        check_allocation(
-            n * (2 * self.storage.row_bytes() + 40),
-            self.device,
-            f"a sample of {n} transitions x {self.storage.row_bytes()} bytes",
-            "sample fewer transitions",
-        )
+        row = self.storage.row_bytes()
+        if n * (2 * row + 40) > CHECK_ABOVE:
+            what = f"a sample of {n} transitions x {row} bytes"
+            check_allocation(n * (2 * row + 40), self.device, what, "sample fewer transitions")
         sampler = self.sampler
         weights: torch.Tensor | None = None
         generations: np.ndarray | None = None

@@ -206,11 +206,13 @@ class PrioritizedSampler:
         leaf = tree.sums.take(indices)  # leaves are the first ``size`` entries of the tree
         beta = self.beta(self.samples_drawn if step is None else step)
         self.samples_drawn += 1
-        weights = tree.min() / leaf
+        smallest = tree.min()
+        weights = smallest / leaf
         weights **= beta  # (N P(i))^-beta over its largest value
         leaf /= total
         weights32 = weights.astype(np.float32)
-        np.maximum(weights32, _SMALLEST_WEIGHT, out=weights32)  # never 0, whatever the spread of priorities
+        if (smallest / total) ** beta < _SMALLEST_WEIGHT:  # a bound on every weight: only then can one round to 0
+            np.maximum(weights32, _SMALLEST_WEIGHT, out=weights32)
         return PrioritizedSample(indices, weights32, self.generations.take(indices), leaf)
 
     # -- priority updates -----------------------------------------------------

@@ -26,7 +26,6 @@ from xreplay.errors import FieldShapeError, FieldTypeError, FieldValueError
 __all__ = ["as_number_array", "as_plain_tensor", "check_float_cast", "describe"]
 
 _NUMERIC_KINDS = "biuf"
-_WIDE_UNSIGNED = (np.dtype(np.uint16), np.dtype(np.uint32), np.dtype(np.uint64))
 _INT64_MAX = np.iinfo(np.int64).max
 
 
@@ -57,7 +56,10 @@ def as_number_array(name: str, value: Any, complex_ok: bool = False) -> np.ndarr
         ) from None
     except TypeError as exc:
         raise FieldTypeError(f"field {name!r}: expected numbers, received {describe(value)}: {exc}") from None
-    kind = array.dtype.kind
+    dtype = array.dtype
+    kind = dtype.kind
+    if kind in "bif" and dtype.isnative:  # the common case: nothing to convert
+        return array
     if kind not in _NUMERIC_KINDS and not (complex_ok and kind == "c"):
         what = "complex numbers for a real field (the imaginary part would be lost)" if kind == "c" else (
             f"values of dtype {array.dtype}"
@@ -65,7 +67,7 @@ def as_number_array(name: str, value: Any, complex_ok: bool = False) -> np.ndarr
         raise FieldTypeError(f"field {name!r}: expected numbers or booleans, received {what}: {describe(value)}")
     if not array.dtype.isnative:
         array = array.astype(array.dtype.newbyteorder("="))
-    if array.dtype in _WIDE_UNSIGNED:
+    if kind == "u" and array.dtype.itemsize > 1:
         if array.size and array.dtype == np.uint64 and int(array.max()) > _INT64_MAX:
             raise FieldValueError(
                 f"field {name!r}: uint64 values up to {int(array.max())} exceed int64 (at most {_INT64_MAX})"

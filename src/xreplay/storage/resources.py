@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import numbers
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from xreplay.errors import ArgumentError, CapacityError, DeviceError
 __all__ = ["MemoryLimit", "as_count", "as_device", "check_allocation", "memory_limit"]
 
 CHECK_ABOVE = 2**26  # allocations of at most 64 MiB are not checked
+_BOOLS = (bool, np.bool_)
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 _PROC_CGROUP = Path("/proc/self/cgroup")
 
@@ -46,7 +48,9 @@ def as_count(value: Any, what: str, minimum: int = 0) -> int:
         >>> as_count(np.int64(3), "capacity", minimum=1)
         3
     """
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+    if type(value) is int and value >= minimum:  # the common case, without the ABC check
+        return value
+    if isinstance(value, _BOOLS) or not isinstance(value, numbers.Integral):
         raise ArgumentError(f"{what} must be an int >= {minimum}, received {value!r} ({type(value).__name__})")
     count = int(value)
     if count < minimum:
@@ -118,13 +122,14 @@ def memory_limit(device: torch.device | str = "cpu") -> MemoryLimit:
     return MemoryLimit(min(bounds.values()) if bounds else None, bounds)
 
 
-def check_allocation(nbytes: int, device: torch.device | str, what: str, fix: str) -> None:
+def check_allocation(nbytes: int, device: torch.device | str, what: str | Callable[[], str], fix: str) -> None:
     """Raise CapacityError when ``nbytes`` more bytes on ``device`` exceed :func:`memory_limit`.
 
     Args:
         nbytes: The size about to be allocated.
         device: Where it goes.
-        what: What is allocated (``"storage for 5000 episodes x 27912 bytes"``).
+        what: What is allocated (``"storage for 5000 episodes x 27912 bytes"``), or a callable
+            returning it (so hot paths format nothing unless they fail).
         fix: How to need less (``"lower the capacity"``).
 
     Raises:
@@ -134,6 +139,7 @@ def check_allocation(nbytes: int, device: torch.device | str, what: str, fix: st
         return
     limit = memory_limit(device)
     if limit.nbytes is not None and nbytes > limit.nbytes:
+        what = what() if callable(what) else what
         raise CapacityError(
             f"{what} needs {_mib(nbytes)} on {torch.device(device)}, but this process may allocate at most "
             f"{_mib(limit.nbytes)} there ({limit.describe()}); {fix}"
