@@ -20,6 +20,7 @@ from xreplay.compat.pymarl import EpisodeBatch, OneHot, PrioritizedReplayBuffer,
 from xreplay.errors import FieldValueRuntimeError
 
 N_AGENTS, N_ACTIONS, OBS, LIMIT = 2, 6, 9, 12
+ENV_EXTRA = "the real-environment runs need gymnasium and lbforaging: pip install gymnasium lbforaging (dev extra)"
 
 SCALARS = [
     pytest.param(np.bool_(True), id="numpy_bool_true"),
@@ -124,8 +125,8 @@ class ForagingEnv:
     """Level-based foraging (gymnasium + lbforaging) seen through EPyMARL's wrapper conventions."""
 
     def __init__(self, seed: int, common_reward: bool = True):
-        gym = pytest.importorskip("gymnasium", reason="the real-environment runs need the 'envs' extra (gymnasium)")
-        pytest.importorskip("lbforaging", reason="the real-environment runs need the 'envs' extra (lbforaging)")
+        gym = pytest.importorskip("gymnasium", reason=ENV_EXTRA)
+        pytest.importorskip("lbforaging", reason=ENV_EXTRA)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # lbforaging's registration may warn about gymnasium's API
             self.env = gym.make(
