@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from xreplay.errors import InsufficientDataError, UnknownFieldError
+from xreplay.storage.resources import as_count
 
 if TYPE_CHECKING:
     from xreplay.buffers.transitions import TransitionBuffer
@@ -98,9 +99,11 @@ class SequenceSampler:
         """Return ``n`` slices drawn uniformly from the valid starts, with the buffer's generator.
 
         Raises:
+            ArgumentError: ``n`` is not an int >= 0.
             InsufficientDataError: No stored episode holds a slice (and ``pad`` is off).
             UnknownFieldError: The buffer lacks an end field.
         """
+        n = as_count(n, "sample size")
         steps = self.burn_in + self.length
         size, capacity = len(buffer), buffer.capacity
         if size == 0:
