@@ -352,6 +352,10 @@ class TransitionBuffer:
         if host.dtype != np.int64 or host.size == 0 or not host.view(np.uint64).max() < self.capacity:
             shape = host.shape
             host = as_slots(host, self.capacity, "transition index", "slots").reshape(shape)
+        row = self.storage.row_bytes()
+        if host.size * 2 * row > CHECK_ABOVE:
+            what = f"a gather of {host.size} transitions x {row} bytes"
+            check_allocation(host.size * 2 * row, self.device, what, "gather fewer transitions")
         if names is not None:
             known = set(self.storage.specs) | set(self.derived_fields)
             unknown = [name for name in names if name not in known]

@@ -156,3 +156,14 @@ def test_buffer_size_is_checked_before_allocating():
         DequeBuffer(size=10**10)
     with pytest.raises(ArgumentError, match="size must be an int >= 1, received 2.5"):
         DequeBuffer(size=2.5)
+
+
+def test_huge_samples_are_checked_against_memory_before_drawing():
+    buffer, _per = per_buffer()
+    plain = DequeBuffer(size=4)
+    plain.push(1)
+    for target in (buffer, plain):
+        before = snapshots.of(target)
+        with pytest.raises(CapacityError, match="sample of 1000000000000 records needs"):
+            target.sample(10**12, replace=True)
+        assert snapshots.of(target) == before

@@ -15,6 +15,7 @@ from tests import snapshots
 from xreplay.compat.pymarl import EpisodeBatch, OneHot, PrioritizedReplayBuffer, ReplayBuffer
 from xreplay.errors import (
     ArgumentError,
+    CapacityError,
     FieldShapeError,
     FieldShapeIndexError,
     FieldShapeRuntimeError,
@@ -142,4 +143,13 @@ def test_prioritized_updates_are_checked_first(idxes, priorities, error, message
         buffer.sample(0, t=1)
     with pytest.raises(ArgumentError, match="training step"):
         buffer.sample(2, t="1")
+    assert snapshots.of(buffer) == before
+
+
+def test_samples_with_replacement_are_checked_against_memory_before_drawing():
+    buffer = PrioritizedReplayBuffer(SCHEME, GROUPS, 4, 5, alpha=1.0, beta=0.4, t_max=10, preprocess=PREPROCESS)
+    buffer.insert_episode_batch(batch(False))
+    before = snapshots.of(buffer)
+    with pytest.raises(CapacityError, match="a sample of 1000000000000 episodes needs"):
+        buffer.sample(10**12, t=1)  # pymarl2 would draw 10**12 numbers from random first
     assert snapshots.of(buffer) == before

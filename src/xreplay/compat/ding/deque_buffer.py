@@ -26,7 +26,7 @@ from xreplay.errors import (
     InsufficientDataError,
     UnknownIndexError,
 )
-from xreplay.storage.resources import as_count
+from xreplay.storage.resources import as_count, check_allocation
 
 __all__ = ["DequeBuffer"]
 
@@ -147,6 +147,8 @@ class DequeBuffer(Buffer):
         if indices and not hasattr(indices, "__len__"):  # e.g. sample(3, True): DI-engine's len() TypeError
             raise ArgumentError(f"sample: indices must be a list of index strings, received {indices!r}")
         size = check_sample_arguments(size, len(indices) if indices else None, groupby, unroll_len)
+        # The result list, and with replacement one copy per repeated record (about 200 bytes each).
+        check_allocation(size * (200 if replace else 8), "cpu", lambda: f"a sample of {size} records", "sample fewer")
         positions = _range_positions(sample_range, self._store.count) if sample_range else None
         if indices:
             result: list = self._by_indices(indices, positions)

@@ -20,6 +20,7 @@ from xreplay.errors import (
     UnknownFieldError,
     UnknownFieldValueError,
 )
+from xreplay.storage.resources import check_allocation
 from xreplay.storage.tensor import TensorStorage
 
 __all__ = ["EpisodeBatch", "set_compact_default"]
@@ -284,8 +285,19 @@ class EpisodeBatch:
         return np.where(rows < 0, rows + size, rows)
 
     def gather(self, rows: np.ndarray) -> EpisodeBatch:
-        """Return a copy of the episodes at ``rows`` (in-range ints), with one gather of whole rows."""
+        """Return a copy of the episodes at ``rows`` (in-range ints), with one gather of whole rows.
+
+        Raises:
+            CapacityError: The copy (decoded when compact) would not fit in the memory this process may use.
+        """
         assert self._storage is not None
+        row = self._storage.layout.row_bytes
+        check_allocation(
+            (2 if self._compact else 1) * len(rows) * row,
+            self._storage.device,
+            lambda: f"a copy of {len(rows)} episodes x {row} bytes",
+            "sample fewer episodes",
+        )
         index = torch.from_numpy(rows)
         if self._storage.device.type != "cpu":
             index = index.to(self._storage.device, non_blocking=True)

@@ -49,10 +49,10 @@ import torch
 
 from xreplay.compat.pymarl.episode_batch import EpisodeBatch
 from xreplay.compat.pymarl.replay_buffer import ReplayBuffer
-from xreplay.errors import ArgumentError, InsufficientDataError
+from xreplay.errors import ArgumentError, InsufficientDataAssertionError, InsufficientDataError
 from xreplay.samplers.prioritized import PrioritizedSampler, as_priority_update
 from xreplay.samplers.schedules import LinearSchedule
-from xreplay.storage.resources import as_count
+from xreplay.storage.resources import as_count, check_allocation
 
 __all__ = ["PrioritizedReplayBuffer"]
 
@@ -146,10 +146,16 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         if isinstance(t, bool) or not isinstance(t, numbers.Real) or not math.isfinite(t):
             raise ArgumentError(f"t (the training step) must be a finite real number, received {t!r}")
         if not self.can_sample(batch_size):
-            raise AssertionError(
+            raise InsufficientDataAssertionError(
                 f"sample size {batch_size} exceeds the {self.episodes_in_buffer} stored episodes; "
                 f"lower it or check can_sample() first"
             )
+        assert self._storage is not None
+        row = self._storage.layout.row_bytes
+        # Drawn with replacement: the masses, indices and weights (about 64 bytes each) and the gathered rows.
+        check_allocation(
+            batch_size * (row + 64), self._storage.device, lambda: f"a sample of {batch_size} episodes", "sample fewer"
+        )
         total = self._sampler.total()
         if not total > 0.0:
             raise InsufficientDataError(

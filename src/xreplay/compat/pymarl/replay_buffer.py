@@ -9,7 +9,7 @@ import numpy as np
 
 from xreplay.compat.pymarl.episode_batch import EpisodeBatch, _Write
 from xreplay.compat.pymarl.transforms import OneHot
-from xreplay.errors import ArgumentError
+from xreplay.errors import ArgumentError, InsufficientDataAssertionError
 from xreplay.storage.dtypes import exceeds
 from xreplay.storage.resources import as_count
 from xreplay.writers import RingWriter, SlotPlan
@@ -181,7 +181,7 @@ class ReplayBuffer(EpisodeBatch):
         """
         batch_size = as_count(batch_size, "batch_size")
         if not self.can_sample(batch_size):
-            raise AssertionError(
+            raise InsufficientDataAssertionError(
                 f"sample size {batch_size} exceeds the {self.episodes_in_buffer} stored episodes; "
                 f"lower it or check can_sample() first"
             )
@@ -198,7 +198,9 @@ class ReplayBuffer(EpisodeBatch):
         """Return the ``batch_size`` most recently inserted episodes (pymarl2), uniform when they wrap."""
         batch_size = as_count(batch_size, "batch_size")
         if not self.can_sample(batch_size):
-            raise AssertionError(f"sample size {batch_size} exceeds the {self.episodes_in_buffer} stored episodes")
+            raise InsufficientDataAssertionError(
+                f"sample size {batch_size} exceeds the {self.episodes_in_buffer} stored episodes"
+            )
         if self.buffer_index - batch_size < 0:
             # pymarl2 called self.sample, which on its PrioritizedReplayBuffer lacks ``t`` (TypeError): uniform.
             return ReplayBuffer.sample(self, batch_size)

@@ -24,6 +24,7 @@ from xreplay.errors import (
 )
 from xreplay.middleware import StringDispatch
 from xreplay.samplers.proportional import ProportionalSampler, check_priorities
+from xreplay.storage.resources import check_allocation
 
 __all__ = ["PriorityExperienceReplay"]
 
@@ -205,6 +206,8 @@ class PriorityExperienceReplay(StringDispatch):
         )
         if self.buffer.count() == 0:
             raise InsufficientDataAssertionError(f"cannot sample {size} records: the prioritized buffer is empty")
+        # Masses, slots, index strings, copies of repeated records and weights: about 300 bytes per record.
+        check_allocation(size * 300, "cpu", lambda: f"a prioritized sample of {size} records", "sample fewer")
         slots = self._sampler.sample(size).tolist()
         store = self.buffer._store
         # A slot with a positive leaf holds the record PER entered there.
