@@ -146,10 +146,14 @@ def test_prioritized_updates_are_checked_first(idxes, priorities, error, message
     assert snapshots.of(buffer) == before
 
 
-def test_samples_with_replacement_are_checked_against_memory_before_drawing():
+def test_prioritized_samples_are_checked_against_memory_before_drawing(monkeypatch):
+    from xreplay.storage import resources
+
     buffer = PrioritizedReplayBuffer(SCHEME, GROUPS, 4, 5, alpha=1.0, beta=0.4, t_max=10, preprocess=PREPROCESS)
     buffer.insert_episode_batch(batch(False))
+    monkeypatch.setattr(resources, "CHECK_ABOVE", 0)
+    monkeypatch.setattr(resources, "memory_limit", lambda device: resources.MemoryLimit(100, {"cgroup": 100}))
     before = snapshots.of(buffer)
-    with pytest.raises(CapacityError, match="a sample of 1000000000000 episodes needs"):
-        buffer.sample(10**12, t=1)  # pymarl2 would draw 10**12 numbers from random first
-    assert snapshots.of(buffer) == before
+    with pytest.raises(CapacityError, match=r"a sample of 2 episodes needs .* at most 0.0 MiB there \(cgroup"):
+        buffer.sample(2, t=1)
+    assert snapshots.of(buffer) == before  # nothing was drawn from random
