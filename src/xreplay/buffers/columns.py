@@ -273,6 +273,8 @@ class ColumnStorage:
         """
         if isinstance(value, torch.Tensor):
             return as_plain_tensor(name, value)
+        if isinstance(value, np.generic) and value.dtype.kind in "bif":  # a numpy scalar: nothing to check
+            return np.asarray(value)
         array = as_number_array(name, value)
         if array.dtype == np.float64 and not isinstance(value, np.ndarray | np.generic):
             check_float_cast(name, array, np.dtype(np.float32))
