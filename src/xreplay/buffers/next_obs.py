@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from xreplay.errors import FieldValueError
+from xreplay.buffers.columns import ColumnSpec, ColumnStorage, _numpy_dtype, check_value
+from xreplay.errors import FieldShapeError, FieldValueError, SchemeError, UnknownFieldError
 
 __all__ = ["MAX_STREAMS", "NextObsStore"]
 
@@ -73,6 +74,51 @@ class NextObsStore:
         """Return the bytes held by the side store, its slot index and the stream tables."""
         tables = self.successor.nbytes + self.stream_newest.nbytes + sum(v.nbytes for v in self.stream_pending.values())
         return int(self.slot_row.nbytes + self.free.nbytes + sum(v.nbytes for v in self.values.values()) + tables)
+
+    # -- validation (nothing changes) ----------------------------------------------
+
+    def check(
+        self, nxt: Mapping[str, Any], specs: Mapping[str, ColumnSpec], batched: bool, batch: int = 1
+    ) -> dict[str, np.ndarray]:
+        """Return a write's next observations as host arrays ``[batch, *item]`` of their obs field's dtype.
+
+        Raises:
+            UnknownFieldError: A next-observation field is missing or extra.
+            FieldShapeError: A shape differs from its observation field's.
+            FieldValueError: A dtype of another kind than the observation field's, or values it cannot hold.
+        """
+        if nxt.keys() != self.expected:
+            raise UnknownFieldError(
+                f"next-observation fields {sorted(nxt)} differ from those of the first write {sorted(self.expected)}"
+            )
+        out = {}
+        for name, obs in self.pairs:
+            spec = specs[obs]
+            value = nxt[name]
+            if type(value) is not np.ndarray:
+                value = ColumnStorage._as_array(name, value)
+                value = value.cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+            if batched and not value.shape:
+                raise FieldShapeError(
+                    f"field {name!r}: expected a batch of items of shape {spec.shape}, received a scalar"
+                )
+            item = value.shape[1:] if batched else value.shape
+            if item != spec.shape:
+                raise FieldShapeError(
+                    f"field {name!r}: expected item shape {spec.shape} (that of {obs!r}), received {tuple(item)}"
+                )
+            if batched and value.shape[0] != batch:
+                raise FieldShapeError(f"field {name!r}: batch of {value.shape[0]} items, other fields have {batch}")
+            host_dtype = self.dtypes.get(obs) or _numpy_dtype(spec.dtype)
+            if host_dtype is None:
+                raise SchemeError(f"field {obs!r}: dtype {spec.dtype} has no numpy equivalent")
+            if value.dtype != host_dtype:
+                check_value(name, value, spec)
+                value = value.astype(host_dtype)
+            out[name] = value if batched else value[None]
+        for _name, obs in self.pairs:
+            self.dtypes.setdefault(obs, _numpy_dtype(specs[obs].dtype))  # type: ignore[arg-type]
+        return out
 
     # -- side store -------------------------------------------------------------
 

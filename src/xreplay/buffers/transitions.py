@@ -10,15 +10,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import torch
 
-from xreplay.buffers.columns import SEPARATOR, ColumnSpec, ColumnStorage, _numpy_dtype, check_value, flatten, unflatten
+from xreplay.buffers.columns import SEPARATOR, ColumnStorage, flatten, unflatten
 from xreplay.buffers.fields import FieldBatch
 from xreplay.buffers.next_obs import NextObsStore as _NextObsStore
 from xreplay.buffers.validation import as_slots
 from xreplay.errors import (
     ArgumentError,
-    FieldShapeError,
     InsufficientDataError,
-    SchemeError,
     UnknownFieldError,
 )
 from xreplay.samplers.prioritized import PrioritizedSampler
@@ -275,7 +273,7 @@ class TransitionBuffer:
         if nxt is not None:
             assert store is not None
             n = int(next(iter(values.values())).shape[0]) if batched and values else 1
-            nxt = self._check_next(nxt, store, specs or self.storage.specs, batched, n)
+            nxt = store.check(nxt, specs or self.storage.specs, batched, n)
             if self.stream is not None:
                 if self.stream not in values:
                     raise UnknownFieldError(f"stream={self.stream!r} needs a field {self.stream!r} in every write")
@@ -402,51 +400,6 @@ class TransitionBuffer:
                 )
             store = _NextObsStore(self.capacity, pairs, streams=self.stream is not None)
         return {k: v for k, v in flat.items() if k not in nxt}, nxt, store
-
-    def _check_next(
-        self,
-        nxt: dict[str, Any],
-        store: _NextObsStore,
-        specs: Mapping[str, ColumnSpec],
-        batched: bool,
-        batch: int = 1,
-    ) -> dict[str, np.ndarray]:
-        """Return the next observations as host arrays ``[batch, *item]`` of their obs field's dtype.
-
-        Raises:
-            UnknownFieldError: A next-observation field is missing or extra.
-            FieldShapeError: A shape differs from its observation field's.
-            FieldValueError: A dtype of another kind than the observation field's, or integers outside its range.
-        """
-        if nxt.keys() != store.expected:
-            raise UnknownFieldError(
-                f"next-observation fields {sorted(nxt)} differ from those of the first write {sorted(store.expected)}"
-            )
-        out = {}
-        for name, obs in store.pairs:
-            spec = specs[obs]
-            value = nxt[name]
-            if type(value) is not np.ndarray:
-                value = _host(ColumnStorage._as_array(name, value))
-            item = value.shape[1:] if batched else value.shape
-            if item != spec.shape:
-                raise FieldShapeError(
-                    f"field {name!r}: expected item shape {spec.shape} (that of {obs!r}), received {tuple(item)}"
-                )
-            if batched and value.shape[0] != batch:
-                raise FieldShapeError(f"field {name!r}: batch of {value.shape[0]} items, other fields have {batch}")
-            host_dtype = store.dtypes.get(obs)
-            if host_dtype is None:
-                host_dtype = _numpy_dtype(spec.dtype)
-                if host_dtype is None:
-                    raise SchemeError(f"field {obs!r}: dtype {spec.dtype} has no numpy equivalent")
-            if value.dtype != host_dtype:
-                check_value(name, value, spec)
-                value = value.astype(host_dtype)
-            out[name] = value if batched else value[None]
-        for _name, obs in store.pairs:
-            store.dtypes.setdefault(obs, _numpy_dtype(specs[obs].dtype))  # type: ignore[arg-type]
-        return out
 
     def update_priorities(self, indices: Any, priorities: Any, generations: Any = None) -> int:
         """Set priorities of sampled transitions, skipping (and returning the count of) those overwritten since.

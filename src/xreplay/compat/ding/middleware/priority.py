@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from xreplay.compat.ding import integration
-from xreplay.compat.ding.deque_buffer import check_sample_arguments
+from xreplay.compat.ding.arguments import check_sample_arguments
 from xreplay.errors import (
     ArgumentAssertionError,
     ArgumentError,
