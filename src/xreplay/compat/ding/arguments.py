@@ -1,5 +1,6 @@
-"""Checks of ``sample``'s arguments, shared by ``DequeBuffer`` and ``PriorityExperienceReplay`` (which checks them
-before it draws from numpy's generator).
+"""Checks of ``sample``'s arguments, shared by ``DequeBuffer`` and ``PriorityExperienceReplay``.
+
+PER checks them before it draws from numpy's generator, so a refused call draws nothing.
 """
 
 from __future__ import annotations
