@@ -151,3 +151,17 @@ def test_sequence_sample_sizes_must_be_ints():
     with pytest.raises(ArgumentError, match="sample size"):
         sampler.sample(2.5)
     assert sampler.buffer.rng.bit_generator.state == state
+
+
+def test_huge_sequence_samples_are_checked_against_memory_before_drawing():
+    from xreplay.errors import CapacityError
+    from xreplay.samplers import SequenceSampler
+
+    buf = step_buffer([10])
+    sampler = PrioritizedSequenceSampler(buf, length=2)
+    state = buf.rng.bit_generator.state
+    with pytest.raises(CapacityError, match="a sample of 1000000000000 sequences x 2 steps"):
+        sampler.sample(10**12)
+    with pytest.raises(CapacityError, match="a sample of 1000000000000 sequences x 2 steps"):
+        SequenceSampler(2).sample(buf, 10**12)
+    assert buf.rng.bit_generator.state == state

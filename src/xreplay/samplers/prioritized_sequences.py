@@ -30,7 +30,7 @@ import torch
 from xreplay.errors import ArgumentError, FieldShapeError, InsufficientDataError, PriorityError
 from xreplay.samplers.priority_tree import PriorityTree
 from xreplay.samplers.schedules import Schedule, as_schedule
-from xreplay.samplers.sequences import SequenceSample, SequenceSampler
+from xreplay.samplers.sequences import SequenceSample, SequenceSampler, check_sequence_sample
 from xreplay.storage.resources import as_count
 
 if TYPE_CHECKING:
@@ -179,6 +179,7 @@ class PrioritizedSequenceSampler:
             UnknownFieldError: The buffer lacks an end field.
         """
         n = as_count(n, "sample size")
+        check_sequence_sample(self.buffer, n, self.steps)
         self.sync()
         total = self.tree.total()
         if not total > 0.0:
