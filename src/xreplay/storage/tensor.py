@@ -96,7 +96,7 @@ class TensorStorage:
 
     def to(self, device: str | torch.device) -> TensorStorage:
         """Return this storage on ``device`` (itself when already there), moving the rows in one copy."""
-        device = torch.device(device)
+        device = as_device(device)
         if device == self.device:
             return self
         return TensorStorage.wrap(self.scheme, self.layout, self.rows.to(device))

@@ -31,6 +31,7 @@ __all__ = ["PriorityExperienceReplay"]
 _PRIORITY_IDX = operator.itemgetter("priority_idx")
 _SMALLEST_WEIGHT = float(np.finfo(np.float32).tiny)
 _LARGEST = float(np.finfo(np.float64).max)
+_BOOLS = (bool, np.bool_)
 _UPDATE_OFFSET = 1e-5  # DI-engine adds it to every updated priority
 
 
@@ -41,7 +42,8 @@ def _check_one(priority: Any, name: str, alpha: float, capacity: int, offset: fl
         PriorityError: text, a bool, another object, NaN, infinity, a negative number, or a priority whose
             ``(priority + offset) ** alpha`` exceeds ``float64 max / capacity``.
     """
-    if isinstance(priority, bool | np.bool_) or not isinstance(priority, numbers.Real):
+    plain = type(priority) is float or type(priority) is int  # the common case, without the ABC check
+    if not plain and (isinstance(priority, _BOOLS) or not isinstance(priority, numbers.Real)):
         raise PriorityError(
             f"priority of item {name!r} must be a real number, received {priority!r} ({type(priority).__name__})"
         )
