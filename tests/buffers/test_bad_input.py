@@ -195,7 +195,8 @@ def transitions(sampler="prioritized") -> TransitionBuffer:
                      id="complex_array_into_int"),
         pytest.param({"a": torch.tensor([[1 + 2j, 3]]), "b": np.ones((1, 2), np.float32)}, FieldTypeError,
                      "'a'.*complex", id="complex_tensor_into_int"),
-        pytest.param({"a": 3, "b": np.ones((1, 2), np.float32)}, FieldShapeError, "'a'.*scalar", id="batched_scalar"),
+        pytest.param({"a": 3, "b": np.ones((1, 2), np.float32)}, FieldShapeError, r"'a'.*received \(\)",
+                     id="batched_scalar"),
         pytest.param({"a": [["x", "y"]], "b": np.ones((1, 2), np.float32)}, FieldTypeError, "'a'", id="text"),
     ],
 )
@@ -204,6 +205,15 @@ def test_transition_extend_refuses_and_changes_nothing(batch, error, message):
     before = snapshots.of(buffer)
     with pytest.raises(error, match=message):
         buffer.extend(batch)
+    assert snapshots.of(buffer) == before
+
+
+def test_a_scalar_where_a_batch_of_scalars_belongs_is_refused():
+    buffer = TransitionBuffer(4)
+    buffer.extend({"rew": np.zeros(2, np.float32), "obs": np.zeros((2, 3), np.float32)})
+    before = snapshots.of(buffer)
+    with pytest.raises(FieldShapeError, match="'rew': expected a batch of items of shape \\(\\), received a scalar"):
+        buffer.extend({"rew": np.float32(1.0), "obs": np.zeros((1, 3), np.float32)})  # numpy: IndexError
     assert snapshots.of(buffer) == before
 
 

@@ -225,21 +225,21 @@ class ColumnStorage:
         for name, value in values.items():
             spec = specs[name]
             shape = value.shape
-            if batched and not shape:
-                raise FieldShapeError(
-                    f"field {name!r}: expected a batch of items of shape {spec.shape}, received a scalar"
-                )
             item = shape[1:] if batched else shape
             if item != spec.shape:
                 raise FieldShapeError(
                     f"field {name!r}: expected item shape {spec.shape}, received {tuple(item)}"
                 )
             if batched:
-                batch = shape[0] if batch is None else batch
-                if shape[0] != batch:
+                try:
+                    size = shape[0]
+                except IndexError:  # a scalar where a batch of scalars belongs
                     raise FieldShapeError(
-                        f"field {name!r}: batch of {shape[0]} items, other fields have {batch}"
-                    )
+                        f"field {name!r}: expected a batch of items of shape {spec.shape}, received a scalar"
+                    ) from None
+                batch = size if batch is None else batch
+                if size != batch:
+                    raise FieldShapeError(f"field {name!r}: batch of {size} items, other fields have {batch}")
             if type(value) is not np.ndarray or value.dtype != host[name]:
                 check_value(name, value, spec)
         return values, new

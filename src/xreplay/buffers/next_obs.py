@@ -109,9 +109,11 @@ class NextObsStore:
                 )
             if batched and value.shape[0] != batch:
                 raise FieldShapeError(f"field {name!r}: batch of {value.shape[0]} items, other fields have {batch}")
-            host_dtype = self.dtypes.get(obs) or _numpy_dtype(spec.dtype)
+            host_dtype = self.dtypes.get(obs)  # (not ``or``: a numpy dtype without fields is falsy)
             if host_dtype is None:
-                raise SchemeError(f"field {obs!r}: dtype {spec.dtype} has no numpy equivalent")
+                host_dtype = _numpy_dtype(spec.dtype)
+                if host_dtype is None:
+                    raise SchemeError(f"field {obs!r}: dtype {spec.dtype} has no numpy equivalent")
             if value.dtype != host_dtype:
                 check_value(name, value, spec)
                 value = value.astype(host_dtype)

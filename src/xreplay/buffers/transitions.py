@@ -129,6 +129,7 @@ class TransitionBuffer:
         self.stream = stream
         self._next: _NextObsStore | None = None  # created with the first write when next_obs_from is set
         self._warned_apart = False  # the warning that interleaved writes lose the saving was given
+        self._side_rows_seen = 0  # side-store rows when the warning was last considered
         self._last_sample: tuple[np.ndarray, np.ndarray] | None = None  # (indices, generations) of the last sample
 
     @property
@@ -284,9 +285,15 @@ class TransitionBuffer:
         return values, nxt, ids
 
     def _warn_if_apart(self) -> None:
-        """Warn once when most next observations are kept apart (interleaved streams without ``stream``)."""
+        """Warn once when most next observations are kept apart (interleaved streams without ``stream``).
+
+        Looked at only when the side store has grown (it doubles), so a write costs one comparison.
+        """
         store = self._next
-        if self._warned_apart or store is None or self.stream is not None or len(self) < 64:
+        if store is None or store.rows == self._side_rows_seen:
+            return
+        self._side_rows_seen = store.rows
+        if self._warned_apart or self.stream is not None or len(self) < 64:
             return
         apart = len(store)
         if 2 * apart > len(self):
