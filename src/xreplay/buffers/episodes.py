@@ -220,7 +220,12 @@ class EpisodeBuffer:
         Raises:
             UnknownFieldError: A key is unknown or derived, or a field is missing.
             FieldShapeError: A value or ``lengths`` has the wrong shape.
-            FieldValueError: A value cannot be held by its field.
+            FieldTypeError: A value is text, an object or complex for a real field.
+            FieldValueError: A value cannot be held by its field (out of range, not finite for an integer
+                field, infinite once cast to a float field, a one-hot class out of range).
+
+        Every value is converted and checked before anything changes: a refused write leaves the buffer
+        exactly as it was.
         """
         check_keys(self.scheme, episodes.keys(), required=True)
         n, t = self._batch_dims(episodes)

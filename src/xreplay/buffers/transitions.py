@@ -217,7 +217,12 @@ class TransitionBuffer:
         Raises:
             UnknownFieldError: A field is missing or extra compared to the first write.
             FieldShapeError: An item shape differs from the first write.
-            FieldValueError: A dtype of another kind than the first write's.
+            FieldTypeError: Text, objects, or complex values.
+            FieldValueError: A dtype of another kind than the first write's, or values its column cannot hold
+                (integers out of range, finite floats that would become infinite).
+            CapacityError: The first write's columns would not fit in the memory this process may use.
+
+        Nothing changes unless the whole write is valid.
         """
         values, nxt, ids = self._validate(transition, batched=False)
         slot = self.writer.cursor
@@ -239,7 +244,12 @@ class TransitionBuffer:
         Raises:
             UnknownFieldError: A field is missing or extra compared to the first write.
             FieldShapeError: An item shape or a batch size differs.
-            FieldValueError: A dtype of another kind than the first write's.
+            FieldTypeError: Text, objects, or complex values.
+            FieldValueError: A dtype of another kind than the first write's, or values its column cannot hold
+                (integers out of range, finite floats that would become infinite).
+            CapacityError: The first write's columns would not fit in the memory this process may use.
+
+        Nothing changes unless the whole write is valid.
         """
         values, nxt, ids = self._validate(batch, batched=True)
         n = int(next(iter(values.values())).shape[0]) if values else 0
