@@ -171,8 +171,21 @@ def make_episode_buffer() -> EpisodeBuffer:
 
 def episode_calls(buffer: EpisodeBuffer, chooser: Chooser) -> Call:
     """Draw a malformed call on a native episode buffer."""
-    op = chooser.choice(["add_field", "add_field", "add_sparse", "add_keys", "add_lengths", "sample", "get"])
+    op = chooser.choice(["add_field", "add_field", "add_sparse", "add_odd", "add_keys", "add_lengths", "sample", "get"])
     valid = _episode(5)
+    if op == "add_odd":  # valid values in numpy dtypes torch lacks: stored exactly
+        name, how = chooser.choice([("obs", "long_double"), ("obs", "big_endian"), ("count", "big_endian"),
+                                    ("count", "uint32")])
+        convert = {
+            "long_double": lambda v: v.astype(np.longdouble),
+            "big_endian": lambda v: v.astype(v.dtype.newbyteorder(">")),
+            "uint32": lambda v: v.astype(np.uint32),
+        }[how]
+        value = convert(valid[name])
+        episode = {**valid, name: value}
+        slot = buffer.writer.cursor
+        return Call(f"episode add {name}={how}", lambda: buffer.add(episode), (f"'{name}'",),
+                    lambda: _equal(buffer.get([slot])[name], valid[name]))
     if op == "add_field":
         name = chooser.choice(sorted(_EPISODE_KINDS))
         corruption, value = _pick(chooser, corruptions(valid[name], *_EPISODE_KINDS[name]))
@@ -255,7 +268,7 @@ _PRIORITY_CASES = [
 def transition_calls(buffer: TransitionBuffer, chooser: Chooser) -> Call:
     """Draw a malformed call on a native transition buffer (uniform or prioritized)."""
     prioritized = isinstance(buffer.sampler, PrioritizedSampler)
-    ops = ["extend_field", "extend_field", "add_field", "sparse", "keys", "sample", "gather", "priorities"]
+    ops = ["extend_field", "extend_field", "add_field", "sparse", "odd", "keys", "sample", "gather", "priorities"]
     op = chooser.choice(ops + (["priorities"] if prioritized else []))
     batch = {"a": np.array([[5, 5]]), "b": np.full((1, 2), 0.5, np.float32), "u": np.array([7], np.uint8)}
     if op in ("extend_field", "add_field"):
@@ -267,6 +280,14 @@ def transition_calls(buffer: TransitionBuffer, chooser: Chooser) -> Call:
             return Call(f"transition add {name}={corruption}", lambda: buffer.add(one), (f"'{name}'",))
         data = {**batch, name: value}
         return Call(f"transition extend {name}={corruption}", lambda: buffer.extend(data), (f"'{name}'",))
+    if op == "odd":  # valid values in numpy dtypes torch lacks: stored exactly
+        name, how = chooser.choice([("b", "long_double"), ("b", "big_endian"), ("a", "big_endian")])
+        value = batch[name].astype(np.longdouble) if how == "long_double" else batch[name].astype(
+            batch[name].dtype.newbyteorder(">"))
+        data = {**batch, name: value}
+        slot = buffer.writer.cursor
+        return Call(f"transition extend {name}={how}", lambda: buffer.extend(data), (f"'{name}'",),
+                    lambda: _equal(buffer.gather([slot])[name], batch[name]))
     if op == "sparse":
         name = chooser.choice(["a", "b"])
         data = {**batch, name: torch.from_numpy(batch[name]).to_sparse()}

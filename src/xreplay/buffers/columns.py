@@ -118,7 +118,7 @@ def _host_array(value: np.ndarray | torch.Tensor) -> np.ndarray:
 
 def _torch_dtype(dtype: np.dtype) -> torch.dtype:
     """Return the torch dtype of a numpy dtype."""
-    return torch.from_numpy(np.zeros(0, dtype=dtype)).dtype
+    return torch.from_numpy(np.zeros(0, dtype=dtype.newbyteorder("="))).dtype  # torch takes native order only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,7 +216,8 @@ class ColumnStorage:
         }
         new = None
         specs = self.specs
-        if not specs:
+        if not specs:  # the first write fixes the dtypes: odd numpy ones (byte order, long double) are normalised
+            values = {k: as_number_array(k, v) if type(v) is np.ndarray else v for k, v in values.items()}
             specs = new = self.infer_specs(values, batched)
         elif values.keys() != specs.keys():
             self._check_keys(values)

@@ -41,7 +41,8 @@ def as_number_array(name: str, value: Any, complex_ok: bool = False) -> np.ndarr
     """Return ``value`` (a scalar, nested lists, an array) as a numeric numpy array in native byte order.
 
     Unsigned integers wider than 8 bits become int64 (torch computes little on them);
-    values above the int64 range are refused.
+    values above the int64 range are refused. Long doubles become float64 (torch has
+    no such dtype), refusing values beyond its range.
 
     Raises:
         FieldShapeError: Nested lists of different lengths.
@@ -58,7 +59,7 @@ def as_number_array(name: str, value: Any, complex_ok: bool = False) -> np.ndarr
         raise FieldTypeError(f"field {name!r}: expected numbers, received {describe(value)}: {exc}") from None
     dtype = array.dtype
     kind = dtype.kind
-    if kind in "bif" and dtype.isnative:  # the common case: nothing to convert
+    if kind in "bif" and dtype.isnative and dtype.itemsize <= 8:  # the common case: nothing to convert
         return array
     if kind not in _NUMERIC_KINDS and not (complex_ok and kind == "c"):
         what = "complex numbers for a real field (the imaginary part would be lost)" if kind == "c" else (
@@ -67,6 +68,11 @@ def as_number_array(name: str, value: Any, complex_ok: bool = False) -> np.ndarr
         raise FieldTypeError(f"field {name!r}: expected numbers or booleans, received {what}: {describe(value)}")
     if not array.dtype.isnative:
         array = array.astype(array.dtype.newbyteorder("="))
+    if kind == "f" and array.dtype.itemsize > 8:  # long double: torch has no such dtype
+        check_float_cast(name, array, np.dtype(np.float64))
+        array = array.astype(np.float64)
+    if kind == "c" and array.dtype.itemsize > 16:
+        array = array.astype(np.complex128)
     if kind == "u" and array.dtype.itemsize > 1:
         if array.size and array.dtype == np.uint64 and int(array.max()) > _INT64_MAX:
             raise FieldValueError(

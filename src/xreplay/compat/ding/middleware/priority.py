@@ -44,13 +44,23 @@ def _check_one(priority: Any, name: str, alpha: float, capacity: int, offset: fl
     """
     plain = type(priority) is float or type(priority) is int  # the common case, without the ABC check
     if not plain and (isinstance(priority, _BOOLS) or not isinstance(priority, numbers.Real)):
-        raise PriorityError(
-            f"priority of item {name!r} must be a real number, received {priority!r} ({type(priority).__name__})"
-        )
+        if not _one_number(priority):
+            raise PriorityError(
+                f"priority of item {name!r} must be a real number, received {priority!r} ({type(priority).__name__})"
+            )
     value = float(priority)
     if not (math.isfinite(value) and value >= 0) or (value + offset) ** alpha > _LARGEST / capacity:
         check_priorities([value], names=[name], alpha=alpha, capacity=capacity, offset=offset)  # raises
     return value
+
+
+def _one_number(value: Any) -> bool:
+    """Return whether ``value`` is an array or tensor holding one real number (not a bool)."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() == 1 and not value.is_complex() and value.dtype != torch.bool
+    if isinstance(value, np.ndarray):
+        return value.size == 1 and value.dtype.kind in "iuf"
+    return False
 
 
 class _EnteredIndices(Mapping):
