@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from tests import snapshots
 from xreplay.compat.ding import DequeBuffer, PriorityExperienceReplay
@@ -167,3 +168,16 @@ def test_huge_samples_are_checked_against_memory_before_drawing():
         with pytest.raises(CapacityError, match="sample of 1000000000000 records needs"):
             target.sample(10**12, replace=True)
         assert snapshots.of(target) == before
+
+
+@pytest.mark.parametrize(
+    "priority", [np.float32(3.0), np.array(3.0), np.array([3.0]), torch.tensor(3.0), torch.tensor([3.0])],
+    ids=["numpy_float32", "numpy_0d", "numpy_1", "tensor_0d", "tensor_1"],
+)
+def test_one_number_priorities_in_any_container_are_taken_as_floats(priority):
+    buffer, per = per_buffer()
+    record = buffer.storage[0]
+    buffer.update(record.index, None, {**record.meta, "priority": priority})
+    assert type(per.max_priority) is float and per.max_priority == pytest.approx(3.0 + 1e-5)
+    pushed = buffer.push({"x": 9}, meta={"priority": priority})
+    assert pushed.meta["priority"] is priority  # stored as given, as DI-engine does

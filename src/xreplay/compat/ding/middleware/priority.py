@@ -273,7 +273,7 @@ class PriorityExperienceReplay(StringDispatch):
             self._check_update_meta(index, slot, meta)
         if not chain(index, data, meta, *args, **kwargs):
             return None
-        priority = meta["priority"]
+        priority = float(meta["priority"])  # checked: a real number, or an array or tensor of one
         self._sampler.set_leaf(slot, (priority + _UPDATE_OFFSET) ** self.priority_power_factor)
         self.max_priority = max(self.max_priority, priority + _UPDATE_OFFSET)
         return None
