@@ -48,10 +48,17 @@ def _check_one(priority: Any, name: str, alpha: float, capacity: int, offset: fl
             raise PriorityError(
                 f"priority of item {name!r} must be a real number, received {priority!r} ({type(priority).__name__})"
             )
-    value = float(priority)
+    value = _as_float(priority)
     if not (math.isfinite(value) and value >= 0) or (value + offset) ** alpha > _LARGEST / capacity:
         check_priorities([value], names=[name], alpha=alpha, capacity=capacity, offset=offset)  # raises
     return value
+
+
+def _as_float(value: Any) -> float:
+    """Return a real number, or the one number of an array or tensor, as a Python float."""
+    if isinstance(value, torch.Tensor | np.ndarray):
+        return float(value.reshape(-1)[0])
+    return float(value)
 
 
 def _one_number(value: Any) -> bool:
@@ -273,7 +280,7 @@ class PriorityExperienceReplay(StringDispatch):
             self._check_update_meta(index, slot, meta)
         if not chain(index, data, meta, *args, **kwargs):
             return None
-        priority = float(meta["priority"])  # checked: a real number, or an array or tensor of one
+        priority = _as_float(meta["priority"])  # checked: a real number, or an array or tensor of one
         self._sampler.set_leaf(slot, (priority + _UPDATE_OFFSET) ** self.priority_power_factor)
         self.max_priority = max(self.max_priority, priority + _UPDATE_OFFSET)
         return None
