@@ -32,6 +32,7 @@ _PRIORITY_IDX = operator.itemgetter("priority_idx")
 _SMALLEST_WEIGHT = float(np.finfo(np.float32).tiny)
 _LARGEST = float(np.finfo(np.float64).max)
 _BOOLS = (bool, np.bool_)
+_ARRAYS = (torch.Tensor, np.ndarray)
 _UPDATE_OFFSET = 1e-5  # DI-engine adds it to every updated priority
 
 
@@ -48,7 +49,7 @@ def _check_one(priority: Any, name: str, alpha: float, capacity: int, offset: fl
             raise PriorityError(
                 f"priority of item {name!r} must be a real number, received {priority!r} ({type(priority).__name__})"
             )
-    value = _as_float(priority)
+    value = float(priority) if plain else _as_float(priority)
     if not (math.isfinite(value) and value >= 0) or (value + offset) ** alpha > _LARGEST / capacity:
         check_priorities([value], names=[name], alpha=alpha, capacity=capacity, offset=offset)  # raises
     return value
@@ -56,7 +57,7 @@ def _check_one(priority: Any, name: str, alpha: float, capacity: int, offset: fl
 
 def _as_float(value: Any) -> float:
     """Return a real number, or the one number of an array or tensor, as a Python float."""
-    if isinstance(value, torch.Tensor | np.ndarray):
+    if isinstance(value, _ARRAYS):
         return float(value.reshape(-1)[0])
     return float(value)
 
@@ -280,7 +281,9 @@ class PriorityExperienceReplay(StringDispatch):
             self._check_update_meta(index, slot, meta)
         if not chain(index, data, meta, *args, **kwargs):
             return None
-        priority = _as_float(meta["priority"])  # checked: a real number, or an array or tensor of one
+        priority = meta["priority"]
+        if type(priority) is not float:  # checked: a real number, or an array or tensor of one
+            priority = _as_float(priority)
         self._sampler.set_leaf(slot, (priority + _UPDATE_OFFSET) ** self.priority_power_factor)
         self.max_priority = max(self.max_priority, priority + _UPDATE_OFFSET)
         return None
