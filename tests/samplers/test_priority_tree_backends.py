@@ -9,7 +9,7 @@ from xreplay.errors import IndexOutOfRangeError, PriorityError
 from xreplay.samplers import PrioritizedSampler
 from xreplay.samplers.priority_tree import PriorityTree, numba_available
 
-pytest.importorskip("numba")
+pytest.importorskip("numba", reason="the numba back end needs the accel extra: pip install 'xreplay[accel]'")
 pytestmark = pytest.mark.skipif(not numba_available(), reason="numba disabled (XREPLAY_NUMBA=0)")
 
 # Non-integer values: sums round, so any difference in the order of operations would show.
