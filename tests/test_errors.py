@@ -11,10 +11,14 @@ CLASSES = [getattr(errors, name) for name in errors.__all__]
 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
-def test_every_error_is_exported_documented_and_drawn_in_the_tree(cls):
+def test_every_error_is_documented_and_drawn_in_the_tree(cls):
     assert issubclass(cls, errors.XReplayError)
-    assert getattr(xreplay, cls.__name__) is cls
     assert cls.__doc__ and cls.__name__ in errors.__doc__
+
+
+@pytest.mark.parametrize("name", [n for n in errors.__all__ if not n.startswith(("Checkpoint", "Dataset", "Untrusted"))])
+def test_the_errors_of_bad_input_are_exported_at_the_top_level(name):
+    assert getattr(xreplay, name) is getattr(errors, name)
 
 
 @pytest.mark.parametrize(
