@@ -16,7 +16,10 @@ def test_every_error_is_documented_and_drawn_in_the_tree(cls):
     assert cls.__doc__ and cls.__name__ in errors.__doc__
 
 
-@pytest.mark.parametrize("name", [n for n in errors.__all__ if not n.startswith(("Checkpoint", "Dataset", "Untrusted"))])
+INPUT_ERRORS = [n for n in errors.__all__ if not n.startswith(("Checkpoint", "Dataset", "Untrusted"))]
+
+
+@pytest.mark.parametrize("name", INPUT_ERRORS)
 def test_the_errors_of_bad_input_are_exported_at_the_top_level(name):
     assert getattr(xreplay, name) is getattr(errors, name)
 
