@@ -12,6 +12,18 @@ from xreplay.demos.command import add_demo_parser
 __all__ = ["main"]
 
 
+def _version() -> str:
+    """Return the installed distribution's version (the package's own when not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("xreplay")
+    except PackageNotFoundError:
+        from xreplay import __version__
+
+        return __version__
+
+
 def _inspect(args: argparse.Namespace) -> int:
     """Print a checkpoint's summary and optionally plot it."""
     from xreplay.errors import CheckpointError
@@ -33,6 +45,7 @@ def _inspect(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen command."""
     parser = argparse.ArgumentParser(prog="xreplay", description="Fast, correct experience replay.")
+    parser.add_argument("--version", action="version", version=f"xreplay {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     add_demo_parser(commands)
     add_bench_parser(commands)

@@ -3,17 +3,30 @@
 Every error names the field, index or size at fault, what was expected and
 what was received. Each class also derives from the built-in exception that
 callers of the legacy APIs already catch, so ``except ValueError`` keeps
-working::
+working. The ``...IndexError`` / ``...RuntimeError`` leaves exist for the
+compatibility layers: where PyMARL raised one of those classes for a bad
+value, xreplay raises the typed error that also derives from it::
 
     XReplayError
     ├── SchemeError (ValueError)            a scheme or field declaration is invalid
+    ├── ArgumentError (ValueError, TypeError)  a capacity, size, index or device argument is invalid
+    │   ├── DeviceError (RuntimeError)      a device that torch cannot use here ("gpu", "cuda" without one)
+    │   └── ArgumentAssertionError (AssertionError)  ... where the legacy API used a bare assert
     ├── UnknownFieldError (KeyError)        a write or read names a field the scheme lacks
+    │   └── UnknownFieldValueError (ValueError)  ... where the legacy API raised ValueError
+    ├── FieldTypeError (TypeError, ValueError)  a value's type cannot be held by its field (text, objects)
     ├── FieldShapeError (ValueError)        a value has the wrong shape for its field
+    │   ├── FieldShapeIndexError (IndexError)      ... where the legacy API raised IndexError
+    │   └── FieldShapeRuntimeError (RuntimeError)  ... where the legacy API raised RuntimeError
     ├── FieldValueError (ValueError)        a value cannot be held by its field's dtype
+    │   └── FieldValueRuntimeError (RuntimeError)  ... where the legacy API raised RuntimeError
     ├── InsufficientDataError (ValueError)  more items asked for than are stored
-    ├── CapacityError (MemoryError, RuntimeError)  a buffer would not fit in memory
+    │   └── InsufficientDataAssertionError (AssertionError)  ... where the legacy API used a bare assert
+    ├── CapacityError (MemoryError, RuntimeError)  a buffer or sample would not fit in memory
     ├── IndexOutOfRangeError (IndexError)   an index is outside the stored items
-    ├── PriorityError (ValueError)          a priority is NaN, infinite or negative
+    ├── InvalidIndexError (IndexError)      an index has a form the API does not take (a list time index)
+    ├── UnknownIndexError (KeyError)        an index string names no stored record (DI-engine's indices)
+    ├── PriorityError (ValueError)          a priority is not a finite number >= 0, or would overflow the sum
     ├── RateLimiterTimeout (TimeoutError)   a rate limiter did not allow an insert or sample in time
     ├── CheckpointError (OSError)           a checkpoint cannot be written or read
     │   ├── NotACheckpointError             the path holds no xreplay checkpoint
@@ -36,6 +49,8 @@ working::
 from __future__ import annotations
 
 __all__ = [
+    "ArgumentAssertionError",
+    "ArgumentError",
     "CapacityError",
     "CheckpointCorruptError",
     "CheckpointError",
@@ -52,15 +67,24 @@ __all__ = [
     "DatasetFieldMissingError",
     "DatasetMismatchError",
     "FieldShapeError",
+    "FieldShapeIndexError",
+    "FieldShapeRuntimeError",
+    "FieldTypeError",
     "FieldValueError",
+    "FieldValueRuntimeError",
+    "DeviceError",
     "IndexOutOfRangeError",
+    "InsufficientDataAssertionError",
     "InsufficientDataError",
+    "InvalidIndexError",
     "NotACheckpointError",
     "PriorityError",
     "RateLimiterTimeout",
     "SchemeError",
     "UnknownFieldError",
     "UntrustedCheckpointError",
+    "UnknownFieldValueError",
+    "UnknownIndexError",
     "XReplayError",
 ]
 
@@ -73,6 +97,22 @@ class SchemeError(XReplayError, ValueError):
     """A scheme or field declaration is invalid."""
 
 
+class ArgumentError(XReplayError, ValueError, TypeError):
+    """A capacity, sample size, index, device or option argument has the wrong type or value.
+
+    It is both a ValueError and a TypeError: Python raises the first for a bad
+    value (``capacity=0``) and the second for a bad type (``sample(2.5)``).
+    """
+
+
+class ArgumentAssertionError(ArgumentError, AssertionError):
+    """An argument refused where the legacy API used a bare ``assert`` (DI-engine's ``sample``, PER's ``update``)."""
+
+
+class DeviceError(ArgumentError, RuntimeError):
+    """A device argument names no device torch can use here; also the RuntimeError torch raises for it."""
+
+
 class UnknownFieldError(XReplayError, KeyError):
     """A write or read names a field that the scheme does not declare."""
 
@@ -81,16 +121,44 @@ class UnknownFieldError(XReplayError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class UnknownFieldValueError(UnknownFieldError, ValueError):
+    """An unknown field where the legacy API raised ValueError (PyMARL's ``batch["nope"]``)."""
+
+
+class FieldTypeError(XReplayError, TypeError, ValueError):
+    """A value's type cannot be held by its field (text, objects, complex numbers into a real field).
+
+    It is both a TypeError (what torch raises for such values) and a ValueError
+    (what numpy raises).
+    """
+
+
 class FieldShapeError(XReplayError, ValueError):
     """A value has the wrong shape for its field."""
+
+
+class FieldShapeIndexError(FieldShapeError, IndexError):
+    """A shape error where the legacy API raised IndexError (PyMARL's check of a 0-d value)."""
+
+
+class FieldShapeRuntimeError(FieldShapeError, RuntimeError):
+    """A shape error where the legacy API raised RuntimeError (PyMARL's ``view_as``)."""
 
 
 class FieldValueError(XReplayError, ValueError):
     """A value cannot be held losslessly by its field's dtype."""
 
 
+class FieldValueRuntimeError(FieldValueError, RuntimeError):
+    """A value error where the legacy API raised RuntimeError (an integer overflow, a one-hot class out of range)."""
+
+
 class InsufficientDataError(XReplayError, ValueError):
     """More items were requested than the buffer stores."""
+
+
+class InsufficientDataAssertionError(InsufficientDataError, AssertionError):
+    """Too few items where the legacy API used a bare ``assert`` (PyMARL's ``sample``, PER on an empty buffer)."""
 
 
 class CapacityError(XReplayError, MemoryError, RuntimeError):
@@ -102,6 +170,18 @@ class CapacityError(XReplayError, MemoryError, RuntimeError):
 
 class IndexOutOfRangeError(XReplayError, IndexError):
     """An index lies outside the items that are stored."""
+
+
+class InvalidIndexError(XReplayError, IndexError):
+    """An index has a form the API does not accept (PyMARL's list as a time index)."""
+
+
+class UnknownIndexError(XReplayError, KeyError):
+    """An index string names no stored record (DI-engine's ``sample(indices=...)``, ``get_by_index``)."""
+
+    def __str__(self) -> str:
+        """Return the message without KeyError's quoting."""
+        return str(self.args[0]) if self.args else ""
 
 
 class CheckpointError(XReplayError, OSError):
@@ -207,7 +287,7 @@ class DatasetMismatchError(DatasetError, ValueError):
 
 
 class PriorityError(XReplayError, ValueError):
-    """A priority is NaN, infinite or negative."""
+    """A priority is not a finite real number >= 0, or is so large that the sum of priorities would overflow."""
 
 
 class RateLimiterTimeout(XReplayError, TimeoutError):

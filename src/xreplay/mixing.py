@@ -9,10 +9,13 @@ style ``DequeBuffer``) or a sized batch (native buffers).
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from xreplay.errors import InsufficientDataError
+from xreplay.errors import ArgumentError, InsufficientDataError
+from xreplay.storage.resources import as_count
 
 __all__ = ["MixedSampleError", "group_by_env", "sample_mixed"]
 
@@ -34,6 +37,7 @@ def sample_mixed(sources: Sequence[tuple[Any, float]], batch_size: int) -> list:
         (native ``EpisodeBuffer``) contributes that batch as one entry.
 
     Raises:
+        ArgumentError: ``batch_size`` is not an int >= 1, or a weight is not a finite number >= 0.
         MixedSampleError: (a ``ValueError``) a share is below 1, or a buffer
             holds too little; names the buffer's position, its share and its count.
 
@@ -46,6 +50,10 @@ def sample_mixed(sources: Sequence[tuple[Any, float]], batch_size: int) -> list:
         ['agent', 'agent', 'expert', 'expert']
 
     """
+    batch_size = as_count(batch_size, "batch_size", minimum=1)
+    for position, (_buffer, weight) in enumerate(sources):
+        if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not 0 <= weight < math.inf:
+            raise ArgumentError(f"buffer #{position}: weight must be a finite number >= 0, received {weight!r}")
     shares = [(buffer, int(batch_size * weight)) for buffer, weight in sources]
     for position, (buffer, share) in enumerate(shares):
         if share < 1:

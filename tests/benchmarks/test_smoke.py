@@ -5,7 +5,9 @@ import pathlib
 
 import pytest
 
-BENCHMARKS = sorted((pathlib.Path(__file__).parents[2] / "benchmarks").glob("s*.py"))
+BENCHMARKS = sorted((pathlib.Path(__file__).parents[2] / "benchmarks").glob("s*.py")) + [
+    pathlib.Path(__file__).parents[2] / "benchmarks" / "fuzz_malformed.py"
+]
 
 
 @pytest.mark.parametrize("path", BENCHMARKS, ids=[p.stem for p in BENCHMARKS])

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xreplay.buffers import NStepReturns, TransitionBuffer
-from xreplay.errors import FieldShapeError, UnknownFieldError
+from xreplay.errors import ArgumentError, FieldShapeError, FieldValueError, UnknownFieldError
 from xreplay.samplers import SequenceSampler
 
 
@@ -152,3 +152,97 @@ def test_sequences_include_the_next_observations():
     np.testing.assert_array_equal(a.indices, b.indices)
     valid = a.mask  # padded steps past the newest one are masked out (unwritten slots)
     torch.testing.assert_close(a.fields["next_obs"][valid], b.fields["next_obs"][valid], rtol=0, atol=0)
+
+
+# -- interleaved environments: stream ids keep per-stream order -------------------------------------
+
+
+def interleaved(seed: int, envs: int, steps: int, end_rate: float = 0.1) -> dict[str, np.ndarray]:
+    """``steps`` rounds of a vector environment: each round one transition per env, env ids 0..envs-1."""
+    parts = [stream(seed * 100 + e, steps, end_rate) for e in range(envs)]
+    mixed = {k: np.stack([p[k] for p in parts], axis=1).reshape(steps * envs, *parts[0][k].shape[1:]) for k in parts[0]}
+    mixed["env_id"] = np.tile(np.arange(envs), steps)
+    return mixed
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    envs=st.integers(1, 5),
+    capacity=st.integers(3, 40),
+    sizes=st.lists(st.integers(1, 9), min_size=1, max_size=12),
+    shuffle=st.booleans(),
+)
+def test_stream_ids_give_the_stored_next_observations_whatever_the_interleaving(seed, envs, capacity, sizes, shuffle):
+    data = interleaved(seed, envs, 12)
+    if shuffle:  # envs step at different rates: a random merge that keeps each env's own order
+        picks = np.random.default_rng(seed).permutation(data["env_id"])  # which env writes next
+        per_env = [list(np.flatnonzero(data["env_id"] == e)) for e in range(envs)]
+        merged = [per_env[env].pop(0) for env in picks]
+        data = {k: v[merged] for k, v in data.items()}
+    reference = TransitionBuffer(capacity)
+    linked = TransitionBuffer(capacity, next_obs_from="obs", stream="env_id")
+    write([reference, linked], data, sizes * 10)
+    stored = np.arange(len(reference))
+    np.testing.assert_array_equal(linked.gather(stored)["next_obs"], reference.gather(stored)["next_obs"])
+
+
+def test_stream_ids_keep_the_saving_for_a_vector_environment():
+    data = interleaved(0, 8, 40, end_rate=0.05)
+    reference = TransitionBuffer(256)
+    linked = TransitionBuffer(256, next_obs_from="obs", stream="env_id")
+    write([reference, linked], data, [8] * 40)  # one batch per round of the 8 envs
+    stored = np.arange(256)
+    np.testing.assert_array_equal(linked.gather(stored)["next_obs"], reference.gather(stored)["next_obs"])
+    ends = int(data["terminated"][-256:].sum() + data["truncated"][-256:].sum())
+    assert len(linked._next) <= ends + 8  # episode ends and each env's newest step, not 7 of every 8
+    assert "next_obs" not in linked.storage.columns and "env_id" in linked.storage.columns
+
+
+def test_interleaved_writes_without_stream_ids_warn_once_that_the_saving_is_lost():
+    data = interleaved(1, 4, 40, end_rate=0.0)
+    plain = TransitionBuffer(256, next_obs_from="obs")
+    with pytest.warns(RuntimeWarning, match="saves nothing.*stream="):
+        write([plain], data, [4] * 40)
+    reference = TransitionBuffer(256)
+    write([reference], data, [4] * 40)
+    stored = np.arange(160)
+    np.testing.assert_array_equal(plain.gather(stored)["next_obs"], reference.gather(stored)["next_obs"])
+
+
+def test_stream_buffers_checkpoint_their_links(tmp_path):
+    data = interleaved(2, 3, 30)
+    reference = TransitionBuffer(50)
+    linked = TransitionBuffer(50, next_obs_from="obs", stream="env_id")
+    write([reference, linked], {k: v[:60] for k, v in data.items()}, [3] * 20)
+    linked.save(tmp_path / "ckpt")
+    restored = TransitionBuffer.load(tmp_path / "ckpt")
+    assert restored.stream == "env_id"
+    rest = {k: v[60:] for k, v in data.items()}
+    write([reference, restored], rest, [3] * 10)  # links continue across the load
+    stored = np.arange(50)
+    np.testing.assert_array_equal(restored.gather(stored)["next_obs"], reference.gather(stored)["next_obs"])
+
+
+@pytest.mark.parametrize(
+    ("ids", "message"),
+    [
+        pytest.param(np.array([0.5, 1.0]), "'env_id'.*int64.*float64", id="float_ids"),
+        pytest.param(np.array([-1, 0]), r"stream id -1 is outside", id="negative"),
+        pytest.param(np.array([0, 2**21]), r"stream id 2097152 is outside", id="too_large"),
+    ],
+)
+def test_bad_stream_ids_are_refused_and_change_nothing(ids, message):
+    buf = TransitionBuffer(8, next_obs_from="obs", stream="env_id")
+    buf.extend({"obs": np.zeros((2, 1), np.float32), "next_obs": np.ones((2, 1), np.float32), "env_id": np.arange(2)})
+    before = (buf.writer.cursor, len(buf._next), buf._next.stream_newest.copy(), buf._next.successor.copy())
+    bad = {"obs": np.ones((2, 1), np.float32), "next_obs": np.ones((2, 1), np.float32), "env_id": ids}
+    with pytest.raises(FieldValueError, match=message):
+        buf.extend(bad)
+    after = (buf.writer.cursor, len(buf._next), buf._next.stream_newest, buf._next.successor)
+    assert before[:2] == after[:2] and np.array_equal(before[2], after[2]) and np.array_equal(before[3], after[3])
+
+
+def test_stream_needs_next_obs_from():
+    with pytest.raises(ArgumentError, match="needs next_obs_from"):
+        TransitionBuffer(8, stream="env_id")

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from xreplay.errors import XReplayError
+
 
 def assert_same_tensor(ref: torch.Tensor, ours: torch.Tensor, what: str = "") -> None:
     assert isinstance(ours, torch.Tensor), f"{what}: not a tensor: {type(ours)}"
@@ -64,10 +66,20 @@ def outcome(fn: Callable[[], Any]) -> tuple[Any, BaseException | None]:
 
 
 def assert_same_outcome(ref_fn: Callable[[], Any], our_fn: Callable[[], Any], what: str) -> tuple[Any, Any]:
-    """Run both; both must raise the same class or both succeed. Returns the two results."""
+    """Run both; both must succeed, or ours must raise a typed error that is an instance of the reference's class.
+
+    The reference raises upstream's classes (``IndexError``, ``RuntimeError``...); xreplay raises an
+    ``XReplayError`` subclass that also derives from that class, so ``except IndexError`` still works.
+    An ``AssertionError`` (upstream's bare asserts) is the one class kept as it is.
+    """
     ref, ref_exc = outcome(ref_fn)
     ours, our_exc = outcome(our_fn)
-    assert type(our_exc) is type(ref_exc), f"{what}: ours raised {our_exc!r}, reference raised {ref_exc!r}"
+    if ref_exc is None or our_exc is None:
+        assert ref_exc is None and our_exc is None, f"{what}: ours raised {our_exc!r}, reference raised {ref_exc!r}"
+        return ref, ours
+    assert isinstance(our_exc, type(ref_exc)), f"{what}: ours raised {our_exc!r}, reference raised {ref_exc!r}"
+    if type(ref_exc) is not AssertionError:
+        assert isinstance(our_exc, XReplayError), f"{what}: ours raised an untyped {our_exc!r}"
     return ref, ours
 
 

@@ -43,6 +43,49 @@ class RefOneHot:
         return (self.out_dim,), torch.float32
 
 
+def convert(value: Any, dtype: torch.dtype, device: Any) -> torch.Tensor:
+    """oxwhirl's ``torch.tensor(value, dtype)``; where it raises TypeError on a list, EPyMARL's ``np.array`` route.
+
+    Spec §12: a drop-in keeps oxwhirl's result where it succeeds and returns EPyMARL's where
+    only EPyMARL's succeeds. Two documented refinements of xreplay are modelled too: complex
+    values into a real field are refused (TypeError), and NaN/infinity into an integer field or
+    integers out of range via the ``np.array`` route are refused (RuntimeError), instead of a
+    silent change.
+    """
+    integer = not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
+    if isinstance(value, torch.Tensor):
+        if value.is_complex() and not dtype.is_complex:
+            raise TypeError("complex into a real field")
+        if integer and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise RuntimeError("NaN or infinity into an integer field")
+        return value.detach().clone().to(dtype=dtype, device=device)  # == torch.tensor(v, ...)
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "c" and not dtype.is_complex:
+            raise TypeError("complex into a real field")
+        if integer and value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise RuntimeError("NaN or infinity into an integer field")
+    try:
+        with warnings.catch_warnings():  # runners pass lists of ndarrays; torch warns it is slow
+            warnings.filterwarnings("ignore", message="Creating a tensor from a list of numpy.ndarrays")
+            return torch.tensor(value, dtype=dtype, device=device)
+    except TypeError:
+        if not isinstance(value, list):
+            raise
+        try:
+            array = np.array(value)
+        except (ValueError, TypeError):
+            raise TypeError("not convertible") from None
+        if array.dtype.kind not in "biuf":
+            raise TypeError("not numbers") from None
+        if integer and array.size and array.dtype.kind in "iuf":
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                raise RuntimeError("NaN or infinity into an integer field") from None
+            info = torch.iinfo(dtype)
+            if float(array.min()) <= info.min - 1 or float(array.max()) >= info.max + 1:
+                raise RuntimeError("out of range") from None
+        return torch.tensor(array, dtype=dtype, device=device)
+
+
 def parse(items: Any) -> tuple:
     """Spec §3: batch-only indices get a full time slice; Python ints become 1-wide slices."""
     batch_only = isinstance(items, (slice, int, list, np.ndarray)) or (
@@ -155,12 +198,7 @@ class RefEpisodeBatch:
             else:
                 raise KeyError(f"{k} not found in transition or episode data")
             dtype = self.scheme[k].get("dtype", torch.float32)
-            if isinstance(v, torch.Tensor):
-                v = v.detach().clone().to(dtype=dtype, device=self.device)  # == torch.tensor(v, ...)
-            else:
-                with warnings.catch_warnings():  # runners pass lists of ndarrays; torch warns it is slow
-                    warnings.filterwarnings("ignore", message="Creating a tensor from a list of numpy.ndarrays")
-                    v = torch.tensor(v, dtype=dtype, device=self.device)
+            v = convert(v, dtype, self.device)
             dest = target[k][where]
             safe_view_check(v, dest)
             target[k][where] = v.view_as(dest)

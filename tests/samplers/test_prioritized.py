@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.strategies import chi_square_critical
-from xreplay.errors import FieldShapeError, FieldValueError, IndexOutOfRangeError, InsufficientDataError
+from xreplay.errors import FieldShapeError, FieldValueError, IndexOutOfRangeError, InsufficientDataError, PriorityError
 from xreplay.samplers import LinearSchedule, PrioritizedSampler
 
 
@@ -80,7 +80,7 @@ def test_beta_is_annealed_linearly_over_sample_calls():
 def test_invalid_priorities_raise_naming_index_and_value(priority):
     sampler = filled_sampler(8)
     before = sampler.priorities(np.arange(8)).copy()
-    with pytest.raises(FieldValueError, match=rf"priority {priority} for index 5 \(position 1\)"):
+    with pytest.raises(PriorityError, match=rf"priority {priority} for index 5 \(position 1\)"):
         sampler.update_priorities([2, 5], [1.0, priority])
     np.testing.assert_array_equal(sampler.priorities(np.arange(8)), before)
 

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from tests.samplers.test_sequences import step_buffer
 from tests.strategies import chi_square_critical
-from xreplay.errors import FieldShapeError, FieldValueError, InsufficientDataError
+from xreplay.errors import ArgumentError, FieldShapeError, InsufficientDataError, PriorityError
 from xreplay.samplers import PrioritizedSequenceSampler
 
 
@@ -123,5 +123,45 @@ def test_bad_errors_raise_naming_sequence_step_and_value():
         sampler.update_priorities(sample, np.zeros((3, 5)))
     errors = np.zeros((3, 2))
     errors[1, 1] = np.nan
-    with pytest.raises(FieldValueError, match=r"error nan of sequence 1 .*learning step 1"):
+    with pytest.raises(PriorityError, match=r"error nan of sequence 1 .*learning step 1"):
         sampler.update_priorities(sample, errors)
+
+
+@pytest.mark.parametrize(
+    ("errors", "message"),
+    [
+        pytest.param(np.full((3, 2), "1.5"), "must be real numbers", id="text"),
+        pytest.param(np.full((3, 2), 1e308), "could overflow", id="overflowing_sum"),
+    ],
+)
+def test_errors_that_are_not_numbers_or_overflow_are_priority_errors_and_change_nothing(errors, message):
+    buf = step_buffer([10])
+    sampler = PrioritizedSequenceSampler(buf, length=2, alpha=1.0)
+    sample = sampler.sample(3)
+    before = (sampler.step_priorities.copy(), sampler.tree.sums.copy(), sampler.stale_updates, sampler.max_priority)
+    with pytest.raises(PriorityError, match=message):
+        sampler.update_priorities(sample, errors)
+    after = (sampler.step_priorities, sampler.tree.sums, sampler.stale_updates, sampler.max_priority)
+    assert np.array_equal(before[0], after[0]) and np.array_equal(before[1], after[1]) and before[2:] == after[2:]
+
+
+def test_sequence_sample_sizes_must_be_ints():
+    sampler = PrioritizedSequenceSampler(step_buffer([10]), length=2)
+    state = sampler.buffer.rng.bit_generator.state
+    with pytest.raises(ArgumentError, match="sample size"):
+        sampler.sample(2.5)
+    assert sampler.buffer.rng.bit_generator.state == state
+
+
+def test_huge_sequence_samples_are_checked_against_memory_before_drawing():
+    from xreplay.errors import CapacityError
+    from xreplay.samplers import SequenceSampler
+
+    buf = step_buffer([10])
+    sampler = PrioritizedSequenceSampler(buf, length=2)
+    state = buf.rng.bit_generator.state
+    with pytest.raises(CapacityError, match="a sample of 1000000000000 sequences x 2 steps"):
+        sampler.sample(10**12)
+    with pytest.raises(CapacityError, match="a sample of 1000000000000 sequences x 2 steps"):
+        SequenceSampler(2).sample(buf, 10**12)
+    assert buf.rng.bit_generator.state == state

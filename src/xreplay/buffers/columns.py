@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-from xreplay.errors import FieldShapeError, FieldValueError, SchemeError, UnknownFieldError
+from xreplay.errors import FieldShapeError, FieldTypeError, FieldValueError, SchemeError, UnknownFieldError
+from xreplay.storage.conversion import as_number_array, as_plain_tensor, check_float_cast
 from xreplay.storage.dtypes import dtype_range
+from xreplay.storage.resources import as_count, as_device, check_allocation
 
 __all__ = ["ColumnSpec", "ColumnStorage", "check_value", "flatten", "unflatten"]
 
@@ -46,8 +49,10 @@ def _kind(dtype: np.dtype) -> str:
 
 
 def _torch_kind(dtype: torch.dtype) -> str:
-    """Return 'b' (bool), 'i' (integer) or 'f' (floating) for a torch dtype."""
-    return "b" if dtype == torch.bool else ("f" if dtype.is_floating_point else "i")
+    """Return 'b' (bool), 'i' (integer), 'f' (floating) or 'c' (complex) for a torch dtype."""
+    if dtype == torch.bool:
+        return "b"
+    return "f" if dtype.is_floating_point else ("c" if dtype.is_complex else "i")
 
 
 def _numpy_dtype(dtype: torch.dtype) -> np.dtype | None:
@@ -69,16 +74,24 @@ def _value_span(value: np.ndarray | torch.Tensor) -> tuple[int, int]:
 
 
 def check_value(name: str, value: np.ndarray | torch.Tensor, spec: ColumnSpec) -> None:
-    """Raise FieldValueError unless ``value``'s dtype is of the field's kind and its integers fit the field's dtype.
+    """Raise FieldValueError unless ``value``'s dtype is of the field's kind and its values fit the field's dtype.
 
-    Floats are cast to the field's precision; integers (and booleans into an
-    integer field) of a dtype whose range exceeds the field's are checked
-    value by value (one vectorized min/max), so nothing wraps around.
+    Floats are cast to the field's precision, but a finite value that would
+    become infinite is refused; integers (and booleans into an integer field)
+    of a dtype whose range exceeds the field's are checked value by value (one
+    vectorized min/max), so nothing wraps around.
     """
     given = _torch_kind(value.dtype) if isinstance(value, torch.Tensor) else _kind(value.dtype)
     kind = _torch_kind(spec.dtype)
     if given != kind:
-        raise FieldValueError(f"field {name!r}: expected dtype {spec.dtype}, received {value.dtype}")
+        error = FieldTypeError if "c" in (given, kind) else FieldValueError
+        raise error(f"field {name!r}: expected dtype {spec.dtype}, received {value.dtype}")
+    if kind == "f":
+        if isinstance(value, torch.Tensor):
+            check_float_cast(name, value, spec.dtype)
+        else:
+            check_float_cast(name, value, _numpy_dtype(spec.dtype) or np.dtype(np.float32))
+        return
     if kind != "i":
         return
     target = dtype_range(spec.dtype)
@@ -105,7 +118,7 @@ def _host_array(value: np.ndarray | torch.Tensor) -> np.ndarray:
 
 def _torch_dtype(dtype: np.dtype) -> torch.dtype:
     """Return the torch dtype of a numpy dtype."""
-    return torch.from_numpy(np.zeros(0, dtype=dtype)).dtype
+    return torch.from_numpy(np.zeros(0, dtype=dtype.newbyteorder("="))).dtype  # torch takes native order only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,16 +161,19 @@ class ColumnStorage:
     """
 
     def __init__(self, capacity: int, device: str | torch.device = "cpu"):
-        """Hold ``capacity`` rows; columns are allocated on the first write."""
-        if capacity <= 0:
-            raise SchemeError(f"capacity must be > 0, got {capacity}")
-        self.capacity = int(capacity)
-        self.device = torch.device(device)
+        """Hold ``capacity`` rows; columns are allocated on the first write.
+
+        Raises:
+            ArgumentError: ``capacity`` is not an int >= 1 or ``device`` is not usable.
+        """
+        self.capacity = as_count(capacity, "capacity", minimum=1)
+        self.device = as_device(device)
         self.specs: dict[str, ColumnSpec] = {}
         self.columns: dict[str, torch.Tensor] = {}
         self._host: dict[str, np.ndarray] = {}  # numpy views of CPU columns
         self._blocks: list[_Block] = []  # CPU fields grouped by dtype, side by side in one array each
         self._np_dtypes: dict[str, np.dtype | None] = {}  # numpy dtype per field (None: numpy has none)
+        self._row_bytes = 0  # bytes of one item of every field
 
     def prepare(self, flat: Mapping[str, Any], batched: bool) -> dict[str, np.ndarray | torch.Tensor]:
         """Convert and check every value of a write, then allocate the columns on the first; change nothing else.
@@ -200,7 +216,8 @@ class ColumnStorage:
         }
         new = None
         specs = self.specs
-        if not specs:
+        if not specs:  # the first write fixes the dtypes: odd numpy ones (byte order, long double) are normalised
+            values = {k: as_number_array(k, v) if type(v) is np.ndarray else v for k, v in values.items()}
             specs = new = self.infer_specs(values, batched)
         elif values.keys() != specs.keys():
             self._check_keys(values)
@@ -215,11 +232,15 @@ class ColumnStorage:
                     f"field {name!r}: expected item shape {spec.shape}, received {tuple(item)}"
                 )
             if batched:
-                batch = shape[0] if batch is None else batch
-                if shape[0] != batch:
+                try:
+                    size = shape[0]
+                except IndexError:  # a scalar where a batch of scalars belongs
                     raise FieldShapeError(
-                        f"field {name!r}: batch of {shape[0]} items, other fields have {batch}"
-                    )
+                        f"field {name!r}: expected a batch of items of shape {spec.shape}, received a scalar"
+                    ) from None
+                batch = size if batch is None else batch
+                if size != batch:
+                    raise FieldShapeError(f"field {name!r}: batch of {size} items, other fields have {batch}")
             if type(value) is not np.ndarray or value.dtype != host[name]:
                 check_value(name, value, spec)
         return values, new
@@ -244,16 +265,21 @@ class ColumnStorage:
 
     @staticmethod
     def _as_array(name: str, value: Any) -> np.ndarray | torch.Tensor:
-        """Return ``value`` as a tensor (kept) or a numpy array; Python floats become float32."""
+        """Return ``value`` as a dense tensor (kept) or a numpy array; Python floats become float32.
+
+        Raises:
+            FieldShapeError: Ragged nested lists.
+            FieldTypeError: Text, objects, complex values, quantized tensors.
+            FieldValueError: Meta tensors, or Python floats beyond float32's range.
+        """
         if isinstance(value, torch.Tensor):
-            return value.detach()
-        array = np.asarray(value)
+            return as_plain_tensor(name, value)
+        if isinstance(value, np.generic) and value.dtype.kind in "bif":  # a numpy scalar: nothing to check
+            return np.asarray(value)
+        array = as_number_array(name, value)
         if array.dtype == np.float64 and not isinstance(value, np.ndarray | np.generic):
+            check_float_cast(name, array, np.dtype(np.float32))
             array = array.astype(np.float32)
-        if array.dtype.kind not in "biuf":
-            raise FieldValueError(
-                f"field {name!r}: expected numbers or booleans, received dtype {array.dtype}"
-            )
         return array
 
     def allocate(self, specs: Mapping[str, ColumnSpec]) -> None:
@@ -265,6 +291,13 @@ class ColumnStorage:
         if self.specs:
             raise SchemeError(f"columns are allocated already: {list(self.specs)}")
         specs = dict(specs)
+        row_bytes = sum(math.prod(spec.shape) * spec.dtype.itemsize for spec in specs.values())
+        check_allocation(
+            self.capacity * row_bytes,
+            self.device,
+            f"columns for {self.capacity} transitions x {row_bytes} bytes",
+            "lower the capacity",
+        )
         groups: dict[np.dtype | None, list[str]] = {}
         for name, spec in specs.items():
             key = _numpy_dtype(spec.dtype) if self.device.type == "cpu" else None
@@ -278,6 +311,7 @@ class ColumnStorage:
             self._blocks.append(self._allocate_block(np_dtype, names, specs))
         self.specs = specs
         self._np_dtypes = {name: _numpy_dtype(spec.dtype) for name, spec in specs.items()}
+        self._row_bytes = row_bytes
 
     def _allocate_block(self, np_dtype: np.dtype, names: list[str], specs: dict[str, ColumnSpec]) -> _Block:
         """Allocate the CPU fields ``names`` of one dtype side by side in one array and register their views."""
@@ -358,6 +392,10 @@ class ColumnStorage:
         if dtype is None:
             raise SchemeError(f"field {name!r}: dtype {self.specs[name].dtype} has no numpy equivalent")
         return dtype
+
+    def row_bytes(self) -> int:
+        """Return the bytes of one row (one item of every field); 0 before the first write."""
+        return self._row_bytes
 
     def nbytes(self) -> int:
         """Return the bytes held by the columns."""

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from xreplay.buffers.validation import as_field_tensor, check_keys
+from xreplay.buffers.validation import as_field_tensor, check_keys, check_one_hot_sources
 from xreplay.errors import FieldShapeError
 
 if TYPE_CHECKING:
@@ -22,7 +22,8 @@ class EpisodeWriter:
     Each :meth:`append` writes the fields it is given at the current step and
     moves to the next step; fields not given stay zero at that step.
     Per-episode fields may be given in any call. Values are checked when they
-    are appended, so a bad step is refused before it is staged.
+    are appended, so a bad step is refused before it is staged and the writer
+    is left as it was; a refused :meth:`end` also leaves it as it was.
 
     Example:
         >>> from xreplay.scheme import Field, Scheme
@@ -58,32 +59,59 @@ class EpisodeWriter:
             UnknownFieldError: A key is unknown or derived.
             FieldValueError: A value cannot be held by its field.
         """
-        self._write(step)
+        self._stage(self._validate(step, "append()"))
         self.step += 1
 
-    def _write(self, step: Mapping[str, Any]) -> None:
-        """Validate every field of ``step``, then stage it at the current step."""
+    def _validate(self, step: Mapping[str, Any], caller: str) -> dict[str, torch.Tensor]:
+        """Return every field of ``step`` converted and checked; nothing is staged."""
         scheme = self.buffer.scheme
         check_keys(scheme, step.keys(), required=False)
         if self.step >= self.buffer.max_seq_length and any(scheme[k].per_step for k in step):
-            raise FieldShapeError(f"episode already has max_seq_length={self.buffer.max_seq_length} steps; call end()")
+            raise FieldShapeError(
+                f"{caller}: the episode already has max_seq_length={self.buffer.max_seq_length} steps and "
+                f"cannot take another per-step value; call end() without a final step, or build the buffer "
+                f"with a larger max_seq_length"
+            )
         values = {name: as_field_tensor(scheme, name, value, ()) for name, value in step.items()}
-        self.buffer.storage.plan_dtypes(
-            {k: v for k, v in values.items() if not self.buffer.storage.layout.columns[k].auto}
-        )
+        storage = self.buffer.storage
+        storage.plan_dtypes({k: v for k, v in values.items() if not storage.layout.columns[k].auto})
+        check_one_hot_sources(self.buffer._derived.values(), values)
+        return values
+
+    def _stage(self, values: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Copy validated ``values`` into the current step; return copies of what they replaced."""
+        scheme = self.buffer.scheme
+        replaced = {}
         for name, value in values.items():
             target = self._staged[name]
-            (target[0, self.step] if scheme[name].per_step else target[0]).copy_(value)
+            where = target[0, self.step] if scheme[name].per_step else target[0]
+            replaced[name] = where.clone()
+            where.copy_(value)
+        return replaced
 
     def end(self, final_step: Mapping[str, Any] | None = None) -> None:
-        """Optionally write a last step (e.g. the bootstrap observation), add the episode, and reset."""
+        """Optionally write a last step (e.g. the bootstrap observation), add the episode, and reset.
+
+        If the final step or the episode is refused, nothing is added and the
+        writer keeps its staged steps (without the final step).
+        """
+        replaced: dict[str, torch.Tensor] = {}
         if final_step is not None:
-            self.append(final_step)
+            replaced = self._stage(self._validate(final_step, "end(final_step)"))
+            self.step += 1
         length = self.step
-        self.buffer.add(
-            {k: (v[:, :length] if self.buffer.scheme[k].per_step else v) for k, v in self._staged.items()},
-            lengths=[length],
-        )
+        try:
+            self.buffer.add(
+                {k: (v[:, :length] if self.buffer.scheme[k].per_step else v) for k, v in self._staged.items()},
+                lengths=[length],
+            )
+        except BaseException:
+            if final_step is not None:  # put the writer back as it was before this call
+                self.step -= 1
+                for name, old in replaced.items():
+                    target = self._staged[name]
+                    (target[0, self.step] if self.buffer.scheme[name].per_step else target[0]).copy_(old)
+            raise
         for tensor in self._staged.values():
             tensor.zero_()
         self.step = 0

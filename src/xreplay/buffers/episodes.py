@@ -11,11 +11,13 @@ import torch
 
 from xreplay.buffers.fields import FieldBatch
 from xreplay.buffers.locking import MutationLock, locked
-from xreplay.buffers.validation import as_field_tensor, check_keys
-from xreplay.errors import FieldShapeError, FieldValueError, IndexOutOfRangeError, SchemeError
+from xreplay.buffers.validation import as_field_tensor, as_slots, check_keys, check_one_hot_sources
+from xreplay.errors import FieldShapeError, FieldValueError, SchemeError
 from xreplay.samplers.uniform import UniformSampler
 from xreplay.scheme import Scheme
-from xreplay.storage.dtypes import dtype_range, exceeds, value_range
+from xreplay.storage.conversion import as_number_array, as_plain_tensor
+from xreplay.storage.dtypes import dtype_range
+from xreplay.storage.resources import as_count, check_allocation
 from xreplay.storage.tensor import TensorStorage
 from xreplay.writers import RingWriter
 
@@ -87,6 +89,10 @@ class EpisodeBuffer:
             (e.g. a :class:`~xreplay.storage.MemmapStorage` for buffers larger than memory); it
             must hold ``scheme``, ``capacity`` and ``max_seq_length``, and sets the device.
 
+    Raises:
+        ArgumentError: ``capacity`` or ``max_seq_length`` is not an int >= 1, or ``device`` is not usable.
+        CapacityError: The storage would not fit in the memory this process may use.
+
     Example:
         >>> from xreplay.scheme import Field, Scheme
         >>> buf = EpisodeBuffer(Scheme({"reward": Field((1,))}), capacity=8, max_seq_length=5, seed=0)
@@ -107,6 +113,8 @@ class EpisodeBuffer:
         storage: TensorStorage | None = None,
     ):
         """Allocate storage and components."""
+        capacity = as_count(capacity, "capacity", minimum=1)
+        max_seq_length = as_count(max_seq_length, "max_seq_length", minimum=1)
         self.scheme = scheme
         if storage is None:
             storage = TensorStorage(scheme, capacity, max_seq_length, device, pin_memory)
@@ -224,7 +232,12 @@ class EpisodeBuffer:
         Raises:
             UnknownFieldError: A key is unknown or derived, or a field is missing.
             FieldShapeError: A value or ``lengths`` has the wrong shape.
-            FieldValueError: A value cannot be held by its field.
+            FieldTypeError: A value is text, an object or complex for a real field.
+            FieldValueError: A value cannot be held by its field (out of range, not finite for an integer
+                field, infinite once cast to a float field, a one-hot class out of range).
+
+        Every value is converted and checked before anything changes: a refused write leaves the buffer
+        exactly as it was.
         """
         check_keys(self.scheme, episodes.keys(), required=True)
         n, t = self._batch_dims(episodes)
@@ -251,7 +264,13 @@ class EpisodeBuffer:
         values = {}
         for name, value in episodes.items():
             field = self.scheme[name]
-            if isinstance(value, torch.Tensor) and value.shape == shapes[name] and value.dtype == field.dtype:
+            if (
+                isinstance(value, torch.Tensor)
+                and value.shape == shapes[name]
+                and value.dtype == field.dtype
+                and value.layout == torch.strided
+                and not value.is_meta
+            ):
                 values[name] = value  # the common case: nothing to convert or check here
             else:
                 values[name] = as_field_tensor(
@@ -268,17 +287,11 @@ class EpisodeBuffer:
             The sources whose storage check this implies (strict columns holding every class index),
             which need no second check.
         """
+        check_one_hot_sources(self._derived.values(), values)
         covered = set()
         for derived in self._derived.values():
             name = derived.source
             column = self.storage.layout.columns[name]
-            if exceeds(values[name], derived.num_classes - 1):
-                rng = value_range(values[name])
-                assert rng is not None
-                raise FieldValueError(
-                    f"field {name!r}: one-hot classes must lie in "
-                    f"[0, {derived.num_classes}), received values in [{rng[0]}, {rng[1]}]"
-                )
             held = dtype_range(column.dtype)
             if not column.auto and held is not None and held[0] <= 0 and derived.num_classes - 1 <= held[1]:
                 covered.add(name)
@@ -288,8 +301,16 @@ class EpisodeBuffer:
         """Return (episodes, steps) of a batch from its first fields, checking the limit."""
         n = t = None
         for name, value in episodes.items():
-            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else tuple(np.shape(value))
+            if isinstance(value, torch.Tensor):
+                shape = tuple(value.shape)
+            else:
+                try:
+                    shape = tuple(np.shape(value))
+                except ValueError:  # ragged nested lists: as_field_tensor names the problem
+                    shape = tuple(as_field_tensor(self.scheme, name, value, ()).shape)
             if not shape:
+                if not isinstance(value, torch.Tensor):
+                    as_number_array(name, value)  # text, None or objects: say so rather than "a scalar"
                 raise FieldShapeError(f"field {name!r}: expected a batch of episodes, received a scalar")
             if n is None:
                 n = shape[0]
@@ -312,10 +333,15 @@ class EpisodeBuffer:
                     self._full_lengths.clear()
                 full = self._full_lengths[(n, t)] = torch.full((n,), t, dtype=torch.int32)
             return full
-        length = torch.as_tensor(lengths).reshape(-1)
+        if isinstance(lengths, torch.Tensor):
+            length = as_plain_tensor("lengths", lengths).cpu().reshape(-1)
+        else:
+            length = torch.from_numpy(as_number_array("lengths", lengths).reshape(-1))
         if length.shape[0] != n:
             raise FieldShapeError(f"lengths: expected {n} values, received {length.shape[0]}")
-        if length.is_floating_point() or (n and (int(length.min()) < 0 or int(length.max()) > t)):
+        if length.is_floating_point() or length.dtype == torch.bool:
+            raise FieldValueError(f"lengths: expected integers in [0, {t}], received dtype {length.dtype}")
+        if n and (int(length.min()) < 0 or int(length.max()) > t):
             raise FieldValueError(f"lengths: expected integers in [0, {t}], received {length.tolist()}")
         return length.to(torch.int32)
 
@@ -384,21 +410,34 @@ class EpisodeBuffer:
             truncate: Cut the steps to the longest episode in the sample.
 
         Raises:
+            ArgumentError: ``n`` is not an int >= 0.
             InsufficientDataError: ``n`` exceeds the stored episodes without replacement.
+            CapacityError: The sample would not fit in the memory this process may use.
         """
+        n = as_count(n, "sample size")
+        self._check_sample_memory(n)
         slots = self.sampler.sample(self.rng, n, len(self), replace)
         return self._gather(slots, truncate)
+
+    def _check_sample_memory(self, n: int) -> None:
+        """Raise CapacityError before sampling ``n`` episodes that would not fit (rows plus decoded fields)."""
+        row = self.storage.layout.row_bytes
+        check_allocation(
+            2 * n * row,
+            self.device,
+            lambda: f"a sample of {n} episodes x {row} bytes (gathered and decoded)",
+            "sample fewer episodes",
+        )
 
     def get(self, slots: Any, truncate: bool = False) -> EpisodeSample:
         """Return the episodes at ``slots`` (ints in ``[0, len(self))``), in that order.
 
         Raises:
+            ArgumentError: A slot is not an integer.
             IndexOutOfRangeError: A slot is outside the stored episodes.
         """
-        host = np.asarray(slots, dtype=np.int64).reshape(-1)
-        if host.size and (host.min() < 0 or host.max() >= len(self)):
-            bad = int(host[(host < 0) | (host >= len(self))][0])
-            raise IndexOutOfRangeError(f"episode index {bad} is outside the {len(self)} stored episodes")
+        host = as_slots(slots, len(self), "episode index", "stored episodes")
+        self._check_sample_memory(int(host.size))
         return self._gather(host, truncate)
 
     def _gather(self, host: np.ndarray, truncate: bool) -> EpisodeSample:

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 
-from xreplay.buffers.columns import SEPARATOR, ColumnSpec, ColumnStorage, _numpy_dtype, check_value, flatten, unflatten
+from xreplay.buffers.columns import SEPARATOR, ColumnStorage, flatten, unflatten
 from xreplay.buffers.fields import FieldBatch
 from xreplay.buffers.locking import MutationLock, locked
-from xreplay.errors import FieldShapeError, FieldValueError, InsufficientDataError, SchemeError, UnknownFieldError
+from xreplay.buffers.next_obs import NextObsStore as _NextObsStore
+from xreplay.buffers.validation import as_slots
+from xreplay.errors import (
+    ArgumentError,
+    InsufficientDataError,
+    UnknownFieldError,
+)
 from xreplay.samplers.prioritized import PrioritizedSampler
 from xreplay.samplers.uniform import UniformSampler
+from xreplay.storage.resources import CHECK_ABOVE, as_count, check_allocation
 from xreplay.writers import RingWriter
 
 if TYPE_CHECKING:
@@ -72,9 +80,15 @@ class TransitionBuffer:
             is stored as the ``next_obs_from`` field (``"obs"``) of the
             following slot, or in a small side store for the newest
             transition and wherever the two differ (episode ends). Samples
-            are identical to storing it. Transitions must be written in time
-            order, one stream per buffer, for the saving to apply.
+            are identical to storing it. Without ``stream``, transitions must be
+            written in time order, one environment per buffer, for the saving to
+            apply (a warning says when most next observations end up apart).
         next_obs: Name of the next-observation field (with ``next_obs_from``).
+        stream: With ``next_obs_from``: name of an integer field (stored as any
+            other) saying which environment each transition comes from, e.g.
+            ``"env_id"`` of a vector environment whose steps arrive interleaved;
+            a next observation is then read from the next transition of the same
+            stream (one int32 per slot links them).
 
     Example:
         >>> buf = TransitionBuffer(100, sampler="prioritized", seed=0)
@@ -99,8 +113,12 @@ class TransitionBuffer:
         n_step: NStepReturns | None = None,
         next_obs_from: str | None = None,
         next_obs: str = "next_obs",
+        stream: str | None = None,
     ):
         """Allocate the writer and sampler; columns come with the first write."""
+        if stream is not None and next_obs_from is None:
+            raise ArgumentError(f"stream={stream!r} orders next observations; it needs next_obs_from (e.g. 'obs')")
+        capacity = as_count(capacity, "capacity", minimum=1)
         self.storage = ColumnStorage(capacity, device)
         self.writer = RingWriter(capacity)
         self.sampler = _make_sampler(sampler, capacity)
@@ -110,7 +128,10 @@ class TransitionBuffer:
         self._prioritized = isinstance(self.sampler, PrioritizedSampler)
         self.next_obs_from = next_obs_from
         self.next_obs = next_obs
+        self.stream = stream
         self._next: _NextObsStore | None = None  # created with the first write when next_obs_from is set
+        self._warned_apart = False  # the warning that interleaved writes lose the saving was given
+        self._side_rows_seen = 0  # side-store rows when the warning was last considered
         self._last_sample: tuple[np.ndarray, np.ndarray] | None = None  # (indices, generations) of the last sample
 
     @property
@@ -139,14 +160,28 @@ class TransitionBuffer:
         """Return ``(meta, arrays)`` for a checkpoint (see :mod:`xreplay.persistence.kinds`)."""
         from xreplay.persistence.transition_buffer import transition_buffer_state
 
-        return transition_buffer_state(self)
+        meta, arrays = transition_buffer_state(self)
+        if self.stream is not None:  # the stream links of next observations, kept beside the side store
+            meta["structure"]["stream"] = self.stream
+            tables = self._next.stream_state() if self._next is not None else {}
+            meta["state"]["stream_tables"] = sorted(tables)
+            arrays.update({f"next.{name}": value for name, value in tables.items()})
+        return meta, arrays
 
     @classmethod
     def from_checkpoint(cls, meta: dict[str, Any], arrays: dict[str, Any], **options: Any) -> TransitionBuffer:
         """Return a buffer rebuilt from :meth:`checkpoint_state`'s output (``device``, ``n_step`` options)."""
         from xreplay.persistence.transition_buffer import restore_transition_buffer
 
-        return restore_transition_buffer(cls, meta, arrays, **options)
+        buffer = restore_transition_buffer(cls, meta, arrays, **options)
+        stream = meta["structure"].get("stream")
+        if stream is not None:
+            buffer.stream = stream
+            if buffer._next is not None:
+                buffer._next.streams = True
+                tables = {name: arrays[f"next.{name}"] for name in meta["state"]["stream_tables"]}
+                buffer._next.load_stream_state(tables)
+        return buffer
 
     def save(self, path: str | os.PathLike[str], incremental: bool = True, fsync: bool = True) -> SaveReport:
         """Save this buffer as a checkpoint directory; see :func:`xreplay.persistence.save`."""
@@ -185,15 +220,21 @@ class TransitionBuffer:
         Raises:
             UnknownFieldError: A field is missing or extra compared to the first write.
             FieldShapeError: An item shape differs from the first write.
-            FieldValueError: A dtype of another kind than the first write's.
+            FieldTypeError: Text, objects, or complex values.
+            FieldValueError: A dtype of another kind than the first write's, or values its column cannot hold
+                (integers out of range, finite floats that would become infinite).
+            CapacityError: The first write's columns would not fit in the memory this process may use.
+
+        Nothing changes unless the whole write is valid.
         """
-        values, nxt = self._validate(transition, batched=False)
+        values, nxt, ids = self._validate(transition, batched=False)
         slot = self.writer.cursor
         self.storage.write(slot, values, Ellipsis)
         self.writer.commit(1)
         if nxt is not None:
             obs = {o: _host(values[o])[None] for _n, o in self._next.pairs}  # type: ignore[union-attr]
-            self._next.write(slot, 1, obs, nxt)  # type: ignore[union-attr]
+            self._next.write(slot, 1, obs, nxt, ids)  # type: ignore[union-attr]
+            self._warn_if_apart()
         if self._prioritized:
             self.sampler.insert_range(slot, slot + 1)  # type: ignore[union-attr]
         return slot
@@ -207,9 +248,14 @@ class TransitionBuffer:
         Raises:
             UnknownFieldError: A field is missing or extra compared to the first write.
             FieldShapeError: An item shape or a batch size differs.
-            FieldValueError: A dtype of another kind than the first write's.
+            FieldTypeError: Text, objects, or complex values.
+            FieldValueError: A dtype of another kind than the first write's, or values its column cannot hold
+                (integers out of range, finite floats that would become infinite).
+            CapacityError: The first write's columns would not fit in the memory this process may use.
+
+        Nothing changes unless the whole write is valid.
         """
-        values, nxt = self._validate(batch, batched=True)
+        values, nxt, ids = self._validate(batch, batched=True)
         n = int(next(iter(values.values())).shape[0]) if values else 0
         plan = self.writer.plan(n)
         for slot, item, count in plan.segments:
@@ -219,7 +265,10 @@ class TransitionBuffer:
             kept = plan.source_start
             obs = {o: _host(values[o])[kept:] for _n, o in self._next.pairs}  # type: ignore[union-attr]
             nxt = {name: v[kept:] for name, v in nxt.items()}
-            self._next.write(plan.segments[0][0], n - kept, obs, nxt)  # type: ignore[union-attr]
+            store = self._next
+            assert store is not None
+            store.write(plan.segments[0][0], n - kept, obs, nxt, None if ids is None else ids[kept:])
+            self._warn_if_apart()
         if isinstance(self.sampler, PrioritizedSampler):
             for slot, _item, count in plan.segments:
                 self.sampler.insert_range(slot, slot + count)
@@ -227,21 +276,49 @@ class TransitionBuffer:
 
     def _validate(
         self, data: Mapping[str, Any], batched: bool
-    ) -> tuple[dict[str, np.ndarray | torch.Tensor], dict[str, np.ndarray] | None]:
+    ) -> tuple[dict[str, np.ndarray | torch.Tensor], dict[str, np.ndarray] | None, np.ndarray | None]:
         """Check a whole write, then (on the first write only) allocate the columns and next-observation store.
 
-        Nothing changes unless every check passes.
+        Returns the values, the next observations (None without ``next_obs_from``) and the stream ids
+        (None without ``stream``). Nothing changes unless every check passes.
         """
         flat, nxt, store = self._split_next(_flat(data))
+        ids = None
         values, specs = self.storage.validate(flat, batched)
         if nxt is not None:
             assert store is not None
             n = int(next(iter(values.values())).shape[0]) if batched and values else 1
-            nxt = self._check_next(nxt, store, specs or self.storage.specs, batched, n)
+            nxt = store.check(nxt, specs or self.storage.specs, batched, n)
+            if self.stream is not None:
+                if self.stream not in values:
+                    raise UnknownFieldError(f"stream={self.stream!r} needs a field {self.stream!r} in every write")
+                ids = store.check_streams(self.stream, values[self.stream], n)
         if specs is not None:
             self.storage.allocate(specs)
         self._next = store
-        return values, nxt
+        return values, nxt, ids
+
+    def _warn_if_apart(self) -> None:
+        """Warn once when most next observations are kept apart (interleaved streams without ``stream``).
+
+        Looked at only when the side store has grown (it doubles), so a write costs one comparison.
+        """
+        store = self._next
+        if store is None or store.rows == self._side_rows_seen:
+            return
+        self._side_rows_seen = store.rows
+        if self._warned_apart or self.stream is not None or len(self) < 64:
+            return
+        apart = len(store)
+        if 2 * apart > len(self):
+            self._warned_apart = True
+            warnings.warn(
+                f"TransitionBuffer(next_obs_from={self.next_obs_from!r}): {apart} of {len(self)} next observations "
+                f"differ from the following slot's observation and are stored apart, so storing them once saves "
+                f"nothing; if several environments write interleaved, pass stream='<env id field>'",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     # -- reads ----------------------------------------------------------------
 
@@ -250,10 +327,18 @@ class TransitionBuffer:
         """Sample ``n`` transitions with replacement.
 
         Raises:
+            ArgumentError: ``n`` is not an int >= 0.
             InsufficientDataError: Nothing is stored.
+            CapacityError: The sample would not fit in the memory this process may use.
         """
+        n = as_count(n, "sample size")
         if len(self) == 0:
             raise InsufficientDataError(f"cannot sample {n} transitions from an empty buffer; add some first")
+        # Indices, generations, weights and masses (about 40 bytes), the gathered rows and their per-field copies.
+        row = self.storage.row_bytes()
+        if n * (2 * row + 40) > CHECK_ABOVE:
+            what = f"a sample of {n} transitions x {row} bytes"
+            check_allocation(n * (2 * row + 40), self.device, what, "sample fewer transitions")
         sampler = self.sampler
         weights: torch.Tensor | None = None
         generations: np.ndarray | None = None
@@ -264,7 +349,7 @@ class TransitionBuffer:
             self._last_sample = (indices, generations)
         else:
             indices = sampler.sample(self.rng, n, len(self), replace=True)
-        fields = self.gather(indices)
+        fields = self._gather(indices)
         if self.n_step is not None:
             fields.update(self.n_step.compute(self, indices))
         return TransitionSample(fields, indices, weights, generations)
@@ -280,9 +365,26 @@ class TransitionBuffer:
         """Return the stored fields (or ``names``) of ``indices``, next observations included.
 
         Raises:
-            IndexError: An index is outside ``[0, capacity)``.
+            ArgumentError: An index is not an integer, or ``names`` holds an unknown field.
+            IndexOutOfRangeError: An index is outside ``[0, capacity)``.
         """
-        indices = np.asarray(indices, dtype=np.int64)
+        host = np.asarray(indices.detach().cpu() if isinstance(indices, torch.Tensor) else indices)
+        if host.dtype != np.int64 or host.size == 0 or not host.view(np.uint64).max() < self.capacity:
+            shape = host.shape
+            host = as_slots(host, self.capacity, "transition index", "slots").reshape(shape)
+        row = self.storage.row_bytes()
+        if host.size * 2 * row > CHECK_ABOVE:
+            what = f"a gather of {host.size} transitions x {row} bytes"
+            check_allocation(host.size * 2 * row, self.device, what, "gather fewer transitions")
+        if names is not None:
+            known = set(self.storage.specs) | set(self.derived_fields)
+            unknown = [name for name in names if name not in known]
+            if unknown:
+                raise ArgumentError(f"unknown fields {unknown}; this buffer stores {sorted(known)}")
+        return self._gather(host, names)
+
+    def _gather(self, indices: np.ndarray, names: Collection[str] | None = None) -> dict[str, torch.Tensor]:
+        """Return the fields of ``indices`` (int64, checked to lie in ``[0, capacity)``)."""
         derived = self.derived_fields
         if names is None:
             fields = self.storage.gather(indices)
@@ -318,53 +420,8 @@ class TransitionBuffer:
                 raise UnknownFieldError(
                     f"fields {missing} are missing: next-observation fields {list(nxt)} are stored as them"
                 )
-            store = _NextObsStore(self.capacity, pairs)
+            store = _NextObsStore(self.capacity, pairs, streams=self.stream is not None)
         return {k: v for k, v in flat.items() if k not in nxt}, nxt, store
-
-    def _check_next(
-        self,
-        nxt: dict[str, Any],
-        store: _NextObsStore,
-        specs: Mapping[str, ColumnSpec],
-        batched: bool,
-        batch: int = 1,
-    ) -> dict[str, np.ndarray]:
-        """Return the next observations as host arrays ``[batch, *item]`` of their obs field's dtype.
-
-        Raises:
-            UnknownFieldError: A next-observation field is missing or extra.
-            FieldShapeError: A shape differs from its observation field's.
-            FieldValueError: A dtype of another kind than the observation field's, or integers outside its range.
-        """
-        if nxt.keys() != store.expected:
-            raise UnknownFieldError(
-                f"next-observation fields {sorted(nxt)} differ from those of the first write {sorted(store.expected)}"
-            )
-        out = {}
-        for name, obs in store.pairs:
-            spec = specs[obs]
-            value = nxt[name]
-            if type(value) is not np.ndarray:
-                value = _host(ColumnStorage._as_array(name, value))
-            item = value.shape[1:] if batched else value.shape
-            if item != spec.shape:
-                raise FieldShapeError(
-                    f"field {name!r}: expected item shape {spec.shape} (that of {obs!r}), received {tuple(item)}"
-                )
-            if batched and value.shape[0] != batch:
-                raise FieldShapeError(f"field {name!r}: batch of {value.shape[0]} items, other fields have {batch}")
-            host_dtype = store.dtypes.get(obs)
-            if host_dtype is None:
-                host_dtype = _numpy_dtype(spec.dtype)
-                if host_dtype is None:
-                    raise SchemeError(f"field {obs!r}: dtype {spec.dtype} has no numpy equivalent")
-            if value.dtype != host_dtype:
-                check_value(name, value, spec)
-                value = value.astype(host_dtype)
-            out[name] = value if batched else value[None]
-        for _name, obs in store.pairs:
-            store.dtypes.setdefault(obs, _numpy_dtype(specs[obs].dtype))  # type: ignore[arg-type]
-        return out
 
     @locked
     def update_priorities(self, indices: Any, priorities: Any, generations: Any = None) -> int:
@@ -378,26 +435,26 @@ class TransitionBuffer:
                 ``"current"`` applies every update to whatever the slots hold now (no stale protection).
 
         Raises:
-            TypeError: The buffer samples uniformly.
-            FieldValueError: A priority is NaN, infinite or negative, or plain indices other than the most
-                recent sample's are given without ``generations``.
+            ArgumentError: The buffer samples uniformly (also a TypeError), or plain indices other than the
+                most recent sample's are given without ``generations``.
+            PriorityError: A priority is not a finite number >= 0, or would overflow the sum of priorities.
             IndexOutOfRangeError: An index is outside the stored transitions.
         """
         if not isinstance(self.sampler, PrioritizedSampler):
-            raise TypeError("update_priorities needs a prioritized buffer: pass sampler='prioritized'")
+            raise ArgumentError("update_priorities needs a prioritized buffer: pass sampler='prioritized'")
         if isinstance(indices, TransitionSample):
             if generations is not None:
-                raise FieldValueError("pass generations only with plain indices, not with a TransitionSample")
+                raise ArgumentError("pass generations only with plain indices, not with a TransitionSample")
             indices, generations = indices.indices, indices.generations
         elif isinstance(generations, str):
             if generations != "current":
-                raise FieldValueError(f"generations must be an array, None or 'current'; received {generations!r}")
+                raise ArgumentError(f"generations must be an array, None or 'current'; received {generations!r}")
             generations = None
         elif generations is None:
             indices = np.asarray(indices.detach().cpu() if isinstance(indices, torch.Tensor) else indices)
             last = self._last_sample
             if last is None or not np.array_equal(indices.reshape(-1), last[0]):
-                raise FieldValueError(
+                raise ArgumentError(
                     f"update_priorities got {indices.size} plain indices that are not those of the most recent "
                     f"sample, and no generations: pass the sample itself, its generations "
                     f"(sample.generations), or generations='current' to update whatever the slots hold now"
@@ -406,122 +463,6 @@ class TransitionBuffer:
         if isinstance(priorities, torch.Tensor):
             priorities = priorities.detach().cpu().numpy()
         return self.sampler.update_priorities(indices, priorities, generations)
-
-
-class _NextObsStore:
-    """The next observations of a buffer that stores them once, as the observations of the following slots.
-
-    A transition's next observation is read from the observation of the
-    item written right after it (the next slot of the ring), unless the two
-    differ: then it is kept in a small side store keyed by slot. The newest
-    item's next observation, whose successor is not written yet, is held
-    apart until that successor arrives and is compared with it. An episode's
-    last step usually lands in the side store (the next item starts another
-    episode). The decision compares the values themselves, so reads give
-    exactly what was written, whatever the episode boundaries or the order
-    of the writes; when the ring overwrites a slot, its side entry is freed.
-    """
-
-    def __init__(self, capacity: int, pairs: list[tuple[str, str]]):
-        """Track ``capacity`` slots for ``(next field, obs field)`` pairs."""
-        self.capacity = capacity
-        self.pairs = pairs
-        self.slot_row = np.full(capacity, -1, dtype=np.int32)  # side row of each slot, -1: read the next slot
-        self.values: dict[str, np.ndarray] = {}  # next field -> [rows, *item]
-        self.free = np.zeros(0, dtype=np.int32)  # free side rows (a stack)
-        self.rows = 0  # side rows allocated
-        self.newest = -1  # slot of the newest item, whose next observation is ``pending``
-        self.pending: dict[str, np.ndarray] = {}
-        self.expected = {name for name, _obs in pairs}
-        self.dtypes: dict[str, np.dtype] = {}  # obs field -> numpy dtype, filled on first use
-
-    def __len__(self) -> int:
-        """Return the number of slots whose next observation is kept apart (side store and newest)."""
-        return int(self.rows - self.free.shape[0]) + (self.newest >= 0)
-
-    def nbytes(self) -> int:
-        """Return the bytes held by the side store and its slot index."""
-        return int(self.slot_row.nbytes + self.free.nbytes + sum(v.nbytes for v in self.values.values()))
-
-    def release(self, slots: np.ndarray) -> None:
-        """Free the side rows of ``slots`` (about to be overwritten)."""
-        rows = self.slot_row[slots]
-        rows = rows[rows >= 0]
-        if rows.size:
-            self.free = np.concatenate([self.free, rows])
-            self.slot_row[slots] = -1
-
-    def keep(self, slots: np.ndarray, values: Mapping[str, np.ndarray]) -> None:
-        """Store ``values[next field]`` (one row per slot) as the next observations of ``slots``."""
-        n = slots.shape[0]
-        if n == 0:
-            return
-        if self.free.shape[0] < n:
-            self._grow(n - self.free.shape[0], values)
-        rows, self.free = self.free[-n:], self.free[:-n]
-        self.slot_row[slots] = rows
-        for name, _obs in self.pairs:
-            self.values[name][rows] = values[name]
-
-    def _grow(self, extra: int, values: Mapping[str, np.ndarray]) -> None:
-        """Add at least ``extra`` side rows (doubling), shaped like ``values``."""
-        new = max(extra, self.rows, 16)
-        for name, _obs in self.pairs:
-            item = values[name].shape[1:]
-            grown = np.zeros((self.rows + new, *item), dtype=values[name].dtype)
-            if name in self.values:
-                grown[: self.rows] = self.values[name]
-            self.values[name] = grown
-        self.free = np.concatenate([self.free, np.arange(self.rows + new - 1, self.rows - 1, -1, dtype=np.int32)])
-        self.rows += new
-
-    def write(self, start: int, n: int, obs: Mapping[str, np.ndarray], nxt: Mapping[str, np.ndarray]) -> None:
-        """Record a write of ``n`` consecutive slots from ``start`` (ring order) of ``obs`` and their next ones.
-
-        Args:
-            start: Slot of the first item written.
-            n: Items written (at most the capacity).
-            obs: Obs field -> ``[n, *item]`` values written.
-            nxt: Next field -> ``[n, *item]`` next observations.
-        """
-        capacity = self.capacity
-        if n == 1:
-            row = self.slot_row[start]
-            if row >= 0:
-                self.release(np.array([start]))
-        else:
-            self.release((start + np.arange(n)) % capacity)
-        newest = self.newest
-        if newest >= 0 and (newest - start) % capacity >= n:  # the previous newest survives: compare it
-            if not all((self.pending[name] == obs[o][0]).all() for name, o in self.pairs):
-                self.keep(np.array([newest]), {name: self.pending[name][None] for name, _o in self.pairs})
-        if n > 1 and not all((nxt[name][:-1] == obs[o][1:]).all() for name, o in self.pairs):
-            differs = np.zeros(n - 1, dtype=bool)
-            for name, o in self.pairs:
-                differs |= (nxt[name][:-1] != obs[o][1:]).reshape(n - 1, -1).any(axis=1)
-            if differs.any():
-                kept = np.flatnonzero(differs)
-                self.keep((start + kept) % capacity, {name: nxt[name][kept] for name, _o in self.pairs})
-        self.newest = (start + n - 1) % capacity
-        self.pending = {name: np.array(nxt[name][-1]) for name, _o in self.pairs}  # a copy, 0-d for scalars
-
-    def read(self, storage: ColumnStorage, slots: np.ndarray) -> dict[str, torch.Tensor]:
-        """Return the next observations of ``slots``: next slots' observations, side entries where kept."""
-        following = (slots + 1) % self.capacity
-        gathered = storage.gather(following, [o for _n, o in self.pairs])
-        rows = self.slot_row[slots]
-        side = np.flatnonzero(rows >= 0)
-        newest = np.flatnonzero(slots == self.newest)
-        out = {}
-        for name, o in self.pairs:
-            value = gathered[o]
-            if side.size:
-                kept = torch.from_numpy(self.values[name][rows[side]]).to(value.device)
-                value[torch.from_numpy(side).to(value.device)] = kept
-            if newest.size:
-                value[torch.from_numpy(newest).to(value.device)] = torch.from_numpy(self.pending[name]).to(value.device)
-            out[name] = value
-        return out
 
 
 _LEAVES = (np.ndarray, torch.Tensor, float, int, np.generic)
@@ -550,8 +491,8 @@ def _make_sampler(sampler: Any, capacity: int) -> UniformSampler | PrioritizedSa
         return PrioritizedSampler(capacity)
     if isinstance(sampler, PrioritizedSampler):
         if sampler.capacity != capacity:
-            raise ValueError(f"sampler capacity {sampler.capacity} differs from buffer capacity {capacity}")
+            raise ArgumentError(f"sampler capacity {sampler.capacity} differs from buffer capacity {capacity}")
         return sampler
     if isinstance(sampler, UniformSampler):
         return sampler
-    raise ValueError(f"sampler must be 'uniform', 'prioritized' or a sampler object, got {sampler!r}")
+    raise ArgumentError(f"sampler must be 'uniform', 'prioritized' or a sampler object, got {sampler!r}")

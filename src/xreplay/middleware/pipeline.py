@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from xreplay.errors import ArgumentError
+
 __all__ = ["ACTIONS", "Middleware", "StringDispatch", "compose", "hook_for", "run_pipeline"]
 
 ACTIONS = ("push", "sample", "update", "delete", "clear")
@@ -54,7 +56,7 @@ def hook_for(entry: Any, action: str) -> Hook | None:
         return None  # a typed middleware that does not handle this action
     if callable(entry):
         return lambda chain, *args, **kwargs: entry(action, chain, *args, **kwargs)
-    raise TypeError(f"middleware {entry!r} is neither callable nor has an on_{action} hook")
+    raise ArgumentError(f"middleware {entry!r} is neither callable nor has an on_{action} hook")
 
 
 def compose(entries: Sequence[Any], action: str, terminal: Hook) -> Hook:

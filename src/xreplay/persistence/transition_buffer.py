@@ -116,6 +116,8 @@ def transition_buffer_state(buffer: TransitionBuffer) -> tuple[dict[str, Any], d
         "next_pairs": None if store is None else [list(pair) for pair in store.pairs],
         "n_step": None if buffer.n_step is None else dataclasses.asdict(buffer.n_step),
     }
+    if buffer.stream is not None:  # next observations linked per stream (TransitionBuffer(stream=...))
+        structure["stream"] = buffer.stream
     arrays: dict[str, Any] = {_column(i): storage.columns[name] for i, name in enumerate(storage.specs)}
     state: dict[str, Any] = {
         "writer": writer.state_dict(),
@@ -141,6 +143,10 @@ def transition_buffer_state(buffer: TransitionBuffer) -> tuple[dict[str, Any], d
                 arrays[f"next.values{i}"] = store.values[name]
             if store.pending:
                 arrays[f"next.pending{i}"] = store.pending[name][None]  # [1, *item]: scalars become 1-d
+        if store.streams:
+            tables = store.stream_state()
+            state["next"]["stream_tables"] = sorted(tables)
+            arrays.update({f"next.{name}": value for name, value in tables.items()})
     meta = {
         "structure": structure,
         "state": state,
@@ -186,6 +192,20 @@ def _validate_next(v: Validator, fields: dict[str, Any], capacity: int) -> None:
             v.array_shape(f"next.pending{i}", (1, *fields[obs]["shape"]))
     v.integer("state.next.newest", low=-1, high=capacity - 1)
     v.array_shape("next.slot_row", (capacity,), "<i4")
+    if v.get("structure.stream", None) is not None:
+        from xreplay.buffers.next_obs import MAX_STREAMS
+
+        v.string("structure.stream", choices=fields)
+        tables = v.sequence("state.next.stream_tables", max_length=4096)
+        if "successor" in tables:
+            v.array_shape("next.successor", (capacity,), "<i4")
+            entry = v.array_entry("next.stream_newest")
+            count = v.integer("arrays.next.stream_newest.shape[0]", v.sequence(
+                "arrays.next.stream_newest.shape", entry["shape"], length=1)[0], low=0, high=MAX_STREAMS)
+            v.array_shape("next.stream_newest", (count,), "<i8")
+            for i, pair in enumerate(pairs):
+                if f"stream_pending{i}" in tables:
+                    v.array_shape(f"next.stream_pending{i}", (count, *fields[pair[1]]["shape"]))
     v.string("arrays.next.free.dtype", v.array_entry("next.free")["dtype"], choices={"<i4"})
 
 
@@ -236,6 +256,11 @@ def _check_values(v: Validator, meta: dict[str, Any], arrays: dict[str, Any]) ->
         taken = np.concatenate([used, free]).astype(np.int64)
         if taken.size != rows or np.unique(taken).size != rows or (rows and (taken.min() < 0 or taken.max() >= rows)):
             raise v.fail("arrays.next.free", f"and next.slot_row must share the {rows} side rows, each once")
+        for name in meta["state"]["next"].get("stream_tables", []):
+            if name in ("successor", "stream_newest"):
+                links = np.asarray(arrays[f"next.{name}"])
+                if links.size and (links.min() < -1 or links.max() >= capacity):
+                    raise v.fail(f"arrays.next.{name}", f"must hold -1 or slots in [0, {capacity})")
 
 
 class TransitionBufferAdapter:
@@ -311,6 +336,7 @@ def restore_transition_buffer(
         n_step=n_step,
         next_obs_from=structure["next_obs_from"],
         next_obs=structure["next_obs"],
+        stream=structure.get("stream"),
     )
     fields = structure["fields"]
     specs = {name: ColumnSpec(tuple(info["shape"]), decode_dtype(info["dtype"])) for name, info in fields.items()}
@@ -339,7 +365,7 @@ def restore_transition_buffer(
         from xreplay.buffers.transitions import _NextObsStore
 
         pairs = [(str(a), str(b)) for a, b in structure["next_pairs"]]
-        store = _NextObsStore(buffer.capacity, pairs)
+        store = _NextObsStore(buffer.capacity, pairs, streams=buffer.stream is not None)
         store.slot_row = np.array(arrays["next.slot_row"], dtype=np.int32)
         store.free = np.array(arrays["next.free"], dtype=np.int32)
         store.rows, store.newest = int(state["next"]["rows"]), int(state["next"]["newest"])
@@ -348,5 +374,8 @@ def restore_transition_buffer(
         if state["next"]["pending"]:
             store.pending = {name: np.array(arrays[f"next.pending{i}"][0]) for i, (name, _o) in enumerate(pairs)}
         store.dtypes = {obs: dtype for _n, obs in pairs if (dtype := _numpy_dtype(specs[obs].dtype)) is not None}
+        tables = state["next"].get("stream_tables", [])
+        if tables:
+            store.load_stream_state({name: arrays[f"next.{name}"] for name in tables})
         buffer._next = store
     return buffer

@@ -14,6 +14,12 @@ instead of landing on a newer item.
 New slots written as contiguous ranges (a ring buffer's writes) are recorded
 and put into the tree in one slice update before the next read, so adding
 one item costs no tree walk.
+
+Priorities must be finite real numbers >= 0, and ``(priority + epsilon) **
+alpha`` at most ``float64 max / capacity`` so that their sum cannot overflow
+(a larger one raises :class:`~xreplay.errors.PriorityError`). Importance
+weights are float32 and never below its smallest normal value (about
+1.2e-38), so a huge spread of priorities cannot turn a weight into 0.
 """
 
 from __future__ import annotations
@@ -23,11 +29,21 @@ from typing import Any
 
 import numpy as np
 
-from xreplay.errors import FieldShapeError, FieldValueError, IndexOutOfRangeError, InsufficientDataError
+from xreplay.errors import (
+    ArgumentError,
+    FieldShapeError,
+    FieldValueError,
+    IndexOutOfRangeError,
+    InsufficientDataError,
+    PriorityError,
+)
 from xreplay.samplers.priority_tree import PriorityTree
 from xreplay.samplers.schedules import Schedule, as_schedule
+from xreplay.storage.resources import as_count, check_allocation
 
-__all__ = ["PrioritizedSample", "PrioritizedSampler"]
+__all__ = ["PrioritizedSample", "PrioritizedSampler", "as_priority_update"]
+
+_SMALLEST_WEIGHT = np.float32(np.finfo(np.float32).tiny)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,16 +99,28 @@ class PrioritizedSampler:
         backend: str | None = None,
     ):
         """Start with no slot inserted."""
-        if alpha < 0 or epsilon < 0 or not initial_priority > 0:
-            raise ValueError(
-                f"need alpha >= 0, epsilon >= 0 and initial_priority > 0; got {alpha}, {epsilon}, {initial_priority}"
+        self.capacity = as_count(capacity, "capacity")
+        numbers = {"alpha": alpha, "epsilon": epsilon, "initial_priority": initial_priority}
+        for name, value in numbers.items():
+            if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+                raise ArgumentError(f"{name} must be a real number, received {value!r}")
+        if not (0 <= alpha < np.inf and 0 <= epsilon < np.inf and 0 < initial_priority < np.inf):
+            raise ArgumentError(
+                f"need finite alpha >= 0, epsilon >= 0 and initial_priority > 0; got {alpha}, {epsilon}, "
+                f"{initial_priority}"
             )
-        self.capacity = int(capacity)
         self.alpha = float(alpha)
         self.beta = as_schedule(beta)
         self.epsilon = float(epsilon)
         self.stratified = bool(stratified)
         self.max_priority = float(initial_priority)
+        self._largest_leaf = np.finfo(np.float64).max / max(self.capacity, 1)  # a larger leaf could overflow the sum
+        if self.max_priority**self.alpha > self._largest_leaf:
+            raise ArgumentError(f"initial_priority {initial_priority} ** alpha {alpha} is too large for the sum")
+        # Leaves and inner levels (float64, about 1.07 x 8 bytes per slot) plus an int32 generation per slot.
+        check_allocation(
+            13 * self.capacity, "cpu", f"priority trees for {self.capacity} slots", "lower the capacity"
+        )
         self.tree = PriorityTree(self.capacity, backend=backend)
         self.generations = np.zeros(self.capacity, dtype=np.int32)
         self.size = 0  # slots [0, size) have been inserted at least once
@@ -148,10 +176,10 @@ class PrioritizedSampler:
                 :meth:`sample` calls by default.
 
         Raises:
+            ArgumentError: ``n`` is not an int >= 0.
             InsufficientDataError: Nothing is stored or every priority is zero.
         """
-        if n < 0:
-            raise ValueError(f"sample size must be >= 0, got {n}")
+        n = as_count(n, "sample size")
         if self._pending:
             self._flush()
         total = self.tree.total()
@@ -178,10 +206,14 @@ class PrioritizedSampler:
         leaf = tree.sums.take(indices)  # leaves are the first ``size`` entries of the tree
         beta = self.beta(self.samples_drawn if step is None else step)
         self.samples_drawn += 1
-        weights = tree.min() / leaf
+        smallest = tree.min()
+        weights = smallest / leaf
         weights **= beta  # (N P(i))^-beta over its largest value
         leaf /= total
-        return PrioritizedSample(indices, weights.astype(np.float32), self.generations.take(indices), leaf)
+        weights32 = weights.astype(np.float32)
+        if (smallest / total) ** beta < _SMALLEST_WEIGHT:  # a bound on every weight: only then can one round to 0
+            np.maximum(weights32, _SMALLEST_WEIGHT, out=weights32)
+        return PrioritizedSample(indices, weights32, self.generations.take(indices), leaf)
 
     # -- priority updates -----------------------------------------------------
 
@@ -199,12 +231,13 @@ class PrioritizedSampler:
             The number of updates skipped as stale.
 
         Raises:
+            ArgumentError: An index is not an integer.
             FieldShapeError: The arguments have different lengths.
-            FieldValueError: A priority is NaN, infinite or negative.
+            PriorityError: A priority is not a finite real number >= 0, or ``(priority + epsilon) ** alpha``
+                exceeds ``float64 max / capacity`` (the sum could overflow).
             IndexOutOfRangeError: An index is outside the inserted slots.
         """
-        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
-        priorities = np.asarray(priorities, dtype=np.float64).reshape(-1)
+        indices, priorities = as_priority_update(indices, priorities)
         if priorities.shape != indices.shape:
             raise FieldShapeError(f"got {indices.shape[0]} indices but {priorities.shape[0]} priorities")
         if indices.size == 0:
@@ -220,8 +253,8 @@ class PrioritizedSampler:
         low, high = priorities.min(), priorities.max()
         if not (low >= 0.0 and high < np.inf):
             self._check_priorities(indices, priorities)
-        if self._pending:
-            self._flush()
+        if (float(high) + self.epsilon) ** self.alpha > self._largest_leaf:
+            self._refuse_overflow(indices, priorities)
         stale = 0
         if generations is not None:
             generations = np.asarray(generations).reshape(-1)
@@ -233,10 +266,14 @@ class PrioritizedSampler:
             stale = int(indices.shape[0] - np.count_nonzero(fresh))
             if stale:
                 indices, priorities = indices[fresh], priorities[fresh]
-                self.stale_updates += stale
                 if not indices.size:
+                    self.stale_updates += stale
                     return stale
                 high = priorities.max()
+        # Everything is checked: apply it.
+        if self._pending:
+            self._flush()
+        self.stale_updates += stale
         priorities = priorities + self.epsilon
         priorities **= self.alpha
         self.tree.update(indices, priorities)
@@ -255,12 +292,16 @@ class PrioritizedSampler:
             self._check_indices(indices, self.size, "index")
         if bad_priority >= 0:
             self._check_priorities(indices, priorities)
+        largest = priorities.max() if stale else high  # stale priorities are checked too, as by the numpy code
+        if (float(largest) + self.epsilon) ** self.alpha > self._largest_leaf:
+            self._refuse_overflow(indices, priorities)
+        if stale == indices.shape[0]:
+            self.stale_updates += stale
+            return stale
         if self._pending:
             self._flush()
         if stale:
             self.stale_updates += stale
-            if stale == indices.shape[0]:
-                return stale
             indices, priorities = indices[fresh], priorities[fresh]
         priorities = priorities + self.epsilon
         priorities **= self.alpha
@@ -277,13 +318,25 @@ class PrioritizedSampler:
 
     @staticmethod
     def _check_priorities(indices: np.ndarray, priorities: np.ndarray) -> None:
-        """Raise FieldValueError naming the first NaN, infinite or negative priority and its index."""
+        """Raise PriorityError naming the first NaN, infinite or negative priority and its index."""
         if not (np.isfinite(priorities).all() and priorities.min(initial=0.0) >= 0.0):
             k = int(np.flatnonzero(~np.isfinite(priorities) | (priorities < 0))[0])
-            raise FieldValueError(
+            raise PriorityError(
                 f"priority {priorities[k]} for index {int(indices[k])} (position {k}) is invalid: "
                 f"priorities must be finite and >= 0"
             )
+
+    def _refuse_overflow(self, indices: np.ndarray, priorities: np.ndarray) -> None:
+        """Raise PriorityError naming the first priority whose ``(p + epsilon) ** alpha`` could overflow the sum."""
+        with np.errstate(over="ignore"):
+            leaves = (priorities + self.epsilon) ** self.alpha
+        k = int(np.flatnonzero(~(leaves <= self._largest_leaf))[0])
+        raise PriorityError(
+            f"priority {priorities[k]} for index {int(indices[k])} (position {k}) is too large: "
+            f"(priority + epsilon) ** alpha = {leaves[k]:.3g} must be at most {self._largest_leaf:.3g} "
+            f"(float64 max / capacity {self.capacity}) so that the sum of priorities cannot overflow; "
+            f"scale the priorities down"
+        )
 
     def total(self) -> float:
         """Return the sum of ``priority ** alpha`` over the stored slots."""
@@ -366,3 +419,26 @@ class PrioritizedSampler:
         self.generations[:] = generations
         self.size, self.samples_drawn, self.stale_updates = size, drawn, stale
         self._pending = pending
+
+
+def as_priority_update(indices: Any, priorities: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Return a priority update's indices (int64) and priorities (float64) as flat arrays, checking their types.
+
+    Raises:
+        ArgumentError: An index is not an integer.
+        PriorityError: A priority is not a real number (text, objects, booleans, complex).
+    """
+    index_array = np.asarray(indices)
+    if index_array.dtype != np.int64:
+        if index_array.size and index_array.dtype.kind not in "iu":
+            raise ArgumentError(f"indices must be integers, received dtype {index_array.dtype}")
+        index_array = index_array.astype(np.int64)
+    priority_array = np.asarray(priorities)
+    if priority_array.dtype != np.float64:
+        if priority_array.size and priority_array.dtype.kind not in "iuf":
+            raise PriorityError(
+                f"priorities must be real numbers, received dtype {priority_array.dtype}: "
+                f"{priority_array.reshape(-1)[:3]}"
+            )
+        priority_array = priority_array.astype(np.float64)
+    return index_array.reshape(-1), priority_array.reshape(-1)

@@ -27,13 +27,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from xreplay.errors import FieldShapeError, FieldValueError, InsufficientDataError
+from xreplay.errors import ArgumentError, FieldShapeError, InsufficientDataError, PriorityError
 from xreplay.samplers.priority_tree import PriorityTree
 from xreplay.samplers.schedules import Schedule, as_schedule
-from xreplay.samplers.sequences import SequenceSample, SequenceSampler
+from xreplay.samplers.sequences import SequenceSample, SequenceSampler, check_sequence_sample
+from xreplay.storage.resources import as_count
 
 if TYPE_CHECKING:
     from xreplay.buffers.transitions import TransitionBuffer
+
+_SMALLEST_WEIGHT = float(np.finfo(np.float32).tiny)
+_LARGEST = float(np.finfo(np.float64).max)
 
 __all__ = ["PrioritizedSequenceSample", "PrioritizedSequenceSampler"]
 
@@ -96,10 +100,9 @@ class PrioritizedSequenceSampler:
         backend: str | None = None,
     ):
         """Bind to ``buffer``; its current steps start at ``initial_priority``."""
-        if length < 1 or burn_in < 0:
-            raise ValueError(f"need length >= 1 and burn_in >= 0, got length={length}, burn_in={burn_in}")
-        if alpha < 0 or epsilon < 0 or not 0.0 <= eta <= 1.0 or not initial_priority > 0:
-            raise ValueError(
+        length, burn_in = as_count(length, "length", minimum=1), as_count(burn_in, "burn_in")
+        if not (0 <= alpha < np.inf and 0 <= epsilon < np.inf and 0.0 <= eta <= 1.0 and 0 < initial_priority < np.inf):
+            raise ArgumentError(
                 f"need alpha >= 0, epsilon >= 0, 0 <= eta <= 1 and initial_priority > 0; "
                 f"got {alpha}, {epsilon}, {eta}, {initial_priority}"
             )
@@ -171,9 +174,12 @@ class PrioritizedSequenceSampler:
         """Draw ``n`` sequences with replacement, with the buffer's generator.
 
         Raises:
+            ArgumentError: ``n`` is not an int >= 0.
             InsufficientDataError: No valid sequence is stored (or every priority is zero).
             UnknownFieldError: The buffer lacks an end field.
         """
+        n = as_count(n, "sample size")
+        check_sequence_sample(self.buffer, n, self.steps)
         self.sync()
         total = self.tree.total()
         if not total > 0.0:
@@ -185,7 +191,7 @@ class PrioritizedSequenceSampler:
         leaf = self.tree.sums.take(starts)
         beta = self.beta(self.samples_drawn if step is None else step)
         self.samples_drawn += 1
-        weights = (self.tree.min() / leaf) ** beta
+        weights = np.maximum((self.tree.min() / leaf) ** beta, _SMALLEST_WEIGHT)  # float32 never rounds one to 0
         capacity = self.buffer.capacity
         window = (starts[:, None] + np.arange(self.steps)) % capacity
         ahead = (self.buffer.writer.cursor - 1 - starts) % capacity
@@ -220,11 +226,15 @@ class PrioritizedSequenceSampler:
 
         Raises:
             FieldShapeError: ``errors`` has another shape.
-            FieldValueError: An error is NaN or infinite (names the sequence, step and value).
+            PriorityError: An error is not a real number, is NaN or infinite (names the sequence, step and
+                value), or so large that the sum of priorities could overflow.
         """
         if isinstance(errors, torch.Tensor):
             errors = errors.detach().cpu().numpy()
-        errors = np.asarray(errors, dtype=np.float64)
+        raw = np.asarray(errors)
+        if raw.size and raw.dtype.kind not in "iuf":
+            raise PriorityError(f"TD errors must be real numbers, received dtype {raw.dtype}")
+        errors = raw.astype(np.float64)
         batch, burn_in = sample.indices.shape[0], self.slicer.burn_in
         if errors.shape == (batch, self.steps):
             errors = errors[:, burn_in:]
@@ -235,9 +245,15 @@ class PrioritizedSequenceSampler:
             )
         if not np.isfinite(errors).all():
             row, col = (int(v[0]) for v in np.nonzero(~np.isfinite(errors)))
-            raise FieldValueError(
+            raise PriorityError(
                 f"error {errors[row, col]} of sequence {row} (start slot {int(sample.indices[row, 0])}), "
                 f"learning step {col} is not finite"
+            )
+        largest = float(np.abs(errors).max(initial=0.0)) + self.epsilon
+        if largest**self.alpha > _LARGEST / self.buffer.capacity:
+            raise PriorityError(
+                f"TD error magnitude {largest:.3g} ** alpha {self.alpha} exceeds float64 max / capacity "
+                f"{self.buffer.capacity}, so the sum of sequence priorities could overflow; scale the errors down"
             )
         self.sync()
         slots = sample.indices[:, burn_in:]

@@ -15,31 +15,61 @@ largest possible weight (from the smallest priority).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from xreplay.errors import PriorityError
+from xreplay.errors import InsufficientDataAssertionError, PriorityError
 from xreplay.samplers.sum_tree import MinTree, SumTree
+from xreplay.storage.resources import as_count, check_allocation
 
 __all__ = ["ProportionalSampler", "check_priorities"]
 
 
-def check_priorities(priorities: np.ndarray | list[float], names: object = None) -> np.ndarray:
-    """Return ``priorities`` as float64 after checking that each is finite and >= 0.
+_LARGEST = float(np.finfo(np.float64).max)
+
+
+def check_priorities(
+    priorities: Any, names: object = None, alpha: float = 1.0, capacity: int = 1, offset: float = 0.0
+) -> np.ndarray:
+    """Return ``priorities`` as float64 after checking that each is a finite real number >= 0.
 
     Args:
-        priorities: Priority values.
+        priorities: Priority values (numbers; text, booleans and objects are refused).
         names: Optional sequence naming each value's item (for the message).
+        alpha: The exponent leaves are raised to.
+        capacity: Number of leaves; ``(priority + offset) ** alpha`` must stay at most
+            ``float64 max / capacity`` so that the sum of all leaves cannot overflow.
+        offset: Added to each priority before the exponent (DI-engine's 1e-5 on update).
 
     Raises:
-        PriorityError: a value is NaN, infinite or negative; names the first one.
+        PriorityError: a value is not a real number, is NaN, infinite, negative or too
+            large for the sum; names the first one.
 
     """
-    values = np.asarray(priorities, dtype=np.float64).reshape(-1)
+    raw = np.asarray(priorities)
+    if raw.dtype.kind not in "iuf":
+        if raw.size:
+            shown = raw.reshape(-1)[:3].tolist()
+            raise PriorityError(f"priorities must be real numbers, received dtype {raw.dtype} ({shown})")
+        raw = raw.astype(np.float64)
+    values = raw.astype(np.float64, copy=False).reshape(-1)
     bad = ~(np.isfinite(values) & (values >= 0))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         name = names[i] if names is not None else i  # type: ignore[index]
-        raise PriorityError(f"priority of item {name!r} is {values[i]!r}; priorities must be finite and >= 0")
+        raise PriorityError(f"priority of item {name!r} is {float(values[i])!r}; priorities must be finite and >= 0")
+    largest = _LARGEST / max(int(capacity), 1)
+    if values.size and (float(values.max()) + offset) ** alpha > largest:
+        with np.errstate(over="ignore"):
+            leaves = (values + offset) ** alpha
+        i = int(np.flatnonzero(~(leaves <= largest))[0])
+        name = names[i] if names is not None else i  # type: ignore[index]
+        raise PriorityError(
+            f"priority of item {name!r} is {float(values[i])!r}: priority ** alpha = {leaves[i]:.3g} exceeds "
+            f"{largest:.3g} (float64 max / {capacity} slots), so the sum of priorities could overflow; "
+            f"scale the priorities down"
+        )
     return values
 
 
@@ -60,20 +90,32 @@ class ProportionalSampler:
     """
 
     def __init__(self, capacity: int, alpha: float = 0.6, track_min: bool = True):
+        capacity = as_count(capacity, "capacity", minimum=1)
+        # Two float64 trees of 2 x (capacity rounded up to a power of two) nodes each.
+        power = 1 << max(0, (capacity - 1).bit_length())
+        check_allocation(32 * power, "cpu", f"priority trees for {capacity} slots", "lower the buffer size")
         self.alpha = float(alpha)
         self.sum_tree = SumTree(capacity)
         self.min_tree = MinTree(capacity) if track_min else None
 
+    @property
+    def capacity(self) -> int:
+        """Return the number of slots."""
+        return self.sum_tree.size
+
     def set(self, slots: np.ndarray, priorities: np.ndarray) -> None:
         """Set the (checked) priorities of ``slots``."""
-        values = check_priorities(priorities, names=np.asarray(slots).reshape(-1).tolist())
+        values = check_priorities(
+            priorities, names=np.asarray(slots).reshape(-1).tolist(), alpha=self.alpha, capacity=self.capacity
+        )
         self.set_leaves(slots, values**self.alpha)
 
     def set_leaves(self, slots: np.ndarray, leaves: np.ndarray) -> None:
-        """Set already-exponentiated leaf values of ``slots``."""
+        """Set already-exponentiated leaf values of ``slots`` (zero leaves are left out of the minimum)."""
         self.sum_tree.update(slots, leaves)
         if self.min_tree is not None:
-            self.min_tree.update(slots, leaves)
+            leaves = np.asarray(leaves, dtype=np.float64)
+            self.min_tree.update(slots, np.where(leaves > 0.0, leaves, np.inf))
 
     def set_leaf(self, slot: int, leaf: float) -> None:
         """Set one already-exponentiated leaf (scalar path: one pass up each tree in Python floats)."""
@@ -83,7 +125,8 @@ class ProportionalSampler:
                 continue
             nodes, read = tree.nodes, tree.nodes.item
             node = tree.capacity + int(slot)
-            nodes[node] = value = leaf
+            # A zero leaf is never drawn, so it is left out of the minimum (its weight would divide by 0).
+            nodes[node] = value = leaf if is_sum or leaf > 0.0 else float("inf")
             stop = 2 * tree.top  # parents below the top level are maintained; the root is reduced on demand
             while node >= stop:
                 sibling = read(node ^ 1)  # a + b == b + a and min(a, b) == min(b, a) exactly
@@ -116,18 +159,21 @@ class ProportionalSampler:
         """Draw ``size`` slots, one per stratum, with ``np.random.uniform`` (global RNG).
 
         Raises:
-            AssertionError: nothing has positive priority (DI-engine raises the same class).
+            InsufficientDataAssertionError: nothing has positive priority (an AssertionError, as DI-engine's).
 
         """
         total = self.total()
         if not total > 0:
-            raise AssertionError(f"cannot sample {size} items: no item has a positive priority")
+            raise InsufficientDataAssertionError(f"cannot sample {size} items: no item has a positive priority")
         uniform = np.random.uniform(size=size)
         mass = (np.arange(size) + uniform) / size * total  # one uniform point in each stratum
         return self.find(mass)
 
     def weights(self, slots: np.ndarray, count: int, beta: float) -> np.ndarray:
-        """Return normalised importance weights of ``slots`` in a buffer of ``count`` items."""
+        """Return normalised importance weights of ``slots`` in a buffer of ``count`` items.
+
+        The minimum is that of the positive priorities (zero ones are never drawn).
+        """
         if self.min_tree is None:
             raise ValueError("importance weights need track_min=True")
         total = self.total()

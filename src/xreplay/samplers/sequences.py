@@ -22,11 +22,26 @@ import numpy as np
 import torch
 
 from xreplay.errors import InsufficientDataError, UnknownFieldError
+from xreplay.storage.resources import as_count, check_allocation
 
 if TYPE_CHECKING:
     from xreplay.buffers.transitions import TransitionBuffer
 
-__all__ = ["SequenceSample", "SequenceSampler", "sequence_priorities"]
+__all__ = ["SequenceSample", "SequenceSampler", "check_sequence_sample", "sequence_priorities"]
+
+
+def check_sequence_sample(buffer: TransitionBuffer, n: int, steps: int) -> None:
+    """Raise CapacityError before sampling ``n`` slices of ``steps`` steps that would not fit in memory.
+
+    Each step costs its gathered row twice (the gather and the reshaped copy), its slot and its masks.
+    """
+    row = buffer.storage.row_bytes()
+    check_allocation(
+        n * steps * (2 * row + 16),
+        buffer.device,
+        lambda: f"a sample of {n} sequences x {steps} steps x {row} bytes",
+        "sample fewer or shorter sequences",
+    )
 
 
 def sequence_priorities(errors: torch.Tensor, mask: torch.Tensor, eta: float = 0.9) -> torch.Tensor:
@@ -98,10 +113,13 @@ class SequenceSampler:
         """Return ``n`` slices drawn uniformly from the valid starts, with the buffer's generator.
 
         Raises:
+            ArgumentError: ``n`` is not an int >= 0.
             InsufficientDataError: No stored episode holds a slice (and ``pad`` is off).
             UnknownFieldError: The buffer lacks an end field.
         """
+        n = as_count(n, "sample size")
         steps = self.burn_in + self.length
+        check_sequence_sample(buffer, n, steps)
         size, capacity = len(buffer), buffer.capacity
         if size == 0:
             raise InsufficientDataError("cannot sample sequences from an empty buffer")

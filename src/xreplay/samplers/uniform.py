@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from xreplay.errors import InsufficientDataError
+from xreplay.storage.resources import as_count
 
 __all__ = ["UniformSampler"]
 
@@ -26,11 +27,11 @@ class UniformSampler:
         """Return ``n`` slots drawn from ``[0, size)`` as an int64 array.
 
         Raises:
+            ArgumentError: ``n`` is not an int >= 0.
             InsufficientDataError: ``n`` exceeds ``size`` without replacement,
                 or nothing is stored.
         """
-        if n < 0:
-            raise ValueError(f"sample size must be >= 0, got {n}")
+        n = as_count(n, "sample size")
         if (not replace and n > size) or (replace and n > 0 and size == 0):
             raise InsufficientDataError(
                 f"sample size {n} exceeds the {size} stored items; lower it or check can_sample() first"

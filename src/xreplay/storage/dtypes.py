@@ -82,7 +82,12 @@ def check_fits(name: str, values: torch.Tensor, storage: torch.dtype) -> tuple[i
                 f"field {name!r}: values of dtype {values.dtype} are not held exactly by storage dtype {storage}"
             )
         return None
+    if values.is_complex():
+        raise FieldValueError(f"field {name!r}: complex values cannot be stored as {storage}")
     if values.is_floating_point():
+        if not bool(torch.isfinite(values).all()):
+            bad = values[~torch.isfinite(values)].reshape(-1)[0].item()
+            raise FieldValueError(f"field {name!r}: {bad} cannot be stored as {storage}, which holds finite integers")
         if not torch.equal(values, values.trunc()):
             raise FieldValueError(f"field {name!r}: non-integral values cannot be stored as {storage}")
     elif target[0] == 0 and not exceeds(values, target[1]):

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from xreplay.errors import IndexOutOfRangeError
+from xreplay.storage.resources import as_count, check_allocation
 
 __all__ = ["ObjectStorage"]
 
@@ -30,6 +31,10 @@ class ObjectStorage:
 
     Args:
         capacity: Number of slots; pushing into a full storage evicts the oldest item.
+
+    Raises:
+        ArgumentError: ``capacity`` is not an int >= 1 (a ValueError and a TypeError).
+        CapacityError: The slots would not fit in the memory this process may use.
 
     Example:
         >>> s = ObjectStorage(2)
@@ -41,9 +46,9 @@ class ObjectStorage:
     """
 
     def __init__(self, capacity: int):
-        if int(capacity) < 1:
-            raise ValueError(f"capacity must be >= 1, got {capacity}")
-        self.capacity = int(capacity)
+        self.capacity = as_count(capacity, "capacity", minimum=1)
+        # An item and a meta reference (8 bytes each), a generation (8) and two ring entries (4 or 8 each).
+        check_allocation(40 * self.capacity, "cpu", f"object storage for {self.capacity} items", "lower the size")
         self.items: list[Any] = [None] * self.capacity
         self.metas: list[Any] | None = None  # allocated by the first add with a meta
         self.keys: list[Hashable | None] | None = None  # allocated by the first add with a key

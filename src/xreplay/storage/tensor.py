@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 
 import numpy as np
 import torch
 
-from xreplay.errors import CapacityError, SchemeError
+from xreplay.errors import SchemeError
 from xreplay.scheme import Scheme
 from xreplay.storage.dtypes import check_fits, covering_dtype, value_range
 from xreplay.storage.layout import RowLayout
+from xreplay.storage.resources import as_count, as_device, check_allocation, memory_limit
 
 __all__ = ["TensorStorage", "available_memory"]
 
@@ -19,21 +19,12 @@ Index = slice | torch.Tensor
 
 
 def available_memory(device: torch.device) -> int | None:
-    """Return the bytes that can still be allocated on ``device``, None if unknown."""
-    if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        return int(free)
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return None
+    """Return the bytes this process can still allocate on ``device``, None if unknown.
+
+    The smallest of available memory, ``RLIMIT_AS`` and cgroup limits; see
+    :func:`xreplay.storage.resources.memory_limit`.
+    """
+    return memory_limit(device).nbytes
 
 
 class TensorStorage:
@@ -52,7 +43,9 @@ class TensorStorage:
         pin_memory: Allocate CPU rows in page-locked memory for fast transfer.
 
     Raises:
-        CapacityError: The rows would not fit in the device's free memory.
+        ArgumentError: ``capacity`` or ``max_seq_length`` is not an int >= 0, or
+            ``device`` is not a usable device.
+        CapacityError: The rows would not fit in the memory this process may use.
 
     Example:
         >>> from xreplay.scheme import Field, Scheme
@@ -70,11 +63,10 @@ class TensorStorage:
         pin_memory: bool = False,
     ):
         """Allocate zeroed rows for ``capacity`` episodes."""
-        if capacity < 0 or max_seq_length < 0:
-            raise SchemeError(f"capacity and max_seq_length must be >= 0, got {capacity} and {max_seq_length}")
+        self.capacity = as_count(capacity, "capacity")
+        max_seq_length = as_count(max_seq_length, "max_seq_length")
         self.scheme = scheme
-        self.capacity = int(capacity)
-        self.device = torch.device(device)
+        self.device = as_device(device)
         self.pin_memory = bool(pin_memory) and self.device.type == "cpu"
         if self.pin_memory and not torch.cuda.is_available():
             raise SchemeError(
@@ -104,7 +96,7 @@ class TensorStorage:
 
     def to(self, device: str | torch.device) -> TensorStorage:
         """Return this storage on ``device`` (itself when already there), moving the rows in one copy."""
-        device = torch.device(device)
+        device = as_device(device)
         if device == self.device:
             return self
         return TensorStorage.wrap(self.scheme, self.layout, self.rows.to(device))
@@ -136,15 +128,13 @@ class TensorStorage:
 
     def _allocate(self, layout: RowLayout) -> torch.Tensor:
         """Allocate zeroed rows for ``layout``, failing early when they cannot fit."""
-        needed = self.capacity * layout.row_bytes
-        # Small allocations (a runner's batch) skip the look-up of free memory.
-        free = available_memory(self.device) if needed > 2**26 else None
-        if free is not None and needed > free:
-            raise CapacityError(
-                f"storage for {self.capacity} episodes x {layout.row_bytes} bytes needs "
-                f"{needed / 2**20:.1f} MiB on {self.device}, but only {free / 2**20:.1f} MiB "
-                f"is available; lower the capacity or use compact storage dtypes"
-            )
+        # Small allocations (a runner's batch) skip the look-up of the memory limit.
+        check_allocation(
+            self.capacity * layout.row_bytes,
+            self.device,
+            f"storage for {self.capacity} episodes x {layout.row_bytes} bytes",
+            "lower the capacity or use compact storage dtypes",
+        )
         shape = (self.capacity, layout.row_bytes)
         if self.device.type == "cpu" and not self.pin_memory and self.capacity * layout.row_bytes > 2**22:
             # numpy asks the kernel for transparent huge pages on large arrays: random row gathers then

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from xreplay.compat.pymarl import EpisodeBatch, PrioritizedReplayBuffer
-from xreplay.errors import FieldValueError, IndexOutOfRangeError, InsufficientDataError
+from xreplay.errors import IndexOutOfRangeError, InsufficientDataError, PriorityError
 
 SCHEME = {"reward": {"vshape": (1,)}, "actions": {"vshape": (1,), "dtype": torch.long}}
 
@@ -103,7 +103,7 @@ def test_fixed_updates_for_overwritten_episodes_are_skipped():
 def test_invalid_priorities_raise_typed_errors(bad):
     buf = make()
     buf.insert_episode_batch(episodes(3))
-    with pytest.raises(FieldValueError, match="for index 2"):
+    with pytest.raises(PriorityError, match="for index 2"):
         buf.update_priorities([1, 2], torch.tensor([1.0, bad]))
     with pytest.raises(IndexOutOfRangeError, match="index 3 is outside the 3 stored"):
         buf.update_priorities([3], [1.0])

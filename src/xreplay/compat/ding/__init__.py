@@ -37,6 +37,22 @@ Differences from DI-engine 0.5.3 (upstream defects fixed, each tested in
 * D7 (kept by default, for sample parity) non-sliced group windows never
   start at the last full window; ``DequeBuffer(..., full_last_window=True)``
   fixes it.
+* Bad input changes nothing (DI-engine replaced a record's meta, popped the
+  priority out of pushed data or drew from numpy's generator before it
+  raised): PER's ``update`` checks the meta (a dict with a ``'priority'``;
+  ``'priority_idx'``, when given, the record's slot) and the priority (a
+  finite real number >= 0, text refused) before the record changes, and a
+  new meta without ``'priority_idx'`` gets the record's slot (DI-engine raised
+  ``KeyError`` and every later sample failed); ``push`` checks the priority
+  before popping it from the data; ``sample`` checks its arguments before
+  drawing; ``update_priorities`` checks lengths and values first. Priorities
+  whose ``priority ** alpha`` could overflow the sum over all slots are
+  refused (the sum became infinite and every sample raised
+  ``ZeroDivisionError``); zero priorities stay out of the importance-weight
+  minimum (DI-engine divided by zero). A meta must be a dict (or None) on
+  ``push`` and ``update``. Every refusal is a typed ``XReplayError`` that also
+  derives from DI-engine's class for it (``TypeError``, ``KeyError``,
+  ``AssertionError``, ``ValueError``, ``IndexError``).
 
 Other decisions: index strings are 32 lowercase hex characters (a random
 per-buffer tag + the record's slot handle, see

@@ -5,19 +5,27 @@ from __future__ import annotations
 import logging
 import random
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 from xreplay.compat.ding import checkpoint
+from xreplay.compat.ding.arguments import _range_positions, check_sample_arguments
 from xreplay.compat.ding.base import Buffer, apply_middleware
 from xreplay.compat.ding.data import BufferedData, fastcopy
 from xreplay.compat.ding.groups import GroupIndex, candidate_groups, choose_groups, window
 from xreplay.compat.ding.records import RecordStore
 from xreplay.compat.ding.rng import sample_positions
 from xreplay.compat.ding.views import BufferIndex, StorageView
-from xreplay.errors import InsufficientDataError
+from xreplay.errors import (
+    ArgumentError,
+    FieldTypeError,
+    IndexOutOfRangeError,
+    InsufficientDataError,
+    UnknownIndexError,
+)
+from xreplay.storage.resources import as_count, check_allocation
 
 __all__ = ["DequeBuffer"]
 
@@ -53,6 +61,7 @@ class DequeBuffer(Buffer):
     """
 
     def __init__(self, size: int, sliced: bool = False, full_last_window: bool = False) -> None:
+        size = as_count(size, "size", minimum=1)
         super().__init__(size)
         self._store = RecordStore(size)
         self.storage = StorageView(self._store)
@@ -74,7 +83,12 @@ class DequeBuffer(Buffer):
         Returns:
             The stored ``BufferedData``.
 
+        Raises:
+            FieldTypeError: ``meta`` is neither None nor a mapping (nothing is stored).
+
         """
+        if meta is not None and not isinstance(meta, Mapping):
+            raise FieldTypeError(f"meta must be a dict or None, received {type(meta).__name__}: {meta!r:.60}")
         store = self._store
         version = store.version
         item, slot, evicted = store.push(data, meta or {})
@@ -122,25 +136,19 @@ class DequeBuffer(Buffer):
             or a list of record lists with ``groupby``.
 
         Raises:
-            AssertionError: inconsistent arguments (as DI-engine).
+            ArgumentAssertionError: inconsistent arguments (an AssertionError, as DI-engine).
+            ArgumentError: ``size`` or ``unroll_len`` is not an int (also a TypeError).
             InsufficientDataError: (a ``ValueError``) too few records or groups.
-            KeyError: an unknown index in ``indices``.
-            IndexError: ``replace=True`` on an empty population.
+            UnknownIndexError: an unknown index in ``indices`` (a KeyError, as DI-engine).
+            IndexOutOfRangeError: ``replace=True`` on an empty population (an IndexError, as DI-engine).
 
         """
+        if indices and not hasattr(indices, "__len__"):  # e.g. sample(3, True): DI-engine's len() TypeError
+            raise ArgumentError(f"sample: indices must be a list of index strings, received {indices!r}")
+        size = check_sample_arguments(size, len(indices) if indices else None, groupby, unroll_len)
+        # The result list, and with replacement one copy per repeated record (about 200 bytes each).
+        check_allocation(size * (200 if replace else 8), "cpu", lambda: f"a sample of {size} records", "sample fewer")
         positions = _range_positions(sample_range, self._store.count) if sample_range else None
-        if not size and not indices:
-            raise AssertionError("One of size and indices must not be empty.")
-        if size and indices and size != len(indices):
-            raise AssertionError(
-                f"Size and indices length must be equal (size {size}, {len(indices)} indices)."
-            )
-        if not size:
-            size = len(indices)  # type: ignore[arg-type]
-        if indices and groupby:
-            raise AssertionError("Cannot sample by indices and groupby at the same time.")
-        if unroll_len and not groupby:
-            raise AssertionError(f"unroll_len={unroll_len} needs groupby.")
         if indices:
             result: list = self._by_indices(indices, positions)
         elif groupby:
@@ -169,7 +177,9 @@ class DequeBuffer(Buffer):
         store = self._store
         n = store.count if positions is None else len(positions)
         if replace:
-            picks = random.choices(range(n), k=size)  # IndexError on an empty population, as DI-engine
+            if n == 0:  # random.choices would raise a bare IndexError (as DI-engine)
+                raise IndexOutOfRangeError(f"cannot draw {size} records with replacement from an empty buffer")
+            picks = random.choices(range(n), k=size)
         else:
             try:
                 picks = sample_positions(n, size)
@@ -199,14 +209,14 @@ class DequeBuffer(Buffer):
             for i in indices:
                 slot = slot_of_index(i)
                 if slot is None:
-                    raise KeyError(i)
+                    raise UnknownIndexError(f"no stored record has index {i!r} (evicted, deleted or never pushed)")
                 result.append(items[slot])
             return result
         result = []
         for i in indices:
             slot = slot_of_index(i)
             if slot is None or int(store.positions_of(slot)) not in positions:
-                raise KeyError(i)
+                raise UnknownIndexError(f"no record in the sampled range has index {i!r}")
             result.append(items[slot])
         return result
 
@@ -282,7 +292,12 @@ class DequeBuffer(Buffer):
         Returns:
             False when ``index`` is not stored, else True.
 
+        Raises:
+            FieldTypeError: ``meta`` is neither None nor a mapping (nothing is changed).
+
         """
+        if meta is not None and not isinstance(meta, Mapping):
+            raise FieldTypeError(f"meta must be a dict or None, received {type(meta).__name__}: {meta!r:.60}")
         store = self._store
         slot = store.slot_of_index(index)
         if slot is None:
@@ -353,13 +368,13 @@ class DequeBuffer(Buffer):
         """Return the record with index string ``index``.
 
         Raises:
-            KeyError: ``index`` is not stored.
+            UnknownIndexError: ``index`` is not stored (a KeyError, as DI-engine).
 
         """
         with self._lock:
             slot = self._store.slot_of_index(index)
             if slot is None:
-                raise KeyError(index)
+                raise UnknownIndexError(f"no stored record has index {index!r} (evicted, deleted or never pushed)")
             return self._store.items[slot]
 
     def __iter__(self) -> Iterator[BufferedData]:
@@ -411,22 +426,6 @@ class DequeBuffer(Buffer):
         """
         with self._lock:
             checkpoint.load_buffer(self, file_name, trusted=trusted)
-
-
-def _range_positions(sample_range: Any, count: int) -> range:
-    """Return the storage positions ``itertools.islice(storage, start, stop, step)`` would visit.
-
-    Raises:
-        ValueError: a bound is negative or not an integer, or the step is < 1 (as ``islice``).
-
-    """
-    start, stop, step = sample_range.start, sample_range.stop, sample_range.step
-    for name, value, low in (("start", start, 0), ("stop", stop, 0), ("step", step, 1)):
-        if value is not None and (not isinstance(value, (int, np.integer)) or value < low):
-            raise ValueError(
-                f"sample_range {name} must be None or an integer >= {low} (islice rules), got {value!r}"
-            )
-    return range(count)[slice(start, stop, step)]
 
 
 def _deduplicate(result: list) -> None:

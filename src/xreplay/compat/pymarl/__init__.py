@@ -37,6 +37,26 @@ Upstream defects that are fixed rather than reproduced:
   ``AssertionError``, with a message naming both numbers.
 * ``torch.tensor(tensor)`` warned on every insert; tensors are copied with
   ``detach().to(copy=True)``, which gives the same values.
+* EPyMARL and pymarl2 runners feed gymnasium environments, whose values are
+  numpy scalars: ``[(terminated != limit,)]`` holds a ``numpy.bool_``, which
+  ``torch.tensor`` refuses for an integer field (``TypeError``, so such a run
+  stopped at its first step). Where oxwhirl's conversion raises on a list and
+  EPyMARL's ``torch.tensor(np.array(v))`` succeeds, EPyMARL's result is stored
+  (spec §12); everywhere else oxwhirl's result is kept.
+* Every refusal is a typed :class:`~xreplay.errors.XReplayError` that also
+  derives from the class upstream raised there (``TypeError``,
+  ``ValueError``, ``RuntimeError``, ``IndexError``, ``KeyError``), and its
+  message names the field or index (upstream passed torch's wording on).
+* Values that upstream changed silently are refused: complex numbers into a
+  real field (the imaginary part was dropped with a warning), NaN or infinity
+  into an integer field (garbage integers), integers out of the field's range
+  reached through EPyMARL's ``np.array`` route. The documented casts stay:
+  float to integer truncates, an out-of-range ndarray wraps.
+* ``sample``, ``sample_latest`` and ``insert_episode_batch`` check their
+  arguments (an int batch size, an ``EpisodeBatch``) before drawing or
+  writing; pymarl2's ``sample_latest`` fell back to ``self.sample``, which on
+  its ``PrioritizedReplayBuffer`` lacks ``t`` (``TypeError``); it samples
+  uniformly.
 
 Compact storage (opt-in: ``ReplayBuffer(..., compact=True)`` or
 ``set_compact_default(True)``) stores integer fields in the narrowest dtype

@@ -11,6 +11,16 @@ import torch
 
 from xreplay.compat.pymarl.fields import StoredFields, core_scheme, expand_scheme, field_dicts
 from xreplay.compat.pymarl.indexing import check_safe_view, indexed_shape, num_items, parse_index, to_field_tensor
+from xreplay.errors import (
+    ArgumentError,
+    FieldShapeRuntimeError,
+    FieldValueRuntimeError,
+    IndexOutOfRangeError,
+    InvalidIndexError,
+    UnknownFieldError,
+    UnknownFieldValueError,
+)
+from xreplay.storage.resources import check_allocation
 from xreplay.storage.tensor import TensorStorage
 
 __all__ = ["EpisodeBatch", "set_compact_default"]
@@ -19,6 +29,28 @@ _COMPACT_DEFAULT = False
 
 # One pending write: (field, index, value); value 1 marks ``filled``.
 _Write = tuple[str, Any, Any]
+
+
+def _show_index(index: Any) -> str:
+    """Return an index (a tuple of slices, lists, arrays or tensors) as short text."""
+    text = repr(index)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _transform(name: str, value: torch.Tensor, transforms: list[Any]) -> torch.Tensor:
+    """Apply a field's preprocess transforms (PyMARL's ``OneHot``...) to ``value``.
+
+    Raises:
+        FieldValueRuntimeError: A transform fails (e.g. a one-hot class out of range; a RuntimeError, as upstream).
+    """
+    for transform in transforms:
+        try:
+            value = transform.transform(value)
+        except RuntimeError as exc:
+            raise FieldValueRuntimeError(
+                f"field {name!r}: preprocess {type(transform).__name__} failed: {exc}"
+            ) from None
+    return value
 
 
 def set_compact_default(compact: bool) -> None:
@@ -110,27 +142,46 @@ class EpisodeBatch:
             elif k in self.data.episode_data:
                 index = slices[0]
             else:
-                raise KeyError(f"{k} not found in transition or episode data")
-            value = to_field_tensor(v, self.scheme[k].get("dtype", torch.float32), self.device)
-            dest = self._dest_shape(k, index)
-            check_safe_view(value, dest)
-            value = value.view(dest)
+                raise UnknownFieldError(
+                    f"{k} not found in transition or episode data; this batch holds "
+                    f"{list(self.data.transition_data) + list(self.data.episode_data)}"
+                )
+            value = to_field_tensor(k, v, self.scheme[k].get("dtype", torch.float32), self.device)
+            value = check_safe_view(k, value, self._dest_shape(k, index))
             writes.append((k, index, value))
             if k in self.preprocess:
                 new_k, transforms = self.preprocess[k]
-                for transform in transforms:
-                    value = transform.transform(value)
-                writes.append((new_k, index, value.view(self._dest_shape(new_k, index))))
+                value = _transform(k, value, transforms)
+                writes.append((new_k, index, check_safe_view(new_k, value, self._dest_shape(new_k, index))))
         return writes
 
     def _dest_shape(self, key: str, index: Any) -> torch.Size:
-        """Return the shape of field ``key`` at ``index`` without decoding compact storage."""
+        """Return the shape of field ``key`` at ``index`` without decoding compact storage.
+
+        Raises:
+            IndexOutOfRangeError: ``index`` selects outside the field (an IndexError, as upstream).
+            InvalidIndexError: ``index`` has a type torch cannot index with (an IndexError, as upstream).
+            ArgumentError: torch raised another error for ``index`` (a TypeError and ValueError).
+        """
         fields = self.data.transition_data if key in self.data.transition_data else self.data.episode_data
-        if isinstance(fields, StoredFields):
-            full = torch.Size((fields.storage.capacity, *self._field_shape(key)))
-            shape = indexed_shape(full, index)
-            return shape if shape is not None else torch.empty((), dtype=torch.bool).expand(full)[index].shape
-        return fields[key][index].shape
+        try:
+            if isinstance(fields, StoredFields):
+                full = torch.Size((fields.storage.capacity, *self._field_shape(key)))
+                shape = indexed_shape(full, index)
+                return shape if shape is not None else torch.empty((), dtype=torch.bool).expand(full)[index].shape
+            return fields[key][index].shape
+        except IndexError as exc:
+            region = (self.batch_size, *self._field_shape(key))
+            if "only integers, slices" in str(exc):  # torch's refusal of the index's type
+                raise InvalidIndexError(
+                    f"field {key!r}: index {_show_index(index)} cannot be used (ints, slices, lists, integer "
+                    f"arrays or tensors): {exc}"
+                ) from None
+            raise IndexOutOfRangeError(
+                f"field {key!r}: index {_show_index(index)} is outside its shape {region}: {exc}"
+            ) from None
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ArgumentError(f"field {key!r}: index {_show_index(index)} cannot be used: {exc}") from None
 
     def _field_shape(self, key: str) -> tuple[int, ...]:
         """Return the per-episode shape of field ``key`` in this batch's storage."""
@@ -174,7 +225,7 @@ class EpisodeBatch:
                 return self.data.episode_data[item]
             if item in self.data.transition_data:
                 return self.data.transition_data[item]
-            raise ValueError(
+            raise UnknownFieldValueError(
                 f"unknown field {item!r}; this batch holds "
                 f"{list(self.data.transition_data) + list(self.data.episode_data)}"
             )
@@ -208,7 +259,7 @@ class EpisodeBatch:
             elif key in self.data.episode_data:
                 episode[key] = self.data.episode_data[key]
             else:
-                raise KeyError(f"Unrecognised key {key}")
+                raise UnknownFieldError(f"Unrecognised key {key}; this batch holds {list(self.scheme)}")
         scheme = {key: self.scheme[key] for key in keys}
         groups = {
             self.scheme[key]["group"]: self.groups[self.scheme[key]["group"]]
@@ -234,8 +285,19 @@ class EpisodeBatch:
         return np.where(rows < 0, rows + size, rows)
 
     def gather(self, rows: np.ndarray) -> EpisodeBatch:
-        """Return a copy of the episodes at ``rows`` (in-range ints), with one gather of whole rows."""
+        """Return a copy of the episodes at ``rows`` (in-range ints), with one gather of whole rows.
+
+        Raises:
+            CapacityError: The copy (decoded when compact) would not fit in the memory this process may use.
+        """
         assert self._storage is not None
+        row = self._storage.layout.row_bytes
+        check_allocation(
+            (2 if self._compact else 1) * len(rows) * row,
+            self._storage.device,
+            lambda: f"a copy of {len(rows)} episodes x {row} bytes",
+            "sample fewer episodes",
+        )
         index = torch.from_numpy(rows)
         if self._storage.device.type != "cpu":
             index = index.to(self._storage.device, non_blocking=True)
@@ -256,8 +318,26 @@ class EpisodeBatch:
         return EpisodeBatch(self.scheme, self.groups, batch_size, max_seq_length, data=data, device=self.device)
 
     def max_t_filled(self) -> torch.Tensor:
-        """Return the largest number of filled steps of any episode, as a 1-element int64 tensor."""
-        return torch.sum(self.data.transition_data["filled"], 1).max(0)[0]
+        """Return the largest number of filled steps of any episode, as a 1-element int64 tensor.
+
+        Raises:
+            UnknownFieldError: The batch has no ``filled`` field (a KeyError, as upstream).
+            IndexOutOfRangeError: The batch holds no episode or no step (an IndexError, as upstream).
+            FieldShapeRuntimeError: ``filled`` has no step dimension left (a RuntimeError, as upstream).
+        """
+        if "filled" not in self.data.transition_data:
+            raise UnknownFieldError(
+                f"max_t_filled needs the 'filled' field; this batch holds {list(self.data.transition_data)}"
+            )
+        filled = self.data.transition_data["filled"]
+        try:
+            return torch.sum(filled, 1).max(0)[0]
+        except IndexError as exc:
+            raise IndexOutOfRangeError(f"max_t_filled of 'filled' of shape {tuple(filled.shape)}: {exc}") from None
+        except RuntimeError as exc:
+            raise FieldShapeRuntimeError(
+                f"max_t_filled of 'filled' of shape {tuple(filled.shape)}: {exc}"
+            ) from None
 
     def to(self, device: Any) -> None:
         """Move every field to ``device`` in place (one copy of the rows when the batch owns storage)."""

@@ -30,13 +30,17 @@ Upstream defects that are fixed rather than reproduced (each has a test in
   :class:`~xreplay.errors.InsufficientDataError` (a ``ValueError``) before
   drawing or changing anything.
 * ``update_priorities`` used bare ``assert``; invalid priorities (NaN, inf,
-  negative) raise :class:`~xreplay.errors.FieldValueError` and indices
-  outside the stored episodes :class:`~xreplay.errors.IndexOutOfRangeError`,
-  naming the index and value. A priority of 0 is accepted (never sampled).
+  negative, text, or so large that the sum would overflow) raise
+  :class:`~xreplay.errors.PriorityError`, a length mismatch
+  :class:`~xreplay.errors.FieldShapeError` and indices outside the stored
+  episodes :class:`~xreplay.errors.IndexOutOfRangeError`, naming the index
+  and value, before anything changes. A priority of 0 is accepted (never sampled).
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import random
 from typing import Any, ClassVar
 
@@ -45,9 +49,10 @@ import torch
 
 from xreplay.compat.pymarl.episode_batch import EpisodeBatch
 from xreplay.compat.pymarl.replay_buffer import ReplayBuffer
-from xreplay.errors import InsufficientDataError
-from xreplay.samplers.prioritized import PrioritizedSampler
+from xreplay.errors import ArgumentError, InsufficientDataAssertionError, InsufficientDataError
+from xreplay.samplers.prioritized import PrioritizedSampler, as_priority_update
 from xreplay.samplers.schedules import LinearSchedule
+from xreplay.storage.resources import as_count, check_allocation
 
 __all__ = ["PrioritizedReplayBuffer"]
 
@@ -116,7 +121,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
 
     def insert_episode_batch(self, ep_batch: EpisodeBatch) -> None:
         """Insert ``ep_batch`` and give every slot written the current max priority."""
-        plan = self._writer.plan(ep_batch.batch_size)
+        plan = self._writer.plan(self._check_episode_batch(ep_batch))
         super().insert_episode_batch(ep_batch)
         for slot, _item, count in plan.segments:
             self._sampler.insert_range(slot, slot + count)
@@ -132,15 +137,25 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         positive one; ``beta = beta_original + t * beta_increment``, at most 1.
 
         Raises:
+            ArgumentError: ``batch_size`` is not an int >= 1 or ``t`` is not a real number.
             AssertionError: Fewer than ``batch_size`` episodes are stored (as the base buffer).
             InsufficientDataError: Every stored priority is 0; raised before anything is drawn
                 from ``random`` or any counter (``beta``...) changes.
         """
+        batch_size = as_count(batch_size, "batch_size", minimum=1)
+        if isinstance(t, bool) or not isinstance(t, numbers.Real) or not math.isfinite(t):
+            raise ArgumentError(f"t (the training step) must be a finite real number, received {t!r}")
         if not self.can_sample(batch_size):
-            raise AssertionError(
+            raise InsufficientDataAssertionError(
                 f"sample size {batch_size} exceeds the {self.episodes_in_buffer} stored episodes; "
                 f"lower it or check can_sample() first"
             )
+        assert self._storage is not None
+        row = self._storage.layout.row_bytes
+        # Drawn with replacement: the masses, indices and weights (about 64 bytes each) and the gathered rows.
+        check_allocation(
+            batch_size * (row + 64), self._storage.device, lambda: f"a sample of {batch_size} episodes", "sample fewer"
+        )
         total = self._sampler.total()
         if not total > 0.0:
             raise InsufficientDataError(
@@ -164,13 +179,16 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         """Set the priorities of sampled episodes, skipping those overwritten since they were sampled.
 
         Raises:
+            ArgumentError: An index is not an integer.
             FieldShapeError: ``idxes`` and ``priorities`` differ in length.
-            FieldValueError: A priority is NaN, infinite or negative.
+            PriorityError: A priority is not a finite real number >= 0, or is too large for the sum.
             IndexOutOfRangeError: An index is outside the stored episodes.
         """
         if isinstance(priorities, torch.Tensor):
             priorities = priorities.detach().cpu().numpy()
-        indices = np.asarray(idxes, dtype=np.int64).reshape(-1)
+        if isinstance(idxes, torch.Tensor):
+            idxes = idxes.detach().cpu().numpy()
+        indices, priorities = as_priority_update(idxes, priorities)
         generations = None
         if self._last_sample is not None and np.array_equal(indices, self._last_sample[0]):
             generations = self._last_sample[1]

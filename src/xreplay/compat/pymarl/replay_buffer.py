@@ -9,7 +9,9 @@ import numpy as np
 
 from xreplay.compat.pymarl.episode_batch import EpisodeBatch, _Write
 from xreplay.compat.pymarl.transforms import OneHot
+from xreplay.errors import ArgumentError, InsufficientDataAssertionError
 from xreplay.storage.dtypes import exceeds
+from xreplay.storage.resources import as_count
 from xreplay.writers import RingWriter, SlotPlan
 
 if TYPE_CHECKING:
@@ -72,9 +74,7 @@ class ReplayBuffer(EpisodeBatch):
         batch goes through :meth:`update` field by field. Either way every
         value is checked before anything is written.
         """
-        n = ep_batch.batch_size
-        if not isinstance(n, int):
-            raise TypeError(f"ep_batch.batch_size must be an int, got {n!r}")
+        n = self._check_episode_batch(ep_batch)
         plan = self._writer.plan(n)
         if not plan.segments:
             # Nothing is written, but PyMARL still checks the (empty) region's shapes.
@@ -98,6 +98,22 @@ class ReplayBuffer(EpisodeBatch):
                 writes += self._plan_update(episode, rows, slice(None), True)
             self._apply(writes)
         self._writer.commit(n)
+
+    @staticmethod
+    def _check_episode_batch(ep_batch: Any) -> int:
+        """Return the number of episodes of ``ep_batch`` after checking it is an ``EpisodeBatch`` with an int size.
+
+        Raises:
+            ArgumentError: ``ep_batch`` is something else, or has no int ``batch_size`` (a TypeError, as upstream).
+        """
+        if not isinstance(ep_batch, EpisodeBatch):
+            raise ArgumentError(f"insert_episode_batch takes an EpisodeBatch, received {type(ep_batch).__name__}")
+        n = ep_batch.batch_size
+        if not isinstance(n, int):
+            raise ArgumentError(
+                f"ep_batch.batch_size must be an int, got {n!r} (a batch indexed with a tensor has no batch size)"
+            )
+        return n
 
     def _insert_compact(self, ep_batch: EpisodeBatch, plan: SlotPlan) -> bool:
         """Encode a batch with the same fields into compact storage; False when the general path is needed."""
@@ -158,9 +174,14 @@ class ReplayBuffer(EpisodeBatch):
 
         When exactly ``batch_size`` episodes are stored they are returned in
         storage order (a view) and no random number is drawn, as in PyMARL.
+
+        Raises:
+            ArgumentError: ``batch_size`` is not an int >= 0 (before anything is drawn).
+            AssertionError: Fewer than ``batch_size`` episodes are stored (as upstream's assert).
         """
+        batch_size = as_count(batch_size, "batch_size")
         if not self.can_sample(batch_size):
-            raise AssertionError(
+            raise InsufficientDataAssertionError(
                 f"sample size {batch_size} exceeds the {self.episodes_in_buffer} stored episodes; "
                 f"lower it or check can_sample() first"
             )
@@ -175,10 +196,14 @@ class ReplayBuffer(EpisodeBatch):
 
     def sample_latest(self, batch_size: int) -> EpisodeBatch:
         """Return the ``batch_size`` most recently inserted episodes (pymarl2), uniform when they wrap."""
+        batch_size = as_count(batch_size, "batch_size")
         if not self.can_sample(batch_size):
-            raise AssertionError(f"sample size {batch_size} exceeds the {self.episodes_in_buffer} stored episodes")
+            raise InsufficientDataAssertionError(
+                f"sample size {batch_size} exceeds the {self.episodes_in_buffer} stored episodes"
+            )
         if self.buffer_index - batch_size < 0:
-            return self.sample(batch_size)
+            # pymarl2 called self.sample, which on its PrioritizedReplayBuffer lacks ``t`` (TypeError): uniform.
+            return ReplayBuffer.sample(self, batch_size)
         return self[self.buffer_index - batch_size : self.buffer_index]
 
     def save(self, path: str | os.PathLike[str], incremental: bool = True, fsync: bool = True) -> SaveReport:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import operator
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -11,20 +12,63 @@ import numpy as np
 import torch
 
 from xreplay.compat.ding import integration
+from xreplay.compat.ding.arguments import check_sample_arguments
+from xreplay.errors import (
+    ArgumentAssertionError,
+    ArgumentError,
+    FieldShapeError,
+    FieldTypeError,
+    InsufficientDataAssertionError,
+    PriorityError,
+    UnknownFieldError,
+)
 from xreplay.middleware import StringDispatch
 from xreplay.samplers.proportional import ProportionalSampler, check_priorities
+from xreplay.storage.resources import check_allocation
 
 __all__ = ["PriorityExperienceReplay"]
 
 _PRIORITY_IDX = operator.itemgetter("priority_idx")
+_SMALLEST_WEIGHT = float(np.finfo(np.float32).tiny)
+_LARGEST = float(np.finfo(np.float64).max)
+_BOOLS = (bool, np.bool_)
+_ARRAYS = (torch.Tensor, np.ndarray)
+_UPDATE_OFFSET = 1e-5  # DI-engine adds it to every updated priority
 
 
-def _check_one(priority: Any, name: str) -> float:
-    """Return ``priority`` as a float after checking it is finite and >= 0 (scalar fast path)."""
-    value = float(priority)
-    if not (math.isfinite(value) and value >= 0):
-        check_priorities([value], names=[name])  # raises PriorityError with the standard message
+def _check_one(priority: Any, name: str, alpha: float, capacity: int, offset: float = 0.0) -> float:
+    """Return ``priority`` as a float after checking it is a finite real number >= 0 that the sum can hold.
+
+    Raises:
+        PriorityError: text, a bool, another object, NaN, infinity, a negative number, or a priority whose
+            ``(priority + offset) ** alpha`` exceeds ``float64 max / capacity``.
+    """
+    plain = type(priority) is float or type(priority) is int  # the common case, without the ABC check
+    if not plain and (isinstance(priority, _BOOLS) or not isinstance(priority, numbers.Real)):
+        if not _one_number(priority):
+            raise PriorityError(
+                f"priority of item {name!r} must be a real number, received {priority!r} ({type(priority).__name__})"
+            )
+    value = float(priority) if plain else _as_float(priority)
+    if not (math.isfinite(value) and value >= 0) or (value + offset) ** alpha > _LARGEST / capacity:
+        check_priorities([value], names=[name], alpha=alpha, capacity=capacity, offset=offset)  # raises
     return value
+
+
+def _as_float(value: Any) -> float:
+    """Return a real number, or the one number of an array or tensor, as a Python float."""
+    if isinstance(value, _ARRAYS):
+        return float(value.reshape(-1)[0])
+    return float(value)
+
+
+def _one_number(value: Any) -> bool:
+    """Return whether ``value`` is an array or tensor holding one real number (not a bool)."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() == 1 and not value.is_complex() and value.dtype != torch.bool
+    if isinstance(value, np.ndarray):
+        return value.size == 1 and value.dtype.kind in "iuf"
+    return False
 
 
 class _EnteredIndices(Mapping):
@@ -124,15 +168,34 @@ class PriorityExperienceReplay(StringDispatch):
         return self.buffer._store.peek_slot()
 
     def on_push(self, chain: Any, data: Any, meta: dict | None = None, *args: Any, **kwargs: Any) -> Any:
-        """Attach a priority and slot to the record's meta, push it, and enter it in the trees."""
+        """Attach a priority and slot to the record's meta, push it, and enter it in the trees.
+
+        Raises:
+            FieldTypeError: ``meta`` is not a dict, or it is None and ``data`` does not support ``in``
+                (a TypeError, as DI-engine's).
+            PriorityError: the priority is not a finite real number >= 0, or too large for the sum;
+                nothing (``data``, ``meta``) is changed then.
+        """
+        alpha = self.priority_power_factor
         if meta is None:
-            meta = (
-                {"priority": data.pop("priority")} if "priority" in data else {"priority": self.max_priority}
-            )
+            try:
+                given = "priority" in data
+            except TypeError:
+                raise FieldTypeError(
+                    f"PriorityExperienceReplay reads 'priority' from a pushed record's data when no meta is "
+                    f"given, but data of type {type(data).__name__} does not support 'in'; pass meta={{...}}"
+                ) from None
+            if given:
+                _check_one(data["priority"], "<pushed record>", alpha, self._sampler.capacity)
+                meta = {"priority": data.pop("priority")}
+            else:
+                meta = {"priority": self.max_priority}
+        elif not isinstance(meta, dict):
+            raise FieldTypeError(f"meta of a pushed record must be a dict, received {type(meta).__name__}")
         elif "priority" not in meta:
             meta["priority"] = self.max_priority
         slot = self.buffer._store.peek_slot()
-        leaf = _check_one(meta["priority"], "<pushed record>") ** self.priority_power_factor
+        leaf = _check_one(meta["priority"], "<pushed record>", alpha, self._sampler.capacity) ** alpha
         meta["priority_idx"] = slot
         record = chain(data, *args, meta=meta, **kwargs)
         if record is not None and self.buffer._store.items[slot] is record:
@@ -140,10 +203,31 @@ class PriorityExperienceReplay(StringDispatch):
             self._entered[slot] = True
         return record
 
-    def on_sample(self, chain: Any, size: int, *args: Any, **kwargs: Any) -> Any:
-        """Draw ``size`` records in proportion to priority; attach importance weights."""
+    def on_sample(self, chain: Any, size: int | None = None, *args: Any, **kwargs: Any) -> Any:
+        """Draw ``size`` records in proportion to priority; attach importance weights.
+
+        The arguments are checked before anything is drawn (DI-engine drew from numpy's global
+        generator first, then the buffer refused them).
+
+        Raises:
+            ArgumentError: ``size`` is missing (a TypeError, as DI-engine's) or not an int, or
+                ``indices`` is passed (PER draws them), or the buffer refuses the other arguments.
+            ArgumentAssertionError: the arguments contradict each other (an AssertionError, as DI-engine's).
+            InsufficientDataAssertionError: the buffer is empty (an AssertionError, as DI-engine's).
+        """
+        if "indices" in kwargs:
+            raise ArgumentError("PriorityExperienceReplay draws the indices itself; call sample(size) without indices")
+        if size is None:
+            raise ArgumentError("PriorityExperienceReplay.sample needs size, the number of records to draw")
+        if args:  # DI-engine's positional order after size: indices, replace, sample_range, ...
+            raise ArgumentError(f"pass sample's other arguments by keyword with PriorityExperienceReplay, not {args!r}")
+        check_sample_arguments(
+            size, size, kwargs.get("groupby"), kwargs.get("unroll_len"), kwargs.get("sample_range"), self.buffer.count()
+        )
         if self.buffer.count() == 0:
-            raise AssertionError(f"cannot sample {size} records: the prioritized buffer is empty")
+            raise InsufficientDataAssertionError(f"cannot sample {size} records: the prioritized buffer is empty")
+        # Masses, slots, index strings, copies of repeated records and weights: about 300 bytes per record.
+        check_allocation(size * 300, "cpu", lambda: f"a prioritized sample of {size} records", "sample fewer")
         slots = self._sampler.sample(size).tolist()
         store = self.buffer._store
         # A slot with a positive leaf holds the record PER entered there.
@@ -170,29 +254,66 @@ class PriorityExperienceReplay(StringDispatch):
         metas = [record.meta for record in sampled]
         slots = np.fromiter(map(_PRIORITY_IDX, metas), dtype=np.int64, count=len(metas))
         weights = self._sampler.weights(slots, self.buffer.count(), self.IS_weight_power_factor)
-        tensors = torch.tensor(weights, dtype=torch.float32).view(-1, 1).unbind(0)
+        stacked = torch.tensor(weights, dtype=torch.float32)
+        if weights.size and weights.min() < _SMALLEST_WEIGHT:  # float32 would round them to 0
+            stacked.clamp_(min=_SMALLEST_WEIGHT)
+        tensors = stacked.view(-1, 1).unbind(0)
         for record, meta, weight, tensor in zip(sampled, metas, weights.tolist(), tensors, strict=True):
             meta["priority_IS"] = weight
             record.data["priority_IS"] = tensor
 
     def on_update(self, chain: Any, index: str, data: Any, meta: dict, *args: Any, **kwargs: Any) -> None:
-        """Update the record, then its priority from ``meta['priority']``; returns ``None``."""
-        if meta is not None and "priority" in meta:
-            _check_one(meta["priority"], index)
+        """Update the record, then its priority from ``meta['priority']``; returns ``None``.
+
+        Everything is checked before the record changes (DI-engine replaced the record's meta first,
+        then raised). A new meta without ``'priority_idx'`` gets the record's slot (DI-engine raised
+        ``KeyError`` after replacing the meta, which left a record that every later sample failed on).
+
+        Raises:
+            ArgumentAssertionError: ``meta`` is None for a stored record (an AssertionError, as DI-engine's).
+            FieldTypeError: ``meta`` is not a dict (a TypeError, as DI-engine's).
+            UnknownFieldError: ``meta`` lacks ``'priority'`` (a KeyError, as DI-engine's).
+            ArgumentError: ``meta['priority_idx']`` is not the record's slot.
+            PriorityError: the priority is not a finite real number >= 0, or too large for the sum.
+        """
+        slot = self.buffer._store.slot_of_index(index)
+        if slot is not None:
+            self._check_update_meta(index, slot, meta)
         if not chain(index, data, meta, *args, **kwargs):
             return None
-        if meta is None:
-            raise AssertionError(f"updating record {index!r} with PriorityExperienceReplay needs a meta")
         priority = meta["priority"]
-        slot = self.buffer._store.slot_of_index(index)
-        self._sampler.set_leaf(slot, (priority + 1e-5) ** self.priority_power_factor)
-        self.max_priority = max(self.max_priority, priority + 1e-5)
+        if type(priority) is not float:  # checked: a real number, or an array or tensor of one
+            priority = _as_float(priority)
+        self._sampler.set_leaf(slot, (priority + _UPDATE_OFFSET) ** self.priority_power_factor)
+        self.max_priority = max(self.max_priority, priority + _UPDATE_OFFSET)
         return None
+
+    def _check_update_meta(self, index: str, slot: int, meta: Any) -> None:
+        """Raise unless ``meta`` is a dict with a valid ``priority`` and this record's ``priority_idx``."""
+        if meta is None:
+            raise ArgumentAssertionError(
+                f"updating record {index!r} with PriorityExperienceReplay needs a meta with its new 'priority'"
+            )
+        if not isinstance(meta, dict):
+            raise FieldTypeError(f"meta of record {index!r} must be a dict, received {type(meta).__name__}")
+        if "priority" not in meta:
+            raise UnknownFieldError(
+                f"meta of record {index!r} lacks 'priority': PriorityExperienceReplay.update sets the record's "
+                f"priority from meta['priority']"
+            )
+        if "priority_idx" in meta and meta["priority_idx"] != slot:
+            raise ArgumentError(
+                f"meta of record {index!r} has priority_idx {meta['priority_idx']!r}, but the record is in slot "
+                f"{slot}: pass back this record's own meta"
+            )
+        _check_one(meta["priority"], index, self.priority_power_factor, self._sampler.capacity, _UPDATE_OFFSET)
+        meta["priority_idx"] = slot  # checked: a new meta gets the slot its sampled meta would hold
 
     def update_priorities(self, indices: list[str], priorities: Iterable[float]) -> int:
         """Set many priorities at once (an xreplay extension; one vectorized tree update).
 
-        Stored records whose index is unknown (evicted or deleted) are skipped.
+        Stored records whose index is unknown (evicted or deleted) are skipped. Nothing is updated when
+        any of the errors below is raised.
 
         Args:
             indices: Index strings of sampled records.
@@ -202,19 +323,34 @@ class PriorityExperienceReplay(StringDispatch):
             The number of records updated.
 
         Raises:
-            PriorityError: a priority is NaN, infinite or negative (nothing is updated).
+            ArgumentError: ``indices`` is a single string, not a list of them.
+            FieldShapeError: ``indices`` and ``priorities`` differ in length.
+            PriorityError: a priority is not a finite real number >= 0, or too large for the sum.
 
         """
-        values = check_priorities(np.fromiter(priorities, dtype=np.float64), names=list(indices))
+        if isinstance(indices, str):
+            raise ArgumentError("update_priorities takes a list of index strings, received one string")
+        indices = list(indices)
+        raw = priorities.detach().cpu().numpy() if isinstance(priorities, torch.Tensor) else priorities
+        raw = np.asarray(raw if isinstance(raw, np.ndarray) else list(raw))
+        if raw.reshape(-1).shape[0] != len(indices):
+            raise FieldShapeError(f"update_priorities got {len(indices)} indices but {raw.size} priorities")
+        values = check_priorities(
+            raw,
+            names=indices,
+            alpha=self.priority_power_factor,
+            capacity=self.buffer._store.capacity,
+            offset=_UPDATE_OFFSET,
+        )
         store = self.buffer._store
         slots = np.array([-1 if s is None else s for s in store.slots_of_indices(indices)], dtype=np.int64)
         live = slots >= 0
-        self._sampler.set_leaves(slots[live], (values[live] + 1e-5) ** self.priority_power_factor)
+        self._sampler.set_leaves(slots[live], (values[live] + _UPDATE_OFFSET) ** self.priority_power_factor)
         items = store.items
         for slot, value in zip(slots[live].tolist(), values[live].tolist(), strict=False):
             items[slot].meta["priority"] = value
         if live.any():
-            self.max_priority = max(self.max_priority, float(values[live].max()) + 1e-5)
+            self.max_priority = max(self.max_priority, float(values[live].max()) + _UPDATE_OFFSET)
         return int(live.sum())
 
     def on_delete(self, chain: Any, index: str | Iterable[str], *args: Any, **kwargs: Any) -> Any:
@@ -253,4 +389,5 @@ class PriorityExperienceReplay(StringDispatch):
         slots = np.arange(len(state["sum_leaves"]))
         self.sum_tree.update(slots, state["sum_leaves"])
         if self.min_tree is not None and state["min_leaves"] is not None:
-            self.min_tree.update(slots, state["min_leaves"])
+            mins = np.asarray(state["min_leaves"], dtype=np.float64)
+            self.min_tree.update(slots, np.where(mins > 0.0, mins, np.inf))  # zero leaves stay out of the minimum

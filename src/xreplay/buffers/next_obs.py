@@ -1,0 +1,358 @@
+"""NextObsStore: next observations stored once, as the observations of the items that follow.
+
+A transition's next observation is usually the observation of the next
+transition of the same environment. :class:`NextObsStore` keeps it only where
+it is not: a transition reads its next observation from its *successor*'s
+observation field, unless the two differ (an episode end), in which case the
+next observation is kept in a small side store keyed by slot. The newest
+transition of each stream, whose successor is not written yet, holds its next
+observation apart (*pending*) until the successor arrives and is compared with
+it. The decision compares the values themselves, so reads give exactly what
+was written, whatever the episode boundaries or the order of the writes.
+
+Without streams the successor of a slot is the next slot of the ring, which is
+right when one environment writes in time order. With a *stream* field (an
+integer per transition naming its environment, e.g. ``env_id`` of a vector
+environment) the successor is the next transition of the same stream, kept in
+one int32 per slot, so interleaved environments keep the saving too.
+
+A successor is always written after its predecessor, so in a FIFO ring it is
+overwritten after it: a live transition never loses its successor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from xreplay.buffers.columns import ColumnSpec, ColumnStorage, _numpy_dtype, check_value
+from xreplay.errors import FieldShapeError, FieldValueError, SchemeError, UnknownFieldError
+
+__all__ = ["MAX_STREAMS", "NextObsStore"]
+
+MAX_STREAMS = 2**20  # stream ids lie in [0, MAX_STREAMS)
+
+
+class NextObsStore:
+    """The next observations of a buffer that stores them once (see the module docstring).
+
+    Args:
+        capacity: Slots of the buffer.
+        pairs: ``(next field, obs field)`` pairs, e.g. ``[("next_obs", "obs")]``.
+        streams: Whether writes carry stream ids (successors then follow each stream).
+    """
+
+    def __init__(self, capacity: int, pairs: list[tuple[str, str]], streams: bool = False):
+        """Track ``capacity`` slots for ``(next field, obs field)`` pairs."""
+        self.capacity = capacity
+        self.pairs = pairs
+        self.slot_row = np.full(capacity, -1, dtype=np.int32)  # side row of each slot, -1: read the successor
+        self.values: dict[str, np.ndarray] = {}  # next field -> [rows, *item]
+        self.free = np.zeros(0, dtype=np.int32)  # free side rows (a stack)
+        self.rows = 0  # side rows allocated
+        self.newest = -1  # without streams: slot of the newest item, whose next observation is ``pending``
+        self.pending: dict[str, np.ndarray] = {}
+        self.expected = {name for name, _obs in pairs}
+        self.dtypes: dict[str, np.dtype] = {}  # obs field -> numpy dtype, filled on first use
+        self.streams = streams
+        # With streams: each slot's successor (-1: side entry or pending), and per stream id the slot of its
+        # newest item (-1: none) and that item's pending next observation.
+        self.successor = np.full(capacity if streams else 0, -1, dtype=np.int32)
+        self.stream_newest = np.zeros(0, dtype=np.int64)
+        self.stream_pending: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        """Return the number of slots whose next observation is kept apart (side store and pending)."""
+        if self.streams:
+            return int(self.rows - self.free.shape[0]) + int(np.count_nonzero(self.stream_newest >= 0))
+        return int(self.rows - self.free.shape[0]) + (self.newest >= 0)
+
+    def nbytes(self) -> int:
+        """Return the bytes held by the side store, its slot index and the stream tables."""
+        tables = self.successor.nbytes + self.stream_newest.nbytes + sum(v.nbytes for v in self.stream_pending.values())
+        return int(self.slot_row.nbytes + self.free.nbytes + sum(v.nbytes for v in self.values.values()) + tables)
+
+    # -- validation (nothing changes) ----------------------------------------------
+
+    def check(
+        self, nxt: Mapping[str, Any], specs: Mapping[str, ColumnSpec], batched: bool, batch: int = 1
+    ) -> dict[str, np.ndarray]:
+        """Return a write's next observations as host arrays ``[batch, *item]`` of their obs field's dtype.
+
+        Raises:
+            UnknownFieldError: A next-observation field is missing or extra.
+            FieldShapeError: A shape differs from its observation field's.
+            FieldValueError: A dtype of another kind than the observation field's, or values it cannot hold.
+        """
+        if nxt.keys() != self.expected:
+            raise UnknownFieldError(
+                f"next-observation fields {sorted(nxt)} differ from those of the first write {sorted(self.expected)}"
+            )
+        out = {}
+        for name, obs in self.pairs:
+            spec = specs[obs]
+            value = nxt[name]
+            if type(value) is not np.ndarray:
+                value = ColumnStorage._as_array(name, value)
+                value = value.cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+            if batched and not value.shape:
+                raise FieldShapeError(
+                    f"field {name!r}: expected a batch of items of shape {spec.shape}, received a scalar"
+                )
+            item = value.shape[1:] if batched else value.shape
+            if item != spec.shape:
+                raise FieldShapeError(
+                    f"field {name!r}: expected item shape {spec.shape} (that of {obs!r}), received {tuple(item)}"
+                )
+            if batched and value.shape[0] != batch:
+                raise FieldShapeError(f"field {name!r}: batch of {value.shape[0]} items, other fields have {batch}")
+            host_dtype = self.dtypes.get(obs)  # (not ``or``: a numpy dtype without fields is falsy)
+            if host_dtype is None:
+                host_dtype = _numpy_dtype(spec.dtype)
+                if host_dtype is None:
+                    raise SchemeError(f"field {obs!r}: dtype {spec.dtype} has no numpy equivalent")
+            if value.dtype != host_dtype:
+                check_value(name, value, spec)
+                value = value.astype(host_dtype)
+            out[name] = value if batched else value[None]
+        for _name, obs in self.pairs:
+            self.dtypes.setdefault(obs, _numpy_dtype(specs[obs].dtype))  # type: ignore[arg-type]
+        return out
+
+    # -- side store -------------------------------------------------------------
+
+    def release(self, slots: np.ndarray) -> None:
+        """Free the side rows of ``slots`` (about to be overwritten)."""
+        rows = self.slot_row[slots]
+        rows = rows[rows >= 0]
+        if rows.size:
+            self.free = np.concatenate([self.free, rows])
+            self.slot_row[slots] = -1
+
+    def keep(self, slots: np.ndarray, values: Mapping[str, np.ndarray]) -> None:
+        """Store ``values[next field]`` (one row per slot) as the next observations of ``slots``."""
+        n = slots.shape[0]
+        if n == 0:
+            return
+        if self.free.shape[0] < n:
+            self._grow(n - self.free.shape[0], values)
+        rows, self.free = self.free[-n:], self.free[:-n]
+        self.slot_row[slots] = rows
+        for name, _obs in self.pairs:
+            self.values[name][rows] = values[name]
+
+    def _grow(self, extra: int, values: Mapping[str, np.ndarray]) -> None:
+        """Add at least ``extra`` side rows (doubling), shaped like ``values``."""
+        new = max(extra, self.rows, 16)
+        for name, _obs in self.pairs:
+            item = values[name].shape[1:]
+            grown = np.zeros((self.rows + new, *item), dtype=values[name].dtype)
+            if name in self.values:
+                grown[: self.rows] = self.values[name]
+            self.values[name] = grown
+        self.free = np.concatenate([self.free, np.arange(self.rows + new - 1, self.rows - 1, -1, dtype=np.int32)])
+        self.rows += new
+
+    def _link(
+        self, before: np.ndarray, after: np.ndarray, previous: Mapping[str, np.ndarray], obs: Mapping[str, np.ndarray]
+    ) -> np.ndarray:
+        """Return, per pair, whether ``previous`` (the next observations of ``before``) differ from ``obs``.
+
+        ``obs`` are the observations of the items ``after`` that follow them.
+        """
+        differs = np.zeros(before.shape[0], dtype=bool)
+        for name, o in self.pairs:
+            differs |= (previous[name] != obs[o]).reshape(before.shape[0], -1).any(axis=1)
+        return differs
+
+    # -- writes -------------------------------------------------------------------
+
+    def write(
+        self,
+        start: int,
+        n: int,
+        obs: Mapping[str, np.ndarray],
+        nxt: Mapping[str, np.ndarray],
+        streams: np.ndarray | None = None,
+    ) -> None:
+        """Record a write of ``n`` consecutive slots from ``start`` (ring order) of ``obs`` and their next ones.
+
+        Args:
+            start: Slot of the first item written.
+            n: Items written (at most the capacity).
+            obs: Obs field -> ``[n, *item]`` values written.
+            nxt: Next field -> ``[n, *item]`` next observations.
+            streams: With streams, the stream id of each item (int64, checked by :meth:`check_streams`).
+        """
+        if self.streams:
+            assert streams is not None
+            self._write_streams(start, n, obs, nxt, streams)
+            return
+        capacity = self.capacity
+        if n == 1:
+            row = self.slot_row[start]
+            if row >= 0:
+                self.release(np.array([start]))
+        else:
+            self.release((start + np.arange(n)) % capacity)
+        newest = self.newest
+        if newest >= 0 and (newest - start) % capacity >= n:  # the previous newest survives: compare it
+            if not all((self.pending[name] == obs[o][0]).all() for name, o in self.pairs):
+                self.keep(np.array([newest]), {name: self.pending[name][None] for name, _o in self.pairs})
+        if n > 1 and not all((nxt[name][:-1] == obs[o][1:]).all() for name, o in self.pairs):
+            differs = np.zeros(n - 1, dtype=bool)
+            for name, o in self.pairs:
+                differs |= (nxt[name][:-1] != obs[o][1:]).reshape(n - 1, -1).any(axis=1)
+            if differs.any():
+                kept = np.flatnonzero(differs)
+                self.keep((start + kept) % capacity, {name: nxt[name][kept] for name, _o in self.pairs})
+        self.newest = (start + n - 1) % capacity
+        self.pending = {name: np.array(nxt[name][-1]) for name, _o in self.pairs}  # a copy, 0-d for scalars
+
+    def check_streams(self, name: str, values: Any, n: int) -> np.ndarray:
+        """Return the stream ids of a write as int64 ``[n]`` after checking them; nothing changes.
+
+        Raises:
+            FieldValueError: An id is not an integer in ``[0, MAX_STREAMS)``, or their count is not ``n``.
+        """
+        ids = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+        ids = ids.reshape(-1)
+        if ids.shape[0] != n or (ids.size and ids.dtype.kind not in "iu"):
+            raise FieldValueError(
+                f"field {name!r}: expected one integer stream id per transition ({n}), received "
+                f"{ids.shape[0]} values of dtype {ids.dtype}"
+            )
+        ids = ids.astype(np.int64, copy=False)
+        if ids.size and (ids.min() < 0 or ids.max() >= MAX_STREAMS):
+            bad = int(ids[(ids < 0) | (ids >= MAX_STREAMS)][0])
+            raise FieldValueError(f"field {name!r}: stream id {bad} is outside [0, {MAX_STREAMS})")
+        return ids
+
+    def _write_streams(
+        self, start: int, n: int, obs: Mapping[str, np.ndarray], nxt: Mapping[str, np.ndarray], ids: np.ndarray
+    ) -> None:
+        """Record a write whose items belong to the streams ``ids``: link each item to its stream's next one."""
+        capacity = self.capacity
+        slots = (start + np.arange(n)) % capacity
+        self.release(slots)
+        self.successor[slots] = -1
+        self._grow_streams(int(ids.max()) + 1, nxt)
+        newest = self.stream_newest
+        overwritten = (newest >= 0) & ((newest - start) % capacity < n)  # their item is gone: nothing to link
+        newest[overwritten] = -1
+        order = np.argsort(ids, kind="stable")  # items of one stream together, in write order
+        sorted_ids = ids[order]
+        first = np.ones(n, dtype=bool)
+        first[1:] = sorted_ids[1:] != sorted_ids[:-1]
+        last = np.ones(n, dtype=bool)
+        last[:-1] = first[1:]
+        # Items followed by an item of the same stream in this write.
+        before, after = order[~last], order[~first]
+        if before.size:
+            previous = {name: value[before] for name, value in nxt.items()}
+            differs = self._link(before, after, previous, {o: obs[o][after] for _n, o in self.pairs})
+            self.successor[slots[before[~differs]]] = slots[after[~differs]]
+            kept = before[differs]
+            self.keep(slots[kept], {name: nxt[name][kept] for name, _o in self.pairs})
+        # Each stream's first item in this write follows that stream's pending item, if it survives.
+        heads = order[first]
+        streams = ids[heads]
+        waiting = newest[streams] >= 0
+        if waiting.any():
+            heads, streams = heads[waiting], streams[waiting]
+            previous_slots = newest[streams]
+            previous = {name: self.stream_pending[name][streams] for name, _o in self.pairs}
+            differs = self._link(previous_slots, heads, previous, {o: obs[o][heads] for _n, o in self.pairs})
+            self.successor[previous_slots[~differs]] = slots[heads[~differs]]
+            self.keep(previous_slots[differs], {name: value[differs] for name, value in previous.items()})
+        # Each stream's last item in this write is now its pending one.
+        tails = order[last]
+        newest[ids[tails]] = slots[tails]
+        for name, _o in self.pairs:
+            self.stream_pending[name][ids[tails]] = nxt[name][tails]
+
+    def _grow_streams(self, count: int, like: Mapping[str, np.ndarray]) -> None:
+        """Make the stream tables hold at least ``count`` stream ids."""
+        have = self.stream_newest.shape[0]
+        if count <= have:
+            return
+        size = max(count, 2 * have, 8)
+        self.stream_newest = np.concatenate([self.stream_newest, np.full(size - have, -1, dtype=np.int64)])
+        for name, _o in self.pairs:
+            grown = np.zeros((size, *like[name].shape[1:]), dtype=like[name].dtype)
+            if name in self.stream_pending:
+                grown[:have] = self.stream_pending[name]
+            self.stream_pending[name] = grown
+
+    # -- reads ------------------------------------------------------------------------
+
+    def read(self, storage: Any, slots: np.ndarray) -> dict[str, torch.Tensor]:
+        """Return the next observations of ``slots``: successors' observations, side entries where kept."""
+        if self.streams:
+            return self._read_streams(storage, slots)
+        following = (slots + 1) % self.capacity
+        gathered = storage.gather(following, [o for _n, o in self.pairs])
+        rows = self.slot_row[slots]
+        side = np.flatnonzero(rows >= 0)
+        newest = np.flatnonzero(slots == self.newest)
+        out = {}
+        for name, o in self.pairs:
+            value = gathered[o]
+            if side.size:
+                kept = torch.from_numpy(self.values[name][rows[side]]).to(value.device)
+                value[torch.from_numpy(side).to(value.device)] = kept
+            if newest.size:
+                value[torch.from_numpy(newest).to(value.device)] = torch.from_numpy(self.pending[name]).to(value.device)
+            out[name] = value
+        return out
+
+    def _read_streams(self, storage: Any, slots: np.ndarray) -> dict[str, torch.Tensor]:
+        """Read next observations by following each slot's successor link (side entries and pending apart)."""
+        following = self.successor[slots]
+        gathered = storage.gather(np.maximum(following, 0).astype(np.int64), [o for _n, o in self.pairs])
+        rows = self.slot_row[slots]
+        side = np.flatnonzero(rows >= 0)
+        open_ = np.flatnonzero((following < 0) & (rows < 0))  # the newest item of its stream
+        live = np.flatnonzero(self.stream_newest >= 0)
+        if open_.size and not live.size:
+            open_ = open_[:0]  # only slots never written: they read whatever the ring holds, as without streams
+        if open_.size:
+            by_slot = np.argsort(self.stream_newest[live])
+            position = np.searchsorted(self.stream_newest[live][by_slot], slots[open_])
+            stream_of = live[by_slot][np.minimum(position, live.size - 1)]
+        out = {}
+        for name, o in self.pairs:
+            value = gathered[o]
+            if side.size:
+                kept = torch.from_numpy(self.values[name][rows[side]]).to(value.device)
+                value[torch.from_numpy(side).to(value.device)] = kept
+            if open_.size:
+                pending = torch.from_numpy(self.stream_pending[name][stream_of]).to(value.device)
+                value[torch.from_numpy(open_).to(value.device)] = pending
+            out[name] = value
+        return out
+
+    # -- checkpoints (stream tables; the rest is saved by xreplay.persistence) --------------
+
+    def stream_state(self) -> dict[str, np.ndarray]:
+        """Return the stream tables as arrays (empty without streams)."""
+        if not self.streams:
+            return {}
+        state: dict[str, np.ndarray] = {"successor": self.successor, "stream_newest": self.stream_newest}
+        for i, (name, _o) in enumerate(self.pairs):
+            if name in self.stream_pending:
+                state[f"stream_pending{i}"] = self.stream_pending[name]
+        return state
+
+    def load_stream_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Adopt the stream tables of :meth:`stream_state`."""
+        self.successor = np.array(state["successor"], dtype=np.int32)
+        self.stream_newest = np.array(state["stream_newest"], dtype=np.int64)
+        self.stream_pending = {
+            name: np.array(state[f"stream_pending{i}"])
+            for i, (name, _o) in enumerate(self.pairs)
+            if f"stream_pending{i}" in state
+        }
