@@ -35,13 +35,13 @@ from xreplay.errors import (
     FieldValueError,
     IndexOutOfRangeError,
     InsufficientDataError,
-    PriorityError,
 )
+from xreplay.samplers.priorities import as_priority_update, check_priorities, largest_leaf
 from xreplay.samplers.priority_tree import PriorityTree
 from xreplay.samplers.schedules import Schedule, as_schedule
 from xreplay.storage.resources import as_count, check_allocation
 
-__all__ = ["PrioritizedSample", "PrioritizedSampler", "as_priority_update"]
+__all__ = ["PrioritizedSample", "PrioritizedSampler"]
 
 _SMALLEST_WEIGHT = np.float32(np.finfo(np.float32).tiny)
 
@@ -114,7 +114,7 @@ class PrioritizedSampler:
         self.epsilon = float(epsilon)
         self.stratified = bool(stratified)
         self.max_priority = float(initial_priority)
-        self._largest_leaf = np.finfo(np.float64).max / max(self.capacity, 1)  # a larger leaf could overflow the sum
+        self._largest_leaf = largest_leaf(self.capacity)  # a larger leaf could overflow the sum
         if self.max_priority**self.alpha > self._largest_leaf:
             raise ArgumentError(f"initial_priority {initial_priority} ** alpha {alpha} is too large for the sum")
         # Leaves and inner levels (float64, about 1.07 x 8 bytes per slot) plus an int32 generation per slot.
@@ -254,7 +254,7 @@ class PrioritizedSampler:
         if not (low >= 0.0 and high < np.inf):
             self._check_priorities(indices, priorities)
         if (float(high) + self.epsilon) ** self.alpha > self._largest_leaf:
-            self._refuse_overflow(indices, priorities)
+            self._check_priorities(indices, priorities)
         stale = 0
         if generations is not None:
             generations = np.asarray(generations).reshape(-1)
@@ -294,7 +294,7 @@ class PrioritizedSampler:
             self._check_priorities(indices, priorities)
         largest = priorities.max() if stale else high  # stale priorities are checked too, as by the numpy code
         if (float(largest) + self.epsilon) ** self.alpha > self._largest_leaf:
-            self._refuse_overflow(indices, priorities)
+            self._check_priorities(indices, priorities)
         if stale == indices.shape[0]:
             self.stale_updates += stale
             return stale
@@ -316,27 +316,9 @@ class PrioritizedSampler:
             bad = int(indices[(indices < 0) | (indices >= size)][0])
             raise IndexOutOfRangeError(f"{what} {bad} is outside the {size} stored slots [0, {size})")
 
-    @staticmethod
-    def _check_priorities(indices: np.ndarray, priorities: np.ndarray) -> None:
-        """Raise PriorityError naming the first NaN, infinite or negative priority and its index."""
-        if not (np.isfinite(priorities).all() and priorities.min(initial=0.0) >= 0.0):
-            k = int(np.flatnonzero(~np.isfinite(priorities) | (priorities < 0))[0])
-            raise PriorityError(
-                f"priority {priorities[k]} for index {int(indices[k])} (position {k}) is invalid: "
-                f"priorities must be finite and >= 0"
-            )
-
-    def _refuse_overflow(self, indices: np.ndarray, priorities: np.ndarray) -> None:
-        """Raise PriorityError naming the first priority whose ``(p + epsilon) ** alpha`` could overflow the sum."""
-        with np.errstate(over="ignore"):
-            leaves = (priorities + self.epsilon) ** self.alpha
-        k = int(np.flatnonzero(~(leaves <= self._largest_leaf))[0])
-        raise PriorityError(
-            f"priority {priorities[k]} for index {int(indices[k])} (position {k}) is too large: "
-            f"(priority + epsilon) ** alpha = {leaves[k]:.3g} must be at most {self._largest_leaf:.3g} "
-            f"(float64 max / capacity {self.capacity}) so that the sum of priorities cannot overflow; "
-            f"scale the priorities down"
-        )
+    def _check_priorities(self, indices: np.ndarray, priorities: np.ndarray) -> None:
+        """Raise PriorityError naming the first invalid or overflowing priority and its index."""
+        check_priorities(priorities, names=indices, alpha=self.alpha, capacity=self.capacity, offset=self.epsilon)
 
     def total(self) -> float:
         """Return the sum of ``priority ** alpha`` over the stored slots."""
@@ -419,26 +401,3 @@ class PrioritizedSampler:
         self.generations[:] = generations
         self.size, self.samples_drawn, self.stale_updates = size, drawn, stale
         self._pending = pending
-
-
-def as_priority_update(indices: Any, priorities: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Return a priority update's indices (int64) and priorities (float64) as flat arrays, checking their types.
-
-    Raises:
-        ArgumentError: An index is not an integer.
-        PriorityError: A priority is not a real number (text, objects, booleans, complex).
-    """
-    index_array = np.asarray(indices)
-    if index_array.dtype != np.int64:
-        if index_array.size and index_array.dtype.kind not in "iu":
-            raise ArgumentError(f"indices must be integers, received dtype {index_array.dtype}")
-        index_array = index_array.astype(np.int64)
-    priority_array = np.asarray(priorities)
-    if priority_array.dtype != np.float64:
-        if priority_array.size and priority_array.dtype.kind not in "iuf":
-            raise PriorityError(
-                f"priorities must be real numbers, received dtype {priority_array.dtype}: "
-                f"{priority_array.reshape(-1)[:3]}"
-            )
-        priority_array = priority_array.astype(np.float64)
-    return index_array.reshape(-1), priority_array.reshape(-1)

@@ -50,7 +50,8 @@ import torch
 from xreplay.compat.pymarl.episode_batch import EpisodeBatch
 from xreplay.compat.pymarl.replay_buffer import ReplayBuffer
 from xreplay.errors import ArgumentError, InsufficientDataAssertionError, InsufficientDataError
-from xreplay.samplers.prioritized import PrioritizedSampler, as_priority_update
+from xreplay.samplers.priorities import as_priority_update
+from xreplay.samplers.prioritized import PrioritizedSampler
 from xreplay.samplers.schedules import LinearSchedule
 from xreplay.storage.resources import as_count, check_allocation
 
