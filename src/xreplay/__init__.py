@@ -2,7 +2,8 @@
 
 Native buffers compose a storage, a writer and a sampler; the PyMARL and
 DI-engine APIs live in :mod:`xreplay.compat.pymarl` and
-:mod:`xreplay.compat.ding`; checkpoints in :mod:`xreplay.persistence`.
+:mod:`xreplay.compat.ding`; checkpoints are :func:`xreplay.save` and
+:func:`xreplay.load` (see :mod:`xreplay.persistence`).
 """
 
 from xreplay.buffers import (
@@ -44,6 +45,7 @@ from xreplay.errors import (
     XReplayError,
 )
 from xreplay.mixing import MixedSampleError, group_by_env, sample_mixed
+from xreplay.persistence import load, save
 from xreplay.rate_limiters import MinSize, Queue, RateLimiter, SampleToInsertRatio
 from xreplay.removers import MaxUse, Staleness
 from xreplay.samplers import (
@@ -123,6 +125,8 @@ __all__ = [
     "XReplayError",
     "__version__",
     "group_by_env",
+    "load",
     "sample_mixed",
+    "save",
     "sequence_priorities",
 ]

@@ -6,6 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import xreplay
 from xreplay.buffers import NStepReturns, TransitionBuffer
 from xreplay.errors import ArgumentError, FieldShapeError, FieldValueError, UnknownFieldError
 from xreplay.samplers import SequenceSampler
@@ -215,8 +216,8 @@ def test_stream_buffers_checkpoint_their_links(tmp_path):
     reference = TransitionBuffer(50)
     linked = TransitionBuffer(50, next_obs_from="obs", stream="env_id")
     write([reference, linked], {k: v[:60] for k, v in data.items()}, [3] * 20)
-    linked.save(tmp_path / "ckpt")
-    restored = TransitionBuffer.load(tmp_path / "ckpt")
+    xreplay.save(linked, tmp_path / "ckpt")
+    restored = xreplay.load(tmp_path / "ckpt", kind=TransitionBuffer)
     assert restored.stream == "env_id"
     rest = {k: v[60:] for k, v in data.items()}
     write([reference, restored], rest, [3] * 10)  # links continue across the load

@@ -10,7 +10,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from xreplay.errors import FieldShapeError, FieldTypeError, FieldValueError, SchemeError, UnknownFieldError
+from xreplay.errors import (
+    ArgumentError,
+    FieldShapeError,
+    FieldTypeError,
+    FieldValueError,
+    SchemeError,
+    UnknownFieldError,
+)
 from xreplay.storage.conversion import as_number_array, as_plain_tensor, check_float_cast
 from xreplay.storage.dtypes import dtype_range
 from xreplay.storage.resources import as_count, as_device, check_allocation
@@ -335,6 +342,56 @@ class ColumnStorage:
                 f"write does not match the fields of the first write: missing {missing}, extra {extra}; "
                 f"expected {list(self.specs)}"
             )
+
+    # -- state ----------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the storage's state: field specs as plain data and the columns (the tensors, not copies)."""
+        return {
+            "specs": {name: {"shape": list(spec.shape), "dtype": str(spec.dtype).removeprefix("torch.")}
+                      for name, spec in self.specs.items()},
+            "columns": dict(self.columns),
+        }
+
+    def check_state_dict(self, state: Mapping[str, Any]) -> dict[str, ColumnSpec]:
+        """Return the specs of a :meth:`state_dict` after checking it fits this storage (nothing changes).
+
+        Raises:
+            ArgumentError: A spec names an unknown dtype, differs from the allocated columns, or a column
+                has another shape than ``(capacity, *shape)``.
+        """
+        specs = {}
+        for name, info in dict(state.get("specs", {})).items():
+            dtype = getattr(torch, str(info.get("dtype")), None)
+            if not isinstance(dtype, torch.dtype):
+                raise ArgumentError(f"column state {name!r}: unknown dtype {info.get('dtype')!r}")
+            specs[name] = ColumnSpec(tuple(int(d) for d in info["shape"]), dtype)
+        if self.specs and specs != self.specs:
+            raise ArgumentError(
+                f"column state has fields {sorted(specs)}; the allocated columns are {sorted(self.specs)}"
+            )
+        columns = state.get("columns", {})
+        for name, spec in specs.items():
+            shape = tuple(getattr(columns.get(name), "shape", ()))
+            if shape != (self.capacity, *spec.shape):
+                raise ArgumentError(
+                    f"column state {name!r}: expected shape {(self.capacity, *spec.shape)}, received {shape}"
+                )
+        return specs
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Allocate the columns of ``state["specs"]`` (if none yet) and copy ``state["columns"]`` into them.
+
+        Everything is checked (:meth:`check_state_dict`) before anything changes.
+        """
+        specs = self.check_state_dict(state)
+        columns = state.get("columns", {})
+        if specs and not self.specs:
+            self.allocate(specs)
+        for name in specs:
+            value = columns[name]
+            source = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.asarray(value))
+            self.columns[name].copy_(source.to(self.columns[name].device))
 
     def write(
         self, rows: slice | int, values: Mapping[str, np.ndarray | torch.Tensor], items: Any

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -12,7 +11,8 @@ import torch
 from xreplay.buffers.fields import FieldBatch
 from xreplay.buffers.locking import MutationLock, locked
 from xreplay.buffers.validation import as_field_tensor, as_slots, check_keys, check_one_hot_sources
-from xreplay.errors import FieldShapeError, FieldValueError, SchemeError
+from xreplay.errors import ArgumentError, FieldShapeError, FieldValueError, SchemeError
+from xreplay.random_state import generator_from_state, generator_state
 from xreplay.samplers.uniform import UniformSampler
 from xreplay.scheme import Scheme
 from xreplay.storage.conversion import as_number_array, as_plain_tensor
@@ -23,7 +23,6 @@ from xreplay.writers import RingWriter
 
 if TYPE_CHECKING:
     from xreplay.buffers.episode_writer import EpisodeWriter
-    from xreplay.persistence.checkpoint import SaveReport
 
 __all__ = ["EpisodeBuffer", "EpisodeSample"]
 
@@ -142,56 +141,61 @@ class EpisodeBuffer:
         """Return the number of episode slots."""
         return self.storage.capacity
 
-    # -- checkpoints (xreplay.persistence) ------------------------------------
+    # -- state (what a checkpoint saves) ---------------------------------------
 
-    checkpoint_kind: ClassVar[str] = "episode_buffer"
+    def state_dict(self) -> dict[str, Any]:
+        """Return the buffer's state: the writer, generator, sampler and episode lengths, plus the stored rows.
 
-    def checkpoint_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Return ``(meta, arrays)`` for a checkpoint (see :mod:`xreplay.persistence.kinds`)."""
-        from xreplay.persistence.episode_buffer import buffer_state
+        Arrays are views, not copies (``lengths`` a numpy array, ``storage.rows`` a tensor); the rest is
+        plain data. The buffer's configuration (scheme, capacity, layout, device) is read from its
+        attributes. :func:`xreplay.save` streams this; :meth:`load_state_dict` takes it back.
+        """
+        return {
+            "writer": self.writer.state_dict(),
+            "rng": generator_state(self.rng),
+            "sampler": self.sampler.state_dict(),
+            "lengths": self._host_lengths,
+            "storage": self.storage.state_dict(),
+        }
 
-        return buffer_state(self)
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Adopt a state from :meth:`state_dict` (``storage`` optional: omitted, the rows stay as they are).
 
-    @classmethod
-    def from_checkpoint(cls, meta: dict[str, Any], arrays: dict[str, Any], **options: Any) -> EpisodeBuffer:
-        """Return a buffer rebuilt from :meth:`checkpoint_state`'s output (``device``, ``scheme`` options)."""
-        from xreplay.persistence.episode_buffer import restore_buffer
-
-        return restore_buffer(cls, meta, arrays, **options)
-
-    def _restore(self, writer_state: dict[str, Any], rng: np.random.Generator, lengths: np.ndarray) -> None:
-        """Adopt a checkpoint's writer cursor, random generator and episode lengths."""
-        self.writer.load_state_dict(writer_state)
-        self.rng = rng
-        self._host_lengths = lengths
-        self._lengths = torch.from_numpy(lengths).to(self.storage.device)
-
-    def save(self, path: str | os.PathLike[str], incremental: bool = True, fsync: bool = True) -> SaveReport:
-        """Save this buffer as a checkpoint directory; see :func:`xreplay.persistence.save`."""
-        from xreplay.persistence import save
-
-        return save(self, path, incremental=incremental, fsync=fsync)
-
-    @classmethod
-    def load(
-        cls,
-        path: str | os.PathLike[str],
-        mmap: bool | str = False,
-        verify: bool | None = None,
-        device: str | torch.device | None = None,
-        scheme: Scheme | None = None,
-    ) -> EpisodeBuffer:
-        """Load a buffer saved by :meth:`save`; see :func:`xreplay.persistence.load`.
+        Everything is checked before anything changes.
 
         Raises:
-            CheckpointMismatchError: ``path`` holds another kind of checkpoint, or a scheme other
-                than ``scheme`` (when given).
+            ArgumentError: A part of ``state`` is missing or does not fit this buffer (capacity, lengths
+                outside ``[0, max_seq_length]``, an unknown generator).
         """
-        from xreplay.persistence import load
-
-        buffer = load(path, mmap=mmap, verify=verify, kind=cls.checkpoint_kind, device=device, scheme=scheme)
-        assert isinstance(buffer, EpisodeBuffer)
-        return buffer
+        missing = [key for key in ("writer", "rng", "sampler", "lengths") if key not in state]
+        if missing:
+            raise ArgumentError(f"episode buffer state lacks {missing}; expected the keys of state_dict()")
+        lengths = np.asarray(state["lengths"])
+        capacity, limit = self.capacity, self.max_seq_length
+        if lengths.shape != (capacity,) or lengths.dtype.kind not in "iu":
+            raise ArgumentError(
+                f"episode buffer state 'lengths': expected {capacity} integers, "
+                f"received {lengths.dtype} {lengths.shape}"
+            )
+        if capacity and (int(lengths.min()) < 0 or int(lengths.max()) > limit):
+            slot = int(np.flatnonzero((lengths < 0) | (lengths > limit))[0])
+            raise ArgumentError(
+                f"episode buffer state 'lengths': slot {slot} holds {int(lengths[slot])}, expected [0, {limit}]"
+            )
+        rng = generator_from_state(state["rng"])
+        writer = RingWriter(capacity)
+        writer.load_state_dict(state["writer"])
+        if "storage" in state:
+            self.storage.check_state_dict(state["storage"])
+        self.sampler.load_state_dict(state["sampler"])  # checks everything before it changes anything
+        # Everything is checked: adopt it.
+        if "storage" in state:
+            self.storage.load_state_dict(state["storage"])
+        self.writer.load_state_dict(writer.state_dict())
+        self.rng = rng
+        self._host_lengths[:] = lengths
+        if self.device.type != "cpu":
+            self._lengths.copy_(torch.from_numpy(self._host_lengths))
 
     @property
     def max_seq_length(self) -> int:

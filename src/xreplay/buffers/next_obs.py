@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from xreplay.buffers.columns import ColumnSpec, ColumnStorage, _numpy_dtype, check_value
-from xreplay.errors import FieldShapeError, FieldValueError, SchemeError, UnknownFieldError
+from xreplay.errors import ArgumentError, FieldShapeError, FieldValueError, SchemeError, UnknownFieldError
 
 __all__ = ["MAX_STREAMS", "NextObsStore"]
 
@@ -335,24 +335,72 @@ class NextObsStore:
             out[name] = value
         return out
 
-    # -- checkpoints (stream tables; the rest is saved by xreplay.persistence) --------------
+    # -- state ----------------------------------------------------------------------
 
-    def stream_state(self) -> dict[str, np.ndarray]:
-        """Return the stream tables as arrays (empty without streams)."""
-        if not self.streams:
-            return {}
-        state: dict[str, np.ndarray] = {"successor": self.successor, "stream_newest": self.stream_newest}
-        for i, (name, _o) in enumerate(self.pairs):
-            if name in self.stream_pending:
-                state[f"stream_pending{i}"] = self.stream_pending[name]
+    def state_dict(self) -> dict[str, Any]:
+        """Return the store's state: counters as plain data, its tables as numpy arrays (not copies)."""
+        state: dict[str, Any] = {
+            "pairs": [list(pair) for pair in self.pairs],
+            "rows": int(self.rows),
+            "newest": int(self.newest),
+            "slot_row": self.slot_row,
+            "free": self.free,
+            "values": {name: self.values[name] for name, _o in self.pairs if name in self.values},
+            "pending": {name: self.pending[name] for name, _o in self.pairs if name in self.pending},
+        }
+        if self.streams:
+            state["streams"] = {
+                "successor": self.successor,
+                "stream_newest": self.stream_newest,
+                "pending": {name: self.stream_pending[name] for name, _o in self.pairs if name in self.stream_pending},
+            }
         return state
 
-    def load_stream_state(self, state: Mapping[str, np.ndarray]) -> None:
-        """Adopt the stream tables of :meth:`stream_state`."""
-        self.successor = np.array(state["successor"], dtype=np.int32)
-        self.stream_newest = np.array(state["stream_newest"], dtype=np.int64)
-        self.stream_pending = {
-            name: np.array(state[f"stream_pending{i}"])
-            for i, (name, _o) in enumerate(self.pairs)
-            if f"stream_pending{i}" in state
-        }
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Adopt a state from :meth:`state_dict` (same pairs and capacity); on any error nothing changes.
+
+        Raises:
+            ArgumentError: The state is for other pairs, or its slot index and free rows do not share the
+                side rows (each once), or a table has the wrong shape.
+        """
+        pairs = [tuple(pair) for pair in state.get("pairs", [])]
+        if pairs != [tuple(pair) for pair in self.pairs]:
+            raise ArgumentError(f"next-observation state is for pairs {pairs}, this store has {self.pairs}")
+        rows, newest = state.get("rows"), state.get("newest")
+        if not isinstance(rows, int) or not isinstance(newest, int) or rows < 0 or not -1 <= newest < self.capacity:
+            raise ArgumentError(f"next-observation state needs rows >= 0 and -1 <= newest < {self.capacity}")
+        slot_row = np.array(state["slot_row"], dtype=np.int32)
+        free = np.array(state["free"], dtype=np.int32)
+        if slot_row.shape != (self.capacity,) or free.ndim != 1:
+            raise ArgumentError(f"next-observation state 'slot_row' must have shape ({self.capacity},)")
+        used = slot_row[slot_row >= 0]
+        taken = np.concatenate([used, free]).astype(np.int64)
+        if (
+            slot_row.min(initial=0) < -1
+            or taken.size != rows
+            or np.unique(taken).size != rows
+            or (rows and (taken.min() < 0 or taken.max() >= rows))
+        ):
+            raise ArgumentError(f"next-observation state: slot_row and free must share the {rows} side rows, each once")
+        values = {name: np.array(v) for name, v in state.get("values", {}).items()}
+        if any(v.shape[:1] != (rows,) for v in values.values()):
+            raise ArgumentError(f"next-observation state 'values' must hold {rows} rows per field")
+        streams = state.get("streams")
+        if self.streams != (streams is not None):
+            raise ArgumentError("next-observation state and store differ on stream ids")
+        if streams is not None:
+            successor = np.array(streams["successor"], dtype=np.int32)
+            stream_newest = np.array(streams["stream_newest"], dtype=np.int64)
+            for name, links in (("successor", successor), ("stream_newest", stream_newest)):
+                if links.ndim != 1 or (links.size and (links.min() < -1 or links.max() >= self.capacity)):
+                    raise ArgumentError(
+                        f"next-observation state {name!r} must hold -1 or slots in [0, {self.capacity})"
+                    )
+            if successor.shape != (self.capacity,):
+                raise ArgumentError(f"next-observation state 'successor' must have shape ({self.capacity},)")
+        # Everything is checked: adopt it.
+        self.rows, self.newest, self.slot_row, self.free, self.values = rows, newest, slot_row, free, values
+        self.pending = {name: np.array(v) for name, v in state.get("pending", {}).items()}
+        if streams is not None:
+            self.successor, self.stream_newest = successor, stream_newest
+            self.stream_pending = {name: np.array(v) for name, v in streams.get("pending", {}).items()}

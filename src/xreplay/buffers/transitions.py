@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Collection, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,6 +19,7 @@ from xreplay.errors import (
     InsufficientDataError,
     UnknownFieldError,
 )
+from xreplay.random_state import generator_from_state, generator_state
 from xreplay.samplers.prioritized import PrioritizedSampler
 from xreplay.samplers.uniform import UniformSampler
 from xreplay.storage.resources import CHECK_ABOVE, as_count, check_allocation
@@ -27,7 +27,6 @@ from xreplay.writers import RingWriter
 
 if TYPE_CHECKING:
     from xreplay.buffers.n_step import NStepReturns
-    from xreplay.persistence.checkpoint import SaveReport
 
 __all__ = ["TransitionBuffer", "TransitionSample"]
 
@@ -152,64 +151,61 @@ class TransitionBuffer:
         """Return whether anything is stored to sample ``n`` transitions from (with replacement)."""
         return len(self) > 0 or n == 0
 
-    # -- checkpoints (xreplay.persistence) ------------------------------------
+    # -- state (what a checkpoint saves) ---------------------------------------
 
-    checkpoint_kind: ClassVar[str] = "transition_buffer"
+    def state_dict(self) -> dict[str, Any]:
+        """Return the buffer's state: writer, generator, sampler, last sample, next-observation store, columns.
 
-    def checkpoint_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Return ``(meta, arrays)`` for a checkpoint (see :mod:`xreplay.persistence.kinds`)."""
-        from xreplay.persistence.transition_buffer import transition_buffer_state
+        Arrays are views, not copies; the rest is plain data. The configuration (capacity, sampler
+        parameters, device, ``n_step``, ``next_obs_from``, ``stream``) is read from the attributes.
+        """
+        last = self._last_sample
+        return {
+            "writer": self.writer.state_dict(),
+            "rng": generator_state(self.rng),
+            "sampler": self.sampler.state_dict(),
+            "last_sample": None if last is None else {"indices": last[0], "generations": last[1]},
+            "next": None if self._next is None else self._next.state_dict(),
+            "storage": self.storage.state_dict(),
+        }
 
-        meta, arrays = transition_buffer_state(self)
-        if self.stream is not None:  # the stream links of next observations, kept beside the side store
-            meta["structure"]["stream"] = self.stream
-            tables = self._next.stream_state() if self._next is not None else {}
-            meta["state"]["stream_tables"] = sorted(tables)
-            arrays.update({f"next.{name}": value for name, value in tables.items()})
-        return meta, arrays
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Adopt a state from :meth:`state_dict` of a buffer of the same configuration.
 
-    @classmethod
-    def from_checkpoint(cls, meta: dict[str, Any], arrays: dict[str, Any], **options: Any) -> TransitionBuffer:
-        """Return a buffer rebuilt from :meth:`checkpoint_state`'s output (``device``, ``n_step`` options)."""
-        from xreplay.persistence.transition_buffer import restore_transition_buffer
-
-        buffer = restore_transition_buffer(cls, meta, arrays, **options)
-        stream = meta["structure"].get("stream")
-        if stream is not None:
-            buffer.stream = stream
-            if buffer._next is not None:
-                buffer._next.streams = True
-                tables = {name: arrays[f"next.{name}"] for name in meta["state"]["stream_tables"]}
-                buffer._next.load_stream_state(tables)
-        return buffer
-
-    def save(self, path: str | os.PathLike[str], incremental: bool = True, fsync: bool = True) -> SaveReport:
-        """Save this buffer as a checkpoint directory; see :func:`xreplay.persistence.save`."""
-        from xreplay.persistence import save
-
-        return save(self, path, incremental=incremental, fsync=fsync)
-
-    @classmethod
-    def load(
-        cls,
-        path: str | os.PathLike[str],
-        mmap: bool | str = False,
-        verify: bool | None = None,
-        device: str | torch.device | None = None,
-    ) -> TransitionBuffer:
-        """Load a buffer saved with :meth:`save`; see :func:`xreplay.persistence.load`.
-
-        The columns are copied into newly allocated storage, so ``mmap`` only avoids reading the
-        other arrays up front.
+        Everything is checked before anything changes.
 
         Raises:
-            CheckpointMismatchError: ``path`` holds another kind of checkpoint.
+            ArgumentError: A part is missing or does not fit (capacity, shapes, slots out of range).
         """
-        from xreplay.persistence import load
-
-        buffer = load(path, mmap=mmap, verify=verify, kind=cls.checkpoint_kind, device=device)
-        assert isinstance(buffer, TransitionBuffer)
-        return buffer
+        missing = [k for k in ("writer", "rng", "sampler", "storage") if k not in state]
+        if missing:
+            raise ArgumentError(f"transition buffer state lacks {missing}; expected the keys of state_dict()")
+        rng = generator_from_state(state["rng"])
+        RingWriter(self.capacity).load_state_dict(state["writer"])  # checks it
+        last = state.get("last_sample")
+        if last is not None:
+            indices = np.array(last["indices"], dtype=np.int64).reshape(-1)
+            generations = np.array(last["generations"]).reshape(-1)
+            inside = not indices.size or 0 <= indices.min() <= indices.max() < self.capacity
+            if generations.shape != indices.shape or not inside:
+                raise ArgumentError(f"transition buffer state 'last_sample': slots must lie in [0, {self.capacity})")
+        store = None
+        if state.get("next") is not None:
+            if self.next_obs_from is None:
+                raise ArgumentError("transition buffer state has next observations; this buffer has no next_obs_from")
+            pairs = [(str(a), str(b)) for a, b in state["next"]["pairs"]]
+            store = _NextObsStore(self.capacity, pairs, streams=self.stream is not None)
+            store.load_state_dict(state["next"])
+        self.storage.check_state_dict(state["storage"])
+        self.sampler.load_state_dict(state["sampler"])  # checks everything before it changes anything
+        # Everything is checked: adopt it.
+        self.storage.load_state_dict(state["storage"])
+        self.writer.load_state_dict(state["writer"])
+        self.rng = rng
+        self._last_sample = None if last is None else (indices, generations)
+        if store is not None:
+            store.dtypes = {o: d for _n, o in store.pairs if (d := self.storage.host_dtype(o)) is not None}
+        self._next = store
 
     # -- writes ---------------------------------------------------------------
 

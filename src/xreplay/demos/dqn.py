@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+import xreplay
 from xreplay.buffers import NStepReturns, TransitionBuffer
 from xreplay.demos.common import (
     DemoError,
@@ -214,7 +215,7 @@ class _Trainer:
 
     def save(self, folder: Path) -> None:
         """Write the buffer, the networks, the optimizer and the counters into ``folder``."""
-        self.buffer.save(folder / "replay", incremental=False)
+        xreplay.save(self.buffer, folder / "replay", incremental=False)
         state = {
             "step": self.step,
             "updates": self.updates,
@@ -237,7 +238,7 @@ class _Trainer:
     def load(self, folder: Path) -> None:
         """Continue from a checkpoint written by :meth:`save`."""
         state, tensors = load_state(folder)
-        self.buffer = TransitionBuffer.load(folder / "replay")
+        self.buffer = xreplay.load(folder / "replay", kind=TransitionBuffer)
         self.buffer.n_step = _n_step(self.config)
         self.net.load_state_dict(tensors["net"])
         self.target.load_state_dict(tensors["target"])

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 
-from xreplay.errors import InsufficientDataError
+from xreplay.errors import ArgumentError, InsufficientDataError
 from xreplay.storage.resources import as_count
 
 __all__ = ["UniformSampler"]
@@ -22,6 +25,19 @@ class UniformSampler:
         >>> sorted(s.sample(np.random.default_rng(0), 3, size=3).tolist())
         [0, 1, 2]
     """
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the sampler's state: nothing (every draw comes from the buffer's generator)."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Accept the empty state of :meth:`state_dict`.
+
+        Raises:
+            ArgumentError: ``state`` is not empty (it belongs to another kind of sampler).
+        """
+        if state:
+            raise ArgumentError(f"a UniformSampler has no state, received {sorted(state)[:5]}: another sampler's")
 
     def sample(self, rng: np.random.Generator, n: int, size: int, replace: bool = False) -> np.ndarray:
         """Return ``n`` slots drawn from ``[0, size)`` as an int64 array.

@@ -80,6 +80,7 @@ DI-engine's own ``data_pusher``/``OffPolicyLearner`` accept them (see
 """
 
 from xreplay.compat.ding.base import Buffer, apply_middleware
+from xreplay.compat.ding.checkpoint import DEQUE_BUFFER as _DEQUE_BUFFER  # noqa: E402
 from xreplay.compat.ding.data import BufferedData, fastcopy
 from xreplay.compat.ding.deque_buffer import DequeBuffer
 from xreplay.compat.ding.integration import integrate
@@ -93,6 +94,9 @@ from xreplay.compat.ding.middleware import (
     use_time_check,
 )
 from xreplay.compat.ding.wrapper import DequeBufferWrapper
+from xreplay.persistence import register_kind as _register_kind  # noqa: E402
+
+_register_kind(_DEQUE_BUFFER, classes=(DequeBuffer,))
 
 __all__ = [
     "Buffer",
