@@ -145,11 +145,11 @@ def test_missing_or_misshapen_next_obs_raises_and_changes_nothing():
 
 def test_sequences_include_the_next_observations():
     data = stream(4, 30, end_rate=0.1)
-    reference = TransitionBuffer(32, seed=2)
-    compact = TransitionBuffer(32, seed=2, next_obs_from="obs")
+    reference = TransitionBuffer(32, seed=2, sampler=SequenceSampler(3, pad=True))
+    compact = TransitionBuffer(32, seed=2, next_obs_from="obs", sampler=SequenceSampler(3, pad=True))
     write([reference, compact], data, [30])
-    a = SequenceSampler(3, pad=True).sample(reference, 16)
-    b = SequenceSampler(3, pad=True).sample(compact, 16)
+    a = reference.sample(16)
+    b = compact.sample(16)
     np.testing.assert_array_equal(a.indices, b.indices)
     valid = a.mask  # padded steps past the newest one are masked out (unwritten slots)
     torch.testing.assert_close(a.fields["next_obs"][valid], b.fields["next_obs"][valid], rtol=0, atol=0)

@@ -1,4 +1,4 @@
-"""EpisodeBuffer: whole episodes in a ring, sampled uniformly."""
+"""EpisodeBuffer: whole episodes in a ring, sampled uniformly or by priority."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from xreplay.buffers.fields import FieldBatch
 from xreplay.buffers.locking import MutationLock, locked
+from xreplay.buffers.priority_updates import resolve_update
+from xreplay.buffers.samples import EpisodeSample
 from xreplay.buffers.validation import as_field_tensor, as_slots, check_keys, check_one_hot_sources
 from xreplay.errors import ArgumentError, FieldShapeError, FieldValueError, SchemeError
 from xreplay.random_state import generator_from_state, generator_state
-from xreplay.samplers.uniform import UniformSampler
+from xreplay.samplers.base import Sampler, make_sampler
 from xreplay.scheme import Scheme
 from xreplay.storage.conversion import as_number_array, as_plain_tensor
 from xreplay.storage.dtypes import dtype_range
@@ -27,38 +28,6 @@ if TYPE_CHECKING:
 __all__ = ["EpisodeBuffer", "EpisodeSample"]
 
 
-class EpisodeSample(FieldBatch):
-    """A batch of episodes: field name -> tensor ``[n, steps, *item]`` in the declared dtype.
-
-    Besides the scheme's fields it holds ``filled`` (bool ``[n, steps, 1]``,
-    true on the steps each episode has), and the attributes ``indices`` (the
-    slots sampled), ``lengths`` (steps per episode) and ``max_seq_length``.
-    """
-
-    def __init__(
-        self,
-        fields: dict[str, torch.Tensor],
-        indices: torch.Tensor,
-        lengths: torch.Tensor,
-        max_seq_length: int,
-    ):
-        """Wrap gathered fields and their episode metadata."""
-        super().__init__(fields)
-        self.indices = indices
-        self.lengths = lengths
-        self.max_seq_length = max_seq_length
-
-    @property
-    def batch_size(self) -> int:
-        """Return the number of episodes."""
-        return int(self.indices.shape[0])
-
-    def to(self, device: str | torch.device, non_blocking: bool = False) -> EpisodeSample:
-        """Return a copy of this sample on ``device``."""
-        moved = {k: v.to(device, non_blocking=non_blocking) for k, v in self._fields.items()}
-        return EpisodeSample(moved, self.indices.to(device), self.lengths.to(device), self.max_seq_length)
-
-
 def _check_storage(storage: TensorStorage, scheme: Scheme, capacity: int, max_seq_length: int) -> None:
     """Raise SchemeError unless ``storage`` holds ``scheme`` with ``capacity`` x ``max_seq_length``."""
     same = dict(storage.scheme) == dict(scheme) and storage.scheme.groups == scheme.groups
@@ -70,12 +39,15 @@ def _check_storage(storage: TensorStorage, scheme: Scheme, capacity: int, max_se
 
 
 class EpisodeBuffer:
-    """A fixed-capacity ring of whole episodes with uniform sampling.
+    """A fixed-capacity ring of whole episodes, sampled uniformly or by priority.
 
     Composes a :class:`~xreplay.storage.TensorStorage`, a
-    :class:`~xreplay.writers.RingWriter` and a
-    :class:`~xreplay.samplers.UniformSampler`; every random draw comes from
-    the buffer's own ``numpy.random.Generator`` (seeded by ``seed``).
+    :class:`~xreplay.writers.RingWriter` and a sampler
+    (:class:`~xreplay.samplers.UniformSampler` by default,
+    :class:`~xreplay.samplers.PrioritizedSampler` with ``sampler="prioritized"``);
+    every random draw comes from the buffer's own ``numpy.random.Generator``
+    (seeded by ``seed``). Every method that changes the buffer holds its
+    ``lock``, so threads may write, sample and update priorities at once.
 
     Args:
         scheme: The fields of an episode.
@@ -87,9 +59,13 @@ class EpisodeBuffer:
         storage: A storage to use instead of a new :class:`~xreplay.storage.TensorStorage`
             (e.g. a :class:`~xreplay.storage.MemmapStorage` for buffers larger than memory); it
             must hold ``scheme``, ``capacity`` and ``max_seq_length``, and sets the device.
+        sampler: ``"uniform"``, ``"prioritized"`` (prioritized episode replay: alpha 0.6, beta 0.4) or a
+            sampler object (see :mod:`xreplay.samplers.base`).
 
     Raises:
-        ArgumentError: ``capacity`` or ``max_seq_length`` is not an int >= 1, or ``device`` is not usable.
+        ArgumentError: ``capacity`` or ``max_seq_length`` is not an int >= 1, ``device`` is not usable, or
+            ``sampler`` is not a sampler.
+        ValueError: ``sampler`` was built for another capacity (names both).
         CapacityError: The storage would not fit in the memory this process may use.
 
     Example:
@@ -110,6 +86,7 @@ class EpisodeBuffer:
         pin_memory: bool = False,
         seed: int | None = None,
         storage: TensorStorage | None = None,
+        sampler: str | Sampler = "uniform",
     ):
         """Allocate storage and components."""
         capacity = as_count(capacity, "capacity", minimum=1)
@@ -123,7 +100,8 @@ class EpisodeBuffer:
         if bind_owner is not None:
             bind_owner(self)  # a MemmapStorage's flush then saves this buffer's checkpoint, not a bare storage
         self.writer = RingWriter(capacity)
-        self.sampler = UniformSampler()
+        self.sampler = make_sampler(sampler, capacity)
+        self._last_sample: tuple[np.ndarray, np.ndarray] | None = None  # (slots, generations) of the last sample
         self.rng = np.random.default_rng(seed)
         self.lock = MutationLock()  # held by every change; a save holds it while it copies
         self._host_lengths = np.zeros(capacity, dtype=np.int32)
@@ -379,6 +357,7 @@ class EpisodeBuffer:
             if self.device.type != "cpu":
                 self._lengths[slot : slot + count].copy_(lengths[item : item + count])
         self.writer.commit(n)
+        self.sampler.on_write(plan, values)
         return plan.slots()
 
     def _derived_indices(
@@ -405,23 +384,50 @@ class EpisodeBuffer:
     # -- reads ----------------------------------------------------------------
 
     @locked
-    def sample(self, n: int, replace: bool = False, truncate: bool = False) -> EpisodeSample:
-        """Sample ``n`` stored episodes uniformly.
+    def sample(self, n: int, replace: bool | None = None, truncate: bool = False) -> EpisodeSample:
+        """Sample ``n`` stored episodes with the buffer's sampler (uniform by default).
 
         Args:
             n: Number of episodes.
-            replace: Sample with replacement.
+            replace: ``None`` (default): the sampler's choice (a :class:`UniformSampler` draws with
+                replacement unless built with ``replace=False``; a prioritized sampler always does);
+                ``False`` draws ``n`` distinct episodes uniformly; ``True`` with replacement.
             truncate: Cut the steps to the longest episode in the sample.
 
         Raises:
-            ArgumentError: ``n`` is not an int >= 0.
-            InsufficientDataError: ``n`` exceeds the stored episodes without replacement.
+            ArgumentError: ``n`` is not an int >= 0, or ``replace=False`` with a prioritized sampler.
+            InsufficientDataError: ``n`` exceeds the stored episodes without replacement, or nothing is stored.
             CapacityError: The sample would not fit in the memory this process may use.
         """
         n = as_count(n, "sample size")
         self._check_sample_memory(n)
-        slots = self.sampler.sample(self.rng, n, len(self), replace)
-        return self._gather(slots, truncate)
+        draw = self.sampler.sample(self.rng, n, len(self), replace)
+        if draw.generations is not None:
+            self._last_sample = (draw.indices, draw.generations)
+        sample = self._gather(draw.indices, truncate)
+        if draw.weights is not None:
+            sample.weights = torch.from_numpy(draw.weights).to(self.device)
+        sample.generations, sample.probabilities = draw.generations, draw.probabilities
+        return sample
+
+    @locked
+    def update_priorities(self, indices: Any, priorities: Any, generations: Any = None) -> int:
+        """Set priorities of sampled episodes, skipping (and returning the count of) those overwritten since.
+
+        Args:
+            indices: An :class:`EpisodeSample` (its indices and generations are used), or the slots sampled.
+            priorities: New priorities (finite, >= 0), one per episode.
+            generations: As for :meth:`TransitionBuffer.update_priorities <xreplay.TransitionBuffer.update_priorities>`.
+
+        Raises:
+            ArgumentError: The buffer samples uniformly (also a TypeError), or plain indices other than the
+                most recent sample's are given without ``generations``.
+            PriorityError: A priority is not a finite number >= 0, or would overflow the sum of priorities.
+        """
+        if not self.sampler.prioritized:
+            return self.sampler.update_priorities(indices, priorities, generations)  # raises, naming the fix
+        indices, priorities, generations = resolve_update(indices, priorities, generations, self._last_sample)
+        return self.sampler.update_priorities(indices, priorities, generations)
 
     def _check_sample_memory(self, n: int) -> None:
         """Raise CapacityError before sampling ``n`` episodes that would not fit (rows plus decoded fields)."""

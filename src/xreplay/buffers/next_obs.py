@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from xreplay.buffers.columns import ColumnSpec, ColumnStorage, _numpy_dtype, check_value
 from xreplay.errors import ArgumentError, FieldShapeError, FieldValueError, SchemeError, UnknownFieldError
+from xreplay.storage.columns import ColumnSpec, ColumnStorage, check_value
+from xreplay.storage.dtypes import numpy_dtype
 
 __all__ = ["MAX_STREAMS", "NextObsStore"]
 
@@ -111,7 +112,7 @@ class NextObsStore:
                 raise FieldShapeError(f"field {name!r}: batch of {value.shape[0]} items, other fields have {batch}")
             host_dtype = self.dtypes.get(obs)  # (not ``or``: a numpy dtype without fields is falsy)
             if host_dtype is None:
-                host_dtype = _numpy_dtype(spec.dtype)
+                host_dtype = numpy_dtype(spec.dtype)
                 if host_dtype is None:
                     raise SchemeError(f"field {obs!r}: dtype {spec.dtype} has no numpy equivalent")
             if value.dtype != host_dtype:
@@ -119,7 +120,7 @@ class NextObsStore:
                 value = value.astype(host_dtype)
             out[name] = value if batched else value[None]
         for _name, obs in self.pairs:
-            self.dtypes.setdefault(obs, _numpy_dtype(specs[obs].dtype))  # type: ignore[arg-type]
+            self.dtypes.setdefault(obs, numpy_dtype(specs[obs].dtype))  # type: ignore[arg-type]
         return out
 
     # -- side store -------------------------------------------------------------

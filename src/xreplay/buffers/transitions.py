@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from xreplay.buffers.columns import SEPARATOR, ColumnStorage, flatten, unflatten
-from xreplay.buffers.fields import FieldBatch
 from xreplay.buffers.locking import MutationLock, locked
 from xreplay.buffers.next_obs import NextObsStore as _NextObsStore
+from xreplay.buffers.priority_updates import resolve_update
+from xreplay.buffers.samples import TransitionSample
 from xreplay.buffers.validation import as_slots
 from xreplay.errors import (
     ArgumentError,
@@ -20,42 +20,15 @@ from xreplay.errors import (
     UnknownFieldError,
 )
 from xreplay.random_state import generator_from_state, generator_state
-from xreplay.samplers.prioritized import PrioritizedSampler
-from xreplay.samplers.uniform import UniformSampler
+from xreplay.samplers.base import Sampler, make_sampler
+from xreplay.storage.columns import SEPARATOR, ColumnStorage, flatten
 from xreplay.storage.resources import CHECK_ABOVE, as_count, check_allocation
-from xreplay.writers import RingWriter
+from xreplay.writers import RingWriter, SlotPlan
 
 if TYPE_CHECKING:
     from xreplay.buffers.n_step import NStepReturns
 
 __all__ = ["TransitionBuffer", "TransitionSample"]
-
-
-class TransitionSample(FieldBatch):
-    """A batch of transitions: flat field name (``"outer/inner"``) -> tensor ``[n, *item]``.
-
-    Attributes:
-        indices: Slots sampled (int64 numpy array).
-        weights: Importance weights (float32 tensor on the buffer's device), or None when uniform.
-        generations: Slot generations for :meth:`TransitionBuffer.update_priorities`, or None.
-    """
-
-    def __init__(
-        self,
-        fields: dict[str, torch.Tensor],
-        indices: np.ndarray,
-        weights: torch.Tensor | None = None,
-        generations: np.ndarray | None = None,
-    ):
-        """Wrap gathered fields and their sampling metadata."""
-        super().__init__(fields)
-        self.indices = indices
-        self.weights = weights
-        self.generations = generations
-
-    def nested(self) -> dict[str, Any]:
-        """Return the fields as nested dicts, splitting keys at ``"/"``."""
-        return unflatten(self._fields)
 
 
 class TransitionBuffer:
@@ -106,7 +79,7 @@ class TransitionBuffer:
     def __init__(
         self,
         capacity: int,
-        sampler: str | UniformSampler | PrioritizedSampler = "uniform",
+        sampler: str | Sampler = "uniform",
         device: str | torch.device = "cpu",
         seed: int | None = None,
         n_step: NStepReturns | None = None,
@@ -120,11 +93,10 @@ class TransitionBuffer:
         capacity = as_count(capacity, "capacity", minimum=1)
         self.storage = ColumnStorage(capacity, device)
         self.writer = RingWriter(capacity)
-        self.sampler = _make_sampler(sampler, capacity)
+        self.sampler = make_sampler(sampler, capacity)
         self.rng = np.random.default_rng(seed)
         self.lock = MutationLock()  # held by every change; a save holds it while it copies
         self.n_step = n_step
-        self._prioritized = isinstance(self.sampler, PrioritizedSampler)
         self.next_obs_from = next_obs_from
         self.next_obs = next_obs
         self.stream = stream
@@ -231,8 +203,7 @@ class TransitionBuffer:
             obs = {o: _host(values[o])[None] for _n, o in self._next.pairs}  # type: ignore[union-attr]
             self._next.write(slot, 1, obs, nxt, ids)  # type: ignore[union-attr]
             self._warn_if_apart()
-        if self._prioritized:
-            self.sampler.insert_range(slot, slot + 1)  # type: ignore[union-attr]
+        self.sampler.on_write(SlotPlan(0, ((slot, 0, 1),)), _OneItem(values))
         return slot
 
     @locked
@@ -265,9 +236,7 @@ class TransitionBuffer:
             assert store is not None
             store.write(plan.segments[0][0], n - kept, obs, nxt, None if ids is None else ids[kept:])
             self._warn_if_apart()
-        if isinstance(self.sampler, PrioritizedSampler):
-            for slot, _item, count in plan.segments:
-                self.sampler.insert_range(slot, slot + count)
+        self.sampler.on_write(plan, values)
         return plan.slots()
 
     def _validate(
@@ -319,36 +288,51 @@ class TransitionBuffer:
     # -- reads ----------------------------------------------------------------
 
     @locked
-    def sample(self, n: int) -> TransitionSample:
-        """Sample ``n`` transitions with replacement.
+    def sample(self, n: int, replace: bool | None = None) -> TransitionSample:
+        """Sample ``n`` transitions (or, with a sequence sampler, ``n`` windows of consecutive steps).
+
+        Args:
+            n: Items (or windows) to draw.
+            replace: ``None`` (default): the sampler's choice (a :class:`UniformSampler` draws with
+                replacement unless built with ``replace=False``; prioritized and sequence samplers always
+                do); ``False`` draws ``n`` distinct transitions uniformly; ``True`` with replacement.
 
         Raises:
-            ArgumentError: ``n`` is not an int >= 0.
-            InsufficientDataError: Nothing is stored.
+            ArgumentError: ``n`` is not an int >= 0, or ``replace=False`` with a sampler that cannot.
+            InsufficientDataError: Nothing is stored, or fewer than ``n`` without replacement.
             CapacityError: The sample would not fit in the memory this process may use.
         """
         n = as_count(n, "sample size")
         if len(self) == 0:
             raise InsufficientDataError(f"cannot sample {n} transitions from an empty buffer; add some first")
         # Indices, generations, weights and masses (about 40 bytes), the gathered rows and their per-field copies.
-        row = self.storage.row_bytes()
-        if n * (2 * row + 40) > CHECK_ABOVE:
-            what = f"a sample of {n} transitions x {row} bytes"
-            check_allocation(n * (2 * row + 40), self.device, what, "sample fewer transitions")
-        sampler = self.sampler
-        weights: torch.Tensor | None = None
-        generations: np.ndarray | None = None
-        if isinstance(sampler, PrioritizedSampler):
-            drawn = sampler.sample(self.rng, n)
-            weights = torch.from_numpy(drawn.weights).to(self.device)
-            indices, generations = drawn.indices, drawn.generations
+        row, steps = self.storage.row_bytes(), int(getattr(self.sampler, "window", 1))
+        if n * steps * (2 * row + 40) > CHECK_ABOVE:
+            what = f"a sample of {n} sequences x {steps} steps x {row} bytes" if steps > 1 else (
+                f"a sample of {n} transitions x {row} bytes"
+            )
+            check_allocation(n * steps * (2 * row + 40), self.device, what, "sample fewer transitions")
+        draw = self.sampler.sample(self.rng, n, len(self), replace)
+        indices, generations = draw.indices, draw.generations
+        if generations is not None:
             self._last_sample = (indices, generations)
-        else:
-            indices = sampler.sample(self.rng, n, len(self), replace=True)
-        fields = self._gather(indices)
-        if self.n_step is not None:
-            fields.update(self.n_step.compute(self, indices))
-        return TransitionSample(fields, indices, weights, generations)
+        if indices.ndim == 1:
+            fields = self._gather(indices)
+            if self.n_step is not None:
+                fields.update(self.n_step.compute(self, indices))
+        else:  # windows of consecutive steps: one gather of every step, then [n, steps, *item]
+            flat = self._gather(indices.reshape(-1))
+            fields = {k: v.reshape(*indices.shape, *v.shape[1:]) for k, v in flat.items()}
+        device = self.device
+        return TransitionSample(
+            fields,
+            indices,
+            None if draw.weights is None else torch.from_numpy(draw.weights).to(device),
+            generations,
+            None if draw.mask is None else torch.from_numpy(draw.mask).to(device),
+            None if draw.learn_mask is None else torch.from_numpy(draw.learn_mask).to(device),
+            draw.probabilities,
+        )
 
     # -- next observations stored once -----------------------------------------
 
@@ -425,7 +409,7 @@ class TransitionBuffer:
 
         Args:
             indices: A :class:`TransitionSample` (its indices and generations are used), or the slots sampled.
-            priorities: New priorities (finite, >= 0), one per index.
+            priorities: New priorities (finite, >= 0), one per index (per learning step for sequences).
             generations: The sample's ``generations``. When omitted with plain indices, those of the most
                 recent :meth:`sample` are used if the indices are exactly its indices; otherwise pass them.
                 ``"current"`` applies every update to whatever the slots hold now (no stale protection).
@@ -436,29 +420,26 @@ class TransitionBuffer:
             PriorityError: A priority is not a finite number >= 0, or would overflow the sum of priorities.
             IndexOutOfRangeError: An index is outside the stored transitions.
         """
-        if not isinstance(self.sampler, PrioritizedSampler):
-            raise ArgumentError("update_priorities needs a prioritized buffer: pass sampler='prioritized'")
-        if isinstance(indices, TransitionSample):
-            if generations is not None:
-                raise ArgumentError("pass generations only with plain indices, not with a TransitionSample")
-            indices, generations = indices.indices, indices.generations
-        elif isinstance(generations, str):
-            if generations != "current":
-                raise ArgumentError(f"generations must be an array, None or 'current'; received {generations!r}")
-            generations = None
-        elif generations is None:
-            indices = np.asarray(indices.detach().cpu() if isinstance(indices, torch.Tensor) else indices)
-            last = self._last_sample
-            if last is None or not np.array_equal(indices.reshape(-1), last[0]):
-                raise ArgumentError(
-                    f"update_priorities got {indices.size} plain indices that are not those of the most recent "
-                    f"sample, and no generations: pass the sample itself, its generations "
-                    f"(sample.generations), or generations='current' to update whatever the slots hold now"
-                )
-            generations = last[1]
-        if isinstance(priorities, torch.Tensor):
-            priorities = priorities.detach().cpu().numpy()
+        if not self.sampler.prioritized:
+            return self.sampler.update_priorities(indices, priorities, generations)  # raises, naming the fix
+        indices, priorities, generations = resolve_update(indices, priorities, generations, self._last_sample)
         return self.sampler.update_priorities(indices, priorities, generations)
+
+
+class _OneItem(Mapping[str, Any]):
+    """The values of one unbatched write, seen as a batch of one (read lazily by samplers that need fields)."""
+
+    def __init__(self, values: Mapping[str, Any]):
+        self._values = values
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name][None]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
 
 
 _LEAVES = (np.ndarray, torch.Tensor, float, int, np.generic)
@@ -477,18 +458,3 @@ def _flat(data: Mapping[str, Any]) -> Mapping[str, Any]:
         if not isinstance(value, _LEAVES) and isinstance(value, Mapping):
             return flatten(data)
     return data
-
-
-def _make_sampler(sampler: Any, capacity: int) -> UniformSampler | PrioritizedSampler:
-    """Return the sampler named by ``sampler`` or check a given one."""
-    if sampler == "uniform":
-        return UniformSampler()
-    if sampler == "prioritized":
-        return PrioritizedSampler(capacity)
-    if isinstance(sampler, PrioritizedSampler):
-        if sampler.capacity != capacity:
-            raise ArgumentError(f"sampler capacity {sampler.capacity} differs from buffer capacity {capacity}")
-        return sampler
-    if isinstance(sampler, UniformSampler):
-        return sampler
-    raise ArgumentError(f"sampler must be 'uniform', 'prioritized' or a sampler object, got {sampler!r}")

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from xreplay.buffers.columns import _numpy_dtype
 from xreplay.buffers.n_step import NStepReturns
 from xreplay.buffers.transitions import TransitionBuffer
 from xreplay.errors import CheckpointError, CheckpointMismatchError
@@ -37,6 +36,7 @@ from xreplay.persistence.kinds import register_kind
 from xreplay.persistence.schema import Validator
 from xreplay.samplers.prioritized import PrioritizedSampler
 from xreplay.samplers.schedules import ConstantSchedule, LinearSchedule, Schedule
+from xreplay.storage.dtypes import numpy_dtype
 
 __all__ = [
     "TRANSITION_BUFFER",
@@ -225,8 +225,8 @@ def _validate(v: Validator) -> None:
         v.mapping(f"structure.fields.{name}", info)
         shape = v.shape(f"structure.fields.{name}.shape")
         dtype = v.string(f"structure.fields.{name}.dtype", choices=_DTYPES)
-        numpy_dtype = _numpy_dtype(decode_dtype(dtype))
-        v.array_shape(_column(i), (capacity, *shape), None if numpy_dtype is None else np.dtype(numpy_dtype).str)
+        host = numpy_dtype(decode_dtype(dtype))
+        v.array_shape(_column(i), (capacity, *shape), None if host is None else np.dtype(host).str)
     ring = v.sequence("ring.arrays", length=len(fields))
     for i, name in enumerate(ring):
         v.string(f"ring.arrays[{i}]", name, choices={_column(i)})

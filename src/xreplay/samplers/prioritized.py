@@ -24,7 +24,7 @@ weights are float32 and never below its smallest normal value (about
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -36,32 +36,16 @@ from xreplay.errors import (
     IndexOutOfRangeError,
     InsufficientDataError,
 )
+from xreplay.samplers.base import Draw, check_capacity
 from xreplay.samplers.priorities import as_priority_update, check_priorities, largest_leaf
 from xreplay.samplers.priority_tree import PriorityTree
 from xreplay.samplers.schedules import Schedule, as_schedule
 from xreplay.storage.resources import as_count, check_allocation
+from xreplay.writers import SlotPlan
 
-__all__ = ["PrioritizedSample", "PrioritizedSampler"]
+__all__ = ["PrioritizedSampler"]
 
 _SMALLEST_WEIGHT = np.float32(np.finfo(np.float32).tiny)
-
-
-@dataclasses.dataclass(frozen=True)
-class PrioritizedSample:
-    """Slots drawn by a :class:`PrioritizedSampler`.
-
-    Attributes:
-        indices: Slots drawn (int64), with replacement.
-        weights: Importance weights (float32), at most 1.
-        generations: Generation of each slot when drawn; pass it back to
-            :meth:`PrioritizedSampler.update_priorities`.
-        probabilities: Probability of drawing each slot (float64).
-    """
-
-    indices: np.ndarray
-    weights: np.ndarray
-    generations: np.ndarray
-    probabilities: np.ndarray
 
 
 class PrioritizedSampler:
@@ -87,6 +71,8 @@ class PrioritizedSampler:
         >>> sorted(set(batch.indices.tolist())), float(batch.weights.min())
         ([1, 3], 0.3333333432674408)
     """
+
+    prioritized = True
 
     def __init__(
         self,
@@ -128,6 +114,21 @@ class PrioritizedSampler:
         self.stale_updates = 0
         self._pending: list[list[int]] = []  # inserted [start, stop) ranges not yet in the tree
 
+    # -- the Sampler protocol: binding and writes ------------------------------
+
+    def bind(self, capacity: int) -> None:
+        """Check that this sampler was built for a buffer of ``capacity`` slots.
+
+        Raises:
+            ValueError: It holds another number of slots (names both).
+        """
+        check_capacity(self, self.capacity, capacity)
+
+    def on_write(self, plan: SlotPlan, items: Mapping[str, Any]) -> None:
+        """Put the slots a buffer just wrote in at the current max priority (one range per ring segment)."""
+        for slot, _item, count in plan.segments:
+            self.insert_range(slot, slot + count)
+
     # -- inserts --------------------------------------------------------------
 
     def insert_range(self, start: int, stop: int) -> None:
@@ -166,20 +167,33 @@ class PrioritizedSampler:
 
     # -- sampling -------------------------------------------------------------
 
-    def sample(self, rng: np.random.Generator, n: int, step: int | None = None) -> PrioritizedSample:
-        """Draw ``n`` slots with replacement.
+    def sample(
+        self,
+        rng: np.random.Generator,
+        n: int,
+        size: int | None = None,
+        replace: bool | None = None,
+        step: int | None = None,
+    ) -> Draw:
+        """Draw ``n`` slots with replacement, with importance weights, generations and probabilities.
 
         Args:
             rng: The generator every draw comes from.
             n: Number of slots.
+            size: Stored items (unused: the tree knows which slots hold priorities).
+            replace: None or True: proportional sampling draws with replacement.
             step: Step of the beta schedule; the number of earlier
                 :meth:`sample` calls by default.
 
         Raises:
-            ArgumentError: ``n`` is not an int >= 0.
+            ArgumentError: ``n`` is not an int >= 0, or ``replace`` is False.
             InsufficientDataError: Nothing is stored or every priority is zero.
         """
         n = as_count(n, "sample size")
+        if replace is False:
+            raise ArgumentError(
+                "prioritized sampling draws with replacement; pass replace=True (or use a uniform sampler)"
+            )
         if self._pending:
             self._flush()
         total = self.tree.total()
@@ -194,9 +208,7 @@ class PrioritizedSampler:
             mass *= total
         return self.sample_masses(mass, total, step)
 
-    def sample_masses(
-        self, mass: np.ndarray, total: float | None = None, step: int | None = None
-    ) -> PrioritizedSample:
+    def sample_masses(self, mass: np.ndarray, total: float | None = None, step: int | None = None) -> Draw:
         """Return the slots holding the priority masses ``mass`` (each in ``[0, total)``), with weights."""
         if self._pending:
             self._flush()
@@ -213,7 +225,7 @@ class PrioritizedSampler:
         weights32 = weights.astype(np.float32)
         if (smallest / total) ** beta < _SMALLEST_WEIGHT:  # a bound on every weight: only then can one round to 0
             np.maximum(weights32, _SMALLEST_WEIGHT, out=weights32)
-        return PrioritizedSample(indices, weights32, self.generations.take(indices), leaf)
+        return Draw(indices, weights32, self.generations.take(indices), leaf)
 
     # -- priority updates -----------------------------------------------------
 
@@ -351,7 +363,7 @@ class PrioritizedSampler:
             "pending": [[int(a), int(b)] for a, b in self._pending],
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore the state returned by :meth:`state_dict`; on any error nothing changes.
 
         Raises:

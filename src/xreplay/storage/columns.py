@@ -19,7 +19,7 @@ from xreplay.errors import (
     UnknownFieldError,
 )
 from xreplay.storage.conversion import as_number_array, as_plain_tensor, check_float_cast
-from xreplay.storage.dtypes import dtype_range
+from xreplay.storage.dtypes import dtype_range, numpy_dtype, numpy_kind, torch_dtype, torch_kind
 from xreplay.storage.resources import as_count, as_device, check_allocation
 
 __all__ = ["ColumnSpec", "ColumnStorage", "check_value", "flatten", "unflatten"]
@@ -50,24 +50,10 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
     return nested
 
 
-def _kind(dtype: np.dtype) -> str:
-    """Return 'b' (bool), 'i' (integer) or 'f' (floating) for a numpy dtype."""
-    return "i" if dtype.kind in "iu" else dtype.kind
 
 
-def _torch_kind(dtype: torch.dtype) -> str:
-    """Return 'b' (bool), 'i' (integer), 'f' (floating) or 'c' (complex) for a torch dtype."""
-    if dtype == torch.bool:
-        return "b"
-    return "f" if dtype.is_floating_point else ("c" if dtype.is_complex else "i")
 
 
-def _numpy_dtype(dtype: torch.dtype) -> np.dtype | None:
-    """Return the numpy dtype of a torch dtype, or None when numpy has none (e.g. bfloat16)."""
-    try:
-        return torch.empty(0, dtype=dtype).numpy().dtype
-    except TypeError:
-        return None
 
 
 def _value_span(value: np.ndarray | torch.Tensor) -> tuple[int, int]:
@@ -88,8 +74,8 @@ def check_value(name: str, value: np.ndarray | torch.Tensor, spec: ColumnSpec) -
     of a dtype whose range exceeds the field's are checked value by value (one
     vectorized min/max), so nothing wraps around.
     """
-    given = _torch_kind(value.dtype) if isinstance(value, torch.Tensor) else _kind(value.dtype)
-    kind = _torch_kind(spec.dtype)
+    given = torch_kind(value.dtype) if isinstance(value, torch.Tensor) else numpy_kind(value.dtype)
+    kind = torch_kind(spec.dtype)
     if given != kind:
         error = FieldTypeError if "c" in (given, kind) else FieldValueError
         raise error(f"field {name!r}: expected dtype {spec.dtype}, received {value.dtype}")
@@ -97,12 +83,12 @@ def check_value(name: str, value: np.ndarray | torch.Tensor, spec: ColumnSpec) -
         if isinstance(value, torch.Tensor):
             check_float_cast(name, value, spec.dtype)
         else:
-            check_float_cast(name, value, _numpy_dtype(spec.dtype) or np.dtype(np.float32))
+            check_float_cast(name, value, numpy_dtype(spec.dtype) or np.dtype(np.float32))
         return
     if kind != "i":
         return
     target = dtype_range(spec.dtype)
-    source = dtype_range(value.dtype if isinstance(value, torch.Tensor) else _torch_dtype(value.dtype))
+    source = dtype_range(value.dtype if isinstance(value, torch.Tensor) else torch_dtype(value.dtype))
     assert target is not None and source is not None
     empty = value.numel() == 0 if isinstance(value, torch.Tensor) else value.size == 0
     if empty or (target[0] <= source[0] and source[1] <= target[1]):
@@ -123,9 +109,6 @@ def _host_array(value: np.ndarray | torch.Tensor) -> np.ndarray:
     return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
 
 
-def _torch_dtype(dtype: np.dtype) -> torch.dtype:
-    """Return the torch dtype of a numpy dtype."""
-    return torch.from_numpy(np.zeros(0, dtype=dtype.newbyteorder("="))).dtype  # torch takes native order only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -229,7 +212,7 @@ class ColumnStorage:
         elif values.keys() != specs.keys():
             self._check_keys(values)
         batch = None
-        host = self._np_dtypes if new is None else {n: _numpy_dtype(s.dtype) for n, s in specs.items()}
+        host = self._np_dtypes if new is None else {n: numpy_dtype(s.dtype) for n, s in specs.items()}
         for name, value in values.items():
             spec = specs[name]
             shape = value.shape
@@ -307,7 +290,7 @@ class ColumnStorage:
         )
         groups: dict[np.dtype | None, list[str]] = {}
         for name, spec in specs.items():
-            key = _numpy_dtype(spec.dtype) if self.device.type == "cpu" else None
+            key = numpy_dtype(spec.dtype) if self.device.type == "cpu" else None
             groups.setdefault(key, []).append(name)
         for np_dtype, names in groups.items():
             if np_dtype is None:  # not on CPU, or a dtype numpy lacks: one torch tensor per field
@@ -317,7 +300,7 @@ class ColumnStorage:
                 continue
             self._blocks.append(self._allocate_block(np_dtype, names, specs))
         self.specs = specs
-        self._np_dtypes = {name: _numpy_dtype(spec.dtype) for name, spec in specs.items()}
+        self._np_dtypes = {name: numpy_dtype(spec.dtype) for name, spec in specs.items()}
         self._row_bytes = row_bytes
 
     def _allocate_block(self, np_dtype: np.dtype, names: list[str], specs: dict[str, ColumnSpec]) -> _Block:
@@ -445,7 +428,7 @@ class ColumnStorage:
         Raises:
             SchemeError: numpy has no such dtype (e.g. bfloat16).
         """
-        dtype = _numpy_dtype(self.specs[name].dtype)
+        dtype = numpy_dtype(self.specs[name].dtype)
         if dtype is None:
             raise SchemeError(f"field {name!r}: dtype {self.specs[name].dtype} has no numpy equivalent")
         return dtype
