@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import xreplay
 from tests.persistence.persistence_helpers import episodes, filled_buffer, same_buffer
-from xreplay import EpisodeBuffer
+from xreplay import EpisodeBuffer, Field, Scheme
 from xreplay.persistence import FORMAT_VERSION, MAX_DELTAS, load, save, verify
 
 
@@ -176,3 +176,16 @@ def test_subclass_without_its_own_adapter_is_refused():
 
     with pytest.raises(CheckpointError, match="exactly this class"):
         save(Custom({"reward": {"vshape": (1,)}}, {}, 2, 2), "/nonexistent/never-written")
+
+
+def test_prioritized_episode_buffer_resumes_exactly(tmp_path):
+    buffer = EpisodeBuffer(Scheme({"reward": Field((1,))}), capacity=8, max_seq_length=3, seed=0, sampler="prioritized")
+    buffer.add({"reward": torch.arange(15.0).reshape(5, 3, 1)})
+    sample = buffer.sample(4)
+    buffer.update_priorities(sample, [0.5, 4.0, 1.0, 2.0])
+    xreplay.save(buffer, tmp_path / "ckpt")
+    loaded = xreplay.load(tmp_path / "ckpt", kind=EpisodeBuffer)
+    assert type(loaded.sampler) is type(buffer.sampler)
+    a, b = buffer.sample(16), loaded.sample(16)
+    assert torch.equal(a.indices, b.indices) and torch.equal(a.weights, b.weights)
+    assert np.array_equal(loaded.sampler.priorities(np.arange(5)), buffer.sampler.priorities(np.arange(5)))

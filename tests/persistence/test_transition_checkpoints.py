@@ -214,3 +214,24 @@ def test_next_obs_buffer_without_side_entries_round_trips(tmp_path):
     assert loaded.gather(np.arange(3))["next_obs"].tolist() == [1.0, 2.0, 3.0]
     loaded.extend({"obs": np.array([4.0]), "next_obs": np.array([5.0])})  # newest's next obs (3) differed from 4
     assert loaded.gather(np.arange(4))["next_obs"].tolist() == [1.0, 2.0, 3.0, 5.0]
+
+
+def test_uniform_without_replacement_survives_a_checkpoint(tmp_path):
+    from xreplay import UniformSampler
+
+    buffer = TransitionBuffer(8, sampler=UniformSampler(replace=False), seed=0)
+    buffer.extend({"obs": np.arange(8.0, dtype=np.float32)})
+    xreplay.save(buffer, tmp_path / "ckpt")
+    loaded = xreplay.load(tmp_path / "ckpt", kind=TransitionBuffer)
+    assert loaded.sampler.replace is False
+    assert sorted(loaded.sample(8).indices.tolist()) == list(range(8))
+
+
+def test_a_sequence_sampled_buffer_is_refused_with_a_clear_error(tmp_path):
+    from xreplay import CheckpointError, SequenceSampler
+
+    buffer = TransitionBuffer(8, sampler=SequenceSampler(2, end_fields=("done",)), seed=0)
+    buffer.extend({"obs": np.arange(8.0, dtype=np.float32), "done": np.zeros(8, np.float32)})
+    with pytest.raises(CheckpointError, match="SequenceSampler"):
+        xreplay.save(buffer, tmp_path / "ckpt")
+    assert not (tmp_path / "ckpt").exists()

@@ -27,6 +27,13 @@ from xreplay.persistence.codec import (
 )
 from xreplay.persistence.codec import check_scheme as check_encoded_scheme
 from xreplay.persistence.kinds import register_kind
+from xreplay.persistence.samplers import (
+    build_sampler,
+    sampler_arrays,
+    sampler_state,
+    sampler_structure,
+    validate_sampler,
+)
 from xreplay.persistence.schema import Validator
 from xreplay.scheme import Scheme
 from xreplay.storage.memmap import MemmapStorage
@@ -58,7 +65,7 @@ def buffer_state(buffer: EpisodeBuffer) -> tuple[dict[str, Any], dict[str, Any]]
         "state": {
             "writer": writer,
             "rng": state["rng"],
-            "sampler": {"type": type(buffer.sampler).__name__, "state": state["sampler"] or None},
+            "sampler": {"type": type(buffer.sampler).__name__, "state": None},
             "device": str(buffer.device),
         },
         "ring": {
@@ -68,9 +75,14 @@ def buffer_state(buffer: EpisodeBuffer) -> tuple[dict[str, Any], dict[str, Any]]
             "writes": writer["writes"],
         },
     }
+    config = sampler_structure(buffer.sampler, "an episode buffer")
+    sampler, sampler_data = sampler_state(state["sampler"])
+    if config != {"type": "uniform"}:  # written only when not the default, so older readers see the same format
+        meta["structure"]["sampler"] = config
+        meta["state"]["sampler"]["state"] = sampler
     if isinstance(storage, MemmapStorage):  # its file is the rows when saved into its own directory
         meta["live"] = {"rows": storage}
-    return meta, {"rows": state["storage"]["rows"], "lengths": state["lengths"]}
+    return meta, {"rows": state["storage"]["rows"], "lengths": state["lengths"], **sampler_data}
 
 
 def check_device(v: Validator, key: str, device: Any) -> None:
@@ -105,9 +117,12 @@ def _validate(v: Validator) -> None:
     v.string("ring.arrays[0]", v.sequence("ring.arrays", length=2)[0], choices={"rows"})
     v.string("ring.arrays[1]", v.get("ring.arrays")[1], choices={"lengths"})
     check_rng(v, "state.rng")
-    v.string("state.sampler.type", choices={"UniformSampler"})
-    if v.get("state.sampler.state") is not None:
-        raise v.fail("state.sampler.state", "must be null for a UniformSampler", v.get("state.sampler.state"))
+    kind = v.string("state.sampler.type", choices={"UniformSampler", "PrioritizedSampler"})
+    if v.optional("structure.sampler") is None:
+        if kind != "UniformSampler" or v.get("state.sampler.state") is not None:
+            raise v.fail("state.sampler.state", "must be null for a UniformSampler", v.get("state.sampler.state"))
+    elif validate_sampler(v, capacity, "state.sampler.state") != {"UniformSampler": "uniform"}.get(kind, "prioritized"):
+        raise v.fail("state.sampler.type", "must name the sampler of structure.sampler", kind)
     v.string("state.device")
 
 
@@ -187,13 +202,15 @@ def restore_buffer(
     target = torch.device(device if device is not None else ("cpu" if mapped else state["device"]))
     storage = storage.to(target)
     layout = storage.layout
-    buffer = cls(saved, int(structure["capacity"]), layout.max_seq_length, storage=storage)
+    capacity = int(structure["capacity"])
+    sampler = build_sampler(structure.get("sampler", {"type": "uniform"}), capacity)
+    buffer = cls(saved, capacity, layout.max_seq_length, storage=storage, sampler=sampler)
     with v.restoring("state"):
         buffer.load_state_dict(
             {
                 "writer": state["writer"],
                 "rng": state["rng"],
-                "sampler": state["sampler"]["state"] or {},
+                "sampler": sampler_arrays(state["sampler"]["state"], arrays),
                 "lengths": np.asarray(arrays["lengths"]),
             }
         )

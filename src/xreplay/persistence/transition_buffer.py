@@ -24,7 +24,7 @@ import torch
 
 from xreplay.buffers.n_step import NStepReturns
 from xreplay.buffers.transitions import TransitionBuffer
-from xreplay.errors import CheckpointError, CheckpointMismatchError
+from xreplay.errors import CheckpointMismatchError
 from xreplay.persistence.codec import (
     _DTYPES,
     check_rng,
@@ -33,17 +33,19 @@ from xreplay.persistence.codec import (
 )
 from xreplay.persistence.episode_buffer import check_device
 from xreplay.persistence.kinds import register_kind
+from xreplay.persistence.samplers import (
+    build_sampler,
+    sampler_arrays,
+    sampler_state,
+    sampler_structure,
+    validate_sampler,
+)
 from xreplay.persistence.schema import Validator
-from xreplay.samplers.prioritized import PrioritizedSampler
-from xreplay.samplers.schedules import ConstantSchedule, LinearSchedule, Schedule
 from xreplay.storage.dtypes import numpy_dtype
 
 __all__ = [
     "TRANSITION_BUFFER",
     "TransitionBufferAdapter",
-    "check_schedule",
-    "decode_schedule",
-    "encode_schedule",
     "restore_transition_buffer",
     "transition_buffer_state",
 ]
@@ -54,51 +56,6 @@ def _column(position: int) -> str:
     return f"column{position}"
 
 
-def encode_schedule(schedule: Schedule) -> dict[str, Any]:
-    """Return a beta schedule as JSON.
-
-    Raises:
-        CheckpointError: The schedule is an arbitrary callable, which cannot be saved.
-    """
-    if isinstance(schedule, ConstantSchedule):
-        return {"type": "constant", "value": float(schedule.value)}
-    if isinstance(schedule, LinearSchedule):
-        return {"type": "linear", **dataclasses.asdict(schedule)}
-    raise CheckpointError(
-        f"cannot checkpoint beta schedule {schedule!r}: only ConstantSchedule and LinearSchedule are saved"
-    )
-
-
-def check_schedule(v: Validator, key: str) -> None:
-    """Check an encoded beta schedule: a known kind with finite values."""
-    kind = v.string(f"{key}.type", choices={"constant", "linear"})
-    if kind == "constant":
-        v.number(f"{key}.value")
-    else:
-        v.number(f"{key}.start")
-        v.number(f"{key}.end")
-        v.integer(f"{key}.steps", low=1)
-
-
-def decode_schedule(info: dict[str, Any]) -> Schedule:
-    """Return the schedule of :func:`encode_schedule`."""
-    fields = {k: v for k, v in info.items() if k != "type"}
-    return ConstantSchedule(**fields) if info["type"] == "constant" else LinearSchedule(**fields)
-
-
-def _sampler_structure(sampler: Any) -> dict[str, Any]:
-    """Return a sampler's configuration (what must match for an incremental save)."""
-    if not isinstance(sampler, PrioritizedSampler):
-        return {"type": "uniform"}
-    return {
-        "type": "prioritized",
-        "alpha": sampler.alpha,
-        "beta": encode_schedule(sampler.beta),
-        "epsilon": sampler.epsilon,
-        "stratified": sampler.stratified,
-    }
-
-
 def transition_buffer_state(buffer: TransitionBuffer) -> tuple[dict[str, Any], dict[str, Any]]:
     """Return the checkpoint ``(meta, arrays)`` of a transition buffer from its public state; arrays are views."""
     public = buffer.state_dict()
@@ -107,7 +64,7 @@ def transition_buffer_state(buffer: TransitionBuffer) -> tuple[dict[str, Any], d
     structure = {
         "capacity": buffer.capacity,
         "fields": {name: {"shape": list(info["shape"]), "dtype": info["dtype"]} for name, info in specs.items()},
-        "sampler": _sampler_structure(buffer.sampler),
+        "sampler": sampler_structure(buffer.sampler, "a transition buffer"),
         "next_obs_from": buffer.next_obs_from,
         "next_obs": buffer.next_obs,
         "next_pairs": None if store is None else store["pairs"],
@@ -123,11 +80,10 @@ def transition_buffer_state(buffer: TransitionBuffer) -> tuple[dict[str, Any], d
         "device": str(buffer.device),
         "last_sample": last is not None,
     }
-    if public["sampler"]:
-        sampler = dict(public["sampler"])
-        arrays["sampler.priorities"] = sampler.pop("leaves")
-        arrays["sampler.generations"] = sampler.pop("generations")
+    sampler, sampler_data = sampler_state(public["sampler"])
+    if sampler is not None:
         state["sampler"] = sampler
+        arrays.update(sampler_data)
     if last is not None:
         arrays["last_sample.indices"], arrays["last_sample.generations"] = last["indices"], last["generations"]
     if store is not None:
@@ -163,20 +119,6 @@ def transition_buffer_state(buffer: TransitionBuffer) -> tuple[dict[str, Any], d
     return meta, arrays
 
 
-def _validate_sampler(v: Validator, capacity: int) -> None:
-    """Check the sampler configuration and, for a prioritized one, its arrays."""
-    kind = v.string("structure.sampler.type", choices={"uniform", "prioritized"})
-    if kind == "uniform":
-        return
-    v.number("structure.sampler.alpha", low=0.0)
-    check_schedule(v, "structure.sampler.beta")
-    v.number("structure.sampler.epsilon", low=0.0)
-    v.boolean("structure.sampler.stratified")
-    v.mapping("state.sampler")
-    v.array_shape("sampler.priorities", (capacity,), "<f8")
-    v.array_shape("sampler.generations", (capacity,), ("<i4", "<i8", "<u4", "<u8"))
-
-
 def _validate_next(v: Validator, fields: dict[str, Any], capacity: int) -> None:
     """Check the next-observation configuration and side store."""
     source = v.get("structure.next_obs_from")
@@ -200,7 +142,7 @@ def _validate_next(v: Validator, fields: dict[str, Any], capacity: int) -> None:
             v.array_shape(f"next.pending{i}", (1, *fields[obs]["shape"]))
     v.integer("state.next.newest", low=-1, high=capacity - 1)
     v.array_shape("next.slot_row", (capacity,), "<i4")
-    if v.get("structure.stream", None) is not None:
+    if v.optional("structure.stream") is not None:
         from xreplay.buffers.next_obs import MAX_STREAMS
 
         v.string("structure.stream", choices=fields)
@@ -234,7 +176,7 @@ def _validate(v: Validator) -> None:
     check_rng(v, "state.rng")
     v.string("state.device")
     v.boolean("state.last_sample")
-    _validate_sampler(v, capacity)
+    validate_sampler(v, capacity)
     _validate_next(v, fields, capacity)
     n_step = v.get("structure.n_step")
     if n_step is not None:
@@ -316,15 +258,7 @@ def restore_transition_buffer(
     if device is None:
         check_device(v, "state.device", device)
     config = structure["sampler"]
-    sampler: str | PrioritizedSampler = "uniform"
-    if config["type"] == "prioritized":
-        sampler = PrioritizedSampler(
-            int(structure["capacity"]),
-            alpha=config["alpha"],
-            beta=decode_schedule(config["beta"]),
-            epsilon=config["epsilon"],
-            stratified=config["stratified"],
-        )
+    sampler = build_sampler(config, int(structure["capacity"]))
     saved_n_step = structure.get("n_step")
     if n_step is None and saved_n_step is not None:
         n_step = NStepReturns(**saved_n_step)
@@ -350,12 +284,7 @@ def restore_transition_buffer(
         "next": None,
         "storage": {"specs": fields, "columns": {name: arrays[_column(i)] for i, name in enumerate(fields)}},
     }
-    if config["type"] == "prioritized":
-        public["sampler"] = {
-            **state["sampler"],
-            "leaves": arrays["sampler.priorities"],
-            "generations": arrays["sampler.generations"],
-        }
+    public["sampler"] = sampler_arrays(state.get("sampler"), arrays)
     if state.get("last_sample"):
         public["last_sample"] = {
             "indices": arrays["last_sample.indices"],
