@@ -15,6 +15,9 @@ working::
     ├── IndexOutOfRangeError (IndexError)   an index is outside the stored items
     ├── PriorityError (ValueError)          a priority is NaN, infinite or negative
     ├── RateLimiterTimeout (TimeoutError)   a rate limiter did not allow an insert or sample in time
+    ├── ShardError (RuntimeError)           a replay shard of xreplay.distributed cannot be built or reached
+    │   ├── ShardFactoryError (TypeError)   the factory cannot be pickled or builds no native buffer
+    │   └── ShardUnavailableError (TimeoutError)  a shard stayed unreachable past its timeout
     ├── CheckpointError (OSError)           a checkpoint cannot be written or read
     │   ├── NotACheckpointError             the path holds no xreplay checkpoint
     │   ├── CheckpointFileMissingError (FileNotFoundError)  a file the checkpoint lists is gone
@@ -50,6 +53,9 @@ __all__ = [
     "PriorityError",
     "RateLimiterTimeout",
     "SchemeError",
+    "ShardError",
+    "ShardFactoryError",
+    "ShardUnavailableError",
     "UnknownFieldError",
     "XReplayError",
 ]
@@ -168,3 +174,15 @@ class PriorityError(XReplayError, ValueError):
 
 class RateLimiterTimeout(XReplayError, TimeoutError):
     """A rate limiter did not allow an insert or a sample within its timeout; the message states its counters."""
+
+
+class ShardError(XReplayError, RuntimeError):
+    """A replay shard of :mod:`xreplay.distributed` cannot be built or reached; the message names the shard."""
+
+
+class ShardFactoryError(ShardError, TypeError):
+    """A shard factory cannot be pickled, or builds something other than a native xreplay buffer."""
+
+
+class ShardUnavailableError(ShardError, TimeoutError):
+    """A shard stayed unreachable past its timeout (its restarts are used up, or its node is gone)."""
