@@ -11,8 +11,11 @@ mass, minimum, epoch, losses) keeps the client's view of the shards fresh.
 Throughput: ``prefetch`` sample requests stay outstanding while the learner
 uses a batch, and each request asks every shard for ``batches_per_call``
 batches at once; writes and priority updates are sent without waiting for
-their replies (``max_inflight_writes`` / ``max_inflight_updates`` bound
-them). Prefetched batches were drawn from the priorities their request saw.
+their replies. Once more than ``max_inflight_writes`` (``max_inflight_updates``)
+are outstanding, the oldest are collected in one wait (a shard executes one
+client's calls in order, so they are usually done by then); an error a shard
+raised for one of them is raised then. Prefetched batches were drawn from the
+priorities their request saw.
 
 Faults: a shard that does not answer is marked down; its share of a request
 is drawn again over the live shards (the whole request is redrawn, so the
@@ -55,7 +58,8 @@ class ClientOptions:
         prefetch: Sample requests kept outstanding beyond the one in use (0: every sample sees the
             latest priorities, as a local buffer does).
         batches_per_call: Batches each request asks of every shard in one call.
-        update_batch: Priority updates held back until this many are pending (0: sent with each call).
+        update_batch: Priority updates ride with the next sample request to their shard; with a value
+            > 0 they also go in a message of their own once this many are pending.
         max_inflight_writes: Writes sent but not yet acknowledged before a write waits.
         max_inflight_updates: Priority-update messages not yet acknowledged before an update waits.
         timeout: Seconds one shard call may take (rate-limited waits excluded).
@@ -97,6 +101,7 @@ class _Request:
     batches: int
     counts: np.ndarray
     calls: dict[int, Any]
+    updates: dict[int, int]  # shard -> priority updates riding with its call
 
 
 def _to_numpy(data: Any) -> Any:
@@ -128,6 +133,7 @@ class ReplayClient:
     Example:
         >>> from xreplay import TransitionBuffer
         >>> from xreplay.distributed.backend import InProcessBackend
+        >>> from xreplay.distributed.protocol import decode_indices
         >>> backend = InProcessBackend(lambda: TransitionBuffer(100, sampler="prioritized", seed=0), num_shards=2)
         >>> replay = ReplayClient(backend, seed=0)
         >>> replay.extend({"obs": np.arange(6.0)}), replay.extend({"obs": np.arange(4.0)}), len(replay)
@@ -160,8 +166,10 @@ class ReplayClient:
         self.batches_drawn = 0
         replies = backend.gather([backend.submit(s, "describe") for s in range(self.num_shards)], self.options.timeout)
         for shard, reply in enumerate(replies):
+            if isinstance(reply, ShardDown):
+                raise ShardUnavailableError(f"shard {shard} did not start: {reply.cause}")
             if isinstance(reply, BaseException):
-                raise ShardUnavailableError(f"shard {shard} did not start: {reply}") from reply
+                raise reply  # e.g. the factory's ShardFactoryError
         self.info: ShardInfo = replies[0][0]
         kinds = {(info.kind, info.prioritized) for info, _state in replies}
         if len(kinds) > 1:
@@ -261,27 +269,27 @@ class ReplayClient:
             return 0
         shard = self.routing.choose(self.live, self.writer_id if writer_id is None else writer_id)
         self._writes.append((backend.submit(shard, "write", data, lengths, permit), n, shard))
-        while len(self._writes) > self.options.max_inflight_writes:
-            self._finish_write(block=True)
+        limit = self.options.max_inflight_writes
+        if len(self._writes) > limit:
+            self._finish_writes(len(self._writes) - limit // 2)  # the oldest are done by now: one wait for them
         return n
 
-    def _finish_write(self, block: bool) -> bool:
-        """Collect the oldest write's reply (waiting when ``block``); return whether one was collected."""
-        call, n, shard = self._writes[0]
-        if not block and not self.backend.ready([call])[0]:
-            return False
-        self._writes.popleft()
+    def _finish_writes(self, count: int) -> None:
+        """Collect the replies of the ``count`` oldest writes (one wait); raise a shard's error for a bad write."""
+        done = [self._writes.popleft() for _ in range(min(count, len(self._writes)))]
         timeout = self.options.timeout + self.options.rate_limit_timeout
-        reply = self.backend.gather([call], timeout)[0]
-        if isinstance(reply, ShardDown):
-            self._mark_down(shard, reply.cause)
-            self.counters["writes_unacknowledged"] += n  # the shard died with them: never counted as stored
-            self.backend.limiter_delete(n)
-        elif isinstance(reply, BaseException):
-            raise reply
-        else:
-            self._observe(reply)
-        return True
+        error = None
+        for (_call, n, shard), reply in zip(done, self.backend.gather([d[0] for d in done], timeout), strict=True):
+            if isinstance(reply, ShardDown):
+                self._mark_down(shard, reply.cause)
+                self.counters["writes_unacknowledged"] += n  # the shard died with them: never counted as stored
+                self.backend.limiter_delete(n)
+            elif isinstance(reply, BaseException):
+                error = error or reply
+            else:
+                self._observe(reply)
+        if error is not None:
+            raise error
 
     # -- sampling ---------------------------------------------------------------
 
@@ -307,7 +315,6 @@ class ReplayClient:
             return self._ready.popleft()
         if self._queue and self._queue[0].key != key:
             self._queue.clear()  # another size: drop what was prefetched for the old one
-        self.updates.send()  # pending priority updates reach each shard before the next request
         while len(self._queue) < self.options.prefetch + 1:
             self._queue.append(self._request(key, permit=True))
         request = self._queue.popleft()
@@ -333,9 +340,15 @@ class ReplayClient:
             masses = self._masses(replace)
         counts = draw_counts(self.rng, masses, n, batches, replace)
         token = self.backend.sample_permit(n * batches, self.options.rate_limit_timeout) if permit else None
-        live = np.flatnonzero(self.live)
-        calls = {int(s): self.backend.submit(int(s), "sample", counts[:, s], replace, token) for s in live}
-        return _Request(key, batches, counts, calls)
+        calls, riding = {}, {}
+        for s in np.flatnonzero(self.live).tolist():
+            update = self.updates.take(s)  # pending priority updates ride along: applied before the draw
+            args = [counts[:, s].tolist(), replace, token, update]
+            while len(args) > 1 and args[-1] is (True if len(args) == 2 else None):
+                args.pop()  # send only what differs from the defaults
+            calls[s] = self.backend.submit(s, "sample", *args)
+            riding[s] = 0 if update is None else int(update[0].size)
+        return _Request(key, batches, counts, calls, riding)
 
     def _resolve(self, request: _Request) -> list[Any]:
         """Wait for a request's draws and assemble its batches; redraw it over the live shards on a fault."""
@@ -347,6 +360,7 @@ class ReplayClient:
             for shard, reply in zip(shards, replies, strict=True):
                 if isinstance(reply, ShardDown):
                     self._mark_down(shard, reply.cause)
+                    self.updates.dropped_down += request.updates.get(shard, 0)
                     failed = True
                 elif isinstance(reply, InsufficientDataError) and request.counts[:, shard].sum():
                     failed = True  # the shard holds less than its last state said (it restarted): ask again
@@ -395,8 +409,10 @@ class ReplayClient:
     # -- state ----------------------------------------------------------------------
 
     def _observe(self, state: ShardState) -> None:
-        """Adopt a shard's newer state."""
-        self.states[state.shard] = state
+        """Adopt a shard's state unless a newer one arrived first."""
+        known = self.states[state.shard]
+        if (state.epoch, state.serial) >= (known.epoch, known.serial):
+            self.states[state.shard] = state
 
     def _mark_down(self, shard: int, cause: object) -> None:
         """Stop using ``shard`` until a probe finds it back."""
@@ -407,10 +423,7 @@ class ReplayClient:
         self._down_cause[shard] = cause
 
     def _service(self) -> None:
-        """Collect finished writes and updates, probe down shards; raise for a shard down too long."""
-        while self._writes and self._finish_write(block=False):
-            pass
-        self.updates.collect(block=False)
+        """Probe down shards; raise for a shard down too long."""
         if self.live.all():
             return
         now = time.monotonic()
@@ -454,8 +467,7 @@ class ReplayClient:
 
     def flush(self) -> None:
         """Wait until every write and priority update this client sent has been applied (or failed)."""
-        while self._writes:
-            self._finish_write(block=True)
+        self._finish_writes(len(self._writes))
         self.updates.wait()
 
     def __len__(self) -> int:
@@ -472,7 +484,7 @@ class ReplayClient:
         """
         states = self.refresh()
         live = self.live
-        per_shard = [{**dataclasses.asdict(st), "live": bool(live[s])} for s, st in enumerate(states)]
+        per_shard = [{**st._asdict(), "live": bool(live[s])} for s, st in enumerate(states)]
         return {
             "shards": self.num_shards,
             "live": [int(s) for s in np.flatnonzero(live)],

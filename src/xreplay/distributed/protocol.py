@@ -24,7 +24,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -116,9 +116,8 @@ class ShardInfo:
     per_step: tuple[str, ...] = ()
 
 
-@dataclasses.dataclass(frozen=True)
-class ShardState:
-    """A shard's counters, sent with every reply so that the client's view stays fresh.
+class ShardState(NamedTuple):
+    """A shard's counters, sent with every reply so that the client's view stays fresh (a tuple: cheap to pickle).
 
     Attributes:
         shard: The shard's number.
@@ -131,6 +130,7 @@ class ShardState:
         checkpoints: Saves made by this incarnation.
         checkpointed: Items written at the last save (or restore).
         stale_updates: Priority updates the buffer skipped as stale.
+        serial: States this incarnation has sent (orders replies that arrive out of order).
     """
 
     shard: int
@@ -143,11 +143,11 @@ class ShardState:
     checkpoints: int = 0
     checkpointed: int = 0
     stale_updates: int = 0
+    serial: int = 0
 
 
-@dataclasses.dataclass(frozen=True)
-class ShardDraw:
-    """The items a shard drew for one request: ``sum(counts)`` rows, batch after batch.
+class ShardDraw(NamedTuple):
+    """The items a shard drew for one request: ``sum(counts)`` rows, batch after batch (a tuple).
 
     Attributes:
         state: The shard's state after the draw.

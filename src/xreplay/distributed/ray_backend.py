@@ -83,13 +83,26 @@ class LimiterService:
 
 
 class _RemoteDelete:
-    """A shard's ``on_delete``: tells the limiter actor, without waiting (picklable)."""
+    """A shard's ``on_delete``: tells the limiter actor, without waiting (pickles as the actor's name).
 
-    def __init__(self, limiter: Any):
-        self.limiter = limiter
+    The name, not the handle, is a shard's constructor argument: Ray keeps handle arguments in
+    the object store, where a restart could not find them once they went out of scope.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        self._handle: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.name, self._handle = state["name"], None
 
     def __call__(self, n: int) -> None:
-        self.limiter.delete.remote(n)
+        if self._handle is None:
+            self._handle = import_ray().get_actor(self.name)
+        self._handle.delete.remote(n)
 
 
 class RayBackend:
@@ -126,6 +139,8 @@ class RayBackend:
             except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
                 out.append(ShardDown(shard, exc))
             except Exception as exc:  # noqa: BLE001 - the shard's own error (e.g. a bad write), returned as is
+                while isinstance(exc, ray.exceptions.RayTaskError) and isinstance(exc.cause, Exception):
+                    exc = exc.cause  # the error the shard (or the limiter it waited for) raised, with its message
                 out.append(exc)
         return out
 
@@ -229,15 +244,15 @@ class RayReplay(ReplayClient):
             ) from exc
         if checkpoints is not None:
             check_checkpoint_directory(checkpoints, num_shards)
-        limiter = None
+        run_id = secrets.randbits(62)
+        limiter = on_delete = None
         if rate_limiter is not None:
-            service = ray.remote(LimiterService).options(num_cpus=0, max_concurrency=_LIMITER_THREADS)
-            limiter = service.remote(rate_limiter.state_dict())
-        on_delete = None if limiter is None else _RemoteDelete(limiter)
+            name = f"xreplay-rate-limiter-{run_id:016x}"
+            service = ray.remote(LimiterService).options(name=name, num_cpus=0, max_concurrency=_LIMITER_THREADS)
+            limiter, on_delete = service.remote(rate_limiter.state_dict()), _RemoteDelete(name)
         actor = ray.remote(ShardCore).options(
             **{"num_cpus": 0, "max_restarts": max_restarts, "max_task_retries": 0, **(shard_options or {})}
         )
-        run_id = secrets.randbits(62)
         restore = list(restore_from) if restore_from is not None else [None] * num_shards
         shards = [actor.remote(factory, s, checkpoints, run_id, on_delete, restore[s]) for s in range(num_shards)]
         self._actors, self._limiter_actor = shards, limiter

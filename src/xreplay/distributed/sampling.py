@@ -78,6 +78,8 @@ def placement(rng: np.random.Generator, counts: np.ndarray, n: int) -> list[np.n
     on; the positions spread each batch's rows over a random permutation of that batch.
     """
     batches, shards = counts.shape
+    if batches == 1:  # the shards' rows are already in random order: one permutation of the batch places them
+        return np.split(rng.permutation(n), np.cumsum(counts[0, :-1]))
     owner = np.repeat(np.tile(np.arange(shards), batches), counts.reshape(-1))  # batch-major: who fills each place
     order = rng.permuted(np.tile(np.arange(n, dtype=np.int64), (batches, 1)), axis=1)  # a permutation per batch
     order += (np.arange(batches, dtype=np.int64) * n)[:, None]  # batch j occupies [j * n, (j + 1) * n)

@@ -159,29 +159,43 @@ class ShardCore:
     ):
         """Build (or restore) the buffer."""
         self.shard = int(shard)
+        self._init_error: Exception | None = None
+        try:
+            self._start(factory, checkpoints, run_id, on_delete, restore_from)
+        except Exception as exc:  # kept and raised by every call: a process's start cannot return an error
+            self._init_error = exc
+
+    def _start(
+        self,
+        factory: Callable[[], Any],
+        checkpoints: ShardCheckpoints | None,
+        run_id: int,
+        on_delete: Callable[[int], Any] | None,
+        restore_from: str | None,
+    ) -> None:
+        """Build the buffer, or restore it after a restart of this run."""
         self.run_id = int(run_id)
         self._checkpoints = checkpoints
         self._on_delete = on_delete
-        self.epoch = self.lost = self.checkpoints_made = 0
+        self.epoch = self.lost = self.checkpoints_made = self._serial = 0
         buffer = _build(factory, self.shard)
         self._counter: _CounterFile | None = None
-        self._path: Path | None = None
+        path = self._path = None if checkpoints is None else shard_checkpoint_path(checkpoints.directory, self.shard)
         previous = None
-        if checkpoints is not None:
-            self._path = shard_checkpoint_path(checkpoints.directory, self.shard)
-            self._counter = _CounterFile(self._path.with_name(self._path.name + ".state"))
+        if path is not None:
+            self._counter = _CounterFile(path.with_name(path.name + ".state"))
             previous = self._counter.previous(self.run_id)
+        saved = path is not None and (path / "metadata.json").exists()
         if previous is not None:  # a restart of this run: back to the last checkpoint
             written, epoch, lost, size = previous
-            assert self._path is not None
-            if (self._path / "metadata.json").exists():
-                buffer = _restore(self._path, buffer)
+            if saved:
+                buffer = _restore(path, buffer)  # type: ignore[arg-type]
             self.epoch, self.lost = epoch + 1, lost + max(0, written - buffer.writer.writes)
             self._deleted(size - len(buffer))
         elif restore_from is not None:
             buffer = _restore(Path(restore_from), buffer)
-        elif checkpoints is not None and checkpoints.resume and (self._path / "metadata.json").exists():  # type: ignore[operator]
-            buffer = _restore(self._path, buffer)  # type: ignore[arg-type]
+        elif saved and checkpoints is not None and checkpoints.resume:
+            buffer = _restore(path, buffer)  # type: ignore[arg-type]
         self.buffer = buffer
         self.info = _describe(buffer)
         self._checkpointed = buffer.writer.writes
@@ -192,21 +206,33 @@ class ShardCore:
 
     # -- the shard protocol ----------------------------------------------------
 
+    def _started(self) -> None:
+        """Raise the error that stopped the shard from starting, if any."""
+        if self._init_error is not None:
+            raise self._init_error
+
     def describe(self) -> tuple[ShardInfo, ShardState]:
-        """Return the buffer's description and the current state."""
+        """Return the buffer's description and the current state.
+
+        Raises:
+            ShardFactoryError: The factory did not build a native buffer (or any error of the start).
+        """
+        self._started()
         return self.info, self.state()
 
     def state(self) -> ShardState:
         """Return the shard's counters."""
+        self._started()
         buffer = self.buffer
         sampler = buffer.sampler
         if isinstance(sampler, PrioritizedSampler):
             mass, min_leaf, stale = sampler.total(), sampler.tree.min(), sampler.stale_updates
         else:
             mass, min_leaf, stale = float(len(buffer)), float("inf"), 0
+        self._serial += 1
         return ShardState(
             self.shard, self.epoch, len(buffer), mass, min_leaf, buffer.writer.writes,
-            self.lost, self.checkpoints_made, self._checkpointed, stale,
+            self.lost, self.checkpoints_made, self._checkpointed, stale, self._serial,
         )  # fmt: skip
 
     def write(self, data: dict[str, Any], lengths: Any = None, permit: Any = None) -> ShardState:
@@ -217,6 +243,7 @@ class ShardCore:
         Raises:
             The buffer's own errors for a bad write (the buffer is then unchanged).
         """
+        self._started()
         buffer = self.buffer
         size, writes = len(buffer), buffer.writer.writes
         if isinstance(buffer, TransitionBuffer):
@@ -228,14 +255,18 @@ class ShardCore:
         self._maybe_checkpoint()
         return self.state()
 
-    def sample(self, counts: Any, replace: bool = True, permit: Any = None) -> ShardDraw:
+    def sample(self, counts: Any, replace: bool = True, permit: Any = None, updates: Any = None) -> ShardDraw:
         """Draw ``counts[j]`` items for each batch ``j`` of a request (episodes: without replacement per batch).
 
-        ``permit`` is the rate limiter's answer (see :meth:`write`).
+        ``permit`` is the rate limiter's answer (see :meth:`write`); ``updates`` are priority updates
+        ``(slots, priorities, generations)`` applied first (see :meth:`update_priorities`).
 
         Raises:
             InsufficientDataError: The shard holds too few items.
         """
+        self._started()
+        if updates is not None:
+            self._update(*updates)
         counts = np.asarray(counts, dtype=np.int64).reshape(-1)
         total = int(counts.sum())
         buffer = self.buffer
@@ -262,11 +293,18 @@ class ShardCore:
             priorities: New priorities (checked by the client).
             generations: The generations seen when sampled, or None to update whatever the slots hold.
         """
+        self._started()
+        return self._update(slots, priorities, generations), self.state()
+
+    def _update(self, slots: np.ndarray, priorities: np.ndarray, generations: Any) -> int:
+        """Apply priority updates; return the number skipped as stale."""
         buffer = self.buffer
         if not isinstance(buffer, TransitionBuffer):
             raise TypeError("update_priorities needs a prioritized transition shard")
-        stale = buffer.update_priorities(slots, priorities, "current" if generations is None else generations)
-        return stale, self.state()
+        # Arrays from another process arrive read-only; the tree's compiled kernels take writable ones.
+        slots, priorities = np.array(slots, dtype=np.int64), np.array(priorities, dtype=np.float64)
+        seen = "current" if generations is None else np.array(generations)
+        return buffer.update_priorities(slots, priorities, seen)
 
     def checkpoint(self) -> ShardState:
         """Save the buffer to the shard's checkpoint directory now.
@@ -274,6 +312,7 @@ class ShardCore:
         Raises:
             CheckpointError: The shard has no checkpoint directory, or the save failed.
         """
+        self._started()
         if self._path is None:
             raise CheckpointError(
                 f"shard {self.shard} has no checkpoint directory: pass checkpoints=ShardCheckpoints(...)"
@@ -286,6 +325,7 @@ class ShardCore:
 
     def save(self, path: str) -> ShardState:
         """Save the buffer as a checkpoint at ``path`` (a replay's :meth:`save`)."""
+        self._started()
         self.buffer.save(path)
         return self.state()
 

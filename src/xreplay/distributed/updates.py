@@ -6,9 +6,11 @@ buffer raises. Then each index is split into shard, epoch and slot
 (:func:`~xreplay.distributed.protocol.decode_indices`): an unknown shard,
 an epoch other than the shard's current one (the item was lost in a
 restart) or a shard that is down skips the update, counted. The rest waits
-per shard until ``update_batch`` updates are pending or a sample request is
-sent, then goes as one message per shard; replies (with the count the shard
-skipped as overwritten since) are collected without waiting.
+per shard and rides with the next sample request to that shard (no message
+of its own: the shard applies it before drawing), or goes in its own message
+once ``update_batch`` (when > 0) are pending, or on :meth:`PriorityUpdates.send`.
+Replies of those messages (with the count the shard skipped as overwritten
+since) are collected without waiting.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class PriorityUpdates:
     def __init__(self, client: ReplayClient):
         """Start with nothing pending."""
         self.client = client
-        self.pending: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]] = collections.defaultdict(list)
+        self.pending: dict[int, list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]] = collections.defaultdict(list)
         self.pending_count = 0
         self.inflight: collections.deque[tuple[Any, int, int]] = collections.deque()
         self.unknown_shard = self.stale_epoch = self.dropped_down = 0
@@ -112,10 +114,14 @@ class PriorityUpdates:
                 self.stale_epoch += stale
                 skipped += stale
                 part = part[fresh]
-            if part.size:
-                self.pending[shard].append((slots[part], values[part], None if seen is None else seen[part]))
+            if not part.size:
+                continue
+            if seen is None:  # "current": no generations to check, sent at once on its own
+                self._submit(shard, slots[part], values[part], None)
+            else:
+                self.pending[shard].append((client.states[shard].epoch, slots[part], values[part], seen[part]))
                 self.pending_count += part.size
-        if current or self.pending_count >= client.options.update_batch:
+        if 0 < client.options.update_batch <= self.pending_count:
             self.send()
         return skipped
 
@@ -133,53 +139,65 @@ class PriorityUpdates:
                 f"priorities must be finite and >= 0"
             )
 
+    def take(self, shard: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Remove and return ``(slots, priorities, generations)`` pending for ``shard``, or None.
+
+        Parts queued under an epoch the shard has left since (it restarted) are dropped as stale.
+        """
+        parts = self.pending.pop(shard, None)
+        if not parts:
+            return None
+        epoch = self.client.states[shard].epoch
+        count = sum(p[1].size for p in parts)
+        self.pending_count -= count
+        fresh = [p for p in parts if p[0] == epoch]
+        self.stale_epoch += count - sum(p[1].size for p in fresh)
+        if not fresh:
+            return None
+        if len(fresh) == 1:
+            return fresh[0][1], fresh[0][2], fresh[0][3]
+        return tuple(np.concatenate([p[k] for p in fresh]) for k in (1, 2, 3))  # type: ignore[return-value]
+
     def send(self) -> None:
-        """Send the pending updates: one message per shard."""
+        """Send what is pending to each live shard in its own message."""
         client = self.client
-        for shard, parts in self.pending.items():
-            if not parts:
+        for shard in list(self.pending):
+            if not client.live[shard]:
                 continue
-            checked = [p for p in parts if p[2] is not None]
-            for group in (checked, [p for p in parts if p[2] is None]):
-                if not group:
-                    continue
-                slots = np.concatenate([p[0] for p in group])
-                values = np.concatenate([p[1] for p in group])
-                seen = np.concatenate([p[2] for p in group]) if group is checked else None  # type: ignore[misc]
-                call = client.backend.submit(shard, "update_priorities", slots, values, seen)
-                self.inflight.append((call, shard, slots.size))
-        self.pending.clear()
-        self.pending_count = 0
-        while len(self.inflight) > client.options.max_inflight_updates:
-            self._finish(block=True)
+            update = self.take(shard)
+            if update is not None:
+                self._submit(shard, *update)
 
-    def _finish(self, block: bool) -> bool:
-        """Collect the oldest update's reply (waiting when ``block``); return whether one was collected."""
-        call, shard, count = self.inflight[0]
+    def _submit(self, shard: int, slots: np.ndarray, values: np.ndarray, seen: np.ndarray | None) -> None:
+        """Send one update message; collect the oldest replies once too many are outstanding."""
+        call = self.client.backend.submit(shard, "update_priorities", slots, values, seen)
+        self.inflight.append((call, shard, slots.size))
+        limit = self.client.options.max_inflight_updates
+        if len(self.inflight) > limit:
+            self.collect(len(self.inflight) - limit // 2)  # the oldest are done by now: one wait for them
+
+    def collect(self, count: int) -> None:
+        """Collect the replies of the ``count`` oldest messages (one wait); raise a shard's error."""
         client = self.client
-        if not block and not client.backend.ready([call])[0]:
-            return False
-        self.inflight.popleft()
-        reply = client.backend.gather([call], client.options.timeout)[0]
-        if isinstance(reply, ShardDown):
-            client._mark_down(shard, reply.cause)
-            self.dropped_down += count
-        elif isinstance(reply, BaseException):
-            raise reply
-        else:
-            stale, state = reply
-            self._waited_stale += stale
-            client._observe(state)
-        return True
-
-    def collect(self, block: bool) -> None:
-        """Collect finished replies (all of them, waiting, when ``block``)."""
-        while self.inflight and self._finish(block):
-            pass
+        done = [self.inflight.popleft() for _ in range(min(count, len(self.inflight)))]
+        error = None
+        replies = client.backend.gather([d[0] for d in done], client.options.timeout)
+        for (_call, shard, size), reply in zip(done, replies, strict=True):
+            if isinstance(reply, ShardDown):
+                client._mark_down(shard, reply.cause)
+                self.dropped_down += size
+            elif isinstance(reply, BaseException):
+                error = error or reply
+            else:
+                stale, state = reply
+                self._waited_stale += stale
+                client._observe(state)
+        if error is not None:
+            raise error
 
     def wait(self) -> int:
         """Send what is pending, wait for every reply; return the updates the shards skipped meanwhile."""
         self.send()
-        self.collect(block=True)
+        self.collect(len(self.inflight))
         stale, self._waited_stale = self._waited_stale, 0
         return stale
