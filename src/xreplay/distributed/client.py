@@ -210,10 +210,13 @@ class ReplayClient:
         self.batches_drawn = state["batches_drawn"]
         self._reset_local()
 
-    def with_writer(self, writer_id: int) -> ReplayClient:
-        """Return a copy of this client writing as ``writer_id`` (give one to each actor)."""
+    def clone(self, writer_id: int | None = None, options: ClientOptions | None = None) -> ReplayClient:
+        """Return a copy of this client (its own outstanding calls), writing as ``writer_id``, with ``options``."""
         state = self.__getstate__()
-        state["writer_id"] = int(writer_id)
+        if writer_id is not None:
+            state["writer_id"] = int(writer_id)
+        if options is not None:
+            state["options"] = options
         clone = ReplayClient.__new__(ReplayClient)
         clone.__setstate__(state)
         return clone

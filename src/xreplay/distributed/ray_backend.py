@@ -266,9 +266,9 @@ class RayReplay(ReplayClient):
         """Pickle as a plain :class:`ReplayClient`: actors and tasks get clients, not the owner."""
         return _client_from_state, (self.__getstate__(),)
 
-    def client(self, writer_id: int | None = None) -> ReplayClient:
-        """Return a plain client (for an actor task), writing as ``writer_id``."""
-        return self.with_writer(self.writer_id if writer_id is None else writer_id)
+    def client(self, writer_id: int | None = None, options: ClientOptions | None = None) -> ReplayClient:
+        """Return a plain client (for an actor task), writing as ``writer_id``, with ``options``."""
+        return self.clone(writer_id, options)
 
     def kill_shard(self, shard: int, restart: bool = True) -> None:
         """Kill a shard's actor (fault injection); Ray restarts it while restarts remain and ``restart``."""

@@ -1,0 +1,292 @@
+"""Workload S7: replay sharded over Ray (xreplay.distributed.RayReplay) on one machine, S2's transition layout.
+
+Fields as S2 (obs f32[17], next_obs f32[17], act f32[6], rew f32, done f32: 168
+bytes a transition); one total capacity (1,000,000 by default) split over the
+shards; prioritized (alpha 0.6, beta 0.4) unless said otherwise. In one run,
+repetitions interleaved across variants, medians reported:
+
+* latency of one ``sample(256)`` through the client without prefetching, with
+  1, 2 and 4 shards, against a raw Ray echo actor returning the same five
+  arrays (the transport's own cost) and the in-process buffer;
+* learner-side throughput (batches/s) with prefetching and multi-batch calls
+  (``prefetch=2, batches_per_call=16``), sample only and sample + priority
+  update, against the in-process buffer's loop;
+* aggregate insert throughput (chunks of 64 transitions) with 1, 2, 4 shards
+  and 1, 2, 4, 8 writer tasks (each its own process and client);
+* TorchRL's ``RayReplayBuffer`` (when torchrl is installed) on the same
+  uniform workload: inserts of 64 from one writer, ``sample(256)``. TorchRL's
+  prioritized sampler needs its C++ extension, which does not load beside
+  torch 2.13 here, so the comparison is uniform against uniform.
+
+The machine's load (``os.getloadavg``) is printed with each section: on a
+shared 2-core machine every process (shards, writers, learner) competes for
+the same cores, so the ratios matter more than the absolute figures.
+
+    python benchmarks/s7_ray.py            # full run (a few minutes)
+    python benchmarks/s7_ray.py --smoke    # tiny sizes (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from s2_transitions import BATCH, chunk
+from xreplay import TransitionBuffer
+from xreplay.samplers import PrioritizedSampler
+
+CHUNK = 64
+FAST = {"prefetch": 2, "batches_per_call": 16}
+ITEM_BYTES = 168
+
+
+def load() -> str:
+    """Return the machine's 1-minute load average as text."""
+    return f"load {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
+
+
+def factory(capacity: int, prioritized: bool) -> Callable[[], TransitionBuffer]:
+    """Return a picklable factory of an S2 buffer (``"prioritized"``: alpha 0.6, beta 0.4)."""
+    return functools.partial(TransitionBuffer, capacity, sampler="prioritized" if prioritized else "uniform", seed=0)
+
+
+def fill(write: Callable[[dict[str, np.ndarray]], Any], capacity: int) -> None:
+    """Write ``capacity`` transitions in chunks of 10,000."""
+    data = chunk(np.random.default_rng(0), min(10_000, capacity))
+    for _ in range(-(-capacity // data["obs"].shape[0])):
+        write(data)
+
+
+def timed(call: Callable[[], Any], repeat: int) -> list[float]:
+    """Return the seconds of each of ``repeat`` calls."""
+    out = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        call()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def rate(call: Callable[[], Any], repeat: int) -> float:
+    """Return calls per second over ``repeat`` back-to-back calls."""
+    start = time.perf_counter()
+    for _ in range(repeat):
+        call()
+    return repeat / (time.perf_counter() - start)
+
+
+def interleave(variants: dict[str, Callable[[], float | list[float]]], rounds: int) -> dict[str, list[float]]:
+    """Run every variant once per round, in turn; return each one's results."""
+    out: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, run in variants.items():
+            result = run()
+            out[name].extend(result if isinstance(result, list) else [result])
+    return out
+
+
+def echo_actor(ray: Any) -> Any:
+    """Return an actor holding one sample's arrays and returning them on every call."""
+
+    @ray.remote(num_cpus=0)
+    class Echo:
+        def __init__(self, arrays: dict[str, np.ndarray]):
+            self.arrays = arrays
+
+        def echo(self) -> dict[str, np.ndarray]:
+            return self.arrays
+
+    data = chunk(np.random.default_rng(1), BATCH)
+    actor = Echo.remote(data)
+    ray.get(actor.echo.remote())
+    return actor
+
+
+def learner_variants(replays: dict[int, Any], local: TransitionBuffer, scale: int) -> dict[str, Callable[[], float]]:
+    """Return the throughput variants: batches/s of sample (and sample + update) loops."""
+    from xreplay.distributed import ClientOptions
+
+    priorities = np.random.default_rng(2).random(BATCH)
+    fast = {shards: replay.client(options=ClientOptions(**FAST)) for shards, replay in replays.items()}
+
+    def loop(client: Any) -> Callable[[], None]:
+        def step() -> None:
+            batch = client.sample(BATCH)
+            client.update_priorities(batch, priorities)
+
+        return step
+
+    variants: dict[str, Callable[[], float]] = {
+        "in-process sample": lambda: rate(lambda: local.sample(BATCH), 40 * scale),
+        "in-process sample+update": lambda: rate(loop(local), 40 * scale),
+    }
+    for shards, client in fast.items():
+        variants[f"{shards} shard(s) sample"] = lambda c=client: rate(lambda: c.sample(BATCH), 40 * scale)
+        variants[f"{shards} shard(s) sample+update"] = lambda c=client: rate(loop(c), 40 * scale)
+    return variants
+
+
+def insert_round(ray: Any, replay: Any, writers: int, chunks: int) -> float:
+    """Return the aggregate transitions/s of ``writers`` tasks each writing ``chunks`` chunks of 64."""
+
+    @ray.remote(num_cpus=0)
+    def write(client: Any, chunks: int) -> tuple[float, float, int]:
+        data = chunk(np.random.default_rng(client.writer_id), CHUNK)
+        client.extend(data)
+        client.flush()  # connected and warm
+        start = time.time()
+        for _ in range(chunks):
+            client.extend(data)
+        client.flush()
+        return start, time.time(), chunks * CHUNK
+
+    spans = ray.get([write.remote(replay.client(writer_id=w), chunks) for w in range(writers)])
+    return sum(n for _s, _e, n in spans) / (max(e for _s, e, _n in spans) - min(s for s, _e, _n in spans))
+
+
+def torchrl_peer(capacity: int) -> Any:
+    """Return TorchRL's RayReplayBuffer (uniform, LazyTensorStorage) filled, or None without torchrl."""
+    try:
+        from tensordict import TensorDict
+        from torchrl.data import LazyTensorStorage, RayReplayBuffer
+    except ImportError:
+        print("torchrl not installed: pip install torchrl (extra bench-peers); TorchRL peer skipped", file=sys.stderr)
+        return None
+    storage = functools.partial(LazyTensorStorage, capacity)
+    buffer = RayReplayBuffer(storage=storage, batch_size=BATCH, remote_config={"num_cpus": 0})
+
+    def as_td(data: dict[str, np.ndarray]) -> Any:
+        return TensorDict({k: torch.from_numpy(v) for k, v in data.items()}, batch_size=[data["obs"].shape[0]])
+
+    fill(lambda data: buffer.extend(as_td(data)), capacity)
+    buffer.as_td = as_td
+    return buffer
+
+
+def print_table(title: str, results: dict[str, list[float]], unit: str, base: str | None, scale: float = 1.0) -> None:
+    """Print each variant's median (times ``scale``) and its ratio to ``base``."""
+    print(f"\n{title}  [{load()}]")
+    reference = statistics.median(results[base]) if base else None
+    for name, values in results.items():
+        median = statistics.median(values)
+        ratio = f"  {median / reference:6.2f}x {base}" if reference else ""
+        print(f"  {name:34s} {median * scale:12.1f} {unit}{ratio}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run S7 and print medians, ratios and the machine's load."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds")
+    parser.add_argument("--capacity", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    capacity, rounds, scale = (4096, 1, 1) if args.smoke else (args.capacity, args.rounds, 25)
+    shard_counts, writer_counts = ((1, 2), (1, 2)) if args.smoke else ((1, 2, 4), (1, 2, 4, 8))
+    local = TransitionBuffer(capacity, sampler=PrioritizedSampler(capacity, alpha=0.6, beta=0.4), seed=0)
+    fill(local.extend, capacity)
+    try:
+        import ray
+    except ImportError:
+        print(f"ray not installed (pip install 'xreplay[ray]'): xreplay in-process only, "
+              f"{rate(lambda: local.sample(BATCH), 100):.0f} batches/s")  # fmt: skip
+        return
+    import s2_transitions
+    from xreplay.distributed import RayReplay
+
+    for module in (s2_transitions, sys.modules.get(__name__)):  # not importable in Ray's workers: send by value
+        if module is not None and module.__name__ != "__main__":
+            ray.cloudpickle.register_pickle_by_value(module)
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    try:
+        run(ray, RayReplay, local, capacity, rounds, scale, shard_counts, writer_counts, args.smoke)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def run(ray: Any, replay_cls: Any, local: TransitionBuffer, capacity: int, rounds: int, scale: int,
+        shard_counts: tuple[int, ...], writer_counts: tuple[int, ...], smoke: bool) -> None:  # fmt: skip
+    """Build the replays and peers, then measure and print every section."""
+    print(f"S7: capacity {capacity:,} transitions of {ITEM_BYTES} B, batch {BATCH}, chunks of {CHUNK}; {load()}")
+    replays = {s: replay_cls(factory(-(-capacity // s), True), num_shards=s, seed=0) for s in shard_counts}
+    uniform = replay_cls(factory(capacity, False), num_shards=1, seed=0)
+    for replay in (*replays.values(), uniform):
+        fill(replay.extend, capacity)
+        replay.flush()
+    echo = echo_actor(ray)
+    peer = None if smoke else torchrl_peer(capacity)
+    try:
+        measure(ray, replays, uniform, echo, peer, local, rounds, scale, writer_counts)
+    finally:
+        for replay in (*replays.values(), uniform):
+            replay.shutdown()
+        ray.kill(echo)
+        if peer is not None:
+            peer.close()
+
+
+def measure(ray: Any, replays: dict[int, Any], uniform: Any, echo: Any, peer: Any, local: TransitionBuffer,
+            rounds: int, scale: int, writer_counts: tuple[int, ...]) -> None:  # fmt: skip
+    """Measure latency, learner throughput, inserts and the TorchRL comparison."""
+    calls = 20 * scale
+    latency = {"ray echo of the same arrays": lambda: timed(lambda: ray.get(echo.echo.remote()), calls)}
+    latency["in-process sample(256)"] = lambda: timed(lambda: local.sample(BATCH), calls)
+    for shards, replay in replays.items():
+        latency[f"{shards} shard(s) sample(256)"] = lambda r=replay: timed(lambda: r.sample(BATCH), calls)
+    echo_name = "ray echo of the same arrays"
+    print_table("sample(256) latency, no prefetch (median)", interleave(latency, rounds), "us", echo_name, 1e6)
+    results = interleave(learner_variants(replays, local, scale), rounds)
+    print_table(f"learner batches/s with prefetch={FAST['prefetch']}, batches_per_call={FAST['batches_per_call']}",
+                results, "batches/s", "in-process sample")  # fmt: skip
+    inserts: dict[str, list[float]] = {}
+    data = chunk(np.random.default_rng(0), CHUNK)
+    inserts["in-process extend(64), 1 writer"] = [rate(lambda: local.extend(data), 50 * scale) * CHUNK]
+    chunks = 8 * scale
+    for writers in writer_counts:  # warm the worker processes up (first imports), not measured
+        insert_round(ray, replays[min(replays)], writers, 2)
+    grid = {f"{s} shard(s), {w} writer(s)": (replay, w) for s, replay in replays.items() for w in writer_counts}
+    runs = {key: (lambda rw=rw: insert_round(ray, rw[0], rw[1], chunks)) for key, rw in grid.items()}
+    measured = interleave(runs, rounds)
+    print_table("aggregate inserts (transitions/s, chunks of 64)", {**inserts, **measured}, "items/s",
+                "in-process extend(64), 1 writer")  # fmt: skip
+    if peer is not None:
+        compare_torchrl(peer, uniform, rounds, scale)
+
+
+def compare_torchrl(peer: Any, uniform: Any, rounds: int, scale: int) -> None:
+    """Print TorchRL's RayReplayBuffer against xreplay on one uniform shard: inserts of 64 and sample(256)."""
+    from xreplay.distributed import ClientOptions
+
+    data = chunk(np.random.default_rng(3), CHUNK)
+    td = peer.as_td(data)
+    fast = uniform.client(options=ClientOptions(**FAST))
+    variants = {
+        "torchrl extend(64)": lambda: rate(lambda: peer.extend(td), 20 * scale) * CHUNK,
+        "xreplay extend(64)": lambda: rate(lambda: uniform.extend(data), 20 * scale) * CHUNK,
+    }
+    results = interleave(variants, rounds)
+    uniform.flush()
+    title = "TorchRL RayReplayBuffer vs xreplay, one uniform shard: inserts"
+    print_table(title, results, "items/s", "torchrl extend(64)")
+    variants = {
+        "torchrl sample(256)": lambda: rate(peer.sample, 20 * scale),
+        "xreplay sample(256), no prefetch": lambda: rate(lambda: uniform.sample(BATCH), 20 * scale),
+        "xreplay sample(256), prefetch": lambda: rate(lambda: fast.sample(BATCH), 20 * scale),
+    }
+    print_table("... samples", interleave(variants, rounds), "batches/s", "torchrl sample(256)")
+
+
+if __name__ == "__main__":
+    main()
