@@ -63,7 +63,7 @@ def test_round_robin_spreads_writes_and_by_writer_keeps_a_writer_in_one_shard():
     assert [len(core.buffer) for core in store.shards] == [4, 4, 4]
     store, client = make(num_shards=3)
     client = ReplayClient(store, routing="by_writer", writer_id=0)
-    actor = client.with_writer(4)
+    actor = client.clone(writer_id=4)
     for i in range(3):
         actor.extend(transitions(5, 5 * i))
     actor.flush()
@@ -312,3 +312,28 @@ def test_missing_ray_names_the_extra(monkeypatch):
 
     with pytest.raises(ImportError, match=r"pip install 'xreplay\[ray\]'"):
         distributed.RayReplay  # noqa: B018
+
+
+def test_write_batch_gathers_small_writes_into_one_message():
+    store, client = make(num_shards=2, options=ClientOptions(write_batch=10))
+    calls = []
+    submit = store.submit
+    store.submit = lambda shard, method, *args: (calls.append(method), submit(shard, method, *args))[1]
+    for i in range(6):
+        client.extend(transitions(4, 4 * i))  # 24 items: sent as 12 + 12
+    assert calls.count("write") == 2 and client.writes.stage.rows == 0
+    client.add({"item": np.int64(99), "obs": np.zeros(3, np.float32), "info": {"rew": np.float32(0)}})
+    assert client.writes.stage.rows == 1 and calls.count("write") == 2  # staged, not yet visible
+    client.flush()
+    assert calls.count("write") == 3 and len(client) == 25
+    np.testing.assert_array_equal(np.sort(np.concatenate([c.buffer.gather(np.arange(len(c.buffer)))["item"].numpy()
+                                                          for c in store.shards])), [*range(24), 99])  # fmt: skip
+
+
+def test_a_write_of_another_layout_is_not_gathered_with_the_staged_ones():
+    store, client = make(num_shards=1, options=ClientOptions(write_batch=100))
+    client.extend(transitions(4))
+    client.extend({"item": np.zeros(2, np.int64)})  # other fields: the staged 4 go first, then this one fails
+    with pytest.raises(UnknownFieldError, match="missing"):
+        client.flush()
+    assert len(store.shards[0].buffer) == 4

@@ -45,6 +45,7 @@ from xreplay.distributed.protocol import ShardDraw, ShardInfo, ShardState
 from xreplay.distributed.routing import Routing, make_routing
 from xreplay.distributed.sampling import assemble, draw_counts, placement
 from xreplay.distributed.updates import PriorityUpdates
+from xreplay.distributed.writes import ShardWrites
 from xreplay.errors import InsufficientDataError, ShardFactoryError, ShardUnavailableError
 
 __all__ = ["ClientOptions", "ReplayClient"]
@@ -60,6 +61,8 @@ class ClientOptions:
         batches_per_call: Batches each request asks of every shard in one call.
         update_batch: Priority updates ride with the next sample request to their shard; with a value
             > 0 they also go in a message of their own once this many are pending.
+        write_batch: Transitions gathered into one write before it is sent (0: each write goes at once);
+            staged transitions are visible to samplers once sent (or after :meth:`ReplayClient.flush`).
         max_inflight_writes: Writes sent but not yet acknowledged before a write waits.
         max_inflight_updates: Priority-update messages not yet acknowledged before an update waits.
         timeout: Seconds one shard call may take (rate-limited waits excluded).
@@ -72,6 +75,7 @@ class ClientOptions:
     prefetch: int = 0
     batches_per_call: int = 1
     update_batch: int = 0
+    write_batch: int = 0
     max_inflight_writes: int = 4
     max_inflight_updates: int = 8
     timeout: float = 60.0
@@ -82,7 +86,7 @@ class ClientOptions:
 
     def __post_init__(self) -> None:
         """Check the values."""
-        for name in ("prefetch", "update_batch"):
+        for name in ("prefetch", "update_batch", "write_batch"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, received {getattr(self, name)!r}")
         for name in ("batches_per_call", "max_inflight_writes", "max_inflight_updates"):
@@ -187,7 +191,7 @@ class ReplayClient:
         self._queue: collections.deque[_Request] = collections.deque()
         self._ready: collections.deque[Any] = collections.deque()
         self._ready_key: tuple[int, bool, bool] | None = None
-        self._writes: collections.deque[tuple[Any, int, int]] = collections.deque()
+        self.writes = ShardWrites(self)
         self.updates = PriorityUpdates(self)
         self.counters = collections.Counter[str]()
 
@@ -260,39 +264,9 @@ class ReplayClient:
         return self._write(data, None, _rows(data), writer_id, block)
 
     def _write(self, data: dict[str, Any], lengths: Any, n: int, writer_id: int | None, block: bool) -> int:
-        """Send a validated-shape batch to its shard, behind the rate limiter."""
+        """Hand a write to the write queue (routing, rate limiter, staging)."""
         self._service()
-        backend = self.backend
-        if block:
-            permit = backend.insert_permit(n, self.options.rate_limit_timeout)
-        elif backend.try_insert(n):
-            permit = None
-        else:
-            self.counters["writes_skipped"] += n
-            return 0
-        shard = self.routing.choose(self.live, self.writer_id if writer_id is None else writer_id)
-        self._writes.append((backend.submit(shard, "write", data, lengths, permit), n, shard))
-        limit = self.options.max_inflight_writes
-        if len(self._writes) > limit:
-            self._finish_writes(len(self._writes) - limit // 2)  # the oldest are done by now: one wait for them
-        return n
-
-    def _finish_writes(self, count: int) -> None:
-        """Collect the replies of the ``count`` oldest writes (one wait); raise a shard's error for a bad write."""
-        done = [self._writes.popleft() for _ in range(min(count, len(self._writes)))]
-        timeout = self.options.timeout + self.options.rate_limit_timeout
-        error = None
-        for (_call, n, shard), reply in zip(done, self.backend.gather([d[0] for d in done], timeout), strict=True):
-            if isinstance(reply, ShardDown):
-                self._mark_down(shard, reply.cause)
-                self.counters["writes_unacknowledged"] += n  # the shard died with them: never counted as stored
-                self.backend.limiter_delete(n)
-            elif isinstance(reply, BaseException):
-                error = error or reply
-            else:
-                self._observe(reply)
-        if error is not None:
-            raise error
+        return self.writes.add(data, lengths, n, self.writer_id if writer_id is None else writer_id, block)
 
     # -- sampling ---------------------------------------------------------------
 
@@ -470,7 +444,7 @@ class ReplayClient:
 
     def flush(self) -> None:
         """Wait until every write and priority update this client sent has been applied (or failed)."""
-        self._finish_writes(len(self._writes))
+        self.writes.flush()
         self.updates.wait()
 
     def __len__(self) -> int:

@@ -75,9 +75,13 @@ def placement(rng: np.random.Generator, counts: np.ndarray, n: int) -> list[np.n
     """Return, for each shard, the positions (in ``[0, batches * n)``) of its rows, batch after batch.
 
     Shard ``s`` sends ``counts[:, s].sum()`` rows, the first ``counts[0, s]`` for batch 0 and so
-    on; the positions spread each batch's rows over a random permutation of that batch.
+    on; the positions spread each batch's rows over a random permutation of that batch. When one
+    shard sends every row they keep its order (already that of independent draws).
     """
     batches, shards = counts.shape
+    totals = counts.sum(axis=0)
+    if np.count_nonzero(totals) <= 1:  # one shard gives every row, already in random order: keep it
+        return [np.arange(batches * n) if total else np.zeros(0, np.int64) for total in totals]
     if batches == 1:  # the shards' rows are already in random order: one permutation of the batch places them
         return np.split(rng.permutation(n), np.cumsum(counts[0, :-1]))
     owner = np.repeat(np.tile(np.arange(shards), batches), counts.reshape(-1))  # batch-major: who fills each place
@@ -97,6 +101,8 @@ def importance_weights(leaves: np.ndarray, min_leaf: float, beta: float) -> np.n
 def _scatter(parts: dict[int, Any], targets: dict[int, np.ndarray], rows: int) -> np.ndarray:
     """Return one array of ``rows`` rows holding each shard's ``parts[s]`` at its target positions."""
     first = next(part for s, part in parts.items() if targets[s].size)
+    if first.shape[0] == rows:  # one shard gives every row, in order (see placement): one plain copy
+        return np.array(first)
     out = np.empty((rows, *first.shape[1:]), dtype=first.dtype)
     for s, part in parts.items():
         if targets[s].size:
