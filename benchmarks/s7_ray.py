@@ -94,8 +94,11 @@ def interleave(variants: dict[str, Callable[[], float | list[float]]], rounds: i
     return out
 
 
-def echo_actor(ray: Any) -> Any:
-    """Return an actor holding one sample's arrays and returning them on every call."""
+def echo_actor(ray: Any, rows: int = BATCH, meta: bool = False) -> Any:
+    """Return an actor holding ``rows`` transitions' arrays and returning them on every call.
+
+    With ``meta`` it also returns what a shard sends beside the fields (slots, generations, leaves).
+    """
 
     @ray.remote(num_cpus=0)
     class Echo:
@@ -105,10 +108,63 @@ def echo_actor(ray: Any) -> Any:
         def echo(self) -> dict[str, np.ndarray]:
             return self.arrays
 
-    data = chunk(np.random.default_rng(1), BATCH)
+    data: dict[str, np.ndarray] = chunk(np.random.default_rng(1), rows)
+    if meta:
+        data.update(slots=np.zeros(rows, np.int64), generations=np.zeros(rows, np.int32), leaves=np.ones(rows))
     actor = Echo.remote(data)
     ray.get(actor.echo.remote())
     return actor
+
+
+def echo_pipeline(ray: Any, actors: list[Any], depth: int) -> Callable[[], None]:
+    """Return a step that keeps ``depth`` rounds of calls to every echo actor in flight and waits for the oldest."""
+    queue: list[list[Any]] = []
+
+    def step() -> None:
+        while len(queue) < depth:
+            queue.append([actor.echo.remote() for actor in actors])
+        ray.get(queue.pop(0))
+
+    return step
+
+
+class CpuMeter:
+    """CPU seconds used per kind of process (this learner, shard actors, raylet, the rest) over a span.
+
+    Reads ``/proc`` (Linux); elsewhere it reports nothing.
+    """
+
+    def __init__(self) -> None:
+        self.start = self._read()
+        self.began = time.perf_counter()
+
+    @staticmethod
+    def _read() -> dict[int, tuple[str, float]]:
+        out: dict[int, tuple[str, float]] = {}
+        if not os.path.isdir("/proc"):
+            return out
+        tick, me = os.sysconf("SC_CLK_TCK"), os.getpid()
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                with open(f"/proc/{pid}/cmdline") as f:
+                    command = f.read()
+            except OSError:
+                continue
+            kind = "learner" if int(pid) == me else "shards" if "ray::ShardCore" in command else (
+                "echo actors" if "ray::Echo" in command else "raylet" if "raylet" in command else "rest of machine")
+            out[int(pid)] = (kind, (int(fields[11]) + int(fields[12])) / tick)
+        return out
+
+    def cores(self) -> dict[str, float]:
+        """Return the cores each kind used on average since the meter started (processes alive throughout)."""
+        end, wall = self._read(), time.perf_counter() - self.began
+        out: dict[str, float] = {}
+        for pid, (kind, used) in end.items():
+            if pid in self.start:
+                out[kind] = out.get(kind, 0.0) + (used - self.start[pid][1]) / wall
+        return dict(sorted(out.items()))
 
 
 def learner_variants(replays: dict[int, Any], local: TransitionBuffer, scale: int) -> dict[str, Callable[[], float]]:
@@ -135,8 +191,9 @@ def learner_variants(replays: dict[int, Any], local: TransitionBuffer, scale: in
     return variants
 
 
-def insert_round(ray: Any, replay: Any, writers: int, chunks: int) -> float:
+def insert_round(ray: Any, replay: Any, writers: int, chunks: int, write_batch: int = 0) -> float:
     """Return the aggregate transitions/s of ``writers`` tasks each writing ``chunks`` chunks of 64."""
+    from xreplay.distributed import ClientOptions
 
     @ray.remote(num_cpus=0)
     def write(client: Any, chunks: int) -> tuple[float, float, int]:
@@ -149,7 +206,8 @@ def insert_round(ray: Any, replay: Any, writers: int, chunks: int) -> float:
         client.flush()
         return start, time.time(), chunks * CHUNK
 
-    spans = ray.get([write.remote(replay.client(writer_id=w), chunks) for w in range(writers)])
+    options = ClientOptions(write_batch=write_batch)
+    spans = ray.get([write.remote(replay.client(writer_id=w, options=options), chunks) for w in range(writers)])
     return sum(n for _s, _e, n in spans) / (max(e for _s, e, _n in spans) - min(s for s, _e, _n in spans))
 
 
@@ -179,7 +237,7 @@ def print_table(title: str, results: dict[str, list[float]], unit: str, base: st
     for name, values in results.items():
         median = statistics.median(values)
         ratio = f"  {median / reference:6.2f}x {base}" if reference else ""
-        print(f"  {name:34s} {median * scale:12.1f} {unit}{ratio}")
+        print(f"  {name:50s} {median * scale:12.1f} {unit}{ratio}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -240,29 +298,74 @@ def run(ray: Any, replay_cls: Any, local: TransitionBuffer, capacity: int, round
 def measure(ray: Any, replays: dict[int, Any], uniform: Any, echo: Any, peer: Any, local: TransitionBuffer,
             rounds: int, scale: int, writer_counts: tuple[int, ...]) -> None:  # fmt: skip
     """Measure latency, learner throughput, inserts and the TorchRL comparison."""
+    from xreplay.distributed import ClientOptions
+
     calls = 20 * scale
     latency = {"ray echo of the same arrays": lambda: timed(lambda: ray.get(echo.echo.remote()), calls)}
     latency["in-process sample(256)"] = lambda: timed(lambda: local.sample(BATCH), calls)
+    echoes = {s: [echo_actor(ray, BATCH // s, meta=True) for _ in range(s)] for s in replays if s > 1}
     for shards, replay in replays.items():
         latency[f"{shards} shard(s) sample(256)"] = lambda r=replay: timed(lambda: r.sample(BATCH), calls)
+        if shards in echoes:
+            step = echo_pipeline(ray, echoes[shards], 1)
+            latency[f"ray echo from {shards} actors (256/{shards} rows + meta)"] = lambda f=step: timed(f, calls)
+    prefetched = replays[min(replays)].client(options=ClientOptions(prefetch=1))
+    latency[f"{min(replays)} shard(s) sample(256), prefetch=1"] = lambda: timed(lambda: prefetched.sample(BATCH), calls)
     echo_name = "ray echo of the same arrays"
     print_table("sample(256) latency, no prefetch (median)", interleave(latency, rounds), "us", echo_name, 1e6)
-    results = interleave(learner_variants(replays, local, scale), rounds)
+    for actors in echoes.values():
+        for actor in actors:
+            ray.kill(actor)
+    variants = learner_variants(replays, local, scale)
+    rows = FAST["batches_per_call"] * BATCH
+    ceilings = {s: [echo_actor(ray, rows // s, meta=True) for _ in range(s)] for s in replays}
+    for shards, actors in ceilings.items():
+        step = echo_pipeline(ray, actors, FAST["prefetch"] + 1)
+        per_call = FAST["batches_per_call"]
+        variants[f"ray echo ceiling, {shards} actor(s)"] = lambda f=step, k=per_call: rate(f, 40 * scale // k) * k
+    results = interleave(variants, rounds)
     print_table(f"learner batches/s with prefetch={FAST['prefetch']}, batches_per_call={FAST['batches_per_call']}",
                 results, "batches/s", "in-process sample")  # fmt: skip
+    print("  (ray echo ceiling: the same bytes per batch from that many actors, pipelined alike, no sampling)")
+    for actors in ceilings.values():
+        for actor in actors:
+            ray.kill(actor)
+    cpu_split(replays, scale)
     inserts: dict[str, list[float]] = {}
     data = chunk(np.random.default_rng(0), CHUNK)
     inserts["in-process extend(64), 1 writer"] = [rate(lambda: local.extend(data), 50 * scale) * CHUNK]
     chunks = 8 * scale
     for writers in writer_counts:  # warm the worker processes up (first imports), not measured
         insert_round(ray, replays[min(replays)], writers, 2)
-    grid = {f"{s} shard(s), {w} writer(s)": (replay, w) for s, replay in replays.items() for w in writer_counts}
-    runs = {key: (lambda rw=rw: insert_round(ray, rw[0], rw[1], chunks)) for key, rw in grid.items()}
+    grid = {f"{s} shard(s), {w} writer(s)": (replay, w, 0) for s, replay in replays.items() for w in writer_counts}
+    for s, replay in replays.items():
+        grid[f"{s} shard(s), {max(writer_counts)} writer(s), write_batch=1024"] = (replay, max(writer_counts), 1024)
+    runs = {key: (lambda g=g: insert_round(ray, g[0], g[1], chunks, g[2])) for key, g in grid.items()}
     measured = interleave(runs, rounds)
     print_table("aggregate inserts (transitions/s, chunks of 64)", {**inserts, **measured}, "items/s",
                 "in-process extend(64), 1 writer")  # fmt: skip
     if peer is not None:
         compare_torchrl(peer, uniform, rounds, scale)
+
+
+def cpu_split(replays: dict[int, Any], scale: int) -> None:
+    """Print the cores each kind of process uses while the learner samples as fast as it can."""
+    from xreplay.distributed import ClientOptions
+
+    print(f"\ncores used while sampling (prefetch, multi-batch) and sampling + updating  [{load()}]")
+    priorities = np.random.default_rng(4).random(BATCH)
+    for shards, replay in replays.items():
+        client = replay.client(options=ClientOptions(**FAST))
+        for update in (False, True):
+            meter, count = CpuMeter(), 80 * scale
+            for _ in range(count):
+                batch = client.sample(BATCH)
+                if update:
+                    client.update_priorities(batch, priorities)
+            wall = time.perf_counter() - meter.began
+            split = ", ".join(f"{kind} {value:.2f}" for kind, value in meter.cores().items())
+            what = "sample+update" if update else "sample"
+            print(f"  {shards} shard(s) {what:13s} {count / wall:8.0f} batches/s   cores: {split}")
 
 
 def compare_torchrl(peer: Any, uniform: Any, rounds: int, scale: int) -> None:
