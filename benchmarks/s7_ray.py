@@ -363,7 +363,7 @@ def cpu_split(replays: dict[int, Any], scale: int) -> None:
                 if update:
                     client.update_priorities(batch, priorities)
             wall = time.perf_counter() - meter.began
-            split = ", ".join(f"{kind} {value:.2f}" for kind, value in meter.cores().items())
+            split = ", ".join(f"{kind} {value:.2f}" for kind, value in meter.cores().items() if value >= 0.005)
             what = "sample+update" if update else "sample"
             print(f"  {shards} shard(s) {what:13s} {count / wall:8.0f} batches/s   cores: {split}")
 

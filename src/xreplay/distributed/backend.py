@@ -65,6 +65,10 @@ class ShardBackend(Protocol):
         """Ask the rate limiter to sample ``n`` items; return what a sample waits for (None without a limiter)."""
         ...
 
+    def resolve(self, permit: Any, timeout: float) -> None:
+        """Wait for a permit from :meth:`sample_permit` or :meth:`insert_permit`; raise the limiter's error."""
+        ...
+
     def limiter_delete(self, n: int) -> None:
         """Tell the rate limiter that ``n`` inserted items never arrived."""
         ...
@@ -180,6 +184,9 @@ class InProcessBackend:
         """Wait for the limiter to allow ``n`` samples."""
         if self.limiter is not None:
             self.limiter.sample(n, timeout=timeout)
+
+    def resolve(self, permit: Any, timeout: float) -> None:
+        """Return at once: the limiter answered when the permit was asked."""
 
     def limiter_delete(self, n: int) -> None:
         """Record ``n`` deleted items."""

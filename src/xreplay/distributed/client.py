@@ -311,12 +311,11 @@ class ReplayClient:
         """Draw counts over the live shards and send one call to each of them."""
         n, replace, _truncate = key
         batches = self.options.batches_per_call
-        masses = self._masses(replace)
-        if not masses.sum() > 0 and n:
-            self.refresh()  # the view may be old: ask before refusing
-            masses = self._masses(replace)
-        counts = draw_counts(self.rng, masses, n, batches, replace)
         token = self.backend.sample_permit(n * batches, self.options.rate_limit_timeout) if permit else None
+        masses = self._masses(replace)
+        if n and not _enough(masses, n, replace):
+            masses = self._wait_for_items(replace, n, token)
+        counts = draw_counts(self.rng, masses, n, batches, replace)
         calls, riding = {}, {}
         for s in np.flatnonzero(self.live).tolist():
             update = self.updates.take(s)  # pending priority updates ride along: applied before the draw
@@ -326,6 +325,24 @@ class ReplayClient:
             calls[s] = self.backend.submit(s, "sample", *args)
             riding[s] = 0 if update is None else int(update[0].size)
         return _Request(key, batches, counts, calls, riding)
+
+    def _wait_for_items(self, replace: bool, n: int, token: Any) -> np.ndarray:
+        """Return the masses once the shards hold enough to draw ``n`` items (or as they are, to refuse).
+
+        The client's view may be old: ask the shards. With a rate limiter, wait for its permit (it
+        allows the sample once enough items were inserted), then for those writes to land.
+        """
+        self.refresh()
+        masses = self._masses(replace)
+        if token is None or _enough(masses, n, replace):
+            return masses
+        self.backend.resolve(token, self.options.rate_limit_timeout + self.options.timeout)
+        deadline = time.monotonic() + self.options.timeout
+        while not _enough(masses, n, replace) and time.monotonic() < deadline:
+            time.sleep(0.005)
+            self.refresh()
+            masses = self._masses(replace)
+        return masses
 
     def _resolve(self, request: _Request) -> list[Any]:
         """Wait for a request's draws and assemble its batches; redraw it over the live shards on a fault."""
@@ -497,6 +514,11 @@ class ReplayClient:
                 raise reply
             self._observe(reply)
         return list(self.states)
+
+
+def _enough(masses: np.ndarray, n: int, replace: bool) -> bool:
+    """Return whether ``n`` items can be drawn from shards of these masses (sizes without replacement)."""
+    return bool(masses.sum() > 0) if replace else bool(masses.sum() >= n)
 
 
 def _one(value: Any) -> Any:

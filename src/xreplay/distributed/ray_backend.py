@@ -163,6 +163,15 @@ class RayBackend:
         """Return the limiter's sample permit (an ObjectRef the sample waits for), or None."""
         return None if self.limiter is None else self.limiter.sample.remote(n, timeout)
 
+    def resolve(self, permit: Any, timeout: float) -> None:
+        """Wait for a permit; raise the limiter's own error (e.g. RateLimiterTimeout)."""
+        ray = import_ray()
+        try:
+            ray.get(permit, timeout=timeout)
+        except ray.exceptions.RayTaskError as exc:
+            cause = exc.cause
+            raise (cause if isinstance(cause, Exception) else exc) from None
+
     def limiter_delete(self, n: int) -> None:
         """Tell the limiter that ``n`` items never arrived."""
         if self.limiter is not None and n:
