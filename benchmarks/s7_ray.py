@@ -277,7 +277,8 @@ def main(argv: list[str] | None = None) -> None:
 def run(ray: Any, replay_cls: Any, local: TransitionBuffer, capacity: int, rounds: int, scale: int,
         shard_counts: tuple[int, ...], writer_counts: tuple[int, ...], smoke: bool) -> None:  # fmt: skip
     """Build the replays and peers, then measure and print every section."""
-    print(f"S7: capacity {capacity:,} transitions of {ITEM_BYTES} B, batch {BATCH}, chunks of {CHUNK}; {load()}")
+    print(f"S7, xreplay.distributed.RayReplay: capacity {capacity:,} transitions of {ITEM_BYTES} B, "
+          f"batch {BATCH}, chunks of {CHUNK}; {load()}")  # fmt: skip
     replays = {s: replay_cls(factory(-(-capacity // s), True), num_shards=s, seed=0) for s in shard_counts}
     uniform = replay_cls(factory(capacity, False), num_shards=1, seed=0)
     for replay in (*replays.values(), uniform):

@@ -13,8 +13,12 @@
     python examples/apex_ray.py             # 2 actors x 12,000 steps (a minute or two on 2 cores)
     python examples/apex_ray.py --smoke     # seconds (CI)
 
-One run (seed 0, shared 2-core CPU, 2 actors x 12,000 steps): see docs/distributed.md for the
-returns measured; the greedy evaluation return rises from about 9 (untrained) to a few hundred.
+One run (seed 0, shared 2-core CPU, load about 3; 2 actors x 12,000 steps, 23 s in all):
+greedy return (3 episodes) 9.3 after 1,000 updates, 184.3 after 2,000, 214.8 (5 episodes) at the
+end after 2,814 updates; the actors' own episode returns (with exploration) went from 85.1 (first
+10 episodes) to 161.2 (last 10); the limiter counted 24,000 inserts and 180,480 sampled items
+(7.5 per insert, for a target of 8). The untrained network's greedy return happened to be 96.0
+with this seed. A small untuned DQN: the example shows the data path, not a tuned agent.
 """
 
 from __future__ import annotations
