@@ -337,3 +337,13 @@ def test_a_write_of_another_layout_is_not_gathered_with_the_staged_ones():
     with pytest.raises(UnknownFieldError, match="missing"):
         client.flush()
     assert len(store.shards[0].buffer) == 4
+
+
+def test_distributed_exports_are_curated_and_documented():
+    import xreplay.distributed as distributed
+
+    names = set(distributed.__all__) - {"RayReplay"}  # RayReplay needs Ray: covered in test_ray
+    assert len(distributed.__all__) == len(set(distributed.__all__))
+    assert {"ReplayClient", "ClientOptions", "ShardCheckpoints", "InProcessBackend", "decode_indices"} <= names
+    for name in names:
+        assert getattr(distributed, name).__doc__, name

@@ -76,7 +76,7 @@ def test_four_shards_draw_like_one_buffer_over_a_million_draws(options):
 def test_chi_square_rejects_counts_drawn_by_shard_size(monkeypatch):
     """The exactness test has power: drawing per-shard counts from sizes instead of masses fails it."""
     client = _sharded()
-    monkeypatch.setattr(client, "_masses", lambda replace: np.array([s.size for s in client.states], float))
+    monkeypatch.setattr(client.requests, "_masses", lambda replace: np.array([s.size for s in client.states], float))
     items, _weights = _draw_items(client, 200_000, 2_000)
     assert chi_square_p(np.bincount(items, minlength=ITEMS), _expected()) < 1e-6
 

@@ -41,12 +41,12 @@ import numpy as np
 import torch
 
 from xreplay.distributed.backend import ShardBackend, ShardDown
-from xreplay.distributed.protocol import ShardDraw, ShardInfo, ShardState
+from xreplay.distributed.protocol import ShardInfo, ShardState
+from xreplay.distributed.requests import SampleQueue
 from xreplay.distributed.routing import Routing, make_routing
-from xreplay.distributed.sampling import assemble, draw_counts, placement
 from xreplay.distributed.updates import PriorityUpdates
 from xreplay.distributed.writes import ShardWrites
-from xreplay.errors import InsufficientDataError, ShardFactoryError, ShardUnavailableError
+from xreplay.errors import ShardFactoryError, ShardUnavailableError
 
 __all__ = ["ClientOptions", "ReplayClient"]
 
@@ -95,17 +95,6 @@ class ClientOptions:
         for name in ("timeout", "rate_limit_timeout", "shard_timeout", "probe_interval"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0 seconds, received {getattr(self, name)!r}")
-
-
-@dataclasses.dataclass
-class _Request:
-    """An outstanding sample request: every live shard's call, for ``batches`` batches of ``n``."""
-
-    key: tuple[int, bool, bool]
-    batches: int
-    counts: np.ndarray
-    calls: dict[int, Any]
-    updates: dict[int, int]  # shard -> priority updates riding with its call
 
 
 def _to_numpy(data: Any) -> Any:
@@ -188,9 +177,7 @@ class ReplayClient:
         self._down_since = np.zeros(shards)
         self._down_cause: dict[int, object] = {}
         self._probes: dict[int, tuple[Any, float]] = {}
-        self._queue: collections.deque[_Request] = collections.deque()
-        self._ready: collections.deque[Any] = collections.deque()
-        self._ready_key: tuple[int, bool, bool] | None = None
+        self.requests = SampleQueue(self)
         self.writes = ShardWrites(self)
         self.updates = PriorityUpdates(self)
         self.counters = collections.Counter[str]()
@@ -288,97 +275,7 @@ class ReplayClient:
             raise ValueError(f"sample size must be >= 0, got {n}")
         key = (int(n), bool(replace) or self.info.kind == "transitions", bool(truncate))
         self._service()
-        if self._ready and self._ready_key == key:
-            return self._ready.popleft()
-        if self._queue and self._queue[0].key != key:
-            self._queue.clear()  # another size: drop what was prefetched for the old one
-        while len(self._queue) < self.options.prefetch + 1:
-            self._queue.append(self._request(key, permit=True))
-        request = self._queue.popleft()
-        batches = self._resolve(request)
-        self._ready, self._ready_key = collections.deque(batches), key
-        while len(self._queue) < self.options.prefetch:
-            self._queue.append(self._request(key, permit=True))
-        return self._ready.popleft()
-
-    def _masses(self, replace: bool) -> np.ndarray:
-        """Return each shard's sampling mass (its size without replacement), 0 while down."""
-        masses = np.array([st.mass if replace else st.size for st in self.states], dtype=np.float64)
-        masses[~self.live] = 0.0
-        return masses
-
-    def _request(self, key: tuple[int, bool, bool], permit: bool) -> _Request:
-        """Draw counts over the live shards and send one call to each of them."""
-        n, replace, _truncate = key
-        batches = self.options.batches_per_call
-        token = self.backend.sample_permit(n * batches, self.options.rate_limit_timeout) if permit else None
-        masses = self._masses(replace)
-        if n and not _enough(masses, n, replace):
-            masses = self._wait_for_items(replace, n, token)
-        counts = draw_counts(self.rng, masses, n, batches, replace)
-        calls, riding = {}, {}
-        for s in np.flatnonzero(self.live).tolist():
-            update = self.updates.take(s)  # pending priority updates ride along: applied before the draw
-            args = [counts[:, s].tolist(), replace, token, update]
-            while len(args) > 1 and args[-1] is (True if len(args) == 2 else None):
-                args.pop()  # send only what differs from the defaults
-            calls[s] = self.backend.submit(s, "sample", *args)
-            riding[s] = 0 if update is None else int(update[0].size)
-        return _Request(key, batches, counts, calls, riding)
-
-    def _wait_for_items(self, replace: bool, n: int, token: Any) -> np.ndarray:
-        """Return the masses once the shards hold enough to draw ``n`` items (or as they are, to refuse).
-
-        The client's view may be old: ask the shards. With a rate limiter, wait for its permit (it
-        allows the sample once enough items were inserted), then for those writes to land.
-        """
-        self.refresh()
-        masses = self._masses(replace)
-        if token is None or _enough(masses, n, replace):
-            return masses
-        self.backend.resolve(token, self.options.rate_limit_timeout + self.options.timeout)
-        deadline = time.monotonic() + self.options.timeout
-        while not _enough(masses, n, replace) and time.monotonic() < deadline:
-            time.sleep(0.005)
-            self.refresh()
-            masses = self._masses(replace)
-        return masses
-
-    def _resolve(self, request: _Request) -> list[Any]:
-        """Wait for a request's draws and assemble its batches; redraw it over the live shards on a fault."""
-        for _attempt in range(self.num_shards + 2):
-            shards = list(request.calls)
-            timeout = self.options.timeout + self.options.rate_limit_timeout
-            replies = self.backend.gather([request.calls[s] for s in shards], timeout)
-            draws, failed = {}, False
-            for shard, reply in zip(shards, replies, strict=True):
-                if isinstance(reply, ShardDown):
-                    self._mark_down(shard, reply.cause)
-                    self.updates.dropped_down += request.updates.get(shard, 0)
-                    failed = True
-                elif isinstance(reply, InsufficientDataError) and request.counts[:, shard].sum():
-                    failed = True  # the shard holds less than its last state said (it restarted): ask again
-                elif isinstance(reply, BaseException):
-                    raise reply
-                else:
-                    draws[shard] = reply
-                    self._observe(reply.state)
-            if not failed:
-                return self._assemble(request, draws)
-            self.counters["requests_redrawn"] += 1
-            self._service()
-            request = self._request(request.key, permit=False)  # the limiter already allowed these items
-        raise ShardUnavailableError(f"a sample request failed {self.num_shards + 2} times: shards keep going down")
-
-    def _assemble(self, request: _Request, draws: dict[int, ShardDraw]) -> list[Any]:
-        """Return the request's batches from the shards' draws."""
-        n, _replace, truncate = request.key
-        positions = placement(self.rng, request.counts, n)
-        targets = {s: positions[s] for s in draws}
-        minimum = min((st.min_leaf for s, st in enumerate(self.states) if self.live[s]), default=float("inf"))
-        step, self.batches_drawn = self.batches_drawn, self.batches_drawn + request.batches
-        device = torch.device(self.options.device)
-        return assemble(self.info, draws, targets, n, request.batches, step, minimum, truncate, device)
+        return self.requests.next(key)
 
     def can_sample(self, n: int) -> bool:
         """Return whether ``n`` items can be sampled now (episodes: without replacement)."""
@@ -514,11 +411,6 @@ class ReplayClient:
                 raise reply
             self._observe(reply)
         return list(self.states)
-
-
-def _enough(masses: np.ndarray, n: int, replace: bool) -> bool:
-    """Return whether ``n`` items can be drawn from shards of these masses (sizes without replacement)."""
-    return bool(masses.sum() > 0) if replace else bool(masses.sum() >= n)
 
 
 def _one(value: Any) -> Any:
