@@ -6,6 +6,8 @@ import time
 import numpy as np
 import pytest
 
+pytest.importorskip("ray", reason="Ray is not installed: pip install 'xreplay[ray]'")
+
 from tests.distributed.helpers import chi_square_p, shards_of, transitions
 from xreplay import EpisodeBuffer, Field, SampleToInsertRatio, Scheme, TransitionBuffer
 from xreplay.distributed import ClientOptions, RayReplay, ShardCheckpoints, decode_indices, encode_indices

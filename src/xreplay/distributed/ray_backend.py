@@ -216,8 +216,8 @@ class RayReplay(ReplayClient):
         ImportError: Ray is not installed (``pip install 'xreplay[ray]'``).
 
     Example:
-        >>> import ray, numpy as np
-        >>> from xreplay import TransitionBuffer
+        >>> import ray, numpy as np  # doctest: +SKIP
+        >>> from xreplay import TransitionBuffer  # doctest: +SKIP
         >>> _ = ray.init(num_cpus=2, include_dashboard=False)  # doctest: +SKIP
         >>> replay = RayReplay(lambda: TransitionBuffer(10_000, sampler="prioritized"), num_shards=2)  # doctest: +SKIP
         >>> replay.extend({"obs": np.zeros((64, 4), np.float32)})  # doctest: +SKIP
