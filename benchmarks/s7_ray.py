@@ -9,8 +9,11 @@ repetitions interleaved across variants, medians reported:
   1, 2 and 4 shards, against a raw Ray echo actor returning the same five
   arrays (the transport's own cost) and the in-process buffer;
 * learner-side throughput (batches/s) with prefetching and multi-batch calls
-  (``prefetch=2, batches_per_call=16``), sample only and sample + priority
-  update, against the in-process buffer's loop;
+  (``prefetch=2`` with ``batches_per_call=16`` and with 128), sample only and
+  sample + priority update, against the in-process buffer's loop and against
+  Ray's own ceiling (echo actors returning the same bytes, pipelined alike);
+* the cores each kind of process (learner, shards, raylet, the rest of the
+  machine) uses meanwhile, read from ``/proc``;
 * aggregate insert throughput (chunks of 64 transitions) with 1, 2, 4 shards
   and 1, 2, 4, 8 writer tasks (each its own process and client);
 * TorchRL's ``RayReplayBuffer`` (when torchrl is installed) on the same
@@ -46,6 +49,7 @@ from xreplay.samplers import PrioritizedSampler
 
 CHUNK = 64
 FAST = {"prefetch": 2, "batches_per_call": 16}
+BULK = {"prefetch": 2, "batches_per_call": 128}  # fewer calls per batch; priorities up to 384 batches old
 ITEM_BYTES = 168
 
 
@@ -167,12 +171,15 @@ class CpuMeter:
         return dict(sorted(out.items()))
 
 
-def learner_variants(replays: dict[int, Any], local: TransitionBuffer, scale: int) -> dict[str, Callable[[], float]]:
+def learner_variants(
+    replays: dict[int, Any], local: TransitionBuffer, scale: int, config: dict[str, int]
+) -> dict[str, Callable[[], float]]:
     """Return the throughput variants: batches/s of sample (and sample + update) loops."""
     from xreplay.distributed import ClientOptions
 
     priorities = np.random.default_rng(2).random(BATCH)
-    fast = {shards: replay.client(options=ClientOptions(**FAST)) for shards, replay in replays.items()}
+    fast = {shards: replay.client(options=ClientOptions(**config)) for shards, replay in replays.items()}
+    count = max(40 * scale, 8 * config["batches_per_call"])
 
     def loop(client: Any) -> Callable[[], None]:
         def step() -> None:
@@ -186,9 +193,28 @@ def learner_variants(replays: dict[int, Any], local: TransitionBuffer, scale: in
         "in-process sample+update": lambda: rate(loop(local), 40 * scale),
     }
     for shards, client in fast.items():
-        variants[f"{shards} shard(s) sample"] = lambda c=client: rate(lambda: c.sample(BATCH), 40 * scale)
-        variants[f"{shards} shard(s) sample+update"] = lambda c=client: rate(loop(c), 40 * scale)
+        variants[f"{shards} shard(s) sample"] = lambda c=client: rate(lambda: c.sample(BATCH), count)
+        variants[f"{shards} shard(s) sample+update"] = lambda c=client: rate(loop(c), count)
     return variants
+
+
+def throughput(ray: Any, replays: dict[int, Any], local: TransitionBuffer, rounds: int, scale: int,
+               config: dict[str, int]) -> None:  # fmt: skip
+    """Print the learner's batches/s with ``config`` against the in-process buffer and Ray's own ceiling."""
+    variants = learner_variants(replays, local, scale, config)
+    per_call, depth = config["batches_per_call"], config["prefetch"] + 1
+    ceilings = {s: [echo_actor(ray, per_call * BATCH // s, meta=True) for _ in range(s)] for s in replays}
+    count = max(40 * scale, 8 * per_call)
+    for shards, actors in ceilings.items():
+        step = echo_pipeline(ray, actors, depth)
+        variants[f"ray echo ceiling, {shards} actor(s)"] = lambda f=step: rate(f, count // per_call) * per_call
+    results = interleave(variants, rounds)
+    title = f"learner batches/s with prefetch={config['prefetch']}, batches_per_call={per_call}"
+    print_table(title, results, "batches/s", "in-process sample")
+    print("  (ray echo ceiling: the same bytes per batch from that many actors, pipelined alike, no sampling)")
+    for actors in ceilings.values():
+        for actor in actors:
+            ray.kill(actor)
 
 
 def insert_round(ray: Any, replay: Any, writers: int, chunks: int, write_batch: int = 0) -> float:
@@ -317,20 +343,9 @@ def measure(ray: Any, replays: dict[int, Any], uniform: Any, echo: Any, peer: An
     for actors in echoes.values():
         for actor in actors:
             ray.kill(actor)
-    variants = learner_variants(replays, local, scale)
-    rows = FAST["batches_per_call"] * BATCH
-    ceilings = {s: [echo_actor(ray, rows // s, meta=True) for _ in range(s)] for s in replays}
-    for shards, actors in ceilings.items():
-        step = echo_pipeline(ray, actors, FAST["prefetch"] + 1)
-        per_call = FAST["batches_per_call"]
-        variants[f"ray echo ceiling, {shards} actor(s)"] = lambda f=step, k=per_call: rate(f, 40 * scale // k) * k
-    results = interleave(variants, rounds)
-    print_table(f"learner batches/s with prefetch={FAST['prefetch']}, batches_per_call={FAST['batches_per_call']}",
-                results, "batches/s", "in-process sample")  # fmt: skip
-    print("  (ray echo ceiling: the same bytes per batch from that many actors, pipelined alike, no sampling)")
-    for actors in ceilings.values():
-        for actor in actors:
-            ray.kill(actor)
+    for config in (FAST, BULK):
+        throughput(ray, replays, local, rounds, scale, config)
+    time.sleep(1.0)  # the echo actors' processes exit: not counted in the split below
     cpu_split(replays, scale)
     inserts: dict[str, list[float]] = {}
     data = chunk(np.random.default_rng(0), CHUNK)
@@ -355,18 +370,18 @@ def cpu_split(replays: dict[int, Any], scale: int) -> None:
 
     print(f"\ncores used while sampling (prefetch, multi-batch) and sampling + updating  [{load()}]")
     priorities = np.random.default_rng(4).random(BATCH)
-    for shards, replay in replays.items():
-        client = replay.client(options=ClientOptions(**FAST))
+    for (shards, replay), config in ((item, c) for c in (FAST, BULK) for item in replays.items()):
+        client = replay.client(options=ClientOptions(**config))
         for update in (False, True):
-            meter, count = CpuMeter(), 80 * scale
+            meter, count = CpuMeter(), max(80 * scale, 16 * config["batches_per_call"])
             for _ in range(count):
                 batch = client.sample(BATCH)
                 if update:
                     client.update_priorities(batch, priorities)
             wall = time.perf_counter() - meter.began
             split = ", ".join(f"{kind} {value:.2f}" for kind, value in meter.cores().items() if value >= 0.005)
-            what = "sample+update" if update else "sample"
-            print(f"  {shards} shard(s) {what:13s} {count / wall:8.0f} batches/s   cores: {split}")
+            what = ("sample+update" if update else "sample") + f", k={config['batches_per_call']}"
+            print(f"  {shards} shard(s) {what:20s} {count / wall:8.0f} batches/s   cores: {split}")
 
 
 def compare_torchrl(peer: Any, uniform: Any, rounds: int, scale: int) -> None:
