@@ -124,7 +124,7 @@ def assemble(
     """Return the ``batches`` samples of a request from the shards' draws.
 
     Every field is scattered once into one array for the whole request (one copy per field and
-    shard); the batches are views of it, wrapped as tensors without another copy.
+    shard) and wrapped as one tensor (moved to ``device`` once); the batches are slices of it.
 
     Args:
         info: The shards' description.
@@ -144,44 +144,46 @@ def assemble(
     for s, draw in draws.items():
         if targets[s].size:
             index[targets[s]] = encode_indices(s, draw.state.epoch, draw.slots)
+    tensors = {name: _tensor(array, device) for name, array in arrays.items()}  # one conversion per request
+    parts = [slice(j * n, (j + 1) * n) for j in range(batches)]
     if info.kind == "episodes":
         lengths = _scatter({s: d.lengths for s, d in draws.items()}, targets, rows) if rows else np.zeros(0, np.int32)
-        parts = [slice(j * n, (j + 1) * n) for j in range(batches)]
-        return [_episodes(info, arrays, index, lengths, part, truncate, device) for part in parts]
-    generations = leaves = None
+        index_tensor, length_tensor = _tensor(index, device), _tensor(lengths, device)
+        return [_episodes(info, tensors, index_tensor, length_tensor, part, truncate, device) for part in parts]
+    generations = weights = None
     if info.prioritized and rows:
         generations = _scatter({s: d.generations for s, d in draws.items()}, targets, rows)
         leaves = _scatter({s: d.leaves for s, d in draws.items()}, targets, rows)
+        weights = np.empty(rows, dtype=np.float32)
+        for j, part in enumerate(parts):  # one beta per batch, as the local sampler steps it
+            weights[part] = importance_weights(leaves[part], min_leaf, info.beta(first_step + j))
+    weight_tensor = None if weights is None else _tensor(weights, device)
     out = []
-    for j in range(batches):
-        part = slice(j * n, (j + 1) * n)
-        fields = {name: _tensor(array[part], device) for name, array in arrays.items()}
-        weights = gens = None
-        if leaves is not None and generations is not None:
-            weights = _tensor(importance_weights(leaves[part], min_leaf, info.beta(first_step + j)), device)
-            gens = generations[part]
-        out.append(TransitionSample(fields, index[part], weights, gens))
+    for part in parts:
+        fields = {name: tensor[part] for name, tensor in tensors.items()}
+        batch_weights = None if weight_tensor is None else weight_tensor[part]
+        batch_generations = None if generations is None else generations[part]
+        out.append(TransitionSample(fields, index[part], batch_weights, batch_generations))
     return out
 
 
 def _episodes(
     info: ShardInfo,
-    arrays: dict[str, np.ndarray],
-    index: np.ndarray,
-    lengths: np.ndarray,
+    tensors: dict[str, torch.Tensor],
+    index: torch.Tensor,
+    lengths: torch.Tensor,
     part: slice,
     truncate: bool,
     device: torch.device,
 ) -> EpisodeSample:
     """Return one batch of episodes, with ``filled`` recomputed from the lengths (as the local buffer does)."""
     batch_lengths = lengths[part]
-    steps = int(batch_lengths.max()) if truncate and batch_lengths.size else info.max_seq_length
+    steps = int(batch_lengths.max()) if truncate and batch_lengths.numel() else info.max_seq_length
     per_step = set(info.per_step)
-    fields = {name: _tensor(a[part, :steps] if name in per_step else a[part], device) for name, a in arrays.items()}
-    length_tensor = _tensor(batch_lengths, device)
+    fields = {name: t[part, :steps] if name in per_step else t[part] for name, t in tensors.items()}
     span = torch.arange(steps, device=device)
-    fields["filled"] = (length_tensor[:, None] > span).unsqueeze(-1)
-    return EpisodeSample(fields, _tensor(index[part], device), length_tensor, steps)
+    fields["filled"] = (batch_lengths[:, None] > span).unsqueeze(-1)
+    return EpisodeSample(fields, index[part], batch_lengths, steps)
 
 
 def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
