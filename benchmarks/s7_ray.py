@@ -27,6 +27,7 @@ the same cores, so the ratios matter more than the absolute figures.
 
     python benchmarks/s7_ray.py            # full run (a few minutes)
     python benchmarks/s7_ray.py --smoke    # tiny sizes (CI)
+    python benchmarks/s7_ray.py --sections throughput,cores   # a part of it
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from xreplay.samplers import PrioritizedSampler
 
 CHUNK = 64
 FAST = {"prefetch": 2, "batches_per_call": 16}
+SECTIONS = ("latency", "throughput", "cores", "inserts", "torchrl")
 BULK = {"prefetch": 2, "batches_per_call": 128}  # fewer calls per batch; priorities up to 384 batches old
 ITEM_BYTES = 168
 
@@ -272,6 +274,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds")
     parser.add_argument("--capacity", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     capacity, rounds, scale = (4096, 1, 1) if args.smoke else (args.capacity, args.rounds, 25)
@@ -294,14 +297,16 @@ def main(argv: list[str] | None = None) -> None:
     if started:
         ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     try:
-        run(ray, RayReplay, local, capacity, rounds, scale, shard_counts, writer_counts, args.smoke)
+        sections = set(args.sections.split(","))
+        run(ray, RayReplay, local, capacity, rounds, scale, shard_counts, writer_counts, args.smoke, sections)
     finally:
         if started:
             ray.shutdown()
 
 
 def run(ray: Any, replay_cls: Any, local: TransitionBuffer, capacity: int, rounds: int, scale: int,
-        shard_counts: tuple[int, ...], writer_counts: tuple[int, ...], smoke: bool) -> None:  # fmt: skip
+        shard_counts: tuple[int, ...], writer_counts: tuple[int, ...], smoke: bool,
+        sections: set[str]) -> None:  # fmt: skip
     """Build the replays and peers, then measure and print every section."""
     print(f"S7, xreplay.distributed.RayReplay: capacity {capacity:,} transitions of {ITEM_BYTES} B, "
           f"batch {BATCH}, chunks of {CHUNK}; {load()}")  # fmt: skip
@@ -311,9 +316,9 @@ def run(ray: Any, replay_cls: Any, local: TransitionBuffer, capacity: int, round
         fill(replay.extend, capacity)
         replay.flush()
     echo = echo_actor(ray)
-    peer = None if smoke else torchrl_peer(capacity)
+    peer = None if smoke or "torchrl" not in sections else torchrl_peer(capacity)
     try:
-        measure(ray, replays, uniform, echo, peer, local, rounds, scale, writer_counts)
+        measure(ray, replays, uniform, echo, peer, local, rounds, scale, writer_counts, sections)
     finally:
         for replay in (*replays.values(), uniform):
             replay.shutdown()
@@ -323,8 +328,25 @@ def run(ray: Any, replay_cls: Any, local: TransitionBuffer, capacity: int, round
 
 
 def measure(ray: Any, replays: dict[int, Any], uniform: Any, echo: Any, peer: Any, local: TransitionBuffer,
-            rounds: int, scale: int, writer_counts: tuple[int, ...]) -> None:  # fmt: skip
-    """Measure latency, learner throughput, inserts and the TorchRL comparison."""
+            rounds: int, scale: int, writer_counts: tuple[int, ...], sections: set[str]) -> None:  # fmt: skip
+    """Measure the chosen sections: latency, throughput, cores, inserts, torchrl."""
+    if "latency" in sections:
+        measure_latency(ray, replays, echo, local, rounds, scale)
+    if "throughput" in sections:
+        for config in (FAST, BULK):
+            throughput(ray, replays, local, rounds, scale, config)
+        time.sleep(1.0)  # the echo actors' processes exit: not counted in the split below
+    if "cores" in sections:
+        cpu_split(replays, scale)
+    if "inserts" in sections:
+        measure_inserts(ray, replays, local, rounds, scale, writer_counts)
+    if peer is not None:
+        compare_torchrl(peer, uniform, rounds, scale)
+
+
+def measure_latency(ray: Any, replays: dict[int, Any], echo: Any, local: TransitionBuffer, rounds: int,
+                    scale: int) -> None:  # fmt: skip
+    """Print one sample(256)'s latency through the client against Ray echoes of the same bytes."""
     from xreplay.distributed import ClientOptions
 
     calls = 20 * scale
@@ -343,10 +365,11 @@ def measure(ray: Any, replays: dict[int, Any], uniform: Any, echo: Any, peer: An
     for actors in echoes.values():
         for actor in actors:
             ray.kill(actor)
-    for config in (FAST, BULK):
-        throughput(ray, replays, local, rounds, scale, config)
-    time.sleep(1.0)  # the echo actors' processes exit: not counted in the split below
-    cpu_split(replays, scale)
+
+
+def measure_inserts(ray: Any, replays: dict[int, Any], local: TransitionBuffer, rounds: int, scale: int,
+                    writer_counts: tuple[int, ...]) -> None:  # fmt: skip
+    """Print the aggregate insert rate for every shard count and writer count."""
     inserts: dict[str, list[float]] = {}
     data = chunk(np.random.default_rng(0), CHUNK)
     inserts["in-process extend(64), 1 writer"] = [rate(lambda: local.extend(data), 50 * scale) * CHUNK]
@@ -360,8 +383,6 @@ def measure(ray: Any, replays: dict[int, Any], uniform: Any, echo: Any, peer: An
     measured = interleave(runs, rounds)
     print_table("aggregate inserts (transitions/s, chunks of 64)", {**inserts, **measured}, "items/s",
                 "in-process extend(64), 1 writer")  # fmt: skip
-    if peer is not None:
-        compare_torchrl(peer, uniform, rounds, scale)
 
 
 def cpu_split(replays: dict[int, Any], scale: int) -> None:
