@@ -21,7 +21,7 @@ import torch
 
 from xreplay.distributed.backend import ShardDown
 from xreplay.distributed.protocol import ShardDraw
-from xreplay.distributed.sampling import assemble, draw_counts, placement
+from xreplay.distributed.sampling import Batches, assemble, draw_counts, placement
 from xreplay.errors import InsufficientDataError, ShardUnavailableError
 
 if TYPE_CHECKING:
@@ -55,28 +55,27 @@ class SampleQueue:
         """Start with nothing requested."""
         self.client = client
         self.queue: collections.deque[_Request] = collections.deque()
-        self.ready: collections.deque[Any] = collections.deque()
+        self.ready: Batches | None = None
         self.ready_key: Key | None = None
 
     def next(self, key: Key) -> Any:
         """Return the next batch for ``key``, keeping ``prefetch`` requests outstanding."""
-        if self.ready and self.ready_key == key:
-            return self.ready.popleft()
+        if self.ready is not None and len(self.ready) and self.ready_key == key:
+            return self.ready.take()
         if self.queue and self.queue[0].key != key:
             self.queue.clear()  # another size: drop what was prefetched for the old one
         prefetch = self.client.options.prefetch
         while len(self.queue) < prefetch + 1:
             self.queue.append(self._request(key, permit=True))
-        batches = self._resolve(self.queue.popleft())
-        self.ready, self.ready_key = collections.deque(batches), key
+        self.ready, self.ready_key = self._resolve(self.queue.popleft()), key
         while len(self.queue) < prefetch:
             self.queue.append(self._request(key, permit=True))
-        return self.ready.popleft()
+        return self.ready.take()
 
     def clear(self) -> None:
         """Drop the outstanding requests and the ready batches."""
         self.queue.clear()
-        self.ready.clear()
+        self.ready = None
 
     def _masses(self, replace: bool) -> np.ndarray:
         """Return each shard's sampling mass (its size without replacement), 0 while down."""
@@ -124,7 +123,7 @@ class SampleQueue:
             masses = self._masses(replace)
         return masses
 
-    def _resolve(self, request: _Request) -> list[Any]:
+    def _resolve(self, request: _Request) -> Batches:
         """Wait for a request's draws and assemble its batches; redraw it over the live shards on a fault."""
         client = self.client
         attempts = client.num_shards + 2
@@ -152,7 +151,7 @@ class SampleQueue:
             request = self._request(request.key, permit=False)  # the limiter already allowed these items
         raise ShardUnavailableError(f"a sample request failed {attempts} times: shards keep going down")
 
-    def _assemble(self, request: _Request, draws: dict[int, ShardDraw]) -> list[Any]:
+    def _assemble(self, request: _Request, draws: dict[int, ShardDraw]) -> Batches:
         """Return the request's batches from the shards' draws."""
         client = self.client
         n, _replace, truncate = request.key

@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,7 @@ from xreplay.buffers.transitions import TransitionSample
 from xreplay.distributed.protocol import ShardDraw, ShardInfo, encode_indices
 from xreplay.errors import InsufficientDataError
 
-__all__ = ["assemble", "draw_counts", "importance_weights", "placement"]
+__all__ = ["Batches", "assemble", "draw_counts", "importance_weights", "placement"]
 
 
 def draw_counts(rng: np.random.Generator, masses: np.ndarray, n: int, batches: int, replace: bool) -> np.ndarray:
@@ -120,7 +121,7 @@ def assemble(
     min_leaf: float,
     truncate: bool,
     device: torch.device,
-) -> list[Any]:
+) -> Batches:
     """Return the ``batches`` samples of a request from the shards' draws.
 
     Every field is scattered once into one array for the whole request (one copy per field and
@@ -145,26 +146,52 @@ def assemble(
         if targets[s].size:
             index[targets[s]] = encode_indices(s, draw.state.epoch, draw.slots)
     tensors = {name: _tensor(array, device) for name, array in arrays.items()}  # one conversion per request
-    parts = [slice(j * n, (j + 1) * n) for j in range(batches)]
     if info.kind == "episodes":
         lengths = _scatter({s: d.lengths for s, d in draws.items()}, targets, rows) if rows else np.zeros(0, np.int32)
         index_tensor, length_tensor = _tensor(index, device), _tensor(lengths, device)
-        return [_episodes(info, tensors, index_tensor, length_tensor, part, truncate, device) for part in parts]
+        return Batches(
+            lambda part: _episodes(info, tensors, index_tensor, length_tensor, part, truncate, device), n, batches
+        )
     generations = weights = None
     if info.prioritized and rows:
         generations = _scatter({s: d.generations for s, d in draws.items()}, targets, rows)
         leaves = _scatter({s: d.leaves for s, d in draws.items()}, targets, rows)
         weights = np.empty(rows, dtype=np.float32)
-        for j, part in enumerate(parts):  # one beta per batch, as the local sampler steps it
+        for j in range(batches):  # one beta per batch, as the local sampler steps it
+            part = slice(j * n, (j + 1) * n)
             weights[part] = importance_weights(leaves[part], min_leaf, info.beta(first_step + j))
     weight_tensor = None if weights is None else _tensor(weights, device)
-    out = []
-    for part in parts:
+
+    def make(part: slice) -> TransitionSample:
         fields = {name: tensor[part] for name, tensor in tensors.items()}
         batch_weights = None if weight_tensor is None else weight_tensor[part]
         batch_generations = None if generations is None else generations[part]
-        out.append(TransitionSample(fields, index[part], batch_weights, batch_generations))
-    return out
+        return TransitionSample(fields, index[part], batch_weights, batch_generations)
+
+    return Batches(make, n, batches)
+
+
+class Batches:
+    """The batches of one request, each made when taken.
+
+    Waiting batches are then a few slices of the request's arrays, not objects that live long
+    enough to be promoted to Python's oldest garbage-collector generation (whose full collections
+    cost a learner process with torch and Ray loaded tens of microseconds per batch).
+    """
+
+    def __init__(self, make: Callable[[slice], Any], n: int, count: int):
+        """Hold ``make(rows)``, which returns the batch of those rows."""
+        self._make, self._n, self._taken, self.count = make, n, 0, count
+
+    def __len__(self) -> int:
+        """Return the batches not taken yet."""
+        return self.count - self._taken
+
+    def take(self) -> Any:
+        """Return the next batch."""
+        start = self._taken * self._n
+        self._taken += 1
+        return self._make(slice(start, start + self._n))
 
 
 def _episodes(
