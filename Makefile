@@ -39,6 +39,7 @@ bench: setup
 	$(PY) benchmarks/s3_ding.py
 	$(PY) benchmarks/s4_sequences.py
 	$(PY) benchmarks/s5_checkpoint.py
+	$(PY) benchmarks/s7_ray.py
 	$(PY) benchmarks/s8_datasets.py
 
 # DI-engine 0.5.3 parity: bit-identical draws against the real DI-engine, in its own numpy<2 virtualenv.

@@ -28,6 +28,9 @@ value, xreplay raises the typed error that also derives from it::
     ├── UnknownIndexError (KeyError)        an index string names no stored record (DI-engine's indices)
     ├── PriorityError (ValueError)          a priority is not a finite number >= 0, or would overflow the sum
     ├── RateLimiterTimeout (TimeoutError)   a rate limiter did not allow an insert or sample in time
+    ├── ShardError (RuntimeError)           a replay shard of xreplay.distributed cannot be built or reached
+    │   ├── ShardFactoryError (TypeError)   the factory cannot be pickled or builds no native buffer
+    │   └── ShardUnavailableError (TimeoutError)  a shard stayed unreachable past its timeout
     ├── CheckpointError (OSError)           a checkpoint cannot be written or read
     │   ├── NotACheckpointError             the path holds no xreplay checkpoint
     │   ├── CheckpointFileMissingError (FileNotFoundError)  a file the checkpoint lists is gone
@@ -81,6 +84,9 @@ __all__ = [
     "PriorityError",
     "RateLimiterTimeout",
     "SchemeError",
+    "ShardError",
+    "ShardFactoryError",
+    "ShardUnavailableError",
     "UnknownFieldError",
     "UntrustedCheckpointError",
     "UnknownFieldValueError",
@@ -292,3 +298,15 @@ class PriorityError(XReplayError, ValueError):
 
 class RateLimiterTimeout(XReplayError, TimeoutError):
     """A rate limiter did not allow an insert or a sample within its timeout; the message states its counters."""
+
+
+class ShardError(XReplayError, RuntimeError):
+    """A replay shard of :mod:`xreplay.distributed` cannot be built or reached; the message names the shard."""
+
+
+class ShardFactoryError(ShardError, TypeError):
+    """A shard factory cannot be pickled, or builds something other than a native xreplay buffer."""
+
+
+class ShardUnavailableError(ShardError, TimeoutError):
+    """A shard stayed unreachable past its timeout (its restarts are used up, or its node is gone)."""
