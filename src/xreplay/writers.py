@@ -56,6 +56,7 @@ class RingWriter:
         self.cursor = 0
         self.size = 0
         self.writes = 0
+        self.clears = 0  # times cleared: a checkpoint's ring deltas are only valid within one clear
 
     def plan(self, n: int) -> SlotPlan:
         """Return where ``n`` new items would go, without moving the cursor."""
@@ -85,9 +86,17 @@ class RingWriter:
         self.commit(n)
         return plan
 
+    def clear(self) -> None:
+        """Forget every item: the next one goes to slot 0 (the count of clears grows)."""
+        self.cursor = self.size = self.writes = 0
+        self.clears += 1
+
     def state_dict(self) -> dict[str, Any]:
-        """Return the cursor state for checkpoints."""
-        return {"capacity": self.capacity, "cursor": self.cursor, "size": self.size, "writes": self.writes}
+        """Return the cursor state for checkpoints (``clears`` only once the writer was cleared)."""
+        state = {"capacity": self.capacity, "cursor": self.cursor, "size": self.size, "writes": self.writes}
+        if self.clears:
+            state["clears"] = self.clears
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore the cursor state from :meth:`state_dict`; on any error nothing changes.
@@ -110,4 +119,8 @@ class RingWriter:
                 f"writer state needs 0 <= cursor < {cap} and 0 <= size <= min(writes, {cap}); received "
                 f"cursor {values['cursor']}, size {values['size']}, writes {values['writes']}"
             )
+        clears = state.get("clears", 0)
+        if isinstance(clears, bool) or not isinstance(clears, (int, np.integer)) or clears < 0:
+            raise ArgumentError(f"writer state 'clears' must be an int >= 0, received {clears!r}")
         self.cursor, self.size, self.writes = values["cursor"], values["size"], values["writes"]
+        self.clears = int(clears)

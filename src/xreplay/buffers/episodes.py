@@ -102,6 +102,7 @@ class EpisodeBuffer:
         self.writer = RingWriter(capacity)
         self.sampler = make_sampler(sampler, capacity)
         self._last_sample: tuple[np.ndarray, np.ndarray] | None = None  # (slots, generations) of the last sample
+        self._samples = self._sampled = 0  # sample calls and episodes drawn
         self.rng = np.random.default_rng(seed)
         self.lock = MutationLock()  # held by every change; a save holds it while it copies
         self._host_lengths = np.zeros(capacity, dtype=np.int32)
@@ -118,6 +119,39 @@ class EpisodeBuffer:
     def capacity(self) -> int:
         """Return the number of episode slots."""
         return self.storage.capacity
+
+    # -- the buffer surface ---------------------------------------------------
+
+    @locked
+    def clear(self) -> None:
+        """Forget every episode (the storage keeps its memory; priorities and counters start over)."""
+        self.writer.clear()
+        self.sampler.reset()
+        self._host_lengths[:] = 0
+        if self.device.type != "cpu":
+            self._lengths.zero_()
+        self._last_sample = None
+        self._samples = self._sampled = 0
+
+    def stats(self) -> dict[str, Any]:
+        """Return fill, counters and the sampler's figures (stale updates, priority min/max/sum when prioritized).
+
+        Keys: ``size``, ``capacity``, ``fill`` (``size / capacity``), ``inserts`` (items written since the
+        last :meth:`clear`), ``samples`` (sample calls) and ``sampled`` (items drawn), then the sampler's.
+        """
+        return {
+            "size": len(self),
+            "capacity": self.capacity,
+            "fill": len(self) / self.capacity,
+            "inserts": self.writer.writes,
+            "samples": self._samples,
+            "sampled": self._sampled,
+            **self.sampler.stats(),
+        }
+
+    def __repr__(self) -> str:
+        kind = type(self.sampler).__name__
+        return f"{type(self).__name__}({len(self)}/{self.capacity} episodes, sampler={kind}, device={self.device})"
 
     # -- state (what a checkpoint saves) ---------------------------------------
 
@@ -402,6 +436,8 @@ class EpisodeBuffer:
         n = as_count(n, "sample size")
         self._check_sample_memory(n)
         draw = self.sampler.sample(self.rng, n, len(self), replace)
+        self._samples += 1
+        self._sampled += n
         if draw.generations is not None:
             self._last_sample = (draw.indices, draw.generations)
         sample = self._gather(draw.indices, truncate)

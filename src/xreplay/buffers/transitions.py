@@ -104,6 +104,7 @@ class TransitionBuffer:
         self._warned_apart = False  # the warning that interleaved writes lose the saving was given
         self._side_rows_seen = 0  # side-store rows when the warning was last considered
         self._last_sample: tuple[np.ndarray, np.ndarray] | None = None  # (indices, generations) of the last sample
+        self._samples = self._sampled = 0  # sample calls and items drawn
 
     @property
     def capacity(self) -> int:
@@ -122,6 +123,40 @@ class TransitionBuffer:
     def can_sample(self, n: int) -> bool:
         """Return whether anything is stored to sample ``n`` transitions from (with replacement)."""
         return len(self) > 0 or n == 0
+
+    # -- the buffer surface ---------------------------------------------------
+
+    @locked
+    def clear(self) -> None:
+        """Forget every transition (the columns keep their fields and memory; priorities and counters start over)."""
+        self.writer.clear()
+        self.sampler.reset()
+        if self._next is not None:
+            kept = self._next
+            self._next = _NextObsStore(self.capacity, kept.pairs, streams=kept.streams)
+            self._next.dtypes = dict(kept.dtypes)
+        self._last_sample = None
+        self._samples = self._sampled = 0
+
+    def stats(self) -> dict[str, Any]:
+        """Return fill, counters and the sampler's figures (stale updates, priority min/max/sum when prioritized).
+
+        Keys: ``size``, ``capacity``, ``fill`` (``size / capacity``), ``inserts`` (items written since the
+        last :meth:`clear`), ``samples`` (sample calls) and ``sampled`` (items drawn), then the sampler's.
+        """
+        return {
+            "size": len(self),
+            "capacity": self.capacity,
+            "fill": len(self) / self.capacity,
+            "inserts": self.writer.writes,
+            "samples": self._samples,
+            "sampled": self._sampled,
+            **self.sampler.stats(),
+        }
+
+    def __repr__(self) -> str:
+        kind = type(self.sampler).__name__
+        return f"{type(self).__name__}({len(self)}/{self.capacity} transitions, sampler={kind}, device={self.device})"
 
     # -- state (what a checkpoint saves) ---------------------------------------
 
@@ -313,6 +348,8 @@ class TransitionBuffer:
             )
             check_allocation(n * steps * (2 * row + 40), self.device, what, "sample fewer transitions")
         draw = self.sampler.sample(self.rng, n, len(self), replace)
+        self._samples += 1
+        self._sampled += n
         indices, generations = draw.indices, draw.generations
         if generations is not None:
             self._last_sample = (indices, generations)

@@ -73,6 +73,7 @@ def buffer_state(buffer: EpisodeBuffer) -> tuple[dict[str, Any], dict[str, Any]]
             "capacity": writer["capacity"],
             "cursor": writer["cursor"],
             "writes": writer["writes"],
+            **({"clears": writer["clears"]} if "clears" in writer else {}),
         },
     }
     config = sampler_structure(buffer.sampler, "an episode buffer")

@@ -114,6 +114,7 @@ def transition_buffer_state(buffer: TransitionBuffer) -> tuple[dict[str, Any], d
             "capacity": writer["capacity"],
             "cursor": writer["cursor"],
             "writes": writer["writes"],
+            **({"clears": writer["clears"]} if "clears" in writer else {}),
         },
     }
     return meta, arrays

@@ -18,7 +18,11 @@ same five members, so a buffer never asks which kind it holds:
   overwritten since (a sampler whose ``prioritized`` flag is False raises
   ``TypeError``);
 * ``state_dict()`` / ``load_state_dict(state)``: plain data and arrays for
-  checkpoints, checked before anything changes.
+  checkpoints, checked before anything changes;
+* ``reset()``: forget every item (a buffer's ``clear``), keeping the counters
+  that protect against stale updates;
+* ``stats()``: counters for the buffer's ``stats`` (stale updates skipped,
+  priority minimum, maximum and sum when prioritized).
 """
 
 from __future__ import annotations
@@ -80,6 +84,12 @@ class Sampler(Protocol):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Adopt a state of :meth:`state_dict`; nothing changes on error."""
 
+    def reset(self) -> None:
+        """Forget every item (generation counters keep growing)."""
+
+    def stats(self) -> dict[str, Any]:
+        """Return the sampler's counters."""
+
 
 def check_capacity(sampler: Any, have: int | None, capacity: int) -> None:
     """Raise ValueError naming both when a sampler built for ``have`` slots meets a buffer of ``capacity``."""
@@ -116,4 +126,4 @@ def make_sampler(sampler: Any, capacity: int) -> Any:
     )
 
 
-_MEMBERS = ("bind", "on_write", "sample", "update_priorities", "state_dict", "load_state_dict")
+_MEMBERS = ("bind", "on_write", "sample", "update_priorities", "state_dict", "load_state_dict", "reset", "stats")

@@ -337,6 +337,24 @@ class PrioritizedSampler:
         self._flush()
         return self.tree.total()
 
+    def reset(self) -> None:
+        """Forget every slot's priority; generations keep growing so that old samples stay stale."""
+        self._pending.clear()
+        self.tree.load_leaves(np.zeros(self.capacity))
+        self.size = 0
+
+    def stats(self) -> dict[str, Any]:
+        """Return stale updates skipped, samples drawn and the stored priorities' (``** alpha``) min, max and sum."""
+        self._flush()
+        leaves = self.tree.leaves()[: self.size]
+        return {
+            "stale_updates": self.stale_updates,
+            "samples_drawn": self.samples_drawn,
+            "priority_min": float(self.tree.min()) if self.size and self.tree.total() > 0 else 0.0,
+            "priority_max": float(leaves.max(initial=0.0)),
+            "priority_sum": self.tree.total(),
+        }
+
     def priorities(self, indices: Any) -> np.ndarray:
         """Return ``priority ** alpha`` of ``indices`` as stored in the tree."""
         self._flush()

@@ -282,6 +282,24 @@ class PrioritizedSequenceSampler:
 
     # -- state ----------------------------------------------------------------
 
+    def reset(self) -> None:
+        """Forget every step; generations keep growing so that old samples stay stale."""
+        self.slicer.reset()
+        self.step_priorities[:] = 0.0
+        self._tree().load_leaves(np.zeros(self.slicer._capacity()))
+
+    def stats(self) -> dict[str, Any]:
+        """Return stale updates skipped and the sequence priorities' (``** alpha``) minimum, maximum and sum."""
+        tree = self._tree()
+        leaves = tree.leaves()
+        positive = leaves[leaves > 0]
+        return {
+            "stale_updates": self.stale_updates,
+            "priority_min": float(positive.min()) if positive.size else 0.0,
+            "priority_max": float(leaves.max(initial=0.0)),
+            "priority_sum": tree.total(),
+        }
+
     def state_dict(self) -> dict[str, Any]:
         """Return the step priorities, generations, tree leaves and counters (arrays are not copies)."""
         tree = self._tree()

@@ -244,6 +244,15 @@ class SequenceSampler:
 
     # -- state ----------------------------------------------------------------
 
+    def reset(self) -> None:
+        """Forget every step."""
+        self.ends[:] = False
+        self.newest, self.size = -1, 0
+
+    def stats(self) -> dict[str, Any]:
+        """Return the number of stored episode ends."""
+        return {"episode_ends": int(np.count_nonzero(self.ends[: self.size])) if self.capacity else 0}
+
     def state_dict(self) -> dict[str, Any]:
         """Return the recorded end flags (the array itself), the newest slot, the size and the fields."""
         return {

@@ -77,6 +77,13 @@ class UniformSampler:
         """Return the sampler's state: nothing (every draw comes from the buffer's generator)."""
         return {}
 
+    def reset(self) -> None:
+        """Nothing to forget."""
+
+    def stats(self) -> dict[str, Any]:
+        """Return no counters (uniform sampling keeps none)."""
+        return {}
+
     def __repr__(self) -> str:
         return f"UniformSampler(replace={self.replace})"
 
