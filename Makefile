@@ -22,6 +22,7 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/lint-imports  # the layering of pyproject.toml's [tool.importlinter]
 	$(PY) -m pytest
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d $(VENV)/site  # no -q: it hides the warnings strict mode counts
 

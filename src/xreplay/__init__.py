@@ -65,9 +65,8 @@ from xreplay.scheme import AUTO, Field, Scheme
 from xreplay.storage import MemmapStorage, TensorStorage
 from xreplay.storage.objects import ObjectStorage
 from xreplay.transforms import OneHot
+from xreplay.version import __version__  # noqa: E402
 from xreplay.writers import RingWriter
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AUTO",

@@ -123,7 +123,7 @@ def test_nested_observations_are_paired_field_by_field():
     }
     buf = TransitionBuffer(8, next_obs_from="obs", seed=0)
     buf.extend(batch)
-    assert sorted(buf.derived_fields) == ["next_obs/image", "next_obs/vec"]
+    assert sorted(buf.next_obs_fields) == ["next_obs/image", "next_obs/vec"]
     assert len(buf._next) == 1  # only the newest step
     got = buf.gather(np.arange(5))
     np.testing.assert_array_equal(got["next_obs/image"], image[1:])

@@ -39,7 +39,7 @@ def test_transition_buffer_round_trip(tmp_path, kind):
     back = from_hdf5(to_hdf5(buf, tmp_path / "replay.h5"), seed=1)
     assert isinstance(back, TransitionBuffer)
     assert back.capacity == buf.capacity
-    assert back.next_obs_from == buf.next_obs_from and back.derived_fields == buf.derived_fields
+    assert back.next_obs_from == buf.next_obs_from and back.next_obs_fields == buf.next_obs_fields
     assert isinstance(back.sampler, PrioritizedSampler) == (kind == "prioritized")
     same_transitions(buf, back)
 

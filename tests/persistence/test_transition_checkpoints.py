@@ -74,7 +74,7 @@ def test_transition_buffer_resumes_exactly(tmp_path, kind, mmap):
     xreplay.save(buffer, tmp_path / "ckpt")
     expected = _run(buffer, 9, 12)
     loaded = xreplay.load(tmp_path / "ckpt", mmap=mmap, kind=TransitionBuffer)
-    assert type(loaded.sampler) is type(buffer.sampler) and loaded.derived_fields == buffer.derived_fields
+    assert type(loaded.sampler) is type(buffer.sampler) and loaded.next_obs_fields == buffer.next_obs_fields
     _assert_same(expected, _run(loaded, 9, 12))
 
 

@@ -3,27 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
+from xreplay.buffers.episode_writer import EpisodeWriter
 from xreplay.buffers.locking import MutationLock, locked
 from xreplay.buffers.priority_updates import resolve_update
 from xreplay.buffers.samples import EpisodeSample
 from xreplay.buffers.validation import as_field_tensor, as_slots, check_keys, check_one_hot_sources
 from xreplay.errors import ArgumentError, FieldShapeError, FieldValueError, SchemeError
 from xreplay.random_state import generator_from_state, generator_state
-from xreplay.samplers.base import Sampler, make_sampler
+from xreplay.samplers.base import Sampler
+from xreplay.samplers.choice import make_sampler
 from xreplay.scheme import Scheme
 from xreplay.storage.conversion import as_number_array, as_plain_tensor
 from xreplay.storage.dtypes import dtype_range
 from xreplay.storage.resources import as_count, check_allocation
 from xreplay.storage.tensor import TensorStorage
 from xreplay.writers import RingWriter
-
-if TYPE_CHECKING:
-    from xreplay.buffers.episode_writer import EpisodeWriter
 
 __all__ = ["EpisodeBuffer", "EpisodeSample"]
 
@@ -411,8 +410,6 @@ class EpisodeBuffer:
 
     def episode_writer(self) -> EpisodeWriter:
         """Return a step-by-step writer that adds one episode to this buffer when it ends."""
-        from xreplay.buffers.episode_writer import EpisodeWriter
-
         return EpisodeWriter(self)
 
     # -- reads ----------------------------------------------------------------

@@ -20,7 +20,8 @@ from xreplay.errors import (
     UnknownFieldError,
 )
 from xreplay.random_state import generator_from_state, generator_state
-from xreplay.samplers.base import Sampler, make_sampler
+from xreplay.samplers.base import Sampler
+from xreplay.samplers.choice import make_sampler
 from xreplay.storage.columns import SEPARATOR, ColumnStorage, flatten
 from xreplay.storage.resources import CHECK_ABOVE, as_count, check_allocation
 from xreplay.writers import RingWriter, SlotPlan
@@ -374,7 +375,7 @@ class TransitionBuffer:
     # -- next observations stored once -----------------------------------------
 
     @property
-    def derived_fields(self) -> tuple[str, ...]:
+    def next_obs_fields(self) -> tuple[str, ...]:
         """Return the fields read from the following slot's observation (empty unless ``next_obs_from``)."""
         return tuple(name for name, _obs in self._next.pairs) if self._next is not None else ()
 
@@ -394,7 +395,7 @@ class TransitionBuffer:
             what = f"a gather of {host.size} transitions x {row} bytes"
             check_allocation(host.size * 2 * row, self.device, what, "gather fewer transitions")
         if names is not None:
-            known = set(self.storage.specs) | set(self.derived_fields)
+            known = set(self.storage.specs) | set(self.next_obs_fields)
             unknown = [name for name in names if name not in known]
             if unknown:
                 raise ArgumentError(f"unknown fields {unknown}; this buffer stores {sorted(known)}")
@@ -402,7 +403,7 @@ class TransitionBuffer:
 
     def _gather(self, indices: np.ndarray, names: Collection[str] | None = None) -> dict[str, torch.Tensor]:
         """Return the fields of ``indices`` (int64, checked to lie in ``[0, capacity)``)."""
-        derived = self.derived_fields
+        derived = self.next_obs_fields
         if names is None:
             fields = self.storage.gather(indices)
             if derived:

@@ -137,7 +137,7 @@ def _write_column(
 
 def _export_plan(buffer: Any) -> tuple[dict[str, Any], dict[str, tuple[tuple[int, ...], np.dtype, Reader, dict]]]:
     """Return the root attributes and, per dataset, (item shape, dtype, reader, attributes)."""
-    from xreplay import __version__
+    from xreplay.version import __version__
 
     writer = buffer.writer
     attrs: dict[str, Any] = {
@@ -183,7 +183,7 @@ def _chunk_rows(item: tuple[int, ...], dtype: np.dtype) -> int:
 def _transition_columns(buffer: TransitionBuffer, attrs: dict[str, Any]) -> dict[str, Any]:
     """Return the datasets of a transition buffer (next observations stored once are written out in full)."""
     storage, writer = buffer.storage, buffer.writer
-    derived = buffer.derived_fields
+    derived = buffer.next_obs_fields
     # A next-observation field "next_obs/x" is stored as the observation field "obs/x" of the following slot.
     obs_of = {name: f"{buffer.next_obs_from}{name[len(buffer.next_obs) :]}" for name in derived}
     fields: dict[str, dict[str, Any]] = {}
@@ -388,7 +388,7 @@ def _check_transition_target(target: TransitionBuffer, fields: dict[str, Any], p
     specs = target.storage.specs
     if not specs:
         return
-    derived = target.derived_fields
+    derived = target.next_obs_fields
     expected = {name: (spec.shape, numpy_dtype(spec.dtype)) for name, spec in specs.items()}
     for name in derived:
         expected[name] = expected[f"{target.next_obs_from}{name[len(target.next_obs) :]}"]

@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from torch import nn
 
-import xreplay
 from xreplay.buffers import NStepReturns, TransitionBuffer
 from xreplay.demos.common import (
     DemoError,
@@ -39,6 +38,7 @@ from xreplay.demos.common import (
     save_state,
     set_rng_state,
 )
+from xreplay.persistence import load, save
 from xreplay.samplers import LinearSchedule, PrioritizedSampler
 
 __all__ = ["DQNConfig", "DQNResult", "run_dqn"]
@@ -215,7 +215,7 @@ class _Trainer:
 
     def save(self, folder: Path) -> None:
         """Write the buffer, the networks, the optimizer and the counters into ``folder``."""
-        xreplay.save(self.buffer, folder / "replay", incremental=False)
+        save(self.buffer, folder / "replay", incremental=False)
         state = {
             "step": self.step,
             "updates": self.updates,
@@ -238,7 +238,7 @@ class _Trainer:
     def load(self, folder: Path) -> None:
         """Continue from a checkpoint written by :meth:`save`."""
         state, tensors = load_state(folder)
-        self.buffer = xreplay.load(folder / "replay", kind=TransitionBuffer)
+        self.buffer = load(folder / "replay", kind=TransitionBuffer)
         self.buffer.n_step = _n_step(self.config)
         self.net.load_state_dict(tensors["net"])
         self.target.load_state_dict(tensors["target"])

@@ -17,25 +17,23 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from xreplay.distributed.parts import ClientParts
 from xreplay.distributed.protocol import MAX_SHARDS
 from xreplay.distributed.shard import shard_checkpoint_path
 from xreplay.errors import CheckpointCorruptError, CheckpointMismatchError, ShardUnavailableError
 from xreplay.persistence.codec import decode_rng, encode_rng
 from xreplay.persistence.format import new_metadata, read_metadata, write_metadata
 
-if TYPE_CHECKING:
-    from xreplay.distributed.client import ReplayClient
-
 __all__ = ["KIND", "read_replay", "save_replay"]
 
 KIND = "sharded_replay"
 
 
-def save_replay(client: ReplayClient, path: str | os.PathLike[str]) -> Path:
+def save_replay(client: ClientParts, path: str | os.PathLike[str]) -> Path:
     """Save every shard to ``path/shard-NNN`` (in parallel) and then the client's state; return the path.
 
     Raises:

@@ -14,18 +14,16 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from xreplay.distributed.backend import ShardDown
+from xreplay.distributed.parts import ClientParts
 from xreplay.distributed.protocol import ShardDraw
 from xreplay.distributed.sampling import Batches, assemble, draw_counts, placement
 from xreplay.errors import InsufficientDataError, ShardUnavailableError
-
-if TYPE_CHECKING:
-    from xreplay.distributed.client import ReplayClient
 
 __all__ = ["SampleQueue"]
 
@@ -49,9 +47,9 @@ def _enough(masses: np.ndarray, n: int, replace: bool) -> bool:
 
 
 class SampleQueue:
-    """The outstanding sample requests and the ready batches of one :class:`~xreplay.distributed.ReplayClient`."""
+    """The outstanding sample requests and the ready batches of one :class:`~xreplay.distributed.ClientParts`."""
 
-    def __init__(self, client: ReplayClient):
+    def __init__(self, client: ClientParts):
         """Start with nothing requested."""
         self.client = client
         self.queue: collections.deque[_Request] = collections.deque()

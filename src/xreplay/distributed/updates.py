@@ -16,18 +16,16 @@ since) are collected without waiting.
 from __future__ import annotations
 
 import collections
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from xreplay.buffers.transitions import TransitionSample
 from xreplay.distributed.backend import ShardDown
+from xreplay.distributed.parts import ClientParts
 from xreplay.distributed.protocol import EPOCH_BITS, decode_indices
 from xreplay.errors import FieldShapeError, FieldValueError, IndexOutOfRangeError
-
-if TYPE_CHECKING:
-    from xreplay.distributed.client import ReplayClient
 
 __all__ = ["PriorityUpdates"]
 
@@ -42,9 +40,9 @@ def _host(value: Any, dtype: type) -> np.ndarray:
 
 
 class PriorityUpdates:
-    """The pending and in-flight priority updates of one :class:`~xreplay.distributed.ReplayClient`."""
+    """The pending and in-flight priority updates of one :class:`~xreplay.distributed.ClientParts`."""
 
-    def __init__(self, client: ReplayClient):
+    def __init__(self, client: ClientParts):
         """Start with nothing pending."""
         self.client = client
         self.pending: dict[int, list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]] = collections.defaultdict(list)

@@ -15,21 +15,19 @@ A shard that dies with writes in flight loses them: they are counted as
 from __future__ import annotations
 
 import collections
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from xreplay.distributed.backend import ShardDown
+from xreplay.distributed.parts import ClientParts
 from xreplay.distributed.staging import WriteStage
-
-if TYPE_CHECKING:
-    from xreplay.distributed.client import ReplayClient
 
 __all__ = ["ShardWrites"]
 
 
 class ShardWrites:
-    """The staged and in-flight writes of one :class:`~xreplay.distributed.ReplayClient`."""
+    """The staged and in-flight writes of one :class:`~xreplay.distributed.ClientParts`."""
 
-    def __init__(self, client: ReplayClient):
+    def __init__(self, client: ClientParts):
         """Start with nothing staged or in flight."""
         self.client = client
         self.inflight: collections.deque[tuple[Any, int, int]] = collections.deque()

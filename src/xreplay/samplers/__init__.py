@@ -1,6 +1,7 @@
 """Samplers decide which stored slots come out; every one implements the protocol of :mod:`xreplay.samplers.base`."""
 
-from xreplay.samplers.base import Draw, Sampler, make_sampler
+from xreplay.samplers.base import Draw, Sampler
+from xreplay.samplers.choice import make_sampler
 from xreplay.samplers.prioritized import PrioritizedSampler
 from xreplay.samplers.prioritized_sequences import PrioritizedSequenceSampler
 from xreplay.samplers.priority_tree import PriorityTree

@@ -35,7 +35,7 @@ import numpy as np
 
 from xreplay.writers import SlotPlan
 
-__all__ = ["Draw", "Sampler", "check_capacity", "make_sampler"]
+__all__ = ["MEMBERS", "Draw", "Sampler", "check_capacity"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,30 +100,5 @@ def check_capacity(sampler: Any, have: int | None, capacity: int) -> None:
         )
 
 
-def make_sampler(sampler: Any, capacity: int) -> Any:
-    """Return the sampler a buffer of ``capacity`` slots composes: named (``"uniform"``, ``"prioritized"``) or given.
-
-    A given sampler is bound to ``capacity`` (see :meth:`Sampler.bind`).
-
-    Raises:
-        ArgumentError: ``sampler`` is neither a known name nor an object with the Sampler protocol.
-        ValueError: A given sampler was built for another capacity (names both).
-    """
-    from xreplay.errors import ArgumentError
-    from xreplay.samplers.prioritized import PrioritizedSampler
-    from xreplay.samplers.uniform import UniformSampler
-
-    if isinstance(sampler, str):
-        if sampler == "uniform":
-            return UniformSampler()
-        if sampler == "prioritized":
-            return PrioritizedSampler(capacity)
-    elif all(callable(getattr(sampler, name, None)) for name in _MEMBERS):
-        sampler.bind(capacity)
-        return sampler
-    raise ArgumentError(
-        f"sampler must be 'uniform', 'prioritized' or a sampler object (with {', '.join(_MEMBERS)}), got {sampler!r}"
-    )
-
-
-_MEMBERS = ("bind", "on_write", "sample", "update_priorities", "state_dict", "load_state_dict", "reset", "stats")
+MEMBERS = ("bind", "on_write", "sample", "update_priorities", "state_dict", "load_state_dict", "reset", "stats")
+"""The methods of the Sampler protocol."""
