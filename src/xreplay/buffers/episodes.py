@@ -8,18 +8,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from xreplay.buffers.episode_batches import EpisodeBatches
 from xreplay.buffers.episode_writer import EpisodeWriter
 from xreplay.buffers.locking import MutationLock, locked
 from xreplay.buffers.priority_updates import resolve_update
 from xreplay.buffers.samples import EpisodeSample
-from xreplay.buffers.validation import as_field_tensor, as_slots, check_keys, check_one_hot_sources
-from xreplay.errors import ArgumentError, FieldShapeError, FieldValueError, SchemeError
+from xreplay.buffers.validation import as_slots, check_keys
+from xreplay.errors import ArgumentError, SchemeError
 from xreplay.random_state import generator_from_state, generator_state
 from xreplay.samplers.base import Sampler
 from xreplay.samplers.choice import make_sampler
 from xreplay.scheme import Scheme
-from xreplay.storage.conversion import as_number_array, as_plain_tensor
-from xreplay.storage.dtypes import dtype_range
 from xreplay.storage.resources import as_count, check_allocation
 from xreplay.storage.tensor import TensorStorage
 from xreplay.writers import RingWriter
@@ -108,11 +107,7 @@ class EpisodeBuffer:
         # On CPU the tensor shares the numpy array's memory, so one write updates both.
         self._lengths = torch.from_numpy(self._host_lengths).to(self.storage.device)
         self._steps = torch.arange(max_seq_length, device=self.storage.device)
-        # Static facts about the fields, looked up once instead of on every write.
-        self._per_step = {name: field.per_step for name, field in scheme.items()}
-        self._derived = {name: field.derived for name, field in scheme.items() if field.derived is not None}
-        self._full_lengths: dict[tuple[int, int], torch.Tensor] = {}
-        self._shapes: dict[tuple[int, int], dict[str, torch.Size]] = {}
+        self._batches = EpisodeBatches(scheme, storage, max_seq_length)
 
     @property
     def capacity(self) -> int:
@@ -255,110 +250,17 @@ class EpisodeBuffer:
         exactly as it was.
         """
         check_keys(self.scheme, episodes.keys(), required=True)
-        n, t = self._batch_dims(episodes)
-        values = self._convert(episodes, n, t)
-        length = self._check_lengths(lengths, n, t)
+        batches = self._batches
+        n, t = batches.dims(episodes)
+        values = batches.convert(episodes, n, t)
+        length = batches.lengths(lengths, n, t)
         ranges: dict[str, tuple[int, int] | None] = {}
-        covered = self._check_derived_sources(values, ranges)
+        covered = batches.check_derived_sources(values, ranges)
         widen = self.storage.plan_dtypes(
             {k: v for k, v in values.items() if k not in covered} if covered else values, ranges
         )
         self.storage.relayout(widen)
         return self._add_validated(values, length, t, full=lengths is None)
-
-    def _convert(self, episodes: Mapping[str, Any], n: int, t: int) -> dict[str, torch.Tensor]:
-        """Return every field as a tensor checked against its expected shape and declared dtype."""
-        shapes = self._shapes.get((n, t))
-        if shapes is None:
-            if len(self._shapes) > 64:
-                self._shapes.clear()  # many batch sizes: keep the cache small
-            shapes = self._shapes[(n, t)] = {
-                name: torch.Size(((n, t) if field.per_step else (n,)) + self.scheme.item_shape(name))
-                for name, field in self.scheme.items()
-            }
-        values = {}
-        for name, value in episodes.items():
-            field = self.scheme[name]
-            if (
-                isinstance(value, torch.Tensor)
-                and value.shape == shapes[name]
-                and value.dtype == field.dtype
-                and value.layout == torch.strided
-                and not value.is_meta
-            ):
-                values[name] = value  # the common case: nothing to convert or check here
-            else:
-                values[name] = as_field_tensor(
-                    self.scheme, name, value, tuple(shapes[name][: 2 if field.per_step else 1])
-                )
-        return values
-
-    def _check_derived_sources(
-        self, values: Mapping[str, torch.Tensor], ranges: dict[str, tuple[int, int] | None]
-    ) -> set[str]:
-        """Check that sources of derived fields hold valid class indices.
-
-        Returns:
-            The sources whose storage check this implies (strict columns holding every class index),
-            which need no second check.
-        """
-        check_one_hot_sources(self._derived.values(), values)
-        covered = set()
-        for derived in self._derived.values():
-            name = derived.source
-            column = self.storage.layout.columns[name]
-            held = dtype_range(column.dtype)
-            if not column.auto and held is not None and held[0] <= 0 and derived.num_classes - 1 <= held[1]:
-                covered.add(name)
-        return covered
-
-    def _batch_dims(self, episodes: Mapping[str, Any]) -> tuple[int, int]:
-        """Return (episodes, steps) of a batch from its first fields, checking the limit."""
-        n = t = None
-        for name, value in episodes.items():
-            if isinstance(value, torch.Tensor):
-                shape = tuple(value.shape)
-            else:
-                try:
-                    shape = tuple(np.shape(value))
-                except ValueError:  # ragged nested lists: as_field_tensor names the problem
-                    shape = tuple(as_field_tensor(self.scheme, name, value, ()).shape)
-            if not shape:
-                if not isinstance(value, torch.Tensor):
-                    as_number_array(name, value)  # text, None or objects: say so rather than "a scalar"
-                raise FieldShapeError(f"field {name!r}: expected a batch of episodes, received a scalar")
-            if n is None:
-                n = shape[0]
-            if self._per_step[name]:
-                if len(shape) < 2:
-                    raise FieldShapeError(f"field {name!r}: expected shape (n, steps, ...), received {shape}")
-                t = shape[1]
-                break  # other fields are checked against (n, t) when converted
-        t = self.max_seq_length if t is None else t
-        if t > self.max_seq_length:
-            raise FieldShapeError(f"episodes have {t} steps but max_seq_length is {self.max_seq_length}")
-        return int(n or 0), int(t)
-
-    def _check_lengths(self, lengths: Any, n: int, t: int) -> torch.Tensor:
-        """Return validated episode lengths as an int32 CPU tensor."""
-        if lengths is None:
-            full = self._full_lengths.get((n, t))
-            if full is None:
-                if len(self._full_lengths) > 64:
-                    self._full_lengths.clear()
-                full = self._full_lengths[(n, t)] = torch.full((n,), t, dtype=torch.int32)
-            return full
-        if isinstance(lengths, torch.Tensor):
-            length = as_plain_tensor("lengths", lengths).cpu().reshape(-1)
-        else:
-            length = torch.from_numpy(as_number_array("lengths", lengths).reshape(-1))
-        if length.shape[0] != n:
-            raise FieldShapeError(f"lengths: expected {n} values, received {length.shape[0]}")
-        if length.is_floating_point() or length.dtype == torch.bool:
-            raise FieldValueError(f"lengths: expected integers in [0, {t}], received dtype {length.dtype}")
-        if n and (int(length.min()) < 0 or int(length.max()) > t):
-            raise FieldValueError(f"lengths: expected integers in [0, {t}], received {length.tolist()}")
-        return length.to(torch.int32)
 
     def _add_validated(self, values: dict[str, Any], lengths: torch.Tensor, t: int, full: bool = False) -> np.ndarray:
         """Write validated values, one copy per field and ring segment; return the slots taken.
@@ -366,11 +268,11 @@ class EpisodeBuffer:
         ``full`` says every episode has all ``t`` steps (derived indices are then the source's).
         """
         columns: Mapping[str, Any] = self.storage.columns
-        per_step = self._per_step
+        per_step = self._batches.per_step
         n, limit = int(lengths.shape[0]), self.max_seq_length
         plan = self.writer.plan(n)
-        derived = self._derived_indices(values, lengths, t, full)
-        absent = {name: self._derived[name].absent for name in derived}
+        derived = self._batches.derived_indices(values, lengths, t, full)
+        absent = {name: self._batches.derived[name].absent for name in derived}
         sources: dict[str, Any] = {**values, **derived}
         host = self.storage.host_columns
         if host is not None and all(v.device.type == "cpu" for v in sources.values()):
@@ -392,21 +294,6 @@ class EpisodeBuffer:
         self.writer.commit(n)
         self.sampler.on_write(plan, values)
         return plan.slots()
-
-    def _derived_indices(
-        self, values: Mapping[str, torch.Tensor], lengths: torch.Tensor, t: int, full: bool
-    ) -> dict[str, torch.Tensor]:
-        """Return the class indices stored for each derived field: the source's, absent past each length."""
-        out = {}
-        for name, derived in self._derived.items():
-            if not self.storage.layout.columns[name].mask:
-                continue  # materialised: not writable through add (it is derived)
-            source = values[derived.source]
-            if self._per_step[name] and not full and not bool((lengths.numpy() == t).all()):
-                past = self._steps[:t].cpu()[None, :] >= lengths[:, None]  # steps beyond each episode
-                source = source.masked_fill(past.view(*past.shape, *([1] * (source.dim() - 2))), derived.absent)
-            out[name] = source
-        return out
 
     def episode_writer(self) -> EpisodeWriter:
         """Return a step-by-step writer that adds one episode to this buffer when it ends."""

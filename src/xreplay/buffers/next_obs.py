@@ -22,15 +22,15 @@ overwritten after it: a live transition never loses its successor.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-from xreplay.errors import ArgumentError, FieldShapeError, FieldValueError, SchemeError, UnknownFieldError
-from xreplay.storage.columns import ColumnSpec, ColumnStorage, check_value
-from xreplay.storage.dtypes import numpy_dtype
+from xreplay.buffers.next_obs_checks import check_side_rows, check_stream_links
+from xreplay.errors import ArgumentError, FieldValueError
 
 __all__ = ["MAX_STREAMS", "NextObsStore"]
 
@@ -64,6 +64,27 @@ class NextObsStore:
         self.successor = np.full(capacity if streams else 0, -1, dtype=np.int32)
         self.stream_newest = np.zeros(0, dtype=np.int64)
         self.stream_pending: dict[str, np.ndarray] = {}
+        self._warned_apart = False  # the warning that interleaved writes lose the saving was given
+        self._side_rows_seen = 0  # side rows when the warning was last considered
+
+    def warn_if_apart(self, stored: int, source: str | None) -> None:
+        """Warn once when most next observations are kept apart (interleaved streams without stream ids).
+
+        Looked at only when the side store has grown (it doubles), so a write costs one comparison.
+        """
+        if self.rows == self._side_rows_seen:
+            return
+        self._side_rows_seen = self.rows
+        if self._warned_apart or self.streams or stored < 64 or 2 * len(self) <= stored:
+            return
+        self._warned_apart = True
+        warnings.warn(
+            f"TransitionBuffer(next_obs_from={source!r}): {len(self)} of {stored} next observations differ from "
+            f"the following slot's observation and are stored apart, so storing them once saves nothing; if "
+            f"several environments write interleaved, pass stream='<env id field>'",
+            RuntimeWarning,
+            stacklevel=4,
+        )
 
     def __len__(self) -> int:
         """Return the number of slots whose next observation is kept apart (side store and pending)."""
@@ -77,51 +98,6 @@ class NextObsStore:
         return int(self.slot_row.nbytes + self.free.nbytes + sum(v.nbytes for v in self.values.values()) + tables)
 
     # -- validation (nothing changes) ----------------------------------------------
-
-    def check(
-        self, nxt: Mapping[str, Any], specs: Mapping[str, ColumnSpec], batched: bool, batch: int = 1
-    ) -> dict[str, np.ndarray]:
-        """Return a write's next observations as host arrays ``[batch, *item]`` of their obs field's dtype.
-
-        Raises:
-            UnknownFieldError: A next-observation field is missing or extra.
-            FieldShapeError: A shape differs from its observation field's.
-            FieldValueError: A dtype of another kind than the observation field's, or values it cannot hold.
-        """
-        if nxt.keys() != self.expected:
-            raise UnknownFieldError(
-                f"next-observation fields {sorted(nxt)} differ from those of the first write {sorted(self.expected)}"
-            )
-        out = {}
-        for name, obs in self.pairs:
-            spec = specs[obs]
-            value = nxt[name]
-            if type(value) is not np.ndarray:
-                value = ColumnStorage._as_array(name, value)
-                value = value.cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-            if batched and not value.shape:
-                raise FieldShapeError(
-                    f"field {name!r}: expected a batch of items of shape {spec.shape}, received a scalar"
-                )
-            item = value.shape[1:] if batched else value.shape
-            if item != spec.shape:
-                raise FieldShapeError(
-                    f"field {name!r}: expected item shape {spec.shape} (that of {obs!r}), received {tuple(item)}"
-                )
-            if batched and value.shape[0] != batch:
-                raise FieldShapeError(f"field {name!r}: batch of {value.shape[0]} items, other fields have {batch}")
-            host_dtype = self.dtypes.get(obs)  # (not ``or``: a numpy dtype without fields is falsy)
-            if host_dtype is None:
-                host_dtype = numpy_dtype(spec.dtype)
-                if host_dtype is None:
-                    raise SchemeError(f"field {obs!r}: dtype {spec.dtype} has no numpy equivalent")
-            if value.dtype != host_dtype:
-                check_value(name, value, spec)
-                value = value.astype(host_dtype)
-            out[name] = value if batched else value[None]
-        for _name, obs in self.pairs:
-            self.dtypes.setdefault(obs, numpy_dtype(specs[obs].dtype))  # type: ignore[arg-type]
-        return out
 
     # -- side store -------------------------------------------------------------
 
@@ -367,22 +343,7 @@ class NextObsStore:
         pairs = [tuple(pair) for pair in state.get("pairs", [])]
         if pairs != [tuple(pair) for pair in self.pairs]:
             raise ArgumentError(f"next-observation state is for pairs {pairs}, this store has {self.pairs}")
-        rows, newest = state.get("rows"), state.get("newest")
-        if not isinstance(rows, int) or not isinstance(newest, int) or rows < 0 or not -1 <= newest < self.capacity:
-            raise ArgumentError(f"next-observation state needs rows >= 0 and -1 <= newest < {self.capacity}")
-        slot_row = np.array(state["slot_row"], dtype=np.int32)
-        free = np.array(state["free"], dtype=np.int32)
-        if slot_row.shape != (self.capacity,) or free.ndim != 1:
-            raise ArgumentError(f"next-observation state 'slot_row' must have shape ({self.capacity},)")
-        used = slot_row[slot_row >= 0]
-        taken = np.concatenate([used, free]).astype(np.int64)
-        if (
-            slot_row.min(initial=0) < -1
-            or taken.size != rows
-            or np.unique(taken).size != rows
-            or (rows and (taken.min() < 0 or taken.max() >= rows))
-        ):
-            raise ArgumentError(f"next-observation state: slot_row and free must share the {rows} side rows, each once")
+        rows, newest, slot_row, free = check_side_rows(state, self.capacity)
         values = {name: np.array(v) for name, v in state.get("values", {}).items()}
         if any(v.shape[:1] != (rows,) for v in values.values()):
             raise ArgumentError(f"next-observation state 'values' must hold {rows} rows per field")
@@ -390,15 +351,7 @@ class NextObsStore:
         if self.streams != (streams is not None):
             raise ArgumentError("next-observation state and store differ on stream ids")
         if streams is not None:
-            successor = np.array(streams["successor"], dtype=np.int32)
-            stream_newest = np.array(streams["stream_newest"], dtype=np.int64)
-            for name, links in (("successor", successor), ("stream_newest", stream_newest)):
-                if links.ndim != 1 or (links.size and (links.min() < -1 or links.max() >= self.capacity)):
-                    raise ArgumentError(
-                        f"next-observation state {name!r} must hold -1 or slots in [0, {self.capacity})"
-                    )
-            if successor.shape != (self.capacity,):
-                raise ArgumentError(f"next-observation state 'successor' must have shape ({self.capacity},)")
+            successor, stream_newest = check_stream_links(streams, self.capacity)
         # Everything is checked: adopt it.
         self.rows, self.newest, self.slot_row, self.free, self.values = rows, newest, slot_row, free, values
         self.pending = {name: np.array(v) for name, v in state.get("pending", {}).items()}

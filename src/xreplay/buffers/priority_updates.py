@@ -9,7 +9,7 @@ import torch
 
 from xreplay.errors import ArgumentError
 
-__all__ = ["resolve_update"]
+__all__ = ["check_last_sample", "resolve_update"]
 
 
 def resolve_update(
@@ -51,3 +51,19 @@ def resolve_update(
     if isinstance(priorities, torch.Tensor):
         priorities = priorities.detach().cpu().numpy()
     return indices, priorities, generations
+
+
+def check_last_sample(last: Any, capacity: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Return a saved ``{"indices", "generations"}`` of a buffer's last sample as arrays, checked against ``capacity``.
+
+    Raises:
+        ArgumentError: The two differ in shape, or a slot lies outside ``[0, capacity)``.
+    """
+    if last is None:
+        return None
+    indices = np.array(last["indices"], dtype=np.int64)
+    generations = np.array(last["generations"])
+    inside = not indices.size or 0 <= indices.min() <= indices.max() < capacity
+    if generations.shape != indices.shape or not inside:
+        raise ArgumentError(f"buffer state 'last_sample': slots must lie in [0, {capacity}), one generation each")
+    return indices, generations

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from xreplay.storage.columns import unflatten
+from xreplay.samplers.base import Draw
+from xreplay.storage.nested import unflatten
 
 __all__ = ["EpisodeSample", "FieldBatch", "TransitionSample"]
 
@@ -142,6 +143,23 @@ class TransitionSample(FieldBatch):
         super().__init__(fields, indices, weights, generations, probabilities)
         self.mask = mask
         self.learn_mask = learn_mask
+
+    @classmethod
+    def from_draw(cls, fields: dict[str, torch.Tensor], draw: Draw, device: torch.device) -> TransitionSample:
+        """Return the sample of ``draw``'s gathered ``fields``, its metadata as tensors on ``device``."""
+
+        def tensor(array: np.ndarray | None) -> torch.Tensor | None:
+            return None if array is None else torch.from_numpy(array).to(device)
+
+        return cls(
+            fields,
+            draw.indices,
+            tensor(draw.weights),
+            draw.generations,
+            tensor(draw.mask),
+            tensor(draw.learn_mask),
+            draw.probabilities,
+        )
 
     def nested(self) -> dict[str, Any]:
         """Return the fields as nested dicts, splitting keys at ``"/"``."""

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -11,18 +10,16 @@ import torch
 
 from xreplay.buffers.locking import MutationLock, locked
 from xreplay.buffers.next_obs import NextObsStore as _NextObsStore
-from xreplay.buffers.priority_updates import resolve_update
+from xreplay.buffers.next_obs_checks import check_next_values
+from xreplay.buffers.priority_updates import check_last_sample, resolve_update
 from xreplay.buffers.samples import TransitionSample
+from xreplay.buffers.transition_inputs import OneItem, flat_fields, host_array, split_next
 from xreplay.buffers.validation import as_slots
-from xreplay.errors import (
-    ArgumentError,
-    InsufficientDataError,
-    UnknownFieldError,
-)
+from xreplay.errors import ArgumentError, InsufficientDataError, UnknownFieldError
 from xreplay.random_state import generator_from_state, generator_state
 from xreplay.samplers.base import Sampler
 from xreplay.samplers.choice import make_sampler
-from xreplay.storage.columns import SEPARATOR, ColumnStorage, flatten
+from xreplay.storage.columns import ColumnStorage
 from xreplay.storage.resources import CHECK_ABOVE, as_count, check_allocation
 from xreplay.writers import RingWriter, SlotPlan
 
@@ -102,8 +99,6 @@ class TransitionBuffer:
         self.next_obs = next_obs
         self.stream = stream
         self._next: _NextObsStore | None = None  # created with the first write when next_obs_from is set
-        self._warned_apart = False  # the warning that interleaved writes lose the saving was given
-        self._side_rows_seen = 0  # side-store rows when the warning was last considered
         self._last_sample: tuple[np.ndarray, np.ndarray] | None = None  # (indices, generations) of the last sample
         self._samples = self._sampled = 0  # sample calls and items drawn
 
@@ -190,13 +185,7 @@ class TransitionBuffer:
             raise ArgumentError(f"transition buffer state lacks {missing}; expected the keys of state_dict()")
         rng = generator_from_state(state["rng"])
         RingWriter(self.capacity).load_state_dict(state["writer"])  # checks it
-        last = state.get("last_sample")
-        if last is not None:
-            indices = np.array(last["indices"], dtype=np.int64).reshape(-1)
-            generations = np.array(last["generations"]).reshape(-1)
-            inside = not indices.size or 0 <= indices.min() <= indices.max() < self.capacity
-            if generations.shape != indices.shape or not inside:
-                raise ArgumentError(f"transition buffer state 'last_sample': slots must lie in [0, {self.capacity})")
+        last = check_last_sample(state.get("last_sample"), self.capacity)
         store = None
         if state.get("next") is not None:
             if self.next_obs_from is None:
@@ -210,7 +199,7 @@ class TransitionBuffer:
         self.storage.load_state_dict(state["storage"])
         self.writer.load_state_dict(state["writer"])
         self.rng = rng
-        self._last_sample = None if last is None else (indices, generations)
+        self._last_sample = last
         if store is not None:
             store.dtypes = {o: d for _n, o in store.pairs if (d := self.storage.host_dtype(o)) is not None}
         self._next = store
@@ -236,10 +225,10 @@ class TransitionBuffer:
         self.storage.write(slot, values, Ellipsis)
         self.writer.commit(1)
         if nxt is not None:
-            obs = {o: _host(values[o])[None] for _n, o in self._next.pairs}  # type: ignore[union-attr]
+            obs = {o: host_array(values[o])[None] for _n, o in self._next.pairs}  # type: ignore[union-attr]
             self._next.write(slot, 1, obs, nxt, ids)  # type: ignore[union-attr]
-            self._warn_if_apart()
-        self.sampler.on_write(SlotPlan(0, ((slot, 0, 1),)), _OneItem(values))
+            self._next.warn_if_apart(len(self), self.next_obs_from)  # type: ignore[union-attr]
+        self.sampler.on_write(SlotPlan(0, ((slot, 0, 1),)), OneItem(values))
         return slot
 
     @locked
@@ -266,12 +255,12 @@ class TransitionBuffer:
         self.writer.commit(n)
         if nxt is not None and n:
             kept = plan.source_start
-            obs = {o: _host(values[o])[kept:] for _n, o in self._next.pairs}  # type: ignore[union-attr]
+            obs = {o: host_array(values[o])[kept:] for _n, o in self._next.pairs}  # type: ignore[union-attr]
             nxt = {name: v[kept:] for name, v in nxt.items()}
             store = self._next
             assert store is not None
             store.write(plan.segments[0][0], n - kept, obs, nxt, None if ids is None else ids[kept:])
-            self._warn_if_apart()
+            self._next.warn_if_apart(len(self), self.next_obs_from)  # type: ignore[union-attr]
         self.sampler.on_write(plan, values)
         return plan.slots()
 
@@ -283,13 +272,15 @@ class TransitionBuffer:
         Returns the values, the next observations (None without ``next_obs_from``) and the stream ids
         (None without ``stream``). Nothing changes unless every check passes.
         """
-        flat, nxt, store = self._split_next(_flat(data))
+        flat, nxt, store = split_next(
+            flat_fields(data), self.next_obs, self.next_obs_from, self._next, self.capacity, self.stream is not None
+        )
         ids = None
         values, specs = self.storage.validate(flat, batched)
         if nxt is not None:
             assert store is not None
             n = int(next(iter(values.values())).shape[0]) if batched and values else 1
-            nxt = store.check(nxt, specs or self.storage.specs, batched, n)
+            nxt = check_next_values(store, nxt, specs or self.storage.specs, batched, n)
             if self.stream is not None:
                 if self.stream not in values:
                     raise UnknownFieldError(f"stream={self.stream!r} needs a field {self.stream!r} in every write")
@@ -298,28 +289,6 @@ class TransitionBuffer:
             self.storage.allocate(specs)
         self._next = store
         return values, nxt, ids
-
-    def _warn_if_apart(self) -> None:
-        """Warn once when most next observations are kept apart (interleaved streams without ``stream``).
-
-        Looked at only when the side store has grown (it doubles), so a write costs one comparison.
-        """
-        store = self._next
-        if store is None or store.rows == self._side_rows_seen:
-            return
-        self._side_rows_seen = store.rows
-        if self._warned_apart or self.stream is not None or len(self) < 64:
-            return
-        apart = len(store)
-        if 2 * apart > len(self):
-            self._warned_apart = True
-            warnings.warn(
-                f"TransitionBuffer(next_obs_from={self.next_obs_from!r}): {apart} of {len(self)} next observations "
-                f"differ from the following slot's observation and are stored apart, so storing them once saves "
-                f"nothing; if several environments write interleaved, pass stream='<env id field>'",
-                RuntimeWarning,
-                stacklevel=3,
-            )
 
     # -- reads ----------------------------------------------------------------
 
@@ -344,9 +313,8 @@ class TransitionBuffer:
         # Indices, generations, weights and masses (about 40 bytes), the gathered rows and their per-field copies.
         row, steps = self.storage.row_bytes(), int(getattr(self.sampler, "window", 1))
         if n * steps * (2 * row + 40) > CHECK_ABOVE:
-            what = f"a sample of {n} sequences x {steps} steps x {row} bytes" if steps > 1 else (
-                f"a sample of {n} transitions x {row} bytes"
-            )
+            items = f"{n} sequences x {steps} steps" if steps > 1 else f"{n} transitions"
+            what = f"a sample of {items} x {row} bytes"
             check_allocation(n * steps * (2 * row + 40), self.device, what, "sample fewer transitions")
         draw = self.sampler.sample(self.rng, n, len(self), replace)
         self._samples += 1
@@ -361,16 +329,7 @@ class TransitionBuffer:
         else:  # windows of consecutive steps: one gather of every step, then [n, steps, *item]
             flat = self._gather(indices.reshape(-1))
             fields = {k: v.reshape(*indices.shape, *v.shape[1:]) for k, v in flat.items()}
-        device = self.device
-        return TransitionSample(
-            fields,
-            indices,
-            None if draw.weights is None else torch.from_numpy(draw.weights).to(device),
-            generations,
-            None if draw.mask is None else torch.from_numpy(draw.mask).to(device),
-            None if draw.learn_mask is None else torch.from_numpy(draw.learn_mask).to(device),
-            draw.probabilities,
-        )
+        return TransitionSample.from_draw(fields, draw, self.device)
 
     # -- next observations stored once -----------------------------------------
 
@@ -415,32 +374,6 @@ class TransitionBuffer:
             fields.update(self._next.read(self.storage, indices))  # type: ignore[union-attr]
         return {name: fields[name] for name in names}
 
-    def _split_next(
-        self, flat: Mapping[str, Any]
-    ) -> tuple[Mapping[str, Any], dict[str, Any] | None, _NextObsStore | None]:
-        """Return ``flat`` without the next-observation fields, those fields and their store (None, None without).
-
-        On the first write the store is a new one, which the caller adopts once the whole write is checked.
-        """
-        if self.next_obs_from is None:
-            return flat, None, None
-        prefix = self.next_obs + SEPARATOR
-        nxt = {k: v for k, v in flat.items() if k == self.next_obs or k.startswith(prefix)}
-        store = self._next
-        if store is None:
-            if not nxt:
-                raise UnknownFieldError(
-                    f"next_obs_from={self.next_obs_from!r} needs a field {self.next_obs!r}; the write has {list(flat)}"
-                )
-            pairs = [(k, self.next_obs_from + k[len(self.next_obs) :]) for k in nxt]
-            missing = [o for _k, o in pairs if o not in flat]
-            if missing:
-                raise UnknownFieldError(
-                    f"fields {missing} are missing: next-observation fields {list(nxt)} are stored as them"
-                )
-            store = _NextObsStore(self.capacity, pairs, streams=self.stream is not None)
-        return {k: v for k, v in flat.items() if k not in nxt}, nxt, store
-
     @locked
     def update_priorities(self, indices: Any, priorities: Any, generations: Any = None) -> int:
         """Set priorities of sampled transitions, skipping (and returning the count of) those overwritten since.
@@ -462,37 +395,3 @@ class TransitionBuffer:
             return self.sampler.update_priorities(indices, priorities, generations)  # raises, naming the fix
         indices, priorities, generations = resolve_update(indices, priorities, generations, self._last_sample)
         return self.sampler.update_priorities(indices, priorities, generations)
-
-
-class _OneItem(Mapping[str, Any]):
-    """The values of one unbatched write, seen as a batch of one (read lazily by samplers that need fields)."""
-
-    def __init__(self, values: Mapping[str, Any]):
-        self._values = values
-
-    def __getitem__(self, name: str) -> Any:
-        return self._values[name][None]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-
-_LEAVES = (np.ndarray, torch.Tensor, float, int, np.generic)
-
-
-def _host(value: Any) -> np.ndarray:
-    """Return ``value`` (array or tensor) as a numpy array on the host."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
-    return np.asarray(value)
-
-
-def _flat(data: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Return ``data`` flattened when it holds nested mappings."""
-    for value in data.values():
-        if not isinstance(value, _LEAVES) and isinstance(value, Mapping):
-            return flatten(data)
-    return data

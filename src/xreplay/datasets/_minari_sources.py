@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from xreplay.errors import DatasetCorruptError, DatasetFieldMissingError
-from xreplay.storage.columns import flatten
+from xreplay.storage.nested import flatten
 
 __all__ = ["EpisodeSink", "IteratedEpisodes", "TransitionSink"]
 

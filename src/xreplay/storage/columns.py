@@ -13,41 +13,14 @@ import torch
 from xreplay.errors import (
     ArgumentError,
     FieldShapeError,
-    FieldTypeError,
-    FieldValueError,
     SchemeError,
     UnknownFieldError,
 )
-from xreplay.storage.conversion import as_number_array, as_plain_tensor, check_float_cast
-from xreplay.storage.dtypes import dtype_range, numpy_dtype, numpy_kind, torch_dtype, torch_kind
+from xreplay.storage.conversion import as_number_array, as_plain_tensor, check_float_cast, check_value
+from xreplay.storage.dtypes import numpy_dtype
 from xreplay.storage.resources import as_count, as_device, check_allocation
 
-__all__ = ["ColumnSpec", "ColumnStorage", "check_value", "flatten", "unflatten"]
-
-SEPARATOR = "/"
-
-
-def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Return ``data`` with nested mappings flattened into ``"outer/inner"`` keys."""
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{prefix}{key}{SEPARATOR}"))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """Return nested dicts rebuilt from ``"outer/inner"`` keys."""
-    nested: dict[str, Any] = {}
-    for key, value in flat.items():
-        *outer, last = key.split(SEPARATOR)
-        node = nested
-        for part in outer:
-            node = node.setdefault(part, {})
-        node[last] = value
-    return nested
+__all__ = ["ColumnSpec", "ColumnStorage"]
 
 
 
@@ -56,57 +29,15 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
 
 
 
-def _value_span(value: np.ndarray | torch.Tensor) -> tuple[int, int]:
-    """Return (min, max) of a non-empty integer array or tensor as Python ints."""
-    if isinstance(value, torch.Tensor):
-        if value.dtype == torch.bool:
-            return int(value.all()), int(value.any())
-        low, high = torch.aminmax(value)
-        return int(low), int(high)
-    return int(value.min()), int(value.max())
 
 
-def check_value(name: str, value: np.ndarray | torch.Tensor, spec: ColumnSpec) -> None:
-    """Raise FieldValueError unless ``value``'s dtype is of the field's kind and its values fit the field's dtype.
-
-    Floats are cast to the field's precision, but a finite value that would
-    become infinite is refused; integers (and booleans into an integer field)
-    of a dtype whose range exceeds the field's are checked value by value (one
-    vectorized min/max), so nothing wraps around.
-    """
-    given = torch_kind(value.dtype) if isinstance(value, torch.Tensor) else numpy_kind(value.dtype)
-    kind = torch_kind(spec.dtype)
-    if given != kind:
-        error = FieldTypeError if "c" in (given, kind) else FieldValueError
-        raise error(f"field {name!r}: expected dtype {spec.dtype}, received {value.dtype}")
-    if kind == "f":
-        if isinstance(value, torch.Tensor):
-            check_float_cast(name, value, spec.dtype)
-        else:
-            check_float_cast(name, value, numpy_dtype(spec.dtype) or np.dtype(np.float32))
-        return
-    if kind != "i":
-        return
-    target = dtype_range(spec.dtype)
-    source = dtype_range(value.dtype if isinstance(value, torch.Tensor) else torch_dtype(value.dtype))
-    assert target is not None and source is not None
-    empty = value.numel() == 0 if isinstance(value, torch.Tensor) else value.size == 0
-    if empty or (target[0] <= source[0] and source[1] <= target[1]):
-        return
-    low, high = _value_span(value)
-    if low < target[0] or high > target[1]:
-        flat = _host_array(value).reshape(-1)
-        positions = [int(i) for i in np.flatnonzero((flat < target[0]) | (flat > target[1]))[:5]]
-        raise FieldValueError(
-            f"field {name!r}: values span [{low}, {high}] (e.g. {[int(flat[i]) for i in positions]} at flat "
-            f"positions {positions}; received dtype {value.dtype}) but the column's dtype {spec.dtype} "
-            f"holds [{target[0]}, {target[1]}]; nothing was written"
-        )
 
 
-def _host_array(value: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Return ``value`` as a numpy array on the host."""
-    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
+
+
+
+
+
 
 
 
@@ -232,7 +163,7 @@ class ColumnStorage:
                 if size != batch:
                     raise FieldShapeError(f"field {name!r}: batch of {size} items, other fields have {batch}")
             if type(value) is not np.ndarray or value.dtype != host[name]:
-                check_value(name, value, spec)
+                check_value(name, value, spec.dtype)
         return values, new
 
     def infer_specs(self, values: Mapping[str, np.ndarray | torch.Tensor], batched: bool) -> dict[str, ColumnSpec]:
