@@ -63,7 +63,9 @@ def main(argv=None):
     print(f"uniform: {tuple(s.fields['obs'].shape)} slices, learn_mask of the first: {s.learn_mask[0].int().tolist()}")
 
     # Prioritized slices, on a smaller buffer so that a learner's updates reach every step quickly.
-    prioritized = PrioritizedSequenceSampler(length=32, burn_in=8, end_fields=("terminated",), alpha=1.0)
+    prioritized = PrioritizedSequenceSampler(
+        SequenceSampler(length=32, burn_in=8, end_fields=("terminated",)), alpha=1.0
+    )
     small = TransitionBuffer(10_000, seed=0, sampler=prioritized)
     small.extend(
         {"obs": np.zeros((10_000, 8), np.float32), "episode": episode[:10_000], "terminated": terminated[:10_000]}

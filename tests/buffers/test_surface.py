@@ -44,7 +44,9 @@ KINDS = [
         id="transitions-sequences",
     ),
     pytest.param(
-        lambda: TransitionBuffer(CAPACITY, sampler=PrioritizedSequenceSampler(2, end_fields=("done",)), seed=0),
+        lambda: TransitionBuffer(
+            CAPACITY, sampler=PrioritizedSequenceSampler(SequenceSampler(2, end_fields=("done",))), seed=0
+        ),
         True,
         id="transitions-prioritized-sequences",
     ),

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from tests.samplers.test_sequences import step_buffer
 from tests.strategies import chi_square_critical
 from xreplay.errors import ArgumentError, FieldShapeError, InsufficientDataError, PriorityError
-from xreplay.samplers import PrioritizedSequenceSampler
+from xreplay.samplers import PrioritizedSequenceSampler, SequenceSampler
 
 
 def reference_priorities(buf, sampler, step_priorities):
@@ -44,7 +44,7 @@ def reference_priorities(buf, sampler, step_priorities):
     st.integers(0, 99),
 )
 def test_tree_holds_the_r2d2_priority_of_every_valid_start(lengths, length, burn_in, pad, seed):
-    sampler = PrioritizedSequenceSampler(length, burn_in, pad=pad, alpha=0.7, epsilon=0.0)
+    sampler = PrioritizedSequenceSampler(SequenceSampler(length, burn_in, pad=pad), alpha=0.7, epsilon=0.0)
     buf = step_buffer(
         lengths, capacity=24, seed=seed, sampler=sampler
     )  # wraps the ring when the episodes exceed 24 steps
@@ -61,7 +61,7 @@ def test_tree_holds_the_r2d2_priority_of_every_valid_start(lengths, length, burn
 
 
 def test_sequences_are_drawn_in_proportion_to_their_priority_with_matching_weights():
-    sampler = PrioritizedSequenceSampler(length=2, burn_in=1, alpha=1.0, beta=0.5, epsilon=0.0)
+    sampler = PrioritizedSequenceSampler(SequenceSampler(length=2, burn_in=1), alpha=1.0, beta=0.5, epsilon=0.0)
     buf = step_buffer([6, 5, 7], capacity=32, seed=3, sampler=sampler)
     first = buf.sample(64)
     buf.update_priorities(first, np.random.default_rng(0).uniform(0.1, 3.0, (64, 2)))
@@ -82,7 +82,7 @@ def test_sequences_are_drawn_in_proportion_to_their_priority_with_matching_weigh
 
 
 def test_update_sets_step_priorities_from_errors_and_the_formula_per_sequence():
-    sampler = PrioritizedSequenceSampler(length=3, burn_in=1, alpha=1.0, eta=0.9, epsilon=0.0)
+    sampler = PrioritizedSequenceSampler(SequenceSampler(length=3, burn_in=1), alpha=1.0, eta=0.9, epsilon=0.0)
     buf = step_buffer([20], capacity=32, sampler=sampler)  # one long episode: sequences do not overlap when far apart
     sample = buf.sample(1)
     start = int(sample.indices[0, 0])
@@ -94,7 +94,10 @@ def test_update_sets_step_priorities_from_errors_and_the_formula_per_sequence():
 
 def test_invalid_starts_are_never_drawn_without_padding():
     buf = step_buffer(
-        [2, 5, 1, 4], capacity=32, seed=1, sampler=PrioritizedSequenceSampler(length=3, end_fields=("terminated",))
+        [2, 5, 1, 4],
+        capacity=32,
+        seed=1,
+        sampler=PrioritizedSequenceSampler(SequenceSampler(length=3, end_fields=("terminated",))),
     )  # 3-step slices fit in episodes 2 and 4 only
     sample = buf.sample(2000)
     assert set(sample.indices[:, 0].tolist()) == {2, 3, 4, 8, 9}
@@ -102,13 +105,13 @@ def test_invalid_starts_are_never_drawn_without_padding():
 
 
 def test_too_short_episodes_raise():
-    buf = step_buffer([2, 2], sampler=PrioritizedSequenceSampler(length=3))
+    buf = step_buffer([2, 2], sampler=PrioritizedSequenceSampler(SequenceSampler(length=3)))
     with pytest.raises(InsufficientDataError, match="pad=True"):
         buf.sample(2)
 
 
 def test_new_steps_are_picked_up_and_updates_of_overwritten_steps_are_skipped():
-    sampler = PrioritizedSequenceSampler(length=2, epsilon=0.0)
+    sampler = PrioritizedSequenceSampler(SequenceSampler(length=2), epsilon=0.0)
     buf = step_buffer([8], capacity=8, sampler=sampler)
     sample = buf.sample(4)
     buf.extend({k: v[:3] for k, v in buf.storage.gather(np.arange(3)).items()})  # overwrites slots 0..2
@@ -120,7 +123,7 @@ def test_new_steps_are_picked_up_and_updates_of_overwritten_steps_are_skipped():
 
 
 def test_bad_errors_raise_naming_sequence_step_and_value():
-    sampler = PrioritizedSequenceSampler(length=2)
+    sampler = PrioritizedSequenceSampler(SequenceSampler(length=2))
     buf = step_buffer([10], sampler=sampler)
     sample = buf.sample(3)
     with pytest.raises(FieldShapeError, match=r"\(3, 2\)"):
@@ -139,7 +142,7 @@ def test_bad_errors_raise_naming_sequence_step_and_value():
     ],
 )
 def test_errors_that_are_not_numbers_or_overflow_are_priority_errors_and_change_nothing(errors, message):
-    sampler = PrioritizedSequenceSampler(length=2, alpha=1.0)
+    sampler = PrioritizedSequenceSampler(SequenceSampler(length=2), alpha=1.0)
     buf = step_buffer([10], sampler=sampler)
     sample = buf.sample(3)
     before = (sampler.step_priorities.copy(), sampler.tree.sums.copy(), sampler.stale_updates, sampler.max_priority)
@@ -150,7 +153,7 @@ def test_errors_that_are_not_numbers_or_overflow_are_priority_errors_and_change_
 
 
 def test_sequence_sample_sizes_must_be_ints():
-    buf = step_buffer([10], sampler=PrioritizedSequenceSampler(length=2))
+    buf = step_buffer([10], sampler=PrioritizedSequenceSampler(SequenceSampler(length=2)))
     state = buf.rng.bit_generator.state
     with pytest.raises(ArgumentError, match="sample size"):
         buf.sample(2.5)
@@ -161,7 +164,7 @@ def test_huge_sequence_samples_are_checked_against_memory_before_drawing():
     from xreplay.errors import CapacityError
     from xreplay.samplers import SequenceSampler
 
-    sampler = PrioritizedSequenceSampler(length=2)
+    sampler = PrioritizedSequenceSampler(SequenceSampler(length=2))
     buf = step_buffer([10], sampler=sampler)
     state = buf.rng.bit_generator.state
     with pytest.raises(CapacityError, match="a sample of 1000000000000 sequences x 2 steps"):

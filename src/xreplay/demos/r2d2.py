@@ -32,7 +32,7 @@ from torch import nn
 
 from xreplay.buffers import TransitionBuffer
 from xreplay.demos.common import ReplayClock, RunFolder, plot_curves, progress_bar, require_extra
-from xreplay.samplers import PrioritizedSequenceSampler
+from xreplay.samplers import PrioritizedSequenceSampler, SequenceSampler
 
 __all__ = ["R2D2Config", "R2D2Result", "run_r2d2"]
 
@@ -127,7 +127,9 @@ class _Learner:
         self.target.load_state_dict(self.net.state_dict())
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=c.lr)
         self.sampler = PrioritizedSequenceSampler(
-            length=c.length + c.n_step, burn_in=c.burn_in, pad=True, end_fields=("terminated", "truncated")
+            SequenceSampler(
+                length=c.length + c.n_step, burn_in=c.burn_in, pad=True, end_fields=("terminated", "truncated")
+            )
         )
         self.buffer = TransitionBuffer(c.buffer_size, seed=c.seed, sampler=self.sampler)
         self.rng = np.random.default_rng(c.seed)

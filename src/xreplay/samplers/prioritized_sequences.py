@@ -45,10 +45,8 @@ class PrioritizedSequenceSampler:
     """Draw ``burn_in + length`` step slices of a buffer in proportion to their R2D2 sequence priority.
 
     Args:
-        length: Steps trained on.
-        burn_in: Steps before them that only warm up a recurrent state.
-        pad: Allow slices that run past their episode's end (those steps masked).
-        end_fields: Fields whose non-zero value ends an episode at that step.
+        slices: The :class:`~xreplay.samplers.SequenceSampler` that says which slices are valid (length,
+            burn-in, padding, episode-end fields); this sampler draws among them by priority.
         alpha: Priority exponent (0 is uniform over valid starts).
         beta: Importance-sampling exponent: a number or a schedule of the sample count.
         eta: Weight of the maximum in the sequence priority.
@@ -60,7 +58,7 @@ class PrioritizedSequenceSampler:
 
     Example:
         >>> from xreplay.buffers import TransitionBuffer
-        >>> sampler = PrioritizedSequenceSampler(length=2, end_fields=("terminated",), epsilon=0.0)
+        >>> sampler = PrioritizedSequenceSampler(SequenceSampler(2, end_fields=("terminated",)), epsilon=0.0)
         >>> buf = TransitionBuffer(16, sampler=sampler, seed=0)
         >>> _ = buf.extend({"obs": np.arange(8.0), "terminated": np.array([0, 0, 0, 1, 0, 0, 0, 1])})
         >>> s = buf.sample(4)
@@ -74,10 +72,7 @@ class PrioritizedSequenceSampler:
 
     def __init__(
         self,
-        length: int,
-        burn_in: int = 0,
-        pad: bool = False,
-        end_fields: tuple[str, ...] = ("terminated", "truncated"),
+        slices: SequenceSampler,
         alpha: float = 0.6,
         beta: float | Schedule = 0.4,
         eta: float = 0.9,
@@ -91,7 +86,11 @@ class PrioritizedSequenceSampler:
                 f"need alpha >= 0, epsilon >= 0, 0 <= eta <= 1 and initial_priority > 0; "
                 f"got {alpha}, {epsilon}, {eta}, {initial_priority}"
             )
-        self.slicer = SequenceSampler(length, burn_in, pad, tuple(end_fields))
+        if not isinstance(slices, SequenceSampler):
+            raise ArgumentError(
+                f"slices must be a SequenceSampler (length, burn_in, pad, end_fields), received {slices!r}"
+            )
+        self.slicer = slices
         self.window = self.slicer.window
         self.alpha, self.eta, self.epsilon = float(alpha), float(eta), float(epsilon)
         self.beta = as_schedule(beta)
