@@ -32,7 +32,8 @@ from __future__ import annotations
 from typing import Any
 
 from xreplay.distributed.backend import InProcessBackend, ShardBackend
-from xreplay.distributed.client import ClientOptions, ReplayClient
+from xreplay.distributed.client import ReplayClient
+from xreplay.distributed.options import ClientOptions
 from xreplay.distributed.protocol import ShardCheckpoints, ShardState, decode_indices, encode_indices
 from xreplay.distributed.routing import ByWriter, RoundRobin, Routing
 from xreplay.errors import ShardError, ShardFactoryError, ShardUnavailableError
