@@ -10,7 +10,14 @@ pytest.importorskip("ray", reason="Ray is not installed: pip install 'xreplay[ra
 
 from tests.distributed.helpers import chi_square_p, shards_of, transitions
 from xreplay import EpisodeBuffer, Field, SampleToInsertRatio, Scheme, TransitionBuffer
-from xreplay.distributed import ClientOptions, RayReplay, ShardCheckpoints, decode_indices, encode_indices
+from xreplay.distributed import (
+    ClientOptions,
+    RayReplay,
+    ShardActorOptions,
+    ShardCheckpoints,
+    decode_indices,
+    encode_indices,
+)
 from xreplay.errors import RateLimiterTimeout, ShardFactoryError, ShardUnavailableError, UnknownFieldError
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
@@ -77,7 +84,7 @@ def test_blocked_writers_time_out_with_the_limiters_error(ray_cluster):
 def test_a_killed_shard_comes_back_with_its_checkpoint_and_sampling_never_stops(tmp_path, ray_cluster):
     options = ClientOptions(probe_interval=0.05, shard_timeout=60.0)
     with RayReplay(prioritized(), num_shards=4, checkpoints=ShardCheckpoints(str(tmp_path)),
-                   max_restarts=2, options=options, seed=2) as replay:  # fmt: skip
+                   actor_options=ShardActorOptions(max_restarts=2), options=options, seed=2) as replay:  # fmt: skip
         for i in range(8):
             replay.extend(transitions(10, 10 * i))  # 20 items per shard
         replay.checkpoint()
@@ -103,7 +110,8 @@ def test_a_killed_shard_comes_back_with_its_checkpoint_and_sampling_never_stops(
 
 def test_a_shard_dead_past_its_restarts_raises_after_the_timeout(ray_cluster):
     options = ClientOptions(shard_timeout=1.0, probe_interval=0.1)
-    with RayReplay(prioritized(), num_shards=2, max_restarts=0, options=options) as replay:
+    no_restarts = ShardActorOptions(max_restarts=0)
+    with RayReplay(prioritized(), num_shards=2, actor_options=no_restarts, options=options) as replay:
         replay.extend(transitions(10))
         replay.extend(transitions(10, 10))
         replay.kill_shard(0, restart=False)

@@ -33,7 +33,7 @@ from typing import Any
 
 from xreplay.distributed.backend import InProcessBackend, ShardBackend
 from xreplay.distributed.client import ReplayClient
-from xreplay.distributed.options import ClientOptions
+from xreplay.distributed.options import ClientOptions, ShardActorOptions
 from xreplay.distributed.protocol import ShardCheckpoints, ShardState, decode_indices, encode_indices
 from xreplay.distributed.routing import ByWriter, RoundRobin, Routing
 from xreplay.errors import ShardError, ShardFactoryError, ShardUnavailableError
@@ -47,6 +47,7 @@ __all__ = [
     "RoundRobin",
     "Routing",
     "ShardBackend",
+    "ShardActorOptions",
     "ShardCheckpoints",
     "ShardError",
     "ShardFactoryError",

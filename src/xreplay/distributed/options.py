@@ -1,10 +1,17 @@
-"""The settings of a sharded replay's client, as one frozen value that pickles with it."""
+"""The settings of a sharded replay, each group one frozen value.
+
+:class:`ClientOptions` tell a client how to batch, wait and react to faults (they pickle with
+the client); :class:`ShardActorOptions` tell Ray how to run the shard actors of a
+:class:`~xreplay.distributed.RayReplay`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
-__all__ = ["ClientOptions"]
+__all__ = ["ClientOptions", "ShardActorOptions"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,3 +59,22 @@ class ClientOptions:
         for name in ("timeout", "rate_limit_timeout", "shard_timeout", "probe_interval"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0 seconds, received {getattr(self, name)!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardActorOptions:
+    """How Ray runs the shard actors of a :class:`~xreplay.distributed.RayReplay`.
+
+    Args:
+        max_restarts: Restarts Ray grants each shard actor (a restarted shard restores its last
+            checkpoint when the replay has :class:`~xreplay.distributed.ShardCheckpoints`).
+        ray_options: More Ray actor options for the shards (``num_cpus`` defaults to 0; e.g.
+            ``{"num_cpus": 1, "scheduling_strategy": "SPREAD"}`` on a cluster).
+
+    Example:
+        >>> ShardActorOptions(max_restarts=0, ray_options={"num_cpus": 1}).max_restarts
+        0
+    """
+
+    max_restarts: int = 3
+    ray_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
