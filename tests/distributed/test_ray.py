@@ -170,3 +170,16 @@ def test_save_and_load_a_ray_replay(tmp_path, replay):
     size = len(replay)
     with RayReplay.load(str(path), prioritized()) as again:
         assert len(again) == size and again.num_shards == 2
+
+
+def test_load_takes_the_constructors_settings(tmp_path):
+    with RayReplay(prioritized(), num_shards=2, seed=0) as original:
+        original.extend(transitions(30))
+        path = original.save(tmp_path / "saved")
+    settings = {"routing": "by_writer", "actor_options": ShardActorOptions(max_restarts=1), "seed": 5,
+                "options": ClientOptions(prefetch=1)}  # fmt: skip
+    with RayReplay.load(str(path), prioritized(), **settings) as again:
+        assert len(again) == 30 and again.num_shards == 2 and again.options.prefetch == 1
+        assert again.sample(8)["obs"].shape[0] == 8
+    with pytest.raises(TypeError, match="restore_from"):
+        RayReplay(prioritized(), num_shards=1, restore_from=[str(path / "shard-000")])  # load() restores, not __init__
