@@ -113,7 +113,7 @@ def test_existing_file_is_kept_unless_overwrite(tmp_path):
 
 
 def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
-    import xreplay.datasets.hdf5 as module
+    import xreplay.datasets.hdf5.export as module
 
     def fail(*args, **kwargs):
         raise OSError(28, "No space left on device")

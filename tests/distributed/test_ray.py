@@ -10,7 +10,14 @@ pytest.importorskip("ray", reason="Ray is not installed: pip install 'xreplay[ra
 
 from tests.distributed.helpers import chi_square_p, shards_of, transitions
 from xreplay import EpisodeBuffer, Field, SampleToInsertRatio, Scheme, TransitionBuffer
-from xreplay.distributed import ClientOptions, RayReplay, ShardCheckpoints, decode_indices, encode_indices
+from xreplay.distributed import (
+    ClientOptions,
+    RayReplay,
+    ShardActorOptions,
+    ShardCheckpoints,
+    decode_indices,
+    encode_indices,
+)
 from xreplay.errors import RateLimiterTimeout, ShardFactoryError, ShardUnavailableError, UnknownFieldError
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
@@ -77,7 +84,7 @@ def test_blocked_writers_time_out_with_the_limiters_error(ray_cluster):
 def test_a_killed_shard_comes_back_with_its_checkpoint_and_sampling_never_stops(tmp_path, ray_cluster):
     options = ClientOptions(probe_interval=0.05, shard_timeout=60.0)
     with RayReplay(prioritized(), num_shards=4, checkpoints=ShardCheckpoints(str(tmp_path)),
-                   max_restarts=2, options=options, seed=2) as replay:  # fmt: skip
+                   actor_options=ShardActorOptions(max_restarts=2), options=options, seed=2) as replay:  # fmt: skip
         for i in range(8):
             replay.extend(transitions(10, 10 * i))  # 20 items per shard
         replay.checkpoint()
@@ -103,7 +110,8 @@ def test_a_killed_shard_comes_back_with_its_checkpoint_and_sampling_never_stops(
 
 def test_a_shard_dead_past_its_restarts_raises_after_the_timeout(ray_cluster):
     options = ClientOptions(shard_timeout=1.0, probe_interval=0.1)
-    with RayReplay(prioritized(), num_shards=2, max_restarts=0, options=options) as replay:
+    no_restarts = ShardActorOptions(max_restarts=0)
+    with RayReplay(prioritized(), num_shards=2, actor_options=no_restarts, options=options) as replay:
         replay.extend(transitions(10))
         replay.extend(transitions(10, 10))
         replay.kill_shard(0, restart=False)
@@ -162,3 +170,16 @@ def test_save_and_load_a_ray_replay(tmp_path, replay):
     size = len(replay)
     with RayReplay.load(str(path), prioritized()) as again:
         assert len(again) == size and again.num_shards == 2
+
+
+def test_load_takes_the_constructors_settings(tmp_path):
+    with RayReplay(prioritized(), num_shards=2, seed=0) as original:
+        original.extend(transitions(30))
+        path = original.save(tmp_path / "saved")
+    settings = {"routing": "by_writer", "actor_options": ShardActorOptions(max_restarts=1), "seed": 5,
+                "options": ClientOptions(prefetch=1)}  # fmt: skip
+    with RayReplay.load(str(path), prioritized(), **settings) as again:
+        assert len(again) == 30 and again.num_shards == 2 and again.options.prefetch == 1
+        assert again.sample(8)["obs"].shape[0] == 8
+    with pytest.raises(TypeError, match="restore_from"):
+        RayReplay(prioritized(), num_shards=1, restore_from=[str(path / "shard-000")])  # load() restores, not __init__

@@ -32,7 +32,8 @@ from __future__ import annotations
 from typing import Any
 
 from xreplay.distributed.backend import InProcessBackend, ShardBackend
-from xreplay.distributed.client import ClientOptions, ReplayClient
+from xreplay.distributed.client import ReplayClient
+from xreplay.distributed.options import ClientOptions, ShardActorOptions
 from xreplay.distributed.protocol import ShardCheckpoints, ShardState, decode_indices, encode_indices
 from xreplay.distributed.routing import ByWriter, RoundRobin, Routing
 from xreplay.errors import ShardError, ShardFactoryError, ShardUnavailableError
@@ -46,6 +47,7 @@ __all__ = [
     "RoundRobin",
     "Routing",
     "ShardBackend",
+    "ShardActorOptions",
     "ShardCheckpoints",
     "ShardError",
     "ShardFactoryError",

@@ -30,7 +30,6 @@ raises :class:`~xreplay.errors.ShardUnavailableError`.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import os
 import time
 from collections.abc import Mapping
@@ -38,9 +37,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from xreplay.distributed.backend import ShardBackend, ShardDown
+from xreplay.distributed.options import ClientOptions
+from xreplay.distributed.payload import batch_rows, to_numpy, with_batch_dim
 from xreplay.distributed.protocol import ShardInfo, ShardState
 from xreplay.distributed.requests import SampleQueue
 from xreplay.distributed.routing import Routing, make_routing
@@ -48,69 +48,7 @@ from xreplay.distributed.updates import PriorityUpdates
 from xreplay.distributed.writes import ShardWrites
 from xreplay.errors import ShardFactoryError, ShardUnavailableError
 
-__all__ = ["ClientOptions", "ReplayClient"]
-
-
-@dataclasses.dataclass(frozen=True)
-class ClientOptions:
-    """How a client batches, waits and reacts to faults.
-
-    Args:
-        prefetch: Sample requests kept outstanding beyond the one in use (0: every sample sees the
-            latest priorities, as a local buffer does).
-        batches_per_call: Batches each request asks of every shard in one call.
-        update_batch: Priority updates ride with the next sample request to their shard; with a value
-            > 0 they also go in a message of their own once this many are pending.
-        write_batch: Transitions gathered into one write before it is sent (0: each write goes at once);
-            staged transitions are visible to samplers once sent (or after :meth:`ReplayClient.flush`).
-        max_inflight_writes: Writes sent but not yet acknowledged before a write waits.
-        max_inflight_updates: Priority-update messages not yet acknowledged before an update waits.
-        timeout: Seconds one shard call may take (rate-limited waits excluded).
-        rate_limit_timeout: Seconds a write or sample may wait for the rate limiter.
-        shard_timeout: Seconds a shard may stay down before operations raise ShardUnavailableError.
-        probe_interval: Seconds between probes of a down shard.
-        device: Where sampled tensors go.
-    """
-
-    prefetch: int = 0
-    batches_per_call: int = 1
-    update_batch: int = 0
-    write_batch: int = 0
-    max_inflight_writes: int = 4
-    max_inflight_updates: int = 8
-    timeout: float = 60.0
-    rate_limit_timeout: float = 60.0
-    shard_timeout: float = 30.0
-    probe_interval: float = 0.2
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        """Check the values."""
-        for name in ("prefetch", "update_batch", "write_batch"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, received {getattr(self, name)!r}")
-        for name in ("batches_per_call", "max_inflight_writes", "max_inflight_updates"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, received {getattr(self, name)!r}")
-        for name in ("timeout", "rate_limit_timeout", "shard_timeout", "probe_interval"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0 seconds, received {getattr(self, name)!r}")
-
-
-def _to_numpy(data: Any) -> Any:
-    """Return ``data`` with every tensor leaf (nested mappings allowed) as a numpy array."""
-    if isinstance(data, Mapping):
-        return {key: _to_numpy(value) for key, value in data.items()}
-    if isinstance(data, torch.Tensor):
-        return data.detach().cpu().numpy()
-    return np.asarray(data)
-
-
-def _rows(data: Mapping[str, Any]) -> int:
-    """Return the leading dimension of the first leaf of a batch."""
-    for value in data.values():
-        return _rows(value) if isinstance(value, Mapping) else int(np.shape(value)[0]) if np.ndim(value) else 1
-    return 0
+__all__ = ["ClientOptions", "ReplayClient"]  # ClientOptions lives in options.py
 
 
 class ReplayClient:
@@ -225,9 +163,9 @@ class ReplayClient:
         if self.info.kind == "transitions":
             if lengths is not None:
                 raise TypeError("lengths apply to episode shards; a transition shard's add takes one transition")
-            return self._write(_to_numpy({k: _one(v) for k, v in item.items()}), None, 1, writer_id, block)
-        data = _to_numpy(item)
-        return self._write(data, None if lengths is None else np.asarray(lengths), _rows(data), writer_id, block)
+            return self._write(to_numpy({k: with_batch_dim(v) for k, v in item.items()}), None, 1, writer_id, block)
+        data = to_numpy(item)
+        return self._write(data, None if lengths is None else np.asarray(lengths), batch_rows(data), writer_id, block)
 
     def extend(self, batch: Mapping[str, Any], writer_id: int | None = None, block: bool = True) -> int:
         """Write a batch of transitions (leading batch dimension) to one shard chosen by the routing.
@@ -247,8 +185,8 @@ class ReplayClient:
         """
         if self.info.kind != "transitions":
             raise TypeError("extend writes transitions; an episode shard takes whole episodes with add()")
-        data = _to_numpy(batch)
-        return self._write(data, None, _rows(data), writer_id, block)
+        data = to_numpy(batch)
+        return self._write(data, None, batch_rows(data), writer_id, block)
 
     def _write(self, data: dict[str, Any], lengths: Any, n: int, writer_id: int | None, block: bool) -> int:
         """Hand a write to the write queue (routing, rate limiter, staging)."""
@@ -411,10 +349,3 @@ class ReplayClient:
                 raise reply
             self._observe(reply)
         return list(self.states)
-
-
-def _one(value: Any) -> Any:
-    """Return a single transition's value with a batch dimension of 1."""
-    if isinstance(value, Mapping):
-        return {k: _one(v) for k, v in value.items()}
-    return value[None] if isinstance(value, torch.Tensor) else np.asarray(value)[None]

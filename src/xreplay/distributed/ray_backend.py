@@ -1,13 +1,14 @@
 """RayReplay: replay shards as Ray actors, a rate limiter shared by the cluster, and a client for them.
 
 Each shard is a Ray actor running a :class:`~xreplay.distributed.shard.ShardCore`
-(started with ``max_restarts``, restoring its checkpoint when Ray restarts
-it). The rate limiter, when given, lives in one small threaded actor: a write
-asks it for a permit and passes the permit's object reference to the shard
-call, so Ray holds the write until the limiter allows it while the writer's
-thread goes on (its ``max_inflight_writes`` bound makes it wait when the
-learner falls behind); a sample request does the same with a sample permit.
-Shards tell the limiter of the items they stop holding (overwrites, losses).
+(started with the ``max_restarts`` of its :class:`~xreplay.distributed.ShardActorOptions`,
+restoring its checkpoint when Ray restarts it). The rate limiter, when given,
+lives in one small threaded actor: a write asks it for a permit and passes the
+permit's object reference to the shard call, so Ray holds the write until the
+limiter allows it while the writer's thread goes on (its ``max_inflight_writes``
+bound makes it wait when the learner falls behind); a sample request does the
+same with a sample permit. Shards tell the limiter of the items they stop
+holding (overwrites, losses).
 
 Ray is imported when a :class:`RayReplay` is built; without it the error
 names ``pip install 'xreplay[ray]'``.
@@ -22,7 +23,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from xreplay.distributed.backend import ShardDown
-from xreplay.distributed.client import ClientOptions, ReplayClient
+from xreplay.distributed.client import ReplayClient
+from xreplay.distributed.options import ClientOptions, ShardActorOptions
 from xreplay.distributed.protocol import MAX_SHARDS, ShardCheckpoints
 from xreplay.distributed.routing import Routing
 from xreplay.distributed.shard import ShardCore, check_checkpoint_directory
@@ -205,9 +207,8 @@ class RayReplay(ReplayClient):
         rate_limiter: A :class:`~xreplay.rate_limiters.RateLimiter` (``MinSize``,
             ``SampleToInsertRatio``...) enforced across every client, or None.
         checkpoints: Periodic shard checkpoints (needed to restore a restarted shard), or None.
-        max_restarts: Restarts Ray grants each shard actor.
-        shard_options: More Ray actor options for the shards (``num_cpus`` defaults to 0; e.g.
-            ``{"num_cpus": 1, "scheduling_strategy": "SPREAD"}`` on a cluster).
+        actor_options: How Ray runs the shard actors (:class:`ShardActorOptions`: restarts, more Ray
+            actor options); the defaults when None.
         options: The client's :class:`ClientOptions`.
         seed: Seed of the client's generator (per-shard counts and batch order).
 
@@ -234,13 +235,37 @@ class RayReplay(ReplayClient):
         routing: str | Routing = "round_robin",
         rate_limiter: RateLimiter | None = None,
         checkpoints: ShardCheckpoints | None = None,
-        max_restarts: int = 3,
-        shard_options: dict[str, Any] | None = None,
+        actor_options: ShardActorOptions | None = None,
         options: ClientOptions | None = None,
         seed: int | None = None,
-        restore_from: Sequence[str] | None = None,
     ):
         """Start the shard actors (and the limiter actor) and connect to them."""
+        self._start(
+            factory,
+            num_shards,
+            None,
+            routing=routing,
+            rate_limiter=rate_limiter,
+            checkpoints=checkpoints,
+            actor_options=actor_options,
+            options=options,
+            seed=seed,
+        )
+
+    def _start(
+        self,
+        factory: Callable[[], Any],
+        num_shards: int,
+        restore_from: Sequence[str] | None,
+        *,
+        routing: str | Routing = "round_robin",
+        rate_limiter: RateLimiter | None = None,
+        checkpoints: ShardCheckpoints | None = None,
+        actor_options: ShardActorOptions | None = None,
+        options: ClientOptions | None = None,
+        seed: int | None = None,
+    ) -> None:
+        """Start the shards (from the saved replay's shard checkpoints ``restore_from``, when given) and connect."""
         ray = import_ray()
         if isinstance(num_shards, bool) or not isinstance(num_shards, int) or not 1 <= num_shards <= MAX_SHARDS:
             raise ValueError(f"num_shards must be an int in [1, {MAX_SHARDS}], received {num_shards!r}")
@@ -259,8 +284,9 @@ class RayReplay(ReplayClient):
             name = f"xreplay-rate-limiter-{run_id:016x}"
             service = ray.remote(LimiterService).options(name=name, num_cpus=0, max_concurrency=_LIMITER_THREADS)
             limiter, on_delete = service.remote(rate_limiter.state_dict()), _RemoteDelete(name)
+        settings = actor_options or ShardActorOptions()
         actor = ray.remote(ShardCore).options(
-            **{"num_cpus": 0, "max_restarts": max_restarts, "max_task_retries": 0, **(shard_options or {})}
+            **{"num_cpus": 0, "max_restarts": settings.max_restarts, "max_task_retries": 0, **settings.ray_options}
         )
         restore = list(restore_from) if restore_from is not None else [None] * num_shards
         shards = [actor.remote(factory, s, checkpoints, run_id, on_delete, restore[s]) for s in range(num_shards)]
@@ -307,6 +333,7 @@ class RayReplay(ReplayClient):
         from xreplay.distributed.persist import read_replay
 
         saved = read_replay(path)
-        replay = cls(factory, saved["num_shards"], restore_from=saved["shards"], **kwargs)
+        replay = cls.__new__(cls)  # the constructor's start, each shard from its saved checkpoint
+        replay._start(factory, saved["num_shards"], saved["shards"], **kwargs)
         replay.rng, replay.batches_drawn = saved["rng"], saved["batches_drawn"]
         return replay
