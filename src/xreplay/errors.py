@@ -15,6 +15,9 @@ working::
     ├── IndexOutOfRangeError (IndexError)   an index is outside the stored items
     ├── PriorityError (ValueError)          a priority is NaN, infinite or negative
     ├── RateLimiterTimeout (TimeoutError)   a rate limiter did not allow an insert or sample in time
+    ├── BufferClosedError (RuntimeError)    a buffer or writer handle was used after it was closed
+    ├── SharedMemoryError (OSError)         a shared-memory segment cannot be created or attached
+    │   └── StaleSegmentError               a segment left by a crashed run holds the name asked for
     ├── CheckpointError (OSError)           a checkpoint cannot be written or read
     │   ├── NotACheckpointError             the path holds no xreplay checkpoint
     │   ├── CheckpointFileMissingError (FileNotFoundError)  a file the checkpoint lists is gone
@@ -36,6 +39,7 @@ working::
 from __future__ import annotations
 
 __all__ = [
+    "BufferClosedError",
     "CapacityError",
     "CheckpointCorruptError",
     "CheckpointError",
@@ -59,6 +63,8 @@ __all__ = [
     "PriorityError",
     "RateLimiterTimeout",
     "SchemeError",
+    "SharedMemoryError",
+    "StaleSegmentError",
     "UnknownFieldError",
     "UntrustedCheckpointError",
     "XReplayError",
@@ -212,3 +218,27 @@ class PriorityError(XReplayError, ValueError):
 
 class RateLimiterTimeout(XReplayError, TimeoutError):
     """A rate limiter did not allow an insert or a sample within its timeout; the message states its counters."""
+
+
+class BufferClosedError(XReplayError, RuntimeError):
+    """A buffer, or a writer handle of a shared buffer, was used after it (or its buffer) was closed."""
+
+
+class SharedMemoryError(XReplayError, OSError):
+    """A shared-memory segment cannot be created or attached; the message names the segment and the reason."""
+
+    def __init__(self, message: str, path: object = None):
+        """Keep ``message`` as the whole text and ``path`` as ``filename``."""
+        super().__init__(message)
+        self.filename = None if path is None else str(path)
+
+    def __str__(self) -> str:
+        """Return the message alone (OSError would add errno and filename)."""
+        return str(self.args[0]) if self.args else ""
+
+
+class StaleSegmentError(SharedMemoryError):
+    """A segment left behind by a crashed run (its owner process is gone) holds the name asked for.
+
+    It is reported, never silently reused: remove it with :func:`xreplay.shared.remove_stale_segments`.
+    """

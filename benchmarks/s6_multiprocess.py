@@ -1,0 +1,298 @@
+"""Workload S6: many writer processes, one learner, S2's transitions in shared memory, xreplay vs cpprb MP.
+
+Layout: S2's (obs f32[17], next_obs f32[17], act f32[6], rew f32, done f32:
+168 bytes a transition), 1,000,000 slots, filled before timing. Buffers:
+``xreplay`` (:class:`xreplay.shared.SharedTransitionBuffer`) and ``cpprb``
+(``MPReplayBuffer`` / ``MPPrioritizedReplayBuffer``), uniform and prioritized
+(alpha 0.6, beta 0.4), each created once and reused by every run.
+
+A run forks W writer processes (1, 2, 4) that add chunks of C transitions (1,
+64) in a loop for ``--seconds``; each writer times its own loop, and the
+aggregate insert rate is the sum of the writers' rates. With ``learner`` the
+parent process meanwhile samples 256 (and, prioritized, updates 256 priorities)
+in a loop, whose rate is reported too. Runs are interleaved: every repetition
+runs every configuration for every buffer back to back, and the table shows
+medians over repetitions. Memory is read from ``/proc`` during the 4-writer
+learner runs with chunks of 64: RSS and PSS summed over the process tree, and
+the PSS of the shared-memory mappings (files in ``/dev/shm``) summed over the
+tree - PSS divides a shared page among the processes mapping it, so it counts
+shared memory once, while RSS counts it once per process.
+
+``--smoke`` runs a tiny size in a few seconds. cpprb is optional
+(``pip install -e ".[bench-peers]"``); without it only xreplay runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from s2_transitions import BATCH, SHAPES, chunk
+
+from xreplay.samplers import PrioritizedSampler
+from xreplay.shared import SharedTransitionBuffer
+
+CTX = mp.get_context("fork")  # writers start in milliseconds and inherit the buffer (cpprb needs it)
+
+
+class XReplay:
+    """xreplay's SharedTransitionBuffer; writers get a handle from ``writer()``."""
+
+    name = "xreplay"
+
+    def __init__(self, capacity: int, prioritized: bool):
+        sampler = PrioritizedSampler(capacity, alpha=0.6, beta=0.4) if prioritized else "uniform"
+        spec = {k: (s, torch.float32) for k, s in SHAPES.items()}
+        self.buf = SharedTransitionBuffer(capacity, spec, sampler=sampler, seed=0)
+        self.prioritized = prioritized
+
+    def fill(self, capacity: int, rng: np.random.Generator) -> None:
+        data = chunk(rng, 1000)
+        writer = self.buf.writer()
+        for _ in range(-(-capacity // 1000)):
+            writer.extend(data)
+        writer.close()
+        len(self.buf)  # the learner drains the publications
+
+    def handle(self) -> Any:
+        return self.buf.writer()
+
+    @staticmethod
+    def adder(handle: Any, data: dict[str, np.ndarray]) -> Any:
+        if data["obs"].shape[0] == 1:
+            single = {k: v[0] for k, v in data.items()}
+            return lambda: handle.add(single)
+        return lambda: handle.extend(data)
+
+    @staticmethod
+    def finish(handle: Any) -> None:
+        handle.close()  # leaves the writer table
+
+    def learner_step(self, priorities: np.ndarray) -> None:
+        batch = self.buf.sample(BATCH)
+        if self.prioritized:
+            self.buf.update_priorities(batch, priorities)
+
+    def shm_paths(self) -> tuple[str, ...]:
+        return (self.buf.path,)
+
+    def close(self) -> None:
+        self.buf.close()
+
+
+class Cpprb:
+    """cpprb's MPReplayBuffer / MPPrioritizedReplayBuffer (shared memory, explorers add, one learner samples)."""
+
+    name = "cpprb"
+
+    def __init__(self, capacity: int, prioritized: bool):
+        import cpprb
+
+        env = {k: {"shape": s if s else 1} for k, s in SHAPES.items()}
+        if prioritized:
+            self.buf = cpprb.MPPrioritizedReplayBuffer(capacity, env, alpha=0.6, ctx=CTX)
+        else:
+            self.buf = cpprb.MPReplayBuffer(capacity, env, ctx=CTX)
+        self.prioritized = prioritized
+
+    def fill(self, capacity: int, rng: np.random.Generator) -> None:
+        data = chunk(rng, 1000)
+        for _ in range(-(-capacity // 1000)):
+            self.buf.add(**data)
+
+    def handle(self) -> Any:
+        return self.buf
+
+    @staticmethod
+    def adder(handle: Any, data: dict[str, np.ndarray]) -> Any:
+        return lambda: handle.add(**data)
+
+    @staticmethod
+    def finish(handle: Any) -> None:
+        pass
+
+    def learner_step(self, priorities: np.ndarray) -> None:
+        if self.prioritized:
+            batch = self.buf.sample(BATCH, beta=0.4)
+            self.buf.update_priorities(batch["indexes"], priorities)
+        else:
+            self.buf.sample(BATCH)
+
+    def shm_paths(self) -> tuple[str, ...]:
+        return ("/dev/shm/",)
+
+    def close(self) -> None:
+        pass
+
+
+def available() -> list[type]:
+    """Return the implementations that can run here."""
+    impls: list[type] = [XReplay]
+    try:
+        import cpprb  # noqa: F401
+
+        impls.append(Cpprb)
+    except ImportError:
+        print("cpprb not installed: pip install cpprb (extra bench-peers); xreplay runs alone", file=sys.stderr)
+    return impls
+
+
+def writer_main(impl: type, handle: Any, size: int, seed: int, barrier: Any, stop: Any, rates: Any, i: int) -> None:
+    """Add chunks of ``size`` until ``stop`` is set; store this writer's transitions per second in ``rates[i]``."""
+    torch.set_num_threads(1)
+    add = impl.adder(handle, chunk(np.random.default_rng(seed), size))
+    add()
+    barrier.wait()
+    start, count = time.perf_counter(), 0
+    while not stop.value:
+        for _ in range(16):
+            add()
+        count += 16 * size
+    rates[i] = count / (time.perf_counter() - start)
+    impl.finish(handle)
+
+
+def memory(pids: list[int], shm: tuple[str, ...]) -> dict[str, float]:
+    """Return RSS and PSS summed over ``pids``, and the PSS of their mappings of files under ``shm`` prefixes."""
+    total = {"rss": 0.0, "pss": 0.0, "shm_pss": 0.0}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps") as smaps:
+                current = ""
+                for line in smaps:
+                    head = line.split(None, 1)[0]
+                    if "-" in head and not head.endswith(":"):
+                        parts = line.split()
+                        current = parts[5] if len(parts) > 5 else ""
+                    elif head == "Rss:":
+                        total["rss"] += int(line.split()[1]) * 1024
+                    elif head == "Pss:":
+                        pss = int(line.split()[1]) * 1024
+                        total["pss"] += pss
+                        if current and any(current.startswith(p) for p in shm):
+                            total["shm_pss"] += pss
+        except OSError:
+            continue
+    return total
+
+
+def run(impl: Any, writers: int, size: int, learner: bool, seconds: float, measure_memory: bool) -> dict[str, float]:
+    """Run one configuration; return the aggregate insert rate, the learner's loop rate and (optionally) memory."""
+    barrier, stop, rates = CTX.Barrier(writers + 1), CTX.RawValue("i", 0), CTX.RawArray("d", writers)
+    handles = [impl.handle() for _ in range(writers)]
+    procs = [
+        CTX.Process(target=writer_main, args=(type(impl), h, size, i, barrier, stop, rates, i), daemon=True)
+        for i, h in enumerate(handles)
+    ]
+    for p in procs:
+        p.start()
+    priorities = np.random.default_rng(1).random(BATCH) + 1e-3
+    barrier.wait()
+    start, loops = time.perf_counter(), 0
+    deadline = start + seconds
+    if learner:
+        while time.perf_counter() < deadline:
+            impl.learner_step(priorities)
+            loops += 1
+    else:
+        time.sleep(seconds)
+    elapsed = time.perf_counter() - start
+    out = {"insert": 0.0, "learner": loops / elapsed if learner else float("nan")}
+    if measure_memory:
+        out.update(memory([os.getpid(), *(p.pid for p in procs)], impl.shm_paths()))
+    stop.value = 1
+    for p in procs:
+        p.join(30)
+        if p.exitcode != 0:
+            raise RuntimeError(f"{impl.name} writer exited with {p.exitcode}")
+    for h in handles:
+        impl.finish(h)  # the parent's copies (never attached here)
+    out["insert"] = float(sum(rates))
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run S6 and print medians and ratios (xreplay / cpprb)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny size, a few seconds")
+    parser.add_argument("--capacity", type=int, default=1_000_000)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=1.5)
+    parser.add_argument("--writers", type=int, nargs="*", default=[1, 2, 4])
+    parser.add_argument("--chunks", type=int, nargs="*", default=[1, 64])
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.capacity, args.reps, args.seconds, args.writers, args.chunks = 4096, 1, 0.1, [2], [64]
+    torch.set_num_threads(1)
+    payload = args.capacity * sum(4 * int(np.prod(s)) for s in SHAPES.values())
+    impls = available()
+    rng = np.random.default_rng(0)
+    buffers = {}
+    for cls in impls:
+        for prioritized in (False, True):
+            buffers[(cls.name, prioritized)] = impl = cls(args.capacity, prioritized)
+            impl.fill(args.capacity, rng)
+    configs = [(w, c, lrn) for w in args.writers for c in args.chunks for lrn in (False, True)]
+    results: dict[tuple, dict[str, list[float]]] = {}
+    for _ in range(args.reps):
+        for w, c, lrn in configs:
+            for (name, prioritized), impl in buffers.items():
+                mem = lrn and c == max(args.chunks) and w == max(args.writers)
+                got = run(impl, w, c, lrn, args.seconds, mem)
+                cell = results.setdefault((name, prioritized, w, c, lrn), {})
+                for key, value in got.items():
+                    cell.setdefault(key, []).append(value)
+    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    print(f"S6 capacity={args.capacity} reps={args.reps} seconds={args.seconds} payload={payload / 2**20:.1f} MiB; "
+          f"{os.cpu_count()} cores; {load}")
+    names = [cls.name for cls in impls]
+    table: dict[str, Any] = {}
+    print(f"{'kind':12s}{'W':>3s}{'chunk':>6s}{'learner':>8s}" + "".join(f"{n + ' ins/s':>16s}" for n in names)
+          + ("".join(f"{n + ' loops/s':>17s}" for n in names) + f"{'insert x':>10s}{'loop x':>8s}"
+             if len(names) > 1 else ""))
+    for prioritized in (False, True):
+        kind = "prioritized" if prioritized else "uniform"
+        for w, c, lrn in configs:
+            med = {n: {k: float(np.median(v)) for k, v in results[(n, prioritized, w, c, lrn)].items()} for n in names}
+            row = f"{kind:12s}{w:3d}{c:6d}{'yes' if lrn else 'no':>8s}" + "".join(f"{med[n]['insert']:16.4g}" for n in names)
+            if len(names) > 1:
+                row += "".join(f"{med[n]['learner']:17.4g}" for n in names)
+                row += f"{med['xreplay']['insert'] / med['cpprb']['insert']:10.2f}"
+                row += f"{med['xreplay']['learner'] / med['cpprb']['learner']:8.2f}" if lrn else f"{'':8s}"
+            print(row)
+            table[f"{kind} W={w} chunk={c} learner={lrn}"] = med
+    print("memory during the 4-writer learner runs (MiB; payload "
+          f"{payload / 2**20:.1f}): tree RSS, tree PSS, shared-memory PSS, shared-memory PSS / payload")
+    for (name, prioritized), impl in buffers.items():
+        key = (name, prioritized, max(args.writers), max(args.chunks), True)
+        mem = {k: float(np.median(v)) for k, v in results[key].items() if k in ("rss", "pss", "shm_pss")}
+        extra = ""
+        if name == "xreplay":
+            stats = impl.buf.stats()
+            sampler = impl.buf.sampler
+            learner_side = impl.buf._learner.published.known.nbytes
+            if sampler is not None:
+                learner_side += sampler.tree.nbytes() + sampler.generations.nbytes
+            extra = (f"; segment {stats['segment_bytes'] / payload:.3f}x payload, learner-side index "
+                     f"{learner_side / 2**20:.1f} MiB, segment + index {(stats['segment_bytes'] + learner_side) / payload:.3f}x")
+        print(f"  {name:8s} {'prioritized' if prioritized else 'uniform':12s} {mem['rss'] / 2**20:9.1f} "
+              f"{mem['pss'] / 2**20:9.1f} {mem['shm_pss'] / 2**20:9.1f} {mem['shm_pss'] / payload:6.3f}{extra}")
+        table[f"memory {name} {'prioritized' if prioritized else 'uniform'}"] = mem
+    for impl in buffers.values():
+        impl.close()
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(table, out, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""The learner's view of a shared ring: which slots hold published items, and checked reads of them.
+
+The reservation counter and the slot state words (:mod:`xreplay.shared.slots`)
+are the ring of published items: the learner remembers up to which
+reservation index it has looked (``drained``) and, on :meth:`PublishedSlots.drain`,
+reads the state words of the reservations made since, in one vectorized pass:
+
+* a reservation whose slot now holds its lap, ``PUBLISHED``: a new item, to
+  tell the sampler about (with the writer's initial priority if it gave one);
+* ``WRITING``: the slot's old item is gone and the new one not ready: it is
+  forgotten now and the reservation kept *pending* until a later drain finds
+  it published, abandoned, or overwritten by a later lap (a writer killed
+  mid-write leaves its reservations pending until the ring comes round; nothing
+  waits on them);
+* a later lap: the reservation was overwritten already; an earlier lap: the
+  writer skipped the slot (a live writer was still writing it).
+
+:attr:`PublishedSlots.known` holds the low 32 bits of the word each valid slot
+was published with (0: no valid item). :meth:`PublishedSlots.check` compares
+the words read before and after a gather with it; a slot that changed is
+forgotten, and the caller draws again.
+
+Example:
+    >>> import numpy as np
+    >>> from xreplay.shared.slots import word, PUBLISHED, WRITING
+    >>> control, states = np.zeros(16, np.int64), np.zeros(4, np.uint64)
+    >>> states[:3] = [word(1, 0, PUBLISHED), word(1, 0, WRITING), word(1, 1, PUBLISHED)]; control[0] = 3
+    >>> slots = PublishedSlots(control, states)
+    >>> ranges, scattered, gone = slots.drain()
+    >>> ranges, len(slots), slots.pending.tolist()   # slot 1 is still being written
+    ([(0, 1), (2, 3)], 2, [1])
+    >>> states[1] = word(1, 0, PUBLISHED); states[0] = word(2, 1, WRITING); control[0] = 5  # slot 0 laps
+    >>> ranges, scattered, gone = slots.drain()
+    >>> ranges, scattered.tolist(), gone.tolist(), len(slots), slots.pending.tolist()
+    ([], [1], [0], 2, [4])
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xreplay.shared.layout import RESERVED
+from xreplay.shared.slots import LAP_SHIFT, PUBLISHED, WRITING
+
+__all__ = ["PublishedSlots"]
+
+_LOW = np.uint64(0xFFFFFFFF)
+
+
+class PublishedSlots:
+    """Track the published slots of a shared ring from the learner (one learner per ring).
+
+    Args:
+        control: The segment's control words (the reservation counter).
+        states: The slot state words.
+    """
+
+    def __init__(self, control: np.ndarray, states: np.ndarray):
+        """Start knowing no item."""
+        self.control = control
+        self.states = states
+        self.capacity = int(states.shape[0])
+        self.known = np.zeros(self.capacity, dtype=np.uint32)  # low 32 bits of each valid slot's published word
+        self.drained = 0  # reservations [0, drained) have been looked at
+        self.pending = np.zeros(0, dtype=np.int64)  # reservation indices that were WRITING when looked at
+        self.size = 0  # slots with a valid item
+        self.high = 0  # slots [0, high) have held an item at some point
+        self.published = 0  # items seen published
+        self.forgotten = 0  # items forgotten because they changed under a read
+
+    def __len__(self) -> int:
+        """Return the number of slots holding a valid, published item."""
+        return self.size
+
+    def drain(self) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray]:
+        """Look at the reservations made since the last drain.
+
+        Returns:
+            ``(ranges, scattered, gone)``: the slots whose new item was published, as ``[start, stop)``
+            ranges and as an array of single slots (each slot once overall); and the slots whose item
+            was overwritten or is being overwritten, now without a valid item.
+        """
+        top = int(self.control[RESERVED])  # read first: every slot marked before it is visible
+        cap = self.capacity
+        start = max(self.drained, top - cap)  # older reservations are all overwritten by now
+        self.drained = top
+        ranges: list[tuple[int, int]] = []
+        gone: list[np.ndarray] = []
+        writing: list[np.ndarray] = []
+        scattered = self._drain_pending()
+        cursor = start
+        while cursor < top:  # fresh reservations: at most two pieces of the ring, each within one lap
+            slot = cursor % cap
+            count = min(top - cursor, cap - slot)
+            ranges += self._drain_piece(slot, count, cursor // cap + 1, gone, writing, cursor)
+            cursor += count
+        if writing:
+            self.pending = np.concatenate([self.pending, *writing])
+        gone_slots = np.concatenate(gone) if gone else np.zeros(0, dtype=np.int64)
+        return ranges, scattered, gone_slots
+
+    def _drain_piece(
+        self, slot: int, count: int, lap: int, gone: list[np.ndarray], writing: list[np.ndarray], first: int
+    ) -> list[tuple[int, int]]:
+        """Drain fresh reservations of slots ``[slot, slot + count)`` in ``lap``; return the published runs."""
+        states = self.states[slot : slot + count].copy()  # one read: writers keep changing the words
+        state_laps = (states >> np.uint64(LAP_SHIFT)).astype(np.int64)
+        phases = states & np.uint64(3)
+        current = state_laps == lap  # the word still belongs to this reservation
+        published = current & (phases == PUBLISHED)
+        known = self.known[slot : slot + count]
+        replaced = (state_laps >= lap) & ~published & (known != 0)  # the old item is gone, no new one yet
+        lost = np.flatnonzero(replaced)
+        if lost.size:
+            known[lost] = 0
+            self.size -= int(lost.size)
+            gone.append(lost + slot)
+        in_flight = np.flatnonzero(current & (phases == WRITING))
+        if in_flight.size:
+            writing.append(in_flight + first)
+        if not published.any():
+            return []
+        was = np.count_nonzero(known[published])
+        known[published] = (states[published] & _LOW).astype(np.uint32)
+        total = int(np.count_nonzero(published))
+        self.size += total - int(was)
+        self.published += total
+        # Runs of published slots: where the mask switches on and off.
+        edges = np.flatnonzero(np.diff(np.concatenate([[False], published, [False]]).astype(np.int8)))
+        runs = [(slot + int(a), slot + int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+        self.high = max(self.high, runs[-1][1])
+        return runs
+
+    def _drain_pending(self) -> np.ndarray:
+        """Re-check the reservations that were being written; return the slots published since."""
+        pending = self.pending
+        if not pending.size:
+            return pending
+        cap = self.capacity
+        slots = pending % cap
+        states = self.states.take(slots)
+        current = (states >> np.uint64(LAP_SHIFT)).astype(np.int64) == pending // cap + 1
+        phases = states & np.uint64(3)
+        published = current & (phases == PUBLISHED)
+        self.pending = pending[current & (phases == WRITING)]
+        new = slots[published]
+        if new.size:
+            was = np.count_nonzero(self.known[new])
+            self.known[new] = (states[published] & _LOW).astype(np.uint32)
+            self.size += int(new.size - was)
+            self.published += int(new.size)
+            self.high = max(self.high, int(new.max()) + 1)
+        return new
+
+    def check(self, slots: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+        """Return which reads of ``slots`` are whole items; forget the slots whose item changed.
+
+        Args:
+            slots: Slots read.
+            before: Their state words read before copying them out.
+            after: Their state words read after.
+        """
+        ok = (before == after) & ((before & _LOW).astype(np.uint32) == self.known.take(slots))
+        ok &= self.known.take(slots) != 0
+        if not ok.all():
+            bad = np.unique(slots[~ok])
+            bad = bad[self.known[bad] != 0]
+            self.known[bad] = 0
+            self.size -= int(bad.size)
+            self.forgotten += int(bad.size)
+        return ok
+
+    def valid_slots(self) -> np.ndarray:
+        """Return every slot holding a valid item, oldest item first (by reservation index)."""
+        slots = np.flatnonzero(self.known != 0)
+        laps = (self.states.take(slots) >> np.uint64(LAP_SHIFT)).astype(np.int64)
+        order = np.argsort((laps - 1) * self.capacity + slots, kind="stable")
+        return slots[order]
