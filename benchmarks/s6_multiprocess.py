@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from s2_transitions import BATCH, SHAPES, chunk
 
+from s2_transitions import BATCH, SHAPES, chunk
 from xreplay.samplers import PrioritizedSampler
 from xreplay.shared import SharedTransitionBuffer
 
@@ -160,9 +160,18 @@ def writer_main(impl: type, handle: Any, size: int, seed: int, barrier: Any, sto
     impl.finish(handle)
 
 
+def anonymous(pid: int) -> int:
+    """Return the anonymous (private, not file-backed) memory of ``pid`` in bytes."""
+    with open(f"/proc/{pid}/smaps_rollup") as rollup:
+        for line in rollup:
+            if line.startswith("Anonymous:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def memory(pids: list[int], shm: tuple[str, ...]) -> dict[str, float]:
     """Return RSS and PSS summed over ``pids``, and the PSS of their mappings of files under ``shm`` prefixes."""
-    total = {"rss": 0.0, "pss": 0.0, "shm_pss": 0.0}
+    total = {"rss": 0.0, "pss": 0.0, "shm_pss": 0.0, "learner_anonymous": float(anonymous(pids[0]))}
     for pid in pids:
         try:
             with open(f"/proc/{pid}/smaps") as smaps:
@@ -219,6 +228,23 @@ def run(impl: Any, writers: int, size: int, learner: bool, seconds: float, measu
     return out
 
 
+def memory_run(name: str, prioritized: bool, capacity: int, seconds: float) -> dict[str, float]:
+    """Return the memory of one buffer in a process of its own, measured while 4 writers add chunks of 64."""
+    torch.set_num_threads(1)
+    impl_cls = {cls.name: cls for cls in available()}[name]
+    small = impl_cls(16, prioritized)  # imports, numba's compilation, first-use allocations: not the buffer's
+    small.fill(16, np.random.default_rng(1))
+    small.learner_step(np.ones(BATCH))
+    before = anonymous(os.getpid())
+    impl = impl_cls(capacity, prioritized)
+    impl.fill(capacity, np.random.default_rng(0))
+    got = run(impl, 4, 64, True, seconds, True)
+    got["learner_anonymous"] -= before
+    impl.close()
+    small.close()
+    return got
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run S6 and print medians and ratios (xreplay / cpprb)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -229,9 +255,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--writers", type=int, nargs="*", default=[1, 2, 4])
     parser.add_argument("--chunks", type=int, nargs="*", default=[1, 64])
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory runs (a subprocess each)")
+    parser.add_argument("--memory", help=argparse.SUPPRESS)  # "name:kind": one memory run, printed as JSON
     args = parser.parse_args(argv)
+    if args.memory:
+        name, kind = args.memory.split(":")
+        print(json.dumps(memory_run(name, kind == "prioritized", args.capacity, args.seconds)))
+        return
     if args.smoke:
         args.capacity, args.reps, args.seconds, args.writers, args.chunks = 4096, 1, 0.1, [2], [64]
+        args.no_memory = True
     torch.set_num_threads(1)
     payload = args.capacity * sum(4 * int(np.prod(s)) for s in SHAPES.values())
     impls = available()
@@ -246,8 +279,7 @@ def main(argv: list[str] | None = None) -> None:
     for _ in range(args.reps):
         for w, c, lrn in configs:
             for (name, prioritized), impl in buffers.items():
-                mem = lrn and c == max(args.chunks) and w == max(args.writers)
-                got = run(impl, w, c, lrn, args.seconds, mem)
+                got = run(impl, w, c, lrn, args.seconds, False)
                 cell = results.setdefault((name, prioritized, w, c, lrn), {})
                 for key, value in got.items():
                     cell.setdefault(key, []).append(value)
@@ -263,32 +295,34 @@ def main(argv: list[str] | None = None) -> None:
         kind = "prioritized" if prioritized else "uniform"
         for w, c, lrn in configs:
             med = {n: {k: float(np.median(v)) for k, v in results[(n, prioritized, w, c, lrn)].items()} for n in names}
-            row = f"{kind:12s}{w:3d}{c:6d}{'yes' if lrn else 'no':>8s}" + "".join(f"{med[n]['insert']:16.4g}" for n in names)
+            row = f"{kind:12s}{w:3d}{c:6d}{'yes' if lrn else 'no':>8s}"
+            row += "".join(f"{med[n]['insert']:16.4g}" for n in names)
             if len(names) > 1:
                 row += "".join(f"{med[n]['learner']:17.4g}" for n in names)
                 row += f"{med['xreplay']['insert'] / med['cpprb']['insert']:10.2f}"
                 row += f"{med['xreplay']['learner'] / med['cpprb']['learner']:8.2f}" if lrn else f"{'':8s}"
             print(row)
             table[f"{kind} W={w} chunk={c} learner={lrn}"] = med
-    print("memory during the 4-writer learner runs (MiB; payload "
-          f"{payload / 2**20:.1f}): tree RSS, tree PSS, shared-memory PSS, shared-memory PSS / payload")
-    for (name, prioritized), impl in buffers.items():
-        key = (name, prioritized, max(args.writers), max(args.chunks), True)
-        mem = {k: float(np.median(v)) for k, v in results[key].items() if k in ("rss", "pss", "shm_pss")}
-        extra = ""
-        if name == "xreplay":
-            stats = impl.buf.stats()
-            sampler = impl.buf.sampler
-            learner_side = impl.buf._learner.published.known.nbytes
-            if sampler is not None:
-                learner_side += sampler.tree.nbytes() + sampler.generations.nbytes
-            extra = (f"; segment {stats['segment_bytes'] / payload:.3f}x payload, learner-side index "
-                     f"{learner_side / 2**20:.1f} MiB, segment + index {(stats['segment_bytes'] + learner_side) / payload:.3f}x")
-        print(f"  {name:8s} {'prioritized' if prioritized else 'uniform':12s} {mem['rss'] / 2**20:9.1f} "
-              f"{mem['pss'] / 2**20:9.1f} {mem['shm_pss'] / 2**20:9.1f} {mem['shm_pss'] / payload:6.3f}{extra}")
-        table[f"memory {name} {'prioritized' if prioritized else 'uniform'}"] = mem
     for impl in buffers.values():
         impl.close()
+    if not args.no_memory:
+        print(f"memory of one buffer while 4 writers add chunks of 64 and the learner samples (MiB; payload "
+              f"{payload / 2**20:.1f}), each in a process tree of its own:")
+        print(f"  {'buffer':22s}{'tree RSS':>10s}{'tree PSS':>10s}{'shm PSS':>10s}{'learner anon':>14s}"
+              f"{'(shm PSS + learner anon) / payload':>36s}")
+    for cls in [] if args.no_memory else impls:
+        for prioritized in (False, True):
+            kind = "prioritized" if prioritized else "uniform"
+            out = subprocess.run(
+                [sys.executable, __file__, "--memory", f"{cls.name}:{kind}", "--capacity", str(args.capacity),
+                 "--seconds", str(args.seconds)],
+                capture_output=True, text=True, check=True,
+            )
+            mem = json.loads(out.stdout.strip().splitlines()[-1])
+            ratio = (mem["shm_pss"] + mem["learner_anonymous"]) / payload
+            print(f"  {cls.name + ' ' + kind:22s}{mem['rss'] / 2**20:10.1f}{mem['pss'] / 2**20:10.1f}"
+                  f"{mem['shm_pss'] / 2**20:10.1f}{mem['learner_anonymous'] / 2**20:14.1f}{ratio:36.3f}")
+            table[f"memory {cls.name} {kind}"] = mem
     if args.json:
         with open(args.json, "w") as out:
             json.dump(table, out, indent=1)

@@ -131,28 +131,31 @@ class LearnerSlots:
     # -- published items --------------------------------------------------------
 
     def drain(self) -> None:
-        """Take in the reservations made since the last drain (the lock is held)."""
+        """Take in the reservations made since the last drain (the lock is held).
+
+        New items enter the sampler at the largest priority so far - counting the initial priorities
+        writers gave the items of this drain - and those given a priority then get it.
+        """
         ranges, scattered, gone = self.published.drain()
         sampler = self.sampler
         if sampler is None:
             return
         if gone.size:
             self._forget(gone)
-        given = self.views["priorities"]
+        stored = self.views["priorities"]
+        parts = [np.flatnonzero(~np.isnan(stored[start:stop])) + start for start, stop in ranges]
+        if scattered.size:
+            parts.append(scattered[~np.isnan(stored.take(scattered))])
+        given = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        values = stored.take(given).astype(np.float64)
+        if given.size:
+            sampler.max_priority = max(sampler.max_priority, float(values.max()) + sampler.epsilon)
         for start, stop in ranges:
-            sampler.insert_range(start, stop)  # at the max priority so far, put in the tree in one slice later
-            self._initial_priorities(start, given[start:stop])
+            sampler.insert_range(start, stop)  # at the max priority, put in the tree in one slice later
         if scattered.size:
             sampler.insert(scattered)
-            self._initial_priorities(scattered, given.take(scattered))
-
-    def _initial_priorities(self, slots: np.ndarray | int, given: np.ndarray) -> None:
-        """Apply the priorities writers gave new items (NaN: keep the max); ``slots`` an array or a first slot."""
-        chosen = np.flatnonzero(~np.isnan(given))
-        if chosen.size:
-            assert self.sampler is not None
-            where = chosen + slots if isinstance(slots, int) else slots[chosen]
-            self.sampler.update_priorities(where, given[chosen].astype(np.float64))
+        if given.size:
+            sampler.update_priorities(given, values)
 
     def _forget(self, slots: np.ndarray) -> None:
         """Give ``slots`` zero priority: their items are gone or being overwritten."""
@@ -335,6 +338,7 @@ class LearnerSlots:
             raise IndexOutOfRangeError(f"index {bad} is outside the {self.capacity} slots [0, {self.capacity})")
         with self.lock:
             self._check_open()
+            self.drain()  # items overwritten since the sample are then known to be gone
             if isinstance(generations, str):
                 if generations != "current":
                     raise FieldValueError(f"generations must be an array, None or 'current'; received {generations!r}")

@@ -87,11 +87,11 @@ def lap_of(state: int) -> int:
 
 
 class Run(NamedTuple):
-    """Contiguous reserved slots ``[slot, slot + count)`` that receive items ``[item, item + count)`` in ``lap``."""
+    """Contiguous reserved slots ``[slot, slot + length)`` that receive items ``[item, item + length)`` in ``lap``."""
 
     slot: int
     item: int
-    count: int
+    length: int
     lap: int
 
 
@@ -163,10 +163,9 @@ class SlotRing:
             if free.size:
                 index = int(free[0])
             else:
-                index = next(
-                    (i for i in range(MAX_WRITERS) if not process_alive(int(self.writers[i, 0]), int(self.writers[i, 1]))),
-                    -1,
-                )
+                table = self.writers
+                dead = (i for i in range(MAX_WRITERS) if not process_alive(int(table[i, 0]), int(table[i, 1])))
+                index = next(dead, -1)
                 if index < 0:
                     raise SharedMemoryError(f"all {MAX_WRITERS} writer entries of the shared buffer are in use")
                 self._sweep(index)
@@ -291,4 +290,4 @@ class SlotRing:
 
 def overwritten(runs: list[Run]) -> int:
     """Return how many reserved slots held an item of an earlier lap (items the write replaces)."""
-    return sum(run.count for run in runs if run.lap > 1)
+    return sum(run.length for run in runs if run.lap > 1)

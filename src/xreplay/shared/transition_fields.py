@@ -127,7 +127,8 @@ class TransitionFields:
 
     def describe(self) -> dict[str, Any]:
         """Return the fields as JSON-able data (for the segment header)."""
-        return {name: {"shape": list(s.shape), "dtype": str(s.dtype).removeprefix("torch.")} for name, s in self.specs.items()}
+        specs = self.specs.items()
+        return {name: {"shape": list(s.shape), "dtype": str(s.dtype).removeprefix("torch.")} for name, s in specs}
 
     def __getstate__(self) -> dict[str, Any]:
         return {"specs": self.specs}
@@ -186,7 +187,9 @@ class TransitionFields:
         self._views = (key, out)
         return out
 
-    def copy(self, views: Mapping[str, np.ndarray], runs: list[Run], values: dict[str, np.ndarray], batched: bool) -> None:
+    def copy(
+        self, views: Mapping[str, np.ndarray], runs: list[Run], values: dict[str, np.ndarray], batched: bool
+    ) -> None:
         """Copy items ``[item, item + count)`` of ``values`` into slots ``[slot, slot + count)`` of every run."""
         fields = self.field_views(views)
         for slot, item, count, _lap in runs:

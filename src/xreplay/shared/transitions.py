@@ -41,7 +41,9 @@ def _slots(runs: list[Run]) -> np.ndarray:
     if len(runs) == 1:
         slot, _item, count, _lap = runs[0]
         return np.arange(slot, slot + count, dtype=np.int64)
-    return np.concatenate([np.arange(s, s + c, dtype=np.int64) for s, _i, c, _l in runs]) if runs else np.zeros(0, np.int64)
+    if not runs:
+        return np.zeros(0, dtype=np.int64)
+    return np.concatenate([np.arange(s, s + c, dtype=np.int64) for s, _i, c, _l in runs])
 
 
 class SharedTransitionWriter:
@@ -166,7 +168,10 @@ class SharedTransitionBuffer:
         """Create the segment and the learner's sampler."""
         if (fields is None) == (example is None):
             raise ValueError("give the fields either as a spec (fields=...) or by one example transition (example=...)")
-        self.fields = TransitionFields.from_spec(fields) if fields is not None else TransitionFields.from_example(example)  # type: ignore[arg-type]
+        if fields is not None:
+            self.fields = TransitionFields.from_spec(fields)
+        else:
+            self.fields = TransitionFields.from_example(example)  # type: ignore[arg-type]
         layout = SlotLayout(capacity, self.fields.arrays())
         self._learner = LearnerSlots(
             layout,
