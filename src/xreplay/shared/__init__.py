@@ -27,14 +27,24 @@ Guarantees:
   a segment left by a crashed learner is reported (:func:`stale_segments`, and
   :class:`~xreplay.errors.StaleSegmentError` for its name), never reused.
 * **Checkpoints.** :meth:`SharedTransitionBuffer.save` writes the published
-  items in the existing checkpoint format; ``SharedTransitionBuffer.load`` opens
-  one in a new shared buffer.
+  items as a ``transition_buffer`` checkpoint (the existing format; a local
+  :class:`~xreplay.buffers.TransitionBuffer` opens it too) and
+  :meth:`SharedEpisodeBuffer.save` as a ``shared_episode_buffer`` one (an
+  ``episode_buffer`` state plus the priorities); ``load`` opens either in a new
+  shared buffer.
 """
 
+from xreplay.persistence.kinds import register_kind
+from xreplay.shared.episodes import SharedEpisodeBuffer, SharedEpisodeSample, SharedEpisodeWriter
 from xreplay.shared.segment import list_segments, remove_stale_segments, stale_segments
 from xreplay.shared.transitions import SharedTransitionBuffer, SharedTransitionWriter
 
+register_kind("shared_episode_buffer", "xreplay.shared.episode_checkpoint:EpisodeCheckpoint")
+
 __all__ = [
+    "SharedEpisodeBuffer",
+    "SharedEpisodeSample",
+    "SharedEpisodeWriter",
     "SharedTransitionBuffer",
     "SharedTransitionWriter",
     "list_segments",
