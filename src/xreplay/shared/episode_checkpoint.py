@@ -90,7 +90,7 @@ class EpisodeCheckpoint:
 
     @classmethod
     def from_checkpoint(cls, meta: dict[str, Any], arrays: dict[str, Any], **options: Any) -> SharedEpisodeBuffer:
-        """Return a new shared buffer holding the checkpoint's episodes and priorities (``options``: its ``__init__``'s)."""
+        """Return a new shared buffer with the checkpoint's episodes and priorities (``options``: as ``__init__``)."""
         from xreplay.shared.episodes import SharedEpisodeBuffer
 
         local = EPISODE_BUFFER.restore(meta, arrays, device="cpu")
