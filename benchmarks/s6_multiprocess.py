@@ -104,8 +104,9 @@ class Cpprb:
         self.prioritized = prioritized
 
     def fill(self, capacity: int, rng: np.random.Generator) -> None:
-        data = chunk(rng, 1000)
-        for _ in range(-(-capacity // 1000)):
+        size = min(1000, capacity)  # cpprb refuses a batch larger than its capacity
+        data = chunk(rng, size)
+        for _ in range(-(-capacity // size)):
             self.buf.add(**data)
 
     def handle(self) -> Any:

@@ -13,7 +13,6 @@ import pytest
 
 from tests.shared.helpers import SPEC, items, reserve_and_die, reserve_and_wait, torn, write_forever, write_items
 from xreplay.shared import SharedTransitionBuffer
-from xreplay.shared.slots import ReservationLock
 
 FORK = multiprocessing.get_context("fork")
 SLOW = bool(os.environ.get("XREPLAY_SLOW"))
@@ -61,12 +60,10 @@ def test_a_live_writer_lapped_by_the_ring_keeps_its_slots_until_it_publishes():
 
 def test_a_writer_killed_while_holding_the_reservation_lock_blocks_no_one():
     with SharedTransitionBuffer(16, SPEC, seed=0) as buf:
-        path = buf.path
-        locked = FORK.Event()
+        handle, locked = buf.writer(), FORK.Event()
 
         def hold_and_die():
-            fd = os.open(path, os.O_RDWR)
-            ReservationLock(fd).__enter__()
+            handle._slots.ring().lock.__enter__()  # then killed inside the critical section
             locked.set()
             time.sleep(60)
 

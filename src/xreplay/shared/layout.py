@@ -3,8 +3,9 @@
 Every shared buffer, of transitions or of episodes, lays out the same
 bookkeeping in front of its data:
 
-* ``control`` (int64): the reservation counter alone on its cache line
-  (writers increment it under their lock);
+* ``control`` (int64): the reservation counter (writers increment it under
+  their lock) and the kind of that lock;
+* ``mutex``: the robust process-shared mutex of :mod:`xreplay.shared.locks`;
 * ``writers`` (int64 ``[MAX_WRITERS, 2]``): pid and process start time of each
   registered writer handle, so a slot left mid-write can be traced to a live
   or a dead process;
@@ -33,11 +34,13 @@ from typing import Any
 import numpy as np
 
 from xreplay.errors import SharedMemoryError
+from xreplay.shared.locks import MUTEX_BYTES
 
-__all__ = ["MAX_WRITERS", "RESERVED", "ArraySpec", "SlotLayout"]
+__all__ = ["LOCK_KIND", "MAX_WRITERS", "RESERVED", "ArraySpec", "SlotLayout"]
 
 MAX_WRITERS = 1024
 RESERVED = 0  # control[RESERVED]: reservations made so far (the next reservation index)
+LOCK_KIND = 1  # control[LOCK_KIND]: 1 for the robust mutex in ``mutex``, 2 for flock (see xreplay.shared.locks)
 _CONTROL_WORDS = 8  # one cache line
 _ALIGN = 64
 
@@ -73,6 +76,7 @@ class SlotLayout:
         self.data_names = tuple(name for name, _d, _s in data)
         specs = [
             ("control", "int64", (_CONTROL_WORDS,)),
+            ("mutex", "uint8", (MUTEX_BYTES,)),
             ("writers", "int64", (MAX_WRITERS, 2)),
             ("states", "uint64", (self.capacity,)),
             ("priorities", "float32", (self.capacity,)),

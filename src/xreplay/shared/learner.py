@@ -33,7 +33,8 @@ from xreplay.errors import (
 from xreplay.rate_limiters import RateLimiter
 from xreplay.samplers.prioritized import PrioritizedSampler
 from xreplay.samplers.proportional import check_priorities
-from xreplay.shared.layout import RESERVED, SlotLayout
+from xreplay.shared.layout import LOCK_KIND, RESERVED, SlotLayout
+from xreplay.shared.locks import initialize
 from xreplay.shared.published import PublishedSlots
 from xreplay.shared.segment import Segment, process_alive
 from xreplay.shared.writer import SlotWriter
@@ -103,6 +104,8 @@ class LearnerSlots:
         self.layout = layout
         self.segment = Segment.create(layout.nbytes, {**description, "layout": layout.describe()}, name)
         self.views = layout.views(self.segment)
+        self.lock_kind = initialize(self.views["mutex"])
+        self.views["control"][LOCK_KIND] = 1 if self.lock_kind == "mutex" else 2
         self.published = PublishedSlots(self.views["control"], self.views["states"])
         self.sampler = sampler
         self.rng = np.random.default_rng(seed)
@@ -385,6 +388,7 @@ class LearnerSlots:
                 "forgotten": published.forgotten,
                 "stale_updates": 0 if self.sampler is None else self.sampler.stale_updates,
                 "writers": int(live),
+                "lock": self.lock_kind,
                 "segment_bytes": self.segment.size,
                 "payload_bytes": self.layout.payload_bytes,
                 "path": str(self.segment.path),

@@ -13,9 +13,8 @@ Every slot has a 64-bit state word ``lap << 12 | writer << 2 | phase``:
 
 A write of ``n`` items takes three steps:
 
-1. **Reserve** (under the reservation lock: a thread lock, then ``flock`` on the
-   writer's own descriptor of the segment, which the kernel releases if the
-   process dies): read the counter, mark the next ``n`` slots ``WRITING`` -
+1. **Reserve** (under the reservation lock of :mod:`xreplay.shared.locks`, which
+   a dying holder cannot keep): read the counter, mark the next ``n`` slots ``WRITING`` -
    which unpublishes the items they held - and advance the counter. A slot
    that a *live* writer is still writing (a writer lapped by the ring) is
    skipped and the reservation extends past it; a slot left ``WRITING`` by a
@@ -39,9 +38,7 @@ Example:
 
 from __future__ import annotations
 
-import fcntl
 import os
-import threading
 import time
 from typing import Any, NamedTuple
 
@@ -56,7 +53,6 @@ __all__ = [
     "LAP_SHIFT",
     "PUBLISHED",
     "WRITING",
-    "ReservationLock",
     "Run",
     "SlotRing",
     "lap_of",
@@ -95,43 +91,16 @@ class Run(NamedTuple):
     lap: int
 
 
-class ReservationLock:
-    """The writers' lock: a thread lock, then an exclusive ``flock`` on this process's descriptor of the segment.
-
-    ``flock`` locks belong to an open file, so each process (and each handle)
-    opens the segment itself; the kernel drops the lock when its holder dies,
-    so a writer killed inside the critical section never blocks the others.
-    """
-
-    def __init__(self, fd: int):
-        """Lock through descriptor ``fd`` (opened by this process)."""
-        self.fd = fd
-        self._thread = threading.Lock()
-
-    def __enter__(self) -> ReservationLock:
-        self._thread.acquire()
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
-        except BaseException:
-            self._thread.release()
-            raise
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        self._thread.release()
-
-
 class SlotRing:
     """The writer side of the slot protocol over the arrays of one segment.
 
     Args:
         views: The segment's arrays (``control``, ``writers``, ``states``).
-        lock: This process's :class:`ReservationLock`.
+        lock: This process's reservation lock (:func:`xreplay.shared.locks.make_lock`).
         header_state: The segment header's state word (:meth:`~xreplay.shared.segment.Segment.state_view`).
     """
 
-    def __init__(self, views: dict[str, np.ndarray], lock: ReservationLock, header_state: np.ndarray):
+    def __init__(self, views: dict[str, np.ndarray], lock: Any, header_state: np.ndarray):
         """Operate on ``views`` under ``lock``."""
         self.header_state = header_state
         self.control = views["control"]

@@ -147,13 +147,13 @@ class TransitionFields:
             FieldValueError: A dtype of another kind than the field's, or integers outside its range.
         """
         plain = self._plain
-        if len(data) == len(plain):  # fast path: numpy arrays of the fields' dtypes and shapes
+        if len(data) == len(plain):  # fast path: numpy arrays (or scalars) of the fields' dtypes and shapes
             out: dict[str, np.ndarray] = {}
             n = 1 if not batched else -1
             try:
                 for name, dtype, shape in plain:
                     value = data[name]
-                    if type(value) is not np.ndarray or value.dtype != dtype:
+                    if (type(value) is not np.ndarray and not isinstance(value, np.generic)) or value.dtype != dtype:
                         break
                     if batched:
                         if value.shape[1:] != shape or (n >= 0 and value.shape[0] != n) or not value.ndim:

@@ -26,9 +26,10 @@ import numpy as np
 from xreplay.errors import BufferClosedError, FieldShapeError, RateLimiterTimeout
 from xreplay.rate_limiters import RateLimiter
 from xreplay.samplers.proportional import check_priorities
-from xreplay.shared.layout import SlotLayout
+from xreplay.shared.layout import LOCK_KIND, SlotLayout
+from xreplay.shared.locks import make_lock
 from xreplay.shared.segment import CLOSED, Segment
-from xreplay.shared.slots import ReservationLock, Run, SlotRing, overwritten
+from xreplay.shared.slots import Run, SlotRing, overwritten
 
 __all__ = ["SlotWriter", "check_item_priorities"]
 
@@ -133,7 +134,8 @@ class SlotWriter:
                 try:
                     self.layout.check_matches(segment.description, self.path)
                     views = self.layout.views(segment)
-                    ring = SlotRing(views, ReservationLock(segment.fd), segment.state_view())
+                    kind = "mutex" if int(views["control"][LOCK_KIND]) == 1 else "flock"
+                    ring = SlotRing(views, make_lock(kind, views["mutex"], segment.fd), segment.state_view())
                     self._index = ring.register()
                 except BaseException:
                     segment.close()
