@@ -237,3 +237,12 @@ def test_save_and_load_keep_items_priorities_and_draws(make, tmp_path, sampler):
             assert again.sample(32).indices.tolist() == local.sample(32).indices.tolist()
     finally:
         again.close()
+
+
+def test_a_scalar_where_a_batch_belongs_is_refused(make):
+    buf = make(8, fields={"a": ((), torch.float32), "b": ((), torch.float32)})
+    with pytest.raises(FieldShapeError, match="scalar"):
+        buf.extend({"a": np.zeros(2, np.float32), "b": np.float32(1.0)})
+    with pytest.raises(FieldShapeError, match="scalar"):
+        buf.extend({"a": np.float32(1.0), "b": np.zeros(2, np.float32)})
+    assert buf.stats()["reserved"] == 0

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from xreplay.buffers.columns import ColumnSpec, ColumnStorage, _numpy_dtype, flatten
-from xreplay.errors import SchemeError
+from xreplay.errors import FieldShapeError, SchemeError
 from xreplay.shared.slots import Run
 
 __all__ = ["TransitionFields", "flat_fields"]
@@ -156,7 +156,7 @@ class TransitionFields:
                     if (type(value) is not np.ndarray and not isinstance(value, np.generic)) or value.dtype != dtype:
                         break
                     if batched:
-                        if value.shape[1:] != shape or (n >= 0 and value.shape[0] != n) or not value.ndim:
+                        if not value.ndim or value.shape[1:] != shape or (n >= 0 and value.shape[0] != n):
                             break
                         n = value.shape[0]
                     elif value.shape != shape:
@@ -166,7 +166,12 @@ class TransitionFields:
                     return out, n
             except KeyError:
                 pass  # a missing or nested field: the full checks below name it
-        values, _specs = self._checker.validate(flat_fields(data), batched)
+        flat = flat_fields(data)
+        if batched:  # the local checks index the batch dimension of every value (an IndexError for scalars)
+            for name, value in flat.items():
+                if name in self.specs and not np.ndim(value):
+                    raise FieldShapeError(f"field {name!r}: expected a batch, received a scalar")
+        values, _specs = self._checker.validate(flat, batched)
         host = {name: _host(value) for name, value in values.items()}
         n = int(next(iter(host.values())).shape[0]) if batched else 1
         return host, n
