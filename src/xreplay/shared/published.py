@@ -45,6 +45,7 @@ from xreplay.shared.slots import LAP_SHIFT, PUBLISHED, WRITING
 __all__ = ["PublishedSlots"]
 
 _LOW = np.uint64(0xFFFFFFFF)
+_PIECE = 1 << 16  # reservations looked at per vectorized pass
 
 
 class PublishedSlots:
@@ -89,9 +90,9 @@ class PublishedSlots:
         writing: list[np.ndarray] = []
         scattered = self._drain_pending()
         cursor = start
-        while cursor < top:  # fresh reservations: at most two pieces of the ring, each within one lap
+        while cursor < top:  # fresh reservations: pieces within one lap, of bounded size (small temporaries)
             slot = cursor % cap
-            count = min(top - cursor, cap - slot)
+            count = min(top - cursor, cap - slot, _PIECE)
             ranges += self._drain_piece(slot, count, cursor // cap + 1, gone, writing, cursor)
             cursor += count
         if writing:
