@@ -148,18 +148,19 @@ class TransitionFields:
         """
         plain = self._plain
         if len(data) == len(plain):  # fast path: numpy arrays (or scalars) of the fields' dtypes and shapes
-            out: dict[str, np.ndarray] = {}
+            out: dict[str, Any] = {}
             n = 1 if not batched else -1
             try:
                 for name, dtype, shape in plain:
-                    value = data[name]
+                    value: Any = data[name]
                     if (type(value) is not np.ndarray and not isinstance(value, np.generic)) or value.dtype != dtype:
                         break
+                    dims: tuple[int, ...] = value.shape
                     if batched:
-                        if not value.ndim or value.shape[1:] != shape or (n >= 0 and value.shape[0] != n):
+                        if not dims or dims[1:] != shape or (n >= 0 and dims[0] != n):
                             break
-                        n = value.shape[0]
-                    elif value.shape != shape:
+                        n = dims[0]
+                    elif dims != shape:
                         break
                     out[name] = value
                 else:
