@@ -229,6 +229,26 @@ def run(impl: Any, writers: int, size: int, learner: bool, seconds: float, measu
     return out
 
 
+def lock_costs(calls: int = 100_000) -> dict[str, float]:
+    """Return microseconds per lock + unlock of the reservation locks considered, uncontended, in this process."""
+    from xreplay.shared.locks import MUTEX_BYTES, FlockLock, RobustMutex, initialize
+
+    costs = {}
+    memory = np.zeros(MUTEX_BYTES, dtype=np.uint8)
+    candidates: dict[str, Any] = {"multiprocessing.Lock": CTX.Lock()}
+    if initialize(memory) == "mutex":
+        candidates["robust pthread mutex (ctypes)"] = RobustMutex(memory)
+    with open(os.devnull, "rb") as null:
+        candidates["thread lock + flock"] = FlockLock(null.fileno())
+        for name, lock in candidates.items():
+            start = time.perf_counter()
+            for _ in range(calls):
+                with lock:
+                    pass
+            costs[name] = (time.perf_counter() - start) / calls * 1e6
+    return costs
+
+
 def memory_run(name: str, prioritized: bool, capacity: int, seconds: float) -> dict[str, float]:
     """Return the memory of one buffer in a process of its own, measured while 4 writers add chunks of 64."""
     torch.set_num_threads(1)
@@ -306,6 +326,9 @@ def main(argv: list[str] | None = None) -> None:
             table[f"{kind} W={w} chunk={c} learner={lrn}"] = med
     for impl in buffers.values():
         impl.close()
+    costs = lock_costs(10_000 if args.smoke else 200_000)
+    print("reservation lock, lock + unlock uncontended (us): " + ", ".join(f"{k} {v:.2f}" for k, v in costs.items()))
+    table["lock costs (us)"] = costs
     if not args.no_memory:
         print(f"memory of one buffer while 4 writers add chunks of 64 and the learner samples (MiB; payload "
               f"{payload / 2**20:.1f}), each in a process tree of its own:")

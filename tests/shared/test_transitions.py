@@ -189,14 +189,19 @@ def test_handles_pickle_and_buffers_do_not(make):
         pickle.dumps(buf)
 
 
-def test_threads_share_one_handle_and_the_learner(make):
-    buf = make(4096, sampler="prioritized")
+@pytest.mark.parametrize(
+    "per_thread",
+    [pytest.param(800, id="ci"), pytest.param(25_000, id="full", marks=pytest.mark.skipif(
+        not os.environ.get("XREPLAY_SLOW"), reason="full-size run: set XREPLAY_SLOW=1"))],
+)
+def test_threads_share_one_handle_and_the_learner(make, per_thread):
+    buf = make(4 * per_thread, sampler="prioritized")
     writer = buf.writer()
     errors, torn_seen = [], []
 
     def write(w):
         try:
-            for start in range(0, 800, 16):
+            for start in range(0, per_thread, 16):
                 writer.extend(items(w, np.arange(start, start + 16)))
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
@@ -214,7 +219,8 @@ def test_threads_share_one_handle_and_the_learner(make):
     got = all_items(buf)
     pairs = set(zip(got["writer"].tolist(), got["seq"].tolist(), strict=True))
     assert not errors and sum(torn_seen) == 0
-    assert len(got["seq"]) == len(pairs) == 3200 and pairs == {(w, s) for w in range(4) for s in range(800)}
+    assert len(got["seq"]) == len(pairs) == 4 * per_thread
+    assert pairs == {(w, s) for w in range(4) for s in range(per_thread)}
 
 
 @pytest.mark.parametrize("sampler", ["uniform", "prioritized"])
@@ -246,3 +252,11 @@ def test_a_scalar_where_a_batch_belongs_is_refused(make):
     with pytest.raises(FieldShapeError, match="scalar"):
         buf.extend({"a": np.float32(1.0), "b": np.zeros(2, np.float32)})
     assert buf.stats()["reserved"] == 0
+
+
+def test_from_a_local_buffer_that_stores_next_observations_once():
+    local = TransitionBuffer(8, next_obs_from="obs")
+    local.extend({"obs": np.arange(5.0, dtype=np.float32), "next_obs": np.arange(1.0, 6.0, dtype=np.float32)})
+    with SharedTransitionBuffer.from_buffer(local, seed=0) as buf:
+        got = buf.snapshot().gather(np.arange(5))
+        assert got["next_obs"].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0] and got["obs"].tolist() == [0, 1, 2, 3, 4]

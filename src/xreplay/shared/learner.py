@@ -213,7 +213,8 @@ class LearnerSlots:
         if len(self.published) >= needed or n == 0:
             return
         deadline = time.monotonic() + (timeout if timeout is not None else 5.0)
-        while self.limiter is not None and time.monotonic() < deadline:
+        active = self.limiter is not None or int(self.views["control"][RESERVED]) > 0  # items are coming
+        while active and time.monotonic() < deadline:
             time.sleep(_WAIT)
             self.drain()
             if len(self.published) >= needed:

@@ -16,9 +16,11 @@ reads the state words of the reservations made since, in one vectorized pass:
   writer skipped the slot (a live writer was still writing it).
 
 :attr:`PublishedSlots.known` holds the low 32 bits of the word each valid slot
-was published with (0: no valid item). :meth:`PublishedSlots.check` compares
-the words read before and after a gather with it; a slot that changed is
-forgotten, and the caller draws again.
+was published with (0: no valid item). A drain that finds a slot already
+holding a later lap's published item takes that item in (a learner that
+drains slowly still sees what is published). :meth:`PublishedSlots.check`
+accepts a read when the slot's word was the same, published one before and
+after it; a slot being written is forgotten, and the caller draws again.
 
 Example:
     >>> import numpy as np
@@ -103,66 +105,74 @@ class PublishedSlots:
     def _drain_piece(
         self, slot: int, count: int, lap: int, gone: list[np.ndarray], writing: list[np.ndarray], first: int
     ) -> list[tuple[int, int]]:
-        """Drain fresh reservations of slots ``[slot, slot + count)`` in ``lap``; return the published runs."""
+        """Drain fresh reservations of slots ``[slot, slot + count)`` in ``lap``; return the runs of new items."""
         states = self.states[slot : slot + count].copy()  # one read: writers keep changing the words
         state_laps = (states >> np.uint64(LAP_SHIFT)).astype(np.int64)
         phases = states & np.uint64(3)
-        current = state_laps == lap  # the word still belongs to this reservation
-        published = current & (phases == PUBLISHED)
+        reached = state_laps >= lap  # this reservation (or a later one) got to the slot; else it skipped it
+        published = reached & (phases == PUBLISHED)
+        words = (states & _LOW).astype(np.uint32)
         known = self.known[slot : slot + count]
-        replaced = (state_laps >= lap) & ~published & (known != 0)  # the old item is gone, no new one yet
-        lost = np.flatnonzero(replaced)
+        lost = np.flatnonzero(reached & ~published & (known != 0))  # the old item is gone, no new one yet
         if lost.size:
             known[lost] = 0
             self.size -= int(lost.size)
             gone.append(lost + slot)
-        in_flight = np.flatnonzero(current & (phases == WRITING))
+        in_flight = np.flatnonzero((state_laps == lap) & (phases == WRITING))
         if in_flight.size:
             writing.append(in_flight + first)
-        if not published.any():
+        new = published & (known != words)  # a published item not known yet (this lap's, or a later one's)
+        if not new.any():
             return []
-        was = np.count_nonzero(known[published])
-        known[published] = (states[published] & _LOW).astype(np.uint32)
-        total = int(np.count_nonzero(published))
+        was = np.count_nonzero(known[new])
+        known[new] = words[new]
+        total = int(np.count_nonzero(new))
         self.size += total - int(was)
         self.published += total
-        # Runs of published slots: where the mask switches on and off.
-        edges = np.flatnonzero(np.diff(np.concatenate([[False], published, [False]]).astype(np.int8)))
+        # Runs of new items: where the mask switches on and off.
+        edges = np.flatnonzero(np.diff(np.concatenate([[False], new, [False]]).astype(np.int8)))
         runs = [(slot + int(a), slot + int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
         self.high = max(self.high, runs[-1][1])
         return runs
 
     def _drain_pending(self) -> np.ndarray:
-        """Re-check the reservations that were being written; return the slots published since."""
+        """Re-check the reservations that were being written; return the slots with new items since."""
         pending = self.pending
         if not pending.size:
             return pending
         cap = self.capacity
         slots = pending % cap
         states = self.states.take(slots)
-        current = (states >> np.uint64(LAP_SHIFT)).astype(np.int64) == pending // cap + 1
+        state_laps = (states >> np.uint64(LAP_SHIFT)).astype(np.int64)
+        laps = pending // cap + 1
         phases = states & np.uint64(3)
-        published = current & (phases == PUBLISHED)
-        self.pending = pending[current & (phases == WRITING)]
-        new = slots[published]
+        words = (states & _LOW).astype(np.uint32)
+        self.pending = pending[(state_laps == laps) & (phases == WRITING)]
+        fresh = (state_laps >= laps) & (phases == PUBLISHED) & (self.known.take(slots) != words)
+        new, words = slots[fresh], words[fresh]
         if new.size:
+            new, first = np.unique(new, return_index=True)  # a slot pending twice (two laps) counts once
+            words = words[first]
             was = np.count_nonzero(self.known[new])
-            self.known[new] = (states[published] & _LOW).astype(np.uint32)
+            self.known[new] = words
             self.size += int(new.size - was)
             self.published += int(new.size)
             self.high = max(self.high, int(new.max()) + 1)
         return new
 
     def check(self, slots: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
-        """Return which reads of ``slots`` are whole items; forget the slots whose item changed.
+        """Return which reads of ``slots`` are whole items; forget the slots that were being written.
+
+        A read is whole when the slot's word was the same, published one before and after the copy. It
+        may be a newer item than the one drained (published since): whole all the same; the next drain
+        takes it in.
 
         Args:
             slots: Slots read.
             before: Their state words read before copying them out.
             after: Their state words read after.
         """
-        ok = (before == after) & ((before & _LOW).astype(np.uint32) == self.known.take(slots))
-        ok &= self.known.take(slots) != 0
+        ok = (before == after) & ((before & np.uint64(3)) == PUBLISHED)
         if not ok.all():
             bad = np.unique(slots[~ok])
             bad = bad[self.known[bad] != 0]

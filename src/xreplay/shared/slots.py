@@ -65,6 +65,7 @@ WRITER_SHIFT = 2
 LAP_SHIFT = 12  # 2 phase bits + 10 writer bits (MAX_WRITERS = 1024)
 WRITER_MASK = MAX_WRITERS - 1
 _WAIT = 0.0005  # seconds between tries while every free slot is being written by live writers
+_LIVENESS_TTL = 0.2  # seconds a "this writer is alive" answer is trusted
 
 
 def word(lap: int, writer: int, phase: int) -> int:
@@ -108,6 +109,7 @@ class SlotRing:
         self.states = views["states"]
         self.capacity = int(self.states.shape[0])
         self.lock = lock
+        self._liveness: dict[tuple[int, int], tuple[bool, float]] = {}  # (pid, start) -> (alive, when asked)
 
     @property
     def closed(self) -> bool:
@@ -159,9 +161,24 @@ class SlotRing:
         writing = (states & np.uint64(3)) == WRITING
         held = np.zeros(states.shape[0], dtype=bool)
         owners = ((states[writing] >> np.uint64(WRITER_SHIFT)) & np.uint64(WRITER_MASK)).astype(np.int64)
-        alive = {int(w): process_alive(int(self.writers[w, 0]), int(self.writers[w, 1])) for w in np.unique(owners)}
+        alive = {int(w): self._alive(int(w)) for w in np.unique(owners)}
         held[writing] = [alive[int(w)] for w in owners]
         return held
+
+    def _alive(self, writer: int) -> bool:
+        """Return whether the process of writer entry ``writer`` runs (cached briefly: /proc reads cost)."""
+        pid, start = int(self.writers[writer, 0]), int(self.writers[writer, 1])
+        if pid == os.getpid():
+            return True  # this process: another thread, or a write of ours still in flight
+        now = time.monotonic()
+        cached = self._liveness.get((pid, start))
+        if cached is not None and (not cached[0] or now - cached[1] < _LIVENESS_TTL):
+            return cached[0]  # the dead stay dead; the living are asked again after a while
+        alive = process_alive(pid, start)
+        if len(self._liveness) > 4 * MAX_WRITERS:
+            self._liveness.clear()
+        self._liveness[(pid, start)] = (alive, now)
+        return alive
 
     # -- writes -----------------------------------------------------------------
 
@@ -216,9 +233,10 @@ class SlotRing:
                         held = self._held(states)
                         if held.any():
                             count = int(np.argmax(held))  # the free slots before the first held one
-                            if count == 0:
-                                cursor += 1  # a live writer is still writing this slot: leave it
-                                scanned += 1
+                            if count == 0:  # live writers are still writing these slots: leave them
+                                run = int(np.argmin(held)) if not held.all() else held.shape[0]
+                                cursor += run
+                                scanned += run
                                 continue
                     lap = cursor // cap + 1
                     self.states[slot : slot + count] = word(lap, writer, WRITING)

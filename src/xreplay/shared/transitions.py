@@ -334,6 +334,8 @@ class SharedTransitionBuffer:
             SchemeError: ``buffer`` holds no field yet.
         """
         fields = dict(buffer.storage.specs)
+        for name in buffer.derived_fields:  # next observations stored once: a field of their own here
+            fields[name] = fields[buffer.next_obs_from + name[len(buffer.next_obs) :]]  # type: ignore[operator]
         local_sampler = buffer.sampler
         if "sampler" not in options:
             options["sampler"] = (
