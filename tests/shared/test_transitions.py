@@ -202,7 +202,7 @@ def test_threads_share_one_handle_and_the_learner(make, per_thread):
     def write(w):
         try:
             for start in range(0, per_thread, 16):
-                writer.extend(items(w, np.arange(start, start + 16)))
+                writer.extend(items(w, np.arange(start, min(start + 16, per_thread))))
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
