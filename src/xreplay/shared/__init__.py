@@ -10,13 +10,13 @@ the largest so far).
 
 Guarantees:
 
-* **No torn item.** A writer reserves slots (a short critical section under
-  ``flock``), copies outside the lock, then publishes; the learner keeps a
-  sampled slot only if its state word was the same, published one before and
-  after the copy.
+* **No torn item.** A writer reserves slots (a short critical section under a
+  robust process-shared mutex), copies outside it, then publishes; the learner
+  keeps a sampled slot only if its state word was the same, published one
+  before and after the copy.
 * **Writers may die.** A writer killed mid-write leaves its slots unpublished;
-  nothing waits on them, and the ring reuses them when it comes round. The
-  kernel releases a dead writer's lock.
+  nothing waits on them, and the ring reuses them when it comes round. A lock
+  whose holder died passes to the next writer.
 * **Typed refusals.** A bad write raises the local buffers' errors
   (:class:`~xreplay.errors.UnknownFieldError`, :class:`~xreplay.errors.FieldShapeError`,
   :class:`~xreplay.errors.FieldValueError`, :class:`~xreplay.errors.PriorityError`)

@@ -234,9 +234,9 @@ class Segment:
     """One mapped segment file: its header, its JSON description and its body.
 
     Create one with :meth:`create` (the learner) or :meth:`attach` (writers).
-    Each process maps the file itself and keeps its own descriptor, on which
-    writers take their reservation lock (``flock`` is per open file, and the
-    kernel drops it when the process dies).
+    Each process maps the file itself and keeps its own descriptor (on which
+    writers take their reservation lock where it is ``flock``: such locks
+    belong to an open file, and the kernel drops them when the process dies).
     """
 
     def __init__(
