@@ -10,14 +10,14 @@ import torch
 
 from xreplay.buffers.locking import MutationLock, locked
 from xreplay.buffers.next_obs import NextObsStore as _NextObsStore
-from xreplay.buffers.next_obs_checks import check_next_values
-from xreplay.buffers.priority_updates import check_last_sample, resolve_update
+from xreplay.buffers.priority_updates import resolve_update
 from xreplay.buffers.samples import TransitionSample
-from xreplay.buffers.transition_inputs import OneItem, flat_fields, host_array, split_next
+from xreplay.buffers.slot_guard import SlotGuard
+from xreplay.buffers.transition_inputs import OneItem, check_sample_memory, host_array, validate_write
+from xreplay.buffers.transition_state import check_transition_state, transition_state
 from xreplay.buffers.validation import as_slots
-from xreplay.errors import ArgumentError, InsufficientDataError, UnknownFieldError
-from xreplay.random_state import generator_from_state, generator_state
-from xreplay.samplers.base import Sampler
+from xreplay.errors import ArgumentError, InsufficientDataError
+from xreplay.samplers.base import Draw, Sampler
 from xreplay.samplers.choice import make_sampler
 from xreplay.storage.columns import ColumnStorage
 from xreplay.storage.resources import CHECK_ABOVE, as_count, check_allocation
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 __all__ = ["TransitionBuffer", "TransitionSample"]
 
+COPY_OUTSIDE_LOCK = 16 * 1024  # bytes of a write from which its copy runs outside the buffer's lock
+
 
 class TransitionBuffer:
     """A fixed-capacity ring of transitions (rows) with uniform or prioritized sampling.
@@ -36,6 +38,11 @@ class TransitionBuffer:
     tensors, nested dicts allowed (stored flat as ``"outer/inner"``). Later
     writes must have the same keys, item shapes and kinds of dtype; a write
     that does not is refused, naming the field, and changes nothing.
+
+    Thread-safe: any mix of writes, samples and priority updates from many threads is safe. The lock covers
+    slot reservation, cursor and priority updates only; copies of a batch into its slots and the gathers of
+    samples run outside it, and a sample never contains an item a write is still copying (with ``n_step``
+    or ``next_obs_from`` a sample holds the lock throughout, as their windows follow the cursor).
 
     Args:
         capacity: Transitions kept; the oldest are overwritten first.
@@ -101,6 +108,7 @@ class TransitionBuffer:
         self._next: _NextObsStore | None = None  # created with the first write when next_obs_from is set
         self._last_sample: tuple[np.ndarray, np.ndarray] | None = None  # (indices, generations) of the last sample
         self._samples = self._sampled = 0  # sample calls and items drawn
+        self._guard = SlotGuard(capacity)  # what readers outside the lock check against writes
 
     @property
     def capacity(self) -> int:
@@ -133,6 +141,7 @@ class TransitionBuffer:
             self._next.dtypes = dict(kept.dtypes)
         self._last_sample = None
         self._samples = self._sampled = 0
+        self._guard.touch_all()
 
     def stats(self) -> dict[str, Any]:
         """Return fill, counters and the sampler's figures (stale updates, priority min/max/sum when prioritized).
@@ -162,16 +171,9 @@ class TransitionBuffer:
         Arrays are views, not copies; the rest is plain data. The configuration (capacity, sampler
         parameters, device, ``n_step``, ``next_obs_from``, ``stream``) is read from the attributes.
         """
-        last = self._last_sample
-        return {
-            "writer": self.writer.state_dict(),
-            "rng": generator_state(self.rng),
-            "sampler": self.sampler.state_dict(),
-            "last_sample": None if last is None else {"indices": last[0], "generations": last[1]},
-            "next": None if self._next is None else self._next.state_dict(),
-            "storage": self.storage.state_dict(),
-        }
+        return transition_state(self.writer, self.rng, self.sampler, self._last_sample, self._next, self.storage)
 
+    @locked
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Adopt a state from :meth:`state_dict` of a buffer of the same configuration.
 
@@ -180,22 +182,8 @@ class TransitionBuffer:
         Raises:
             ArgumentError: A part is missing or does not fit (capacity, shapes, slots out of range).
         """
-        missing = [k for k in ("writer", "rng", "sampler", "storage") if k not in state]
-        if missing:
-            raise ArgumentError(f"transition buffer state lacks {missing}; expected the keys of state_dict()")
-        rng = generator_from_state(state["rng"])
-        RingWriter(self.capacity).load_state_dict(state["writer"])  # checks it
-        last = check_last_sample(state.get("last_sample"), self.capacity)
-        store = None
-        if state.get("next") is not None:
-            if self.next_obs_from is None:
-                raise ArgumentError("transition buffer state has next observations; this buffer has no next_obs_from")
-            pairs = [(str(a), str(b)) for a, b in state["next"]["pairs"]]
-            store = _NextObsStore(self.capacity, pairs, streams=self.stream is not None)
-            store.load_state_dict(state["next"])
-        self.storage.check_state_dict(state["storage"])
+        rng, last, store = check_transition_state(state, self.storage, self.next_obs_from, self.stream)
         self.sampler.load_state_dict(state["sampler"])  # checks everything before it changes anything
-        # Everything is checked: adopt it.
         self.storage.load_state_dict(state["storage"])
         self.writer.load_state_dict(state["writer"])
         self.rng = rng
@@ -203,10 +191,10 @@ class TransitionBuffer:
         if store is not None:
             store.dtypes = {o: d for _n, o in store.pairs if (d := self.storage.host_dtype(o)) is not None}
         self._next = store
+        self._guard.touch_all()
 
     # -- writes ---------------------------------------------------------------
 
-    @locked
     def add(self, transition: Mapping[str, Any]) -> int:
         """Write one transition (values without a batch dimension) and return its slot.
 
@@ -220,18 +208,18 @@ class TransitionBuffer:
 
         Nothing changes unless the whole write is valid.
         """
-        values, nxt, ids = self._validate(transition, batched=False)
-        slot = self.writer.cursor
-        self.storage.write(slot, values, Ellipsis)
-        self.writer.commit(1)
-        if nxt is not None:
-            obs = {o: host_array(values[o])[None] for _n, o in self._next.pairs}  # type: ignore[union-attr]
-            self._next.write(slot, 1, obs, nxt, ids)  # type: ignore[union-attr]
-            self._next.warn_if_apart(len(self), self.next_obs_from)  # type: ignore[union-attr]
-        self.sampler.on_write(SlotPlan(0, ((slot, 0, 1),)), OneItem(values))
-        return slot
+        with self.lock.critical():
+            values, nxt, ids = self._validate(transition, batched=False)
+            slot = self._guard.plan(self.lock, self.writer, 1, copying=False).segments[0][0]
+            self.storage.write(slot, values, Ellipsis)
+            self.writer.commit(1)
+            if nxt is not None:
+                obs = {o: host_array(values[o])[None] for _n, o in self._next.pairs}  # type: ignore[union-attr]
+                self._next.write(slot, 1, obs, nxt, ids)  # type: ignore[union-attr]
+                self._next.warn_if_apart(len(self), self.next_obs_from)  # type: ignore[union-attr]
+            self.sampler.on_write(SlotPlan(0, ((slot, 0, 1),)), OneItem(values))
+            return slot
 
-    @locked
     def extend(self, batch: Mapping[str, Any]) -> np.ndarray:
         """Write a batch of transitions (leading batch dimension) and return the slots of those kept.
 
@@ -245,13 +233,44 @@ class TransitionBuffer:
                 (integers out of range, finite floats that would become infinite).
             CapacityError: The first write's columns would not fit in the memory this process may use.
 
-        Nothing changes unless the whole write is valid.
+        Nothing changes unless the whole write is valid. Once the columns exist (and without
+        ``next_obs_from``, whose links follow the write order), the copy runs outside the buffer's lock:
+        other threads write, sample and update priorities meanwhile, and never see these slots half-written.
         """
-        values, nxt, ids = self._validate(batch, batched=True)
+        if self._next is not None or self.next_obs_from is not None or not self.storage.specs:
+            return self._extend_locked(batch)
+        values, _nxt, _ids = self._validate(batch, batched=True)  # checks only: the columns exist
         n = int(next(iter(values.values())).shape[0]) if values else 0
-        plan = self.writer.plan(n)
+        outside = n * self.storage.row_bytes() >= COPY_OUTSIDE_LOCK
+        with self.lock.critical():  # reserve the slots and tell the sampler, in write order
+            plan = self._guard.plan(self.lock, self.writer, n, copying=outside)
+            if not outside:  # a small copy costs less than a second trip through the lock
+                self._copy(plan, values)
+            self.writer.commit(n)
+            self.sampler.on_write(plan, values)
+            if not outside:
+                return plan.slots()
+            self.lock.begin_write()
+        try:
+            self._copy(plan, values)
+        finally:
+            with self.lock.critical():
+                self._guard.release(plan)
+                self.lock.end_write()
+        return plan.slots()
+
+    def _copy(self, plan: SlotPlan, values: Mapping[str, Any]) -> None:
+        """Copy the items of a planned write into their slots."""
         for slot, item, count in plan.segments:
             self.storage.write(slice(slot, slot + count), values, slice(item, item + count))
+
+    @locked
+    def _extend_locked(self, batch: Mapping[str, Any]) -> np.ndarray:
+        """Write a batch holding the lock throughout (the first write, or next observations linked in order)."""
+        values, nxt, ids = self._validate(batch, batched=True)
+        n = int(next(iter(values.values())).shape[0]) if values else 0
+        plan = self._guard.plan(self.lock, self.writer, n, copying=False)
+        self._copy(plan, values)
         self.writer.commit(n)
         if nxt is not None and n:
             kept = plan.source_start
@@ -260,39 +279,19 @@ class TransitionBuffer:
             store = self._next
             assert store is not None
             store.write(plan.segments[0][0], n - kept, obs, nxt, None if ids is None else ids[kept:])
-            self._next.warn_if_apart(len(self), self.next_obs_from)  # type: ignore[union-attr]
+            store.warn_if_apart(len(self), self.next_obs_from)
         self.sampler.on_write(plan, values)
         return plan.slots()
 
-    def _validate(
-        self, data: Mapping[str, Any], batched: bool
-    ) -> tuple[dict[str, np.ndarray | torch.Tensor], dict[str, np.ndarray] | None, np.ndarray | None]:
-        """Check a whole write, then (on the first write only) allocate the columns and next-observation store.
-
-        Returns the values, the next observations (None without ``next_obs_from``) and the stream ids
-        (None without ``stream``). Nothing changes unless every check passes.
-        """
-        flat, nxt, store = split_next(
-            flat_fields(data), self.next_obs, self.next_obs_from, self._next, self.capacity, self.stream is not None
+    def _validate(self, data: Mapping[str, Any], batched: bool) -> tuple[dict[str, Any], Any, np.ndarray | None]:
+        """Check a whole write, then (on the first write only) allocate the columns and next-observation store."""
+        values, nxt, ids, self._next = validate_write(
+            self.storage, data, batched, (self.next_obs, self.next_obs_from, self._next), self.stream
         )
-        ids = None
-        values, specs = self.storage.validate(flat, batched)
-        if nxt is not None:
-            assert store is not None
-            n = int(next(iter(values.values())).shape[0]) if batched and values else 1
-            nxt = check_next_values(store, nxt, specs or self.storage.specs, batched, n)
-            if self.stream is not None:
-                if self.stream not in values:
-                    raise UnknownFieldError(f"stream={self.stream!r} needs a field {self.stream!r} in every write")
-                ids = store.check_streams(self.stream, values[self.stream], n)
-        if specs is not None:
-            self.storage.allocate(specs)
-        self._next = store
         return values, nxt, ids
 
     # -- reads ----------------------------------------------------------------
 
-    @locked
     def sample(self, n: int, replace: bool | None = None) -> TransitionSample:
         """Sample ``n`` transitions (or, with a sequence sampler, ``n`` windows of consecutive steps).
 
@@ -308,28 +307,40 @@ class TransitionBuffer:
             CapacityError: The sample would not fit in the memory this process may use.
         """
         n = as_count(n, "sample size")
+        check_sample_memory(self.storage, n, int(getattr(self.sampler, "window", 1)))
+        if self.n_step is None and self._next is None:  # draw under the lock, gather outside it
+            draw, fields = self._guard.read(
+                self.lock, lambda: self._draw(n, replace), lambda d: d.indices.reshape(-1), self._read, self._keep
+            )
+            return TransitionSample.from_draw(fields, draw, self.device)
+        with self.lock:  # n-step windows and next observations read the cursor and links: hold the lock
+            draw = self._draw(n, replace)
+            fields = self._read(draw)
+            if self.n_step is not None and draw.indices.ndim == 1:
+                fields.update(self.n_step.compute(self, draw.indices))
+            self._keep(draw)
+        return TransitionSample.from_draw(fields, draw, self.device)
+
+    def _draw(self, n: int, replace: bool | None) -> Draw:
+        """Draw ``n`` items from the sampler (call under the lock)."""
         if len(self) == 0:
             raise InsufficientDataError(f"cannot sample {n} transitions from an empty buffer; add some first")
-        # Indices, generations, weights and masses (about 40 bytes), the gathered rows and their per-field copies.
-        row, steps = self.storage.row_bytes(), int(getattr(self.sampler, "window", 1))
-        if n * steps * (2 * row + 40) > CHECK_ABOVE:
-            items = f"{n} sequences x {steps} steps" if steps > 1 else f"{n} transitions"
-            what = f"a sample of {items} x {row} bytes"
-            check_allocation(n * steps * (2 * row + 40), self.device, what, "sample fewer transitions")
-        draw = self.sampler.sample(self.rng, n, len(self), replace)
-        self._samples += 1
-        self._sampled += n
-        indices, generations = draw.indices, draw.generations
-        if generations is not None:
-            self._last_sample = (indices, generations)
+        return self.sampler.sample(self.rng, n, len(self), replace)
+
+    def _read(self, draw: Draw) -> dict[str, torch.Tensor]:
+        """Gather the drawn transitions (windows come back as ``[n, steps, *item]``)."""
+        indices = draw.indices
         if indices.ndim == 1:
-            fields = self._gather(indices)
-            if self.n_step is not None:
-                fields.update(self.n_step.compute(self, indices))
-        else:  # windows of consecutive steps: one gather of every step, then [n, steps, *item]
-            flat = self._gather(indices.reshape(-1))
-            fields = {k: v.reshape(*indices.shape, *v.shape[1:]) for k, v in flat.items()}
-        return TransitionSample.from_draw(fields, draw, self.device)
+            return self._gather(indices)
+        flat = self._gather(indices.reshape(-1))  # one gather of every step
+        return {k: v.reshape(*indices.shape, *v.shape[1:]) for k, v in flat.items()}
+
+    def _keep(self, draw: Draw) -> None:
+        """Count a sample and remember its slots for priority updates (call under the lock)."""
+        self._samples += 1
+        self._sampled += int(draw.indices.shape[0])
+        if draw.generations is not None:
+            self._last_sample = (draw.indices, draw.generations)
 
     # -- next observations stored once -----------------------------------------
 
@@ -374,7 +385,6 @@ class TransitionBuffer:
             fields.update(self._next.read(self.storage, indices))  # type: ignore[union-attr]
         return {name: fields[name] for name in names}
 
-    @locked
     def update_priorities(self, indices: Any, priorities: Any, generations: Any = None) -> int:
         """Set priorities of sampled transitions, skipping (and returning the count of) those overwritten since.
 
@@ -393,5 +403,6 @@ class TransitionBuffer:
         """
         if not self.sampler.prioritized:
             return self.sampler.update_priorities(indices, priorities, generations)  # raises, naming the fix
-        indices, priorities, generations = resolve_update(indices, priorities, generations, self._last_sample)
-        return self.sampler.update_priorities(indices, priorities, generations)
+        with self.lock.critical():
+            indices, priorities, generations = resolve_update(indices, priorities, generations, self._last_sample)
+            return self.sampler.update_priorities(indices, priorities, generations)

@@ -1,0 +1,137 @@
+"""SlotGuard: which slots a write is copying into, so that readers outside the lock never return a torn item.
+
+Every write takes a new version number when it reserves its slots and
+stamps them with it; a write that copies outside the lock also marks its
+slots busy until its copy ends. A reader draws in a critical section, waits
+for drawn slots that are busy, notes the version, reads without the lock,
+and keeps what it read only if no drawn slot was stamped since (otherwise it
+draws again; after a few tries it reads holding the lock exclusively). With
+one thread nothing is ever busy or stamped meanwhile, and a read costs two
+counter checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from xreplay.buffers.locking import MutationLock
+    from xreplay.writers import RingWriter, SlotPlan
+
+__all__ = ["SlotGuard"]
+
+D = TypeVar("D")
+R = TypeVar("R")
+
+TRIES = 8  # optimistic reads before a reader takes the lock exclusively
+
+
+class SlotGuard:
+    """Busy marks and write stamps of ``capacity`` slots (9 bytes a slot; call under the buffer's lock).
+
+    Example:
+        >>> from xreplay.writers import RingWriter
+        >>> guard, writer = SlotGuard(4), RingWriter(4)
+        >>> plan = writer.plan(2)
+        >>> guard.reserve(plan, copying=True)
+        >>> guard.busy(np.array([0, 3])), guard.busy(np.array([2, 3]))
+        (True, False)
+        >>> seen = guard.version
+        >>> guard.reserve(writer.plan(1), copying=False)
+        >>> guard.written_since(np.array([3]), seen), guard.written_since(np.array([0]), seen)
+        (False, True)
+    """
+
+    def __init__(self, capacity: int):
+        """Mark every slot free and unstamped (the marks are allocated with the first write)."""
+        self.capacity = capacity
+        self.version = 0  # writes reserved so far
+        self.copying = 0  # writes copying outside the lock now
+        self._busy = np.zeros(0, dtype=np.uint8)  # writes copying into each slot now
+        self._stamp = np.zeros(0, dtype=np.int64)  # version of the last write reserved on each slot
+
+    def reserve(self, plan: SlotPlan, copying: bool) -> None:
+        """Stamp the slots of ``plan`` with a new version; mark them busy if the write copies without the lock."""
+        if not self._stamp.size:
+            self._busy = np.zeros(self.capacity, dtype=np.uint8)
+            self._stamp = np.zeros(self.capacity, dtype=np.int64)
+        self.version += 1
+        for slot, _item, count in plan.segments:
+            self._stamp[slot : slot + count] = self.version
+            if copying:
+                self._busy[slot : slot + count] += np.uint8(1)
+        self.copying += copying
+
+    def release(self, plan: SlotPlan) -> None:
+        """Mark the slots of ``plan`` free again: the write's copy ended."""
+        for slot, _item, count in plan.segments:
+            self._busy[slot : slot + count] -= np.uint8(1)
+        self.copying -= 1
+
+    def touch_all(self) -> None:
+        """Stamp every slot with a new version: the whole buffer changed (a clear or a loaded state)."""
+        self.version += 1
+        self._stamp[:] = self.version
+
+    def busy(self, slots: np.ndarray) -> bool:
+        """Return whether a write is copying into any of ``slots``."""
+        return self.copying > 0 and bool(self._busy[slots].any())
+
+    def planned_busy(self, plan: SlotPlan) -> bool:
+        """Return whether a write is copying into any slot of ``plan``."""
+        return self.copying > 0 and any(self._busy[s : s + c].any() for s, _i, c in plan.segments)
+
+    def written_since(self, slots: np.ndarray, version: int) -> bool:
+        """Return whether a write reserved any of ``slots`` after ``version``."""
+        return self.version != version and bool((self._stamp[slots] > version).any())
+
+    def plan(self, lock: MutationLock, writer: RingWriter, n: int, copying: bool) -> SlotPlan:
+        """Plan a write of ``n`` items and reserve its slots (call inside a critical section of ``lock``).
+
+        Waits while a thread waits for the lock exclusively, or while a write a full lap ahead still
+        copies into one of the planned slots.
+        """
+        lock.yield_to_exclusive()
+        plan = writer.plan(n)
+        while self.planned_busy(plan):
+            lock.wait(0.01)
+            lock.yield_to_exclusive()
+            plan = writer.plan(n)
+        self.reserve(plan, copying)
+        return plan
+
+    def read(
+        self,
+        lock: MutationLock,
+        draw: Callable[[], D],
+        slots_of: Callable[[D], np.ndarray],
+        read: Callable[[D], R],
+        keep: Callable[[D], None],
+    ) -> tuple[D, R]:
+        """Draw under ``lock``, read the drawn slots outside it, and return both once no write touched them.
+
+        ``keep`` runs in the critical section that accepts the read (it records the draw).
+        """
+        for _ in range(TRIES):
+            with lock.critical():
+                drawn = draw()
+                seen = self.version
+                if self.copying:
+                    slots = slots_of(drawn)
+                    while self.busy(slots) and not self.written_since(slots, seen):
+                        lock.wait(0.01)  # a write is copying into a drawn slot: its item becomes whole soon
+                    if self.written_since(slots, seen):
+                        continue  # the wait let a newer write in: draw again
+            got = read(drawn)
+            with lock.critical():
+                if self.version == seen or not self.written_since(slots_of(drawn), seen):
+                    keep(drawn)
+                    return drawn, got
+        with lock:  # many writes raced this reader: read with no write copying and none starting
+            drawn = draw()
+            got = read(drawn)
+            keep(drawn)
+            return drawn, got
