@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from xreplay.middleware import StringDispatch
+from xreplay.compat.ding.dispatch import StringDispatch
 from xreplay.removers import MaxUse
 
 __all__ = ["UseTimeCheck", "use_time_check"]
