@@ -79,6 +79,7 @@ DI-engine's own ``data_pusher``/``OffPolicyLearner`` accept them (see
 :mod:`xreplay.compat.ding.integration`).
 """
 
+from xreplay.compat.ding import checkpoint as _checkpoint  # noqa: F401 - registers the checkpoint kind
 from xreplay.compat.ding.base import Buffer, apply_middleware
 from xreplay.compat.ding.data import BufferedData, fastcopy
 from xreplay.compat.ding.deque_buffer import DequeBuffer
