@@ -10,7 +10,7 @@ results on it); this module keeps DI-engine's middleware protocol: the
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,7 @@ from xreplay.compat.ding import integration
 from xreplay.compat.ding.arguments import check_sample_arguments
 from xreplay.compat.ding.dispatch import StringDispatch
 from xreplay.compat.ding.middleware.priority_checks import as_float, check_one
+from xreplay.compat.ding.middleware.priority_views import EnteredIndices, MinTreeView, SumTreeView
 from xreplay.compat.ding.priorities import UPDATE_OFFSET, DingPriorities
 from xreplay.errors import (
     ArgumentAssertionError,
@@ -36,86 +37,6 @@ __all__ = ["PriorityExperienceReplay"]
 
 _PRIORITY_IDX = operator.itemgetter("priority_idx")
 _SMALLEST_WEIGHT = float(np.finfo(np.float32).tiny)
-
-
-class _EnteredIndices(Mapping):
-    """``buffer_idx``: slot -> index string of every live record entered in the trees, read from the store.
-
-    Kept as one flag per slot instead of a dict of strings (DI-engine's
-    ``{pivot: index}``); it reads and compares like that dict.
-    """
-
-    def __init__(self, per: PriorityExperienceReplay) -> None:
-        self._per = per
-
-    def _live(self) -> np.ndarray:
-        """Return the entered slots that hold a record, ascending."""
-        store = self._per.buffer._store
-        return np.flatnonzero(self._per._entered & (store.where >= 0))
-
-    def __getitem__(self, slot: int) -> str:
-        store = self._per.buffer._store
-        if isinstance(slot, (int, np.integer)) and 0 <= slot < store.capacity and self._per._entered[slot]:
-            record = store.items[slot]
-            if record is not None:
-                return record.index
-        raise KeyError(slot)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._live().tolist())
-
-    def __len__(self) -> int:
-        return int(self._live().size)
-
-    def __repr__(self) -> str:
-        return repr(dict(self))
-
-
-class _SumTreeView:
-    """``sum_tree``: DI-engine's sum tree, read from the one priority tree (leaves, ``reduce``, ``root``)."""
-
-    def __init__(self, priorities: DingPriorities) -> None:
-        self._priorities = priorities
-
-    def leaves(self) -> np.ndarray:
-        """Return every slot's leaf, ``priority ** alpha`` (0 for an empty slot)."""
-        return self._priorities.leaves()
-
-    def __getitem__(self, slot: Any) -> Any:
-        return self._priorities.leaves()[slot]
-
-    def reduce(self, start: int = 0, end: int | None = None) -> float:
-        """Return the sum of leaves ``[start, end)``, added in DI-engine's order."""
-        return self._priorities.reduce(start, end)
-
-    def root(self) -> float:
-        """Return the sum of every leaf, added in DI-engine's order."""
-        return self._priorities.total()
-
-
-class _MinTreeView:
-    """``min_tree``: the smallest positive leaf (zero leaves are never drawn, so they are left out)."""
-
-    def __init__(self, priorities: DingPriorities) -> None:
-        self._priorities = priorities
-
-    def leaves(self) -> np.ndarray:
-        """Return every slot's leaf where positive, ``inf`` elsewhere."""
-        leaves = self._priorities.leaves()
-        return np.where(leaves > 0.0, leaves, np.inf)
-
-    def __getitem__(self, slot: Any) -> Any:
-        return self.leaves()[slot]
-
-    def reduce(self, start: int = 0, end: int | None = None) -> float:
-        """Return the smallest positive leaf of ``[start, end)``."""
-        if start == 0 and end is None:
-            return self._priorities.minimum()
-        return float(self.leaves()[start:end].min(initial=np.inf))
-
-    def root(self) -> float:
-        """Return the smallest positive leaf."""
-        return self._priorities.minimum()
 
 
 class PriorityExperienceReplay(StringDispatch):
@@ -164,7 +85,7 @@ class PriorityExperienceReplay(StringDispatch):
     ) -> None:
         self.buffer = buffer
         self._entered = np.zeros(buffer._store.capacity, dtype=bool)  # slot holds a record entered in the trees
-        self.buffer_idx: Mapping[int, str] = _EnteredIndices(self)
+        self.buffer_idx: Mapping[int, str] = EnteredIndices(self)
         self.buffer_size = buffer.size
         self.IS_weight = IS_weight
         self.priority_power_factor = priority_power_factor
@@ -172,8 +93,8 @@ class PriorityExperienceReplay(StringDispatch):
         self.IS_weight_anneal_train_iter = IS_weight_anneal_train_iter
         self.max_priority = 1.0
         self._priorities = DingPriorities(buffer._store.capacity, priority_power_factor)
-        self.sum_tree = _SumTreeView(self._priorities)
-        self.min_tree = _MinTreeView(self._priorities) if IS_weight else None
+        self.sum_tree = SumTreeView(self._priorities)
+        self.min_tree = MinTreeView(self._priorities) if IS_weight else None
         if IS_weight:
             self.delta_anneal = (1 - IS_weight_power_factor) / IS_weight_anneal_train_iter
 
