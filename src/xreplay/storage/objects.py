@@ -100,7 +100,7 @@ class ObjectStorage:
         writer = self.writer
         ring = writer.cursor  # the writer's next position: the oldest item's when the ring is full
         if writer.size == self.capacity:
-            evicted = slot = int(self.order[ring])
+            evicted = slot = self.order.item(ring)
             if self.keys is not None:
                 old_key = self.keys[slot]
                 if old_key is not None:
@@ -113,22 +113,29 @@ class ObjectStorage:
         writer.commit(1)
         self.order[ring] = slot
         self.where[slot] = ring
-        self.generation[slot] += 1
+        generation = self.generation
+        generation[slot] = generation.item(slot) + 1
         self.items[slot] = item
-        if self.metas is not None:
-            self.metas[slot] = meta
-        elif meta is not None:
-            self.metas = [None] * self.capacity
-            self.metas[slot] = meta
-        if self.keys is not None:
-            self.keys[slot] = key
-        elif key is not None:
-            self.keys = [None] * self.capacity
-            self.keys[slot] = key
-        if key is not None:
-            self.key_to_slot[key] = slot
+        if meta is not None or self.metas is not None:
+            self._set_meta(slot, meta)
+        if key is not None or self.keys is not None:
+            self._set_key(slot, key)
         self.version += 1
         return slot, evicted
+
+    def _set_meta(self, slot: int, meta: Any) -> None:
+        """Record ``slot``'s meta (the list is allocated by the first meta)."""
+        if self.metas is None:
+            self.metas = [None] * self.capacity
+        self.metas[slot] = meta
+
+    def _set_key(self, slot: int, key: Hashable | None) -> None:
+        """Record ``slot``'s key (the list is allocated by the first key)."""
+        if self.keys is None:
+            self.keys = [None] * self.capacity
+        self.keys[slot] = key
+        if key is not None:
+            self.key_to_slot[key] = slot
 
     def slot_of(self, key: Hashable) -> int | None:
         """Return the slot holding ``key``, or ``None``."""

@@ -171,3 +171,15 @@ def test_is_weights_are_dings_formula_bit_for_bit():
         assert record.meta["priority_IS"] == (count * (leaf / total)) ** (-beta) / max_weight
         assert record.data["priority_IS"].item() == np.float32(record.meta["priority_IS"])
     assert not math.isinf(sum(r.meta["priority_IS"] for r in sample))
+
+
+def test_update_priorities_after_the_buffer_changed_looks_the_records_up_again():
+    buf, per = per_buffer_with(np.ones(4))
+    sample = buf.sample(4)
+    indices = [r.index for r in sample]
+    assert per.update_priorities(indices, [2.0] * 4) == 4  # the records just drawn
+    evicted = buf.storage[0].index
+    buf.push({"v": 4}, meta={"priority": 1.0})  # evicts the oldest; its slot now holds the new record
+    assert per.update_priorities(indices, [9.0] * 4) == 3
+    assert evicted not in buf.indices and buf.storage[-1].meta["priority"] == 1.0
+    assert sorted(r.meta["priority"] for r in buf.storage) == [1.0, 9.0, 9.0, 9.0]

@@ -166,7 +166,8 @@ class DequeBuffer(Buffer):
                 f"There are less than {size} records/groups in buffer({self.count()}); "
                 "sample fewer, push more or pass ignore_insufficient=True"
             )
-        if groupby or replace or (indices and len(set(indices)) != len(indices)):
+        # A stored record is one object, so repeated indices are repeated objects (ints hash faster than strings).
+        if groupby or replace or (indices and len(set(map(id, result))) != len(result)):
             selection.deduplicate(result)
         return result
 

@@ -93,6 +93,7 @@ class PriorityExperienceReplay(StringDispatch):
         self.IS_weight_anneal_train_iter = IS_weight_anneal_train_iter
         self.max_priority = 1.0
         self._priorities = DingPriorities(buffer._store.capacity, priority_power_factor)
+        self._last_draw: tuple[list[str], list[int], int] = ([], [], -1)  # index strings, slots, store version
         self.sum_tree = SumTreeView(self._priorities)
         self.min_tree = MinTreeView(self._priorities) if IS_weight else None
         if IS_weight:
@@ -167,13 +168,15 @@ class PriorityExperienceReplay(StringDispatch):
         slots = self._priorities.draw(size).tolist()
         store = self.buffer._store
         # A slot with a positive leaf holds the record PER entered there.
-        indices = [record.index for record in map(store.items.__getitem__, slots)]
+        indices = store.index_strings(slots)
+        drawn = list(indices)  # kept: the chain may edit the list it is given
         # Lets the buffer skip the index -> slot lookups while the list and the store are unchanged.
-        store.slot_hint = (indices, slots, store.version, list(indices))
+        store.slot_hint = (indices, slots, store.version, drawn)
         try:
             sampled = chain(*args, indices=indices, **kwargs)
         finally:
             store.slot_hint = None
+        self._last_draw = (drawn, slots, store.version)
         if self.IS_weight and sampled:
             self._attach_weights(sampled)
             self.IS_weight_power_factor = min(1.0, self.IS_weight_power_factor + self.delta_anneal)
@@ -280,7 +283,11 @@ class PriorityExperienceReplay(StringDispatch):
             offset=UPDATE_OFFSET,
         )
         store = self.buffer._store
-        slots = np.array([-1 if s is None else s for s in store.slots_of_indices(indices)], dtype=np.int64)
+        drawn, drawn_slots, version = self._last_draw
+        if version == store.version and len(indices) == len(drawn) and indices == drawn:
+            slots = np.array(drawn_slots, dtype=np.int64)  # the last sample's records, unchanged since
+        else:
+            slots = np.array([-1 if s is None else s for s in store.slots_of_indices(indices)], dtype=np.int64)
         live = slots >= 0
         self._priorities.update_many(slots[live], values[live])
         items = store.items
