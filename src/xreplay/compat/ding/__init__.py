@@ -12,10 +12,16 @@ numpy's global RNG (prioritized strata) with the same calls as DI-engine, so
 a seeded run samples the same records.
 
 Underneath: xreplay's ``ObjectStorage`` (O(1) positions and index lookups,
-so ``sample(32)`` does not walk a deque), group indexes (O(window) grouped
-sampling), the typed middleware pipeline, vectorized sum/min trees and the
-``MaxUse``/``Staleness`` removers. Every call holds the buffer's re-entrant
-lock, so collector and learner threads may share a buffer.
+so ``sample(32)`` does not walk a deque; FIFO order from a ``RingWriter``),
+the ``GroupedSampler`` (O(window) grouped sampling), the typed middleware
+pipeline (:mod:`xreplay.compat.ding.dispatch` gives it DI-engine's calling
+convention), the ``PrioritizedSampler`` and its ``PriorityTree`` (the same
+as every prioritized xreplay buffer; :mod:`xreplay.compat.ding.priorities`
+reproduces DI-engine's float results on it, so prioritized draws and
+importance weights are bit-identical) and the ``MaxTimesSampled``/``MaxAge``
+removers (in DI-engine's terms ``MaxUse``/``Staleness``,
+:mod:`xreplay.compat.ding.removers`). Every call holds the buffer's
+re-entrant lock, so collector and learner threads may share a buffer.
 
 Differences from DI-engine 0.5.3 (upstream defects fixed, each tested in
 ``tests/compat/ding/test_defects.py``):
