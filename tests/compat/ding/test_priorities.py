@@ -183,3 +183,12 @@ def test_update_priorities_after_the_buffer_changed_looks_the_records_up_again()
     assert per.update_priorities(indices, [9.0] * 4) == 3
     assert evicted not in buf.indices and buf.storage[-1].meta["priority"] == 1.0
     assert sorted(r.meta["priority"] for r in buf.storage) == [1.0, 9.0, 9.0, 9.0]
+
+
+def test_collected_leaf_writes_stay_bounded_without_samples():
+    buf, per = per_buffer_with(np.ones(8))
+    for i in range(40_000):
+        buf.push({"v": i}, meta={"priority": 1.0 + i % 3})
+    assert len(per._priorities._new) < 16384 and len(per._priorities._pending) <= 8
+    expected = {r.meta["priority_idx"]: r.meta["priority"] for r in buf.storage}
+    assert per.sum_tree.leaves().tolist() == [expected[s] for s in range(8)]

@@ -40,6 +40,7 @@ from xreplay.samplers.prioritized import PrioritizedSampler
 __all__ = ["UPDATE_OFFSET", "DingPriorities"]
 
 UPDATE_OFFSET = 1e-5  # DI-engine adds it to every updated priority
+_FLUSH_EVERY = 16384  # collected writes applied at the latest after this many (bounds their memory)
 _EPS = float(np.finfo(np.float64).eps)
 
 
@@ -84,10 +85,14 @@ class DingPriorities:
         """Enter a new record's leaf at ``slot``."""
         self._new.append(slot)
         self._pending[slot] = leaf
+        if len(self._new) >= _FLUSH_EVERY:
+            self.flush()
 
     def set_leaf(self, slot: int, leaf: float) -> None:
         """Set the leaf of ``slot`` (applied before the next read)."""
         self._pending[slot] = leaf
+        if len(self._pending) >= _FLUSH_EVERY:
+            self.flush()
 
     def clear_slots(self, slots: list[int]) -> None:
         """Take ``slots`` out of sampling (their leaves become 0)."""

@@ -270,7 +270,11 @@ class PriorityExperienceReplay(StringDispatch):
         """
         if isinstance(indices, str):
             raise ArgumentError("update_priorities takes a list of index strings, received one string")
-        indices = list(indices)
+        with self.buffer._lock:  # not a hooked method: take the buffer's lock as its calls do
+            return self._update_priorities(list(indices), priorities)
+
+    def _update_priorities(self, indices: list[str], priorities: Any) -> int:
+        """Check, then apply, a batch priority update (the buffer's lock is held)."""
         raw = priorities.detach().cpu().numpy() if isinstance(priorities, torch.Tensor) else priorities
         raw = np.asarray(raw if isinstance(raw, np.ndarray) else list(raw))
         if raw.reshape(-1).shape[0] != len(indices):
