@@ -161,3 +161,20 @@ def test_a_draw_on_a_leaf_boundary_equals_dings(dbuf, monkeypatch):
         monkeypatch.setattr(np.random, "uniform", lambda size=None, u=u: np.full(size, u))
         got = [(r.data["v"], float(r.meta["priority_IS"])) for buf in bufs for r in buf.sample(1)]
         assert got[0] == got[1]
+
+
+def test_sum_tree_reduce_of_any_range_equals_dings(dbuf):
+    package, middleware = dbuf
+    rng = np.random.default_rng(2)
+    pers = []
+    for lib, mw in ((xding, xding), (package, middleware)):
+        buf = lib.DequeBuffer(size=100)
+        per = mw.PriorityExperienceReplay(buf, IS_weight=True)
+        buf.use(per)
+        for i in range(100):
+            buf.push({"v": i}, meta={"priority": float(np.random.default_rng(i).uniform(0.1, 9.0))})
+        pers.append(per)
+    for start, end in [(0, None), (0, 128), (3, 4), (5, 97), *rng.integers(0, 64, (20, 2)).tolist()]:
+        if end is not None and start >= end:
+            continue
+        assert pers[0].sum_tree.reduce(start, end) == pers[1].sum_tree.reduce(start, end)
