@@ -89,7 +89,6 @@ from xreplay.compat.ding import checkpoint as _checkpoint  # noqa: F401 - regist
 from xreplay.compat.ding.base import Buffer, apply_middleware
 from xreplay.compat.ding.data import BufferedData, fastcopy
 from xreplay.compat.ding.deque_buffer import DequeBuffer
-from xreplay.compat.ding.groups import group_by_env
 from xreplay.compat.ding.integration import integrate
 from xreplay.compat.ding.middleware import (
     PriorityExperienceReplay,
@@ -111,7 +110,6 @@ __all__ = [
     "apply_middleware",
     "clone_object",
     "fastcopy",
-    "group_by_env",
     "group_sample",
     "integrate",
     "padding",

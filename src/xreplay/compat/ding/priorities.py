@@ -172,6 +172,7 @@ class DingPriorities:
 
     def find(self, mass: np.ndarray, total: float | None = None) -> np.ndarray:
         """Return the slot DI-engine's ``find_prefixsum_idx`` gives for each mass (in ``[0, total)``)."""
+        self.flush()
         total = self.total() if total is None else total
         n = mass.shape[0]
         delta = self._tolerance * total
