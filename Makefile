@@ -22,6 +22,7 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/lint-imports  # the layering of pyproject.toml's [tool.importlinter]
 	$(PY) -m pytest
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d $(VENV)/site  # no -q: it hides the warnings strict mode counts
 
@@ -39,6 +40,7 @@ bench: setup
 	$(PY) benchmarks/s3_ding.py
 	$(PY) benchmarks/s4_sequences.py
 	$(PY) benchmarks/s5_checkpoint.py
+	$(PY) benchmarks/s7_ray.py
 	$(PY) benchmarks/s8_datasets.py
 
 # DI-engine 0.5.3 parity: bit-identical draws against the real DI-engine, in its own numpy<2 virtualenv.

@@ -23,9 +23,9 @@ from xreplay import SequenceSampler, TransitionBuffer
 EPISODE = 200
 
 
-def build(size: int, seed: int = 0) -> TransitionBuffer:
-    """Return a full buffer of ``size`` steps in episodes of ``EPISODE`` steps."""
-    buffer = TransitionBuffer(size, seed=seed)
+def build(size: int, length: int, seed: int = 0) -> TransitionBuffer:
+    """Return a full buffer of ``size`` steps in episodes of ``EPISODE`` steps, sampled in ``length``-step slices."""
+    buffer = TransitionBuffer(size, seed=seed, sampler=SequenceSampler(length=length, end_fields=("terminated",)))
     rng = np.random.default_rng(seed)
     for start in range(0, size, 100_000):
         m = min(100_000, size - start)
@@ -42,13 +42,13 @@ def build(size: int, seed: int = 0) -> TransitionBuffer:
     return buffer
 
 
-def median_ms(buffer: TransitionBuffer, sampler: SequenceSampler, batch: int, reps: int) -> float:
-    """Return the median milliseconds of one ``sampler.sample(buffer, batch)``."""
-    sampler.sample(buffer, batch)
+def median_ms(buffer: TransitionBuffer, batch: int, reps: int) -> float:
+    """Return the median milliseconds of one ``buffer.sample(batch)`` (draw the slices and gather them)."""
+    buffer.sample(batch)
     times = []
     for _ in range(reps):
         start = time.perf_counter()
-        sampler.sample(buffer, batch)
+        buffer.sample(batch)
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1e3
 
@@ -61,11 +61,10 @@ def main(argv: list[str] | None = None) -> dict[int, float]:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     sizes, reps, length = ((20_000, 200_000), 5, 80) if args.smoke else ((1_000_000, 10_000_000), args.reps, 80)
-    sampler = SequenceSampler(length=length, end_fields=("terminated",))
     results = {}
     for size in sizes:
-        buffer = build(size)
-        results[size] = median_ms(buffer, sampler, 256, reps)
+        buffer = build(size, length)
+        results[size] = median_ms(buffer, 256, reps)
         del buffer
     print(f"S4 sequences: xreplay SequenceSampler, 256 slices of {length} steps, median of {reps}")
     for size, ms in results.items():

@@ -1,9 +1,9 @@
 """Checkpoints and resume: save a prioritized buffer, save again incrementally, load it, continue identically.
 
-``buffer.save(path)`` writes a versioned checkpoint folder atomically
+``xreplay.save(buffer, path)`` writes a versioned checkpoint folder atomically
 (``metadata.json`` plus one raw array file per column with a crc32 each);
 saving again to the same path writes only the slots written since
-(``SaveReport.bytes_written``). ``TransitionBuffer.load(path)`` restores the
+(``SaveReport.bytes_written``). ``xreplay.load(path, kind=TransitionBuffer)`` restores the
 columns, the ring cursor, the priorities and the buffer's random generator,
 so a loaded buffer samples exactly what the original would have sampled;
 ``mmap=True`` maps the arrays instead of reading them up front. A truncated or
@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import xreplay
 from xreplay import CheckpointError, TransitionBuffer
 
 
@@ -53,11 +54,11 @@ def main(argv=None):
         buffer.update_priorities(sample, rng.random(256) * 5)
 
         start = time.perf_counter()
-        full = buffer.save(folder / "replay")  # atomic: a crash mid-save leaves the previous checkpoint
+        full = xreplay.save(buffer, folder / "replay")  # atomic: a crash mid-save leaves the previous checkpoint
         full_s = time.perf_counter() - start
         buffer.extend(transitions(rng, size // 100))  # 1% new transitions, then save again
         start = time.perf_counter()
-        delta = buffer.save(folder / "replay")
+        delta = xreplay.save(buffer, folder / "replay")
         delta_s = time.perf_counter() - start
         print(f"full save:        {full.bytes_written / 2**20:7.1f} MiB in {full_s:.2f} s")
         print(
@@ -66,9 +67,9 @@ def main(argv=None):
         )
 
         start = time.perf_counter()
-        restored = TransitionBuffer.load(folder / "replay")
+        restored = xreplay.load(folder / "replay", kind=TransitionBuffer)
         load_s = time.perf_counter() - start
-        mapped = TransitionBuffer.load(folder / "replay", mmap=True)
+        mapped = xreplay.load(folder / "replay", mmap=True, kind=TransitionBuffer)
         same = all(
             torch.equal(a["obs"], b["obs"]) and torch.equal(a["obs"], c["obs"])
             for a, b, c in ((buffer.sample(64), restored.sample(64), mapped.sample(64)) for _ in range(100))
@@ -77,7 +78,7 @@ def main(argv=None):
 
         (folder / "replay" / "metadata.json").write_text("{ not json")  # damage it: loading says what is wrong
         try:
-            TransitionBuffer.load(folder / "replay")
+            xreplay.load(folder / "replay", kind=TransitionBuffer)
         except CheckpointError as exc:
             print(f"damaged checkpoint: {type(exc).__name__}: {exc}")
     finally:

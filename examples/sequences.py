@@ -50,30 +50,32 @@ def main(argv=None):
     terminated = np.zeros(size, np.float32)
     terminated[ends - 1] = 1
     episode = np.searchsorted(ends, np.arange(size), side="right").astype(np.int64)  # episode id of each step
-    buffer = TransitionBuffer(size, seed=0)
+    uniform = SequenceSampler(length=32, burn_in=8, end_fields=("terminated",))
+    buffer = TransitionBuffer(size, seed=0, sampler=uniform)  # the sampler learns the episode ends as it writes
     buffer.extend(
         {"obs": rng.standard_normal((size, 8), dtype=np.float32), "episode": episode, "terminated": terminated}
     )
 
-    uniform = SequenceSampler(length=32, burn_in=8, end_fields=("terminated",))
-    uniform_ms = median_ms(lambda: uniform.sample(buffer, 256))
-    s = uniform.sample(buffer, 256)
+    uniform_ms = median_ms(lambda: buffer.sample(256))
+    s = buffer.sample(256)
     ids = s.fields["episode"]
     assert (ids == ids[:, :1]).all(), "a slice crossed an episode end"
     print(f"uniform: {tuple(s.fields['obs'].shape)} slices, learn_mask of the first: {s.learn_mask[0].int().tolist()}")
 
     # Prioritized slices, on a smaller buffer so that a learner's updates reach every step quickly.
-    small = TransitionBuffer(10_000, seed=0)
+    prioritized = PrioritizedSequenceSampler(
+        SequenceSampler(length=32, burn_in=8, end_fields=("terminated",)), alpha=1.0
+    )
+    small = TransitionBuffer(10_000, seed=0, sampler=prioritized)
     small.extend(
         {"obs": np.zeros((10_000, 8), np.float32), "episode": episode[:10_000], "terminated": terminated[:10_000]}
     )
-    prioritized = PrioritizedSequenceSampler(small, length=32, burn_in=8, end_fields=("terminated",), alpha=1.0)
     hot = int(episode[5_000])  # the learner finds large errors on one episode's steps, small ones elsewhere
     for _ in range(100):
-        s = prioritized.sample(256)
-        prioritized.update_priorities(s, torch.where(s.fields["episode"][:, 8:] == hot, 50.0, 0.1))
-    prioritized_ms = median_ms(lambda: prioritized.sample(256))
-    s = prioritized.sample(256)
+        s = small.sample(256)
+        small.update_priorities(s, torch.where(s.fields["episode"][:, 8:] == hot, 50.0, 0.1))
+    prioritized_ms = median_ms(lambda: small.sample(256))
+    s = small.sample(256)
     share = float((s.fields["episode"][:, 0] == hot).float().mean())
     print(
         f"prioritized: {100 * share:.0f}% of the slices come from the episode with large errors "

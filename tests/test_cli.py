@@ -60,10 +60,10 @@ def test_cli_demo_prints_return_share_curve_and_resume_hint(tmp_path, capsys):
 
 @needs_demo_extra
 def test_cli_demo_ctrl_c_keeps_the_checkpoint_and_says_how_to_resume(tmp_path, capsys, monkeypatch):
-    from xreplay.demos import dqn
+    from xreplay.demos.dqn_agent import DQNLearner
 
     out = tmp_path / "run"
-    original = dqn._Trainer.learn
+    original = DQNLearner.learn
     calls = {"n": 0}
 
     def learn_then_interrupt(self, clock):
@@ -72,7 +72,7 @@ def test_cli_demo_ctrl_c_keeps_the_checkpoint_and_says_how_to_resume(tmp_path, c
             raise KeyboardInterrupt
         original(self, clock)
 
-    monkeypatch.setattr(dqn._Trainer, "learn", learn_then_interrupt)
+    monkeypatch.setattr(DQNLearner, "learn", learn_then_interrupt)
     code = main(["demo", "--steps", "5000", "--checkpoint-every", "300", "--out", str(out), "--no-progress"])
     assert code == 130
     err = capsys.readouterr().err

@@ -11,7 +11,7 @@ import torch
 
 from xreplay import AUTO, EpisodeBuffer, Field, OneHot, Scheme
 from xreplay.errors import FieldShapeError, FieldValueError, InsufficientDataError, UnknownFieldError
-from xreplay.her import HindsightSampler, goal_scheme
+from xreplay.her import GoalFields, HindsightSampler, goal_scheme
 
 GOAL = 3
 
@@ -189,7 +189,7 @@ def test_info_fields_are_passed_to_compute_reward():
         seen.update(info)
         return info["weight"] * 10
 
-    batch = HindsightSampler(buf, weighted, relabel_ratio=1.0, info=["weight"]).sample(6)
+    batch = HindsightSampler(buf, weighted, relabel_ratio=1.0, goal_fields=GoalFields(info=["weight"])).sample(6)
     assert set(seen) == {"weight"} and torch.equal(batch["reward"], batch["weight"] * 10)
 
 
@@ -270,14 +270,14 @@ def test_episodes_from_minari_are_ready_for_relabelling(tmp_path, monkeypatch):
         pytest.param({"strategy": "past"}, ValueError, "strategy must be one of", id="strategy"),
         pytest.param({"relabel_ratio": 1.5}, ValueError, r"relabel_ratio must lie in \[0, 1\]", id="ratio"),
         pytest.param(
-            {"achieved_goal": "reached"},
+            {"goal_fields": GoalFields(achieved_goal="reached")},
             UnknownFieldError,
             "'obs/reached': expected a stored per-step",
             id="unknown_goal",
         ),
-        pytest.param({"info": ["missing"]}, UnknownFieldError, "'missing'", id="unknown_info"),
+        pytest.param({"goal_fields": GoalFields(info=["missing"])}, UnknownFieldError, "'missing'", id="unknown_info"),
         pytest.param(
-            {"desired_goal": "observation"},
+            {"goal_fields": GoalFields(desired_goal="observation")},
             FieldShapeError,
             r"'obs/observation': expected the shape of 'obs/achieved_goal' \(3,\), received \(2,\)",
             id="goal_shapes",

@@ -42,9 +42,11 @@ def test_names_the_buffer_that_falls_short():
 
 def test_native_episode_buffer_and_deque_buffer_mix():
     torch = pytest.importorskip("torch")
-    from xreplay import EpisodeBuffer, Field, InsufficientDataError, Scheme
+    from xreplay import EpisodeBuffer, Field, InsufficientDataError, Scheme, UniformSampler
 
-    native = EpisodeBuffer(Scheme({"reward": Field((1,))}), capacity=8, max_seq_length=3, seed=0)
+    native = EpisodeBuffer(
+        Scheme({"reward": Field((1,))}), capacity=8, max_seq_length=3, seed=0, sampler=UniformSampler(replace=False)
+    )
     native.add({"reward": torch.ones(4, 3, 1)})
     (deque_buffer,) = buffers(6)
     got = sample_mixed([(deque_buffer, 0.5), (native, 0.5)], 4)

@@ -2,7 +2,8 @@
 
 Native buffers compose a storage, a writer and a sampler; the PyMARL and
 DI-engine APIs live in :mod:`xreplay.compat.pymarl` and
-:mod:`xreplay.compat.ding`; checkpoints in :mod:`xreplay.persistence`.
+:mod:`xreplay.compat.ding`; checkpoints are :func:`xreplay.save` and
+:func:`xreplay.load` (see :mod:`xreplay.persistence`).
 """
 
 from xreplay.buffers import (
@@ -16,13 +17,22 @@ from xreplay.buffers import (
 from xreplay.errors import (
     ArgumentAssertionError,
     ArgumentError,
+    BufferClosedError,
     CapacityError,
     CheckpointCorruptError,
     CheckpointError,
     CheckpointFileMissingError,
+    CheckpointLockedError,
     CheckpointMismatchError,
+    CheckpointPathError,
+    CheckpointSchemaError,
+    CheckpointTooLargeError,
     CheckpointVersionError,
     CheckpointWriteError,
+    DatasetCorruptError,
+    DatasetError,
+    DatasetFieldMissingError,
+    DatasetMismatchError,
     DeviceError,
     FieldShapeError,
     FieldShapeIndexError,
@@ -38,14 +48,21 @@ from xreplay.errors import (
     PriorityError,
     RateLimiterTimeout,
     SchemeError,
+    ShardError,
+    ShardFactoryError,
+    ShardUnavailableError,
+    SharedMemoryError,
+    StaleSegmentError,
     UnknownFieldError,
     UnknownFieldValueError,
     UnknownIndexError,
+    UntrustedCheckpointError,
     XReplayError,
 )
-from xreplay.mixing import MixedSampleError, group_by_env, sample_mixed
+from xreplay.mixing import MixedSampleError, sample_mixed
+from xreplay.persistence import load, save
 from xreplay.rate_limiters import MinSize, Queue, RateLimiter, SampleToInsertRatio
-from xreplay.removers import MaxUse, Staleness
+from xreplay.removers import MaxAge, MaxTimesSampled
 from xreplay.samplers import (
     ConstantSchedule,
     LinearSchedule,
@@ -60,22 +77,30 @@ from xreplay.scheme import AUTO, Field, Scheme
 from xreplay.storage import MemmapStorage, TensorStorage
 from xreplay.storage.objects import ObjectStorage
 from xreplay.transforms import OneHot
+from xreplay.version import __version__  # noqa: E402
 from xreplay.writers import RingWriter
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AUTO",
     "ArgumentAssertionError",
     "ArgumentError",
+    "BufferClosedError",
     "CapacityError",
     "CheckpointCorruptError",
     "CheckpointError",
     "CheckpointFileMissingError",
+    "CheckpointLockedError",
     "CheckpointMismatchError",
+    "CheckpointPathError",
+    "CheckpointSchemaError",
+    "CheckpointTooLargeError",
     "CheckpointVersionError",
     "CheckpointWriteError",
     "ConstantSchedule",
+    "DatasetCorruptError",
+    "DatasetError",
+    "DatasetFieldMissingError",
+    "DatasetMismatchError",
     "DeviceError",
     "EpisodeBuffer",
     "EpisodeSample",
@@ -92,7 +117,8 @@ __all__ = [
     "InsufficientDataError",
     "InvalidIndexError",
     "LinearSchedule",
-    "MaxUse",
+    "MaxAge",
+    "MaxTimesSampled",
     "MemmapStorage",
     "MinSize",
     "MixedSampleError",
@@ -112,7 +138,11 @@ __all__ = [
     "Scheme",
     "SchemeError",
     "SequenceSampler",
-    "Staleness",
+    "ShardError",
+    "ShardFactoryError",
+    "ShardUnavailableError",
+    "SharedMemoryError",
+    "StaleSegmentError",
     "TensorStorage",
     "TransitionBuffer",
     "TransitionSample",
@@ -120,9 +150,11 @@ __all__ = [
     "UnknownFieldError",
     "UnknownFieldValueError",
     "UnknownIndexError",
+    "UntrustedCheckpointError",
     "XReplayError",
-    "__version__",
-    "group_by_env",
+    "load",
     "sample_mixed",
+    "save",
     "sequence_priorities",
+    "__version__",
 ]

@@ -19,7 +19,7 @@ def _version() -> str:
     try:
         return version("xreplay")
     except PackageNotFoundError:
-        from xreplay import __version__
+        from xreplay.version import __version__
 
         return __version__
 

@@ -28,6 +28,12 @@ value, xreplay raises the typed error that also derives from it::
     ├── UnknownIndexError (KeyError)        an index string names no stored record (DI-engine's indices)
     ├── PriorityError (ValueError)          a priority is not a finite number >= 0, or would overflow the sum
     ├── RateLimiterTimeout (TimeoutError)   a rate limiter did not allow an insert or sample in time
+    ├── ShardError (RuntimeError)           a replay shard of xreplay.distributed cannot be built or reached
+    │   ├── ShardFactoryError (TypeError)   the factory cannot be pickled or builds no native buffer
+    │   └── ShardUnavailableError (TimeoutError)  a shard stayed unreachable past its timeout
+    ├── BufferClosedError (RuntimeError)    a buffer or writer handle was used after it was closed
+    ├── SharedMemoryError (OSError)         a shared-memory segment cannot be created or attached
+    │   └── StaleSegmentError               a segment left by a crashed run holds the name asked for
     ├── CheckpointError (OSError)           a checkpoint cannot be written or read
     │   ├── NotACheckpointError             the path holds no xreplay checkpoint
     │   ├── CheckpointFileMissingError (FileNotFoundError)  a file the checkpoint lists is gone
@@ -51,6 +57,7 @@ from __future__ import annotations
 __all__ = [
     "ArgumentAssertionError",
     "ArgumentError",
+    "BufferClosedError",
     "CapacityError",
     "CheckpointCorruptError",
     "CheckpointError",
@@ -66,13 +73,13 @@ __all__ = [
     "DatasetError",
     "DatasetFieldMissingError",
     "DatasetMismatchError",
+    "DeviceError",
     "FieldShapeError",
     "FieldShapeIndexError",
     "FieldShapeRuntimeError",
     "FieldTypeError",
     "FieldValueError",
     "FieldValueRuntimeError",
-    "DeviceError",
     "IndexOutOfRangeError",
     "InsufficientDataAssertionError",
     "InsufficientDataError",
@@ -81,10 +88,15 @@ __all__ = [
     "PriorityError",
     "RateLimiterTimeout",
     "SchemeError",
+    "ShardError",
+    "ShardFactoryError",
+    "ShardUnavailableError",
+    "SharedMemoryError",
+    "StaleSegmentError",
     "UnknownFieldError",
-    "UntrustedCheckpointError",
     "UnknownFieldValueError",
     "UnknownIndexError",
+    "UntrustedCheckpointError",
     "XReplayError",
 ]
 
@@ -292,3 +304,37 @@ class PriorityError(XReplayError, ValueError):
 
 class RateLimiterTimeout(XReplayError, TimeoutError):
     """A rate limiter did not allow an insert or a sample within its timeout; the message states its counters."""
+
+
+class ShardError(XReplayError, RuntimeError):
+    """A replay shard of :mod:`xreplay.distributed` cannot be built or reached; the message names the shard."""
+
+
+class ShardFactoryError(ShardError, TypeError):
+    """A shard factory cannot be pickled, or builds something other than a native xreplay buffer."""
+
+
+class ShardUnavailableError(ShardError, TimeoutError):
+    """A shard stayed unreachable past its timeout (its restarts are used up, or its node is gone)."""
+class BufferClosedError(XReplayError, RuntimeError):
+    """A buffer, or a writer handle of a shared buffer, was used after it (or its buffer) was closed."""
+
+
+class SharedMemoryError(XReplayError, OSError):
+    """A shared-memory segment cannot be created or attached; the message names the segment and the reason."""
+
+    def __init__(self, message: str, path: object = None):
+        """Keep ``message`` as the whole text and ``path`` as ``filename``."""
+        super().__init__(message)
+        self.filename = None if path is None else str(path)
+
+    def __str__(self) -> str:
+        """Return the message alone (OSError would add errno and filename)."""
+        return str(self.args[0]) if self.args else ""
+
+
+class StaleSegmentError(SharedMemoryError):
+    """A segment left behind by a crashed run (its owner process is gone) holds the name asked for.
+
+    It is reported, never silently reused: remove it with :func:`xreplay.shared.remove_stale_segments`.
+    """

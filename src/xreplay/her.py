@@ -17,6 +17,7 @@ one step per transition plus a last step that holds the observation after the la
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
@@ -28,10 +29,40 @@ from xreplay.buffers.transitions import TransitionSample
 from xreplay.errors import FieldShapeError, FieldValueError, InsufficientDataError, UnknownFieldError
 from xreplay.scheme import Field, Scheme
 
-__all__ = ["STRATEGIES", "HindsightSample", "HindsightSampler", "goal_scheme"]
+__all__ = ["STRATEGIES", "GoalFields", "HindsightSample", "HindsightSampler", "goal_scheme"]
 
 STRATEGIES = ("future", "final", "episode")
 RewardFn = Callable[[np.ndarray, np.ndarray, Mapping[str, np.ndarray]], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class GoalFields:
+    """Which fields of the buffer hold a goal-conditioned episode's parts, and which go to ``compute_reward``.
+
+    Args:
+        obs: Prefix of the observation fields (``obs/observation``, ``obs/achieved_goal``, ...).
+        next_obs: Prefix of the next observations in samples (``next_obs/observation``, ...).
+        achieved_goal: Key of the achieved goal in the observation dict.
+        desired_goal: Key of the desired goal.
+        reward: Field of the reward.
+        info: Per-step fields passed to ``compute_reward``, by name (kept as a tuple).
+
+    Example:
+        >>> fields = GoalFields(desired_goal="target", info=["weight"])
+        >>> fields.desired_goal, fields.info
+        ('target', ('weight',))
+    """
+
+    obs: str = "obs"
+    next_obs: str = "next_obs"
+    achieved_goal: str = "achieved_goal"
+    desired_goal: str = "desired_goal"
+    reward: str = "reward"
+    info: Collection[str] = ()
+
+    def __post_init__(self) -> None:
+        """Keep ``info`` as a tuple, so the value stays immutable."""
+        object.__setattr__(self, "info", tuple(self.info))
 
 
 class HindsightSample(TransitionSample):
@@ -106,12 +137,8 @@ class HindsightSampler:
         strategy: Where relabelled goals come from: ``"future"`` (a step after the transition),
             ``"final"`` (the episode's last observation) or ``"episode"`` (any step after the first).
         relabel_ratio: Share of each batch relabelled (the HER paper's k = 4 goals is 0.8).
-        obs: Prefix of the observation fields; ``next_obs``: prefix of the next observations in samples.
-        next_obs: See ``obs``.
-        achieved_goal: Key of the achieved goal in the observation dict.
-        desired_goal: Key of the desired goal.
-        reward: Field of the reward.
-        info: Per-step fields passed to ``compute_reward``.
+        goal_fields: Where the observations, goals and reward are, and the ``info`` fields passed to
+            ``compute_reward`` (:class:`GoalFields`; its defaults when None).
 
     Raises:
         UnknownFieldError: A named field is not a per-step field of the buffer.
@@ -142,14 +169,11 @@ class HindsightSampler:
         strategy: str = "future",
         relabel_ratio: float = 0.8,
         *,
-        obs: str = "obs",
-        next_obs: str = "next_obs",
-        achieved_goal: str = "achieved_goal",
-        desired_goal: str = "desired_goal",
-        reward: str = "reward",
-        info: Collection[str] = (),
+        goal_fields: GoalFields | None = None,
     ):
         """Check the fields and the settings."""
+        fields = goal_fields if goal_fields is not None else GoalFields()
+        obs, next_obs, reward, info = fields.obs, fields.next_obs, fields.reward, fields.info
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, received {strategy!r}")
         if not 0.0 <= relabel_ratio <= 1.0:
@@ -157,7 +181,7 @@ class HindsightSampler:
         if not callable(compute_reward):
             raise TypeError(f"compute_reward must be callable, received {type(compute_reward).__name__}")
         scheme = buffer.scheme
-        self.achieved, self.desired = f"{obs}/{achieved_goal}", f"{obs}/{desired_goal}"
+        self.achieved, self.desired = f"{obs}/{fields.achieved_goal}", f"{obs}/{fields.desired_goal}"
         for name in (self.achieved, self.desired, reward, *info):
             if name not in scheme or not scheme[name].per_step or scheme[name].derived is not None:
                 raise UnknownFieldError(
@@ -168,7 +192,7 @@ class HindsightSampler:
                 f"field {self.desired!r}: expected the shape of {self.achieved!r} {scheme.item_shape(self.achieved)}, "
                 f"received {scheme.item_shape(self.desired)}"
             )
-        self.buffer, self.compute_reward = buffer, compute_reward
+        self.buffer, self.compute_reward, self.goal_fields = buffer, compute_reward, fields
         self.strategy, self.relabel_ratio = strategy, float(relabel_ratio)
         self.reward, self.info = reward, tuple(info)
         prefix = obs + "/"

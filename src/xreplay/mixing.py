@@ -84,15 +84,3 @@ def _count(buffer: Any) -> Any:
         if callable(method):
             return method()
     return "an unknown number of items"
-
-
-def __getattr__(name: str) -> Any:
-    """TRANSITIONAL: ``group_by_env`` moved to :mod:`xreplay.compat.ding.groups`.
-
-    Kept only until ``xreplay/__init__.py`` imports it from there (or drops it); then delete this.
-    """
-    if name == "group_by_env":
-        from xreplay.compat.ding import groups
-
-        return groups.group_by_env
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -134,15 +134,3 @@ class MaxAge:
     def due(self, stamps: np.ndarray, now: float) -> np.ndarray:
         """Return a mask of items whose age is strictly greater than ``max_age``."""
         return self.ages(stamps, now) > self.max_age
-
-
-def __getattr__(name: str) -> Any:
-    """TRANSITIONAL: ``MaxUse``/``Staleness`` moved to :mod:`xreplay.compat.ding.removers`.
-
-    Kept only until ``xreplay/__init__.py`` imports them from there (or drops them); then delete this.
-    """
-    if name in ("MaxUse", "Staleness"):
-        from xreplay.compat.ding import removers
-
-        return getattr(removers, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+from xreplay.errors import ArgumentError
 
 __all__ = ["RingWriter", "SlotPlan"]
 
@@ -53,6 +56,7 @@ class RingWriter:
         self.cursor = 0
         self.size = 0
         self.writes = 0
+        self.clears = 0  # times cleared: a checkpoint's ring deltas are only valid within one clear
 
     def plan(self, n: int) -> SlotPlan:
         """Return where ``n`` new items would go, without moving the cursor."""
@@ -82,12 +86,41 @@ class RingWriter:
         self.commit(n)
         return plan
 
-    def state_dict(self) -> dict[str, Any]:
-        """Return the cursor state for checkpoints."""
-        return {"capacity": self.capacity, "cursor": self.cursor, "size": self.size, "writes": self.writes}
+    def clear(self) -> None:
+        """Forget every item: the next one goes to slot 0 (the count of clears grows)."""
+        self.cursor = self.size = self.writes = 0
+        self.clears += 1
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the cursor state from :meth:`state_dict`."""
-        if int(state["capacity"]) != self.capacity:
-            raise ValueError(f"writer state is for capacity {state['capacity']}, this writer has {self.capacity}")
-        self.cursor, self.size, self.writes = int(state["cursor"]), int(state["size"]), int(state["writes"])
+    def state_dict(self) -> dict[str, Any]:
+        """Return the cursor state for checkpoints (``clears`` only once the writer was cleared)."""
+        state = {"capacity": self.capacity, "cursor": self.cursor, "size": self.size, "writes": self.writes}
+        if self.clears:
+            state["clears"] = self.clears
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore the cursor state from :meth:`state_dict`; on any error nothing changes.
+
+        Raises:
+            ArgumentError: A key is missing, not an int, or outside its range
+                (``0 <= cursor < capacity``, ``0 <= size <= min(writes, capacity)``).
+        """
+        values = {}
+        for key in ("capacity", "cursor", "size", "writes"):
+            value = state.get(key) if isinstance(state, Mapping) else None
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ArgumentError(f"writer state {key!r} must be an int, received {value!r}")
+            values[key] = int(value)
+        cap = self.capacity
+        if values["capacity"] != cap:
+            raise ArgumentError(f"writer state is for capacity {values['capacity']}, this writer has {cap}")
+        if not (0 <= values["cursor"] < max(cap, 1) and 0 <= values["size"] <= min(values["writes"], cap)):
+            raise ArgumentError(
+                f"writer state needs 0 <= cursor < {cap} and 0 <= size <= min(writes, {cap}); received "
+                f"cursor {values['cursor']}, size {values['size']}, writes {values['writes']}"
+            )
+        clears = state.get("clears", 0)
+        if isinstance(clears, bool) or not isinstance(clears, (int, np.integer)) or clears < 0:
+            raise ArgumentError(f"writer state 'clears' must be an int >= 0, received {clears!r}")
+        self.cursor, self.size, self.writes = values["cursor"], values["size"], values["writes"]
+        self.clears = int(clears)

@@ -199,7 +199,7 @@ def test_sampling_more_than_stored_names_both_numbers():
     buffer = EpisodeBuffer(marine_scheme(False), capacity=80, max_seq_length=2)
     buffer.add(episodes(64, 2))
     with pytest.raises(InsufficientDataError, match="sample size 70 exceeds the 64 stored"):
-        buffer.sample(70)
+        buffer.sample(70, replace=False)
     assert not buffer.can_sample(70) and buffer.can_sample(64)
 
 

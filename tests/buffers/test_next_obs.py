@@ -6,6 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import xreplay
 from xreplay.buffers import NStepReturns, TransitionBuffer
 from xreplay.errors import ArgumentError, FieldShapeError, FieldValueError, UnknownFieldError
 from xreplay.samplers import SequenceSampler
@@ -122,7 +123,7 @@ def test_nested_observations_are_paired_field_by_field():
     }
     buf = TransitionBuffer(8, next_obs_from="obs", seed=0)
     buf.extend(batch)
-    assert sorted(buf.derived_fields) == ["next_obs/image", "next_obs/vec"]
+    assert sorted(buf.next_obs_fields) == ["next_obs/image", "next_obs/vec"]
     assert len(buf._next) == 1  # only the newest step
     got = buf.gather(np.arange(5))
     np.testing.assert_array_equal(got["next_obs/image"], image[1:])
@@ -144,11 +145,11 @@ def test_missing_or_misshapen_next_obs_raises_and_changes_nothing():
 
 def test_sequences_include_the_next_observations():
     data = stream(4, 30, end_rate=0.1)
-    reference = TransitionBuffer(32, seed=2)
-    compact = TransitionBuffer(32, seed=2, next_obs_from="obs")
+    reference = TransitionBuffer(32, seed=2, sampler=SequenceSampler(3, pad=True))
+    compact = TransitionBuffer(32, seed=2, next_obs_from="obs", sampler=SequenceSampler(3, pad=True))
     write([reference, compact], data, [30])
-    a = SequenceSampler(3, pad=True).sample(reference, 16)
-    b = SequenceSampler(3, pad=True).sample(compact, 16)
+    a = reference.sample(16)
+    b = compact.sample(16)
     np.testing.assert_array_equal(a.indices, b.indices)
     valid = a.mask  # padded steps past the newest one are masked out (unwritten slots)
     torch.testing.assert_close(a.fields["next_obs"][valid], b.fields["next_obs"][valid], rtol=0, atol=0)
@@ -215,8 +216,8 @@ def test_stream_buffers_checkpoint_their_links(tmp_path):
     reference = TransitionBuffer(50)
     linked = TransitionBuffer(50, next_obs_from="obs", stream="env_id")
     write([reference, linked], {k: v[:60] for k, v in data.items()}, [3] * 20)
-    linked.save(tmp_path / "ckpt")
-    restored = TransitionBuffer.load(tmp_path / "ckpt")
+    xreplay.save(linked, tmp_path / "ckpt")
+    restored = xreplay.load(tmp_path / "ckpt", kind=TransitionBuffer)
     assert restored.stream == "env_id"
     rest = {k: v[60:] for k, v in data.items()}
     write([reference, restored], rest, [3] * 10)  # links continue across the load

@@ -279,7 +279,7 @@ def test_rejected_first_write_leaves_the_buffer_empty_and_reusable(next_obs_from
     with pytest.raises(FieldShapeError, match="batch of 4 items, other fields have 3"):
         buf.extend(bad)
     assert buf.storage.specs == {} and buf.storage.columns == {} and len(buf) == 0
-    assert buf.derived_fields == () and buf.sampler.size == 0
+    assert buf.next_obs_fields == () and buf.sampler.size == 0
     # A differently shaped first write is then accepted as the one that fixes the fields.
     good = {"obs": np.ones((2, 5), np.float32), "next_obs": np.ones((2, 5), np.float32), "c": np.arange(2)}
     buf.extend(good)
@@ -291,7 +291,7 @@ def test_rejected_first_write_with_a_bad_next_observation_leaves_nothing_behind(
     buf = TransitionBuffer(4, next_obs_from="obs")
     with pytest.raises(FieldShapeError, match="'next_obs'"):
         buf.extend({"obs": np.zeros((2, 3)), "next_obs": np.zeros((2, 4))})
-    assert buf.storage.specs == {} and buf.derived_fields == ()
+    assert buf.storage.specs == {} and buf.next_obs_fields == ()
     buf.extend({"obs": np.zeros((2, 4)), "next_obs": np.ones((2, 4))})
     assert buf.gather(np.arange(2))["next_obs"].tolist() == [[1.0] * 4] * 2
 

@@ -39,7 +39,7 @@ def test_transition_buffer_round_trip(tmp_path, kind):
     back = from_hdf5(to_hdf5(buf, tmp_path / "replay.h5"), seed=1)
     assert isinstance(back, TransitionBuffer)
     assert back.capacity == buf.capacity
-    assert back.next_obs_from == buf.next_obs_from and back.derived_fields == buf.derived_fields
+    assert back.next_obs_from == buf.next_obs_from and back.next_obs_fields == buf.next_obs_fields
     assert isinstance(back.sampler, PrioritizedSampler) == (kind == "prioritized")
     same_transitions(buf, back)
 
@@ -113,7 +113,7 @@ def test_existing_file_is_kept_unless_overwrite(tmp_path):
 
 
 def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
-    import xreplay.datasets.hdf5 as module
+    import xreplay.datasets.hdf5.export as module
 
     def fail(*args, **kwargs):
         raise OSError(28, "No space left on device")

@@ -165,7 +165,7 @@ def test_into_an_existing_buffer(box_dataset):
     target = TransitionBuffer(100, next_obs_from="obs")
     from_minari("box-v0", buffer=target)
     from_minari("box-v0", buffer=target)
-    assert len(target) == 28 and target.derived_fields == ("next_obs",)
+    assert len(target) == 28 and target.next_obs_fields == ("next_obs",)
 
 
 # -- bad input -------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """SIGKILL a process while it saves (or flushes a MemmapStorage), again and again, and check what survives.
 
 A forked child resumes from the checkpoint (or starts), then makes writes and saves in a loop:
-full and incremental saves alternate, and a memmap-backed buffer alternates ``storage.flush()``
+full and incremental saves alternate, and a memmap-backed buffer alternates ``xreplay.persistence.flush(storage)``
 and ``buffer.save``. The parent kills it at a random moment after its first committed save, then
 checks that the checkpoint verifies, loads, and holds exactly the state of an uninterrupted
 buffer after the same number of writes; the next child resumes from it. Writes are deterministic
@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import xreplay
 from tests.persistence import kinds
 from xreplay.persistence import verify
 
@@ -51,7 +52,7 @@ def _child(kind: str, path: Path, report_fd: int) -> None:
         i += 1
         os.write(report_fd, b"s")
         if kind == "memmap" and i % 2:
-            buffer.storage.flush()
+            xreplay.persistence.flush(buffer.storage)
         else:
             kinds.save(kind, buffer, path, incremental=i % 3 != 0)
         os.write(report_fd, b"e")

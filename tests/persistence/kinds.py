@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+import xreplay
 from xreplay import EpisodeBuffer, Field, OneHot, Scheme
 from xreplay.buffers import TransitionBuffer
 from xreplay.persistence.kinds import adapter_for
@@ -141,8 +142,10 @@ def save(kind: str, buffer: Any, path: Path, incremental: bool = True) -> None:
     """Save ``buffer`` the way its users do."""
     if kind == "ding":
         buffer.save_data(str(path))
-    else:
+    elif kind.startswith("pymarl"):
         buffer.save(path, incremental=incremental)
+    else:
+        xreplay.save(buffer, path, incremental=incremental)
 
 
 def snapshot(obj: Any, same_indices: bool = True) -> tuple[str, dict[str, bytes]]:

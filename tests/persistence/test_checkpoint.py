@@ -10,16 +10,17 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+import xreplay
 from tests.persistence.persistence_helpers import episodes, filled_buffer, same_buffer
-from xreplay import EpisodeBuffer
+from xreplay import EpisodeBuffer, Field, Scheme
 from xreplay.persistence import FORMAT_VERSION, MAX_DELTAS, load, save, verify
 
 
 @pytest.mark.parametrize("mmap", [False, True], ids=["read", "mmap"])
 def test_round_trip_restores_rows_lengths_cursor_and_rng(tmp_path, mmap):
     buffer = filled_buffer()
-    buffer.save(tmp_path / "ckpt")
-    loaded = EpisodeBuffer.load(tmp_path / "ckpt", mmap=mmap)
+    xreplay.save(buffer, tmp_path / "ckpt")
+    loaded = xreplay.load(tmp_path / "ckpt", mmap=mmap, kind=EpisodeBuffer)
     assert same_buffer(buffer, loaded)
     assert dict(loaded.scheme) == dict(buffer.scheme)
 
@@ -37,99 +38,99 @@ def test_metadata_names_version_kind_and_one_file_per_array(tmp_path):
 
 def test_second_save_writes_only_new_slots(tmp_path):
     buffer = filled_buffer(capacity=40, n=10)
-    full = buffer.save(tmp_path / "ckpt")
+    full = xreplay.save(buffer, tmp_path / "ckpt")
     buffer.add(episodes(3, 1))
-    delta = buffer.save(tmp_path / "ckpt")
+    delta = xreplay.save(buffer, tmp_path / "ckpt")
     row_bytes = buffer.storage.layout.row_bytes
     assert not full.incremental and delta.incremental
     assert delta.bytes_written == 3 * row_bytes + 3 * 4  # three rows and three int32 lengths
-    assert same_buffer(buffer, EpisodeBuffer.load(tmp_path / "ckpt"))
+    assert same_buffer(buffer, xreplay.load(tmp_path / "ckpt", kind=EpisodeBuffer))
 
 
 def test_delta_across_the_ring_end_wraps(tmp_path):
     buffer = filled_buffer(capacity=40, n=38)
-    buffer.save(tmp_path / "ckpt")
+    xreplay.save(buffer, tmp_path / "ckpt")
     buffer.add(episodes(4, 2))  # slots 38, 39, 0, 1
-    assert buffer.save(tmp_path / "ckpt").incremental
+    assert xreplay.save(buffer, tmp_path / "ckpt").incremental
     meta = json.loads((tmp_path / "ckpt" / "metadata.json").read_text())
     assert meta["arrays"]["rows"]["deltas"][0]["ranges"] == [[38, 40], [0, 2]]
-    assert same_buffer(buffer, EpisodeBuffer.load(tmp_path / "ckpt"))
+    assert same_buffer(buffer, xreplay.load(tmp_path / "ckpt", kind=EpisodeBuffer))
 
 
 def test_deltas_are_compacted_into_a_full_save(tmp_path):
     buffer = filled_buffer(capacity=4 * MAX_DELTAS, n=1)
-    buffer.save(tmp_path / "ckpt")
+    xreplay.save(buffer, tmp_path / "ckpt")
     reports = []
     for i in range(MAX_DELTAS + 1):
         buffer.add(episodes(1, i))
-        reports.append(buffer.save(tmp_path / "ckpt"))
+        reports.append(xreplay.save(buffer, tmp_path / "ckpt"))
     assert all(r.incremental for r in reports[:MAX_DELTAS]) and not reports[-1].incremental
     files = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
     assert files == sorted(["metadata.json", f"rows.g{MAX_DELTAS + 2:06d}.bin", f"lengths.g{MAX_DELTAS + 2:06d}.bin"])
-    assert same_buffer(buffer, EpisodeBuffer.load(tmp_path / "ckpt"))
+    assert same_buffer(buffer, xreplay.load(tmp_path / "ckpt", kind=EpisodeBuffer))
 
 
 def test_save_after_load_from_the_same_path_is_incremental(tmp_path):
-    filled_buffer(capacity=40).save(tmp_path / "ckpt")
-    loaded = EpisodeBuffer.load(tmp_path / "ckpt")
+    xreplay.save(filled_buffer(capacity=40), tmp_path / "ckpt")
+    loaded = xreplay.load(tmp_path / "ckpt", kind=EpisodeBuffer)
     loaded.add(episodes(2, 5))
-    assert loaded.save(tmp_path / "ckpt").incremental
-    assert same_buffer(loaded, EpisodeBuffer.load(tmp_path / "ckpt"))
+    assert xreplay.save(loaded, tmp_path / "ckpt").incremental
+    assert same_buffer(loaded, xreplay.load(tmp_path / "ckpt", kind=EpisodeBuffer))
 
 
 def test_another_buffer_saving_to_the_path_forces_a_full_save(tmp_path):
     a, b = filled_buffer(capacity=40, seed=0), filled_buffer(capacity=40, seed=1)
-    a.save(tmp_path / "ckpt")
-    b.save(tmp_path / "ckpt")
+    xreplay.save(a, tmp_path / "ckpt")
+    xreplay.save(b, tmp_path / "ckpt")
     a.add(episodes(1, 9))
-    assert not a.save(tmp_path / "ckpt").incremental
-    assert same_buffer(a, EpisodeBuffer.load(tmp_path / "ckpt"))
+    assert not xreplay.save(a, tmp_path / "ckpt").incremental
+    assert same_buffer(a, xreplay.load(tmp_path / "ckpt", kind=EpisodeBuffer))
 
 
 def test_widened_column_forces_a_full_save(tmp_path):
     buffer = filled_buffer(capacity=40)
-    buffer.save(tmp_path / "ckpt")
+    xreplay.save(buffer, tmp_path / "ckpt")
     buffer.add(episodes(1, 3))
     buffer.storage.relayout({"actions": torch.int16})  # what an "auto" column does when a wider value arrives
-    assert not buffer.save(tmp_path / "ckpt").incremental
-    loaded = EpisodeBuffer.load(tmp_path / "ckpt")
+    assert not xreplay.save(buffer, tmp_path / "ckpt").incremental
+    loaded = xreplay.load(tmp_path / "ckpt", kind=EpisodeBuffer)
     assert loaded.storage.layout.overrides == {"actions": torch.int16}
     assert same_buffer(buffer, loaded)
 
 
 def test_mmap_load_is_copy_on_write(tmp_path):
-    filled_buffer().save(tmp_path / "ckpt")
-    loaded = EpisodeBuffer.load(tmp_path / "ckpt", mmap=True)
+    xreplay.save(filled_buffer(), tmp_path / "ckpt")
+    loaded = xreplay.load(tmp_path / "ckpt", mmap=True, kind=EpisodeBuffer)
     loaded.add(episodes(6, 7))  # writes into the mapped rows and lengths
     verify(tmp_path / "ckpt")  # the files are unchanged
-    assert same_buffer(filled_buffer(), EpisodeBuffer.load(tmp_path / "ckpt"))
+    assert same_buffer(filled_buffer(), xreplay.load(tmp_path / "ckpt", kind=EpisodeBuffer))
 
 
 def test_loaded_buffer_samples_like_the_original(tmp_path):
     buffer = filled_buffer()
-    buffer.save(tmp_path / "ckpt")
+    xreplay.save(buffer, tmp_path / "ckpt")
     expected = buffer.sample(4, truncate=True)
-    got = EpisodeBuffer.load(tmp_path / "ckpt").sample(4, truncate=True)
+    got = xreplay.load(tmp_path / "ckpt", kind=EpisodeBuffer).sample(4, truncate=True)
     assert torch.equal(expected.indices, got.indices)
     assert all(torch.equal(expected[k], got[k]) for k in expected)
 
 
 def test_empty_buffer_round_trips(tmp_path):
     buffer = filled_buffer(n=0)
-    buffer.save(tmp_path / "ckpt")
+    xreplay.save(buffer, tmp_path / "ckpt")
     for mmap in (False, True):
-        assert len(EpisodeBuffer.load(tmp_path / "ckpt", mmap=mmap)) == 0
+        assert len(xreplay.load(tmp_path / "ckpt", mmap=mmap, kind=EpisodeBuffer)) == 0
 
 
 def test_save_into_an_empty_directory(tmp_path):
     (tmp_path / "ckpt").mkdir()
-    filled_buffer().save(tmp_path / "ckpt")
+    xreplay.save(filled_buffer(), tmp_path / "ckpt")
     assert len(load(tmp_path / "ckpt")) == 10
 
 
 def test_load_on_another_device_option_keeps_cpu(tmp_path):
-    filled_buffer().save(tmp_path / "ckpt")
-    assert EpisodeBuffer.load(tmp_path / "ckpt", device="cpu").device == torch.device("cpu")
+    xreplay.save(filled_buffer(), tmp_path / "ckpt")
+    assert xreplay.load(tmp_path / "ckpt", device="cpu", kind=EpisodeBuffer).device == torch.device("cpu")
 
 
 @given(st.lists(st.tuples(st.integers(0, 9), st.booleans()), min_size=1, max_size=8))
@@ -139,10 +140,10 @@ def test_any_sequence_of_adds_and_saves_reloads_exactly(tmp_path_factory, steps)
     for i, (n, reload) in enumerate(steps):
         if n:
             buffer.add(episodes(n, i))
-        buffer.save(path)
+        xreplay.save(buffer, path)
         if reload:
-            buffer = EpisodeBuffer.load(path, mmap=bool(i % 2))
-    assert same_buffer(buffer, EpisodeBuffer.load(path))
+            buffer = xreplay.load(path, mmap=bool(i % 2), kind=EpisodeBuffer)
+    assert same_buffer(buffer, xreplay.load(path, kind=EpisodeBuffer))
     verify(path)
 
 
@@ -175,3 +176,16 @@ def test_subclass_without_its_own_adapter_is_refused():
 
     with pytest.raises(CheckpointError, match="exactly this class"):
         save(Custom({"reward": {"vshape": (1,)}}, {}, 2, 2), "/nonexistent/never-written")
+
+
+def test_prioritized_episode_buffer_resumes_exactly(tmp_path):
+    buffer = EpisodeBuffer(Scheme({"reward": Field((1,))}), capacity=8, max_seq_length=3, seed=0, sampler="prioritized")
+    buffer.add({"reward": torch.arange(15.0).reshape(5, 3, 1)})
+    sample = buffer.sample(4)
+    buffer.update_priorities(sample, [0.5, 4.0, 1.0, 2.0])
+    xreplay.save(buffer, tmp_path / "ckpt")
+    loaded = xreplay.load(tmp_path / "ckpt", kind=EpisodeBuffer)
+    assert type(loaded.sampler) is type(buffer.sampler)
+    a, b = buffer.sample(16), loaded.sample(16)
+    assert torch.equal(a.indices, b.indices) and torch.equal(a.weights, b.weights)
+    assert np.array_equal(loaded.sampler.priorities(np.arange(5)), buffer.sampler.priorities(np.arange(5)))

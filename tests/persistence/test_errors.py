@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+import xreplay
 import xreplay.persistence.streams as streams
 from tests.persistence.persistence_helpers import episodes, filled_buffer, reseal, same_buffer
 from xreplay import EpisodeBuffer, Field, Scheme
@@ -26,7 +27,7 @@ from xreplay.persistence import load, verify
 
 @pytest.fixture
 def ckpt(tmp_path):
-    filled_buffer().save(tmp_path / "ckpt")
+    xreplay.save(filled_buffer(), tmp_path / "ckpt")
     return tmp_path / "ckpt"
 
 
@@ -92,9 +93,9 @@ def test_flipped_byte_fails_the_checksum(ckpt):
 
 
 def test_corrupted_delta_fails_the_checksum(ckpt):
-    buffer = EpisodeBuffer.load(ckpt)
+    buffer = xreplay.load(ckpt, kind=EpisodeBuffer)
     buffer.add(episodes(1, 4))
-    assert buffer.save(ckpt).incremental
+    assert xreplay.save(buffer, ckpt).incremental
     delta = ckpt / _meta(ckpt)["arrays"]["rows"]["deltas"][0]["file"]
     delta.write_bytes(b"\0" * delta.stat().st_size)
     with pytest.raises(CheckpointCorruptError, match=r"\.delta fails its checksum"):
@@ -122,7 +123,7 @@ def test_other_kind_is_a_mismatch(ckpt):
 
 def test_other_scheme_is_a_mismatch(ckpt):
     with pytest.raises(CheckpointMismatchError, match="another scheme"):
-        EpisodeBuffer.load(ckpt, scheme=Scheme({"reward": Field((1,))}))
+        xreplay.load(ckpt, scheme=Scheme({"reward": Field((1,))}), kind=EpisodeBuffer)
 
 
 def test_unknown_kind_is_a_mismatch(ckpt):
@@ -137,7 +138,7 @@ def test_save_refuses_to_overwrite_a_non_checkpoint(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("precious")
     with pytest.raises(NotACheckpointError, match="will not save"):
-        filled_buffer().save(tmp_path / "mine")
+        xreplay.save(filled_buffer(), tmp_path / "mine")
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
 
 
@@ -165,15 +166,15 @@ def _disk_full_after(monkeypatch, budget):
 @pytest.mark.parametrize("budget", [0, 100, 2000], ids=["first_write", "mid_rows", "later_array"])
 @pytest.mark.parametrize("incremental", [True, False], ids=["delta", "full"])
 def test_full_disk_fails_clearly_and_keeps_the_previous_checkpoint(ckpt, monkeypatch, budget, incremental):
-    buffer = EpisodeBuffer.load(ckpt)
+    buffer = xreplay.load(ckpt, kind=EpisodeBuffer)
     buffer.add(episodes(3, 8))
     _disk_full_after(monkeypatch, budget)
     with pytest.raises(CheckpointWriteError, match="No space left.*previous checkpoint is unchanged") as info:
-        buffer.save(ckpt, incremental=incremental)
+        xreplay.save(buffer, ckpt, incremental=incremental)
     assert info.value.errno == errno.ENOSPC
     monkeypatch.undo()
     verify(ckpt)
-    assert same_buffer(filled_buffer(), EpisodeBuffer.load(ckpt))
+    assert same_buffer(filled_buffer(), xreplay.load(ckpt, kind=EpisodeBuffer))
     assert sorted(p.name for p in ckpt.iterdir()) == sorted(
         ["metadata.json", "rows.g000001.bin", "lengths.g000001.bin"]
     )
@@ -182,6 +183,6 @@ def test_full_disk_fails_clearly_and_keeps_the_previous_checkpoint(ckpt, monkeyp
 def test_full_disk_on_a_first_save_leaves_nothing(tmp_path, monkeypatch):
     _disk_full_after(monkeypatch, 100)
     with pytest.raises(CheckpointWriteError):
-        filled_buffer().save(tmp_path / "ckpt")
+        xreplay.save(filled_buffer(), tmp_path / "ckpt")
     assert [p.name for p in tmp_path.iterdir()] == [".ckpt.xreplay-lock"]  # the saver lock file stays (empty)
     assert (tmp_path / ".ckpt.xreplay-lock").read_text() == ""

@@ -7,13 +7,14 @@ import sys
 import numpy as np
 import pytest
 
+import xreplay
 from tests.persistence.persistence_helpers import filled_buffer, read_meta, reseal
 from xreplay.cli import main
 
 
 @pytest.fixture
 def ckpt(tmp_path):
-    filled_buffer(capacity=16, n=10).save(tmp_path / "ckpt")
+    xreplay.save(filled_buffer(capacity=16, n=10), tmp_path / "ckpt")
     return tmp_path / "ckpt"
 
 
@@ -74,7 +75,7 @@ def test_plot_without_matplotlib_says_so_before_printing_anything(ckpt, monkeypa
 def test_transition_checkpoints_show_field_names(tmp_path, capsys):
     from tests.persistence import kinds
 
-    kinds.filled("transition").save(tmp_path / "t")
+    xreplay.save(kinds.filled("transition"), tmp_path / "t")
     assert main(["inspect", str(tmp_path / "t")]) == 0
     out = capsys.readouterr().out
     assert "  obs                  (2,)" in out and "  act                  ()" in out and "next_obs" in out

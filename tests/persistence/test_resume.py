@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import xreplay
 from tests.persistence.persistence_helpers import episodes, filled_buffer
 from xreplay import EpisodeBuffer
 from xreplay.compat.pymarl import EpisodeBatch, OneHot, ReplayBuffer
@@ -25,9 +26,9 @@ def _continue(buffer: EpisodeBuffer, steps: int) -> list[dict[str, torch.Tensor]
 def test_episode_buffer_resumes_exactly(tmp_path, mmap):
     buffer = filled_buffer(capacity=12, n=5, seed=3)
     _continue(buffer, 7)  # run a while, wrapping the ring
-    buffer.save(tmp_path / "ckpt")
+    xreplay.save(buffer, tmp_path / "ckpt")
     expected = _continue(buffer, 9)
-    got = _continue(EpisodeBuffer.load(tmp_path / "ckpt", mmap=mmap), 9)
+    got = _continue(xreplay.load(tmp_path / "ckpt", mmap=mmap, kind=EpisodeBuffer), 9)
     for a, b in zip(expected, got, strict=True):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 

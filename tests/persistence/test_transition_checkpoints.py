@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import xreplay
 from xreplay import persistence
 from xreplay.buffers import NStepReturns, TransitionBuffer
 from xreplay.cli import main
@@ -70,17 +71,17 @@ def test_transition_buffer_resumes_exactly(tmp_path, kind, mmap):
     buffer = _make(kind)
     _run(buffer, 0, 9)  # wraps the ring, leaves stale updates and a pending insert
     buffer.extend(_steps(500, 2))  # pending inserts at save time
-    buffer.save(tmp_path / "ckpt")
+    xreplay.save(buffer, tmp_path / "ckpt")
     expected = _run(buffer, 9, 12)
-    loaded = TransitionBuffer.load(tmp_path / "ckpt", mmap=mmap)
-    assert type(loaded.sampler) is type(buffer.sampler) and loaded.derived_fields == buffer.derived_fields
+    loaded = xreplay.load(tmp_path / "ckpt", mmap=mmap, kind=TransitionBuffer)
+    assert type(loaded.sampler) is type(buffer.sampler) and loaded.next_obs_fields == buffer.next_obs_fields
     _assert_same(expected, _run(loaded, 9, 12))
 
 
 def test_loaded_buffer_matches_state_and_generic_load(tmp_path):
     buffer = _make("next_obs")
     _run(buffer, 0, 5)
-    buffer.save(tmp_path / "ckpt")
+    xreplay.save(buffer, tmp_path / "ckpt")
     loaded = persistence.load(tmp_path / "ckpt")
     assert isinstance(loaded, TransitionBuffer)
     assert loaded.writer.state_dict() == buffer.writer.state_dict()
@@ -95,11 +96,11 @@ def test_loaded_buffer_matches_state_and_generic_load(tmp_path):
 def test_second_save_is_incremental_and_loads_the_same(tmp_path):
     buffer = TransitionBuffer(64, "prioritized", seed=0)
     buffer.extend(_steps(0, 40))
-    assert not buffer.save(tmp_path / "ckpt").incremental
+    assert not xreplay.save(buffer, tmp_path / "ckpt").incremental
     buffer.extend(_steps(40, 3))
-    report = buffer.save(tmp_path / "ckpt")
+    report = xreplay.save(buffer, tmp_path / "ckpt")
     assert report.incremental
-    loaded = TransitionBuffer.load(tmp_path / "ckpt")
+    loaded = xreplay.load(tmp_path / "ckpt", kind=TransitionBuffer)
     assert torch.equal(loaded.gather(np.arange(43))["act"], buffer.gather(np.arange(43))["act"])
 
 
@@ -107,8 +108,8 @@ def test_n_step_configuration_is_saved(tmp_path):
     n_step = NStepReturns(2, 0.9, reward="info/done", terminated="info/done", truncated=None)
     buffer = TransitionBuffer(8, seed=1, n_step=n_step)
     buffer.extend(_steps(0, 6))
-    buffer.save(tmp_path / "ckpt")
-    assert TransitionBuffer.load(tmp_path / "ckpt").n_step == n_step
+    xreplay.save(buffer, tmp_path / "ckpt")
+    assert xreplay.load(tmp_path / "ckpt", kind=TransitionBuffer).n_step == n_step
     with pytest.raises(CheckpointMismatchError, match="n_step"):
         persistence.load(tmp_path / "ckpt", n_step=NStepReturns(3, 0.9))
 
@@ -116,7 +117,7 @@ def test_n_step_configuration_is_saved(tmp_path):
 def test_load_of_another_kind_is_refused(tmp_path):
     buffer = TransitionBuffer(8)
     buffer.extend(_steps(0, 2))
-    buffer.save(tmp_path / "ckpt")
+    xreplay.save(buffer, tmp_path / "ckpt")
     with pytest.raises(CheckpointMismatchError, match="'transition_buffer' checkpoint, not 'episode_buffer'"):
         persistence.load(tmp_path / "ckpt", kind="episode_buffer")
 
@@ -125,7 +126,7 @@ def test_inspect_reports_transition_buffer_priorities(tmp_path, capsys):
     buffer = TransitionBuffer(16, PrioritizedSampler(16, alpha=1.0, epsilon=0.0), seed=0)
     buffer.extend(_steps(0, 10))
     buffer.update_priorities(np.arange(10), np.arange(1.0, 11.0), generations="current")
-    buffer.save(tmp_path / "ckpt")
+    xreplay.save(buffer, tmp_path / "ckpt")
     assert main(["inspect", str(tmp_path / "ckpt")]) == 0
     out = capsys.readouterr().out
     assert "transition_buffer" in out and "fill        10 / 16" in out
@@ -160,7 +161,7 @@ def test_pymarl2_prioritized_buffer_round_trip_and_exact_resume(tmp_path):
     np.random.seed(7)
     buffer.insert_episode_batch(_episodes(4, 0))
     _pymarl_run(buffer, 0, 5)
-    buffer.save(tmp_path / "ckpt")
+    xreplay.save(buffer, tmp_path / "ckpt")
     at_save = (buffer._sampler.priorities(np.arange(6)).copy(), buffer.max_priority, buffer.beta, buffer.stale_updates)
     py_state, np_state = random.getstate(), np.random.get_state()
     expected = _pymarl_run(buffer, 5, 8)
@@ -198,8 +199,8 @@ def test_plain_index_update_after_load_uses_the_saved_last_sample(tmp_path):
     buffer = TransitionBuffer(8, "prioritized", seed=0)
     buffer.extend(_steps(0, 8))
     sample = buffer.sample(4)
-    buffer.save(tmp_path / "ckpt")
-    loaded = TransitionBuffer.load(tmp_path / "ckpt")
+    xreplay.save(buffer, tmp_path / "ckpt")
+    loaded = xreplay.load(tmp_path / "ckpt", kind=TransitionBuffer)
     loaded.add({k: v[0] for k, v in _steps(9, 1).items() if k != "info"} | {"info": {"done": np.float32(0)}})
     stale = loaded.update_priorities(sample.indices, np.full(4, 2.0))  # no generations: the saved sample's
     assert stale == int((sample.indices == 0).sum())
@@ -208,8 +209,29 @@ def test_plain_index_update_after_load_uses_the_saved_last_sample(tmp_path):
 def test_next_obs_buffer_without_side_entries_round_trips(tmp_path):
     buffer = TransitionBuffer(8, next_obs_from="obs", seed=0)
     buffer.extend({"obs": np.arange(3.0), "next_obs": np.arange(1.0, 4.0)})  # no episode end: nothing kept apart
-    buffer.save(tmp_path / "ckpt")
-    loaded = TransitionBuffer.load(tmp_path / "ckpt")
+    xreplay.save(buffer, tmp_path / "ckpt")
+    loaded = xreplay.load(tmp_path / "ckpt", kind=TransitionBuffer)
     assert loaded.gather(np.arange(3))["next_obs"].tolist() == [1.0, 2.0, 3.0]
     loaded.extend({"obs": np.array([4.0]), "next_obs": np.array([5.0])})  # newest's next obs (3) differed from 4
     assert loaded.gather(np.arange(4))["next_obs"].tolist() == [1.0, 2.0, 3.0, 5.0]
+
+
+def test_uniform_without_replacement_survives_a_checkpoint(tmp_path):
+    from xreplay import UniformSampler
+
+    buffer = TransitionBuffer(8, sampler=UniformSampler(replace=False), seed=0)
+    buffer.extend({"obs": np.arange(8.0, dtype=np.float32)})
+    xreplay.save(buffer, tmp_path / "ckpt")
+    loaded = xreplay.load(tmp_path / "ckpt", kind=TransitionBuffer)
+    assert loaded.sampler.replace is False
+    assert sorted(loaded.sample(8).indices.tolist()) == list(range(8))
+
+
+def test_a_sequence_sampled_buffer_is_refused_with_a_clear_error(tmp_path):
+    from xreplay import CheckpointError, SequenceSampler
+
+    buffer = TransitionBuffer(8, sampler=SequenceSampler(2, end_fields=("done",)), seed=0)
+    buffer.extend({"obs": np.arange(8.0, dtype=np.float32), "done": np.zeros(8, np.float32)})
+    with pytest.raises(CheckpointError, match="SequenceSampler"):
+        xreplay.save(buffer, tmp_path / "ckpt")
+    assert not (tmp_path / "ckpt").exists()

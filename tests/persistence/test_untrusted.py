@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+import xreplay
 from tests.persistence import kinds
 from tests.persistence.persistence_helpers import filled_buffer, read_meta, reseal
 from xreplay import EpisodeBuffer
@@ -27,9 +28,8 @@ from xreplay.errors import (
     CheckpointTooLargeError,
     UntrustedCheckpointError,
 )
-from xreplay.persistence import load, verify
+from xreplay.persistence import load, open_storage, verify
 from xreplay.persistence.inspect import summarize
-from xreplay.storage import MemmapStorage
 
 OPENED: list[str] = []
 
@@ -48,7 +48,7 @@ def box(tmp_path):
     (tmp_path / "outside").mkdir()
     path = tmp_path / "inside" / "ckpt"
     path.parent.mkdir()
-    filled_buffer().save(path)
+    xreplay.save(filled_buffer(), path)
     return path, tmp_path / "outside" / "secret.bin"
 
 
@@ -134,13 +134,14 @@ def test_live_rows_pointed_outside_cannot_be_written_or_deleted(tmp_path):
     victim.parent.mkdir()
     path = tmp_path / "inside" / "m"
     buffer = kinds.filled("memmap", path)
-    buffer.save(path)
+    xreplay.save(buffer, path)
     meta = read_meta(path)
     victim.write_bytes(b"v" * meta["arrays"]["rows"]["shape"][0] * meta["arrays"]["rows"]["shape"][1])
     meta["arrays"]["rows"]["file"] = "../../outside/victim.bin"
     reseal(path, meta)
     before = victim.read_bytes()
-    for reader in (lambda: EpisodeBuffer.load(path, mmap="shared"), lambda: MemmapStorage.open(path)):
+    readers = (lambda: xreplay.load(path, mmap="shared", kind=EpisodeBuffer), lambda: open_storage(path))
+    for reader in readers:
         with pytest.raises(CheckpointPathError):
             reader()
     assert victim.read_bytes() == before and sorted(p.name for p in victim.parent.iterdir()) == ["victim.bin"]

@@ -6,23 +6,24 @@ from xreplay.samplers import UniformSampler
 
 
 def test_without_replacement_draws_distinct_slots_in_range():
-    slots = UniformSampler().sample(np.random.default_rng(1), 32, size=40)
+    slots = UniformSampler().sample(np.random.default_rng(1), 32, size=40, replace=False).indices
     assert len(set(slots.tolist())) == 32 and slots.min() >= 0 and slots.max() < 40
 
 
 def test_same_seed_same_draws():
-    a = UniformSampler().sample(np.random.default_rng(7), 16, size=1000)
-    b = UniformSampler().sample(np.random.default_rng(7), 16, size=1000)
+    a = UniformSampler().sample(np.random.default_rng(7), 16, size=1000, replace=False).indices
+    b = UniformSampler().sample(np.random.default_rng(7), 16, size=1000, replace=False).indices
     assert a.tolist() == b.tolist()
 
 
 def test_with_replacement_may_exceed_size():
-    slots = UniformSampler().sample(np.random.default_rng(0), 50, size=3, replace=True)
+    slots = UniformSampler().sample(np.random.default_rng(0), 50, size=3, replace=True).indices
     assert slots.shape == (50,) and set(slots.tolist()) <= {0, 1, 2}
 
 
 def test_uniform_frequencies():
-    counts = np.bincount(UniformSampler().sample(np.random.default_rng(3), 60000, size=6, replace=True), minlength=6)
+    draw = UniformSampler().sample(np.random.default_rng(3), 60000, size=6, replace=True)
+    counts = np.bincount(draw.indices, minlength=6)
     assert np.all(np.abs(counts / 60000 - 1 / 6) < 0.01)
 
 

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+import xreplay
 from xreplay import EpisodeBuffer, Field, OneHot, Scheme
 from xreplay.errors import CheckpointError
-from xreplay.persistence import load, verify
+from xreplay.persistence import flush, load, open_storage, verify
 from xreplay.storage import MemmapStorage, TensorStorage
 
 T = 4
@@ -41,7 +42,7 @@ def test_rows_live_in_a_file(tmp_path):
     storage = MemmapStorage(_scheme(), 8, T, tmp_path / "m")
     assert storage.file.parent == tmp_path / "m" and storage.file.stat().st_size == storage.nbytes
     storage.columns["obs"][2] = 1.5
-    storage.flush()
+    flush(storage)
     on_disk = np.fromfile(storage.file, dtype=np.uint8).reshape(8, -1)
     assert np.array_equal(on_disk, storage.rows.numpy())
 
@@ -72,13 +73,13 @@ def test_storage_must_match_the_buffer(tmp_path):
 def test_reopen_recovers_the_last_flush(tmp_path):
     storage = MemmapStorage(_scheme(), 8, T, tmp_path / "m")
     storage.columns["obs"][:] = 2.0
-    storage.flush()
-    reopened = MemmapStorage.open(tmp_path / "m")
+    flush(storage)
+    reopened = open_storage(tmp_path / "m")
     assert torch.equal(reopened.rows, storage.rows)
     reopened.columns["obs"][0] = 7.0  # shared: the storage keeps using the file...
-    assert float(MemmapStorage.open(tmp_path / "m").columns["obs"][0, 0, 0]) == 2.0  # ...which holds flushes only
-    reopened.flush()
-    assert float(MemmapStorage.open(tmp_path / "m").columns["obs"][0, 0, 0]) == 7.0
+    assert float(open_storage(tmp_path / "m").columns["obs"][0, 0, 0]) == 2.0  # ...which holds flushes only
+    flush(reopened)
+    assert float(open_storage(tmp_path / "m").columns["obs"][0, 0, 0]) == 7.0
 
 
 def test_relayout_moves_to_a_new_file_and_keeps_values(tmp_path):
@@ -89,25 +90,25 @@ def test_relayout_moves_to_a_new_file_and_keeps_values(tmp_path):
     buffer.storage.relayout({"actions": torch.int16})
     buffer.add(big)
     assert buffer.storage.file != first and first.exists()  # kept until a flush no longer needs it
-    buffer.save(tmp_path / "m")
-    buffer.save(tmp_path / "m")
+    xreplay.save(buffer, tmp_path / "m")
+    xreplay.save(buffer, tmp_path / "m")
     assert not first.exists()
-    reopened = EpisodeBuffer.load(tmp_path / "m", mmap="shared")
+    reopened = xreplay.load(tmp_path / "m", mmap="shared", kind=EpisodeBuffer)
     assert torch.equal(reopened.storage.rows, buffer.storage.rows)
 
 
 def test_buffer_save_into_its_directory_is_a_flush(tmp_path):
     buffer = _buffer(tmp_path / "m", capacity=64)
     buffer.add(_episodes(1, 9))  # the first actions widen the "auto" column: a new rows file
-    buffer.save(tmp_path / "m")
+    xreplay.save(buffer, tmp_path / "m")
     buffer.add(_episodes(4, 0))
-    report = buffer.save(tmp_path / "m")
+    report = xreplay.save(buffer, tmp_path / "m")
     assert report.incremental and report.bytes_written < buffer.storage.nbytes / 4  # 4 of 64 rows, not a copy
-    recovered = EpisodeBuffer.load(tmp_path / "m", mmap="shared")
+    recovered = xreplay.load(tmp_path / "m", mmap="shared", kind=EpisodeBuffer)
     assert isinstance(recovered.storage, MemmapStorage) and len(recovered) == 5
     assert sorted(p.name for p in (tmp_path / "m").glob("rows.live-*")) == [buffer.storage.file.name]
     assert torch.equal(recovered.storage.rows, buffer.storage.rows)
-    copy = EpisodeBuffer.load(tmp_path / "m")  # read into memory instead
+    copy = xreplay.load(tmp_path / "m", kind=EpisodeBuffer)  # read into memory instead
     assert type(copy.storage) is TensorStorage and torch.equal(copy.storage.rows, buffer.storage.rows)
     verify(tmp_path / "m")
 
@@ -115,7 +116,7 @@ def test_buffer_save_into_its_directory_is_a_flush(tmp_path):
 def test_memmap_buffer_saved_elsewhere_is_a_normal_checkpoint(tmp_path):
     buffer = _buffer(tmp_path / "m")
     buffer.add(_episodes(5, 0))
-    buffer.save(tmp_path / "copy")
+    xreplay.save(buffer, tmp_path / "copy")
     loaded = load(tmp_path / "copy")
     assert type(loaded.storage) is TensorStorage and torch.equal(loaded.storage.rows, buffer.storage.rows)
 
@@ -129,7 +130,7 @@ def test_killed_writer_recovers_every_flushed_episode(tmp_path):
         try:
             os.close(read_fd)
             buffer.add(_episodes(10, 0))
-            buffer.save(tmp_path / "m")  # flush: these 10 episodes must survive
+            xreplay.save(buffer, tmp_path / "m")  # flush: these 10 episodes must survive
             buffer.add(_episodes(7, 1))  # not flushed
             os.write(write_fd, b"x")
             signal.pause()
@@ -139,13 +140,13 @@ def test_killed_writer_recovers_every_flushed_episode(tmp_path):
     assert os.read(read_fd, 1) == b"x"
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
-    recovered = EpisodeBuffer.load(tmp_path / "m", mmap="shared")
+    recovered = xreplay.load(tmp_path / "m", mmap="shared", kind=EpisodeBuffer)
     expected = EpisodeBuffer(_scheme(), 64, T, seed=0)
     expected.add(_episodes(10, 0))
     assert len(recovered) == 10 and recovered.writer.state_dict() == expected.writer.state_dict()
     assert torch.equal(recovered.storage.rows[:10], expected.storage.rows[:10])
     recovered.add(_episodes(1, 2))  # and it keeps going on the file
-    assert len(EpisodeBuffer.load(tmp_path / "m", mmap="shared")) == 10  # until the next flush
+    assert len(xreplay.load(tmp_path / "m", mmap="shared", kind=EpisodeBuffer)) == 10  # until the next flush
 
 
 # -- issue 9, finding 6: a storage flush never clobbers its buffer's checkpoint, and a crash exposes exactly
@@ -156,12 +157,12 @@ def test_storage_flush_saves_the_buffer_over_it(tmp_path):
     from tests.persistence import kinds
 
     buffer = kinds.filled("memmap", tmp_path / "m", writes=5)
-    buffer.save(tmp_path / "m")
+    xreplay.save(buffer, tmp_path / "m")
     kinds.write("memmap", buffer, 5)
-    buffer.storage.flush()  # before the fix: rewrote metadata.json as a bare storage and deleted the lengths
+    flush(buffer.storage)  # before the fix: rewrote metadata.json as a bare storage, deleted the lengths
     meta = verify(tmp_path / "m")
     assert meta["kind"] == "episode_buffer" and "lengths" in meta["arrays"]
-    assert kinds.snapshot(EpisodeBuffer.load(tmp_path / "m", mmap="shared")) == kinds.snapshot(buffer)
+    assert kinds.snapshot(xreplay.load(tmp_path / "m", mmap="shared", kind=EpisodeBuffer)) == kinds.snapshot(buffer)
 
 
 def test_a_bare_storage_flush_refuses_to_replace_a_buffer_checkpoint(tmp_path):
@@ -169,12 +170,12 @@ def test_a_bare_storage_flush_refuses_to_replace_a_buffer_checkpoint(tmp_path):
 
     buffer = _buffer(tmp_path / "m")
     buffer.add(_episodes(3, 0))
-    buffer.save(tmp_path / "m")
+    xreplay.save(buffer, tmp_path / "m")
     storage = buffer.storage
     storage.bind_owner(None)  # a storage nobody owns any more
-    with pytest.raises(CheckpointMismatchError, match=r"holds a 'episode_buffer' checkpoint.*buffer\.save"):
-        storage.flush()
-    assert len(EpisodeBuffer.load(tmp_path / "m")) == 3
+    with pytest.raises(CheckpointMismatchError, match=r"holds a 'episode_buffer' checkpoint.*flush\(buffer\)"):
+        flush(storage)
+    assert len(xreplay.load(tmp_path / "m", kind=EpisodeBuffer)) == 3
 
 
 def _crash_child(path, writes, after, ready_fd, crash_in_apply):
@@ -191,14 +192,14 @@ def _crash_child(path, writes, after, ready_fd, crash_in_apply):
             real(file, rows, [(start, start + max(1, (stop - start) // 2))], skip_zero)
             os.kill(os.getpid(), signal.SIGKILL)
 
-        buffer.storage.flush()  # a clean flush first, so the next one writes a redo record
+        flush(buffer.storage)  # a clean flush first, so the next one writes a redo record
         for i in range(writes, writes + 3):
             kinds.write("memmap", buffer, i)
         live.write_rows_at = half_then_die
         os.write(ready_fd, b"x")
-        buffer.storage.flush()
+        flush(buffer.storage)
         return
-    buffer.storage.flush()
+    flush(buffer.storage)
     for i in range(writes, writes + after):  # overwrite flushed slots in place, never flushed
         kinds.write("memmap", buffer, i)
     os.write(ready_fd, b"x")
@@ -227,6 +228,6 @@ def test_after_a_crash_the_buffer_is_exactly_its_last_flush(tmp_path, crash_in_a
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
     expected = kinds.snapshot(kinds.filled("memmap", tmp_path / "reference", writes=writes + 3 * crash_in_apply))
     for mmap in (True, "shared", False):  # shared replays a cut-short flush into the file, then the others read it
-        recovered = EpisodeBuffer.load(tmp_path / "m", mmap=mmap)
+        recovered = xreplay.load(tmp_path / "m", mmap=mmap, kind=EpisodeBuffer)
         assert kinds.snapshot(recovered) == expected, mmap
     verify(tmp_path / "m")

@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 from xreplay.buffers.validation import as_field_tensor, check_keys, check_one_hot_sources
 from xreplay.errors import FieldShapeError
+from xreplay.scheme import Scheme
+from xreplay.storage.tensor import TensorStorage
 
-if TYPE_CHECKING:
-    from xreplay.buffers.episodes import EpisodeBuffer
+__all__ = ["EpisodeSink", "EpisodeWriter"]
 
-__all__ = ["EpisodeWriter"]
+
+class EpisodeSink(Protocol):
+    """What an :class:`EpisodeWriter` writes into: an :class:`~xreplay.buffers.EpisodeBuffer`."""
+
+    scheme: Scheme
+    storage: TensorStorage
+
+    @property
+    def max_seq_length(self) -> int:
+        """Return the steps per episode."""
+
+    def add(self, episodes: Mapping[str, Any], lengths: Any = None) -> np.ndarray:
+        """Write whole episodes."""
 
 
 class EpisodeWriter:
@@ -36,7 +50,7 @@ class EpisodeWriter:
         (1, 2)
     """
 
-    def __init__(self, buffer: EpisodeBuffer):
+    def __init__(self, buffer: EpisodeSink):
         """Stage an empty episode for ``buffer``."""
         self.buffer = buffer
         scheme = buffer.scheme
@@ -75,7 +89,7 @@ class EpisodeWriter:
         values = {name: as_field_tensor(scheme, name, value, ()) for name, value in step.items()}
         storage = self.buffer.storage
         storage.plan_dtypes({k: v for k, v in values.items() if not storage.layout.columns[k].auto})
-        check_one_hot_sources(self.buffer._derived.values(), values)
+        check_one_hot_sources([f.derived for f in scheme.values() if f.derived is not None], values)
         return values
 
     def _stage(self, values: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

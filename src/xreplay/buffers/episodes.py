@@ -1,63 +1,29 @@
-"""EpisodeBuffer: whole episodes in a ring, sampled uniformly."""
+"""EpisodeBuffer: whole episodes in a ring, sampled uniformly or by priority."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
 
-from xreplay.buffers.fields import FieldBatch
+from xreplay.buffers.episode_batches import EpisodeBatches
+from xreplay.buffers.episode_writer import EpisodeWriter
 from xreplay.buffers.locking import MutationLock, locked
-from xreplay.buffers.validation import as_field_tensor, as_slots, check_keys, check_one_hot_sources
-from xreplay.errors import FieldShapeError, FieldValueError, SchemeError
-from xreplay.samplers.uniform import UniformSampler
+from xreplay.buffers.priority_updates import resolve_update
+from xreplay.buffers.samples import EpisodeSample
+from xreplay.buffers.validation import as_slots, check_keys
+from xreplay.errors import ArgumentError, SchemeError
+from xreplay.random_state import generator_from_state, generator_state
+from xreplay.samplers.base import Sampler
+from xreplay.samplers.choice import make_sampler
 from xreplay.scheme import Scheme
-from xreplay.storage.conversion import as_number_array, as_plain_tensor
-from xreplay.storage.dtypes import dtype_range
 from xreplay.storage.resources import as_count, check_allocation
 from xreplay.storage.tensor import TensorStorage
 from xreplay.writers import RingWriter
 
-if TYPE_CHECKING:
-    from xreplay.buffers.episode_writer import EpisodeWriter
-    from xreplay.persistence.checkpoint import SaveReport
-
 __all__ = ["EpisodeBuffer", "EpisodeSample"]
-
-
-class EpisodeSample(FieldBatch):
-    """A batch of episodes: field name -> tensor ``[n, steps, *item]`` in the declared dtype.
-
-    Besides the scheme's fields it holds ``filled`` (bool ``[n, steps, 1]``,
-    true on the steps each episode has), and the attributes ``indices`` (the
-    slots sampled), ``lengths`` (steps per episode) and ``max_seq_length``.
-    """
-
-    def __init__(
-        self,
-        fields: dict[str, torch.Tensor],
-        indices: torch.Tensor,
-        lengths: torch.Tensor,
-        max_seq_length: int,
-    ):
-        """Wrap gathered fields and their episode metadata."""
-        super().__init__(fields)
-        self.indices = indices
-        self.lengths = lengths
-        self.max_seq_length = max_seq_length
-
-    @property
-    def batch_size(self) -> int:
-        """Return the number of episodes."""
-        return int(self.indices.shape[0])
-
-    def to(self, device: str | torch.device, non_blocking: bool = False) -> EpisodeSample:
-        """Return a copy of this sample on ``device``."""
-        moved = {k: v.to(device, non_blocking=non_blocking) for k, v in self._fields.items()}
-        return EpisodeSample(moved, self.indices.to(device), self.lengths.to(device), self.max_seq_length)
 
 
 def _check_storage(storage: TensorStorage, scheme: Scheme, capacity: int, max_seq_length: int) -> None:
@@ -71,12 +37,15 @@ def _check_storage(storage: TensorStorage, scheme: Scheme, capacity: int, max_se
 
 
 class EpisodeBuffer:
-    """A fixed-capacity ring of whole episodes with uniform sampling.
+    """A fixed-capacity ring of whole episodes, sampled uniformly or by priority.
 
     Composes a :class:`~xreplay.storage.TensorStorage`, a
-    :class:`~xreplay.writers.RingWriter` and a
-    :class:`~xreplay.samplers.UniformSampler`; every random draw comes from
-    the buffer's own ``numpy.random.Generator`` (seeded by ``seed``).
+    :class:`~xreplay.writers.RingWriter` and a sampler
+    (:class:`~xreplay.samplers.UniformSampler` by default,
+    :class:`~xreplay.samplers.PrioritizedSampler` with ``sampler="prioritized"``);
+    every random draw comes from the buffer's own ``numpy.random.Generator``
+    (seeded by ``seed``). Every method that changes the buffer holds its
+    ``lock``, so threads may write, sample and update priorities at once.
 
     Args:
         scheme: The fields of an episode.
@@ -88,9 +57,13 @@ class EpisodeBuffer:
         storage: A storage to use instead of a new :class:`~xreplay.storage.TensorStorage`
             (e.g. a :class:`~xreplay.storage.MemmapStorage` for buffers larger than memory); it
             must hold ``scheme``, ``capacity`` and ``max_seq_length``, and sets the device.
+        sampler: ``"uniform"``, ``"prioritized"`` (prioritized episode replay: alpha 0.6, beta 0.4) or a
+            sampler object (see :mod:`xreplay.samplers.base`).
 
     Raises:
-        ArgumentError: ``capacity`` or ``max_seq_length`` is not an int >= 1, or ``device`` is not usable.
+        ArgumentError: ``capacity`` or ``max_seq_length`` is not an int >= 1, ``device`` is not usable, or
+            ``sampler`` is not a sampler.
+        ValueError: ``sampler`` was built for another capacity (names both).
         CapacityError: The storage would not fit in the memory this process may use.
 
     Example:
@@ -111,6 +84,7 @@ class EpisodeBuffer:
         pin_memory: bool = False,
         seed: int | None = None,
         storage: TensorStorage | None = None,
+        sampler: str | Sampler = "uniform",
     ):
         """Allocate storage and components."""
         capacity = as_count(capacity, "capacity", minimum=1)
@@ -124,74 +98,110 @@ class EpisodeBuffer:
         if bind_owner is not None:
             bind_owner(self)  # a MemmapStorage's flush then saves this buffer's checkpoint, not a bare storage
         self.writer = RingWriter(capacity)
-        self.sampler = UniformSampler()
+        self.sampler = make_sampler(sampler, capacity)
+        self._last_sample: tuple[np.ndarray, np.ndarray] | None = None  # (slots, generations) of the last sample
+        self._samples = self._sampled = 0  # sample calls and episodes drawn
         self.rng = np.random.default_rng(seed)
         self.lock = MutationLock()  # held by every change; a save holds it while it copies
         self._host_lengths = np.zeros(capacity, dtype=np.int32)
         # On CPU the tensor shares the numpy array's memory, so one write updates both.
         self._lengths = torch.from_numpy(self._host_lengths).to(self.storage.device)
         self._steps = torch.arange(max_seq_length, device=self.storage.device)
-        # Static facts about the fields, looked up once instead of on every write.
-        self._per_step = {name: field.per_step for name, field in scheme.items()}
-        self._derived = {name: field.derived for name, field in scheme.items() if field.derived is not None}
-        self._full_lengths: dict[tuple[int, int], torch.Tensor] = {}
-        self._shapes: dict[tuple[int, int], dict[str, torch.Size]] = {}
+        self._batches = EpisodeBatches(scheme, storage, max_seq_length)
 
     @property
     def capacity(self) -> int:
         """Return the number of episode slots."""
         return self.storage.capacity
 
-    # -- checkpoints (xreplay.persistence) ------------------------------------
+    # -- the buffer surface ---------------------------------------------------
 
-    checkpoint_kind: ClassVar[str] = "episode_buffer"
+    @locked
+    def clear(self) -> None:
+        """Forget every episode (the storage keeps its memory; priorities and counters start over)."""
+        self.writer.clear()
+        self.sampler.reset()
+        self._host_lengths[:] = 0
+        if self.device.type != "cpu":
+            self._lengths.zero_()
+        self._last_sample = None
+        self._samples = self._sampled = 0
 
-    def checkpoint_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Return ``(meta, arrays)`` for a checkpoint (see :mod:`xreplay.persistence.kinds`)."""
-        from xreplay.persistence.episode_buffer import buffer_state
+    def stats(self) -> dict[str, Any]:
+        """Return fill, counters and the sampler's figures (stale updates, priority min/max/sum when prioritized).
 
-        return buffer_state(self)
+        Keys: ``size``, ``capacity``, ``fill`` (``size / capacity``), ``inserts`` (items written since the
+        last :meth:`clear`), ``samples`` (sample calls) and ``sampled`` (items drawn), then the sampler's.
+        """
+        return {
+            "size": len(self),
+            "capacity": self.capacity,
+            "fill": len(self) / self.capacity,
+            "inserts": self.writer.writes,
+            "samples": self._samples,
+            "sampled": self._sampled,
+            **self.sampler.stats(),
+        }
 
-    @classmethod
-    def from_checkpoint(cls, meta: dict[str, Any], arrays: dict[str, Any], **options: Any) -> EpisodeBuffer:
-        """Return a buffer rebuilt from :meth:`checkpoint_state`'s output (``device``, ``scheme`` options)."""
-        from xreplay.persistence.episode_buffer import restore_buffer
+    def __repr__(self) -> str:
+        kind = type(self.sampler).__name__
+        return f"{type(self).__name__}({len(self)}/{self.capacity} episodes, sampler={kind}, device={self.device})"
 
-        return restore_buffer(cls, meta, arrays, **options)
+    # -- state (what a checkpoint saves) ---------------------------------------
 
-    def _restore(self, writer_state: dict[str, Any], rng: np.random.Generator, lengths: np.ndarray) -> None:
-        """Adopt a checkpoint's writer cursor, random generator and episode lengths."""
-        self.writer.load_state_dict(writer_state)
-        self.rng = rng
-        self._host_lengths = lengths
-        self._lengths = torch.from_numpy(lengths).to(self.storage.device)
+    def state_dict(self) -> dict[str, Any]:
+        """Return the buffer's state: the writer, generator, sampler and episode lengths, plus the stored rows.
 
-    def save(self, path: str | os.PathLike[str], incremental: bool = True, fsync: bool = True) -> SaveReport:
-        """Save this buffer as a checkpoint directory; see :func:`xreplay.persistence.save`."""
-        from xreplay.persistence import save
+        Arrays are views, not copies (``lengths`` a numpy array, ``storage.rows`` a tensor); the rest is
+        plain data. The buffer's configuration (scheme, capacity, layout, device) is read from its
+        attributes. :func:`xreplay.save` streams this; :meth:`load_state_dict` takes it back.
+        """
+        return {
+            "writer": self.writer.state_dict(),
+            "rng": generator_state(self.rng),
+            "sampler": self.sampler.state_dict(),
+            "lengths": self._host_lengths,
+            "storage": self.storage.state_dict(),
+        }
 
-        return save(self, path, incremental=incremental, fsync=fsync)
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Adopt a state from :meth:`state_dict` (``storage`` optional: omitted, the rows stay as they are).
 
-    @classmethod
-    def load(
-        cls,
-        path: str | os.PathLike[str],
-        mmap: bool | str = False,
-        verify: bool | None = None,
-        device: str | torch.device | None = None,
-        scheme: Scheme | None = None,
-    ) -> EpisodeBuffer:
-        """Load a buffer saved by :meth:`save`; see :func:`xreplay.persistence.load`.
+        Everything is checked before anything changes.
 
         Raises:
-            CheckpointMismatchError: ``path`` holds another kind of checkpoint, or a scheme other
-                than ``scheme`` (when given).
+            ArgumentError: A part of ``state`` is missing or does not fit this buffer (capacity, lengths
+                outside ``[0, max_seq_length]``, an unknown generator).
         """
-        from xreplay.persistence import load
-
-        buffer = load(path, mmap=mmap, verify=verify, kind=cls.checkpoint_kind, device=device, scheme=scheme)
-        assert isinstance(buffer, EpisodeBuffer)
-        return buffer
+        missing = [key for key in ("writer", "rng", "sampler", "lengths") if key not in state]
+        if missing:
+            raise ArgumentError(f"episode buffer state lacks {missing}; expected the keys of state_dict()")
+        lengths = np.asarray(state["lengths"])
+        capacity, limit = self.capacity, self.max_seq_length
+        if lengths.shape != (capacity,) or lengths.dtype.kind not in "iu":
+            raise ArgumentError(
+                f"episode buffer state 'lengths': expected {capacity} integers, "
+                f"received {lengths.dtype} {lengths.shape}"
+            )
+        if capacity and (int(lengths.min()) < 0 or int(lengths.max()) > limit):
+            slot = int(np.flatnonzero((lengths < 0) | (lengths > limit))[0])
+            raise ArgumentError(
+                f"episode buffer state 'lengths': slot {slot} holds {int(lengths[slot])}, expected [0, {limit}]"
+            )
+        rng = generator_from_state(state["rng"])
+        writer = RingWriter(capacity)
+        writer.load_state_dict(state["writer"])
+        if "storage" in state:
+            self.storage.check_state_dict(state["storage"])
+        self.sampler.load_state_dict(state["sampler"])  # checks everything before it changes anything
+        # Everything is checked: adopt it.
+        if "storage" in state:
+            self.storage.load_state_dict(state["storage"])
+        self.writer.load_state_dict(writer.state_dict())
+        self.rng = rng
+        self._host_lengths[:] = lengths
+        if self.device.type != "cpu":
+            self._lengths.copy_(torch.from_numpy(self._host_lengths))
 
     @property
     def max_seq_length(self) -> int:
@@ -240,110 +250,17 @@ class EpisodeBuffer:
         exactly as it was.
         """
         check_keys(self.scheme, episodes.keys(), required=True)
-        n, t = self._batch_dims(episodes)
-        values = self._convert(episodes, n, t)
-        length = self._check_lengths(lengths, n, t)
+        batches = self._batches
+        n, t = batches.dims(episodes)
+        values = batches.convert(episodes, n, t)
+        length = batches.lengths(lengths, n, t)
         ranges: dict[str, tuple[int, int] | None] = {}
-        covered = self._check_derived_sources(values, ranges)
+        covered = batches.check_derived_sources(values, ranges)
         widen = self.storage.plan_dtypes(
             {k: v for k, v in values.items() if k not in covered} if covered else values, ranges
         )
         self.storage.relayout(widen)
         return self._add_validated(values, length, t, full=lengths is None)
-
-    def _convert(self, episodes: Mapping[str, Any], n: int, t: int) -> dict[str, torch.Tensor]:
-        """Return every field as a tensor checked against its expected shape and declared dtype."""
-        shapes = self._shapes.get((n, t))
-        if shapes is None:
-            if len(self._shapes) > 64:
-                self._shapes.clear()  # many batch sizes: keep the cache small
-            shapes = self._shapes[(n, t)] = {
-                name: torch.Size(((n, t) if field.per_step else (n,)) + self.scheme.item_shape(name))
-                for name, field in self.scheme.items()
-            }
-        values = {}
-        for name, value in episodes.items():
-            field = self.scheme[name]
-            if (
-                isinstance(value, torch.Tensor)
-                and value.shape == shapes[name]
-                and value.dtype == field.dtype
-                and value.layout == torch.strided
-                and not value.is_meta
-            ):
-                values[name] = value  # the common case: nothing to convert or check here
-            else:
-                values[name] = as_field_tensor(
-                    self.scheme, name, value, tuple(shapes[name][: 2 if field.per_step else 1])
-                )
-        return values
-
-    def _check_derived_sources(
-        self, values: Mapping[str, torch.Tensor], ranges: dict[str, tuple[int, int] | None]
-    ) -> set[str]:
-        """Check that sources of derived fields hold valid class indices.
-
-        Returns:
-            The sources whose storage check this implies (strict columns holding every class index),
-            which need no second check.
-        """
-        check_one_hot_sources(self._derived.values(), values)
-        covered = set()
-        for derived in self._derived.values():
-            name = derived.source
-            column = self.storage.layout.columns[name]
-            held = dtype_range(column.dtype)
-            if not column.auto and held is not None and held[0] <= 0 and derived.num_classes - 1 <= held[1]:
-                covered.add(name)
-        return covered
-
-    def _batch_dims(self, episodes: Mapping[str, Any]) -> tuple[int, int]:
-        """Return (episodes, steps) of a batch from its first fields, checking the limit."""
-        n = t = None
-        for name, value in episodes.items():
-            if isinstance(value, torch.Tensor):
-                shape = tuple(value.shape)
-            else:
-                try:
-                    shape = tuple(np.shape(value))
-                except ValueError:  # ragged nested lists: as_field_tensor names the problem
-                    shape = tuple(as_field_tensor(self.scheme, name, value, ()).shape)
-            if not shape:
-                if not isinstance(value, torch.Tensor):
-                    as_number_array(name, value)  # text, None or objects: say so rather than "a scalar"
-                raise FieldShapeError(f"field {name!r}: expected a batch of episodes, received a scalar")
-            if n is None:
-                n = shape[0]
-            if self._per_step[name]:
-                if len(shape) < 2:
-                    raise FieldShapeError(f"field {name!r}: expected shape (n, steps, ...), received {shape}")
-                t = shape[1]
-                break  # other fields are checked against (n, t) when converted
-        t = self.max_seq_length if t is None else t
-        if t > self.max_seq_length:
-            raise FieldShapeError(f"episodes have {t} steps but max_seq_length is {self.max_seq_length}")
-        return int(n or 0), int(t)
-
-    def _check_lengths(self, lengths: Any, n: int, t: int) -> torch.Tensor:
-        """Return validated episode lengths as an int32 CPU tensor."""
-        if lengths is None:
-            full = self._full_lengths.get((n, t))
-            if full is None:
-                if len(self._full_lengths) > 64:
-                    self._full_lengths.clear()
-                full = self._full_lengths[(n, t)] = torch.full((n,), t, dtype=torch.int32)
-            return full
-        if isinstance(lengths, torch.Tensor):
-            length = as_plain_tensor("lengths", lengths).cpu().reshape(-1)
-        else:
-            length = torch.from_numpy(as_number_array("lengths", lengths).reshape(-1))
-        if length.shape[0] != n:
-            raise FieldShapeError(f"lengths: expected {n} values, received {length.shape[0]}")
-        if length.is_floating_point() or length.dtype == torch.bool:
-            raise FieldValueError(f"lengths: expected integers in [0, {t}], received dtype {length.dtype}")
-        if n and (int(length.min()) < 0 or int(length.max()) > t):
-            raise FieldValueError(f"lengths: expected integers in [0, {t}], received {length.tolist()}")
-        return length.to(torch.int32)
 
     def _add_validated(self, values: dict[str, Any], lengths: torch.Tensor, t: int, full: bool = False) -> np.ndarray:
         """Write validated values, one copy per field and ring segment; return the slots taken.
@@ -351,11 +268,11 @@ class EpisodeBuffer:
         ``full`` says every episode has all ``t`` steps (derived indices are then the source's).
         """
         columns: Mapping[str, Any] = self.storage.columns
-        per_step = self._per_step
+        per_step = self._batches.per_step
         n, limit = int(lengths.shape[0]), self.max_seq_length
         plan = self.writer.plan(n)
-        derived = self._derived_indices(values, lengths, t, full)
-        absent = {name: self._derived[name].absent for name in derived}
+        derived = self._batches.derived_indices(values, lengths, t, full)
+        absent = {name: self._batches.derived[name].absent for name in derived}
         sources: dict[str, Any] = {**values, **derived}
         host = self.storage.host_columns
         if host is not None and all(v.device.type == "cpu" for v in sources.values()):
@@ -375,49 +292,62 @@ class EpisodeBuffer:
             if self.device.type != "cpu":
                 self._lengths[slot : slot + count].copy_(lengths[item : item + count])
         self.writer.commit(n)
+        self.sampler.on_write(plan, values)
         return plan.slots()
-
-    def _derived_indices(
-        self, values: Mapping[str, torch.Tensor], lengths: torch.Tensor, t: int, full: bool
-    ) -> dict[str, torch.Tensor]:
-        """Return the class indices stored for each derived field: the source's, absent past each length."""
-        out = {}
-        for name, derived in self._derived.items():
-            if not self.storage.layout.columns[name].mask:
-                continue  # materialised: not writable through add (it is derived)
-            source = values[derived.source]
-            if self._per_step[name] and not full and not bool((lengths.numpy() == t).all()):
-                past = self._steps[:t].cpu()[None, :] >= lengths[:, None]  # steps beyond each episode
-                source = source.masked_fill(past.view(*past.shape, *([1] * (source.dim() - 2))), derived.absent)
-            out[name] = source
-        return out
 
     def episode_writer(self) -> EpisodeWriter:
         """Return a step-by-step writer that adds one episode to this buffer when it ends."""
-        from xreplay.buffers.episode_writer import EpisodeWriter
-
         return EpisodeWriter(self)
 
     # -- reads ----------------------------------------------------------------
 
     @locked
-    def sample(self, n: int, replace: bool = False, truncate: bool = False) -> EpisodeSample:
-        """Sample ``n`` stored episodes uniformly.
+    def sample(self, n: int, replace: bool | None = None, truncate: bool = False) -> EpisodeSample:
+        """Sample ``n`` stored episodes with the buffer's sampler (uniform by default).
 
         Args:
             n: Number of episodes.
-            replace: Sample with replacement.
+            replace: ``None`` (default): the sampler's choice (a :class:`UniformSampler` draws with
+                replacement unless built with ``replace=False``; a prioritized sampler always does);
+                ``False`` draws ``n`` distinct episodes uniformly; ``True`` with replacement.
             truncate: Cut the steps to the longest episode in the sample.
 
         Raises:
-            ArgumentError: ``n`` is not an int >= 0.
-            InsufficientDataError: ``n`` exceeds the stored episodes without replacement.
+            ArgumentError: ``n`` is not an int >= 0, or ``replace=False`` with a prioritized sampler.
+            InsufficientDataError: ``n`` exceeds the stored episodes without replacement, or nothing is stored.
             CapacityError: The sample would not fit in the memory this process may use.
         """
         n = as_count(n, "sample size")
         self._check_sample_memory(n)
-        slots = self.sampler.sample(self.rng, n, len(self), replace)
-        return self._gather(slots, truncate)
+        draw = self.sampler.sample(self.rng, n, len(self), replace)
+        self._samples += 1
+        self._sampled += n
+        if draw.generations is not None:
+            self._last_sample = (draw.indices, draw.generations)
+        sample = self._gather(draw.indices, truncate)
+        if draw.weights is not None:
+            sample.weights = torch.from_numpy(draw.weights).to(self.device)
+        sample.generations, sample.probabilities = draw.generations, draw.probabilities
+        return sample
+
+    @locked
+    def update_priorities(self, indices: Any, priorities: Any, generations: Any = None) -> int:
+        """Set priorities of sampled episodes, skipping (and returning the count of) those overwritten since.
+
+        Args:
+            indices: An :class:`EpisodeSample` (its indices and generations are used), or the slots sampled.
+            priorities: New priorities (finite, >= 0), one per episode.
+            generations: As for :meth:`TransitionBuffer.update_priorities <xreplay.TransitionBuffer.update_priorities>`.
+
+        Raises:
+            ArgumentError: The buffer samples uniformly (also a TypeError), or plain indices other than the
+                most recent sample's are given without ``generations``.
+            PriorityError: A priority is not a finite number >= 0, or would overflow the sum of priorities.
+        """
+        if not self.sampler.prioritized:
+            return self.sampler.update_priorities(indices, priorities, generations)  # raises, naming the fix
+        indices, priorities, generations = resolve_update(indices, priorities, generations, self._last_sample)
+        return self.sampler.update_priorities(indices, priorities, generations)
 
     def _check_sample_memory(self, n: int) -> None:
         """Raise CapacityError before sampling ``n`` episodes that would not fit (rows plus decoded fields)."""

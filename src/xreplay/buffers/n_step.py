@@ -3,15 +3,33 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from collections.abc import Collection
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from xreplay.errors import UnknownFieldError
+from xreplay.storage.columns import ColumnStorage
+from xreplay.writers import RingWriter
 
-if TYPE_CHECKING:
-    from xreplay.buffers.transitions import TransitionBuffer
+
+class StepBuffer(Protocol):
+    """What n-step returns read: a :class:`~xreplay.buffers.TransitionBuffer` holding steps in time order."""
+
+    storage: ColumnStorage
+    writer: RingWriter
+
+    @property
+    def capacity(self) -> int:
+        """Return the number of slots."""
+
+    @property
+    def next_obs_fields(self) -> tuple[str, ...]:
+        """Return the fields read from the following slot."""
+
+    def gather(self, indices: np.ndarray, names: Collection[str] | None = None) -> dict[str, Any]:
+        """Return stored fields at ``indices``."""
 
 __all__ = ["NStepReturns"]
 
@@ -52,7 +70,7 @@ class NStepReturns:
         if self.n < 1 or not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"need n >= 1 and 0 <= gamma <= 1, got n={self.n}, gamma={self.gamma}")
 
-    def compute(self, buffer: TransitionBuffer, indices: np.ndarray) -> dict[str, torch.Tensor]:
+    def compute(self, buffer: StepBuffer, indices: np.ndarray) -> dict[str, torch.Tensor]:
         """Return the n-step fields for the transitions at ``indices``.
 
         Raises:
@@ -60,7 +78,7 @@ class NStepReturns:
         """
         columns = buffer.storage.columns
         names = [self.reward, self.terminated, self.next_obs] + ([self.truncated] if self.truncated else [])
-        missing = [name for name in names if name not in columns and name not in buffer.derived_fields]
+        missing = [name for name in names if name not in columns and name not in buffer.next_obs_fields]
         if missing:
             raise UnknownFieldError(f"n-step returns need fields {missing}; the buffer has {list(columns)}")
         capacity, n, batch = buffer.capacity, self.n, indices.shape[0]
@@ -92,7 +110,7 @@ class NStepReturns:
             "n_step/next_obs": self._next_obs(buffer, next_slot),
         }
 
-    def _compute_host(self, buffer: TransitionBuffer, window: np.ndarray, ahead: np.ndarray) -> dict[str, torch.Tensor]:
+    def _compute_host(self, buffer: StepBuffer, window: np.ndarray, ahead: np.ndarray) -> dict[str, torch.Tensor]:
         """Return :meth:`compute`'s fields for CPU columns, computed with numpy on their views."""
         columns = buffer.storage.columns
         batch, n = window.shape
@@ -118,7 +136,7 @@ class NStepReturns:
             "n_step/next_obs": self._next_obs(buffer, torch.from_numpy(window[rows, last])),
         }
 
-    def _next_obs(self, buffer: TransitionBuffer, slots: torch.Tensor) -> torch.Tensor:
+    def _next_obs(self, buffer: StepBuffer, slots: torch.Tensor) -> torch.Tensor:
         """Return the next observations of ``slots`` (stored, or read from the following slots)."""
         column = buffer.storage.columns.get(self.next_obs)
         if column is not None:

@@ -22,14 +22,15 @@ overwritten after it: a live transition never loses its successor.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-from xreplay.buffers.columns import ColumnSpec, ColumnStorage, _numpy_dtype, check_value
-from xreplay.errors import FieldShapeError, FieldValueError, SchemeError, UnknownFieldError
+from xreplay.buffers.next_obs_checks import check_side_rows, check_stream_links
+from xreplay.errors import ArgumentError, FieldValueError
 
 __all__ = ["MAX_STREAMS", "NextObsStore"]
 
@@ -63,6 +64,27 @@ class NextObsStore:
         self.successor = np.full(capacity if streams else 0, -1, dtype=np.int32)
         self.stream_newest = np.zeros(0, dtype=np.int64)
         self.stream_pending: dict[str, np.ndarray] = {}
+        self._warned_apart = False  # the warning that interleaved writes lose the saving was given
+        self._side_rows_seen = 0  # side rows when the warning was last considered
+
+    def warn_if_apart(self, stored: int, source: str | None) -> None:
+        """Warn once when most next observations are kept apart (interleaved streams without stream ids).
+
+        Looked at only when the side store has grown (it doubles), so a write costs one comparison.
+        """
+        if self.rows == self._side_rows_seen:
+            return
+        self._side_rows_seen = self.rows
+        if self._warned_apart or self.streams or stored < 64 or 2 * len(self) <= stored:
+            return
+        self._warned_apart = True
+        warnings.warn(
+            f"TransitionBuffer(next_obs_from={source!r}): {len(self)} of {stored} next observations differ from "
+            f"the following slot's observation and are stored apart, so storing them once saves nothing; if "
+            f"several environments write interleaved, pass stream='<env id field>'",
+            RuntimeWarning,
+            stacklevel=4,
+        )
 
     def __len__(self) -> int:
         """Return the number of slots whose next observation is kept apart (side store and pending)."""
@@ -76,51 +98,6 @@ class NextObsStore:
         return int(self.slot_row.nbytes + self.free.nbytes + sum(v.nbytes for v in self.values.values()) + tables)
 
     # -- validation (nothing changes) ----------------------------------------------
-
-    def check(
-        self, nxt: Mapping[str, Any], specs: Mapping[str, ColumnSpec], batched: bool, batch: int = 1
-    ) -> dict[str, np.ndarray]:
-        """Return a write's next observations as host arrays ``[batch, *item]`` of their obs field's dtype.
-
-        Raises:
-            UnknownFieldError: A next-observation field is missing or extra.
-            FieldShapeError: A shape differs from its observation field's.
-            FieldValueError: A dtype of another kind than the observation field's, or values it cannot hold.
-        """
-        if nxt.keys() != self.expected:
-            raise UnknownFieldError(
-                f"next-observation fields {sorted(nxt)} differ from those of the first write {sorted(self.expected)}"
-            )
-        out = {}
-        for name, obs in self.pairs:
-            spec = specs[obs]
-            value = nxt[name]
-            if type(value) is not np.ndarray:
-                value = ColumnStorage._as_array(name, value)
-                value = value.cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-            if batched and not value.shape:
-                raise FieldShapeError(
-                    f"field {name!r}: expected a batch of items of shape {spec.shape}, received a scalar"
-                )
-            item = value.shape[1:] if batched else value.shape
-            if item != spec.shape:
-                raise FieldShapeError(
-                    f"field {name!r}: expected item shape {spec.shape} (that of {obs!r}), received {tuple(item)}"
-                )
-            if batched and value.shape[0] != batch:
-                raise FieldShapeError(f"field {name!r}: batch of {value.shape[0]} items, other fields have {batch}")
-            host_dtype = self.dtypes.get(obs)  # (not ``or``: a numpy dtype without fields is falsy)
-            if host_dtype is None:
-                host_dtype = _numpy_dtype(spec.dtype)
-                if host_dtype is None:
-                    raise SchemeError(f"field {obs!r}: dtype {spec.dtype} has no numpy equivalent")
-            if value.dtype != host_dtype:
-                check_value(name, value, spec)
-                value = value.astype(host_dtype)
-            out[name] = value if batched else value[None]
-        for _name, obs in self.pairs:
-            self.dtypes.setdefault(obs, _numpy_dtype(specs[obs].dtype))  # type: ignore[arg-type]
-        return out
 
     # -- side store -------------------------------------------------------------
 
@@ -335,24 +312,49 @@ class NextObsStore:
             out[name] = value
         return out
 
-    # -- checkpoints (stream tables; the rest is saved by xreplay.persistence) --------------
+    # -- state ----------------------------------------------------------------------
 
-    def stream_state(self) -> dict[str, np.ndarray]:
-        """Return the stream tables as arrays (empty without streams)."""
-        if not self.streams:
-            return {}
-        state: dict[str, np.ndarray] = {"successor": self.successor, "stream_newest": self.stream_newest}
-        for i, (name, _o) in enumerate(self.pairs):
-            if name in self.stream_pending:
-                state[f"stream_pending{i}"] = self.stream_pending[name]
+    def state_dict(self) -> dict[str, Any]:
+        """Return the store's state: counters as plain data, its tables as numpy arrays (not copies)."""
+        state: dict[str, Any] = {
+            "pairs": [list(pair) for pair in self.pairs],
+            "rows": int(self.rows),
+            "newest": int(self.newest),
+            "slot_row": self.slot_row,
+            "free": self.free,
+            "values": {name: self.values[name] for name, _o in self.pairs if name in self.values},
+            "pending": {name: self.pending[name] for name, _o in self.pairs if name in self.pending},
+        }
+        if self.streams:
+            state["streams"] = {
+                "successor": self.successor,
+                "stream_newest": self.stream_newest,
+                "pending": {name: self.stream_pending[name] for name, _o in self.pairs if name in self.stream_pending},
+            }
         return state
 
-    def load_stream_state(self, state: Mapping[str, np.ndarray]) -> None:
-        """Adopt the stream tables of :meth:`stream_state`."""
-        self.successor = np.array(state["successor"], dtype=np.int32)
-        self.stream_newest = np.array(state["stream_newest"], dtype=np.int64)
-        self.stream_pending = {
-            name: np.array(state[f"stream_pending{i}"])
-            for i, (name, _o) in enumerate(self.pairs)
-            if f"stream_pending{i}" in state
-        }
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Adopt a state from :meth:`state_dict` (same pairs and capacity); on any error nothing changes.
+
+        Raises:
+            ArgumentError: The state is for other pairs, or its slot index and free rows do not share the
+                side rows (each once), or a table has the wrong shape.
+        """
+        pairs = [tuple(pair) for pair in state.get("pairs", [])]
+        if pairs != [tuple(pair) for pair in self.pairs]:
+            raise ArgumentError(f"next-observation state is for pairs {pairs}, this store has {self.pairs}")
+        rows, newest, slot_row, free = check_side_rows(state, self.capacity)
+        values = {name: np.array(v) for name, v in state.get("values", {}).items()}
+        if any(v.shape[:1] != (rows,) for v in values.values()):
+            raise ArgumentError(f"next-observation state 'values' must hold {rows} rows per field")
+        streams = state.get("streams")
+        if self.streams != (streams is not None):
+            raise ArgumentError("next-observation state and store differ on stream ids")
+        if streams is not None:
+            successor, stream_newest = check_stream_links(streams, self.capacity)
+        # Everything is checked: adopt it.
+        self.rows, self.newest, self.slot_row, self.free, self.values = rows, newest, slot_row, free, values
+        self.pending = {name: np.array(v) for name, v in state.get("pending", {}).items()}
+        if streams is not None:
+            self.successor, self.stream_newest = successor, stream_newest
+            self.stream_pending = {name: np.array(v) for name, v in streams.get("pending", {}).items()}

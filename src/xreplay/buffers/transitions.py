@@ -2,61 +2,31 @@
 
 from __future__ import annotations
 
-import os
-import warnings
 from collections.abc import Collection, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from xreplay.buffers.columns import SEPARATOR, ColumnStorage, flatten, unflatten
-from xreplay.buffers.fields import FieldBatch
 from xreplay.buffers.locking import MutationLock, locked
 from xreplay.buffers.next_obs import NextObsStore as _NextObsStore
+from xreplay.buffers.next_obs_checks import check_next_values
+from xreplay.buffers.priority_updates import check_last_sample, resolve_update
+from xreplay.buffers.samples import TransitionSample
+from xreplay.buffers.transition_inputs import OneItem, flat_fields, host_array, split_next
 from xreplay.buffers.validation import as_slots
-from xreplay.errors import (
-    ArgumentError,
-    InsufficientDataError,
-    UnknownFieldError,
-)
-from xreplay.samplers.prioritized import PrioritizedSampler
-from xreplay.samplers.uniform import UniformSampler
+from xreplay.errors import ArgumentError, InsufficientDataError, UnknownFieldError
+from xreplay.random_state import generator_from_state, generator_state
+from xreplay.samplers.base import Sampler
+from xreplay.samplers.choice import make_sampler
+from xreplay.storage.columns import ColumnStorage
 from xreplay.storage.resources import CHECK_ABOVE, as_count, check_allocation
-from xreplay.writers import RingWriter
+from xreplay.writers import RingWriter, SlotPlan
 
 if TYPE_CHECKING:
     from xreplay.buffers.n_step import NStepReturns
-    from xreplay.persistence.checkpoint import SaveReport
 
 __all__ = ["TransitionBuffer", "TransitionSample"]
-
-
-class TransitionSample(FieldBatch):
-    """A batch of transitions: flat field name (``"outer/inner"``) -> tensor ``[n, *item]``.
-
-    Attributes:
-        indices: Slots sampled (int64 numpy array).
-        weights: Importance weights (float32 tensor on the buffer's device), or None when uniform.
-        generations: Slot generations for :meth:`TransitionBuffer.update_priorities`, or None.
-    """
-
-    def __init__(
-        self,
-        fields: dict[str, torch.Tensor],
-        indices: np.ndarray,
-        weights: torch.Tensor | None = None,
-        generations: np.ndarray | None = None,
-    ):
-        """Wrap gathered fields and their sampling metadata."""
-        super().__init__(fields)
-        self.indices = indices
-        self.weights = weights
-        self.generations = generations
-
-    def nested(self) -> dict[str, Any]:
-        """Return the fields as nested dicts, splitting keys at ``"/"``."""
-        return unflatten(self._fields)
 
 
 class TransitionBuffer:
@@ -107,7 +77,7 @@ class TransitionBuffer:
     def __init__(
         self,
         capacity: int,
-        sampler: str | UniformSampler | PrioritizedSampler = "uniform",
+        sampler: str | Sampler = "uniform",
         device: str | torch.device = "cpu",
         seed: int | None = None,
         n_step: NStepReturns | None = None,
@@ -121,18 +91,16 @@ class TransitionBuffer:
         capacity = as_count(capacity, "capacity", minimum=1)
         self.storage = ColumnStorage(capacity, device)
         self.writer = RingWriter(capacity)
-        self.sampler = _make_sampler(sampler, capacity)
+        self.sampler = make_sampler(sampler, capacity)
         self.rng = np.random.default_rng(seed)
         self.lock = MutationLock()  # held by every change; a save holds it while it copies
         self.n_step = n_step
-        self._prioritized = isinstance(self.sampler, PrioritizedSampler)
         self.next_obs_from = next_obs_from
         self.next_obs = next_obs
         self.stream = stream
         self._next: _NextObsStore | None = None  # created with the first write when next_obs_from is set
-        self._warned_apart = False  # the warning that interleaved writes lose the saving was given
-        self._side_rows_seen = 0  # side-store rows when the warning was last considered
         self._last_sample: tuple[np.ndarray, np.ndarray] | None = None  # (indices, generations) of the last sample
+        self._samples = self._sampled = 0  # sample calls and items drawn
 
     @property
     def capacity(self) -> int:
@@ -152,64 +120,89 @@ class TransitionBuffer:
         """Return whether anything is stored to sample ``n`` transitions from (with replacement)."""
         return len(self) > 0 or n == 0
 
-    # -- checkpoints (xreplay.persistence) ------------------------------------
+    # -- the buffer surface ---------------------------------------------------
 
-    checkpoint_kind: ClassVar[str] = "transition_buffer"
+    @locked
+    def clear(self) -> None:
+        """Forget every transition (the columns keep their fields and memory; priorities and counters start over)."""
+        self.writer.clear()
+        self.sampler.reset()
+        if self._next is not None:
+            kept = self._next
+            self._next = _NextObsStore(self.capacity, kept.pairs, streams=kept.streams)
+            self._next.dtypes = dict(kept.dtypes)
+        self._last_sample = None
+        self._samples = self._sampled = 0
 
-    def checkpoint_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Return ``(meta, arrays)`` for a checkpoint (see :mod:`xreplay.persistence.kinds`)."""
-        from xreplay.persistence.transition_buffer import transition_buffer_state
+    def stats(self) -> dict[str, Any]:
+        """Return fill, counters and the sampler's figures (stale updates, priority min/max/sum when prioritized).
 
-        meta, arrays = transition_buffer_state(self)
-        if self.stream is not None:  # the stream links of next observations, kept beside the side store
-            meta["structure"]["stream"] = self.stream
-            tables = self._next.stream_state() if self._next is not None else {}
-            meta["state"]["stream_tables"] = sorted(tables)
-            arrays.update({f"next.{name}": value for name, value in tables.items()})
-        return meta, arrays
+        Keys: ``size``, ``capacity``, ``fill`` (``size / capacity``), ``inserts`` (items written since the
+        last :meth:`clear`), ``samples`` (sample calls) and ``sampled`` (items drawn), then the sampler's.
+        """
+        return {
+            "size": len(self),
+            "capacity": self.capacity,
+            "fill": len(self) / self.capacity,
+            "inserts": self.writer.writes,
+            "samples": self._samples,
+            "sampled": self._sampled,
+            **self.sampler.stats(),
+        }
 
-    @classmethod
-    def from_checkpoint(cls, meta: dict[str, Any], arrays: dict[str, Any], **options: Any) -> TransitionBuffer:
-        """Return a buffer rebuilt from :meth:`checkpoint_state`'s output (``device``, ``n_step`` options)."""
-        from xreplay.persistence.transition_buffer import restore_transition_buffer
+    def __repr__(self) -> str:
+        kind = type(self.sampler).__name__
+        return f"{type(self).__name__}({len(self)}/{self.capacity} transitions, sampler={kind}, device={self.device})"
 
-        buffer = restore_transition_buffer(cls, meta, arrays, **options)
-        stream = meta["structure"].get("stream")
-        if stream is not None:
-            buffer.stream = stream
-            if buffer._next is not None:
-                buffer._next.streams = True
-                tables = {name: arrays[f"next.{name}"] for name in meta["state"]["stream_tables"]}
-                buffer._next.load_stream_state(tables)
-        return buffer
+    # -- state (what a checkpoint saves) ---------------------------------------
 
-    def save(self, path: str | os.PathLike[str], incremental: bool = True, fsync: bool = True) -> SaveReport:
-        """Save this buffer as a checkpoint directory; see :func:`xreplay.persistence.save`."""
-        from xreplay.persistence import save
+    def state_dict(self) -> dict[str, Any]:
+        """Return the buffer's state: writer, generator, sampler, last sample, next-observation store, columns.
 
-        return save(self, path, incremental=incremental, fsync=fsync)
+        Arrays are views, not copies; the rest is plain data. The configuration (capacity, sampler
+        parameters, device, ``n_step``, ``next_obs_from``, ``stream``) is read from the attributes.
+        """
+        last = self._last_sample
+        return {
+            "writer": self.writer.state_dict(),
+            "rng": generator_state(self.rng),
+            "sampler": self.sampler.state_dict(),
+            "last_sample": None if last is None else {"indices": last[0], "generations": last[1]},
+            "next": None if self._next is None else self._next.state_dict(),
+            "storage": self.storage.state_dict(),
+        }
 
-    @classmethod
-    def load(
-        cls,
-        path: str | os.PathLike[str],
-        mmap: bool | str = False,
-        verify: bool | None = None,
-        device: str | torch.device | None = None,
-    ) -> TransitionBuffer:
-        """Load a buffer saved with :meth:`save`; see :func:`xreplay.persistence.load`.
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Adopt a state from :meth:`state_dict` of a buffer of the same configuration.
 
-        The columns are copied into newly allocated storage, so ``mmap`` only avoids reading the
-        other arrays up front.
+        Everything is checked before anything changes.
 
         Raises:
-            CheckpointMismatchError: ``path`` holds another kind of checkpoint.
+            ArgumentError: A part is missing or does not fit (capacity, shapes, slots out of range).
         """
-        from xreplay.persistence import load
-
-        buffer = load(path, mmap=mmap, verify=verify, kind=cls.checkpoint_kind, device=device)
-        assert isinstance(buffer, TransitionBuffer)
-        return buffer
+        missing = [k for k in ("writer", "rng", "sampler", "storage") if k not in state]
+        if missing:
+            raise ArgumentError(f"transition buffer state lacks {missing}; expected the keys of state_dict()")
+        rng = generator_from_state(state["rng"])
+        RingWriter(self.capacity).load_state_dict(state["writer"])  # checks it
+        last = check_last_sample(state.get("last_sample"), self.capacity)
+        store = None
+        if state.get("next") is not None:
+            if self.next_obs_from is None:
+                raise ArgumentError("transition buffer state has next observations; this buffer has no next_obs_from")
+            pairs = [(str(a), str(b)) for a, b in state["next"]["pairs"]]
+            store = _NextObsStore(self.capacity, pairs, streams=self.stream is not None)
+            store.load_state_dict(state["next"])
+        self.storage.check_state_dict(state["storage"])
+        self.sampler.load_state_dict(state["sampler"])  # checks everything before it changes anything
+        # Everything is checked: adopt it.
+        self.storage.load_state_dict(state["storage"])
+        self.writer.load_state_dict(state["writer"])
+        self.rng = rng
+        self._last_sample = last
+        if store is not None:
+            store.dtypes = {o: d for _n, o in store.pairs if (d := self.storage.host_dtype(o)) is not None}
+        self._next = store
 
     # -- writes ---------------------------------------------------------------
 
@@ -232,11 +225,10 @@ class TransitionBuffer:
         self.storage.write(slot, values, Ellipsis)
         self.writer.commit(1)
         if nxt is not None:
-            obs = {o: _host(values[o])[None] for _n, o in self._next.pairs}  # type: ignore[union-attr]
+            obs = {o: host_array(values[o])[None] for _n, o in self._next.pairs}  # type: ignore[union-attr]
             self._next.write(slot, 1, obs, nxt, ids)  # type: ignore[union-attr]
-            self._warn_if_apart()
-        if self._prioritized:
-            self.sampler.insert_range(slot, slot + 1)  # type: ignore[union-attr]
+            self._next.warn_if_apart(len(self), self.next_obs_from)  # type: ignore[union-attr]
+        self.sampler.on_write(SlotPlan(0, ((slot, 0, 1),)), OneItem(values))
         return slot
 
     @locked
@@ -263,15 +255,13 @@ class TransitionBuffer:
         self.writer.commit(n)
         if nxt is not None and n:
             kept = plan.source_start
-            obs = {o: _host(values[o])[kept:] for _n, o in self._next.pairs}  # type: ignore[union-attr]
+            obs = {o: host_array(values[o])[kept:] for _n, o in self._next.pairs}  # type: ignore[union-attr]
             nxt = {name: v[kept:] for name, v in nxt.items()}
             store = self._next
             assert store is not None
             store.write(plan.segments[0][0], n - kept, obs, nxt, None if ids is None else ids[kept:])
-            self._warn_if_apart()
-        if isinstance(self.sampler, PrioritizedSampler):
-            for slot, _item, count in plan.segments:
-                self.sampler.insert_range(slot, slot + count)
+            self._next.warn_if_apart(len(self), self.next_obs_from)  # type: ignore[union-attr]
+        self.sampler.on_write(plan, values)
         return plan.slots()
 
     def _validate(
@@ -282,13 +272,15 @@ class TransitionBuffer:
         Returns the values, the next observations (None without ``next_obs_from``) and the stream ids
         (None without ``stream``). Nothing changes unless every check passes.
         """
-        flat, nxt, store = self._split_next(_flat(data))
+        flat, nxt, store = split_next(
+            flat_fields(data), self.next_obs, self.next_obs_from, self._next, self.capacity, self.stream is not None
+        )
         ids = None
         values, specs = self.storage.validate(flat, batched)
         if nxt is not None:
             assert store is not None
             n = int(next(iter(values.values())).shape[0]) if batched and values else 1
-            nxt = store.check(nxt, specs or self.storage.specs, batched, n)
+            nxt = check_next_values(store, nxt, specs or self.storage.specs, batched, n)
             if self.stream is not None:
                 if self.stream not in values:
                     raise UnknownFieldError(f"stream={self.stream!r} needs a field {self.stream!r} in every write")
@@ -298,66 +290,51 @@ class TransitionBuffer:
         self._next = store
         return values, nxt, ids
 
-    def _warn_if_apart(self) -> None:
-        """Warn once when most next observations are kept apart (interleaved streams without ``stream``).
-
-        Looked at only when the side store has grown (it doubles), so a write costs one comparison.
-        """
-        store = self._next
-        if store is None or store.rows == self._side_rows_seen:
-            return
-        self._side_rows_seen = store.rows
-        if self._warned_apart or self.stream is not None or len(self) < 64:
-            return
-        apart = len(store)
-        if 2 * apart > len(self):
-            self._warned_apart = True
-            warnings.warn(
-                f"TransitionBuffer(next_obs_from={self.next_obs_from!r}): {apart} of {len(self)} next observations "
-                f"differ from the following slot's observation and are stored apart, so storing them once saves "
-                f"nothing; if several environments write interleaved, pass stream='<env id field>'",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-
     # -- reads ----------------------------------------------------------------
 
     @locked
-    def sample(self, n: int) -> TransitionSample:
-        """Sample ``n`` transitions with replacement.
+    def sample(self, n: int, replace: bool | None = None) -> TransitionSample:
+        """Sample ``n`` transitions (or, with a sequence sampler, ``n`` windows of consecutive steps).
+
+        Args:
+            n: Items (or windows) to draw.
+            replace: ``None`` (default): the sampler's choice (a :class:`UniformSampler` draws with
+                replacement unless built with ``replace=False``; prioritized and sequence samplers always
+                do); ``False`` draws ``n`` distinct transitions uniformly; ``True`` with replacement.
 
         Raises:
-            ArgumentError: ``n`` is not an int >= 0.
-            InsufficientDataError: Nothing is stored.
+            ArgumentError: ``n`` is not an int >= 0, or ``replace=False`` with a sampler that cannot.
+            InsufficientDataError: Nothing is stored, or fewer than ``n`` without replacement.
             CapacityError: The sample would not fit in the memory this process may use.
         """
         n = as_count(n, "sample size")
         if len(self) == 0:
             raise InsufficientDataError(f"cannot sample {n} transitions from an empty buffer; add some first")
         # Indices, generations, weights and masses (about 40 bytes), the gathered rows and their per-field copies.
-        row = self.storage.row_bytes()
-        if n * (2 * row + 40) > CHECK_ABOVE:
-            what = f"a sample of {n} transitions x {row} bytes"
-            check_allocation(n * (2 * row + 40), self.device, what, "sample fewer transitions")
-        sampler = self.sampler
-        weights: torch.Tensor | None = None
-        generations: np.ndarray | None = None
-        if isinstance(sampler, PrioritizedSampler):
-            drawn = sampler.sample(self.rng, n)
-            weights = torch.from_numpy(drawn.weights).to(self.device)
-            indices, generations = drawn.indices, drawn.generations
+        row, steps = self.storage.row_bytes(), int(getattr(self.sampler, "window", 1))
+        if n * steps * (2 * row + 40) > CHECK_ABOVE:
+            items = f"{n} sequences x {steps} steps" if steps > 1 else f"{n} transitions"
+            what = f"a sample of {items} x {row} bytes"
+            check_allocation(n * steps * (2 * row + 40), self.device, what, "sample fewer transitions")
+        draw = self.sampler.sample(self.rng, n, len(self), replace)
+        self._samples += 1
+        self._sampled += n
+        indices, generations = draw.indices, draw.generations
+        if generations is not None:
             self._last_sample = (indices, generations)
-        else:
-            indices = sampler.sample(self.rng, n, len(self), replace=True)
-        fields = self._gather(indices)
-        if self.n_step is not None:
-            fields.update(self.n_step.compute(self, indices))
-        return TransitionSample(fields, indices, weights, generations)
+        if indices.ndim == 1:
+            fields = self._gather(indices)
+            if self.n_step is not None:
+                fields.update(self.n_step.compute(self, indices))
+        else:  # windows of consecutive steps: one gather of every step, then [n, steps, *item]
+            flat = self._gather(indices.reshape(-1))
+            fields = {k: v.reshape(*indices.shape, *v.shape[1:]) for k, v in flat.items()}
+        return TransitionSample.from_draw(fields, draw, self.device)
 
     # -- next observations stored once -----------------------------------------
 
     @property
-    def derived_fields(self) -> tuple[str, ...]:
+    def next_obs_fields(self) -> tuple[str, ...]:
         """Return the fields read from the following slot's observation (empty unless ``next_obs_from``)."""
         return tuple(name for name, _obs in self._next.pairs) if self._next is not None else ()
 
@@ -377,7 +354,7 @@ class TransitionBuffer:
             what = f"a gather of {host.size} transitions x {row} bytes"
             check_allocation(host.size * 2 * row, self.device, what, "gather fewer transitions")
         if names is not None:
-            known = set(self.storage.specs) | set(self.derived_fields)
+            known = set(self.storage.specs) | set(self.next_obs_fields)
             unknown = [name for name in names if name not in known]
             if unknown:
                 raise ArgumentError(f"unknown fields {unknown}; this buffer stores {sorted(known)}")
@@ -385,7 +362,7 @@ class TransitionBuffer:
 
     def _gather(self, indices: np.ndarray, names: Collection[str] | None = None) -> dict[str, torch.Tensor]:
         """Return the fields of ``indices`` (int64, checked to lie in ``[0, capacity)``)."""
-        derived = self.derived_fields
+        derived = self.next_obs_fields
         if names is None:
             fields = self.storage.gather(indices)
             if derived:
@@ -397,39 +374,13 @@ class TransitionBuffer:
             fields.update(self._next.read(self.storage, indices))  # type: ignore[union-attr]
         return {name: fields[name] for name in names}
 
-    def _split_next(
-        self, flat: Mapping[str, Any]
-    ) -> tuple[Mapping[str, Any], dict[str, Any] | None, _NextObsStore | None]:
-        """Return ``flat`` without the next-observation fields, those fields and their store (None, None without).
-
-        On the first write the store is a new one, which the caller adopts once the whole write is checked.
-        """
-        if self.next_obs_from is None:
-            return flat, None, None
-        prefix = self.next_obs + SEPARATOR
-        nxt = {k: v for k, v in flat.items() if k == self.next_obs or k.startswith(prefix)}
-        store = self._next
-        if store is None:
-            if not nxt:
-                raise UnknownFieldError(
-                    f"next_obs_from={self.next_obs_from!r} needs a field {self.next_obs!r}; the write has {list(flat)}"
-                )
-            pairs = [(k, self.next_obs_from + k[len(self.next_obs) :]) for k in nxt]
-            missing = [o for _k, o in pairs if o not in flat]
-            if missing:
-                raise UnknownFieldError(
-                    f"fields {missing} are missing: next-observation fields {list(nxt)} are stored as them"
-                )
-            store = _NextObsStore(self.capacity, pairs, streams=self.stream is not None)
-        return {k: v for k, v in flat.items() if k not in nxt}, nxt, store
-
     @locked
     def update_priorities(self, indices: Any, priorities: Any, generations: Any = None) -> int:
         """Set priorities of sampled transitions, skipping (and returning the count of) those overwritten since.
 
         Args:
             indices: A :class:`TransitionSample` (its indices and generations are used), or the slots sampled.
-            priorities: New priorities (finite, >= 0), one per index.
+            priorities: New priorities (finite, >= 0), one per index (per learning step for sequences).
             generations: The sample's ``generations``. When omitted with plain indices, those of the most
                 recent :meth:`sample` are used if the indices are exactly its indices; otherwise pass them.
                 ``"current"`` applies every update to whatever the slots hold now (no stale protection).
@@ -440,59 +391,7 @@ class TransitionBuffer:
             PriorityError: A priority is not a finite number >= 0, or would overflow the sum of priorities.
             IndexOutOfRangeError: An index is outside the stored transitions.
         """
-        if not isinstance(self.sampler, PrioritizedSampler):
-            raise ArgumentError("update_priorities needs a prioritized buffer: pass sampler='prioritized'")
-        if isinstance(indices, TransitionSample):
-            if generations is not None:
-                raise ArgumentError("pass generations only with plain indices, not with a TransitionSample")
-            indices, generations = indices.indices, indices.generations
-        elif isinstance(generations, str):
-            if generations != "current":
-                raise ArgumentError(f"generations must be an array, None or 'current'; received {generations!r}")
-            generations = None
-        elif generations is None:
-            indices = np.asarray(indices.detach().cpu() if isinstance(indices, torch.Tensor) else indices)
-            last = self._last_sample
-            if last is None or not np.array_equal(indices.reshape(-1), last[0]):
-                raise ArgumentError(
-                    f"update_priorities got {indices.size} plain indices that are not those of the most recent "
-                    f"sample, and no generations: pass the sample itself, its generations "
-                    f"(sample.generations), or generations='current' to update whatever the slots hold now"
-                )
-            generations = last[1]
-        if isinstance(priorities, torch.Tensor):
-            priorities = priorities.detach().cpu().numpy()
+        if not self.sampler.prioritized:
+            return self.sampler.update_priorities(indices, priorities, generations)  # raises, naming the fix
+        indices, priorities, generations = resolve_update(indices, priorities, generations, self._last_sample)
         return self.sampler.update_priorities(indices, priorities, generations)
-
-
-_LEAVES = (np.ndarray, torch.Tensor, float, int, np.generic)
-
-
-def _host(value: Any) -> np.ndarray:
-    """Return ``value`` (array or tensor) as a numpy array on the host."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
-    return np.asarray(value)
-
-
-def _flat(data: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Return ``data`` flattened when it holds nested mappings."""
-    for value in data.values():
-        if not isinstance(value, _LEAVES) and isinstance(value, Mapping):
-            return flatten(data)
-    return data
-
-
-def _make_sampler(sampler: Any, capacity: int) -> UniformSampler | PrioritizedSampler:
-    """Return the sampler named by ``sampler`` or check a given one."""
-    if sampler == "uniform":
-        return UniformSampler()
-    if sampler == "prioritized":
-        return PrioritizedSampler(capacity)
-    if isinstance(sampler, PrioritizedSampler):
-        if sampler.capacity != capacity:
-            raise ArgumentError(f"sampler capacity {sampler.capacity} differs from buffer capacity {capacity}")
-        return sampler
-    if isinstance(sampler, UniformSampler):
-        return sampler
-    raise ArgumentError(f"sampler must be 'uniform', 'prioritized' or a sampler object, got {sampler!r}")

@@ -14,6 +14,8 @@ import torch
 
 from xreplay.errors import DatasetCorruptError
 from xreplay.scheme import AUTO, Field, Scheme
+from xreplay.storage import dtypes as _dtypes
+from xreplay.storage.dtypes import torch_dtype
 from xreplay.transforms import OneHot
 from xreplay.writers import RingWriter
 
@@ -62,12 +64,10 @@ def numpy_dtype(dtype: torch.dtype) -> np.dtype:
     Raises:
         TypeError: numpy has no such dtype (e.g. bfloat16).
     """
-    return torch.empty(0, dtype=dtype).numpy().dtype
-
-
-def torch_dtype(dtype: np.dtype | str) -> torch.dtype:
-    """Return the torch dtype of a numpy dtype (or its name)."""
-    return torch.from_numpy(np.zeros(0, dtype=np.dtype(dtype))).dtype
+    found = _dtypes.numpy_dtype(dtype)
+    if found is None:
+        raise TypeError(f"numpy has no dtype for {dtype}")
+    return found
 
 
 def _dtype_name(dtype: torch.dtype) -> str:

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from xreplay.buffers.columns import flatten
 from xreplay.errors import DatasetCorruptError, DatasetFieldMissingError
+from xreplay.storage.nested import flatten
 
 __all__ = ["EpisodeSink", "IteratedEpisodes", "TransitionSink"]
 

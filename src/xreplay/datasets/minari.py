@@ -222,7 +222,7 @@ def _check_transition_buffer(buffer: TransitionBuffer, spec: _Spec, where: str) 
     if not specs:
         return
     have: Leaves = {name: (s.shape, np.dtype(str(s.dtype).removeprefix("torch."))) for name, s in specs.items()}
-    for name in buffer.derived_fields:
+    for name in buffer.next_obs_fields:
         have[name] = have[f"{buffer.next_obs_from}{name[len(buffer.next_obs) :]}"]
     wanted = {name: (shape, spec.dtypes[name]) for name, shape in spec.shapes.items()}
     check_leaves(have, wanted, f"dataset {where}", "the buffer's", same_kind=True)

@@ -198,7 +198,7 @@ class _TransitionEpisodes:
         """Find the fields and the episode ends."""
         self.buffer, self.fields = buffer, fields
         storage = buffer.storage
-        names = [*storage.specs, *buffer.derived_fields]
+        names = [*storage.specs, *buffer.next_obs_fields]
         for name, role in ((fields.observation, "observation"), (fields.next_observation, "next observation")):
             if not leaf_names(name, names):
                 _require_field(name, names, role)
@@ -230,7 +230,7 @@ class _TransitionEpisodes:
         buffer = self.buffer
         writer = buffer.writer
         parts = age_slices(writer, 0, writer.size)
-        if name in buffer.derived_fields:
+        if name in buffer.next_obs_fields:
             slots = np.concatenate([np.arange(s.start, s.stop) for s in parts])
             return buffer.gather(slots, [name])[name].cpu().numpy()
         column = buffer.storage.columns[name]

@@ -32,7 +32,7 @@ from torch import nn
 
 from xreplay.buffers import TransitionBuffer
 from xreplay.demos.common import ReplayClock, RunFolder, plot_curves, progress_bar, require_extra
-from xreplay.samplers import PrioritizedSequenceSampler
+from xreplay.samplers import PrioritizedSequenceSampler, SequenceSampler
 
 __all__ = ["R2D2Config", "R2D2Result", "run_r2d2"]
 
@@ -126,10 +126,12 @@ class _Learner:
         self.net, self.target = network(len(VISIBLE), 2, c.hidden), network(len(VISIBLE), 2, c.hidden)
         self.target.load_state_dict(self.net.state_dict())
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=c.lr)
-        self.buffer = TransitionBuffer(c.buffer_size, seed=c.seed)
         self.sampler = PrioritizedSequenceSampler(
-            self.buffer, length=c.length + c.n_step, burn_in=c.burn_in, pad=True, end_fields=("terminated", "truncated")
+            SequenceSampler(
+                length=c.length + c.n_step, burn_in=c.burn_in, pad=True, end_fields=("terminated", "truncated")
+            )
         )
+        self.buffer = TransitionBuffer(c.buffer_size, seed=c.seed, sampler=self.sampler)
         self.rng = np.random.default_rng(c.seed)
         self.updates = 0
 
@@ -145,7 +147,8 @@ class _Learner:
         """One update on ``batch_size`` slices: burn-in, n-step double-Q targets, new step priorities."""
         c = self.config
         with clock.replay("sample"):
-            s = self.sampler.sample(c.batch_size)
+            s = self.buffer.sample(c.batch_size)
+        assert s.mask is not None and s.weights is not None  # a sequence sampler's windows
         obs, action = s.fields["obs"], s.fields["action"]
         reward, mask = s.fields["reward"], s.mask.float()
         ended = s.fields["terminated"].float()  # 1 at a step that ended its episode by failing
@@ -185,7 +188,7 @@ class _Learner:
         mean = errors.sum(dim=1, keepdim=True) / learn.sum(dim=1, keepdim=True).clamp(min=1)
         errors = torch.cat([errors, mean.expand(-1, n)], dim=1)
         with clock.replay("priority update"):
-            self.sampler.update_priorities(s, errors)
+            self.buffer.update_priorities(s, errors)
         self.updates += 1
         if self.updates % c.target_every == 0:
             self.target.load_state_dict(self.net.state_dict())

@@ -18,16 +18,21 @@ Example:
     (3, 3)
 """
 
+from xreplay.persistence import episode_buffer as _episode_buffer  # noqa: F401 - registers its kind
+from xreplay.persistence import transition_buffer as _transition_buffer  # noqa: F401 - registers its kind
 from xreplay.persistence.checkpoint import MAX_DELTAS, SaveReport, load, save, verify
 from xreplay.persistence.format import FORMAT_VERSION
 from xreplay.persistence.kinds import CheckpointAdapter, register_kind
+from xreplay.persistence.memmap import flush, open_storage
 
 __all__ = [
     "FORMAT_VERSION",
     "MAX_DELTAS",
     "CheckpointAdapter",
     "SaveReport",
+    "flush",
     "load",
+    "open_storage",
     "register_kind",
     "save",
     "verify",

@@ -93,6 +93,7 @@ def _changed_ranges(before: dict[str, Any], ring: dict[str, Any]) -> list[tuple[
         before.get("capacity") != ring["capacity"]
         or before.get("arrays") != ring["arrays"]
         or before.get("untracked") != ring.get("untracked")  # writes the ring cursor did not see
+        or before.get("clears", 0) != ring.get("clears", 0)  # the buffer was cleared since
     ):
         return None
     cap, start, n = int(ring["capacity"]), int(before["cursor"]), int(ring["writes"]) - int(before["writes"])

@@ -193,10 +193,13 @@ def check_writer(v: Validator, key: str, capacity: int, ring_order: bool = True)
         raise v.fail(f"{key}.size", f"must be min(writes, capacity) = {min(writes, capacity)}", size)
     if ring_order and capacity and cursor != writes % capacity:
         raise v.fail(f"{key}.cursor", f"must be writes % capacity = {writes % capacity}", cursor)
+    clears = 0 if v.optional(f"{key}.clears") is None else v.integer(f"{key}.clears", low=0)
     ring = v.optional("ring")
     if isinstance(ring, dict):
         for part, value in (("capacity", capacity), ("cursor", cursor), ("writes", writes)):
             v.integer(f"ring.{part}", low=value, high=value)
+        if clears or ring.get("clears") is not None:
+            v.integer("ring.clears", low=clears, high=clears)
 
 
 def _check_field(v: Validator, key: str, names: Any, groups: dict[str, Any]) -> None:

@@ -9,30 +9,35 @@ a numpy generator state.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
+from xreplay.buffers.episodes import EpisodeBuffer
 from xreplay.errors import CheckpointMismatchError
 from xreplay.persistence.codec import (
     check_layout,
     check_rng,
     check_writer,
     decode_layout,
-    decode_rng,
     decode_scheme,
     encode_layout,
-    encode_rng,
     encode_scheme,
 )
 from xreplay.persistence.codec import check_scheme as check_encoded_scheme
+from xreplay.persistence.kinds import register_kind
+from xreplay.persistence.samplers import (
+    build_sampler,
+    sampler_arrays,
+    sampler_state,
+    sampler_structure,
+    validate_sampler,
+)
 from xreplay.persistence.schema import Validator
 from xreplay.scheme import Scheme
+from xreplay.storage.memmap import MemmapStorage
 from xreplay.storage.tensor import TensorStorage
-
-if TYPE_CHECKING:
-    from xreplay.buffers.episodes import EpisodeBuffer
 
 __all__ = [
     "EPISODE_BUFFER",
@@ -41,25 +46,16 @@ __all__ = [
     "check_device",
     "check_lengths",
     "check_scheme",
-    "component_state",
     "restore_buffer",
     "storage_from_rows",
 ]
 
 
-def component_state(component: Any, prefix: str) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """Return a component's ``checkpoint_state()`` with its arrays renamed ``prefix.name`` (None, {} if stateless)."""
-    state = getattr(component, "checkpoint_state", None)
-    if state is None:
-        return None, {}
-    meta, arrays = state()
-    return meta, {f"{prefix}.{name}": array for name, array in arrays.items()}
-
-
 def buffer_state(buffer: EpisodeBuffer) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Return the checkpoint ``(meta, arrays)`` of an episode buffer; arrays are views, not copies."""
-    storage, writer = buffer.storage, buffer.writer
-    sampler_meta, sampler_arrays = component_state(buffer.sampler, "sampler")
+    """Return the checkpoint ``(meta, arrays)`` of an episode buffer from its public state; arrays are views."""
+    storage = buffer.storage
+    state = buffer.state_dict()
+    writer = state["writer"]
     meta: dict[str, Any] = {
         "structure": {
             "scheme": encode_scheme(buffer.scheme),
@@ -67,21 +63,27 @@ def buffer_state(buffer: EpisodeBuffer) -> tuple[dict[str, Any], dict[str, Any]]
             "layout": encode_layout(storage.layout),
         },
         "state": {
-            "writer": writer.state_dict(),
-            "rng": encode_rng(buffer.rng),
-            "sampler": {"type": type(buffer.sampler).__name__, "state": sampler_meta},
+            "writer": writer,
+            "rng": state["rng"],
+            "sampler": {"type": type(buffer.sampler).__name__, "state": None},
             "device": str(buffer.device),
         },
         "ring": {
             "arrays": ["rows", "lengths"],
-            "capacity": writer.capacity,
-            "cursor": writer.cursor,
-            "writes": writer.writes,
+            "capacity": writer["capacity"],
+            "cursor": writer["cursor"],
+            "writes": writer["writes"],
+            **({"clears": writer["clears"]} if "clears" in writer else {}),
         },
     }
-    if getattr(storage, "row_crc", None) is not None:  # a MemmapStorage: its file is the rows when saved beside it
+    config = sampler_structure(buffer.sampler, "an episode buffer")
+    sampler, sampler_data = sampler_state(state["sampler"])
+    if config != {"type": "uniform"}:  # written only when not the default, so older readers see the same format
+        meta["structure"]["sampler"] = config
+        meta["state"]["sampler"]["state"] = sampler
+    if isinstance(storage, MemmapStorage):  # its file is the rows when saved into its own directory
         meta["live"] = {"rows": storage}
-    return meta, {"rows": storage.rows, "lengths": buffer._host_lengths, **sampler_arrays}
+    return meta, {"rows": state["storage"]["rows"], "lengths": state["lengths"], **sampler_data}
 
 
 def check_device(v: Validator, key: str, device: Any) -> None:
@@ -116,9 +118,12 @@ def _validate(v: Validator) -> None:
     v.string("ring.arrays[0]", v.sequence("ring.arrays", length=2)[0], choices={"rows"})
     v.string("ring.arrays[1]", v.get("ring.arrays")[1], choices={"lengths"})
     check_rng(v, "state.rng")
-    v.string("state.sampler.type", choices={"UniformSampler"})
-    if v.get("state.sampler.state") is not None:
-        raise v.fail("state.sampler.state", "must be null for a UniformSampler", v.get("state.sampler.state"))
+    kind = v.string("state.sampler.type", choices={"UniformSampler", "PrioritizedSampler"})
+    if v.optional("structure.sampler") is None:
+        if kind != "UniformSampler" or v.get("state.sampler.state") is not None:
+            raise v.fail("state.sampler.state", "must be null for a UniformSampler", v.get("state.sampler.state"))
+    elif validate_sampler(v, capacity, "state.sampler.state") != {"UniformSampler": "uniform"}.get(kind, "prioritized"):
+        raise v.fail("state.sampler.type", "must name the sampler of structure.sampler", kind)
     v.string("state.device")
 
 
@@ -141,12 +146,11 @@ class EpisodeBufferAdapter:
 
     def restore(self, meta: dict[str, Any], arrays: dict[str, Any], **options: Any) -> EpisodeBuffer:
         """Return the buffer of a checked checkpoint (``device``, ``scheme`` options)."""
-        from xreplay.buffers.episodes import EpisodeBuffer
-
         return restore_buffer(EpisodeBuffer, meta, arrays, **options)
 
 
 EPISODE_BUFFER = EpisodeBufferAdapter()
+register_kind(EPISODE_BUFFER, classes=(EpisodeBuffer,))
 
 
 def check_scheme(saved: dict[str, Any], expected: Scheme | None, where: Any) -> None:
@@ -174,8 +178,6 @@ def storage_from_rows(
     """
     layout = decode_layout(scheme, layout_info)
     if live is not None:
-        from xreplay.storage.memmap import MemmapStorage
-
         return MemmapStorage.attach(scheme, layout, rows, live["file"], live["map"], live["row_crc"])
     return TensorStorage.wrap(scheme, layout, torch.from_numpy(rows))
 
@@ -201,10 +203,16 @@ def restore_buffer(
     target = torch.device(device if device is not None else ("cpu" if mapped else state["device"]))
     storage = storage.to(target)
     layout = storage.layout
-    buffer = cls(saved, int(structure["capacity"]), layout.max_seq_length, storage=storage)
-    buffer._restore(state["writer"], decode_rng(state["rng"]), arrays["lengths"])
-    restore = getattr(buffer.sampler, "restore_state", None)
-    sampler_meta = state["sampler"]["state"]
-    if restore is not None and sampler_meta is not None:
-        restore(sampler_meta, {k.removeprefix("sampler."): v for k, v in arrays.items() if k.startswith("sampler.")})
+    capacity = int(structure["capacity"])
+    sampler = build_sampler(structure.get("sampler", {"type": "uniform"}), capacity)
+    buffer = cls(saved, capacity, layout.max_seq_length, storage=storage, sampler=sampler)
+    with v.restoring("state"):
+        buffer.load_state_dict(
+            {
+                "writer": state["writer"],
+                "rng": state["rng"],
+                "sampler": sampler_arrays(state["sampler"]["state"], arrays),
+                "lengths": np.asarray(arrays["lengths"]),
+            }
+        )
     return buffer

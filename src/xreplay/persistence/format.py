@@ -89,7 +89,7 @@ def is_live_file(name: str) -> bool:
 
 def _xreplay_version() -> str:
     """Return the running xreplay version."""
-    from xreplay import __version__
+    from xreplay.version import __version__
 
     return __version__
 

@@ -1,4 +1,4 @@
-"""The checkpoint protocol, and the registry that maps a checkpoint's ``kind`` to the code that restores it.
+"""The checkpoint protocol, and the registry that maps a checkpoint's ``kind`` to the adapter that restores it.
 
 A checkpointable object is described by an adapter with three members:
 
@@ -28,88 +28,76 @@ Optional members:
 * ``may_run_code``: True when ``restore`` may need to unpickle; it then gets
   the ``trusted`` flag of :func:`~xreplay.persistence.load`.
 
-A class can instead carry the protocol itself: a ``checkpoint_kind`` class
-attribute, a ``checkpoint_state()`` method and a ``from_checkpoint(meta,
-arrays, **options)`` classmethod. Buffers from other modules plug in with
-:func:`register_kind`; adapters are named by import path so nothing is imported
-until a checkpoint of that kind is saved or loaded.
+Adapters are registered as objects with :func:`register_kind`, together with
+the classes they save: the native kinds by :mod:`xreplay.persistence` itself,
+the legacy kinds by :mod:`xreplay.compat.pymarl` and :mod:`xreplay.compat.ding`
+when they are imported. A checkpoint of a kind nobody registered yet is looked
+up among the installed ``xreplay.checkpoint_kinds`` entry points (the package
+metadata names the compat adapters there), so ``xreplay.load`` opens any
+checkpoint without the caller importing its layer first.
 """
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable
+from importlib.metadata import entry_points
 from typing import Any, Protocol
 
 from xreplay.errors import CheckpointError, CheckpointMismatchError
 
-__all__ = ["CheckpointAdapter", "adapter_for", "adapter_of_kind", "register_kind"]
+__all__ = ["ENTRY_POINT_GROUP", "CheckpointAdapter", "adapter_for", "adapter_of_kind", "kind_of", "register_kind"]
+
+ENTRY_POINT_GROUP = "xreplay.checkpoint_kinds"
+"""Entry-point group naming adapters (``kind = "module:attribute"``) of kinds registered on import."""
 
 
 class CheckpointAdapter(Protocol):
-    """Saves and restores one kind of object."""
+    """Saves and restores one kind of object.
+
+    ``restore(meta, arrays, **options)`` returns a new object rebuilt from ``state``'s output; each
+    kind names the options it takes (``device``, ``scheme``...).
+    """
 
     kind: str
 
     def state(self, obj: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """Return ``(meta, arrays)`` describing ``obj``."""
 
-    def restore(self, meta: dict[str, Any], arrays: dict[str, Any], **options: Any) -> Any:
-        """Return a new object rebuilt from ``state``'s output."""
+    @property
+    def restore(self) -> Callable[..., Any]:
+        """Return the function that rebuilds an object from ``(meta, arrays, **options)``."""
 
 
-class _ClassProtocol:
-    """Adapter over a class that implements the protocol itself."""
-
-    def __init__(self, cls: type):
-        """Wrap ``cls``."""
-        self.cls = cls
-        self.kind = str(cls.checkpoint_kind)  # type: ignore[attr-defined]
-
-    def state(self, obj: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Call ``obj.checkpoint_state()``."""
-        return obj.checkpoint_state()  # type: ignore[no-any-return]
-
-    def restore(self, meta: dict[str, Any], arrays: dict[str, Any], **options: Any) -> Any:
-        """Call ``cls.from_checkpoint``."""
-        return self.cls.from_checkpoint(meta, arrays, **options)  # type: ignore[attr-defined]
-
-    def validate(self, validator: Any) -> None:
-        """Call ``cls.checkpoint_validate(validator)`` when the class has it."""
-        check = getattr(self.cls, "checkpoint_validate", None)
-        if check is not None:
-            check(validator)
+_KINDS: dict[str, CheckpointAdapter] = {}  # kind -> adapter
+_CLASSES: dict[type, str] = {}  # exact class -> kind
 
 
-# kind -> "module:attribute" of a class with the protocol, or of an adapter object.
-_KINDS: dict[str, str] = {
-    "episode_buffer": "xreplay.persistence.episode_buffer:EPISODE_BUFFER",
-    "transition_buffer": "xreplay.persistence.transition_buffer:TRANSITION_BUFFER",
-    "memmap_storage": "xreplay.storage.memmap:MemmapStorage",
-    "pymarl.prioritized_replay_buffer": "xreplay.compat.pymarl.checkpoint:PRIORITIZED_REPLAY_BUFFER",
-    "pymarl.replay_buffer": "xreplay.compat.pymarl.checkpoint:REPLAY_BUFFER",
-    "pymarl.episode_batch": "xreplay.compat.pymarl.checkpoint:EPISODE_BATCH",
-    "ding.deque_buffer": "xreplay.compat.ding.checkpoint:DEQUE_BUFFER",
-}
-# "module.QualName" of a class without the protocol -> its kind.
-_CLASSES: dict[str, str] = {
-    "xreplay.compat.pymarl.replay_buffer.ReplayBuffer": "pymarl.replay_buffer",
-    "xreplay.compat.pymarl.prioritized.PrioritizedReplayBuffer": "pymarl.prioritized_replay_buffer",
-    "xreplay.compat.pymarl.episode_batch.EpisodeBatch": "pymarl.episode_batch",
-    "xreplay.compat.ding.deque_buffer.DequeBuffer": "ding.deque_buffer",
-}
+def register_kind(adapter: CheckpointAdapter, classes: tuple[type, ...] = ()) -> None:
+    """Register ``adapter`` as the saver of exactly ``classes`` and the restorer of its ``kind``.
 
-
-def register_kind(kind: str, target: str, classes: tuple[str, ...] = ()) -> None:
-    """Register ``target`` (``"module:attribute"``) as the restorer of checkpoints of ``kind``.
-
-    Args:
-        kind: The string stored in ``metadata.json``.
-        target: A class with the protocol, or an adapter object.
-        classes: ``"module.QualName"`` of classes without the protocol that ``target`` saves.
+    Example:
+        >>> class Counter:
+        ...     value = 0
+        >>> class CounterAdapter:
+        ...     kind = "example.counter"
+        ...     def state(self, obj): return {"structure": {}, "state": {"value": obj.value}}, {}
+        ...     def restore(self, meta, arrays): return Counter()
+        >>> register_kind(CounterAdapter(), classes=(Counter,))
+        >>> adapter_for(Counter()).kind
+        'example.counter'
     """
-    _KINDS[kind] = target
-    for name in classes:
-        _CLASSES[name] = kind
+    _KINDS[str(adapter.kind)] = adapter
+    for cls in classes:
+        _CLASSES[cls] = str(adapter.kind)
+
+
+def _from_entry_points(kind: str) -> CheckpointAdapter | None:
+    """Return the adapter an installed entry point names for ``kind`` (importing it registers it), or None."""
+    for point in entry_points(group=ENTRY_POINT_GROUP, name=kind):
+        point.load()  # importing the adapter's module registers it (and its classes)
+        if kind in _KINDS:
+            return _KINDS[kind]
+    return None
 
 
 def adapter_of_kind(kind: str) -> CheckpointAdapter:
@@ -118,15 +106,29 @@ def adapter_of_kind(kind: str) -> CheckpointAdapter:
     Raises:
         CheckpointMismatchError: No adapter is registered for ``kind``.
     """
-    target = _KINDS.get(kind)
-    if target is None:
+    adapter = _KINDS.get(kind) or _from_entry_points(kind)
+    if adapter is None:
         raise CheckpointMismatchError(
             f"checkpoint kind {kind!r} is unknown to this xreplay (known: {sorted(_KINDS)}); "
             f"import the module that registers it"
         )
-    module, _, attribute = target.partition(":")
-    found = getattr(importlib.import_module(module), attribute)
-    return _ClassProtocol(found) if isinstance(found, type) else found  # type: ignore[no-any-return]
+    return adapter
+
+
+def kind_of(cls: type) -> str:
+    """Return the kind registered for exactly ``cls``.
+
+    Raises:
+        CheckpointError: ``cls`` has no registered adapter.
+    """
+    kind = _CLASSES.get(cls)
+    if kind is None:
+        # A subclass may carry state its parent's adapter does not know (priorities, say): refuse, never drop it.
+        raise CheckpointError(
+            f"cannot checkpoint a {cls.__name__}: no adapter is registered for exactly this class "
+            f"(an adapter of a parent class could silently drop the subclass's state); see register_kind"
+        )
+    return kind
 
 
 def adapter_for(obj: Any) -> CheckpointAdapter:
@@ -135,14 +137,4 @@ def adapter_for(obj: Any) -> CheckpointAdapter:
     Raises:
         CheckpointError: ``obj`` is of a type that cannot be checkpointed.
     """
-    if hasattr(type(obj), "checkpoint_kind") and hasattr(obj, "checkpoint_state"):
-        return _ClassProtocol(type(obj))
-    cls = type(obj)
-    kind = _CLASSES.get(f"{cls.__module__}.{cls.__qualname__}")
-    if kind is not None:
-        return adapter_of_kind(kind)
-    # A subclass may carry state its parent's adapter does not know (priorities, say): refuse, never drop it.
-    raise CheckpointError(
-        f"cannot checkpoint a {cls.__name__}: it has no checkpoint_state() and no adapter registered for "
-        f"exactly this class (an adapter of a parent class could silently drop the subclass's state)"
-    )
+    return _KINDS[kind_of(type(obj))]

@@ -43,8 +43,9 @@ from xreplay.persistence.streams import (
     write_chunks,
     write_rows_at,
 )
+from xreplay.storage.memmap import map_rows
 
-__all__ = ["LiveRows", "LiveWrite", "crc_array_name", "map_rows", "read_live", "recover_live", "write_live"]
+__all__ = ["LiveRows", "LiveWrite", "crc_array_name", "read_live", "recover_live", "write_live"]
 
 
 class LiveRows(Protocol):
@@ -207,19 +208,6 @@ def _verify_file_rows(file: Path, entry: dict[str, Any], expected: np.ndarray) -
             if stream.readinto(target.reshape(-1).data) != target.nbytes:
                 raise CheckpointCorruptError(f"checkpoint file {file} ended early (truncated while read)", file)
             _check_rows(file, target, expected[first : first + count], skip[first : first + count])
-
-
-def map_rows(file: Path, shape: tuple[int, ...]) -> tuple[np.ndarray, mmap.mmap | None]:
-    """Return a copy-on-write map of a rows file as a 2-d uint8 array, and the map (None when empty)."""
-    capacity, row_bytes = int(shape[0]), int(np.prod(shape[1:], dtype=np.int64))
-    if capacity * row_bytes == 0:
-        return np.zeros((capacity, row_bytes), dtype=np.uint8), None
-    fd = os.open(file, os.O_RDONLY)
-    try:
-        mapping = mmap.mmap(fd, capacity * row_bytes, access=mmap.ACCESS_COPY)
-    finally:
-        os.close(fd)
-    return np.frombuffer(mapping, dtype=np.uint8).reshape(capacity, row_bytes), mapping
 
 
 def read_live(

@@ -30,7 +30,7 @@ from xreplay.errors import (
 )
 from xreplay.persistence.format import read_metadata
 from xreplay.persistence.history import remember
-from xreplay.persistence.kinds import adapter_of_kind
+from xreplay.persistence.kinds import adapter_of_kind, kind_of
 from xreplay.persistence.live import read_live, recover_live
 from xreplay.persistence.locks import DEFAULT_LOCK_TIMEOUT, saver_lock
 from xreplay.persistence.schema import Validator, check_document, check_fits_memory, contained_file, entry_nbytes
@@ -194,7 +194,7 @@ def load(
     path: str | os.PathLike[str],
     mmap: bool | str = False,
     verify: bool | None = True,
-    kind: str | None = None,
+    kind: str | type | None = None,
     trusted: bool = False,
     **options: Any,
 ) -> Any:
@@ -209,7 +209,8 @@ def load(
         verify: Check every file's checksum before use (default; with ``mmap`` the files are
             streamed through the checksum, not kept in memory). ``False`` checks only sizes and
             the metadata: a damaged array file then loads as wrong values, silently.
-        kind: Expected checkpoint kind (``"episode_buffer"``...); another kind raises.
+        kind: Expected checkpoint kind: its name (``"episode_buffer"``...) or the class registered for it
+            (``EpisodeBuffer``); another kind raises.
         trusted: Allow a checkpoint holding arbitrary pickled Python objects (DI-engine records
             that are not arrays, numbers, strings, lists or dicts) to run the code unpickling
             implies. Only for checkpoints from someone you trust.
@@ -228,6 +229,8 @@ def load(
     """
     path = Path(path)
     verify = True if verify is None else bool(verify)
+    if isinstance(kind, type):
+        kind = kind_of(kind)
     for attempt in range(_ATTEMPTS + 1):
         with contextlib.ExitStack() as stack:
             locked = attempt == _ATTEMPTS and _lock_if_possible(stack, path)  # last try: savers wait for it

@@ -17,36 +17,35 @@ schedule kinds, the generator state, and the side store's row indices.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
-from xreplay.buffers.columns import ColumnSpec, _numpy_dtype
-from xreplay.errors import CheckpointError, CheckpointMismatchError
+from xreplay.buffers.n_step import NStepReturns
+from xreplay.buffers.transitions import TransitionBuffer
+from xreplay.errors import CheckpointMismatchError
 from xreplay.persistence.codec import (
     _DTYPES,
     check_rng,
     check_writer,
     decode_dtype,
-    decode_rng,
-    encode_dtype,
-    encode_rng,
 )
 from xreplay.persistence.episode_buffer import check_device
+from xreplay.persistence.kinds import register_kind
+from xreplay.persistence.samplers import (
+    build_sampler,
+    sampler_arrays,
+    sampler_state,
+    sampler_structure,
+    validate_sampler,
+)
 from xreplay.persistence.schema import Validator
-from xreplay.samplers.prioritized import PrioritizedSampler
-from xreplay.samplers.schedules import ConstantSchedule, LinearSchedule, Schedule
-
-if TYPE_CHECKING:
-    from xreplay.buffers.transitions import TransitionBuffer
+from xreplay.storage.dtypes import numpy_dtype
 
 __all__ = [
     "TRANSITION_BUFFER",
     "TransitionBufferAdapter",
-    "check_schedule",
-    "decode_schedule",
-    "encode_schedule",
     "restore_transition_buffer",
     "transition_buffer_state",
 ]
@@ -57,116 +56,68 @@ def _column(position: int) -> str:
     return f"column{position}"
 
 
-def encode_schedule(schedule: Schedule) -> dict[str, Any]:
-    """Return a beta schedule as JSON.
-
-    Raises:
-        CheckpointError: The schedule is an arbitrary callable, which cannot be saved.
-    """
-    if isinstance(schedule, ConstantSchedule):
-        return {"type": "constant", "value": float(schedule.value)}
-    if isinstance(schedule, LinearSchedule):
-        return {"type": "linear", **dataclasses.asdict(schedule)}
-    raise CheckpointError(
-        f"cannot checkpoint beta schedule {schedule!r}: only ConstantSchedule and LinearSchedule are saved"
-    )
-
-
-def check_schedule(v: Validator, key: str) -> None:
-    """Check an encoded beta schedule: a known kind with finite values."""
-    kind = v.string(f"{key}.type", choices={"constant", "linear"})
-    if kind == "constant":
-        v.number(f"{key}.value")
-    else:
-        v.number(f"{key}.start")
-        v.number(f"{key}.end")
-        v.integer(f"{key}.steps", low=1)
-
-
-def decode_schedule(info: dict[str, Any]) -> Schedule:
-    """Return the schedule of :func:`encode_schedule`."""
-    fields = {k: v for k, v in info.items() if k != "type"}
-    return ConstantSchedule(**fields) if info["type"] == "constant" else LinearSchedule(**fields)
-
-
-def _sampler_structure(sampler: Any) -> dict[str, Any]:
-    """Return a sampler's configuration (what must match for an incremental save)."""
-    if not isinstance(sampler, PrioritizedSampler):
-        return {"type": "uniform"}
-    return {
-        "type": "prioritized",
-        "alpha": sampler.alpha,
-        "beta": encode_schedule(sampler.beta),
-        "epsilon": sampler.epsilon,
-        "stratified": sampler.stratified,
-    }
-
-
 def transition_buffer_state(buffer: TransitionBuffer) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Return the checkpoint ``(meta, arrays)`` of a transition buffer; column arrays are views, not copies."""
-    storage, writer = buffer.storage, buffer.writer
-    columns = [_column(i) for i in range(len(storage.specs))]
-    store = buffer._next
+    """Return the checkpoint ``(meta, arrays)`` of a transition buffer from its public state; arrays are views."""
+    public = buffer.state_dict()
+    specs, columns = public["storage"]["specs"], public["storage"]["columns"]
+    store = public["next"]
     structure = {
         "capacity": buffer.capacity,
-        "fields": {name: {"shape": list(s.shape), "dtype": encode_dtype(s.dtype)} for name, s in storage.specs.items()},
-        "sampler": _sampler_structure(buffer.sampler),
+        "fields": {name: {"shape": list(info["shape"]), "dtype": info["dtype"]} for name, info in specs.items()},
+        "sampler": sampler_structure(buffer.sampler, "a transition buffer"),
         "next_obs_from": buffer.next_obs_from,
         "next_obs": buffer.next_obs,
-        "next_pairs": None if store is None else [list(pair) for pair in store.pairs],
+        "next_pairs": None if store is None else store["pairs"],
         "n_step": None if buffer.n_step is None else dataclasses.asdict(buffer.n_step),
     }
     if buffer.stream is not None:  # next observations linked per stream (TransitionBuffer(stream=...))
         structure["stream"] = buffer.stream
-    arrays: dict[str, Any] = {_column(i): storage.columns[name] for i, name in enumerate(storage.specs)}
+    arrays: dict[str, Any] = {_column(i): columns[name] for i, name in enumerate(specs)}
+    writer, last = public["writer"], public["last_sample"]
     state: dict[str, Any] = {
-        "writer": writer.state_dict(),
-        "rng": encode_rng(buffer.rng),
+        "writer": writer,
+        "rng": public["rng"],
         "device": str(buffer.device),
-        "last_sample": buffer._last_sample is not None,
+        "last_sample": last is not None,
     }
-    if isinstance(buffer.sampler, PrioritizedSampler):
-        sampler = buffer.sampler.state_dict()
-        arrays["sampler.priorities"] = sampler.pop("leaves")
-        arrays["sampler.generations"] = sampler.pop("generations")
+    sampler, sampler_data = sampler_state(public["sampler"])
+    if sampler is not None:
         state["sampler"] = sampler
-    if buffer._last_sample is not None:
-        arrays["last_sample.indices"], arrays["last_sample.generations"] = buffer._last_sample
+        arrays.update(sampler_data)
+    if last is not None:
+        arrays["last_sample.indices"], arrays["last_sample.generations"] = last["indices"], last["generations"]
     if store is not None:
-        state["next"] = {"rows": store.rows, "newest": store.newest}
-        arrays["next.slot_row"] = store.slot_row
-        arrays["next.free"] = store.free
-        state["next"]["values"] = sorted(store.values.keys() & {n for n, _o in store.pairs})
-        state["next"]["pending"] = bool(store.pending)
-        for i, (name, _obs) in enumerate(store.pairs):
-            if name in store.values:
-                arrays[f"next.values{i}"] = store.values[name]
-            if store.pending:
-                arrays[f"next.pending{i}"] = store.pending[name][None]  # [1, *item]: scalars become 1-d
-        if store.streams:
-            tables = store.stream_state()
+        names = [name for name, _obs in store["pairs"]]
+        state["next"] = {
+            "rows": store["rows"],
+            "newest": store["newest"],
+            "values": sorted(store["values"]),
+            "pending": bool(store["pending"]),
+        }
+        arrays["next.slot_row"], arrays["next.free"] = store["slot_row"], store["free"]
+        for i, name in enumerate(names):
+            if name in store["values"]:
+                arrays[f"next.values{i}"] = store["values"][name]
+            if store["pending"]:
+                arrays[f"next.pending{i}"] = store["pending"][name][None]  # [1, *item]: scalars become 1-d
+        streams = store.get("streams")
+        if streams is not None:
+            tables = {"successor": streams["successor"], "stream_newest": streams["stream_newest"]}
+            tables.update({f"stream_pending{names.index(n)}": v for n, v in streams["pending"].items()})
             state["next"]["stream_tables"] = sorted(tables)
             arrays.update({f"next.{name}": value for name, value in tables.items()})
     meta = {
         "structure": structure,
         "state": state,
-        "ring": {"arrays": columns, "capacity": writer.capacity, "cursor": writer.cursor, "writes": writer.writes},
+        "ring": {
+            "arrays": [_column(i) for i in range(len(specs))],
+            "capacity": writer["capacity"],
+            "cursor": writer["cursor"],
+            "writes": writer["writes"],
+            **({"clears": writer["clears"]} if "clears" in writer else {}),
+        },
     }
     return meta, arrays
-
-
-def _validate_sampler(v: Validator, capacity: int) -> None:
-    """Check the sampler configuration and, for a prioritized one, its arrays."""
-    kind = v.string("structure.sampler.type", choices={"uniform", "prioritized"})
-    if kind == "uniform":
-        return
-    v.number("structure.sampler.alpha", low=0.0)
-    check_schedule(v, "structure.sampler.beta")
-    v.number("structure.sampler.epsilon", low=0.0)
-    v.boolean("structure.sampler.stratified")
-    v.mapping("state.sampler")
-    v.array_shape("sampler.priorities", (capacity,), "<f8")
-    v.array_shape("sampler.generations", (capacity,), ("<i4", "<i8", "<u4", "<u8"))
 
 
 def _validate_next(v: Validator, fields: dict[str, Any], capacity: int) -> None:
@@ -192,7 +143,7 @@ def _validate_next(v: Validator, fields: dict[str, Any], capacity: int) -> None:
             v.array_shape(f"next.pending{i}", (1, *fields[obs]["shape"]))
     v.integer("state.next.newest", low=-1, high=capacity - 1)
     v.array_shape("next.slot_row", (capacity,), "<i4")
-    if v.get("structure.stream", None) is not None:
+    if v.optional("structure.stream") is not None:
         from xreplay.buffers.next_obs import MAX_STREAMS
 
         v.string("structure.stream", choices=fields)
@@ -217,8 +168,8 @@ def _validate(v: Validator) -> None:
         v.mapping(f"structure.fields.{name}", info)
         shape = v.shape(f"structure.fields.{name}.shape")
         dtype = v.string(f"structure.fields.{name}.dtype", choices=_DTYPES)
-        numpy_dtype = _numpy_dtype(decode_dtype(dtype))
-        v.array_shape(_column(i), (capacity, *shape), None if numpy_dtype is None else np.dtype(numpy_dtype).str)
+        host = numpy_dtype(decode_dtype(dtype))
+        v.array_shape(_column(i), (capacity, *shape), None if host is None else np.dtype(host).str)
     ring = v.sequence("ring.arrays", length=len(fields))
     for i, name in enumerate(ring):
         v.string(f"ring.arrays[{i}]", name, choices={_column(i)})
@@ -226,14 +177,12 @@ def _validate(v: Validator) -> None:
     check_rng(v, "state.rng")
     v.string("state.device")
     v.boolean("state.last_sample")
-    _validate_sampler(v, capacity)
+    validate_sampler(v, capacity)
     _validate_next(v, fields, capacity)
     n_step = v.get("structure.n_step")
     if n_step is not None:
         v.mapping("structure.n_step")
         with v.restoring("structure.n_step"):
-            from xreplay.buffers.n_step import NStepReturns
-
             NStepReturns(**n_step)
 
 
@@ -285,12 +234,11 @@ class TransitionBufferAdapter:
 
     def restore(self, meta: dict[str, Any], arrays: dict[str, Any], **options: Any) -> TransitionBuffer:
         """Return the buffer of a checked checkpoint (``device``, ``n_step`` options)."""
-        from xreplay.buffers.transitions import TransitionBuffer
-
         return restore_transition_buffer(TransitionBuffer, meta, arrays, **options)
 
 
 TRANSITION_BUFFER = TransitionBufferAdapter()
+register_kind(TRANSITION_BUFFER, classes=(TransitionBuffer,))
 
 
 def restore_transition_buffer(
@@ -311,19 +259,9 @@ def restore_transition_buffer(
     if device is None:
         check_device(v, "state.device", device)
     config = structure["sampler"]
-    sampler: str | PrioritizedSampler = "uniform"
-    if config["type"] == "prioritized":
-        sampler = PrioritizedSampler(
-            int(structure["capacity"]),
-            alpha=config["alpha"],
-            beta=decode_schedule(config["beta"]),
-            epsilon=config["epsilon"],
-            stratified=config["stratified"],
-        )
+    sampler = build_sampler(config, int(structure["capacity"]))
     saved_n_step = structure.get("n_step")
     if n_step is None and saved_n_step is not None:
-        from xreplay.buffers.n_step import NStepReturns
-
         n_step = NStepReturns(**saved_n_step)
     elif n_step is not None and dataclasses.asdict(n_step) != saved_n_step:
         raise CheckpointMismatchError(
@@ -339,43 +277,45 @@ def restore_transition_buffer(
         stream=structure.get("stream"),
     )
     fields = structure["fields"]
-    specs = {name: ColumnSpec(tuple(info["shape"]), decode_dtype(info["dtype"])) for name, info in fields.items()}
-    if specs:
-        buffer.storage.allocate(specs)
-        for i, name in enumerate(specs):
-            column = buffer.storage.columns[name]
-            column.copy_(torch.from_numpy(np.asarray(arrays[_column(i)])).to(column.device))
-    buffer.writer.load_state_dict(state["writer"])
-    buffer.rng = decode_rng(state["rng"])
-    if isinstance(buffer.sampler, PrioritizedSampler):
-        with v.restoring("state.sampler"):
-            buffer.sampler.load_state_dict(
-                {
-                    **state["sampler"],
-                    "leaves": arrays["sampler.priorities"],
-                    "generations": arrays["sampler.generations"],
-                }
-            )
+    public: dict[str, Any] = {
+        "writer": state["writer"],
+        "rng": state["rng"],
+        "sampler": {},
+        "last_sample": None,
+        "next": None,
+        "storage": {"specs": fields, "columns": {name: arrays[_column(i)] for i, name in enumerate(fields)}},
+    }
+    public["sampler"] = sampler_arrays(state.get("sampler"), arrays)
     if state.get("last_sample"):
-        buffer._last_sample = (
-            np.array(arrays["last_sample.indices"], dtype=np.int64),
-            np.array(arrays["last_sample.generations"]),
-        )
+        public["last_sample"] = {
+            "indices": arrays["last_sample.indices"],
+            "generations": arrays["last_sample.generations"],
+        }
     if structure["next_pairs"] is not None:
-        from xreplay.buffers.transitions import _NextObsStore
-
         pairs = [(str(a), str(b)) for a, b in structure["next_pairs"]]
-        store = _NextObsStore(buffer.capacity, pairs, streams=buffer.stream is not None)
-        store.slot_row = np.array(arrays["next.slot_row"], dtype=np.int32)
-        store.free = np.array(arrays["next.free"], dtype=np.int32)
-        store.rows, store.newest = int(state["next"]["rows"]), int(state["next"]["newest"])
-        kept = set(state["next"]["values"])
-        store.values = {name: np.array(arrays[f"next.values{i}"]) for i, (name, _o) in enumerate(pairs) if name in kept}
+        kept, tables = set(state["next"]["values"]), state["next"].get("stream_tables", [])
+        store: dict[str, Any] = {
+            "pairs": pairs,
+            "rows": int(state["next"]["rows"]),
+            "newest": int(state["next"]["newest"]),
+            "slot_row": arrays["next.slot_row"],
+            "free": arrays["next.free"],
+            "values": {name: arrays[f"next.values{i}"] for i, (name, _o) in enumerate(pairs) if name in kept},
+            "pending": {},
+        }
         if state["next"]["pending"]:
-            store.pending = {name: np.array(arrays[f"next.pending{i}"][0]) for i, (name, _o) in enumerate(pairs)}
-        store.dtypes = {obs: dtype for _n, obs in pairs if (dtype := _numpy_dtype(specs[obs].dtype)) is not None}
-        tables = state["next"].get("stream_tables", [])
-        if tables:
-            store.load_stream_state({name: arrays[f"next.{name}"] for name in tables})
-        buffer._next = store
+            store["pending"] = {name: np.array(arrays[f"next.pending{i}"][0]) for i, (name, _o) in enumerate(pairs)}
+        if structure.get("stream") is not None:
+            store["streams"] = {
+                "successor": arrays["next.successor"] if "successor" in tables else np.full(buffer.capacity, -1),
+                "stream_newest": arrays["next.stream_newest"] if "stream_newest" in tables else np.zeros(0),
+                "pending": {
+                    name: arrays[f"next.stream_pending{i}"]
+                    for i, (name, _o) in enumerate(pairs)
+                    if f"stream_pending{i}" in tables
+                },
+            }
+        public["next"] = store
+    with v.restoring("state"):
+        buffer.load_state_dict(public)
     return buffer

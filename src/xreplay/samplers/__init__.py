@@ -1,22 +1,24 @@
-"""Samplers decide which stored slots come out."""
+"""Samplers decide which stored slots come out; every one implements the protocol of :mod:`xreplay.samplers.base`."""
 
-from xreplay.samplers.prioritized import PrioritizedSample, PrioritizedSampler
-from xreplay.samplers.prioritized_sequences import PrioritizedSequenceSample, PrioritizedSequenceSampler
+from xreplay.samplers.base import Draw, Sampler
+from xreplay.samplers.choice import make_sampler
+from xreplay.samplers.prioritized import PrioritizedSampler
+from xreplay.samplers.prioritized_sequences import PrioritizedSequenceSampler
 from xreplay.samplers.priority_tree import PriorityTree
 from xreplay.samplers.schedules import ConstantSchedule, LinearSchedule
-from xreplay.samplers.sequences import SequenceSample, SequenceSampler, sequence_priorities
+from xreplay.samplers.sequences import SequenceSampler, sequence_priorities
 from xreplay.samplers.uniform import UniformSampler
 
 __all__ = [
     "ConstantSchedule",
+    "Draw",
     "LinearSchedule",
-    "PrioritizedSample",
     "PrioritizedSampler",
-    "PrioritizedSequenceSample",
     "PrioritizedSequenceSampler",
     "PriorityTree",
-    "SequenceSample",
+    "Sampler",
     "SequenceSampler",
     "UniformSampler",
+    "make_sampler",
     "sequence_priorities",
 ]

@@ -24,7 +24,7 @@ weights are float32 and never below its smallest normal value (about
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -32,36 +32,20 @@ import numpy as np
 from xreplay.errors import (
     ArgumentError,
     FieldShapeError,
-    FieldValueError,
     IndexOutOfRangeError,
     InsufficientDataError,
 )
+from xreplay.samplers.base import Draw, check_capacity
 from xreplay.samplers.priorities import as_priority_update, check_priorities, largest_leaf
+from xreplay.samplers.prioritized_state import check_prioritized_state
 from xreplay.samplers.priority_tree import PriorityTree
 from xreplay.samplers.schedules import Schedule, as_schedule
 from xreplay.storage.resources import as_count, check_allocation
+from xreplay.writers import SlotPlan
 
-__all__ = ["PrioritizedSample", "PrioritizedSampler"]
+__all__ = ["PrioritizedSampler"]
 
 _SMALLEST_WEIGHT = np.float32(np.finfo(np.float32).tiny)
-
-
-@dataclasses.dataclass(frozen=True)
-class PrioritizedSample:
-    """Slots drawn by a :class:`PrioritizedSampler`.
-
-    Attributes:
-        indices: Slots drawn (int64), with replacement.
-        weights: Importance weights (float32), at most 1.
-        generations: Generation of each slot when drawn; pass it back to
-            :meth:`PrioritizedSampler.update_priorities`.
-        probabilities: Probability of drawing each slot (float64).
-    """
-
-    indices: np.ndarray
-    weights: np.ndarray
-    generations: np.ndarray
-    probabilities: np.ndarray
 
 
 class PrioritizedSampler:
@@ -87,6 +71,8 @@ class PrioritizedSampler:
         >>> sorted(set(batch.indices.tolist())), float(batch.weights.min())
         ([1, 3], 0.3333333432674408)
     """
+
+    prioritized = True
 
     def __init__(
         self,
@@ -128,6 +114,21 @@ class PrioritizedSampler:
         self.stale_updates = 0
         self._pending: list[list[int]] = []  # inserted [start, stop) ranges not yet in the tree
 
+    # -- the Sampler protocol: binding and writes ------------------------------
+
+    def bind(self, capacity: int) -> None:
+        """Check that this sampler was built for a buffer of ``capacity`` slots.
+
+        Raises:
+            ValueError: It holds another number of slots (names both).
+        """
+        check_capacity(self, self.capacity, capacity)
+
+    def on_write(self, plan: SlotPlan, items: Mapping[str, Any]) -> None:
+        """Put the slots a buffer just wrote in at the current max priority (one range per ring segment)."""
+        for slot, _item, count in plan.segments:
+            self.insert_range(slot, slot + count)
+
     # -- inserts --------------------------------------------------------------
 
     def insert_range(self, start: int, stop: int) -> None:
@@ -166,20 +167,33 @@ class PrioritizedSampler:
 
     # -- sampling -------------------------------------------------------------
 
-    def sample(self, rng: np.random.Generator, n: int, step: int | None = None) -> PrioritizedSample:
-        """Draw ``n`` slots with replacement.
+    def sample(
+        self,
+        rng: np.random.Generator,
+        n: int,
+        size: int | None = None,
+        replace: bool | None = None,
+        step: int | None = None,
+    ) -> Draw:
+        """Draw ``n`` slots with replacement, with importance weights, generations and probabilities.
 
         Args:
             rng: The generator every draw comes from.
             n: Number of slots.
+            size: Stored items (unused: the tree knows which slots hold priorities).
+            replace: None or True: proportional sampling draws with replacement.
             step: Step of the beta schedule; the number of earlier
                 :meth:`sample` calls by default.
 
         Raises:
-            ArgumentError: ``n`` is not an int >= 0.
+            ArgumentError: ``n`` is not an int >= 0, or ``replace`` is False.
             InsufficientDataError: Nothing is stored or every priority is zero.
         """
         n = as_count(n, "sample size")
+        if replace is False:
+            raise ArgumentError(
+                "prioritized sampling draws with replacement; pass replace=True (or use a uniform sampler)"
+            )
         if self._pending:
             self._flush()
         total = self.tree.total()
@@ -194,9 +208,7 @@ class PrioritizedSampler:
             mass *= total
         return self.sample_masses(mass, total, step)
 
-    def sample_masses(
-        self, mass: np.ndarray, total: float | None = None, step: int | None = None
-    ) -> PrioritizedSample:
+    def sample_masses(self, mass: np.ndarray, total: float | None = None, step: int | None = None) -> Draw:
         """Return the slots holding the priority masses ``mass`` (each in ``[0, total)``), with weights."""
         if self._pending:
             self._flush()
@@ -213,7 +225,7 @@ class PrioritizedSampler:
         weights32 = weights.astype(np.float32)
         if (smallest / total) ** beta < _SMALLEST_WEIGHT:  # a bound on every weight: only then can one round to 0
             np.maximum(weights32, _SMALLEST_WEIGHT, out=weights32)
-        return PrioritizedSample(indices, weights32, self.generations.take(indices), leaf)
+        return Draw(indices, weights32, self.generations.take(indices), leaf)
 
     # -- priority updates -----------------------------------------------------
 
@@ -325,6 +337,24 @@ class PrioritizedSampler:
         self._flush()
         return self.tree.total()
 
+    def reset(self) -> None:
+        """Forget every slot's priority; generations keep growing so that old samples stay stale."""
+        self._pending.clear()
+        self.tree.load_leaves(np.zeros(self.capacity))
+        self.size = 0
+
+    def stats(self) -> dict[str, Any]:
+        """Return stale updates skipped, samples drawn and the stored priorities' (``** alpha``) min, max and sum."""
+        self._flush()
+        leaves = self.tree.leaves()[: self.size]
+        return {
+            "stale_updates": self.stale_updates,
+            "samples_drawn": self.samples_drawn,
+            "priority_min": float(self.tree.min()) if self.size and self.tree.total() > 0 else 0.0,
+            "priority_max": float(leaves.max(initial=0.0)),
+            "priority_sum": self.tree.total(),
+        }
+
     def priorities(self, indices: Any) -> np.ndarray:
         """Return ``priority ** alpha`` of ``indices`` as stored in the tree."""
         self._flush()
@@ -351,53 +381,17 @@ class PrioritizedSampler:
             "pending": [[int(a), int(b)] for a, b in self._pending],
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore the state returned by :meth:`state_dict`; on any error nothing changes.
 
         Raises:
             FieldValueError: The state is for another capacity, lacks an entry or holds an invalid value.
             FieldShapeError: ``leaves`` or ``generations`` are not of shape ``(capacity,)``.
         """
-        keys = ("capacity", "alpha", "epsilon", "max_priority", "leaves", "generations", "size")
-        missing = [key for key in (*keys, "samples_drawn", "stale_updates") if key not in state]
-        if missing:
-            raise FieldValueError(f"sampler state lacks {missing}; expected the keys of state_dict()")
-        capacity = self.capacity
-        if int(state["capacity"]) != capacity:
-            raise FieldValueError(f"sampler state is for capacity {state['capacity']}, this sampler has {capacity}")
-        leaves = np.array(state["leaves"], dtype=np.float64).reshape(-1) if np.ndim(state["leaves"]) else None
-        generations = np.asarray(state["generations"])
-        for name, array in (("leaves", leaves), ("generations", generations)):
-            if array is None or array.shape != (capacity,):
-                shape = None if array is None else array.shape
-                raise FieldShapeError(f"sampler state {name!r}: expected shape ({capacity},), received {shape}")
-        if generations.dtype.kind not in "iu":
-            raise FieldValueError(f"sampler state 'generations': expected integers, received dtype {generations.dtype}")
-        assert leaves is not None
-        known = ~np.isnan(leaves)
-        if not (np.isfinite(leaves[known]).all() and (leaves[known] >= 0).all()):
-            bad = int(np.flatnonzero(known & ~((leaves >= 0) & np.isfinite(leaves)))[0])
-            raise FieldValueError(f"sampler state 'leaves': slot {bad} holds {leaves[bad]}, expected finite >= 0")
-        alpha, epsilon, max_priority = float(state["alpha"]), float(state["epsilon"]), float(state["max_priority"])
-        if alpha < 0 or epsilon < 0 or not 0 < max_priority < np.inf:
-            raise FieldValueError(
-                f"sampler state: need alpha >= 0, epsilon >= 0, 0 < max_priority < inf; "
-                f"received {alpha}, {epsilon}, {max_priority}"
-            )
-        size, drawn, stale = int(state["size"]), int(state["samples_drawn"]), int(state["stale_updates"])
-        if not 0 <= size <= capacity:
-            raise FieldValueError(f"sampler state 'size': expected a value in [0, {capacity}], received {size}")
-        if drawn < 0 or stale < 0:
-            raise FieldValueError(f"sampler state counters must be >= 0, received {drawn}, {stale}")
-        pending = [[int(a), int(b)] for a, b in state.get("pending", [])]
-        for start, stop in pending:
-            if not 0 <= start < stop <= capacity:
-                raise FieldValueError(
-                    f"sampler state 'pending': range [{start}, {stop}) is not inside capacity {capacity}"
-                )
+        checked = check_prioritized_state(state, self.capacity)
         # Everything is checked: adopt it.
-        self.alpha, self.epsilon, self.max_priority = alpha, epsilon, max_priority
-        self.tree.load_leaves(leaves)
-        self.generations[:] = generations
-        self.size, self.samples_drawn, self.stale_updates = size, drawn, stale
-        self._pending = pending
+        self.alpha, self.epsilon, self.max_priority = checked.alpha, checked.epsilon, checked.max_priority
+        self.tree.load_leaves(checked.leaves)
+        self.generations[:] = checked.generations
+        self.size, self.samples_drawn, self.stale_updates = checked.size, checked.samples_drawn, checked.stale_updates
+        self._pending = checked.pending

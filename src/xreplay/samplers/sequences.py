@@ -1,47 +1,40 @@
 """SequenceSampler: fixed-length slices of stored episodes (R2D2) with burn-in and validity masks.
 
 Steps are stored one per slot, in time order, in a
-:class:`~xreplay.buffers.TransitionBuffer`; an episode ends at a step whose
-``terminated`` or ``truncated`` field is non-zero. A slice is ``burn_in +
-length`` consecutive steps. Without padding a slice lies inside one episode
-(an end may only be its last step) and never runs past the newest stored
-step; starts are drawn uniformly and the rows that break the rule are drawn
-again (vectorized rejection) for a couple of rounds, after which the valid
-starts are computed explicitly and the rows still rejected are drawn uniformly
-among them, so sampling is exact however rare valid starts are. With padding any stored step may start a
-slice, and the steps after the episode's end (or past the newest step) are
-masked out.
+:class:`~xreplay.buffers.TransitionBuffer` built with this sampler; an episode
+ends at a step whose ``terminated`` or ``truncated`` field is non-zero (the
+sampler records one end flag per slot as the buffer writes, so sampling reads
+no storage). A slice is ``burn_in + length`` consecutive steps. Without
+padding a slice lies inside one episode (an end may only be its last step)
+and never runs past the newest stored step; starts are drawn uniformly and the
+rows that break the rule are drawn again (vectorized rejection) for a few
+rounds, after which the valid starts are computed explicitly and the rows
+still rejected are drawn uniformly among them, so sampling is exact however
+rare valid starts are. With padding any stored step may start a slice, and the
+steps after the episode's end (or past the newest step) are masked out.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
-from xreplay.errors import InsufficientDataError, UnknownFieldError
-from xreplay.storage.resources import as_count, check_allocation
+from xreplay.errors import ArgumentError, InsufficientDataError, UnknownFieldError
+from xreplay.samplers.base import Draw, check_capacity
+from xreplay.storage.resources import as_count
+from xreplay.writers import SlotPlan
 
-if TYPE_CHECKING:
-    from xreplay.buffers.transitions import TransitionBuffer
-
-__all__ = ["SequenceSample", "SequenceSampler", "check_sequence_sample", "sequence_priorities"]
+__all__ = ["SequenceSampler", "host_flags", "sequence_priorities"]
 
 
-def check_sequence_sample(buffer: TransitionBuffer, n: int, steps: int) -> None:
-    """Raise CapacityError before sampling ``n`` slices of ``steps`` steps that would not fit in memory.
-
-    Each step costs its gathered row twice (the gather and the reshaped copy), its slot and its masks.
-    """
-    row = buffer.storage.row_bytes()
-    check_allocation(
-        n * steps * (2 * row + 16),
-        buffer.device,
-        lambda: f"a sample of {n} sequences x {steps} steps x {row} bytes",
-        "sample fewer or shorter sequences",
-    )
+def host_flags(value: Any, count: int) -> np.ndarray:
+    """Return one bool per item of a written batch slice: any of its values is non-zero."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    return (np.asarray(value).reshape(count, -1) != 0).any(axis=1)
 
 
 def sequence_priorities(errors: torch.Tensor, mask: torch.Tensor, eta: float = 0.9) -> torch.Tensor:
@@ -62,24 +55,6 @@ def sequence_priorities(errors: torch.Tensor, mask: torch.Tensor, eta: float = 0
     return eta * absolute.max(dim=1).values + (1 - eta) * absolute.sum(dim=1) / count
 
 
-@dataclasses.dataclass(frozen=True)
-class SequenceSample:
-    """Slices drawn by a :class:`SequenceSampler`.
-
-    Attributes:
-        fields: Field name -> tensor ``[batch, burn_in + length, *item]``.
-        indices: Slot of every step (int64 ``[batch, burn_in + length]``).
-        mask: Bool ``[batch, burn_in + length]``: the step belongs to the slice's episode.
-        learn_mask: ``mask`` without the burn-in steps: the steps to train on.
-    """
-
-    fields: dict[str, torch.Tensor]
-    indices: np.ndarray
-    mask: torch.Tensor
-    learn_mask: torch.Tensor
-
-
-@dataclasses.dataclass(frozen=True)
 class SequenceSampler:
     """Draw ``burn_in + length`` consecutive steps of one episode from a step buffer.
 
@@ -91,78 +66,161 @@ class SequenceSampler:
         max_rounds: Cheap redraw rounds for rejected starts before the valid starts are computed explicitly
             (an O(stored steps) pass, so it should stay rare: with 16 rounds and 40% invalid starts a batch
             of 256 needs it about once in 10,000 calls).
+        capacity: Slots of the buffer (set by the buffer when omitted).
 
     Example:
         >>> from xreplay.buffers import TransitionBuffer
-        >>> buf = TransitionBuffer(100, seed=0)
+        >>> buf = TransitionBuffer(100, sampler=SequenceSampler(length=3, burn_in=1, end_fields=("terminated",)))
         >>> _ = buf.extend({"obs": np.arange(10.0), "terminated": np.array([0, 0, 0, 0, 1, 0, 0, 0, 0, 1])})
-        >>> s = SequenceSampler(length=3, burn_in=1, end_fields=("terminated",)).sample(buf, 4)
-        >>> s.fields["obs"].shape, s.learn_mask[0].tolist()
+        >>> s = buf.sample(4)
+        >>> s["obs"].shape, s.learn_mask[0].tolist()
         (torch.Size([4, 4]), [False, True, True, True])
         >>> all(row in ([0, 1, 2, 3], [1, 2, 3, 4], [5, 6, 7, 8], [6, 7, 8, 9]) for row in s.indices.tolist())
         True
     """
 
-    length: int
-    burn_in: int = 0
-    pad: bool = False
-    end_fields: tuple[str, ...] = ("terminated", "truncated")
-    max_rounds: int = 16
+    prioritized = False
 
-    def sample(self, buffer: TransitionBuffer, n: int) -> SequenceSample:
-        """Return ``n`` slices drawn uniformly from the valid starts, with the buffer's generator.
+    def __init__(
+        self,
+        length: int,
+        burn_in: int = 0,
+        pad: bool = False,
+        end_fields: tuple[str, ...] = ("terminated", "truncated"),
+        max_rounds: int = 16,
+        capacity: int | None = None,
+    ):
+        """Hold no steps yet."""
+        self.length = as_count(length, "length", minimum=1)
+        self.burn_in = as_count(burn_in, "burn_in")
+        self.pad = bool(pad)
+        self.end_fields = tuple(str(f) for f in end_fields)
+        self.max_rounds = as_count(max_rounds, "max_rounds")
+        self.window = self.burn_in + self.length  # steps per drawn slice
+        self.capacity: int | None = None
+        self.ends = np.zeros(0, dtype=bool)  # per slot: the step stored there ends its episode
+        self.newest = -1  # slot of the newest stored step
+        self.size = 0  # steps stored
+        self.fields: tuple[str, ...] | None = None  # the buffer's fields, from its first write
+        if capacity is not None:
+            self.bind(capacity)
+
+    # -- the Sampler protocol: binding and writes ------------------------------
+
+    def bind(self, capacity: int) -> None:
+        """Attach to a buffer of ``capacity`` slots.
 
         Raises:
-            ArgumentError: ``n`` is not an int >= 0.
+            ValueError: The sampler was built for another capacity (names both).
+        """
+        check_capacity(self, self.capacity, capacity)
+        if self.capacity is None:
+            self.capacity = int(capacity)
+            self.ends = np.zeros(self.capacity, dtype=bool)
+
+    def on_write(self, plan: SlotPlan, items: Mapping[str, Any]) -> None:
+        """Record the end flags of the steps the buffer wrote, and the newest step."""
+        capacity = self._capacity()
+        if self.fields is None:
+            self.fields = tuple(items)
+        present = [name for name in self.end_fields if name in items]
+        for slot, item, count in plan.segments:
+            flags = np.zeros(count, dtype=bool)
+            for name in present:
+                flags |= host_flags(items[name][item : item + count], count)
+            self.ends[slot : slot + count] = flags
+            self.newest = slot + count - 1
+            self.size = min(capacity, self.size + count)
+
+    def _capacity(self) -> int:
+        """Return the bound capacity.
+
+        Raises:
+            ArgumentError: The sampler is not attached to a buffer.
+        """
+        if self.capacity is None:
+            raise ArgumentError(
+                "this SequenceSampler is not attached to a buffer: pass it as TransitionBuffer(sampler=...)"
+            )
+        return self.capacity
+
+    def update_priorities(self, indices: Any, priorities: Any, generations: Any = None) -> int:
+        """Refuse: uniform slices have no priorities.
+
+        Raises:
+            ArgumentError: Always (a ``TypeError``); use a PrioritizedSequenceSampler.
+        """
+        raise ArgumentError(
+            "update_priorities needs a PrioritizedSequenceSampler: this buffer samples slices uniformly"
+        )
+
+    # -- sampling -------------------------------------------------------------
+
+    def check_fields(self) -> None:
+        """Raise UnknownFieldError if the buffer lacks an end field (or nothing was written)."""
+        missing = [f for f in self.end_fields if f not in (self.fields or ())]
+        if missing:
+            raise UnknownFieldError(
+                f"sequence sampling needs fields {missing}; the buffer has {list(self.fields or [])}"
+            )
+
+    def bounds(self) -> tuple[int, int]:
+        """Return ``(oldest, newest)`` stored slots."""
+        capacity = self._capacity()
+        newest = self.newest % capacity
+        oldest = (newest + 1) % capacity if self.size == capacity else 0
+        return oldest, newest
+
+    def sample(self, rng: np.random.Generator, n: int, size: int | None = None, replace: bool | None = None) -> Draw:
+        """Return ``n`` slices (windows of slots, masks) drawn uniformly from the valid starts, with ``rng``.
+
+        Raises:
+            ArgumentError: ``n`` is not an int >= 0, or ``replace`` is False.
             InsufficientDataError: No stored episode holds a slice (and ``pad`` is off).
             UnknownFieldError: The buffer lacks an end field.
         """
         n = as_count(n, "sample size")
-        steps = self.burn_in + self.length
-        check_sequence_sample(buffer, n, steps)
-        size, capacity = len(buffer), buffer.capacity
+        if replace is False:
+            raise ArgumentError("sequence sampling draws with replacement; pass replace=True")
+        steps, size, capacity = self.window, self.size, self._capacity()
         if size == 0:
             raise InsufficientDataError("cannot sample sequences from an empty buffer")
-        self._check_fields(buffer)
-        newest = (buffer.writer.cursor - 1) % capacity
-        oldest = (newest + 1) % capacity if size == capacity else 0
-        offsets = np.arange(steps)
-        starts = (oldest + buffer.rng.integers(0, size, n)) % capacity
+        self.check_fields()
+        oldest, newest = self.bounds()
+        starts = (oldest + rng.integers(0, size, n)) % capacity
         if not self.pad:
-            bad = np.flatnonzero(self._rejected(buffer, starts, newest, steps))
+            bad = np.flatnonzero(self.rejected(starts, newest))
             for _ in range(self.max_rounds):
                 if bad.size == 0:
                     break
-                starts[bad] = (oldest + buffer.rng.integers(0, size, bad.size)) % capacity
-                bad = bad[self._rejected(buffer, starts[bad], newest, steps)]  # re-check only the redrawn
+                starts[bad] = (oldest + rng.integers(0, size, bad.size)) % capacity
+                bad = bad[self.rejected(starts[bad], newest)]  # re-check only the redrawn
             if bad.size:
-                valid = self._valid_starts(buffer, oldest, size, steps)
-                starts[bad] = valid[buffer.rng.integers(0, valid.shape[0], bad.size)]
-        window = (starts[:, None] + offsets) % capacity  # [n, steps] slots of each slice
+                valid = self.valid_starts(oldest, size)
+                starts[bad] = valid[rng.integers(0, valid.shape[0], bad.size)]
+        window = (starts[:, None] + np.arange(steps)) % capacity  # [n, steps] slots of each slice
         ahead = (newest - starts) % capacity  # stored steps after each start
-        mask = self._mask(buffer, window, ahead)
-        fields = buffer.gather(window.reshape(-1))  # next observations stored once included
-        fields = {k: v.reshape(n, steps, *v.shape[1:]) for k, v in fields.items()}
-        mask_t = torch.from_numpy(mask).to(buffer.device)
-        learn = mask_t.clone()
+        mask = self.mask(window, ahead)
+        learn = mask.copy()
         learn[:, : self.burn_in] = False
-        return SequenceSample(fields, window, mask_t, learn)
+        return Draw(window, mask=mask, learn_mask=learn)
 
-    def _rejected(self, buffer: TransitionBuffer, starts: np.ndarray, newest: int, steps: int) -> np.ndarray:
+    def rejected(self, starts: np.ndarray, newest: int) -> np.ndarray:
         """Return bool per start: its slice passes the newest step or an episode ends before its last step."""
-        capacity = buffer.capacity
+        steps, capacity = self.window, self._capacity()
         window = (starts[:, None] + np.arange(steps - 1)) % capacity
         ahead = (newest - starts) % capacity
-        return (ahead < steps - 1) | self._ends(buffer, window).any(axis=1)
+        return (ahead < steps - 1) | self.ends[window].any(axis=1)
 
-    def _valid_starts(self, buffer: TransitionBuffer, oldest: int, size: int, steps: int) -> np.ndarray:
+    def valid_starts(self, oldest: int, size: int) -> np.ndarray:
         """Return every slot that starts a valid slice, in time order (one vectorized pass over the stored steps).
 
         Raises:
             InsufficientDataError: There is none.
         """
-        slots = (oldest + np.arange(size)) % buffer.capacity  # stored steps, oldest first
-        ends = self._ends(buffer, slots[None, :])[0]
+        steps = self.window
+        slots = (oldest + np.arange(size)) % self._capacity()  # stored steps, oldest first
+        ends = self.ends[slots]
         before = np.concatenate([[0], np.cumsum(ends)])  # ends among the first k stored steps
         first = np.arange(max(size - steps + 1, 0))  # starts whose slice stays within the stored steps
         valid = first[before[first + steps - 1] == before[first]]  # no end before the slice's last step
@@ -176,36 +234,49 @@ class SequenceSampler:
             )
         return slots[valid]
 
-    def _check_fields(self, buffer: TransitionBuffer) -> None:
-        """Raise UnknownFieldError if the buffer lacks an end field."""
-        columns = buffer.storage.columns
-        missing = [f for f in self.end_fields if f not in columns]
-        if missing:
-            raise UnknownFieldError(
-                f"sequence sampling needs fields {missing}; the buffer has {list(columns)}"
-            )
-
-    def _ends(self, buffer: TransitionBuffer, window: np.ndarray) -> np.ndarray:
-        """Return bool ``window.shape``: the step at each slot ends its episode."""
-        if window.size == 0:
-            return np.zeros(window.shape, dtype=bool)
-        flat = np.ascontiguousarray(window).reshape(-1)
-        ends = np.zeros(flat.shape[0], dtype=bool)
-        for name in self.end_fields:
-            column = buffer.storage.columns[name]
-            if column.device.type == "cpu":
-                values = column.numpy()[flat]  # numpy's gather costs less per call on CPU
-                ends |= (values.reshape(flat.shape[0], -1) != 0).any(axis=1)
-            else:
-                index = torch.from_numpy(flat).to(column.device)
-                hit = column.index_select(0, index).reshape(flat.shape[0], -1).ne(0).any(dim=1)
-                ends |= hit.cpu().numpy()
-        return ends.reshape(window.shape)
-
-    def _mask(self, buffer: TransitionBuffer, window: np.ndarray, ahead: np.ndarray) -> np.ndarray:
+    def mask(self, window: np.ndarray, ahead: np.ndarray) -> np.ndarray:
         """Return the steps of each slice up to its episode's end and the newest step."""
         if not self.pad:
             return np.ones(window.shape, dtype=bool)
-        ends = self._ends(buffer, window)
+        ends = self.ends[window]
         ended = np.cumsum(ends, axis=1) - ends  # episode ends strictly before each step
         return (ended == 0) & (np.arange(window.shape[1])[None, :] <= ahead[:, None])
+
+    # -- state ----------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget every step."""
+        self.ends[:] = False
+        self.newest, self.size = -1, 0
+
+    def stats(self) -> dict[str, Any]:
+        """Return the number of stored episode ends."""
+        return {"episode_ends": int(np.count_nonzero(self.ends[: self.size])) if self.capacity else 0}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the recorded end flags (the array itself), the newest slot, the size and the fields."""
+        return {
+            "capacity": self.capacity,
+            "ends": self.ends,
+            "newest": int(self.newest),
+            "size": int(self.size),
+            "fields": None if self.fields is None else list(self.fields),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Adopt a state of :meth:`state_dict` for the same capacity; on any error nothing changes.
+
+        Raises:
+            ArgumentError: The state is for another capacity or holds values out of range.
+        """
+        capacity = self._capacity()
+        ends = np.asarray(state.get("ends", ()), dtype=bool)
+        newest, size = state.get("newest"), state.get("size")
+        if state.get("capacity") != capacity or ends.shape != (capacity,):
+            raise ArgumentError(f"sequence sampler state is for capacity {state.get('capacity')}, not {capacity}")
+        if not isinstance(newest, int) or not isinstance(size, int) or not (-1 <= newest < capacity >= size >= 0):
+            raise ArgumentError(f"sequence sampler state needs -1 <= newest < {capacity} and 0 <= size <= {capacity}")
+        fields = state.get("fields")
+        self.ends = ends.copy()
+        self.newest, self.size = newest, size
+        self.fields = None if fields is None else tuple(str(f) for f in fields)

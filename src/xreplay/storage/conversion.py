@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 from xreplay.errors import FieldShapeError, FieldTypeError, FieldValueError
+from xreplay.storage.dtypes import dtype_range, numpy_dtype, numpy_kind, torch_dtype, torch_kind
 
-__all__ = ["as_number_array", "as_plain_tensor", "check_float_cast", "describe"]
+__all__ = ["as_number_array", "as_plain_tensor", "check_float_cast", "check_value", "describe"]
 
 _NUMERIC_KINDS = "biuf"
 _INT64_MAX = np.iinfo(np.int64).max
@@ -145,3 +146,56 @@ def _raise_overflow(name: str, example: Any, target: Any) -> None:
         f"field {name!r}: value {example!r} is outside the range of {target} and would be stored as infinity; "
         f"scale it or declare a wider dtype"
     )
+
+
+def _value_span(value: np.ndarray | torch.Tensor) -> tuple[int, int]:
+    """Return (min, max) of a non-empty integer array or tensor as Python ints."""
+    if isinstance(value, torch.Tensor):
+        if value.dtype == torch.bool:
+            return int(value.all()), int(value.any())
+        low, high = torch.aminmax(value)
+        return int(low), int(high)
+    return int(value.min()), int(value.max())
+
+
+def _host_array(value: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Return ``value`` as a numpy array on the host."""
+    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
+
+
+def check_value(name: str, value: np.ndarray | torch.Tensor, dtype: torch.dtype) -> None:
+    """Raise FieldValueError unless ``value``'s dtype is of the field's kind and its values fit the field's dtype.
+
+    Floats are cast to the field's precision, but a finite value that would
+    become infinite is refused; integers (and booleans into an integer field)
+    of a dtype whose range exceeds the field's are checked value by value (one
+    vectorized min/max), so nothing wraps around.
+    """
+    given = torch_kind(value.dtype) if isinstance(value, torch.Tensor) else numpy_kind(value.dtype)
+    kind = torch_kind(dtype)
+    if given != kind:
+        error = FieldTypeError if "c" in (given, kind) else FieldValueError
+        raise error(f"field {name!r}: expected dtype {dtype}, received {value.dtype}")
+    if kind == "f":
+        if isinstance(value, torch.Tensor):
+            check_float_cast(name, value, dtype)
+        else:
+            check_float_cast(name, value, numpy_dtype(dtype) or np.dtype(np.float32))
+        return
+    if kind != "i":
+        return
+    target = dtype_range(dtype)
+    source = dtype_range(value.dtype if isinstance(value, torch.Tensor) else torch_dtype(value.dtype))
+    assert target is not None and source is not None
+    empty = value.numel() == 0 if isinstance(value, torch.Tensor) else value.size == 0
+    if empty or (target[0] <= source[0] and source[1] <= target[1]):
+        return
+    low, high = _value_span(value)
+    if low < target[0] or high > target[1]:
+        flat = _host_array(value).reshape(-1)
+        positions = [int(i) for i in np.flatnonzero((flat < target[0]) | (flat > target[1]))[:5]]
+        raise FieldValueError(
+            f"field {name!r}: values span [{low}, {high}] (e.g. {[int(flat[i]) for i in positions]} at flat "
+            f"positions {positions}; received dtype {value.dtype}) but the column's dtype {dtype} "
+            f"holds [{target[0]}, {target[1]}]; nothing was written"
+        )

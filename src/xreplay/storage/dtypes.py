@@ -1,4 +1,4 @@
-"""Lossless dtype checks: which integer dtype holds a range of values."""
+"""dtype helpers: torch and numpy dtypes mapped to each other, their kinds, and lossless range checks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,48 @@ import torch
 
 from xreplay.errors import FieldValueError
 
-__all__ = ["check_fits", "covering_dtype", "dtype_range", "exceeds", "value_range"]
+__all__ = [
+    "check_fits",
+    "covering_dtype",
+    "dtype_range",
+    "exceeds",
+    "numpy_dtype",
+    "numpy_kind",
+    "torch_dtype",
+    "torch_kind",
+    "value_range",
+]
+
+def numpy_kind(dtype: np.dtype) -> str:
+    """Return 'b' (bool), 'i' (integer), 'f' (floating) or 'c' (complex) for a numpy dtype."""
+    return "i" if dtype.kind in "iu" else dtype.kind
+
+
+def torch_kind(dtype: torch.dtype) -> str:
+    """Return 'b' (bool), 'i' (integer), 'f' (floating) or 'c' (complex) for a torch dtype."""
+    if dtype == torch.bool:
+        return "b"
+    return "f" if dtype.is_floating_point else ("c" if dtype.is_complex else "i")
+
+
+@functools.cache
+def numpy_dtype(dtype: torch.dtype) -> np.dtype | None:
+    """Return the numpy dtype of a torch dtype, or None when numpy has none (e.g. bfloat16).
+
+    Example:
+        >>> numpy_dtype(torch.float32), numpy_dtype(torch.bfloat16)
+        (dtype('float32'), None)
+    """
+    try:
+        return torch.empty(0, dtype=dtype).numpy().dtype
+    except TypeError:
+        return None
+
+
+def torch_dtype(dtype: np.dtype | str) -> torch.dtype:
+    """Return the torch dtype of a numpy dtype (or its name); non-native byte orders map to the native one."""
+    return torch.from_numpy(np.zeros(0, dtype=np.dtype(dtype).newbyteorder("="))).dtype
+
 
 # Narrowest first; "auto" storage widens along this ladder.
 _INTEGER_LADDER = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)

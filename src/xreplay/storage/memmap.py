@@ -1,4 +1,4 @@
-"""MemmapStorage: episode rows in a file on disk, for buffers larger than memory, recovered exactly after a crash."""
+"""MemmapStorage: episode rows in a file on disk, mapped copy-on-write, for buffers larger than memory."""
 
 from __future__ import annotations
 
@@ -7,17 +7,17 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
 
-from xreplay.errors import CapacityError, CheckpointError, CheckpointMismatchError
+from xreplay.errors import CapacityError, CheckpointError
 from xreplay.scheme import Scheme
 from xreplay.storage.layout import RowLayout
 from xreplay.storage.tensor import TensorStorage
 
-__all__ = ["MemmapStorage"]
+__all__ = ["MemmapStorage", "map_rows"]
 
 _LIVE_NUMBER = re.compile(r"^rows\.live-(\d{6})\.bin$")
 
@@ -25,19 +25,20 @@ _LIVE_NUMBER = re.compile(r"^rows\.live-(\d{6})\.bin$")
 class MemmapStorage(TensorStorage):
     """A :class:`TensorStorage` whose rows are a file in a checkpoint directory, mapped copy-on-write.
 
-    Rows live in ``path/rows.live-N.bin`` (a sparse file: untouched slots take no disk) and are
-    used through a copy-on-write map and ``torch.from_numpy``, so the operating system pages
-    them in and out and a buffer can be larger than memory. Writes stay private to the process
-    until :meth:`flush`, which writes them to the file through a redo record (see
-    :mod:`xreplay.persistence.live`) and commits the checkpoint in ``path``; the file therefore
-    only ever holds flushed states, and after a crash :meth:`open` (or
-    ``EpisodeBuffer.load(path, mmap="shared")``) recovers exactly the last flush, every row
-    checked against its checksum. Private copies of written pages are released at each flush:
-    between two flushes, the pages written take memory, so flush regularly.
+    The file layout is public: rows live in ``path/rows.live-N.bin``, ``capacity x row_bytes``
+    bytes of the storage's :class:`~xreplay.storage.layout.RowLayout` (a sparse file: untouched
+    slots take no disk), used through a copy-on-write map and ``torch.from_numpy``, so the
+    operating system pages them in and out and a buffer can be larger than memory. Writes stay
+    private to the process until the file is written, so the file only ever holds the states
+    written to it.
 
-    A storage used by a buffer belongs to it: :meth:`flush` then saves that buffer's checkpoint
-    (kind, lengths, cursor, RNG), exactly like ``buffer.save(path)``, and never replaces it by a
-    bare storage checkpoint.
+    Writing it is a checkpoint's job: :func:`xreplay.persistence.flush` writes the changed rows
+    through a redo record and commits the checkpoint in ``path`` (that of the buffer over this
+    storage, when there is one: see :attr:`owner`), and after a crash
+    :func:`xreplay.persistence.open_storage` (or ``xreplay.load(path, mmap="shared")``) recovers
+    exactly the last flush, every row checked against its checksum. Private copies of written
+    pages are released at each flush: between two flushes, the pages written take memory, so
+    flush regularly.
 
     Args:
         scheme: The fields to store.
@@ -46,24 +47,20 @@ class MemmapStorage(TensorStorage):
         path: A directory to create (or an empty one) for the rows and metadata.
 
     Raises:
-        CheckpointError: ``path`` exists and is not empty.
+        CheckpointError: ``path`` exists and is not an empty directory.
         CapacityError: The file would not fit on the disk.
 
     Example:
         >>> import tempfile
         >>> from xreplay.scheme import Field, Scheme
-        >>> path = tempfile.mkdtemp() + "/rows"
-        >>> s = MemmapStorage(Scheme({"r": Field((1,))}), capacity=4, max_seq_length=3, path=path)
-        >>> s.columns["r"][1] = 2.0
-        >>> s.flush()
-        >>> float(MemmapStorage.open(path).columns["r"][1, 0])
-        2.0
+        >>> s = MemmapStorage(Scheme({"r": Field((1,))}), capacity=4, max_seq_length=3, path=tempfile.mkdtemp() + "/m")
+        >>> s.columns["r"][1] = 2.0  # private to this process until a flush writes the file
+        >>> s.file.name, s.file.stat().st_size == s.nbytes, s.pristine
+        ('rows.live-000001.bin', True, True)
     """
 
-    checkpoint_kind: ClassVar[str] = "memmap_storage"
-
     def __init__(self, scheme: Scheme, capacity: int, max_seq_length: int, path: str | os.PathLike[str]):
-        """Create ``path`` and a zero-filled rows file in it, and commit its first checkpoint."""
+        """Create ``path`` and a zero-filled (sparse) rows file in it."""
         self.path = Path(path)
         if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
             raise CheckpointError(f"cannot create a MemmapStorage at {self.path}: it exists and is not empty", path)
@@ -73,7 +70,6 @@ class MemmapStorage(TensorStorage):
         self._owner: Any = None
         self._pristine = True
         super().__init__(scheme, capacity, max_seq_length)
-        self.flush()
 
     @classmethod
     def attach(
@@ -96,21 +92,6 @@ class MemmapStorage(TensorStorage):
         storage.columns = layout.views(storage.rows)
         return storage
 
-    @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> MemmapStorage:
-        """Reopen the storage in ``path`` as of its last flush (also the storage of an EpisodeBuffer saved there).
-
-        Raises:
-            CheckpointError: ``path`` holds no rows file of a MemmapStorage (or the errors of loading it).
-        """
-        from xreplay.persistence import load
-
-        found = load(path, mmap="shared")
-        storage = found if isinstance(found, MemmapStorage) else getattr(found, "storage", None)
-        if not isinstance(storage, MemmapStorage):
-            raise CheckpointError(f"{path} holds no MemmapStorage rows file; load it with xreplay.persistence.load")
-        return storage
-
     @property
     def file(self) -> Path:
         """Return the file that holds the rows now."""
@@ -131,8 +112,13 @@ class MemmapStorage(TensorStorage):
         self._pristine = False
 
     def bind_owner(self, owner: Any) -> None:
-        """Make :meth:`flush` save ``owner`` (the buffer over this storage) instead of the bare storage."""
+        """Record ``owner``, the buffer over this storage: a flush then saves that buffer, not the bare storage."""
         self._owner = owner
+
+    @property
+    def owner(self) -> Any:
+        """Return the buffer over this storage (None for a bare storage)."""
+        return self._owner
 
     def _next_file(self) -> Path:
         """Return a rows file name not used in the directory yet."""
@@ -141,8 +127,6 @@ class MemmapStorage(TensorStorage):
 
     def _allocate(self, layout: RowLayout) -> torch.Tensor:
         """Create a new zero-filled (sparse) rows file for ``layout`` and map it copy-on-write."""
-        from xreplay.persistence.live import map_rows
-
         needed = self.capacity * layout.row_bytes
         free = shutil.disk_usage(self.path).free
         if needed > free:
@@ -178,64 +162,15 @@ class MemmapStorage(TensorStorage):
                 old.unlink(missing_ok=True)
         self._files = [f for f in self._files if f.name == file_name or f == self.file]
 
-    def flush(self) -> None:
-        """Write the rows to disk and commit the checkpoint in :attr:`path` (what :meth:`open` recovers).
 
-        The checkpoint is that of the buffer over this storage, when there is one.
-
-        Raises:
-            CheckpointMismatchError: No buffer owns this storage and :attr:`path` holds a buffer's
-                checkpoint, which a bare storage flush would replace.
-        """
-        from xreplay.persistence import save
-
-        if self._owner is not None:
-            save(self._owner, self.path)
-            return
-        kind = _saved_kind(self.path)
-        if kind not in (None, self.checkpoint_kind):
-            raise CheckpointMismatchError(
-                f"{self.path} holds a {kind!r} checkpoint; flushing the bare storage would replace it. Flush it "
-                f"through its buffer: buffer.save({str(self.path)!r}) (or load the buffer with mmap='shared')",
-                self.path,
-            )
-        save(self, self.path)
-
-    def checkpoint_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Return ``(meta, arrays)`` naming the live rows file (see :mod:`xreplay.persistence.kinds`)."""
-        from xreplay.persistence.codec import encode_layout, encode_scheme
-
-        structure = {
-            "scheme": encode_scheme(self.scheme),
-            "capacity": self.capacity,
-            "layout": encode_layout(self.layout),
-        }
-        return {"structure": structure, "state": {}, "live": {"rows": self}}, {"rows": self.rows}
-
-    @classmethod
-    def checkpoint_validate(cls, v: Any) -> None:
-        """Check a ``memmap_storage`` checkpoint's metadata before any of its files is opened."""
-        from xreplay.persistence.codec import check_layout, check_scheme
-
-        capacity = v.integer("structure.capacity", low=0, high=2**40)
-        layout = check_layout(v, "structure.layout", check_scheme(v, "structure.scheme"))
-        v.array_shape("rows", (capacity, layout.row_bytes), "|u1")
-
-    @classmethod
-    def from_checkpoint(cls, meta: dict[str, Any], arrays: dict[str, Any], **options: Any) -> TensorStorage:
-        """Return the storage of a checkpoint: a MemmapStorage when loaded with ``mmap="shared"``."""
-        from xreplay.persistence.codec import decode_scheme
-        from xreplay.persistence.episode_buffer import storage_from_rows
-
-        structure = meta["structure"]
-        live = meta.get("live", {}).get("rows")
-        return storage_from_rows(decode_scheme(structure["scheme"]), structure["layout"], arrays["rows"], live)
-
-
-def _saved_kind(path: Path) -> str | None:
-    """Return the kind of the checkpoint committed at ``path``, None when there is none."""
-    from xreplay.persistence.format import read_metadata
-
-    if not (path / "metadata.json").exists():
-        return None
-    return str(read_metadata(path).get("kind"))
+def map_rows(file: Path, shape: tuple[int, ...]) -> tuple[np.ndarray, mmap.mmap | None]:
+    """Return a copy-on-write map of a rows file as a 2-d uint8 array, and the map (None when empty)."""
+    capacity, row_bytes = int(shape[0]), int(np.prod(shape[1:], dtype=np.int64))
+    if capacity * row_bytes == 0:
+        return np.zeros((capacity, row_bytes), dtype=np.uint8), None
+    fd = os.open(file, os.O_RDONLY)
+    try:
+        mapping = mmap.mmap(fd, capacity * row_bytes, access=mmap.ACCESS_COPY)
+    finally:
+        os.close(fd)
+    return np.frombuffer(mapping, dtype=np.uint8).reshape(capacity, row_bytes), mapping

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
-from xreplay.errors import SchemeError
+from xreplay.errors import ArgumentError, SchemeError
 from xreplay.scheme import Scheme
 from xreplay.storage.dtypes import check_fits, covering_dtype, value_range
 from xreplay.storage.layout import RowLayout
@@ -196,6 +197,30 @@ class TensorStorage:
         self.columns = layout.views(rows)
 
     # -- writes ---------------------------------------------------------------
+
+    # -- state ----------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the storage's state: its rows (the tensor itself, not a copy); the layout is :attr:`layout`."""
+        return {"rows": self.rows}
+
+    def check_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Raise ArgumentError unless ``state["rows"]`` has this storage's shape (capacity x row bytes) as uint8."""
+        rows = state.get("rows") if isinstance(state, Mapping) else None
+        shape = tuple(rows.shape) if rows is not None and hasattr(rows, "shape") else None
+        dtype = str(getattr(rows, "dtype", None))
+        if shape != tuple(self.rows.shape) or dtype not in ("torch.uint8", "uint8"):
+            raise ArgumentError(
+                f"storage state 'rows': expected uint8 rows of shape {tuple(self.rows.shape)}, "
+                f"received {dtype} {shape}"
+            )
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Copy the rows of a :meth:`state_dict` (checked first) into this storage."""
+        self.check_state_dict(state)
+        rows = state["rows"]
+        source = rows if isinstance(rows, torch.Tensor) else torch.from_numpy(np.asarray(rows))
+        self.rows.copy_(source)
 
     def write_rows(self, index: Index, rows: torch.Tensor) -> None:
         """Copy whole rows of the same layout into the slots at ``index``."""

@@ -265,6 +265,4 @@ class DequeBufferAdapter:
 
 DEQUE_BUFFER = DequeBufferAdapter()
 
-# TRANSITIONAL (the lead's register_kind(adapter, classes=...) lands at merge): the one registration of this
-# adapter; with the new API this line reads ``register_kind(DEQUE_BUFFER, classes=(DequeBuffer,))``.
-register_kind(KIND, f"{__name__}:DEQUE_BUFFER", (f"{DequeBuffer.__module__}.{DequeBuffer.__qualname__}",))
+register_kind(DEQUE_BUFFER, classes=(DequeBuffer,))

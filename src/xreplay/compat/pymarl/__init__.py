@@ -69,6 +69,7 @@ storage, reading a field of the buffer (``buffer["obs"]``,
 rather than a view of storage: write through ``update``.
 """
 
+from xreplay.compat.pymarl import checkpoint as _checkpoint  # noqa: E402, F401 - registers the checkpoint kinds
 from xreplay.compat.pymarl.episode_batch import EpisodeBatch, set_compact_default
 from xreplay.compat.pymarl.prioritized import PrioritizedReplayBuffer
 from xreplay.compat.pymarl.replay_buffer import ReplayBuffer

@@ -44,6 +44,7 @@ from xreplay.persistence.codec import (
     encode_scheme,
 )
 from xreplay.persistence.episode_buffer import check_device, storage_from_rows
+from xreplay.persistence.kinds import register_kind
 from xreplay.persistence.schema import Validator
 from xreplay.writers import RingWriter
 
@@ -343,3 +344,6 @@ def _added(structure: dict[str, Any]) -> set[str]:
 REPLAY_BUFFER = PymarlAdapter("pymarl.replay_buffer", ReplayBuffer)
 PRIORITIZED_REPLAY_BUFFER = PrioritizedAdapter("pymarl.prioritized_replay_buffer", PrioritizedReplayBuffer)
 EPISODE_BATCH = PymarlAdapter("pymarl.episode_batch", EpisodeBatch)
+register_kind(REPLAY_BUFFER, classes=(ReplayBuffer,))
+register_kind(PRIORITIZED_REPLAY_BUFFER, classes=(PrioritizedReplayBuffer,))
+register_kind(EPISODE_BATCH, classes=(EpisodeBatch,))

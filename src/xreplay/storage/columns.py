@@ -10,115 +10,36 @@ from typing import Any
 import numpy as np
 import torch
 
-from xreplay.errors import FieldShapeError, FieldTypeError, FieldValueError, SchemeError, UnknownFieldError
-from xreplay.storage.conversion import as_number_array, as_plain_tensor, check_float_cast
-from xreplay.storage.dtypes import dtype_range
+from xreplay.errors import (
+    ArgumentError,
+    FieldShapeError,
+    SchemeError,
+    UnknownFieldError,
+)
+from xreplay.storage.conversion import as_number_array, as_plain_tensor, check_float_cast, check_value
+from xreplay.storage.dtypes import numpy_dtype
 from xreplay.storage.resources import as_count, as_device, check_allocation
 
-__all__ = ["ColumnSpec", "ColumnStorage", "check_value", "flatten", "unflatten"]
-
-SEPARATOR = "/"
+__all__ = ["ColumnSpec", "ColumnStorage"]
 
 
-def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Return ``data`` with nested mappings flattened into ``"outer/inner"`` keys."""
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{prefix}{key}{SEPARATOR}"))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
-def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """Return nested dicts rebuilt from ``"outer/inner"`` keys."""
-    nested: dict[str, Any] = {}
-    for key, value in flat.items():
-        *outer, last = key.split(SEPARATOR)
-        node = nested
-        for part in outer:
-            node = node.setdefault(part, {})
-        node[last] = value
-    return nested
 
 
-def _kind(dtype: np.dtype) -> str:
-    """Return 'b' (bool), 'i' (integer) or 'f' (floating) for a numpy dtype."""
-    return "i" if dtype.kind in "iu" else dtype.kind
 
 
-def _torch_kind(dtype: torch.dtype) -> str:
-    """Return 'b' (bool), 'i' (integer), 'f' (floating) or 'c' (complex) for a torch dtype."""
-    if dtype == torch.bool:
-        return "b"
-    return "f" if dtype.is_floating_point else ("c" if dtype.is_complex else "i")
 
 
-def _numpy_dtype(dtype: torch.dtype) -> np.dtype | None:
-    """Return the numpy dtype of a torch dtype, or None when numpy has none (e.g. bfloat16)."""
-    try:
-        return torch.empty(0, dtype=dtype).numpy().dtype
-    except TypeError:
-        return None
 
 
-def _value_span(value: np.ndarray | torch.Tensor) -> tuple[int, int]:
-    """Return (min, max) of a non-empty integer array or tensor as Python ints."""
-    if isinstance(value, torch.Tensor):
-        if value.dtype == torch.bool:
-            return int(value.all()), int(value.any())
-        low, high = torch.aminmax(value)
-        return int(low), int(high)
-    return int(value.min()), int(value.max())
 
 
-def check_value(name: str, value: np.ndarray | torch.Tensor, spec: ColumnSpec) -> None:
-    """Raise FieldValueError unless ``value``'s dtype is of the field's kind and its values fit the field's dtype.
-
-    Floats are cast to the field's precision, but a finite value that would
-    become infinite is refused; integers (and booleans into an integer field)
-    of a dtype whose range exceeds the field's are checked value by value (one
-    vectorized min/max), so nothing wraps around.
-    """
-    given = _torch_kind(value.dtype) if isinstance(value, torch.Tensor) else _kind(value.dtype)
-    kind = _torch_kind(spec.dtype)
-    if given != kind:
-        error = FieldTypeError if "c" in (given, kind) else FieldValueError
-        raise error(f"field {name!r}: expected dtype {spec.dtype}, received {value.dtype}")
-    if kind == "f":
-        if isinstance(value, torch.Tensor):
-            check_float_cast(name, value, spec.dtype)
-        else:
-            check_float_cast(name, value, _numpy_dtype(spec.dtype) or np.dtype(np.float32))
-        return
-    if kind != "i":
-        return
-    target = dtype_range(spec.dtype)
-    source = dtype_range(value.dtype if isinstance(value, torch.Tensor) else _torch_dtype(value.dtype))
-    assert target is not None and source is not None
-    empty = value.numel() == 0 if isinstance(value, torch.Tensor) else value.size == 0
-    if empty or (target[0] <= source[0] and source[1] <= target[1]):
-        return
-    low, high = _value_span(value)
-    if low < target[0] or high > target[1]:
-        flat = _host_array(value).reshape(-1)
-        positions = [int(i) for i in np.flatnonzero((flat < target[0]) | (flat > target[1]))[:5]]
-        raise FieldValueError(
-            f"field {name!r}: values span [{low}, {high}] (e.g. {[int(flat[i]) for i in positions]} at flat "
-            f"positions {positions}; received dtype {value.dtype}) but the column's dtype {spec.dtype} "
-            f"holds [{target[0]}, {target[1]}]; nothing was written"
-        )
 
 
-def _host_array(value: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Return ``value`` as a numpy array on the host."""
-    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
 
 
-def _torch_dtype(dtype: np.dtype) -> torch.dtype:
-    """Return the torch dtype of a numpy dtype."""
-    return torch.from_numpy(np.zeros(0, dtype=dtype.newbyteorder("="))).dtype  # torch takes native order only
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,7 +143,7 @@ class ColumnStorage:
         elif values.keys() != specs.keys():
             self._check_keys(values)
         batch = None
-        host = self._np_dtypes if new is None else {n: _numpy_dtype(s.dtype) for n, s in specs.items()}
+        host = self._np_dtypes if new is None else {n: numpy_dtype(s.dtype) for n, s in specs.items()}
         for name, value in values.items():
             spec = specs[name]
             shape = value.shape
@@ -242,7 +163,7 @@ class ColumnStorage:
                 if size != batch:
                     raise FieldShapeError(f"field {name!r}: batch of {size} items, other fields have {batch}")
             if type(value) is not np.ndarray or value.dtype != host[name]:
-                check_value(name, value, spec)
+                check_value(name, value, spec.dtype)
         return values, new
 
     def infer_specs(self, values: Mapping[str, np.ndarray | torch.Tensor], batched: bool) -> dict[str, ColumnSpec]:
@@ -300,7 +221,7 @@ class ColumnStorage:
         )
         groups: dict[np.dtype | None, list[str]] = {}
         for name, spec in specs.items():
-            key = _numpy_dtype(spec.dtype) if self.device.type == "cpu" else None
+            key = numpy_dtype(spec.dtype) if self.device.type == "cpu" else None
             groups.setdefault(key, []).append(name)
         for np_dtype, names in groups.items():
             if np_dtype is None:  # not on CPU, or a dtype numpy lacks: one torch tensor per field
@@ -310,7 +231,7 @@ class ColumnStorage:
                 continue
             self._blocks.append(self._allocate_block(np_dtype, names, specs))
         self.specs = specs
-        self._np_dtypes = {name: _numpy_dtype(spec.dtype) for name, spec in specs.items()}
+        self._np_dtypes = {name: numpy_dtype(spec.dtype) for name, spec in specs.items()}
         self._row_bytes = row_bytes
 
     def _allocate_block(self, np_dtype: np.dtype, names: list[str], specs: dict[str, ColumnSpec]) -> _Block:
@@ -335,6 +256,56 @@ class ColumnStorage:
                 f"write does not match the fields of the first write: missing {missing}, extra {extra}; "
                 f"expected {list(self.specs)}"
             )
+
+    # -- state ----------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the storage's state: field specs as plain data and the columns (the tensors, not copies)."""
+        return {
+            "specs": {name: {"shape": list(spec.shape), "dtype": str(spec.dtype).removeprefix("torch.")}
+                      for name, spec in self.specs.items()},
+            "columns": dict(self.columns),
+        }
+
+    def check_state_dict(self, state: Mapping[str, Any]) -> dict[str, ColumnSpec]:
+        """Return the specs of a :meth:`state_dict` after checking it fits this storage (nothing changes).
+
+        Raises:
+            ArgumentError: A spec names an unknown dtype, differs from the allocated columns, or a column
+                has another shape than ``(capacity, *shape)``.
+        """
+        specs = {}
+        for name, info in dict(state.get("specs", {})).items():
+            dtype = getattr(torch, str(info.get("dtype")), None)
+            if not isinstance(dtype, torch.dtype):
+                raise ArgumentError(f"column state {name!r}: unknown dtype {info.get('dtype')!r}")
+            specs[name] = ColumnSpec(tuple(int(d) for d in info["shape"]), dtype)
+        if self.specs and specs != self.specs:
+            raise ArgumentError(
+                f"column state has fields {sorted(specs)}; the allocated columns are {sorted(self.specs)}"
+            )
+        columns = state.get("columns", {})
+        for name, spec in specs.items():
+            shape = tuple(getattr(columns.get(name), "shape", ()))
+            if shape != (self.capacity, *spec.shape):
+                raise ArgumentError(
+                    f"column state {name!r}: expected shape {(self.capacity, *spec.shape)}, received {shape}"
+                )
+        return specs
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Allocate the columns of ``state["specs"]`` (if none yet) and copy ``state["columns"]`` into them.
+
+        Everything is checked (:meth:`check_state_dict`) before anything changes.
+        """
+        specs = self.check_state_dict(state)
+        columns = state.get("columns", {})
+        if specs and not self.specs:
+            self.allocate(specs)
+        for name in specs:
+            value = columns[name]
+            source = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.asarray(value))
+            self.columns[name].copy_(source.to(self.columns[name].device))
 
     def write(
         self, rows: slice | int, values: Mapping[str, np.ndarray | torch.Tensor], items: Any
@@ -388,7 +359,7 @@ class ColumnStorage:
         Raises:
             SchemeError: numpy has no such dtype (e.g. bfloat16).
         """
-        dtype = _numpy_dtype(self.specs[name].dtype)
+        dtype = numpy_dtype(self.specs[name].dtype)
         if dtype is None:
             raise SchemeError(f"field {name!r}: dtype {self.specs[name].dtype} has no numpy equivalent")
         return dtype

@@ -1,0 +1,432 @@
+"""Workload S7: replay sharded over Ray (xreplay.distributed.RayReplay) on one machine, S2's transition layout.
+
+Fields as S2 (obs f32[17], next_obs f32[17], act f32[6], rew f32, done f32: 168
+bytes a transition); one total capacity (1,000,000 by default) split over the
+shards; prioritized (alpha 0.6, beta 0.4) unless said otherwise. In one run,
+repetitions interleaved across variants, medians reported:
+
+* latency of one ``sample(256)`` through the client without prefetching, with
+  1, 2 and 4 shards, against a raw Ray echo actor returning the same five
+  arrays (the transport's own cost) and the in-process buffer;
+* learner-side throughput (batches/s) with prefetching and multi-batch calls
+  (``prefetch=2`` with ``batches_per_call=16`` and with 128), sample only and
+  sample + priority update, against the in-process buffer's loop and against
+  Ray's own ceiling (echo actors returning the same bytes, pipelined alike);
+* the cores each kind of process (learner, shards, raylet, the rest of the
+  machine) uses meanwhile, read from ``/proc``;
+* aggregate insert throughput (chunks of 64 transitions) with 1, 2, 4 shards
+  and 1, 2, 4, 8 writer tasks (each its own process and client);
+* TorchRL's ``RayReplayBuffer`` (when torchrl is installed) on the same
+  uniform workload: inserts of 64 from one writer, ``sample(256)``. TorchRL's
+  prioritized sampler needs its C++ extension, which does not load beside
+  torch 2.13 here, so the comparison is uniform against uniform.
+
+The machine's load (``os.getloadavg``) is printed with each section: on a
+shared 2-core machine every process (shards, writers, learner) competes for
+the same cores, so the ratios matter more than the absolute figures.
+
+    python benchmarks/s7_ray.py            # full run (a few minutes)
+    python benchmarks/s7_ray.py --smoke    # tiny sizes (CI)
+    python benchmarks/s7_ray.py --sections throughput,cores   # a part of it
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from s2_transitions import BATCH, chunk
+from xreplay import TransitionBuffer
+from xreplay.samplers import PrioritizedSampler
+
+CHUNK = 64
+FAST = {"prefetch": 2, "batches_per_call": 16}
+SECTIONS = ("latency", "throughput", "cores", "inserts", "torchrl")
+BULK = {"prefetch": 2, "batches_per_call": 128}  # fewer calls per batch; priorities up to 384 batches old
+ITEM_BYTES = 168
+
+
+def load() -> str:
+    """Return the machine's 1-minute load average as text."""
+    return f"load {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
+
+
+def factory(capacity: int, prioritized: bool) -> Callable[[], TransitionBuffer]:
+    """Return a picklable factory of an S2 buffer (``"prioritized"``: alpha 0.6, beta 0.4)."""
+    return functools.partial(TransitionBuffer, capacity, sampler="prioritized" if prioritized else "uniform", seed=0)
+
+
+def fill(write: Callable[[dict[str, np.ndarray]], Any], capacity: int) -> None:
+    """Write ``capacity`` transitions in chunks of 10,000."""
+    data = chunk(np.random.default_rng(0), min(10_000, capacity))
+    for _ in range(-(-capacity // data["obs"].shape[0])):
+        write(data)
+
+
+def timed(call: Callable[[], Any], repeat: int) -> list[float]:
+    """Return the seconds of each of ``repeat`` calls."""
+    out = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        call()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def rate(call: Callable[[], Any], repeat: int) -> float:
+    """Return calls per second over ``repeat`` back-to-back calls."""
+    start = time.perf_counter()
+    for _ in range(repeat):
+        call()
+    return repeat / (time.perf_counter() - start)
+
+
+def interleave(variants: dict[str, Callable[[], float | list[float]]], rounds: int) -> dict[str, list[float]]:
+    """Run every variant once per round, in turn; return each one's results."""
+    out: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, run in variants.items():
+            result = run()
+            out[name].extend(result if isinstance(result, list) else [result])
+    return out
+
+
+def echo_actor(ray: Any, rows: int = BATCH, meta: bool = False) -> Any:
+    """Return an actor holding ``rows`` transitions' arrays and returning them on every call.
+
+    With ``meta`` it also returns what a shard sends beside the fields (slots, generations, leaves).
+    """
+
+    @ray.remote(num_cpus=0)
+    class Echo:
+        def __init__(self, arrays: dict[str, np.ndarray]):
+            self.arrays = arrays
+
+        def echo(self) -> dict[str, np.ndarray]:
+            return self.arrays
+
+    data: dict[str, np.ndarray] = chunk(np.random.default_rng(1), rows)
+    if meta:
+        data.update(slots=np.zeros(rows, np.int64), generations=np.zeros(rows, np.int32), leaves=np.ones(rows))
+    actor = Echo.remote(data)
+    ray.get(actor.echo.remote())
+    return actor
+
+
+def echo_pipeline(ray: Any, actors: list[Any], depth: int) -> Callable[[], None]:
+    """Return a step that keeps ``depth`` rounds of calls to every echo actor in flight and waits for the oldest."""
+    queue: list[list[Any]] = []
+
+    def step() -> None:
+        while len(queue) < depth:
+            queue.append([actor.echo.remote() for actor in actors])
+        ray.get(queue.pop(0))
+
+    return step
+
+
+class CpuMeter:
+    """CPU seconds used per kind of process (this learner, shard actors, raylet, the rest) over a span.
+
+    Reads ``/proc`` (Linux); elsewhere it reports nothing.
+    """
+
+    def __init__(self) -> None:
+        self.start = self._read()
+        self.began = time.perf_counter()
+
+    @staticmethod
+    def _read() -> dict[int, tuple[str, float]]:
+        out: dict[int, tuple[str, float]] = {}
+        if not os.path.isdir("/proc"):
+            return out
+        tick, me = os.sysconf("SC_CLK_TCK"), os.getpid()
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                with open(f"/proc/{pid}/cmdline") as f:
+                    command = f.read()
+            except OSError:
+                continue
+            kind = "learner" if int(pid) == me else "shards" if "ray::ShardCore" in command else (
+                "echo actors" if "ray::Echo" in command else "raylet" if "raylet" in command else "rest of machine")
+            out[int(pid)] = (kind, (int(fields[11]) + int(fields[12])) / tick)
+        return out
+
+    def cores(self) -> dict[str, float]:
+        """Return the cores each kind used on average since the meter started (processes alive throughout)."""
+        end, wall = self._read(), time.perf_counter() - self.began
+        out: dict[str, float] = {}
+        for pid, (kind, used) in end.items():
+            if pid in self.start:
+                out[kind] = out.get(kind, 0.0) + (used - self.start[pid][1]) / wall
+        return dict(sorted(out.items()))
+
+
+def learner_variants(
+    replays: dict[int, Any], local: TransitionBuffer, scale: int, config: dict[str, int]
+) -> dict[str, Callable[[], float]]:
+    """Return the throughput variants: batches/s of sample (and sample + update) loops."""
+    from xreplay.distributed import ClientOptions
+
+    priorities = np.random.default_rng(2).random(BATCH)
+    fast = {shards: replay.client(options=ClientOptions(**config)) for shards, replay in replays.items()}
+    count = max(40 * scale, 8 * config["batches_per_call"])
+
+    def loop(client: Any) -> Callable[[], None]:
+        def step() -> None:
+            batch = client.sample(BATCH)
+            client.update_priorities(batch, priorities)
+
+        return step
+
+    variants: dict[str, Callable[[], float]] = {
+        "in-process sample": lambda: rate(lambda: local.sample(BATCH), 40 * scale),
+        "in-process sample+update": lambda: rate(loop(local), 40 * scale),
+    }
+    for shards, client in fast.items():
+        variants[f"{shards} shard(s) sample"] = lambda c=client: rate(lambda: c.sample(BATCH), count)
+        variants[f"{shards} shard(s) sample+update"] = lambda c=client: rate(loop(c), count)
+    return variants
+
+
+def throughput(ray: Any, replays: dict[int, Any], local: TransitionBuffer, rounds: int, scale: int,
+               config: dict[str, int]) -> None:  # fmt: skip
+    """Print the learner's batches/s with ``config`` against the in-process buffer and Ray's own ceiling."""
+    variants = learner_variants(replays, local, scale, config)
+    per_call, depth = config["batches_per_call"], config["prefetch"] + 1
+    ceilings = {s: [echo_actor(ray, per_call * BATCH // s, meta=True) for _ in range(s)] for s in replays}
+    count = max(40 * scale, 8 * per_call)
+    for shards, actors in ceilings.items():
+        step = echo_pipeline(ray, actors, depth)
+        variants[f"ray echo ceiling, {shards} actor(s)"] = lambda f=step: rate(f, count // per_call) * per_call
+    results = interleave(variants, rounds)
+    title = f"learner batches/s with prefetch={config['prefetch']}, batches_per_call={per_call}"
+    print_table(title, results, "batches/s", "in-process sample")
+    print("  (ray echo ceiling: the same bytes per batch from that many actors, pipelined alike, no sampling)")
+    for actors in ceilings.values():
+        for actor in actors:
+            ray.kill(actor)
+
+
+def insert_round(ray: Any, replay: Any, writers: int, chunks: int, write_batch: int = 0) -> float:
+    """Return the aggregate transitions/s of ``writers`` tasks each writing ``chunks`` chunks of 64."""
+    from xreplay.distributed import ClientOptions
+
+    @ray.remote(num_cpus=0)
+    def write(client: Any, chunks: int) -> tuple[float, float, int]:
+        data = chunk(np.random.default_rng(client.writer_id), CHUNK)
+        client.extend(data)
+        client.flush()  # connected and warm
+        start = time.time()
+        for _ in range(chunks):
+            client.extend(data)
+        client.flush()
+        return start, time.time(), chunks * CHUNK
+
+    options = ClientOptions(write_batch=write_batch)
+    spans = ray.get([write.remote(replay.client(writer_id=w, options=options), chunks) for w in range(writers)])
+    return sum(n for _s, _e, n in spans) / (max(e for _s, e, _n in spans) - min(s for s, _e, _n in spans))
+
+
+def torchrl_peer(capacity: int) -> Any:
+    """Return TorchRL's RayReplayBuffer (uniform, LazyTensorStorage) filled, or None without torchrl."""
+    try:
+        from tensordict import TensorDict
+        from torchrl.data import LazyTensorStorage, RayReplayBuffer
+    except ImportError:
+        print("torchrl not installed: pip install torchrl (extra bench-peers); TorchRL peer skipped", file=sys.stderr)
+        return None
+    storage = functools.partial(LazyTensorStorage, capacity)
+    buffer = RayReplayBuffer(storage=storage, batch_size=BATCH, remote_config={"num_cpus": 0})
+
+    def as_td(data: dict[str, np.ndarray]) -> Any:
+        return TensorDict({k: torch.from_numpy(v) for k, v in data.items()}, batch_size=[data["obs"].shape[0]])
+
+    fill(lambda data: buffer.extend(as_td(data)), capacity)
+    buffer.as_td = as_td
+    return buffer
+
+
+def print_table(title: str, results: dict[str, list[float]], unit: str, base: str | None, scale: float = 1.0) -> None:
+    """Print each variant's median (times ``scale``) and its ratio to ``base``."""
+    print(f"\n{title}  [{load()}]")
+    reference = statistics.median(results[base]) if base else None
+    for name, values in results.items():
+        median = statistics.median(values)
+        ratio = f"  {median / reference:6.2f}x {base}" if reference else ""
+        print(f"  {name:50s} {median * scale:12.1f} {unit}{ratio}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run S7 and print medians, ratios and the machine's load."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds")
+    parser.add_argument("--capacity", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    capacity, rounds, scale = (4096, 1, 1) if args.smoke else (args.capacity, args.rounds, 25)
+    shard_counts, writer_counts = ((1, 2), (1, 2)) if args.smoke else ((1, 2, 4), (1, 2, 4, 8))
+    local = TransitionBuffer(capacity, sampler=PrioritizedSampler(capacity, alpha=0.6, beta=0.4), seed=0)
+    fill(local.extend, capacity)
+    try:
+        import ray
+    except ImportError:
+        print(f"ray not installed (pip install 'xreplay[ray]'): xreplay in-process only, "
+              f"{rate(lambda: local.sample(BATCH), 100):.0f} batches/s")  # fmt: skip
+        return
+    import s2_transitions
+    from xreplay.distributed import RayReplay
+
+    for module in (s2_transitions, sys.modules.get(__name__)):  # not importable in Ray's workers: send by value
+        if module is not None and module.__name__ != "__main__":
+            ray.cloudpickle.register_pickle_by_value(module)
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    try:
+        sections = set(args.sections.split(","))
+        run(ray, RayReplay, local, capacity, rounds, scale, shard_counts, writer_counts, args.smoke, sections)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def run(ray: Any, replay_cls: Any, local: TransitionBuffer, capacity: int, rounds: int, scale: int,
+        shard_counts: tuple[int, ...], writer_counts: tuple[int, ...], smoke: bool,
+        sections: set[str]) -> None:  # fmt: skip
+    """Build the replays and peers, then measure and print every section."""
+    print(f"S7, xreplay.distributed.RayReplay: capacity {capacity:,} transitions of {ITEM_BYTES} B, "
+          f"batch {BATCH}, chunks of {CHUNK}; {load()}")  # fmt: skip
+    replays = {s: replay_cls(factory(-(-capacity // s), True), num_shards=s, seed=0) for s in shard_counts}
+    uniform = replay_cls(factory(capacity, False), num_shards=1, seed=0)
+    for replay in (*replays.values(), uniform):
+        fill(replay.extend, capacity)
+        replay.flush()
+    echo = echo_actor(ray)
+    peer = None if smoke or "torchrl" not in sections else torchrl_peer(capacity)
+    try:
+        measure(ray, replays, uniform, echo, peer, local, rounds, scale, writer_counts, sections)
+    finally:
+        for replay in (*replays.values(), uniform):
+            replay.shutdown()
+        ray.kill(echo)
+        if peer is not None:
+            peer.close()
+
+
+def measure(ray: Any, replays: dict[int, Any], uniform: Any, echo: Any, peer: Any, local: TransitionBuffer,
+            rounds: int, scale: int, writer_counts: tuple[int, ...], sections: set[str]) -> None:  # fmt: skip
+    """Measure the chosen sections: latency, throughput, cores, inserts, torchrl."""
+    if "latency" in sections:
+        measure_latency(ray, replays, echo, local, rounds, scale)
+    if "throughput" in sections:
+        for config in (FAST, BULK):
+            throughput(ray, replays, local, rounds, scale, config)
+        time.sleep(1.0)  # the echo actors' processes exit: not counted in the split below
+    if "cores" in sections:
+        cpu_split(replays, scale)
+    if "inserts" in sections:
+        measure_inserts(ray, replays, local, rounds, scale, writer_counts)
+    if peer is not None:
+        compare_torchrl(peer, uniform, rounds, scale)
+
+
+def measure_latency(ray: Any, replays: dict[int, Any], echo: Any, local: TransitionBuffer, rounds: int,
+                    scale: int) -> None:  # fmt: skip
+    """Print one sample(256)'s latency through the client against Ray echoes of the same bytes."""
+    from xreplay.distributed import ClientOptions
+
+    calls = 20 * scale
+    latency = {"ray echo of the same arrays": lambda: timed(lambda: ray.get(echo.echo.remote()), calls)}
+    latency["in-process sample(256)"] = lambda: timed(lambda: local.sample(BATCH), calls)
+    echoes = {s: [echo_actor(ray, BATCH // s, meta=True) for _ in range(s)] for s in replays if s > 1}
+    for shards, replay in replays.items():
+        latency[f"{shards} shard(s) sample(256)"] = lambda r=replay: timed(lambda: r.sample(BATCH), calls)
+        if shards in echoes:
+            step = echo_pipeline(ray, echoes[shards], 1)
+            latency[f"ray echo from {shards} actors (256/{shards} rows + meta)"] = lambda f=step: timed(f, calls)
+    prefetched = replays[min(replays)].client(options=ClientOptions(prefetch=1))
+    latency[f"{min(replays)} shard(s) sample(256), prefetch=1"] = lambda: timed(lambda: prefetched.sample(BATCH), calls)
+    echo_name = "ray echo of the same arrays"
+    print_table("sample(256) latency, no prefetch (median)", interleave(latency, rounds), "us", echo_name, 1e6)
+    for actors in echoes.values():
+        for actor in actors:
+            ray.kill(actor)
+
+
+def measure_inserts(ray: Any, replays: dict[int, Any], local: TransitionBuffer, rounds: int, scale: int,
+                    writer_counts: tuple[int, ...]) -> None:  # fmt: skip
+    """Print the aggregate insert rate for every shard count and writer count."""
+    inserts: dict[str, list[float]] = {}
+    data = chunk(np.random.default_rng(0), CHUNK)
+    inserts["in-process extend(64), 1 writer"] = [rate(lambda: local.extend(data), 50 * scale) * CHUNK]
+    chunks = 8 * scale
+    for writers in writer_counts:  # warm the worker processes up (first imports), not measured
+        insert_round(ray, replays[min(replays)], writers, 2)
+    grid = {f"{s} shard(s), {w} writer(s)": (replay, w, 0) for s, replay in replays.items() for w in writer_counts}
+    for s, replay in replays.items():
+        grid[f"{s} shard(s), {max(writer_counts)} writer(s), write_batch=1024"] = (replay, max(writer_counts), 1024)
+    runs = {key: (lambda g=g: insert_round(ray, g[0], g[1], chunks, g[2])) for key, g in grid.items()}
+    measured = interleave(runs, rounds)
+    print_table("aggregate inserts (transitions/s, chunks of 64)", {**inserts, **measured}, "items/s",
+                "in-process extend(64), 1 writer")  # fmt: skip
+
+
+def cpu_split(replays: dict[int, Any], scale: int) -> None:
+    """Print the cores each kind of process uses while the learner samples as fast as it can."""
+    from xreplay.distributed import ClientOptions
+
+    print(f"\ncores used while sampling (prefetch, multi-batch) and sampling + updating  [{load()}]")
+    priorities = np.random.default_rng(4).random(BATCH)
+    for (shards, replay), config in ((item, c) for c in (FAST, BULK) for item in replays.items()):
+        client = replay.client(options=ClientOptions(**config))
+        for update in (False, True):
+            meter, count = CpuMeter(), max(80 * scale, 16 * config["batches_per_call"])
+            for _ in range(count):
+                batch = client.sample(BATCH)
+                if update:
+                    client.update_priorities(batch, priorities)
+            wall = time.perf_counter() - meter.began
+            split = ", ".join(f"{kind} {value:.2f}" for kind, value in meter.cores().items() if value >= 0.005)
+            what = ("sample+update" if update else "sample") + f", k={config['batches_per_call']}"
+            print(f"  {shards} shard(s) {what:20s} {count / wall:8.0f} batches/s   cores: {split}")
+
+
+def compare_torchrl(peer: Any, uniform: Any, rounds: int, scale: int) -> None:
+    """Print TorchRL's RayReplayBuffer against xreplay on one uniform shard: inserts of 64 and sample(256)."""
+    from xreplay.distributed import ClientOptions
+
+    data = chunk(np.random.default_rng(3), CHUNK)
+    td = peer.as_td(data)
+    fast = uniform.client(options=ClientOptions(**FAST))
+    variants = {
+        "torchrl extend(64)": lambda: rate(lambda: peer.extend(td), 20 * scale) * CHUNK,
+        "xreplay extend(64)": lambda: rate(lambda: uniform.extend(data), 20 * scale) * CHUNK,
+    }
+    results = interleave(variants, rounds)
+    uniform.flush()
+    title = "TorchRL RayReplayBuffer vs xreplay, one uniform shard: inserts"
+    print_table(title, results, "items/s", "torchrl extend(64)")
+    variants = {
+        "torchrl sample(256)": lambda: rate(peer.sample, 20 * scale),
+        "xreplay sample(256), no prefetch": lambda: rate(lambda: uniform.sample(BATCH), 20 * scale),
+        "xreplay sample(256), prefetch": lambda: rate(lambda: fast.sample(BATCH), 20 * scale),
+    }
+    print_table("... samples", interleave(variants, rounds), "batches/s", "torchrl sample(256)")
+
+
+if __name__ == "__main__":
+    main()

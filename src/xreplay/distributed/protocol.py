@@ -1,0 +1,166 @@
+"""The plain data that crosses between a replay client and its shards, and the global index encoding.
+
+Everything here is numpy arrays, numbers and small frozen dataclasses, so it
+pickles cheaply and travels through Ray's object store without copies of
+the arrays; torch tensors never cross a process boundary.
+
+A *global index* names one stored item of a sharded replay in one int64:
+the shard, the shard's *epoch* (how many times it was restarted, modulo
+2**11) and the slot inside the shard's buffer::
+
+    bit 63 | 62 ........ 51 | 50 ...... 40 | 39 .............. 0
+      0    |  shard (12)    |  epoch (11)  |  slot (40)
+
+With the slot's generation (returned beside the index, as a local buffer
+does) a priority update can be checked twice: the epoch drops updates for
+items a restart lost, the generation those overwritten since.
+
+Example:
+    >>> index = encode_indices(3, 1, np.array([0, 7]))
+    >>> [tuple(map(int, parts)) for parts in zip(*decode_indices(index))]
+    [(3, 1, 0), (3, 1, 7)]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "MAX_SHARDS",
+    "ShardCheckpoints",
+    "ShardDraw",
+    "ShardInfo",
+    "ShardState",
+    "decode_indices",
+    "encode_indices",
+]
+
+SLOT_BITS = 40
+EPOCH_BITS = 11
+SHARD_BITS = 12
+MAX_SHARDS = 1 << SHARD_BITS
+"""Most shards one replay can have (4096)."""
+_SLOT_MASK = (1 << SLOT_BITS) - 1
+_EPOCH_MASK = (1 << EPOCH_BITS) - 1
+
+
+def encode_indices(shard: int, epoch: int, slots: np.ndarray) -> np.ndarray:
+    """Return the global int64 indices of ``slots`` in ``shard`` at ``epoch``."""
+    head = (int(shard) << (EPOCH_BITS + SLOT_BITS)) | ((int(epoch) & _EPOCH_MASK) << SLOT_BITS)
+    return np.asarray(slots, dtype=np.int64) | np.int64(head)
+
+
+def decode_indices(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return ``(shards, epochs, slots)`` of global indices (negative indices give shard -1)."""
+    indices = np.asarray(indices, dtype=np.int64)
+    shards = indices >> (EPOCH_BITS + SLOT_BITS)  # arithmetic shift: negative indices stay negative
+    epochs = (indices >> SLOT_BITS) & _EPOCH_MASK
+    return np.where(indices < 0, -1, shards), epochs, indices & _SLOT_MASK
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardCheckpoints:
+    """Where and how often shards save themselves, in xreplay's checkpoint format.
+
+    Each shard keeps ``directory/shard-NNN`` (a checkpoint directory, saved
+    incrementally) and ``directory/shard-NNN.state`` (a 32-byte counter file
+    updated after every write: the items written and the restarts, which is
+    how a restarted shard knows what it lost). A shard saves after a write
+    once ``every_items`` items or ``every_s`` seconds have passed since its
+    last save; with neither set it saves only when asked
+    (:meth:`~xreplay.distributed.ReplayClient.checkpoint`).
+
+    Args:
+        directory: A local directory (one per replay; on a cluster, storage
+            that every node mounts, so a shard restarted elsewhere finds it).
+        every_s: Seconds between saves, or None.
+        every_items: Items written between saves, or None.
+        resume: Start each shard from the checkpoint already in ``directory``
+            instead of refusing a directory that holds one.
+    """
+
+    directory: str
+    every_s: float | None = None
+    every_items: int | None = None
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        """Check the intervals."""
+        if self.every_s is not None and not self.every_s > 0:
+            raise ValueError(f"every_s must be > 0 seconds or None, received {self.every_s!r}")
+        if self.every_items is not None and (isinstance(self.every_items, bool) or not self.every_items > 0):
+            raise ValueError(f"every_items must be an int > 0 or None, received {self.every_items!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardInfo:
+    """What a client needs to know once about a shard's buffer.
+
+    Attributes:
+        kind: ``"transitions"`` or ``"episodes"``.
+        prioritized: Whether the shard samples by priority.
+        capacity: Items the shard keeps.
+        beta: The importance-sampling exponent (a schedule of the sample count), when prioritized.
+        max_seq_length: Steps per episode (episode shards).
+        per_step: Names of the per-step fields (episode shards).
+    """
+
+    kind: str
+    prioritized: bool
+    capacity: int
+    beta: Any = None
+    max_seq_length: int = 0
+    per_step: tuple[str, ...] = ()
+
+
+class ShardState(NamedTuple):
+    """A shard's counters, sent with every reply so that the client's view stays fresh (a tuple: cheap to pickle).
+
+    Attributes:
+        shard: The shard's number.
+        epoch: Restarts so far (0 for the first start).
+        size: Items stored.
+        mass: Sampling mass: the sum of ``priority ** alpha`` (prioritized) or ``size`` (uniform).
+        min_leaf: Smallest positive ``priority ** alpha`` (``inf`` when none or uniform).
+        written: Items ever written (the buffer's writer count).
+        lost: Items lost by restarts: written after the checkpoint each restart went back to.
+        checkpoints: Saves made by this incarnation.
+        checkpointed: Items written at the last save (or restore).
+        stale_updates: Priority updates the buffer skipped as stale.
+        serial: States this incarnation has sent (orders replies that arrive out of order).
+    """
+
+    shard: int
+    epoch: int
+    size: int
+    mass: float
+    min_leaf: float
+    written: int
+    lost: int = 0
+    checkpoints: int = 0
+    checkpointed: int = 0
+    stale_updates: int = 0
+    serial: int = 0
+
+
+class ShardDraw(NamedTuple):
+    """The items a shard drew for one request: ``sum(counts)`` rows, batch after batch (a tuple).
+
+    Attributes:
+        state: The shard's state after the draw.
+        fields: Flat field name -> numpy array ``[rows, ...]`` (no ``filled``; episodes send ``lengths``).
+        slots: Slots drawn (int64).
+        generations: Their generations (prioritized shards), else None.
+        leaves: Their ``priority ** alpha`` as the shard's tree holds them (prioritized), else None.
+        lengths: Steps of each episode (episode shards), else None.
+    """
+
+    state: ShardState
+    fields: dict[str, np.ndarray]
+    slots: np.ndarray
+    generations: np.ndarray | None = None
+    leaves: np.ndarray | None = None
+    lengths: np.ndarray | None = None
