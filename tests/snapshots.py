@@ -125,11 +125,12 @@ def ding(buffer: DequeBuffer) -> tuple:
         global_rngs(),
     ]
     for middleware in buffer._middleware:
-        sampler = getattr(middleware, "_sampler", None)
-        if sampler is not None:
+        priorities = getattr(middleware, "_priorities", None)
+        if priorities is not None:
+            priorities.flush()  # collected leaf writes are part of the state: apply them (changes no result)
             state += [
-                _bytes(sampler.sum_tree.nodes),
-                _bytes(None if sampler.min_tree is None else sampler.min_tree.nodes),
+                _prioritized(priorities.sampler),
+                priorities.total(),
                 _bytes(middleware._entered),
                 middleware.max_priority,
                 middleware.IS_weight_power_factor,

@@ -3,7 +3,7 @@ import random
 import pytest
 
 from xreplay.compat.ding import DequeBuffer
-from xreplay.mixing import MixedSampleError, group_by_env, sample_mixed
+from xreplay.mixing import MixedSampleError, sample_mixed
 
 
 def buffers(*sizes):
@@ -38,14 +38,6 @@ def test_names_the_buffer_that_falls_short():
         sample_mixed([(a, 0.5), (b, 0.5)], 8)
     with pytest.raises(ValueError, match="buffer #0"):
         sample_mixed([(a, 0.1), (b, 0.5)], 2)
-
-
-def test_group_by_env_groups_per_env():
-    torch = pytest.importorskip("torch")
-    buf = DequeBuffer(size=10)
-    group_by_env(buf, range(6), [torch.tensor(i % 2) for i in range(6)])
-    groups = buf.sample(2, groupby="env")
-    assert sorted([r.data for r in g] for g in groups) == [[0, 2, 4], [1, 3, 5]]
 
 
 def test_native_episode_buffer_and_deque_buffer_mix():

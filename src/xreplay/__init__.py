@@ -59,10 +59,10 @@ from xreplay.errors import (
     UntrustedCheckpointError,
     XReplayError,
 )
-from xreplay.mixing import MixedSampleError, group_by_env, sample_mixed
+from xreplay.mixing import MixedSampleError, sample_mixed
 from xreplay.persistence import load, save
 from xreplay.rate_limiters import MinSize, Queue, RateLimiter, SampleToInsertRatio
-from xreplay.removers import MaxUse, Staleness
+from xreplay.removers import MaxAge, MaxTimesSampled
 from xreplay.samplers import (
     ConstantSchedule,
     LinearSchedule,
@@ -117,7 +117,8 @@ __all__ = [
     "InsufficientDataError",
     "InvalidIndexError",
     "LinearSchedule",
-    "MaxUse",
+    "MaxAge",
+    "MaxTimesSampled",
     "MemmapStorage",
     "MinSize",
     "MixedSampleError",
@@ -142,7 +143,6 @@ __all__ = [
     "ShardUnavailableError",
     "SharedMemoryError",
     "StaleSegmentError",
-    "Staleness",
     "TensorStorage",
     "TransitionBuffer",
     "TransitionSample",
@@ -152,7 +152,6 @@ __all__ = [
     "UnknownIndexError",
     "UntrustedCheckpointError",
     "XReplayError",
-    "group_by_env",
     "load",
     "sample_mixed",
     "save",

@@ -1,4 +1,4 @@
-"""Sampling from several buffers by weight, and pushing transitions grouped by env.
+"""Sampling from several buffers by weight.
 
 ``sample_mixed([(buffer, 0.5), (expert_buffer, 0.5)], batch_size)`` draws
 ``int(batch_size * weight)`` items from each buffer in list order and
@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from xreplay.errors import ArgumentError, InsufficientDataError
 from xreplay.storage.resources import as_count
 
-__all__ = ["MixedSampleError", "group_by_env", "sample_mixed"]
+__all__ = ["MixedSampleError", "sample_mixed"]
 
 
 class MixedSampleError(InsufficientDataError):
@@ -84,32 +84,3 @@ def _count(buffer: Any) -> Any:
         if callable(method):
             return method()
     return "an unknown number of items"
-
-
-def group_by_env(buffer: Any, transitions: Iterable[Any], env_ids: Iterable[int]) -> list:
-    """Push each transition with ``meta={'env': env_id}`` so it can be sampled with ``groupby='env'``.
-
-    This is DI-engine's ``data_pusher(..., group_by_env=True)`` pattern (R2D2,
-    IMPALA): transitions of one env form one group.
-
-    Args:
-        buffer: A DI-engine style buffer.
-        transitions: Transitions to push.
-        env_ids: The env id of each transition (ints, or 0-d tensors).
-
-    Returns:
-        What each push returned.
-
-    Example:
-        >>> from xreplay.compat.ding import DequeBuffer
-        >>> buf = DequeBuffer(size=8)
-        >>> _ = group_by_env(buf, ["a", "b", "c"], [0, 1, 0])
-        >>> sorted([r.data for r in g] for g in buf.sample(2, groupby="env"))
-        [['a', 'c'], ['b']]
-
-    """
-    pushed = []
-    for transition, env in zip(transitions, env_ids, strict=False):
-        env = env.item() if hasattr(env, "item") else env
-        pushed.append(buffer.push(transition, {"env": env}))
-    return pushed

@@ -1,9 +1,9 @@
 import pytest
 
-from xreplay.middleware import StringDispatch, hook_for, run_pipeline
+from xreplay.middleware import hook_for, run_pipeline
 
 
-class Tag(StringDispatch):
+class Tag:
     def __init__(self, name, log):
         self.name, self.log = name, log
 
@@ -29,8 +29,14 @@ def test_typed_middleware_without_hook_is_skipped():
     assert hook_for(Tag("a", log), "sample") is None
 
 
-def test_string_dispatch_passes_unknown_actions_through():
-    assert Tag("a", [])("sample", lambda n: n + 1, 1) == 2
+def test_callable_typed_middleware_is_called_only_through_its_hooks():
+    class CallableTag(Tag):
+        def __call__(self, action, chain, *args, **kwargs):
+            raise AssertionError("a typed middleware is never called as a string-dispatched one")
+
+    log = []
+    assert run_pipeline([CallableTag("a", log)], "sample", lambda n: n * 2, (3,), {}) == 6 and log == []
+    assert run_pipeline([CallableTag("a", log)], "push", lambda n: n, (3,), {}) == 3 and log == ["a"]
 
 
 def test_non_callable_entry_is_rejected():

@@ -1,5 +1,5 @@
 """Typed middleware: ordered hooks around a buffer's push, sample, update, delete and clear."""
 
-from xreplay.middleware.pipeline import ACTIONS, Middleware, StringDispatch, compose, hook_for, run_pipeline
+from xreplay.middleware.pipeline import ACTIONS, Hook, Middleware, compose, hook_for, run_pipeline
 
-__all__ = ["ACTIONS", "Middleware", "StringDispatch", "compose", "hook_for", "run_pipeline"]
+__all__ = ["ACTIONS", "Hook", "Middleware", "compose", "hook_for", "run_pipeline"]

@@ -8,9 +8,11 @@ the next middleware, or the buffer's own method after the last one. The first
 middleware in the list is the outermost. A middleware without a hook for an
 action is skipped for that action.
 
-DI-engine's string-dispatched middleware (a callable ``mw(action, chain,
-*args, **kwargs)``) is adapted once, in :func:`hook_for`: its hook for every
-action is the callable with the action name bound in front.
+A plain callable ``mw(action, chain, *args, **kwargs)`` (the convention of
+DI-engine's middleware) is adapted once, in :func:`hook_for`: its hook for
+every action is the callable with the action name bound in front. An object
+with at least one ``on_<action>`` hook is a typed middleware even when it is
+also callable that way, and is skipped for the actions it has no hook for.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from typing import Any, Protocol
 
 from xreplay.errors import ArgumentError
 
-__all__ = ["ACTIONS", "Middleware", "StringDispatch", "compose", "hook_for", "run_pipeline"]
+__all__ = ["ACTIONS", "Hook", "Middleware", "compose", "hook_for", "run_pipeline"]
 
 ACTIONS = ("push", "sample", "update", "delete", "clear")
 
 Hook = Callable[..., Any]
+"""A hook or a chain: ``hook(chain, *args, **kwargs)``, ``chain(*args, **kwargs)``."""
 
 
 class Middleware(Protocol):
@@ -42,7 +45,7 @@ def hook_for(entry: Any, action: str) -> Hook | None:
 
     Args:
         entry: A typed middleware (with ``on_<action>`` methods) or a
-            DI-engine style callable ``entry(action, chain, *args, **kwargs)``.
+            callable ``entry(action, chain, *args, **kwargs)``.
         action: One of :data:`ACTIONS`.
 
     Returns:
@@ -52,11 +55,16 @@ def hook_for(entry: Any, action: str) -> Hook | None:
     hook = getattr(entry, "on_" + action, None)
     if hook is not None:
         return hook
-    if isinstance(entry, StringDispatch):
+    if _is_typed(entry):
         return None  # a typed middleware that does not handle this action
     if callable(entry):
         return lambda chain, *args, **kwargs: entry(action, chain, *args, **kwargs)
     raise ArgumentError(f"middleware {entry!r} is neither callable nor has an on_{action} hook")
+
+
+def _is_typed(entry: Any) -> bool:
+    """Return whether ``entry`` has a hook for any action (then it is called only through its hooks)."""
+    return any(getattr(entry, "on_" + action, None) is not None for action in ACTIONS)
 
 
 def compose(entries: Sequence[Any], action: str, terminal: Hook) -> Hook:
@@ -71,7 +79,7 @@ def compose(entries: Sequence[Any], action: str, terminal: Hook) -> Hook:
         A callable taking the caller's arguments and returning the outermost middleware's result.
 
     Example:
-        >>> class Double(StringDispatch):
+        >>> class Double:
         ...     def on_sample(self, chain, *args, **kwargs):
         ...         return 2 * chain(*args, **kwargs)
         >>> compose([Double(), Double()], "sample", lambda n: n)(3), compose([Double()], "push", lambda n: n)(3)
@@ -110,26 +118,3 @@ def _bind(hook: Hook, chain: Hook) -> Hook:
         return hook(chain, *args, **kwargs)
 
     return link
-
-
-class StringDispatch:
-    """Mixin giving a typed middleware DI-engine's calling convention.
-
-    ``mw(action, chain, *args, **kwargs)`` calls ``mw.on_<action>(chain, ...)``
-    and passes actions without a hook straight to ``chain``.
-
-    Example:
-        >>> class Double(StringDispatch):
-        ...     def on_sample(self, chain, *args, **kwargs):
-        ...         return 2 * chain(*args, **kwargs)
-        >>> Double()("sample", lambda n: n, 3), Double()("push", lambda n: n, 3)
-        (6, 3)
-
-    """
-
-    def __call__(self, action: str, chain: Hook, *args: Any, **kwargs: Any) -> Any:
-        """Dispatch ``action`` to its hook, or pass it through."""
-        hook = getattr(self, "on_" + action, None)
-        if hook is None:
-            return chain(*args, **kwargs)
-        return hook(chain, *args, **kwargs)

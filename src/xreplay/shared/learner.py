@@ -31,11 +31,12 @@ from xreplay.errors import (
     InsufficientDataError,
 )
 from xreplay.rate_limiters import RateLimiter
+from xreplay.samplers.priorities import check_priorities
 from xreplay.samplers.prioritized import PrioritizedSampler
-from xreplay.samplers.proportional import check_priorities
 from xreplay.shared.layout import LOCK_KIND, RESERVED, SlotLayout
 from xreplay.shared.locks import initialize
 from xreplay.shared.published import PublishedSlots
+from xreplay.shared.sampling import Draw, make_sampler
 from xreplay.shared.segment import Segment, process_alive
 from xreplay.shared.writer import SlotWriter
 
@@ -43,33 +44,6 @@ __all__ = ["Draw", "LearnerSlots", "make_sampler"]
 
 _RETRIES = 64  # redraws of slots that changed under a read before giving up
 _WAIT = 0.0002  # seconds between drains while admitted items are still being written
-
-
-def make_sampler(sampler: Any, capacity: int) -> PrioritizedSampler | None:
-    """Return the prioritized sampler named by ``sampler`` (None for uniform), checking a given one."""
-    if sampler == "uniform":
-        return None
-    if sampler == "prioritized":
-        return PrioritizedSampler(capacity)
-    if isinstance(sampler, PrioritizedSampler):
-        if sampler.capacity != capacity:
-            raise ValueError(f"sampler capacity {sampler.capacity} differs from buffer capacity {capacity}")
-        if sampler.size:
-            raise ValueError("the sampler has inserted slots already; give the shared buffer a fresh one")
-        return sampler
-    raise ValueError(f"sampler must be 'uniform', 'prioritized' or a PrioritizedSampler, got {sampler!r}")
-
-
-class Draw:
-    """Slots drawn and copied out whole: ``indices``, ``weights``/``generations`` (prioritized), ``rows``."""
-
-    def __init__(self, indices: np.ndarray, weights: np.ndarray | None, generations: np.ndarray | None,
-                 rows: list[np.ndarray]):
-        """Hold one sample's slots and their gathered data arrays."""
-        self.indices = indices
-        self.weights = weights
-        self.generations = generations
-        self.rows = rows
 
 
 class LearnerSlots:

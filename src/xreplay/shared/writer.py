@@ -25,7 +25,7 @@ import numpy as np
 
 from xreplay.errors import BufferClosedError, FieldShapeError, RateLimiterTimeout
 from xreplay.rate_limiters import RateLimiter
-from xreplay.samplers.proportional import check_priorities
+from xreplay.samplers.priorities import check_priorities
 from xreplay.shared.layout import LOCK_KIND, SlotLayout
 from xreplay.shared.locks import make_lock
 from xreplay.shared.segment import CLOSED, Segment

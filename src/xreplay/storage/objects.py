@@ -1,12 +1,17 @@
 """Storage for arbitrary Python items with stable slot ids and generations.
 
 Items live in ``capacity`` slots. Storage order (oldest first) is a ring of
-slot ids, so positional access is O(1) and vectorized over many positions,
-first-in-first-out eviction reuses the oldest slot, and deleting items from
-the middle compacts only the ring (slots keep their ids). Every write into a
-slot bumps that slot's generation: a handle ``generation * capacity + slot``
-taken earlier no longer resolves once the slot holds a newer item, so a stale
-index never touches a newer item.
+slot ids whose positions a :class:`~xreplay.writers.RingWriter` hands out,
+first in, first out: the next item takes the writer's cursor, and a full
+ring overwrites its oldest position, reusing that item's slot. A slot for a
+new item in a ring that is not full comes from the free list (slots emptied
+by deletes, smallest first), else it is the next never-used one. Positional
+access is O(1) and vectorized over many positions; deleting items from the
+middle compacts only the ring (slots keep their ids) and restarts the
+writer's ring at position 0. Every write into a slot bumps that slot's
+generation: a handle ``generation * capacity + slot`` taken earlier no longer
+resolves once the slot holds a newer item, so a stale index never touches a
+newer item.
 
 Memory per slot: one list entry for the item, an ``int64`` generation and two
 ring arrays (``int32`` below 2**31 slots); the ``metas`` and ``keys`` lists
@@ -22,6 +27,7 @@ import numpy as np
 
 from xreplay.errors import IndexOutOfRangeError
 from xreplay.storage.resources import as_count, check_allocation
+from xreplay.writers import RingWriter
 
 __all__ = ["ObjectStorage"]
 
@@ -55,10 +61,9 @@ class ObjectStorage:
         self.key_to_slot: dict[Hashable, int] = {}
         self.generation = np.zeros(self.capacity, dtype=np.int64)
         ring_dtype = np.int32 if self.capacity < 2**31 else np.int64
-        self.order = np.zeros(self.capacity, dtype=ring_dtype)  # ring: storage position -> slot
+        self.order = np.zeros(self.capacity, dtype=ring_dtype)  # ring position -> slot
         self.where = np.full(self.capacity, -1, dtype=ring_dtype)  # slot -> ring position, -1 if free
-        self.head = 0
-        self.count = 0
+        self.writer = RingWriter(self.capacity)  # ring positions: the newest item is just before its cursor
         self.version = 0  # bumped by every mutation, lets derived indexes detect staleness
         self.contiguous = True  # no delete since the last clear: the slot at ring index r is r
         self._free: list[int] = []  # freed by deletes; popped smallest first
@@ -67,12 +72,24 @@ class ObjectStorage:
         self.slot_hint: tuple | None = None
 
     def __len__(self) -> int:
-        return self.count
+        return self.writer.size
+
+    @property
+    def count(self) -> int:
+        """Return the number of stored items."""
+        return self.writer.size
+
+    @property
+    def head(self) -> int:
+        """Return the ring position of the oldest item."""
+        writer = self.writer
+        return (writer.cursor - writer.size) % self.capacity
 
     def peek_slot(self) -> int:
         """Return the slot that the next ``add`` will use."""
-        if self.count == self.capacity:
-            return int(self.order[self.head])
+        writer = self.writer
+        if writer.size == self.capacity:
+            return int(self.order[writer.cursor])
         if self._free:
             return self._free[-1]
         return self._fresh
@@ -80,39 +97,45 @@ class ObjectStorage:
     def add(self, item: Any, key: Hashable | None = None, meta: Any = None) -> tuple[int, int]:
         """Store ``item`` as the newest; return ``(slot, evicted_slot)`` (``-1`` when nothing was evicted)."""
         evicted = -1
-        if self.count == self.capacity:
-            evicted = slot = int(self.order[self.head])
+        writer = self.writer
+        ring = writer.cursor  # the writer's next position: the oldest item's when the ring is full
+        if writer.size == self.capacity:
+            evicted = slot = self.order.item(ring)
             if self.keys is not None:
                 old_key = self.keys[slot]
                 if old_key is not None:
                     del self.key_to_slot[old_key]
-            self.head = (self.head + 1) % self.capacity  # the oldest position moves on
-            self.count -= 1
         elif self._free:
             slot = self._free.pop()
         else:
             slot = self._fresh
             self._fresh += 1
-        ring = (self.head + self.count) % self.capacity  # first free ring position after the newest
+        writer.commit(1)
         self.order[ring] = slot
         self.where[slot] = ring
-        self.count += 1
-        self.generation[slot] += 1
+        generation = self.generation
+        generation[slot] = generation.item(slot) + 1
         self.items[slot] = item
-        if self.metas is not None:
-            self.metas[slot] = meta
-        elif meta is not None:
-            self.metas = [None] * self.capacity
-            self.metas[slot] = meta
-        if self.keys is not None:
-            self.keys[slot] = key
-        elif key is not None:
-            self.keys = [None] * self.capacity
-            self.keys[slot] = key
-        if key is not None:
-            self.key_to_slot[key] = slot
+        if meta is not None or self.metas is not None:
+            self._set_meta(slot, meta)
+        if key is not None or self.keys is not None:
+            self._set_key(slot, key)
         self.version += 1
         return slot, evicted
+
+    def _set_meta(self, slot: int, meta: Any) -> None:
+        """Record ``slot``'s meta (the list is allocated by the first meta)."""
+        if self.metas is None:
+            self.metas = [None] * self.capacity
+        self.metas[slot] = meta
+
+    def _set_key(self, slot: int, key: Hashable | None) -> None:
+        """Record ``slot``'s key (the list is allocated by the first key)."""
+        if self.keys is None:
+            self.keys = [None] * self.capacity
+        self.keys[slot] = key
+        if key is not None:
+            self.key_to_slot[key] = slot
 
     def slot_of(self, key: Hashable) -> int | None:
         """Return the slot holding ``key``, or ``None``."""
@@ -175,11 +198,11 @@ class ObjectStorage:
         live = self.ordered_slots()
         gone = np.isin(live, gone_slots)
         keep = live[~gone]
-        # Compact the ring so that position p sits at ring index p.
+        # Compact the ring so that position p sits at ring index p; the writer continues after the newest.
         self.order[: keep.size] = keep
         self.where[gone_slots] = -1
         self.where[keep] = np.arange(keep.size)
-        self.head, self.count = 0, int(keep.size)
+        self._restart_ring(int(keep.size))
         metas, keys = self.metas, self.keys
         for slot in gone_slots.tolist():
             self.items[slot] = None
@@ -202,10 +225,18 @@ class ObjectStorage:
         self.metas = self.keys = None
         self.key_to_slot = {}
         self.where.fill(-1)
-        self.head = self.count = self._fresh = 0
+        self._restart_ring(0)
+        self._fresh = 0
         self._free = []
         self.contiguous = True
         self.version += 1
+
+    def _restart_ring(self, count: int) -> None:
+        """Let the writer continue after ``count`` items held at ring positions ``0 .. count - 1``."""
+        writes = self.writer.writes
+        self.writer.load_state_dict(
+            {"capacity": self.capacity, "cursor": count % self.capacity, "size": count, "writes": writes}
+        )
 
     def state(self) -> dict[str, Any]:
         """Return the full state as plain Python and numpy objects (for persistence)."""
@@ -219,6 +250,7 @@ class ObjectStorage:
             "where": self.where,
             "head": self.head,
             "count": self.count,
+            "writes": self.writer.writes,
             "free": self._free,
             "fresh": self._fresh,
         }
@@ -241,9 +273,11 @@ class ObjectStorage:
         self.generation = np.array(state["generation"], dtype=np.int64)
         self.order = np.array(state["order"], dtype=self.order.dtype)
         self.where = np.array(state["where"], dtype=self.where.dtype)
-        self.head, self.count = int(state["head"]), int(state["count"])
+        head, count = int(state["head"]), int(state["count"])
+        cursor, writes = (head + count) % self.capacity, int(state.get("writes", count))
+        self.writer.load_state_dict({"capacity": self.capacity, "cursor": cursor, "size": count, "writes": writes})
         self._free, self._fresh = list(state["free"]), int(state["fresh"])
         self.key_to_slot = {} if self.keys is None else {k: s for s, k in enumerate(self.keys) if k is not None}
-        ring = (self.head + np.arange(self.count)) % self.capacity
+        ring = (head + np.arange(count)) % self.capacity
         self.contiguous = bool(np.array_equal(self.order[ring], ring))
         self.version += 1

@@ -90,6 +90,7 @@ def test_stale_index_never_touches_the_newer_record_in_its_slot():
         lambda s: s[:16] + s[16:].upper(),
         lambda s: s[:16] + "+" + s[17:],
         lambda s: s[:16] + s[16:29] + "_" + s[30:],
+        lambda s: ("1" if s[0] == "0" else "0") + s[1:],  # another buffer's tag, the same handle
         lambda s: s[:-1],
         lambda s: s + "0",
     ],

@@ -12,10 +12,16 @@ numpy's global RNG (prioritized strata) with the same calls as DI-engine, so
 a seeded run samples the same records.
 
 Underneath: xreplay's ``ObjectStorage`` (O(1) positions and index lookups,
-so ``sample(32)`` does not walk a deque), group indexes (O(window) grouped
-sampling), the typed middleware pipeline, vectorized sum/min trees and the
-``MaxUse``/``Staleness`` removers. Every call holds the buffer's re-entrant
-lock, so collector and learner threads may share a buffer.
+so ``sample(32)`` does not walk a deque; FIFO order from a ``RingWriter``),
+the ``GroupedSampler`` (O(window) grouped sampling), the typed middleware
+pipeline (:mod:`xreplay.compat.ding.dispatch` gives it DI-engine's calling
+convention), the ``PrioritizedSampler`` and its ``PriorityTree`` (the same
+as every prioritized xreplay buffer; :mod:`xreplay.compat.ding.priorities`
+reproduces DI-engine's float results on it, so prioritized draws and
+importance weights are bit-identical) and the ``MaxTimesSampled``/``MaxAge``
+removers (in DI-engine's terms ``MaxUse``/``Staleness``,
+:mod:`xreplay.compat.ding.removers`). Every call holds the buffer's
+re-entrant lock, so collector and learner threads may share a buffer.
 
 Differences from DI-engine 0.5.3 (upstream defects fixed, each tested in
 ``tests/compat/ding/test_defects.py``):
@@ -79,8 +85,8 @@ DI-engine's own ``data_pusher``/``OffPolicyLearner`` accept them (see
 :mod:`xreplay.compat.ding.integration`).
 """
 
+from xreplay.compat.ding import checkpoint as _checkpoint  # noqa: F401 - registers the checkpoint kind
 from xreplay.compat.ding.base import Buffer, apply_middleware
-from xreplay.compat.ding.checkpoint import DEQUE_BUFFER as _DEQUE_BUFFER  # noqa: E402
 from xreplay.compat.ding.data import BufferedData, fastcopy
 from xreplay.compat.ding.deque_buffer import DequeBuffer
 from xreplay.compat.ding.integration import integrate
@@ -94,9 +100,6 @@ from xreplay.compat.ding.middleware import (
     use_time_check,
 )
 from xreplay.compat.ding.wrapper import DequeBufferWrapper
-from xreplay.persistence import register_kind as _register_kind  # noqa: E402
-
-_register_kind(_DEQUE_BUFFER, classes=(DequeBuffer,))
 
 __all__ = [
     "Buffer",

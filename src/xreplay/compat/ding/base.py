@@ -78,7 +78,7 @@ class Buffer(abc.ABC):
         self._middleware: list[Any] = []
         self._lock = threading.RLock()
         self._chains: dict[str, tuple] = {}  # action -> (middleware ids, composed pipeline, middleware)
-        integration.register_if_loaded()
+        integration.register_if_loaded()  # DI-engine may have been imported since
 
     @abc.abstractmethod
     def push(self, data: Any, meta: dict | None = None) -> Any:
@@ -144,3 +144,6 @@ class Buffer(abc.ABC):
         self.__dict__.update(state)
         self._lock = threading.RLock()
         self._chains = {}
+
+
+integration.register_if_loaded(Buffer)

@@ -24,24 +24,19 @@ chosen by whoever wrote the file. Checkpoints of earlier xreplay versions
 
 from __future__ import annotations
 
-import os
 import pickle
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from xreplay.errors import (
-    CheckpointCorruptError,
-    CheckpointMismatchError,
-    NotACheckpointError,
-    UntrustedCheckpointError,
-)
-from xreplay.persistence import load, save
+from xreplay.compat.ding.data import BufferedData, make_record
+from xreplay.compat.ding.deque_buffer import DequeBuffer
+from xreplay.errors import CheckpointCorruptError, CheckpointMismatchError, UntrustedCheckpointError
+from xreplay.persistence.kinds import register_kind
 from xreplay.persistence.plain_data import decode, encode
 from xreplay.persistence.schema import Validator, entry_nbytes
 
-__all__ = ["DEQUE_BUFFER", "KIND", "DequeBufferAdapter", "load_buffer", "save_buffer"]
+__all__ = ["DEQUE_BUFFER", "KIND", "DequeBufferAdapter"]
 
 KIND = "ding.deque_buffer"
 PAYLOAD_VERSION = 2
@@ -94,8 +89,6 @@ def _check_free(v: Validator, capacity: int, state: dict[str, Any], payload: dic
         raise v.fail("state.fresh", "must lie above every slot ever used")
     if not isinstance(items, list) or len(items) != capacity:
         raise v.fail("payload.items", f"must be a list of {capacity} slots")
-    from xreplay.compat.ding.data import BufferedData
-
     held = np.asarray(where) >= 0
     for slot, item in enumerate(items):
         if held[slot] != isinstance(item, BufferedData) or not (held[slot] or item is None):
@@ -146,13 +139,12 @@ class DequeBufferAdapter:
 
     def state(self, buffer: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """Return the checkpoint ``(meta, arrays)`` of ``buffer``."""
-        from xreplay.compat.ding.data import BufferedData
-
         store = buffer._store
+        ring = store.state()
         middleware = _stateful(buffer)
         payload = {
-            "items": store.items,
-            "free": store._free,
+            "items": ring["items"],
+            "free": ring["free"],
             "meta_index": dict(buffer.meta_index),
             "middleware": [(i, name, mw.state_dict()) for i, name, mw in middleware],
         }
@@ -162,9 +154,9 @@ class DequeBufferAdapter:
             "structure": {"capacity": store.capacity},
             "state": {
                 "payload_version": PAYLOAD_VERSION,
-                "count": store.count,
-                "head": store.head,
-                "fresh": store._fresh,
+                "count": ring["count"],
+                "head": ring["head"],
+                "fresh": ring["fresh"],
                 "sliced": bool(buffer.sliced),
                 "full_last_window": bool(getattr(buffer, "full_last_window", False)),
                 "middleware": [name for _, name, _ in middleware],
@@ -172,9 +164,9 @@ class DequeBufferAdapter:
             },
         }
         arrays = {
-            "generation": store.generation,
-            "order": store.order,
-            "where": store.where,
+            "generation": ring["generation"],
+            "order": ring["order"],
+            "where": ring["where"],
             "payload.tree": np.frombuffer(tree, dtype=np.uint8),
             "payload.data": np.frombuffer(b"".join(segments), dtype=np.uint8),
             "payload.offsets": offsets,
@@ -183,8 +175,6 @@ class DequeBufferAdapter:
 
     def _payload(self, meta: dict[str, Any], arrays: dict[str, Any], trusted: bool) -> dict[str, Any]:
         """Return the decoded payload, refusing pickled objects unless ``trusted``."""
-        from xreplay.compat.ding.data import make_record
-
         where, state = meta.get("path", "the checkpoint"), meta["state"]
         if state["payload_version"] == _PICKLE_PAYLOAD:
             if not trusted:
@@ -221,8 +211,6 @@ class DequeBufferAdapter:
             UntrustedCheckpointError: The records need unpickling and ``trusted`` is False.
             CheckpointCorruptError: The payload or the ring is inconsistent.
         """
-        from xreplay.compat.ding.deque_buffer import DequeBuffer
-
         where = meta.get("path", "the checkpoint")
         v = Validator(where, meta)
         capacity, state = int(meta["structure"]["capacity"]), meta["state"]
@@ -277,26 +265,4 @@ class DequeBufferAdapter:
 
 DEQUE_BUFFER = DequeBufferAdapter()
 
-
-def save_buffer(buffer: Any, file_name: str | os.PathLike[str]) -> None:
-    """Save ``buffer`` as a checkpoint directory at ``file_name`` (parents created, an earlier save replaced).
-
-    Raises:
-        NotACheckpointError: ``file_name`` exists and is not a checkpoint (it is never deleted).
-        CheckpointWriteError: writing failed; an earlier checkpoint there is intact.
-
-    """
-    path = Path(file_name)
-    if path.is_file() or path.is_symlink():
-        raise NotACheckpointError(
-            f"will not save to {path}: it is a file, not an xreplay checkpoint directory; remove it or choose "
-            "another name",
-            path,
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save(buffer, path, incremental=False)
-
-
-def load_buffer(buffer: Any, file_name: str | os.PathLike[str], trusted: bool = False) -> None:
-    """Replace ``buffer``'s records and middleware state by the checkpoint at ``file_name``, all or nothing."""
-    load(file_name, kind=KIND, into=buffer, trusted=trusted)
+register_kind(DEQUE_BUFFER, classes=(DequeBuffer,))

@@ -3,28 +3,26 @@
 from __future__ import annotations
 
 import logging
-import random
-from collections import deque
+import os
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from xreplay.compat.ding import checkpoint
+from xreplay.compat.ding import selection
 from xreplay.compat.ding.arguments import _range_positions, check_sample_arguments
 from xreplay.compat.ding.base import Buffer, apply_middleware
-from xreplay.compat.ding.data import BufferedData, fastcopy
-from xreplay.compat.ding.groups import GroupIndex, candidate_groups, choose_groups, window
+from xreplay.compat.ding.data import BufferedData
+from xreplay.compat.ding.groups import GroupIndex
 from xreplay.compat.ding.records import RecordStore
-from xreplay.compat.ding.rng import sample_positions
 from xreplay.compat.ding.views import BufferIndex, StorageView
 from xreplay.errors import (
     ArgumentError,
     FieldTypeError,
-    IndexOutOfRangeError,
     InsufficientDataError,
+    NotACheckpointError,
     UnknownIndexError,
 )
+from xreplay.persistence import load, save
 from xreplay.storage.resources import as_count, check_allocation
 
 __all__ = ["DequeBuffer"]
@@ -104,8 +102,8 @@ class DequeBuffer(Buffer):
             group = self._groups.get(key)
             if group is not None and group.source is seq and group.version == version:
                 if evicted >= 0:
-                    group.evict(evicted)
-                group.add(slot, value)
+                    group.sampler.remove(evicted)
+                group.sampler.add(slot, value)
                 group.version = self._store.version
 
     # --------------------------------------------------------------- sample
@@ -150,11 +148,11 @@ class DequeBuffer(Buffer):
         check_allocation(size * (200 if replace else 8), "cpu", lambda: f"a sample of {size} records", "sample fewer")
         positions = _range_positions(sample_range, self._store.count) if sample_range else None
         if indices:
-            result: list = self._by_indices(indices, positions)
+            result: list = selection.by_indices(self._store, indices, positions)
         elif groupby:
-            result = self._by_groups(groupby, size, replace, unroll_len, positions)
+            result = selection.by_groups(self, groupby, size, replace, unroll_len, positions)
         else:
-            result = self._uniform(size, replace, positions)
+            result = selection.uniform(self._store, size, replace, positions)
         if len(result) != size:
             if ignore_insufficient:
                 logger.warning(
@@ -168,116 +166,10 @@ class DequeBuffer(Buffer):
                 f"There are less than {size} records/groups in buffer({self.count()}); "
                 "sample fewer, push more or pass ignore_insufficient=True"
             )
-        if groupby or replace or (indices and len(set(indices)) != len(indices)):
-            _deduplicate(result)
+        # A stored record is one object, so repeated indices are repeated objects (ints hash faster than strings).
+        if groupby or replace or (indices and len(set(map(id, result))) != len(result)):
+            selection.deduplicate(result)
         return result
-
-    def _uniform(self, size: int, replace: bool, positions: range | None) -> list[BufferedData]:
-        """Draw positions as ``random.choices``/``random.sample`` over the population would, then fetch."""
-        store = self._store
-        n = store.count if positions is None else len(positions)
-        if replace:
-            if n == 0:  # random.choices would raise a bare IndexError (as DI-engine)
-                raise IndexOutOfRangeError(f"cannot draw {size} records with replacement from an empty buffer")
-            picks = random.choices(range(n), k=size)
-        else:
-            try:
-                picks = sample_positions(n, size)
-            except ValueError:
-                return []
-        items = store.items
-        if positions is None and store.contiguous:
-            head = store.head  # storage position p is ring index (and slot) head + p
-            if head == 0:
-                return list(map(items.__getitem__, picks))
-            capacity = store.capacity
-            return [items[p + head - capacity if p + head >= capacity else p + head] for p in picks]
-        where = np.array(picks, dtype=np.int64)
-        if positions is not None:
-            where = positions.start + positions.step * where  # population index -> storage position
-        return list(map(items.__getitem__, store.slots_at(where).tolist()))
-
-    def _by_indices(self, indices: Iterable[str], positions: range | None) -> list[BufferedData]:
-        """Return the records of ``indices`` in order; ``KeyError`` for one not in the population."""
-        store = self._store
-        items, slot_of_index = store.items, store.slot_of_index
-        if positions is None:
-            hint = store.slot_hint
-            if hint is not None and hint[0] is indices and hint[2] == store.version and hint[3] == indices:
-                return list(map(items.__getitem__, hint[1]))  # the slots the indices were spelled from
-            result = []
-            for i in indices:
-                slot = slot_of_index(i)
-                if slot is None:
-                    raise UnknownIndexError(f"no stored record has index {i!r} (evicted, deleted or never pushed)")
-                result.append(items[slot])
-            return result
-        result = []
-        for i in indices:
-            slot = slot_of_index(i)
-            if slot is None or int(store.positions_of(slot)) not in positions:
-                raise UnknownIndexError(f"no record in the sampled range has index {i!r}")
-            result.append(items[slot])
-        return result
-
-    def _by_groups(
-        self, key: Any, size: int, replace: bool, unroll_len: int | None, positions: range | None
-    ) -> list[list[BufferedData]]:
-        """Draw groups, then their records (whole, or a window of ``unroll_len``)."""
-        index = self._group_index(key)
-        groups = candidate_groups(index, unroll_len, lambda s: int(self._store.positions_of(s)))
-        if not groups and unroll_len and unroll_len > 1:
-            return []
-        chosen = choose_groups(groups, size, replace)
-        items = self._store.items
-        if positions is not None:
-            return self._groups_in_range(index, chosen, unroll_len, positions)
-        if not unroll_len:
-            lists: dict[Any, list] = {}
-            for g in chosen:  # a group drawn twice shares one list, as in DI-engine
-                if g not in lists:
-                    lists[g] = [items[s] for s in index.members_of(g)]
-            return [lists[g] for g in chosen]
-        result = []
-        for g in chosen:
-            start, stop = window(index.count(g), unroll_len, self.sliced, self.full_last_window)
-            result.append([items[s] for s in index.window_of(g, start, stop)])
-        return result
-
-    def _groups_in_range(
-        self, index: GroupIndex, chosen: list, unroll_len: int | None, positions: range
-    ) -> list[list[BufferedData]]:
-        """Group sampling restricted to a positional range (a scan of the range)."""
-        store = self._store
-        wanted = set(chosen)
-        lists: dict[Any, list] = {g: [] for g in wanted}
-        for slot in store.slots_at(np.arange(positions.start, positions.stop, positions.step)).tolist():
-            value = index.value_of[slot]
-            if value in wanted:
-                lists[value].append(store.items[slot])
-        if not unroll_len:
-            return [lists[g] for g in chosen]
-        result = []
-        for g in chosen:
-            start, stop = window(len(lists[g]), unroll_len, self.sliced, self.full_last_window)
-            result.append(lists[g][start:stop])
-        return result
-
-    def _group_index(self, key: Any) -> GroupIndex:
-        """Return an up-to-date group index for ``key``, creating ``meta_index[key]`` on first use."""
-        store = self._store
-        seq = self.meta_index.get(key)
-        if seq is None:
-            seq = deque((item.meta.get(key) for item in store.iter_items()), maxlen=store.capacity)
-            self.meta_index[key] = seq
-        index = self._groups.get(key)
-        if index is None or index.source is not seq or index.version != store.version:
-            index = GroupIndex(key, seq, store.version)
-            items = store.items
-            for slot in store.ordered_slots().tolist():
-                index.add(slot, items[slot].meta.get(key))
-            self._groups[key] = index
-        return index
 
     # ------------------------------------------------------ update / delete
     @apply_middleware("update")
@@ -318,7 +210,7 @@ class DequeBuffer(Buffer):
                     seq[position] = value
                 group = self._groups.get(key)
                 if group is not None and group.source is seq and group.version == version:
-                    group.set_value(slot, value, lambda s: int(store.positions_of(s)))
+                    group.sampler.set_key(slot, value)
                     group.version = store.version
         return True
 
@@ -344,7 +236,7 @@ class DequeBuffer(Buffer):
         store.remove(slots)
         for key, group in self._groups.items():
             if group.source is self.meta_index.get(key) and group.version == version:
-                group.remove(slots)
+                group.sampler.on_remove(slots)
                 group.version = store.version
 
     @apply_middleware("clear")
@@ -389,7 +281,7 @@ class DequeBuffer(Buffer):
         return other
 
     # ---------------------------------------------------------- persistence
-    def save_data(self, file_name: str) -> None:
+    def save_data(self, file_name: str | os.PathLike[str]) -> None:
         """Save records, indices, ``meta_index`` and middleware state as a checkpoint directory ``file_name``.
 
         An xreplay checkpoint (kind ``ding.deque_buffer``, see
@@ -407,9 +299,17 @@ class DequeBuffer(Buffer):
             CheckpointWriteError: writing failed; an earlier checkpoint there is intact.
 
         """
-        checkpoint.save_buffer(self, file_name)  # the save holds self._lock while it copies
+        path = Path(file_name)
+        if path.is_file() or path.is_symlink():
+            raise NotACheckpointError(
+                f"will not save to {path}: it is a file, not an xreplay checkpoint directory; remove it or choose "
+                "another name",
+                path,
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save(self, path, incremental=False)  # the save holds self._lock while it copies
 
-    def load_data(self, file_name: str, trusted: bool = False) -> None:
+    def load_data(self, file_name: str | os.PathLike[str], trusted: bool = False) -> None:
         """Replace records, indices, ``meta_index`` and middleware state by those saved at ``file_name``.
 
         Args:
@@ -425,33 +325,4 @@ class DequeBuffer(Buffer):
 
         """
         with self._lock:
-            checkpoint.load_buffer(self, file_name, trusted=trusted)
-
-
-def _deduplicate(result: list) -> None:
-    """Replace, in place, every repeated record after its first occurrence by a copy (flat or grouped).
-
-    Records come straight from the store, where one object holds one index,
-    so a record repeats exactly when the same object repeats.
-    """
-    seen: set[int] = set()
-    for j, entry in enumerate(result):
-        if isinstance(entry, list):
-            ids = list(map(id, entry))
-            if seen.isdisjoint(ids) and len(set(ids)) == len(ids):  # the common case: nothing repeats
-                seen.update(ids)
-                continue
-            for k, record in enumerate(entry):
-                entry[k] = _first_or_copy(record, seen)
-        else:
-            result[j] = _first_or_copy(entry, seen)
-
-
-def _first_or_copy(record: Any, seen: set[int]) -> BufferedData:
-    """Return ``record`` the first time it is seen, a copy afterwards."""
-    if not isinstance(record, BufferedData):
-        raise TypeError(f"unexpected sampled element of type {type(record).__name__}")
-    if id(record) in seen:
-        return fastcopy(record)
-    seen.add(id(record))
-    return record
+            load(file_name, kind="ding.deque_buffer", into=self, trusted=trusted)

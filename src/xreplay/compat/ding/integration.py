@@ -21,17 +21,23 @@ _BUFFER_MODULE = "ding.data.buffer.buffer"
 _PER_MODULE = "ding.data.buffer.middleware.priority"
 _subclasses: dict[type, type] = {}
 _registered: set[int] = set()
+_buffer_class: list[type] = []  # xreplay's Buffer, set when it is defined
 
 
-def register_if_loaded() -> None:
-    """Register xreplay's ``Buffer`` with DI-engine's ``Buffer`` ABC if DI-engine is imported."""
+def register_if_loaded(buffer_class: type | None = None) -> None:
+    """Register ``buffer_class`` (xreplay's ``Buffer``) with DI-engine's ``Buffer`` ABC if DI-engine is imported.
+
+    Args:
+        buffer_class: The class to register; by default the one given before
+            (:mod:`xreplay.compat.ding.base` gives its ``Buffer`` when it is imported).
+    """
+    if buffer_class is not None:
+        _buffer_class[:] = [buffer_class]
     module = sys.modules.get(_BUFFER_MODULE)
     ding_buffer = getattr(module, "Buffer", None) if module is not None else None
-    if ding_buffer is None or id(ding_buffer) in _registered:
+    if ding_buffer is None or not _buffer_class or id(ding_buffer) in _registered:
         return
-    from xreplay.compat.ding.base import Buffer
-
-    ding_buffer.register(Buffer)
+    ding_buffer.register(_buffer_class[0])
     _registered.add(id(ding_buffer))
 
 

@@ -24,8 +24,10 @@ __all__ = ["RecordStore"]
 
 _BITS = _ids.ERA_BITS
 _MAX_ERAS = _ids.MAX_ERAS
-_spell = _ids.spell
 _forks = _ids._forks
+_TAGS = _ids._tags  # era -> tag (appended to, never rebound)
+_ERA_MASK = _MAX_ERAS - 1
+_HEX = "0123456789abcdef"
 
 
 class RecordStore(ObjectStorage):
@@ -62,7 +64,7 @@ class RecordStore(ObjectStorage):
             self._forget([self.peek_slot()])
         record = make_record(data, None, meta)
         slot, evicted = self.add(record)
-        handle = int(self.generation[slot]) * self.capacity + slot
+        handle = self.generation.item(slot) * self.capacity + slot
         era = self._era
         record._code = handle << _BITS | era if era < _MAX_ERAS else f"{self._tag}{handle:016x}"  # type: ignore[attr-defined]
         return record, slot, evicted
@@ -75,8 +77,9 @@ class RecordStore(ObjectStorage):
 
         """
         if index.__class__ is str and len(index) == 32:
+            suffix = index[16:]
             try:
-                handle = int(index[16:], 16)
+                handle = int(suffix, 16)
             except ValueError:
                 handle = -1
             if handle >= 0:
@@ -85,13 +88,25 @@ class RecordStore(ObjectStorage):
                 if record is not None:
                     code = record._code
                     if code.__class__ is int:
-                        if code >> _BITS == handle and _spell(code) == index:
+                        # ``index`` spells ``code``: same handle, same era tag, and the suffix is lowercase hex
+                        # digits only (``int`` also accepts "_", "+", spaces and capitals), so it is
+                        # ``f"{handle:016x}"`` exactly; cheaper than spelling the code out.
+                        if code >> _BITS == handle and index[:16] == _TAGS[code & _ERA_MASK] and not suffix.strip(_HEX):
                             return slot
                     elif code == index:
                         return slot
         if self.foreign:
             return self.foreign.get(index)
         return None
+
+    def index_strings(self, slots: list[int]) -> list[str]:
+        """Return the index string of the record in each of ``slots`` (as ``record.index``, spelled inline)."""
+        tags, items = _TAGS, self.items
+        return [
+            f"{tags[code & _ERA_MASK]}{code >> _BITS:016x}" if (code := items[slot]._code).__class__ is int
+            else items[slot].index
+            for slot in slots
+        ]
 
     def slot_of_record(self, record: BufferedData) -> int:
         """Return the slot of the live record with ``record``'s index (it may be a copy), or ``-1``."""

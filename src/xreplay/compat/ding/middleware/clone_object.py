@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from xreplay.compat.ding.data import fastcopy
-from xreplay.middleware import StringDispatch
+from xreplay.compat.ding.dispatch import StringDispatch
 
 __all__ = ["CloneObject", "clone_object"]
 

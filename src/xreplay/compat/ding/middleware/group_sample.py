@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from xreplay.middleware import StringDispatch
+from xreplay.compat.ding.dispatch import StringDispatch
 
 __all__ = ["GroupSample", "group_sample"]
 

@@ -6,7 +6,7 @@ import random
 from typing import Any
 
 from xreplay.compat.ding.data import BufferedData, fastcopy
-from xreplay.middleware import StringDispatch
+from xreplay.compat.ding.dispatch import StringDispatch
 
 __all__ = ["Padding", "padding"]
 

@@ -1,11 +1,16 @@
-"""``PriorityExperienceReplay``: DI-engine's prioritized replay middleware over vectorized trees."""
+"""``PriorityExperienceReplay``: DI-engine's prioritized replay middleware over xreplay's prioritized sampler.
+
+Priorities live in one :class:`~xreplay.samplers.PrioritizedSampler` (see
+:mod:`xreplay.compat.ding.priorities`, which reproduces DI-engine's float
+results on it); this module keeps DI-engine's middleware protocol: the
+``priority``/``priority_idx``/``priority_IS`` meta keys, ``buffer_idx``,
+``max_priority``, beta annealing and the ``sum_tree``/``min_tree`` attributes.
+"""
 
 from __future__ import annotations
 
-import math
-import numbers
 import operator
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -13,95 +18,25 @@ import torch
 
 from xreplay.compat.ding import integration
 from xreplay.compat.ding.arguments import check_sample_arguments
+from xreplay.compat.ding.dispatch import StringDispatch
+from xreplay.compat.ding.middleware.priority_checks import as_float, check_one
+from xreplay.compat.ding.middleware.priority_views import EnteredIndices, MinTreeView, SumTreeView
+from xreplay.compat.ding.priorities import UPDATE_OFFSET, DingPriorities
 from xreplay.errors import (
     ArgumentAssertionError,
     ArgumentError,
     FieldShapeError,
     FieldTypeError,
     InsufficientDataAssertionError,
-    PriorityError,
     UnknownFieldError,
 )
-from xreplay.middleware import StringDispatch
-from xreplay.samplers.proportional import ProportionalSampler, check_priorities
+from xreplay.samplers.priorities import check_priorities
 from xreplay.storage.resources import check_allocation
 
 __all__ = ["PriorityExperienceReplay"]
 
 _PRIORITY_IDX = operator.itemgetter("priority_idx")
 _SMALLEST_WEIGHT = float(np.finfo(np.float32).tiny)
-_LARGEST = float(np.finfo(np.float64).max)
-_BOOLS = (bool, np.bool_)
-_ARRAYS = (torch.Tensor, np.ndarray)
-_UPDATE_OFFSET = 1e-5  # DI-engine adds it to every updated priority
-
-
-def _check_one(priority: Any, name: str, alpha: float, capacity: int, offset: float = 0.0) -> float:
-    """Return ``priority`` as a float after checking it is a finite real number >= 0 that the sum can hold.
-
-    Raises:
-        PriorityError: text, a bool, another object, NaN, infinity, a negative number, or a priority whose
-            ``(priority + offset) ** alpha`` exceeds ``float64 max / capacity``.
-    """
-    plain = type(priority) is float or type(priority) is int  # the common case, without the ABC check
-    if not plain and (isinstance(priority, _BOOLS) or not isinstance(priority, numbers.Real)):
-        if not _one_number(priority):
-            raise PriorityError(
-                f"priority of item {name!r} must be a real number, received {priority!r} ({type(priority).__name__})"
-            )
-    value = float(priority) if plain else _as_float(priority)
-    if not (math.isfinite(value) and value >= 0) or (value + offset) ** alpha > _LARGEST / capacity:
-        check_priorities([value], names=[name], alpha=alpha, capacity=capacity, offset=offset)  # raises
-    return value
-
-
-def _as_float(value: Any) -> float:
-    """Return a real number, or the one number of an array or tensor, as a Python float."""
-    if isinstance(value, _ARRAYS):
-        return float(value.reshape(-1)[0])
-    return float(value)
-
-
-def _one_number(value: Any) -> bool:
-    """Return whether ``value`` is an array or tensor holding one real number (not a bool)."""
-    if isinstance(value, torch.Tensor):
-        return value.numel() == 1 and not value.is_complex() and value.dtype != torch.bool
-    if isinstance(value, np.ndarray):
-        return value.size == 1 and value.dtype.kind in "iuf"
-    return False
-
-
-class _EnteredIndices(Mapping):
-    """``buffer_idx``: slot -> index string of every live record entered in the trees, read from the store.
-
-    Kept as one flag per slot instead of a dict of strings (DI-engine's
-    ``{pivot: index}``); it reads and compares like that dict.
-    """
-
-    def __init__(self, per: PriorityExperienceReplay) -> None:
-        self._per = per
-
-    def _live(self) -> np.ndarray:
-        """Return the entered slots that hold a record, ascending."""
-        store = self._per.buffer._store
-        return np.flatnonzero(self._per._entered & (store.where >= 0))
-
-    def __getitem__(self, slot: int) -> str:
-        store = self._per.buffer._store
-        if isinstance(slot, (int, np.integer)) and 0 <= slot < store.capacity and self._per._entered[slot]:
-            record = store.items[slot]
-            if record is not None:
-                return record.index
-        raise KeyError(slot)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._live().tolist())
-
-    def __len__(self) -> int:
-        return int(self._live().size)
-
-    def __repr__(self) -> str:
-        return repr(dict(self))
 
 
 class PriorityExperienceReplay(StringDispatch):
@@ -112,7 +47,8 @@ class PriorityExperienceReplay(StringDispatch):
     takes the storage slot it is stored in, so slots stay right after deletes
     (DI-engine's cycling pivot could overwrite a live record's slot: D4).
     Sampling is stratified with one ``np.random.uniform`` vector draw, then
-    fetches the records by index through the rest of the chain. With
+    fetches the records by index through the rest of the chain; draws and
+    weights equal DI-engine's bit for bit (see :mod:`xreplay.compat.ding.priorities`). With
     ``IS_weight`` every returned record gets ``meta['priority_IS']`` and
     ``data['priority_IS']`` (a float32 tensor of shape ``[1]``), and beta
     anneals towards 1 by one step per sample call.
@@ -149,16 +85,17 @@ class PriorityExperienceReplay(StringDispatch):
     ) -> None:
         self.buffer = buffer
         self._entered = np.zeros(buffer._store.capacity, dtype=bool)  # slot holds a record entered in the trees
-        self.buffer_idx: Mapping[int, str] = _EnteredIndices(self)
+        self.buffer_idx: Mapping[int, str] = EnteredIndices(self)
         self.buffer_size = buffer.size
         self.IS_weight = IS_weight
         self.priority_power_factor = priority_power_factor
         self.IS_weight_power_factor = IS_weight_power_factor
         self.IS_weight_anneal_train_iter = IS_weight_anneal_train_iter
         self.max_priority = 1.0
-        self._sampler = ProportionalSampler(buffer._store.capacity, priority_power_factor, track_min=IS_weight)
-        self.sum_tree = self._sampler.sum_tree
-        self.min_tree = self._sampler.min_tree
+        self._priorities = DingPriorities(buffer._store.capacity, priority_power_factor)
+        self._last_draw: tuple[list[str], list[int], int] = ([], [], -1)  # index strings, slots, store version
+        self.sum_tree = SumTreeView(self._priorities)
+        self.min_tree = MinTreeView(self._priorities) if IS_weight else None
         if IS_weight:
             self.delta_anneal = (1 - IS_weight_power_factor) / IS_weight_anneal_train_iter
 
@@ -186,7 +123,7 @@ class PriorityExperienceReplay(StringDispatch):
                     f"given, but data of type {type(data).__name__} does not support 'in'; pass meta={{...}}"
                 ) from None
             if given:
-                _check_one(data["priority"], "<pushed record>", alpha, self._sampler.capacity)
+                check_one(data["priority"], "<pushed record>", alpha, self._priorities.capacity)
                 meta = {"priority": data.pop("priority")}
             else:
                 meta = {"priority": self.max_priority}
@@ -195,11 +132,11 @@ class PriorityExperienceReplay(StringDispatch):
         elif "priority" not in meta:
             meta["priority"] = self.max_priority
         slot = self.buffer._store.peek_slot()
-        leaf = _check_one(meta["priority"], "<pushed record>", alpha, self._sampler.capacity) ** alpha
+        leaf = check_one(meta["priority"], "<pushed record>", alpha, self._priorities.capacity) ** alpha
         meta["priority_idx"] = slot
         record = chain(data, *args, meta=meta, **kwargs)
         if record is not None and self.buffer._store.items[slot] is record:
-            self._sampler.set_leaf(slot, leaf)
+            self._priorities.push(slot, leaf)
             self._entered[slot] = True
         return record
 
@@ -228,16 +165,18 @@ class PriorityExperienceReplay(StringDispatch):
             raise InsufficientDataAssertionError(f"cannot sample {size} records: the prioritized buffer is empty")
         # Masses, slots, index strings, copies of repeated records and weights: about 300 bytes per record.
         check_allocation(size * 300, "cpu", lambda: f"a prioritized sample of {size} records", "sample fewer")
-        slots = self._sampler.sample(size).tolist()
+        slots = self._priorities.draw(size).tolist()
         store = self.buffer._store
         # A slot with a positive leaf holds the record PER entered there.
-        indices = [record.index for record in map(store.items.__getitem__, slots)]
+        indices = store.index_strings(slots)
+        drawn = list(indices)  # kept: the chain may edit the list it is given
         # Lets the buffer skip the index -> slot lookups while the list and the store are unchanged.
-        store.slot_hint = (indices, slots, store.version, list(indices))
+        store.slot_hint = (indices, slots, store.version, drawn)
         try:
             sampled = chain(*args, indices=indices, **kwargs)
         finally:
             store.slot_hint = None
+        self._last_draw = (drawn, slots, store.version)
         if self.IS_weight and sampled:
             self._attach_weights(sampled)
             self.IS_weight_power_factor = min(1.0, self.IS_weight_power_factor + self.delta_anneal)
@@ -253,7 +192,7 @@ class PriorityExperienceReplay(StringDispatch):
         """
         metas = [record.meta for record in sampled]
         slots = np.fromiter(map(_PRIORITY_IDX, metas), dtype=np.int64, count=len(metas))
-        weights = self._sampler.weights(slots, self.buffer.count(), self.IS_weight_power_factor)
+        weights = self._priorities.weights(slots, self.buffer.count(), self.IS_weight_power_factor)
         stacked = torch.tensor(weights, dtype=torch.float32)
         if weights.size and weights.min() < _SMALLEST_WEIGHT:  # float32 would round them to 0
             stacked.clamp_(min=_SMALLEST_WEIGHT)
@@ -283,9 +222,10 @@ class PriorityExperienceReplay(StringDispatch):
             return None
         priority = meta["priority"]
         if type(priority) is not float:  # checked: a real number, or an array or tensor of one
-            priority = _as_float(priority)
-        self._sampler.set_leaf(slot, (priority + _UPDATE_OFFSET) ** self.priority_power_factor)
-        self.max_priority = max(self.max_priority, priority + _UPDATE_OFFSET)
+            priority = as_float(priority)
+        priority += UPDATE_OFFSET  # as DI-engine: the leaf is (priority + 1e-5) ** alpha
+        self._priorities.set_leaf(slot, priority**self.priority_power_factor)
+        self.max_priority = max(self.max_priority, priority)
         return None
 
     def _check_update_meta(self, index: str, slot: int, meta: Any) -> None:
@@ -306,7 +246,7 @@ class PriorityExperienceReplay(StringDispatch):
                 f"meta of record {index!r} has priority_idx {meta['priority_idx']!r}, but the record is in slot "
                 f"{slot}: pass back this record's own meta"
             )
-        _check_one(meta["priority"], index, self.priority_power_factor, self._sampler.capacity, _UPDATE_OFFSET)
+        check_one(meta["priority"], index, self.priority_power_factor, self._priorities.capacity, UPDATE_OFFSET)
         meta["priority_idx"] = slot  # checked: a new meta gets the slot its sampled meta would hold
 
     def update_priorities(self, indices: list[str], priorities: Iterable[float]) -> int:
@@ -330,7 +270,11 @@ class PriorityExperienceReplay(StringDispatch):
         """
         if isinstance(indices, str):
             raise ArgumentError("update_priorities takes a list of index strings, received one string")
-        indices = list(indices)
+        with self.buffer._lock:  # not a hooked method: take the buffer's lock as its calls do
+            return self._update_priorities(list(indices), priorities)
+
+    def _update_priorities(self, indices: list[str], priorities: Any) -> int:
+        """Check, then apply, a batch priority update (the buffer's lock is held)."""
         raw = priorities.detach().cpu().numpy() if isinstance(priorities, torch.Tensor) else priorities
         raw = np.asarray(raw if isinstance(raw, np.ndarray) else list(raw))
         if raw.reshape(-1).shape[0] != len(indices):
@@ -340,17 +284,21 @@ class PriorityExperienceReplay(StringDispatch):
             names=indices,
             alpha=self.priority_power_factor,
             capacity=self.buffer._store.capacity,
-            offset=_UPDATE_OFFSET,
+            offset=UPDATE_OFFSET,
         )
         store = self.buffer._store
-        slots = np.array([-1 if s is None else s for s in store.slots_of_indices(indices)], dtype=np.int64)
+        drawn, drawn_slots, version = self._last_draw
+        if version == store.version and len(indices) == len(drawn) and indices == drawn:
+            slots = np.array(drawn_slots, dtype=np.int64)  # the last sample's records, unchanged since
+        else:
+            slots = np.array([-1 if s is None else s for s in store.slots_of_indices(indices)], dtype=np.int64)
         live = slots >= 0
-        self._sampler.set_leaves(slots[live], (values[live] + _UPDATE_OFFSET) ** self.priority_power_factor)
+        self._priorities.update_many(slots[live], values[live])
         items = store.items
         for slot, value in zip(slots[live].tolist(), values[live].tolist(), strict=False):
             items[slot].meta["priority"] = value
         if live.any():
-            self.max_priority = max(self.max_priority, float(values[live].max()) + _UPDATE_OFFSET)
+            self.max_priority = max(self.max_priority, float(values[live].max()) + UPDATE_OFFSET)
         return int(live.sum())
 
     def on_delete(self, chain: Any, index: str | Iterable[str], *args: Any, **kwargs: Any) -> Any:
@@ -358,14 +306,14 @@ class PriorityExperienceReplay(StringDispatch):
         keys = [index] if isinstance(index, str) else list(index)
         store = self.buffer._store
         slots = [s for s in store.slots_of_indices(keys) if s is not None and self._entered[s]]
-        self._sampler.clear_slots(np.array(slots, dtype=np.int64))
+        self._priorities.clear_slots(slots)
         self._entered[slots] = False
         return chain(keys if not isinstance(index, str) else index, *args, **kwargs)
 
     def on_clear(self, chain: Any, *args: Any, **kwargs: Any) -> Any:
         """Forget every priority (beta is kept), then clear."""
         self.max_priority = 1.0
-        self._sampler.reset()
+        self._priorities.reset()
         self._entered[:] = False
         return chain()
 
@@ -383,11 +331,7 @@ class PriorityExperienceReplay(StringDispatch):
         """Restore a :meth:`state_dict` (``deepcopy`` is accepted for DI-engine's signature)."""
         self.max_priority = float(state["max_priority"])
         self.IS_weight_power_factor = float(state["IS_weight_power_factor"])
+        entered = np.fromiter(state["buffer_idx"], dtype=np.int64)
         self._entered[:] = False
-        self._entered[np.fromiter(state["buffer_idx"], dtype=np.int64)] = True
-        self._sampler.reset()
-        slots = np.arange(len(state["sum_leaves"]))
-        self.sum_tree.update(slots, state["sum_leaves"])
-        if self.min_tree is not None and state["min_leaves"] is not None:
-            mins = np.asarray(state["min_leaves"], dtype=np.float64)
-            self.min_tree.update(slots, np.where(mins > 0.0, mins, np.inf))  # zero leaves stay out of the minimum
+        self._entered[entered] = True
+        self._priorities.load(np.asarray(state["sum_leaves"], dtype=np.float64), entered)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from xreplay.middleware import StringDispatch
+from xreplay.compat.ding.dispatch import StringDispatch
 
 __all__ = ["SampleRangeView", "sample_range_view"]
 

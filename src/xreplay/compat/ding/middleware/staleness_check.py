@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from xreplay.middleware import StringDispatch
-from xreplay.removers import Staleness
+from xreplay.compat.ding.dispatch import StringDispatch
+from xreplay.compat.ding.removers import Staleness
 
 __all__ = ["StalenessCheck", "staleness_check"]
 

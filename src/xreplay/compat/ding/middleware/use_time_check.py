@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from xreplay.middleware import StringDispatch
-from xreplay.removers import MaxUse
+from xreplay.compat.ding.dispatch import StringDispatch
+from xreplay.compat.ding.removers import MaxUse
 
 __all__ = ["UseTimeCheck", "use_time_check"]
 
@@ -38,9 +38,7 @@ class UseTimeCheck(StringDispatch):
     def __init__(self, buffer_: Any, max_use: float = float("inf")):
         self.buffer = buffer_
         self.max_use = max_use
-        capacity = buffer_._store.capacity
-        self._remover = MaxUse(capacity, max_use)
-        self._generation = np.zeros(capacity, dtype=np.int64)  # item generation the count belongs to
+        self._remover = MaxUse(buffer_._store.capacity, max_use)
 
     def on_sample(self, chain: Any, *args: Any, **kwargs: Any) -> Any:
         """Count uses of the sampled records and delete those that reached ``max_use``."""
@@ -52,12 +50,10 @@ class UseTimeCheck(StringDispatch):
         slots = np.fromiter(map(store.slot_of_record, records), dtype=np.int64, count=len(records))
         live = slots >= 0
         live_slots = slots[live]
-        fresh = store.generation[live_slots] != self._generation[live_slots]
-        self._remover.reset(live_slots[fresh])  # the slot holds a newer record than the one counted
-        self._generation[live_slots] = store.generation[live_slots]
         counts = np.ones(slots.size, dtype=np.int64)
         due = np.zeros(slots.size, dtype=bool)
-        counts[live], due[live] = self._remover.record(live_slots)
+        # A slot's count belongs to the record it held: a newer record there counts from zero.
+        counts[live], due[live] = self._remover.record(live_slots, store.generation[live_slots])
         for record, count in zip(records, counts.tolist(), strict=False):
             record.meta["use_count"] = count
         gone = list(dict.fromkeys(r.index for r, d in zip(records, due.tolist(), strict=False) if d))
@@ -67,12 +63,12 @@ class UseTimeCheck(StringDispatch):
 
     def state_dict(self) -> dict:
         """Return the use counts (for ``save_data``)."""
-        return {"counts": self._remover.counts.copy(), "generation": self._generation.copy()}
+        state = self._remover.state_dict()
+        return {"counts": state["counts"], "generation": state["generations"]}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore use counts saved by :meth:`state_dict`."""
-        self._remover.counts = np.array(state["counts"], dtype=np.int64)
-        self._generation = np.array(state["generation"], dtype=np.int64)
+        self._remover.load_state_dict({"counts": state["counts"], "generations": state["generation"]})
 
 
 def use_time_check(buffer_: Any, max_use: float = float("inf")) -> UseTimeCheck:

@@ -5,7 +5,6 @@ from hypothesis import strategies as st
 
 from tests.strategies import apply_reference, chi_square_critical, update_sequences
 from xreplay.samplers.priority_tree import PriorityTree
-from xreplay.samplers.sum_tree import MinTree, SumTree
 
 TOP_WIDTHS = [1, 2, 8, 4096]
 
@@ -21,16 +20,11 @@ def reference_find(leaves: np.ndarray, mass: np.ndarray) -> np.ndarray:
 @given(update_sequences(), st.sampled_from(TOP_WIDTHS))
 def test_sum_and_min_roots_match_leaves_after_any_updates(case, top_width):
     size, updates = case
-    sums, mins, both = SumTree(size, top_width), MinTree(size, top_width), PriorityTree(size, top_width)
+    both = PriorityTree(size, top_width)
     for indices, values in updates:
-        sums.update(indices, values)
-        mins.update(indices, values)
         both.update(indices, values)
     leaves = apply_reference(size, updates)
-    touched = np.unique(np.concatenate([i for i, _ in updates]))
-    assert sums.root() == leaves.sum()
     assert both.total() == leaves.sum()
-    assert mins.root() == leaves[touched].min()
     positive = leaves[leaves > 0]
     assert both.min() == (positive.min() if positive.size else np.inf)
     np.testing.assert_array_equal(both.leaves(), leaves)
@@ -43,37 +37,34 @@ def test_find_matches_cumulative_ranges_and_skips_zero_leaves(case, top_width, s
     leaves = apply_reference(size, updates)
     if leaves.sum() == 0:
         return
-    sums, both = SumTree(size, top_width), PriorityTree(size, top_width)
+    both = PriorityTree(size, top_width)
     for indices, values in updates:
-        sums.update(indices, values)
         both.update(indices, values)
     ends = np.cumsum(leaves)
     # Random masses plus every range boundary, 0, the total and past it.
     mass = np.concatenate([np.random.default_rng(seed).random(50) * ends[-1], ends, [0.0, ends[-1] + 5]])
     expected = reference_find(leaves, mass)
-    for found in (sums.find(mass), both.find(mass)):
-        np.testing.assert_array_equal(found, expected)
-        assert (leaves[found] > 0).all()
+    found = both.find(mass)
+    np.testing.assert_array_equal(found, expected)
+    assert (leaves[found] > 0).all()
 
 
-@pytest.mark.parametrize("tree_cls", [SumTree, PriorityTree])
-def test_find_with_every_leaf_zero_raises(tree_cls):
-    tree = tree_cls(5)
+def test_find_with_every_leaf_zero_raises():
+    tree = PriorityTree(5)
     tree.update(np.array([1]), np.array([0.0]))
     with pytest.raises(ValueError, match="every priority is zero"):
         tree.find(np.array([0.0]))
 
 
-@pytest.mark.parametrize("tree_cls", [SumTree, PriorityTree])
 @pytest.mark.parametrize("top_width", [2, 4096])
-def test_sampling_frequencies_follow_priority_to_the_alpha(tree_cls, top_width):
+def test_sampling_frequencies_follow_priority_to_the_alpha(top_width):
     rng = np.random.default_rng(1234)
     alpha, size, draws = 0.6, 50, 40_000
     priorities = rng.uniform(0.1, 5.0, size)
     priorities[[3, 17, 49]] = 0.0  # zero-priority leaves, the last one included
-    tree = tree_cls(size, top_width)
+    tree = PriorityTree(size, top_width)
     tree.update(np.arange(size), priorities**alpha)
-    total = tree.total() if isinstance(tree, PriorityTree) else tree.root()
+    total = tree.total()
     leaves = tree.find(rng.random(draws) * total)
     counts = np.bincount(leaves, minlength=size)
     assert counts[[3, 17, 49]].sum() == 0
@@ -116,9 +107,7 @@ def test_load_leaves_rebuilds_the_same_tree_as_updates(top_width):
     updated.update(np.flatnonzero(set_), values[set_])
     np.testing.assert_array_equal(loaded.sums, updated.sums)
     np.testing.assert_array_equal(loaded.mins, updated.mins)
-    sums = SumTree(7, top_width)
-    sums.load_leaves(np.nan_to_num(values))
-    assert sums.root() == 13.5
+    assert loaded.total() == 13.5
 
 
 def test_tree_rejects_negative_size():
