@@ -171,3 +171,16 @@ def test_a_format_3_entry_naming_a_raw_file_is_a_schema_error(ckpt):
     reseal(ckpt, meta)
     with pytest.raises(CheckpointSchemaError, match=r"of the form lengths\.g000001\.npy|rows\.g000001\.npy"):
         load(ckpt)
+
+
+def test_the_numpy_recipe_of_the_checkpoint_page_reads_what_the_buffer_holds(ckpt):
+    page = (Path(__file__).parents[2] / "docs" / "checkpoints.md").read_text()
+    section = page[page.index("## Reading a checkpoint with numpy alone") :]
+    code = section[section.index("```python\n") + 10 : section.index("```\n", section.index("```python"))]
+    names: dict = {"path": ckpt}
+    exec(compile(code, "docs/checkpoints.md", "exec"), names)  # the page's code, run as a user would
+    buffer = xreplay.load(ckpt)
+    assert names["size"] == len(buffer) == 10
+    assert np.array_equal(names["lengths"], buffer.state_dict()["lengths"])
+    assert np.array_equal(names["obs"], buffer.storage.columns["obs"].numpy())
+    assert np.array_equal(names["first"], buffer.storage.columns["obs"][0, : int(names["lengths"][0])].numpy())

@@ -121,7 +121,7 @@ def _numpy_lines(path: Path, meta: dict[str, Any]) -> list[str]:
     if with_deltas:
         lines.append(
             f"            numpy sees {', '.join(with_deltas)} as of their base files, without the delta files; "
-            f"xreplay.save(..., incremental=False) writes .npy files only"
+            f"xreplay.save(..., incremental=False) folds them into new .npy files"
         )
     return lines
 
