@@ -31,7 +31,8 @@ def test_metadata_names_version_kind_and_one_file_per_array(tmp_path):
     assert meta["format_version"] == FORMAT_VERSION and meta["kind"] == "episode_buffer"
     assert set(meta["arrays"]) == {"rows", "lengths"}
     rows = meta["arrays"]["rows"]
-    assert (tmp_path / "ckpt" / rows["file"]).stat().st_size == rows["nbytes"] == np.prod(rows["shape"])
+    assert rows["file"] == "rows.g000001.npy" and rows["nbytes"] == np.prod(rows["shape"])
+    assert (tmp_path / "ckpt" / rows["file"]).stat().st_size == 4096 + rows["nbytes"]  # page-sized .npy header
     assert meta["state"]["writer"] == {"capacity": 16, "cursor": 10, "size": 10, "writes": 10}
     assert meta["state"]["rng"]["bit_generator"] == "PCG64"
 
@@ -66,7 +67,7 @@ def test_deltas_are_compacted_into_a_full_save(tmp_path):
         reports.append(xreplay.save(buffer, tmp_path / "ckpt"))
     assert all(r.incremental for r in reports[:MAX_DELTAS]) and not reports[-1].incremental
     files = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
-    assert files == sorted(["metadata.json", f"rows.g{MAX_DELTAS + 2:06d}.bin", f"lengths.g{MAX_DELTAS + 2:06d}.bin"])
+    assert files == sorted(["metadata.json", f"rows.g{MAX_DELTAS + 2:06d}.npy", f"lengths.g{MAX_DELTAS + 2:06d}.npy"])
     assert same_buffer(buffer, xreplay.load(tmp_path / "ckpt", kind=EpisodeBuffer))
 
 

@@ -66,7 +66,7 @@ def test_missing_path(tmp_path):
 
 def test_missing_array_file_is_named(ckpt):
     _rows_file(ckpt).unlink()
-    with pytest.raises(CheckpointFileMissingError, match=r"rows\.g000001\.bin is missing"):
+    with pytest.raises(CheckpointFileMissingError, match=r"rows\.g000001\.npy is missing"):
         load(ckpt)
 
 
@@ -74,22 +74,47 @@ def test_missing_array_file_is_named(ckpt):
 def test_truncated_file_is_named(ckpt, mmap):
     rows = _rows_file(ckpt)
     os.truncate(rows, rows.stat().st_size - 7)
-    with pytest.raises(CheckpointCorruptError, match=r"rows\.g000001\.bin holds .* truncated"):
+    with pytest.raises(CheckpointCorruptError, match=r"rows\.g000001\.npy holds .* truncated"):
         load(ckpt, mmap=mmap)
 
 
 def test_flipped_byte_fails_the_checksum(ckpt):
     rows = _rows_file(ckpt)
     data = bytearray(rows.read_bytes())
-    data[len(data) // 2] ^= 0xFF
+    data[4096 + (len(data) - 4096) // 2] ^= 0xFF  # in the data, after the .npy header
     rows.write_bytes(bytes(data))
-    with pytest.raises(CheckpointCorruptError, match=r"rows\.g000001\.bin fails its checksum"):
+    with pytest.raises(CheckpointCorruptError, match=r"rows\.g000001\.npy fails its checksum"):
         load(ckpt)
     with pytest.raises(CheckpointCorruptError):
         verify(ckpt)
-    with pytest.raises(CheckpointCorruptError, match=r"rows\.g000001\.bin fails its checksum"):
+    with pytest.raises(CheckpointCorruptError, match=r"rows\.g000001\.npy fails its checksum"):
         load(ckpt, mmap=True)  # a map is checked too, by streaming the file through the checksum...
     assert len(load(ckpt, mmap=True, verify=False)) == 10  # ...unless the caller accepts the risk
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda h: h.replace(b"'shape': (16,)", b"'shape': (61,)"), id="shape"),
+        pytest.param(lambda h: h.replace(b"'<f4'", b"'<f8'", 1), id="dtype"),
+        pytest.param(lambda h: b"\0" + h[1:], id="magic"),
+    ],
+)
+@pytest.mark.parametrize("reader", ["load", "mmap", "unverified", "verify"])
+def test_a_header_that_differs_from_the_metadata_is_refused_naming_the_file(ckpt, damage, reader):
+    rows = _rows_file(ckpt)
+    data = rows.read_bytes()
+    header = damage(data[:4096])
+    assert len(header) == 4096 and header != data[:4096]
+    rows.write_bytes(header + data[4096:])
+    read = {
+        "load": load,
+        "mmap": lambda p: load(p, mmap=True),
+        "unverified": lambda p: load(p, mmap=True, verify=False),  # headers are checked even then
+        "verify": verify,
+    }[reader]
+    with pytest.raises(CheckpointCorruptError, match=r"rows\.g000001\.npy does not start with the 4096-byte \.npy"):
+        read(ckpt)
 
 
 def test_corrupted_delta_fails_the_checksum(ckpt):
@@ -163,8 +188,18 @@ def _disk_full_after(monkeypatch, budget):
     monkeypatch.setattr(streams.os, "write", write)
 
 
-@pytest.mark.parametrize("budget", [0, 100, 2000], ids=["first_write", "mid_rows", "later_array"])
-@pytest.mark.parametrize("incremental", [True, False], ids=["delta", "full"])
+@pytest.mark.parametrize(
+    ("incremental", "budget"),
+    [
+        pytest.param(True, 0, id="delta-first_write"),
+        pytest.param(True, 100, id="delta-mid_rows"),
+        pytest.param(True, 2000, id="delta-later_array"),
+        pytest.param(False, 0, id="full-first_write"),
+        pytest.param(False, 100, id="full-in_the_header"),
+        pytest.param(False, 4196, id="full-mid_rows"),  # after the rows file's 4096-byte .npy header
+        pytest.param(False, 11146, id="full-later_array"),  # rows written (4096 + 2944 bytes), inside lengths
+    ],
+)
 def test_full_disk_fails_clearly_and_keeps_the_previous_checkpoint(ckpt, monkeypatch, budget, incremental):
     buffer = xreplay.load(ckpt, kind=EpisodeBuffer)
     buffer.add(episodes(3, 8))
@@ -176,7 +211,7 @@ def test_full_disk_fails_clearly_and_keeps_the_previous_checkpoint(ckpt, monkeyp
     verify(ckpt)
     assert same_buffer(filled_buffer(), xreplay.load(ckpt, kind=EpisodeBuffer))
     assert sorted(p.name for p in ckpt.iterdir()) == sorted(
-        ["metadata.json", "rows.g000001.bin", "lengths.g000001.bin"]
+        ["metadata.json", "rows.g000001.npy", "lengths.g000001.npy"]
     )
 
 

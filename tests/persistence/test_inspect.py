@@ -10,6 +10,7 @@ import pytest
 import xreplay
 from tests.persistence.persistence_helpers import filled_buffer, read_meta, reseal
 from xreplay.cli import main
+from xreplay.storage.npy import npy_header
 
 
 @pytest.fixture
@@ -21,12 +22,28 @@ def ckpt(tmp_path):
 def test_inspect_prints_kind_fields_fill_and_counters(ckpt, capsys):
     assert main(["inspect", str(ckpt)]) == 0
     out = capsys.readouterr().out
-    assert "episode_buffer (format version 2" in out
+    assert "episode_buffer (format version 3" in out
     assert "fill        10 / 16 (62.5%)" in out
     assert "writes 10, cursor 10" in out
     assert "obs" in out and "(5, 2, 3)" in out and "float32" in out
     assert "derived from 'actions'" in out
-    assert "rows" in out and "lengths" in out
+    assert "rows.g000001.npy" in out and "lengths.g000001.npy" in out
+    assert f"numpy.load('{ckpt}/<file>', mmap_mode='r')" in out and "one field per scheme field" in out
+    assert "delta files" not in out.split("numpy")[-1]  # a first save holds base files only
+
+
+def test_inspect_says_what_numpy_does_not_see(ckpt, capsys):
+    from tests.persistence.persistence_helpers import episodes
+    from xreplay import EpisodeBuffer
+
+    buffer = xreplay.load(ckpt, kind=EpisodeBuffer)
+    buffer.add(episodes(1, 3))
+    assert xreplay.save(buffer, ckpt).incremental
+    assert main(["inspect", str(ckpt)]) == 0
+    assert "numpy sees rows, lengths as of their base files" in capsys.readouterr().out
+    xreplay.save(buffer, ckpt, incremental=False)
+    assert main(["inspect", str(ckpt)]) == 0
+    assert "numpy sees" not in capsys.readouterr().out
 
 
 def test_inspect_reports_priority_stats(ckpt, capsys):
@@ -34,11 +51,12 @@ def test_inspect_reports_priority_stats(ckpt, capsys):
 
     meta = read_meta(ckpt)
     priorities = np.linspace(0.5, 2.0, 16).astype(np.float32)
-    (ckpt / "sampler_priorities.g000001.bin").write_bytes(priorities.tobytes())
+    header = npy_header(priorities.dtype, priorities.shape)  # the header xreplay writes (data at byte 4096)
+    (ckpt / "sampler_priorities.g000001.npy").write_bytes(header + priorities.tobytes())
     meta["arrays"]["sampler.priorities"] = {
         "dtype": "<f4",
         "shape": [16],
-        "file": "sampler_priorities.g000001.bin",
+        "file": "sampler_priorities.g000001.npy",
         "nbytes": 64,
         "crc32": zlib.crc32(priorities.tobytes()),
         "deltas": [],

@@ -30,6 +30,7 @@ from xreplay.errors import (
 )
 from xreplay.persistence import load, open_storage, verify
 from xreplay.persistence.inspect import summarize
+from xreplay.storage.npy import npy_header
 
 OPENED: list[str] = []
 
@@ -163,7 +164,7 @@ def test_loads_verify_by_default_and_verify_false_is_explicit(box, mmap):
     path, _secret = box
     rows = path / read_meta(path)["arrays"]["rows"]["file"]
     data = bytearray(rows.read_bytes())
-    data[7] ^= 0x10
+    data[4096 + 7] ^= 0x10  # a byte of the data, after the .npy header
     rows.write_bytes(bytes(data))
     with pytest.raises(CheckpointCorruptError, match="fails its checksum"):
         load(path, mmap=mmap)
@@ -207,11 +208,12 @@ class Payload:
 
 
 def _set_array(path, meta, name, data, dtype="|u1"):
-    file = f"{name.replace('.', '_')}.g000009.bin"
-    (path / file).write_bytes(data)
+    file = f"{name.replace('.', '_')}.g000009.npy"
+    shape = [len(data) // np.dtype(dtype).itemsize]
+    (path / file).write_bytes(npy_header(np.dtype(dtype), tuple(shape)) + data)  # what xreplay writes
     meta["arrays"][name] = {
         "dtype": dtype,
-        "shape": [len(data) // np.dtype(dtype).itemsize],
+        "shape": shape,
         "file": file,
         "nbytes": len(data),
         "crc32": zlib.crc32(data),

@@ -40,11 +40,23 @@ def _buffer(path, capacity: int = 8) -> EpisodeBuffer:
 
 def test_rows_live_in_a_file(tmp_path):
     storage = MemmapStorage(_scheme(), 8, T, tmp_path / "m")
-    assert storage.file.parent == tmp_path / "m" and storage.file.stat().st_size == storage.nbytes
+    assert storage.file.parent == tmp_path / "m" and storage.file.name == "rows.live-000001.npy"
+    assert storage.data_offset == 4096 and storage.file.stat().st_size == 4096 + storage.nbytes  # a .npy header
     storage.columns["obs"][2] = 1.5
     flush(storage)
-    on_disk = np.fromfile(storage.file, dtype=np.uint8).reshape(8, -1)
+    on_disk = np.fromfile(storage.file, dtype=np.uint8, offset=4096).reshape(8, -1)
     assert np.array_equal(on_disk, storage.rows.numpy())
+
+
+def test_the_rows_file_is_a_npy_file_numpy_opens_field_by_field(tmp_path):
+    buffer = _buffer(tmp_path / "m")
+    buffer.add(_episodes(3, 0), lengths=[1, 2, 4])
+    flush(buffer)
+    records = np.load(buffer.storage.file, mmap_mode="r")
+    assert records.shape == (8,) and records.dtype.itemsize == buffer.storage.layout.row_bytes
+    assert records.offset == 4096
+    for name, view in buffer.storage.layout.views(buffer.storage.rows).items():
+        assert np.array_equal(records[name], view.numpy()), name
 
 
 def test_refuses_a_non_empty_directory(tmp_path):
@@ -187,9 +199,9 @@ def _crash_child(path, writes, after, ready_fd, crash_in_apply):
 
         real = live.write_rows_at
 
-        def half_then_die(file, rows, ranges, skip_zero=False):
+        def half_then_die(file, rows, ranges, skip_zero=False, offset=0):
             start, stop = ranges[0]
-            real(file, rows, [(start, start + max(1, (stop - start) // 2))], skip_zero)
+            real(file, rows, [(start, start + max(1, (stop - start) // 2))], skip_zero, offset)
             os.kill(os.getpid(), signal.SIGKILL)
 
         flush(buffer.storage)  # a clean flush first, so the next one writes a redo record

@@ -33,6 +33,7 @@ import numpy as np
 
 from xreplay.errors import CheckpointError, CheckpointWriteError, NotACheckpointError
 from xreplay.persistence.format import (
+    FORMAT_VERSION,
     METADATA,
     array_file,
     is_checkpoint_file,
@@ -46,6 +47,7 @@ from xreplay.persistence.kinds import adapter_for
 from xreplay.persistence.live import LiveRows, LiveWrite, crc_array_name, write_live
 from xreplay.persistence.loading import load, verify
 from xreplay.persistence.locks import DEFAULT_LOCK_TIMEOUT, saver_lock
+from xreplay.persistence.npy_files import array_header, file_headers, record_dtypes
 from xreplay.persistence.schema import check_document, contained_file
 from xreplay.persistence.streams import as_numpy, check_size, fsync_dir, fsync_file, write_chunks
 
@@ -110,6 +112,8 @@ def _delta_plan(obj: Any, path: Path, old: dict[str, Any] | None, meta: dict[str
     if old is None or ring is None or record is None:
         return None
     lineage, generation, before = record
+    if old.get("format_version") != FORMAT_VERSION:
+        return None  # an older format's base files are rewritten in this one (a save upgrades the checkpoint)
     if old.get("lineage") != lineage or old.get("generation") != generation or old.get("kind") != meta["kind"]:
         return None  # another writer saved here since
     if old.get("structure") != meta.get("structure"):
@@ -126,12 +130,15 @@ class _Pending:
     arrays: dict[str, Any]
     live: dict[str, LiveRows]
     fsync: bool
+    records: dict[str, np.dtype] = dataclasses.field(default_factory=dict)  # arrays stored as records (.npy)
     to_sync: list[Path] = dataclasses.field(default_factory=list)
     live_writes: list[LiveWrite] = dataclasses.field(default_factory=list)
 
-    def write(self, file: Path, array: Any, ranges: list[tuple[int, int]] | None) -> tuple[int, int]:
-        """Write one array file (its fsync deferred to :meth:`sync`); return (nbytes, crc32)."""
-        done = write_chunks(file, array, ranges, self.fsync, defer_fsync=True)
+    def write(
+        self, file: Path, array: Any, ranges: list[tuple[int, int]] | None, header: bytes = b""
+    ) -> tuple[int, int]:
+        """Write one array file after ``header`` (its fsync deferred to :meth:`sync`); return (nbytes, crc32)."""
+        done = write_chunks(file, array, ranges, self.fsync, defer_fsync=True, header=header)
         self.to_sync.append(file)
         return done
 
@@ -172,8 +179,9 @@ def _write_one(
         if done is not None:
             return done[0], done[1], True
     file = array_file(name, gen)
-    nbytes, crc = pending.write(directory / file, array, None)
-    return {**_array_header(array), "file": file, "nbytes": nbytes, "crc32": crc, "deltas": []}, nbytes, False
+    header = _array_header(array)
+    nbytes, crc = pending.write(directory / file, array, None, array_header(name, header, pending.records))
+    return {**header, "file": file, "nbytes": nbytes, "crc32": crc, "deltas": []}, nbytes, False
 
 
 def _write_arrays(
@@ -262,9 +270,10 @@ def _check_committed(directory: Path, document: dict[str, Any]) -> None:
     check_document(directory, found)
     if found.get("lineage") != document["lineage"] or found.get("generation") != document["generation"]:
         raise CheckpointWriteError(f"metadata.json in {directory} changed while this save committed", directory)
-    for entry in found["arrays"].values():
+    headers = file_headers(found)
+    for name, entry in found["arrays"].items():
         if not entry.get("live"):
-            check_size(contained_file(directory, entry["file"]), int(entry["nbytes"]))
+            check_size(contained_file(directory, entry["file"]), int(entry["nbytes"]), len(headers[name]))
         for delta in entry.get("deltas", []):
             check_size(contained_file(directory, delta["file"]), int(delta["nbytes"]))
 
@@ -326,6 +335,7 @@ def _save_locked(obj: Any, adapter: Any, path: Path, incremental: bool, fsync: b
     generation = int(old["generation"]) + 1 if old is not None else 1
     lineage = str(old["lineage"]) if plan is not None and old is not None else secrets.token_hex(8)
     pending = _Pending(new_metadata(adapter.kind, generation, lineage, meta), arrays, live, fsync)
+    pending.records = record_dtypes(pending.document["structure"])
     if old is None and path.is_dir() and any(path.iterdir()):
         written, was_delta = _commit(path, pending, None, None)  # beside live files: commit in place
     elif old is None:

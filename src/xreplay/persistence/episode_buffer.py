@@ -174,11 +174,13 @@ def storage_from_rows(
 ) -> TensorStorage:
     """Return a storage over loaded ``rows``: a MemmapStorage over its file when ``live``, else a TensorStorage.
 
-    ``live`` is what ``load(mmap="shared")`` passes for a rows file: its path, map and row checksums.
+    ``live`` is what ``load(mmap="shared")`` passes for a rows file: its path, map, row checksums and data offset.
     """
     layout = decode_layout(scheme, layout_info)
     if live is not None:
-        return MemmapStorage.attach(scheme, layout, rows, live["file"], live["map"], live["row_crc"])
+        return MemmapStorage.attach(
+            scheme, layout, rows, live["file"], live["map"], live["row_crc"], live.get("data_offset", 0)
+        )
     return TensorStorage.wrap(scheme, layout, torch.from_numpy(rows))
 
 

@@ -1,11 +1,11 @@
-"""The on-disk format: ``metadata.json`` plus one raw array file per array (and append-only delta files).
+"""The on-disk format: ``metadata.json`` plus one ``.npy`` file per array (and append-only delta files).
 
 A checkpoint is a directory::
 
     metadata.json              the only file ever replaced; the commit point of every save
-    rows.g000001.bin           raw C-order bytes of array "rows" (dtype and shape in metadata)
+    rows.g000001.npy           array "rows": a .npy header padded to 4096 bytes, then its raw C-order bytes
     rows.g000004.delta         rows written since: the bytes of the listed row ranges, in order
-    lengths.g000004.bin        ...
+    lengths.g000004.npy        ...
 
 ``metadata.json`` holds ``format`` (:data:`FORMAT_NAME`), ``format_version``
 (:data:`FORMAT_VERSION`), ``written_by`` and ``readable_since`` (xreplay
@@ -16,14 +16,25 @@ id shared by the saves of one buffer's history), the adapter's ``structure``,
 ``file``, ``nbytes``, ``crc32`` and ``ranges`` of leading-dimension rows), and
 ``checksum``: the CRC-32 of the document itself (its other keys, serialized
 canonically), so a damaged ``metadata.json`` never loads as another state.
-A ``live`` array is the rows file of a :class:`~xreplay.storage.MemmapStorage`,
-written in place at each flush; its ``row_crc32`` names an array holding one
-CRC-32 per row, and its ``deltas`` are redo records of the last flush.
+A ``live`` array is the rows file of a :class:`~xreplay.storage.MemmapStorage`
+(``rows.live-000001.npy``), written in place at each flush; its ``row_crc32``
+names an array holding one CRC-32 per row, and its ``deltas`` are redo records
+of the last flush.
+
+Every array file is a standard ``.npy`` file (``numpy.load(file, mmap_mode="r")``
+opens it): see :mod:`xreplay.persistence.npy_files` for its header, which states
+the metadata's dtype and shape (the ``rows`` of episode storage: records of the
+row layout, one field per scheme field). ``nbytes`` and ``crc32`` cover the data
+after the header. Delta files are xreplay's own: an array with deltas reads
+through numpy as of its base file; a full save (``incremental=False``) or a
+compaction leaves base files only.
 
 Every file name is a plain name of one of the forms above (see
 :mod:`xreplay.persistence.schema`); anything else is refused before a file
-is opened. Version 1 (xreplay 0.1.0) had no document checksum and no row
-checksums; it is still read.
+is opened. Older versions are still read: version 2 wrote raw ``.bin`` files
+without headers (a memmap storage created then keeps its ``rows.live-N.bin``),
+and version 1 (xreplay 0.1.0) also had no document checksum and no row
+checksums.
 """
 
 from __future__ import annotations
@@ -58,23 +69,23 @@ __all__ = [
 ]
 
 FORMAT_NAME = "xreplay-checkpoint"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """The newest format version this xreplay writes and reads."""
 
-READABLE_SINCE = {1: "0.1.0", 2: "0.1.0"}
+READABLE_SINCE = {1: "0.1.0", 2: "0.1.0", 3: "0.1.0"}
 """Format version -> first xreplay version that reads it."""
 
 METADATA = "metadata.json"
 MAX_METADATA_BYTES = 256 * 2**20
 """Larger metadata files are refused before they are read."""
-_FILE_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]+\.g\d{6}\.(bin|delta)$")
-_LIVE_PATTERN = re.compile(r"^[A-Za-z0-9_\-]+\.live-\d{6}\.bin$")
+_FILE_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]+\.g\d{6}\.(npy|bin|delta)$")  # .bin: formats 1 and 2
+_LIVE_PATTERN = re.compile(r"^[A-Za-z0-9_\-]+\.live-\d{6}\.(npy|bin)$")
 
 
 def array_file(name: str, generation: int, delta: bool = False) -> str:
     """Return the file name of array ``name`` written by save number ``generation``."""
     safe = re.sub(r"[^A-Za-z0-9_\-]", "_", name)
-    return f"{safe}.g{generation:06d}.{'delta' if delta else 'bin'}"
+    return f"{safe}.g{generation:06d}.{'delta' if delta else 'npy'}"
 
 
 def is_checkpoint_file(name: str) -> bool:

@@ -16,6 +16,7 @@ import numpy as np
 from xreplay.persistence.format import read_metadata
 from xreplay.persistence.kinds import adapter_of_kind
 from xreplay.persistence.loading import load_array
+from xreplay.persistence.npy_files import file_headers
 from xreplay.persistence.schema import check_document, contained_file
 
 __all__ = ["plot_checkpoint", "require_matplotlib", "summarize"]
@@ -90,7 +91,8 @@ def _priorities(path: Path, meta: dict[str, Any]) -> np.ndarray | None:
     fill = _fill(meta)
     for name, entry in meta["arrays"].items():
         if "priorit" in name and not entry.get("live"):
-            values = np.asarray(load_array(path, entry, True, True), dtype=np.float64).reshape(-1)
+            header = file_headers(meta)[name]
+            values = np.asarray(load_array(path, entry, True, True, header), dtype=np.float64).reshape(-1)
             if fill is not None and values.shape[0] >= fill[1]:
                 values = values[: fill[0]]
             return values[~np.isnan(values)]  # NaN: a slot never written
@@ -104,6 +106,24 @@ def _file_bytes(path: Path, entry: dict[str, Any]) -> int:
         file = contained_file(path, name)
         total += file.stat().st_size if file.exists() else 0
     return total
+
+
+def _numpy_lines(path: Path, meta: dict[str, Any]) -> list[str]:
+    """Return how to read the checkpoint's arrays with numpy alone (and what numpy would miss)."""
+    entries = meta["arrays"]
+    raw = [name for name, entry in entries.items() if not str(entry["file"]).endswith(".npy")]
+    with_deltas = [name for name, entry in entries.items() if entry.get("deltas")]
+    lines = [f"numpy       numpy.load({str(path / '<file>')!r}, mmap_mode='r') opens each .npy file above"]
+    if "rows" in entries and str(entries["rows"]["file"]).endswith(".npy") and meta["structure"].get("layout"):
+        lines.append("            rows: one record per slot, one field per scheme field (e.g. [\"obs\"])")
+    if raw:
+        lines.append(f"            raw files without a .npy header (format 1 or 2): {', '.join(raw)}")
+    if with_deltas:
+        lines.append(
+            f"            numpy sees {', '.join(with_deltas)} as of their base files, without the delta files; "
+            f"xreplay.save(..., incremental=False) folds them into new .npy files"
+        )
+    return lines
 
 
 def summarize(path: str | os.PathLike[str]) -> list[str]:
@@ -132,8 +152,9 @@ def summarize(path: str | os.PathLike[str]) -> list[str]:
         label = f"{name} ({names[name]})" if name in names else name
         lines.append(
             f"  {label:20} {entry['dtype']:5} {str(tuple(entry['shape'])):18} "
-            f"{_file_bytes(path, entry) / 2**20:9.2f} MiB, {extra}"
+            f"{_file_bytes(path, entry) / 2**20:9.2f} MiB, {extra}, {entry['file']}"
         )
+    lines += _numpy_lines(path, meta)
     priorities = _priorities(path, meta)
     if priorities is not None and priorities.size:
         lines.append(
@@ -164,7 +185,7 @@ def _lengths(path: Path, meta: dict[str, Any], stored: int) -> np.ndarray | None
     entry = meta["arrays"].get("lengths")
     if entry is None or entry.get("live") or not stored:
         return None
-    return np.asarray(load_array(path, entry, True, True))[:stored]
+    return np.asarray(load_array(path, entry, True, True, file_headers(meta)["lengths"]))[:stored]
 
 
 def plot_checkpoint(path: str | os.PathLike[str], output: str | os.PathLike[str]) -> None:

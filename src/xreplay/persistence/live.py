@@ -32,6 +32,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from xreplay.errors import CheckpointCorruptError
+from xreplay.persistence.npy_files import check_header
 from xreplay.persistence.schema import contained_file
 from xreplay.persistence.streams import (
     CHUNK_BYTES,
@@ -62,6 +63,10 @@ class LiveRows(Protocol):
     @property
     def row_crc(self) -> np.ndarray:
         """Return the CRC-32 of each row as of the last flush (uint32, one per row)."""
+
+    @property
+    def data_offset(self) -> int:
+        """Return the bytes before the rows in :attr:`file` (its ``.npy`` header; 0 for a raw file)."""
 
     @property
     def pristine(self) -> bool:
@@ -96,7 +101,7 @@ class LiveWrite:
     def after_commit(self, fsync: bool) -> None:
         """Write the redo rows into the file (or nothing for a fresh file) and release private pages."""
         if self.apply:
-            write_rows_at(self.file, self.live.row_array, self.apply)
+            write_rows_at(self.file, self.live.row_array, self.apply, offset=self.live.data_offset)
             if fsync:
                 fsync_file(self.file)
         self.live.flushed(None if self.fresh else self.apply)
@@ -108,13 +113,14 @@ def _all_rows(rows: np.ndarray) -> list[tuple[int, int]]:
     return [(0, int(rows.shape[0]))] if rows.shape[0] else []
 
 
-def _differing_rows(file: Path, rows: np.ndarray) -> list[tuple[int, int]]:
-    """Return the row ranges where ``rows`` differ from ``file``'s bytes (compared chunk by chunk)."""
+def _differing_rows(file: Path, rows: np.ndarray, offset: int) -> list[tuple[int, int]]:
+    """Return the row ranges where ``rows`` differ from ``file``'s bytes after ``offset`` (compared chunk by chunk)."""
     capacity, row_bytes = int(rows.shape[0]), int(rows.shape[1])
     changed = np.zeros(capacity, dtype=bool)
     step = max(1, CHUNK_BYTES // max(row_bytes, 1))
     buffer = np.empty((min(step, max(capacity, 1)), row_bytes), dtype=np.uint8)
     with open(file, "rb", buffering=0) as stream:
+        stream.seek(offset)
         for first in range(0, capacity, step):
             count = min(step, capacity - first)
             target = buffer[:count]
@@ -155,12 +161,12 @@ def write_live(
         row_crc32(rows, live.row_crc, everything)
         skip_zero = live.pristine  # a never written sparse file already reads as zeros there
         live.mark_written()
-        write_rows_at(file, rows, everything, skip_zero=skip_zero)
+        write_rows_at(file, rows, everything, skip_zero=skip_zero, offset=live.data_offset)
         if fsync:
             fsync_file(file)
         return LiveWrite(entry, rows.nbytes, None, file, live, True)
     if ranges is None:
-        ranges = _differing_rows(file, rows)
+        ranges = _differing_rows(file, rows, live.data_offset)
     row_crc32(rows, live.row_crc, ranges)
     written = 0
     if ranges:
@@ -195,13 +201,14 @@ def _check_rows(file: Path, rows: np.ndarray, expected: np.ndarray, skip: np.nda
         )
 
 
-def _verify_file_rows(file: Path, entry: dict[str, Any], expected: np.ndarray) -> None:
-    """Check the rows of a live file that no redo record rewrites, streaming the file in chunks."""
+def _verify_file_rows(file: Path, entry: dict[str, Any], expected: np.ndarray, offset: int) -> None:
+    """Check the rows of a live file (from byte ``offset``) that no redo record rewrites, streaming it in chunks."""
     capacity, row_bytes = int(entry["shape"][0]), int(np.prod(entry["shape"][1:], dtype=np.int64))
     skip = _covered(entry, capacity)
     step = max(1, CHUNK_BYTES // max(row_bytes, 1))
     buffer = np.empty((min(step, max(capacity, 1)), row_bytes), dtype=np.uint8)
     with open(file, "rb", buffering=0) as stream:
+        stream.seek(offset)
         for first in range(0, capacity, step):
             count = min(step, capacity - first)
             target = buffer[:count]
@@ -211,26 +218,28 @@ def _verify_file_rows(file: Path, entry: dict[str, Any], expected: np.ndarray) -
 
 
 def read_live(
-    directory: Path, entry: dict[str, Any], row_crc: np.ndarray | None, mapped: bool, verify: bool
+    directory: Path, entry: dict[str, Any], row_crc: np.ndarray | None, mapped: bool, verify: bool, header: bytes
 ) -> tuple[np.ndarray, mmap.mmap | None]:
     """Return a live array with its redo records applied: mapped copy-on-write, or read into memory.
 
     ``row_crc`` (None only for format 1) holds the rows' checksums; with ``verify`` every row is checked.
+    ``header`` is what the file holds before the rows (its ``.npy`` header, empty for a raw file).
 
     Raises:
-        CheckpointCorruptError: A row or a redo record fails its checksum, or a size differs.
+        CheckpointCorruptError: A row or a redo record fails its checksum, or a size or the header differs.
     """
     file = contained_file(directory, entry["file"])
-    shape = tuple(entry["shape"])
-    check_size(file, int(np.prod(shape, dtype=np.int64)))
+    shape, offset = tuple(entry["shape"]), len(header)
+    check_size(file, int(np.prod(shape, dtype=np.int64)), offset)
+    check_header(file, header)
     if verify and row_crc is not None:
-        _verify_file_rows(file, entry, row_crc)
+        _verify_file_rows(file, entry, row_crc, offset)
     mapping = None
     if mapped:
-        rows, mapping = map_rows(file, shape)
+        rows, mapping = map_rows(file, shape, offset)
     else:
         rows = np.empty((shape[0], int(np.prod(shape[1:], dtype=np.int64))), dtype=np.uint8)
-        read_into(file, rows.reshape(-1).data, None)
+        read_into(file, rows.reshape(-1).data, None, offset)
     for delta in entry.get("deltas", []):
         targets = [rows[a:b].reshape(-1).data for a, b in delta["ranges"]]
         read_into(contained_file(directory, delta["file"]), targets, delta["crc32"])
@@ -242,13 +251,15 @@ def read_live(
     return rows, mapping
 
 
-def recover_live(directory: Path, entry: dict[str, Any], fsync: bool = True) -> None:
+def recover_live(directory: Path, entry: dict[str, Any], header: bytes, fsync: bool = True) -> None:
     """Replay the redo records of a live array onto its file (after a flush that was cut short).
 
-    Each record's checksum is checked in full (streamed) before any byte of the file is written.
+    ``header`` is what the file holds before the rows. Each record's checksum is checked in full
+    (streamed) before any byte of the file is written.
     """
     file = contained_file(directory, entry["file"])
-    check_size(file, int(np.prod(entry["shape"], dtype=np.int64)))
+    check_size(file, int(np.prod(entry["shape"], dtype=np.int64)), len(header))
+    check_header(file, header)
     row_bytes = int(np.prod(entry["shape"][1:], dtype=np.int64))
     for delta in entry.get("deltas", []):
         source = contained_file(directory, delta["file"])
@@ -258,7 +269,7 @@ def recover_live(directory: Path, entry: dict[str, Any], fsync: bool = True) -> 
         try:
             with open(source, "rb", buffering=0) as stream:
                 for start, stop in delta["ranges"]:
-                    position, end = int(start) * row_bytes, int(stop) * row_bytes
+                    position, end = len(header) + int(start) * row_bytes, len(header) + int(stop) * row_bytes
                     while position < end:
                         view = memoryview(buffer)[: min(len(buffer), end - position)]
                         if stream.readinto(view) != len(view):

@@ -33,6 +33,7 @@ from xreplay.persistence.history import remember
 from xreplay.persistence.kinds import adapter_of_kind, kind_of
 from xreplay.persistence.live import read_live, recover_live
 from xreplay.persistence.locks import DEFAULT_LOCK_TIMEOUT, saver_lock
+from xreplay.persistence.npy_files import check_header, file_headers
 from xreplay.persistence.schema import Validator, check_document, check_fits_memory, contained_file, entry_nbytes
 from xreplay.persistence.streams import check_size, read_into, verify_file
 
@@ -41,7 +42,9 @@ __all__ = ["load", "load_array", "verify"]
 _ATTEMPTS = 3  # a save that replaces the checkpoint while it is read makes the reader start again, then lock
 
 
-def _row_crc(path: Path, document: dict[str, Any], entry: dict[str, Any], verify: bool) -> np.ndarray | None:
+def _row_crc(
+    path: Path, document: dict[str, Any], entry: dict[str, Any], verify: bool, headers: dict[str, bytes]
+) -> np.ndarray | None:
     """Return the row checksums of a live entry (read and checked), None for format 1 entries without them."""
     name = entry.get("row_crc32")
     if name is None:
@@ -54,29 +57,32 @@ def _row_crc(path: Path, document: dict[str, Any], entry: dict[str, Any], verify
                 rule="is required to verify a live rows file",
             )
         return None
-    return load_array(path, document["arrays"][name], False, True)
+    return load_array(path, document["arrays"][name], False, True, headers[name])
 
 
-def load_array(directory: Path, entry: dict[str, Any], mmap: bool, verify: bool) -> np.ndarray:
+def load_array(directory: Path, entry: dict[str, Any], mmap: bool, verify: bool, header: bytes) -> np.ndarray:
     """Return one checked (non-live) array entry: read into memory, or memory-mapped copy-on-write.
+
+    ``header`` is what its file holds before the data (:func:`~xreplay.persistence.npy_files.file_headers`).
 
     Raises:
         CheckpointPathError: The entry's file leads outside ``directory``.
         CheckpointFileMissingError: A file it names is missing.
-        CheckpointCorruptError: A size or checksum differs (checksums are skipped only when not ``verify``).
+        CheckpointCorruptError: A size, header or checksum differs (checksums are skipped only when not ``verify``).
     """
     dtype, shape = np.dtype(entry["dtype"]), tuple(entry["shape"])
     file = contained_file(directory, entry["file"])
-    nbytes = entry_nbytes(entry)
-    check_size(file, nbytes)
+    nbytes, offset = entry_nbytes(entry), len(header)
+    check_size(file, nbytes, offset)
+    check_header(file, header)
     array: np.ndarray
     if mmap and nbytes:
         if verify:
-            verify_file(file, nbytes, int(entry["crc32"]))  # streamed: nothing stays in memory
-        array = np.memmap(file, dtype=dtype, mode="c", shape=shape)  # type: ignore[call-overload]
+            verify_file(file, nbytes, int(entry["crc32"]), offset)  # streamed: nothing stays in memory
+        array = np.memmap(file, dtype=dtype, mode="c", shape=shape, offset=offset)  # type: ignore[call-overload]
     else:
         array = np.empty(shape, dtype)
-        read_into(file, array.reshape(-1).view(np.uint8).data, int(entry["crc32"]) if verify else None)
+        read_into(file, array.reshape(-1).view(np.uint8).data, int(entry["crc32"]) if verify else None, offset)
     flat = array.reshape(shape[0], -1).view(np.uint8) if shape and shape[0] else None
     for delta in entry.get("deltas", []):
         assert flat is not None  # the schema allows deltas only on arrays with rows
@@ -115,22 +121,28 @@ def _read_arrays(
     arrays: dict[str, np.ndarray] = {}
     live: dict[str, Any] = {}
     entries = document["arrays"]
+    headers = file_headers(document)
     crc_names = {e["row_crc32"] for e in entries.values() if e.get("live") and e.get("row_crc32")}
     for name, entry in entries.items():
         if name in crc_names:
             continue
         if not entry.get("live"):
-            arrays[name] = load_array(path, entry, bool(mmap), verify)
+            arrays[name] = load_array(path, entry, bool(mmap), verify, headers[name])
             continue
-        row_crc = _row_crc(path, document, entry, verify)
+        row_crc = _row_crc(path, document, entry, verify, headers)
         if mmap == "shared":
             with saver_lock(path, DEFAULT_LOCK_TIMEOUT) if not locked else contextlib.nullcontext():
-                recover_live(path, entry)  # finish a flush cut short, so the file is the committed state
-        rows, mapping = read_live(path, entry, row_crc, bool(mmap), verify)
+                recover_live(path, entry, headers[name])  # finish a flush cut short: the file is the committed state
+        rows, mapping = read_live(path, entry, row_crc, bool(mmap), verify, headers[name])
         arrays[name] = rows.reshape(tuple(entry["shape"]))
         if mmap == "shared":
             crc = row_crc if row_crc is not None else np.zeros(rows.shape[0], dtype=np.uint32)
-            live[name] = {"file": path / entry["file"], "map": mapping, "row_crc": np.array(crc, dtype=np.uint32)}
+            live[name] = {
+                "file": path / entry["file"],
+                "map": mapping,
+                "row_crc": np.array(crc, dtype=np.uint32),
+                "data_offset": len(headers[name]),
+            }
     return arrays, live
 
 
@@ -270,11 +282,15 @@ def verify(path: str | os.PathLike[str]) -> dict[str, Any]:
 def _verify_files(path: Path, document: dict[str, Any]) -> None:
     """Check every file of a checked document (see :func:`verify`)."""
     entries = document["arrays"]
-    for entry in entries.values():
+    headers = file_headers(document)
+    for name, entry in entries.items():
         if entry.get("live"):
-            read_live(path, entry, _row_crc(path, document, entry, True), True, True)
+            read_live(path, entry, _row_crc(path, document, entry, True, headers), True, True, headers[name])
             continue
-        verify_file(contained_file(path, entry["file"]), entry_nbytes(entry), int(entry["crc32"]))
+        file = contained_file(path, entry["file"])
+        check_size(file, entry_nbytes(entry), len(headers[name]))
+        check_header(file, headers[name])
+        verify_file(file, entry_nbytes(entry), int(entry["crc32"]), len(headers[name]))
         shape = entry["shape"]
         row_bytes = entry_nbytes(entry) // shape[0] if shape and shape[0] else 0
         for delta in entry.get("deltas", []):

@@ -31,20 +31,19 @@ from xreplay.errors import (
 )
 
 __all__ = [
-    "ARRAY_FILE",
-    "DELTA_FILE",
-    "LIVE_FILE",
-    "Validator",
-    "available_memory",
-    "check_document",
-    "check_fits_memory",
-    "contained_file",
-    "entry_nbytes",
-]
+    "ARRAY_FILE", "DELTA_FILE", "LIVE_FILE", "Validator", "available_memory", "check_document", "check_fits_memory",
+    "contained_file", "entry_nbytes",
+]  # fmt: skip
 
-ARRAY_FILE = re.compile(r"^[A-Za-z0-9_\-]{1,160}\.g\d{6}\.bin$")
+ARRAY_FILE = re.compile(r"^[A-Za-z0-9_\-]{1,160}\.g\d{6}\.npy$")
 DELTA_FILE = re.compile(r"^[A-Za-z0-9_\-]{1,160}\.g\d{6}\.delta$")
-LIVE_FILE = re.compile(r"^[A-Za-z0-9_\-]{1,160}\.live-\d{6}\.bin$")
+LIVE_FILE = re.compile(r"^[A-Za-z0-9_\-]{1,160}\.live-\d{6}\.(npy|bin)$")  # .bin: a storage created before format 3
+_RAW_ARRAY_FILE = re.compile(r"^[A-Za-z0-9_\-]{1,160}\.g\d{6}\.bin$")  # formats 1 and 2: no .npy header
+_RAW_LIVE_FILE = re.compile(r"^[A-Za-z0-9_\-]{1,160}\.live-\d{6}\.bin$")
+_EXAMPLES = {  # what each pattern's names look like, for error messages
+    ARRAY_FILE: "rows.g000001.npy", DELTA_FILE: "rows.g000002.delta", LIVE_FILE: "rows.live-000001.npy",
+    _RAW_ARRAY_FILE: "rows.g000001.bin", _RAW_LIVE_FILE: "rows.live-000001.bin",
+}  # fmt: skip
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,160}$")  # array names; '.' separates a component prefix
 _KIND = re.compile(r"^[a-z0-9_.]{1,64}$")
 _DTYPE = re.compile(r"^[<>|=]?(b1|i1|i2|i4|i8|u1|u2|u4|u8|f2|f4|f8|c8|c16)$")  # numbers and bools only
@@ -214,12 +213,15 @@ def entry_nbytes(entry: dict[str, Any]) -> int:
 def _check_file_name(v: Validator, key: str, pattern: re.Pattern[str]) -> str:
     """Return the file name at ``key``: a plain name of the expected form, never a path."""
     name = v.get(key)
+    example = _EXAMPLES[pattern]
+    if isinstance(name, str) and not pattern.match(name) and _NAME.match(name) and name not in (".", ".."):
+        version = v.document.get("format_version")
+        raise v.fail(key, f"must be a file name of the form {example} in format version {version}", name)
     if not isinstance(name, str) or not pattern.match(name):
         raise CheckpointPathError(
-            f"{v.path}/metadata.json: {key} must be a plain file name inside the checkpoint folder "
-            f"(like {'rows.g000001.bin' if pattern is ARRAY_FILE else 'rows.g000002.delta'}); it holds "
-            f"{_short(name)}, which could reach outside the folder. Refusing to open it: the checkpoint is "
-            f"damaged or crafted",
+            f"{v.path}/metadata.json: {key} must be a plain file name inside the checkpoint folder (like {example}); "
+            f"it holds {_short(name)}, which could reach outside the folder. Refusing to open it: the checkpoint "
+            f"is damaged or crafted",
             v.path,
         )
     return name
@@ -261,7 +263,7 @@ def _check_entry(v: Validator, name: str, version: int) -> None:
     if live is not False and live is not True:
         raise v.fail(f"{key}.live", "must be true or false", live)
     if live:
-        _check_file_name(v, f"{key}.file", LIVE_FILE)
+        _check_file_name(v, f"{key}.file", LIVE_FILE if version >= 3 else _RAW_LIVE_FILE)
         crc_name = entry.get("row_crc32")
         if crc_name is not None or version >= 2:
             v.string(f"{key}.row_crc32", crc_name, pattern=_NAME)
@@ -272,7 +274,7 @@ def _check_entry(v: Validator, name: str, version: int) -> None:
                 raise v.fail(f"{key}.row_crc32", f"must name a uint32 array of shape {list(shape[:1])}", crc_name)
             v.string(f"arrays.{crc_name}.dtype", crc_entry.get("dtype"), choices={"<u4", "|u4", "=u4"})
     else:
-        _check_file_name(v, f"{key}.file", ARRAY_FILE)
+        _check_file_name(v, f"{key}.file", ARRAY_FILE if version >= 3 else _RAW_ARRAY_FILE)
         v.integer(f"{key}.nbytes", low=nbytes, high=nbytes)
         v.integer(f"{key}.crc32", low=0, high=2**32 - 1)
     _check_deltas(v, key, shape, row_bytes)

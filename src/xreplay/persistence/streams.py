@@ -150,8 +150,9 @@ def write_chunks(
     ranges: list[tuple[int, int]] | None = None,
     fsync: bool = True,
     defer_fsync: bool = False,
+    header: bytes = b"",
 ) -> tuple[int, int]:
-    """Write ``array`` (or the concatenation of its leading-dimension ``ranges``) to a new ``file``.
+    """Write ``header``, then ``array`` (or the concatenation of its leading-dimension ``ranges``) to a new ``file``.
 
     The checksum is folded over the very memory written, so the caller must keep ``array`` unchanged
     until this returns (savers hold the buffer's lock).
@@ -162,9 +163,10 @@ def write_chunks(
         ranges: Leading-dimension row ranges to write instead of the whole array.
         fsync: Make the file durable.
         defer_fsync: With ``fsync``, only start the disk writes; the caller calls :func:`fsync_file` later.
+        header: Bytes to write before the array (a ``.npy`` header), outside the checksum.
 
     Returns:
-        ``(nbytes, crc32)`` of what was written.
+        ``(nbytes, crc32)`` of the array bytes written (the header excluded).
 
     Raises:
         OSError: The file cannot be created or written (e.g. ENOSPC); a partial file is left for the
@@ -174,14 +176,13 @@ def write_chunks(
     nbytes = 0
     fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
+        _write_all(fd, memoryview(header))
         for part in ranges if ranges is not None else [None]:
             for chunk in _byte_chunks(array, part):
                 crc.update(chunk)
-                written = 0
-                while written < len(chunk):  # os.write may write less than asked
-                    written += os.write(fd, chunk[written:])
-                if fsync and _START_WRITEBACK is not None:
-                    _START_WRITEBACK(fd, nbytes, len(chunk), _SYNC_FILE_RANGE_WRITE)  # the disk works meanwhile
+                _write_all(fd, chunk)
+                if fsync and _START_WRITEBACK is not None:  # the disk works meanwhile
+                    _START_WRITEBACK(fd, len(header) + nbytes, len(chunk), _SYNC_FILE_RANGE_WRITE)
                 nbytes += len(chunk)
         if fsync and not defer_fsync:
             os.fsync(fd)
@@ -191,10 +192,20 @@ def write_chunks(
     return nbytes, value
 
 
-def write_rows_at(file: Path, rows: np.ndarray, ranges: list[tuple[int, int]], skip_zero: bool = False) -> None:
+def _write_all(fd: int, data: memoryview) -> None:
+    """Write all of ``data`` at the descriptor's position (``os.write`` may write less than asked)."""
+    written = 0
+    while written < len(data):
+        written += os.write(fd, data[written:])
+
+
+def write_rows_at(
+    file: Path, rows: np.ndarray, ranges: list[tuple[int, int]], skip_zero: bool = False, offset: int = 0
+) -> None:
     """Write the leading-dimension ``ranges`` of 2-d uint8 ``rows`` into existing ``file`` at their own offsets.
 
-    ``skip_zero`` leaves all-zero chunks unwritten (for a fresh sparse file, which already reads as zeros).
+    Row ``i`` starts at byte ``offset + i * row_bytes``. ``skip_zero`` leaves all-zero chunks unwritten
+    (for a fresh sparse file, which already reads as zeros).
 
     Raises:
         OSError: The file cannot be opened or written.
@@ -211,10 +222,10 @@ def write_rows_at(file: Path, rows: np.ndarray, ranges: list[tuple[int, int]], s
                 if skip_zero and not block.any():
                     continue
                 view = np.ascontiguousarray(block).reshape(-1).data
-                offset = first * row_bytes
+                position = offset + first * row_bytes
                 while view:
-                    done = os.pwrite(fd, view, offset)
-                    view, offset = view[done:], offset + done
+                    done = os.pwrite(fd, view, position)
+                    view, position = view[done:], position + done
     finally:
         os.close(fd)
 
@@ -235,18 +246,21 @@ def fsync_file(file: Path) -> None:
         os.close(fd)
 
 
-def read_into(file: Path, targets: memoryview | list[memoryview], expected_crc: int | None) -> None:
-    """Fill ``targets`` (writable byte views, in order) with ``file``'s bytes, checking size and CRC-32.
+def read_into(
+    file: Path, targets: memoryview | list[memoryview], expected_crc: int | None, offset: int = 0
+) -> None:
+    """Fill ``targets`` (writable byte views, in order) with ``file``'s bytes from ``offset``, checking size and CRC-32.
 
     Raises:
         CheckpointFileMissingError: The file does not exist.
         CheckpointCorruptError: The file's size or checksum differs from the metadata.
     """
     parts = [targets] if isinstance(targets, memoryview) else targets
-    check_size(file, sum(len(p) for p in parts))
+    check_size(file, sum(len(p) for p in parts), offset)
     crc = RunningCrc()
     try:
         with open(file, "rb", buffering=0) as stream:
+            stream.seek(offset)
             for part in parts:
                 for offset in range(0, len(part), CHUNK_BYTES):
                     chunk = part[offset : offset + CHUNK_BYTES]
@@ -258,12 +272,13 @@ def read_into(file: Path, targets: memoryview | list[memoryview], expected_crc: 
     _check_crc(file, value, expected_crc)
 
 
-def file_crc(file: Path, nbytes: int) -> int:
-    """Return the CRC-32 of ``file`` after checking that it holds ``nbytes`` bytes, reading it in chunks."""
-    check_size(file, nbytes)
+def file_crc(file: Path, nbytes: int, offset: int = 0) -> int:
+    """Return the CRC-32 of ``file``'s bytes after ``offset``, checking that they are ``nbytes``, reading in chunks."""
+    check_size(file, nbytes, offset)
     crc = 0
     buffer = bytearray(min(CHUNK_BYTES, max(nbytes, 1)))
     with open(file, "rb", buffering=0) as stream:
+        stream.seek(offset)
         while got := stream.readinto(buffer):
             crc = crc32(memoryview(buffer)[:got], crc)
     return crc & 0xFFFFFFFF
@@ -279,21 +294,22 @@ def _check_crc(file: Path, value: int, expected: int | None) -> None:
         )
 
 
-def verify_file(file: Path, nbytes: int, expected_crc: int | None) -> None:
-    """Raise a typed error unless ``file`` holds ``nbytes`` bytes with CRC-32 ``expected_crc``."""
-    _check_crc(file, file_crc(file, nbytes), expected_crc)
+def verify_file(file: Path, nbytes: int, expected_crc: int | None, offset: int = 0) -> None:
+    """Raise a typed error unless ``file`` holds ``nbytes`` bytes after ``offset`` with CRC-32 ``expected_crc``."""
+    _check_crc(file, file_crc(file, nbytes, offset), expected_crc)
 
 
-def check_size(file: Path, nbytes: int) -> None:
-    """Raise a typed error unless ``file`` exists and holds exactly ``nbytes`` bytes."""
+def check_size(file: Path, nbytes: int, header: int = 0) -> None:
+    """Raise a typed error unless ``file`` exists and holds exactly ``header + nbytes`` bytes."""
     try:
         size = file.stat().st_size
     except FileNotFoundError:
         raise CheckpointFileMissingError(f"checkpoint file {file} is missing (listed in metadata.json)", file) from None
-    if size != nbytes:
+    if size != header + nbytes:
+        lists = f"{nbytes}" if not header else f"{header + nbytes} (a {header}-byte .npy header, then {nbytes})"
         raise CheckpointCorruptError(
-            f"checkpoint file {file} holds {size} bytes but metadata.json lists {nbytes}: "
-            f"{'truncated' if size < nbytes else 'has extra bytes'}",
+            f"checkpoint file {file} holds {size} bytes but metadata.json lists {lists}: "
+            f"{'truncated' if size < header + nbytes else 'has extra bytes'}",
             file,
         )
 

@@ -15,19 +15,22 @@ import torch
 from xreplay.errors import CapacityError, CheckpointError
 from xreplay.scheme import Scheme
 from xreplay.storage.layout import RowLayout
+from xreplay.storage.npy import npy_header, record_dtype
 from xreplay.storage.tensor import TensorStorage
 
 __all__ = ["MemmapStorage", "map_rows"]
 
-_LIVE_NUMBER = re.compile(r"^rows\.live-(\d{6})\.bin$")
+_LIVE_NUMBER = re.compile(r"^rows\.live-(\d{6})\.(bin|npy)$")  # .bin: a raw rows file from before format 3
 
 
 class MemmapStorage(TensorStorage):
     """A :class:`TensorStorage` whose rows are a file in a checkpoint directory, mapped copy-on-write.
 
-    The file layout is public: rows live in ``path/rows.live-N.bin``, ``capacity x row_bytes``
-    bytes of the storage's :class:`~xreplay.storage.layout.RowLayout` (a sparse file: untouched
-    slots take no disk), used through a copy-on-write map and ``torch.from_numpy``, so the
+    The file layout is public: rows live in ``path/rows.live-N.npy``, a standard ``.npy`` file of
+    ``capacity`` records of the storage's :class:`~xreplay.storage.layout.RowLayout` (dtype
+    :func:`~xreplay.storage.npy.record_dtype`; its 4096-byte header is followed by ``capacity x
+    row_bytes`` bytes, a sparse file: untouched slots take no disk), used through a copy-on-write
+    map and ``torch.from_numpy``, so the
     operating system pages them in and out and a buffer can be larger than memory. Writes stay
     private to the process until the file is written, so the file only ever holds the states
     written to it.
@@ -55,8 +58,8 @@ class MemmapStorage(TensorStorage):
         >>> from xreplay.scheme import Field, Scheme
         >>> s = MemmapStorage(Scheme({"r": Field((1,))}), capacity=4, max_seq_length=3, path=tempfile.mkdtemp() + "/m")
         >>> s.columns["r"][1] = 2.0  # private to this process until a flush writes the file
-        >>> s.file.name, s.file.stat().st_size == s.nbytes, s.pristine
-        ('rows.live-000001.bin', True, True)
+        >>> s.file.name, s.file.stat().st_size == s.data_offset + s.nbytes, s.pristine
+        ('rows.live-000001.npy', True, True)
     """
 
     def __init__(self, scheme: Scheme, capacity: int, max_seq_length: int, path: str | os.PathLike[str]):
@@ -69,6 +72,8 @@ class MemmapStorage(TensorStorage):
         self._map: mmap.mmap | None = None
         self._owner: Any = None
         self._pristine = True
+        self.data_offset = 0
+        """Bytes before the rows in :attr:`file`: its ``.npy`` header (0 for a raw rows file of format 1 or 2)."""
         super().__init__(scheme, capacity, max_seq_length)
 
     @classmethod
@@ -80,13 +85,15 @@ class MemmapStorage(TensorStorage):
         file: Path,
         mapping: mmap.mmap | None,
         row_crc: np.ndarray,
+        data_offset: int = 0,
     ) -> MemmapStorage:
-        """Return a storage over a loaded copy-on-write map of its rows ``file`` (used when reopening)."""
+        """Return a storage over a loaded copy-on-write map of its rows ``file`` (rows at ``data_offset``)."""
         storage = cls.__new__(cls)
         storage.scheme, storage.layout = scheme, layout
         storage.capacity, storage.device, storage.pin_memory = int(rows.shape[0]), torch.device("cpu"), False
         storage.path, storage._files = Path(file).parent, [Path(file)]
         storage._map, storage._owner, storage._pristine = mapping, None, False
+        storage.data_offset = int(data_offset)
         storage.row_crc = np.array(row_crc, dtype=np.uint32)
         storage.rows = torch.from_numpy(rows.reshape(rows.shape[0], -1))
         storage.columns = layout.views(storage.rows)
@@ -123,11 +130,12 @@ class MemmapStorage(TensorStorage):
     def _next_file(self) -> Path:
         """Return a rows file name not used in the directory yet."""
         numbers = [int(m.group(1)) for p in self.path.iterdir() if (m := _LIVE_NUMBER.match(p.name))]
-        return self.path / f"rows.live-{max(numbers, default=0) + 1:06d}.bin"
+        return self.path / f"rows.live-{max(numbers, default=0) + 1:06d}.npy"
 
     def _allocate(self, layout: RowLayout) -> torch.Tensor:
-        """Create a new zero-filled (sparse) rows file for ``layout`` and map it copy-on-write."""
-        needed = self.capacity * layout.row_bytes
+        """Create a new zero-filled (sparse) rows file for ``layout`` (a ``.npy`` file) and map it copy-on-write."""
+        header = npy_header(record_dtype(layout), (self.capacity,))
+        needed = len(header) + self.capacity * layout.row_bytes
         free = shutil.disk_usage(self.path).free
         if needed > free:
             raise CapacityError(
@@ -136,9 +144,11 @@ class MemmapStorage(TensorStorage):
             )
         file = self._next_file()
         with open(file, "xb") as handle:
+            handle.write(header)
             handle.truncate(needed)
         self._files.append(file)
-        rows, self._map = map_rows(file, (self.capacity, layout.row_bytes))
+        rows, self._map = map_rows(file, (self.capacity, layout.row_bytes), len(header))
+        self.data_offset = len(header)
         self.row_crc = np.zeros(self.capacity, dtype=np.uint32)
         self._pristine = True
         return torch.from_numpy(rows)
@@ -148,7 +158,10 @@ class MemmapStorage(TensorStorage):
         if self._map is None or not hasattr(self._map, "madvise"):
             return
         page, row_bytes = mmap.PAGESIZE, self.layout.row_bytes
-        spans = [(0, len(self._map))] if ranges is None else [(a * row_bytes, b * row_bytes) for a, b in ranges]
+        base = self.data_offset  # the map starts at the file's header
+        spans = [(0, len(self._map))] if ranges is None else [
+            (base + a * row_bytes, base + b * row_bytes) for a, b in ranges
+        ]
         for start, stop in spans:
             first = -(-start // page) * page  # whole pages inside the span only: neighbours may be unflushed
             last = stop // page * page
@@ -163,14 +176,18 @@ class MemmapStorage(TensorStorage):
         self._files = [f for f in self._files if f.name == file_name or f == self.file]
 
 
-def map_rows(file: Path, shape: tuple[int, ...]) -> tuple[np.ndarray, mmap.mmap | None]:
-    """Return a copy-on-write map of a rows file as a 2-d uint8 array, and the map (None when empty)."""
+def map_rows(file: Path, shape: tuple[int, ...], offset: int = 0) -> tuple[np.ndarray, mmap.mmap | None]:
+    """Return a copy-on-write map of a rows file (rows from byte ``offset``) as a 2-d uint8 array, and the map.
+
+    The map (None when there are no rows) starts at the beginning of the file, so ``offset`` needs no alignment.
+    """
     capacity, row_bytes = int(shape[0]), int(np.prod(shape[1:], dtype=np.int64))
     if capacity * row_bytes == 0:
         return np.zeros((capacity, row_bytes), dtype=np.uint8), None
     fd = os.open(file, os.O_RDONLY)
     try:
-        mapping = mmap.mmap(fd, capacity * row_bytes, access=mmap.ACCESS_COPY)
+        mapping = mmap.mmap(fd, offset + capacity * row_bytes, access=mmap.ACCESS_COPY)
     finally:
         os.close(fd)
-    return np.frombuffer(mapping, dtype=np.uint8).reshape(capacity, row_bytes), mapping
+    rows = np.frombuffer(mapping, dtype=np.uint8, count=capacity * row_bytes, offset=offset)
+    return rows.reshape(capacity, row_bytes), mapping

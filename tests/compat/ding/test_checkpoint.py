@@ -50,6 +50,19 @@ def test_is_a_versioned_checksummed_checkpoint_of_kind_ding(tmp_path):
     assert isinstance(fresh, DequeBuffer) and [r.data for r in fresh.storage] == [r.data for r in buf.storage]
 
 
+def test_every_array_file_is_a_npy_file_numpy_opens(tmp_path):
+    buf, per = make()
+    per.update_priorities([buf.storage[1].index], [7.0])
+    path = tmp_path / "buf.xrp"
+    buf.save_data(str(path))
+    arrays = json.loads((path / "metadata.json").read_text())["arrays"]
+    for name, entry in arrays.items():
+        array = np.load(path / entry["file"], mmap_mode="r")  # without allow_pickle: plain numbers and bytes
+        assert array.dtype == np.dtype(entry["dtype"]) and list(array.shape) == entry["shape"], name
+    tree = np.load(path / arrays["payload.tree"]["file"])  # the payload's JSON, as bytes
+    assert json.loads(tree.tobytes())
+
+
 def test_save_again_overwrites_the_earlier_save(tmp_path):
     buf = DequeBuffer(size=4)
     buf.push(1)
@@ -87,7 +100,7 @@ def test_corrupt_checkpoint_raises_and_loads_nothing(tmp_path, damage):
     buf, _ = make()
     path = tmp_path / "buf.xrp"
     buf.save_data(str(path))
-    payload = next(path.glob("payload_tree.*.bin"))
+    payload = next(path.glob("payload_tree.*.npy"))
     blob = payload.read_bytes()
     if damage == "truncate":
         payload.write_bytes(blob[:-10])
