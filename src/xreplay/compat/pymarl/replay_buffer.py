@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from xreplay.buffers.locking import MutationLock, locked
 from xreplay.compat.pymarl.episode_batch import EpisodeBatch, _Write
 from xreplay.compat.pymarl.transforms import OneHot
 from xreplay.errors import ArgumentError, InsufficientDataAssertionError
@@ -22,6 +23,9 @@ __all__ = ["ReplayBuffer"]
 
 class ReplayBuffer(EpisodeBatch):
     """PyMARL's episode replay buffer: ``insert_episode_batch``, ``can_sample``, ``sample``.
+
+    Thread-safe: inserts, samples and saves take the buffer's lock for their whole call, so a runner
+    thread may insert while a learner thread samples (PyMARL itself does both from one thread).
 
     Example:
         >>> buf = ReplayBuffer({"reward": {"vshape": (1,)}}, {}, buffer_size=3, max_seq_length=2)
@@ -48,6 +52,7 @@ class ReplayBuffer(EpisodeBatch):
         )
         self.buffer_size = buffer_size
         self._writer = RingWriter(buffer_size)
+        self.lock = MutationLock()  # held by inserts, samples and saves
 
     @property
     def buffer_index(self) -> int:
@@ -67,6 +72,7 @@ class ReplayBuffer(EpisodeBatch):
     def episodes_in_buffer(self, value: int) -> None:
         self._writer.size = int(value)
 
+    @locked
     def insert_episode_batch(self, ep_batch: EpisodeBatch) -> None:
         """Copy the episodes of ``ep_batch`` into the ring, wrapping around and overwriting the oldest.
 
@@ -169,6 +175,7 @@ class ReplayBuffer(EpisodeBatch):
         """Return whether ``batch_size`` episodes are stored."""
         return self.episodes_in_buffer >= batch_size
 
+    @locked
     def sample(self, batch_size: int) -> EpisodeBatch:
         """Return ``batch_size`` distinct stored episodes drawn with ``numpy.random.choice``.
 
@@ -190,10 +197,12 @@ class ReplayBuffer(EpisodeBatch):
         ep_ids = np.random.choice(self.episodes_in_buffer, batch_size, replace=False)
         return self.gather(ep_ids)
 
+    @locked
     def uni_sample(self, batch_size: int) -> EpisodeBatch:
         """Return a uniform sample (pymarl2's name for :meth:`sample`)."""
         return self.sample(batch_size)
 
+    @locked
     def sample_latest(self, batch_size: int) -> EpisodeBatch:
         """Return the ``batch_size`` most recently inserted episodes (pymarl2), uniform when they wrap."""
         batch_size = as_count(batch_size, "batch_size")
