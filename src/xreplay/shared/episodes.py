@@ -115,6 +115,9 @@ class SharedEpisodeWriter:
 class SharedEpisodeBuffer:
     """A ring of whole episodes in shared memory: many runner processes, one learner.
 
+    Thread-safe as :class:`~xreplay.shared.SharedTransitionBuffer`: writer handles may be shared by
+    threads, and the learner's samples, priority updates and saves take the learner's lock.
+
     Args:
         scheme: The fields of an episode (e.g. ``Scheme.from_pymarl(...)`` with per-agent groups).
         capacity: Episodes kept; the oldest are overwritten first.

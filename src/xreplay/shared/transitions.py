@@ -126,6 +126,9 @@ class SharedTransitionWriter:
 class SharedTransitionBuffer:
     """A ring of transitions in shared memory: many writer processes, one learner.
 
+    Thread-safe: writer handles may be shared by threads of a process, and the learner's samples,
+    priority updates and saves take the learner's lock (writers publish slots without it).
+
     Args:
         capacity: Transitions kept; the oldest are overwritten first.
         fields: The fields, as ``{name: (item shape, dtype)}`` (nested dicts allowed); or None with ``example``.

@@ -38,6 +38,9 @@ class DequeBuffer(Buffer):
     run samples the same records. Positions, index lookups and group windows
     cost O(1) or O(window), not O(size).
 
+    Thread-safe: every push, sample, update, delete and save takes the buffer's lock for its call, so
+    collector threads may push while a learner thread samples.
+
     Args:
         size: Capacity.
         sliced: Group windows start at multiples of ``unroll_len``.
