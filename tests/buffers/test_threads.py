@@ -164,3 +164,37 @@ def test_other_threads_write_sample_and_update_while_a_large_copy_is_under_way()
     assert finished_during_copy  # the copy held no lock the others needed
     assert len(buffer) == 150 * CHUNK + CHUNK + 1
     check_whole(buffer.gather(np.arange(len(buffer))))
+
+
+def test_a_sample_draws_again_instead_of_waiting_for_slots_a_stalled_write_is_overwriting() -> None:
+    buffer = TransitionBuffer(20_000, seed=5)
+    for index in range(200):  # 19,200 stored: the stalled write below overwrites 1,000 of them
+        buffer.extend(chunk(0, index))
+    entered, release = threading.Event(), threading.Event()
+    write = buffer.storage.write
+
+    def stalled_write(rows, values, items):
+        if not entered.is_set():
+            entered.set()
+            release.wait(20)
+        write(rows, values, items)
+
+    buffer.storage.write = stalled_write  # type: ignore[method-assign]
+    copier = threading.Thread(target=buffer.extend, args=(chunk(1, 0, size=1_800),))  # laps onto slots 0..999
+    copier.start()
+    assert entered.wait(20)
+    samples: list[dict] = []
+    sampler = threading.Thread(target=lambda: samples.extend(buffer.sample(512) for _ in range(20)))
+    sampler.start()
+    sampler.join(10)
+    finished_during_write = len(samples) == 20
+    release.set()
+    copier.join(20)
+    sampler.join(20)
+    assert finished_during_write
+    for batch in samples:
+        check_whole(batch)
+        tags = batch["tag"].numpy()
+        assert (tags < 1_000_000).all()  # nothing of the unfinished write
+        busy = np.r_[19_200:20_000, 0:1_000]
+        assert not np.isin(np.asarray(batch.indices), busy).any()  # drawn again, not waited for

@@ -110,21 +110,21 @@ class SlotGuard:
         slots_of: Callable[[D], np.ndarray],
         read: Callable[[D], R],
         keep: Callable[[D], None],
+        redraw: Callable[[D, np.ndarray], D] | None = None,
     ) -> tuple[D, R]:
         """Draw under ``lock``, read the drawn slots outside it, and return both once no write touched them.
 
-        ``keep`` runs in the critical section that accepts the read (it records the draw).
+        ``slots_of`` gives a draw's slots (``[n]`` items or ``[n, steps]`` windows); ``redraw(drawn, rows)``
+        draws the items of ``rows`` again (busy slots are being overwritten: their old items are gone and
+        the new ones not yet whole), or is None where a draw cannot be partly redone (then the reader
+        waits for the copies). ``keep`` runs in the critical section that accepts the read.
         """
         for _ in range(TRIES):
             with lock.critical():
-                drawn = draw()
+                drawn = self._avoid_busy(lock, draw(), slots_of, redraw)
                 seen = self.version
-                if self.copying:
-                    slots = slots_of(drawn)
-                    while self.busy(slots) and not self.written_since(slots, seen):
-                        lock.wait(0.01)  # a write is copying into a drawn slot: its item becomes whole soon
-                    if self.written_since(slots, seen):
-                        continue  # the wait let a newer write in: draw again
+            if drawn is None:
+                continue  # a write stamped a slot the reader waited for: draw again
             got = read(drawn)
             with lock.critical():
                 if self.version == seen or not self.written_since(slots_of(drawn), seen):
@@ -135,3 +135,27 @@ class SlotGuard:
             got = read(drawn)
             keep(drawn)
             return drawn, got
+
+    def _avoid_busy(
+        self,
+        lock: MutationLock,
+        drawn: D,
+        slots_of: Callable[[D], np.ndarray],
+        redraw: Callable[[D, np.ndarray], D] | None,
+    ) -> D | None:
+        """Return ``drawn`` with no item on a busy slot (redrawn or waited for), or None to draw again."""
+        seen = self.version
+        for _ in range(TRIES):
+            if not self.copying:
+                return drawn
+            slots = slots_of(drawn)
+            rows = self._busy[slots].reshape(slots.shape[0], -1).any(axis=1)
+            if not rows.any():
+                return drawn
+            if redraw is None:
+                break
+            drawn = redraw(drawn, rows)
+        slots = slots_of(drawn)
+        while self.busy(slots) and not self.written_since(slots, seen):
+            lock.wait(0.01)  # a write is copying into a drawn slot: its item becomes whole soon
+        return None if self.written_since(slots, seen) else drawn

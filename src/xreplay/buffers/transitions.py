@@ -14,13 +14,13 @@ from xreplay.buffers.priority_updates import resolve_update
 from xreplay.buffers.samples import TransitionSample
 from xreplay.buffers.slot_guard import SlotGuard
 from xreplay.buffers.transition_inputs import OneItem, check_sample_memory, host_array, validate_write
+from xreplay.buffers.transition_reads import check_gather, gather_fields
 from xreplay.buffers.transition_state import check_transition_state, transition_state
-from xreplay.buffers.validation import as_slots
 from xreplay.errors import ArgumentError, InsufficientDataError
 from xreplay.samplers.base import Draw, Sampler
 from xreplay.samplers.choice import make_sampler
 from xreplay.storage.columns import ColumnStorage
-from xreplay.storage.resources import CHECK_ABOVE, as_count, check_allocation
+from xreplay.storage.resources import as_count
 from xreplay.writers import RingWriter, SlotPlan
 
 if TYPE_CHECKING:
@@ -309,8 +309,10 @@ class TransitionBuffer:
         n = as_count(n, "sample size")
         check_sample_memory(self.storage, n, int(getattr(self.sampler, "window", 1)))
         if self.n_step is None and self._next is None:  # draw under the lock, gather outside it
+            once = (getattr(self.sampler, "replace", True) if replace is None else replace) is False
+            again = None if once else self._redraw  # without replacement, a partial redraw could repeat items
             draw, fields = self._guard.read(
-                self.lock, lambda: self._draw(n, replace), lambda d: d.indices.reshape(-1), self._read, self._keep
+                self.lock, lambda: self._draw(n, replace), lambda d: d.indices, self._read, self._keep, again
             )
             return TransitionSample.from_draw(fields, draw, self.device)
         with self.lock:  # n-step windows and next observations read the cursor and links: hold the lock
@@ -326,6 +328,10 @@ class TransitionBuffer:
         if len(self) == 0:
             raise InsufficientDataError(f"cannot sample {n} transitions from an empty buffer; add some first")
         return self.sampler.sample(self.rng, n, len(self), replace)
+
+    def _redraw(self, draw: Draw, rows: np.ndarray) -> Draw:
+        """Draw the items (windows) of ``rows`` again, with replacement (call under the lock)."""
+        return draw.with_rows(rows, self.sampler.sample(self.rng, int(rows.sum()), len(self), True))
 
     def _read(self, draw: Draw) -> dict[str, torch.Tensor]:
         """Gather the drawn transitions (windows come back as ``[n, steps, *item]``)."""
@@ -356,34 +362,13 @@ class TransitionBuffer:
             ArgumentError: An index is not an integer, or ``names`` holds an unknown field.
             IndexOutOfRangeError: An index is outside ``[0, capacity)``.
         """
-        host = np.asarray(indices.detach().cpu() if isinstance(indices, torch.Tensor) else indices)
-        if host.dtype != np.int64 or host.size == 0 or not host.view(np.uint64).max() < self.capacity:
-            shape = host.shape
-            host = as_slots(host, self.capacity, "transition index", "slots").reshape(shape)
-        row = self.storage.row_bytes()
-        if host.size * 2 * row > CHECK_ABOVE:
-            what = f"a gather of {host.size} transitions x {row} bytes"
-            check_allocation(host.size * 2 * row, self.device, what, "gather fewer transitions")
-        if names is not None:
-            known = set(self.storage.specs) | set(self.next_obs_fields)
-            unknown = [name for name in names if name not in known]
-            if unknown:
-                raise ArgumentError(f"unknown fields {unknown}; this buffer stores {sorted(known)}")
-        return self._gather(host, names)
+        host = check_gather(indices, names, self.storage, self.next_obs_fields)
+        read = self._guard.read  # a read outside the lock, as sample's: never a torn item
+        return read(self.lock, lambda: host, lambda h: h, lambda h: self._gather(h, names), lambda h: None)[1]
 
     def _gather(self, indices: np.ndarray, names: Collection[str] | None = None) -> dict[str, torch.Tensor]:
         """Return the fields of ``indices`` (int64, checked to lie in ``[0, capacity)``)."""
-        derived = self.next_obs_fields
-        if names is None:
-            fields = self.storage.gather(indices)
-            if derived:
-                fields.update(self._next.read(self.storage, indices))  # type: ignore[union-attr]
-            return fields
-        stored = [name for name in names if name not in derived]
-        fields = self.storage.gather(indices, stored) if stored else {}
-        if any(name in derived for name in names):
-            fields.update(self._next.read(self.storage, indices))  # type: ignore[union-attr]
-        return {name: fields[name] for name in names}
+        return gather_fields(self.storage, self._next, indices, names)
 
     def update_priorities(self, indices: Any, priorities: Any, generations: Any = None) -> int:
         """Set priorities of sampled transitions, skipping (and returning the count of) those overwritten since.

@@ -59,6 +59,17 @@ class Draw:
     mask: np.ndarray | None = None
     learn_mask: np.ndarray | None = None
 
+    def with_rows(self, rows: np.ndarray, other: Draw) -> Draw:
+        """Return this draw with the items (windows) where ``rows`` is True taken, in order, from ``other``."""
+        parts = {}
+        for field in dataclasses.fields(self):
+            mine, theirs = getattr(self, field.name), getattr(other, field.name)
+            if mine is not None and theirs is not None:
+                mine = mine.copy()
+                mine[rows] = theirs
+            parts[field.name] = mine
+        return Draw(**parts)
+
 
 class Sampler(Protocol):
     """Decides which stored slots come out of a buffer (see the module docstring)."""
