@@ -22,8 +22,9 @@ Example:
     >>> counts = draw_counts(rng, np.array([1.0, 3.0, 0.0]), n=4, batches=2, replace=True)
     >>> counts.shape, counts.sum(axis=1).tolist(), counts[:, 2].tolist()
     ((2, 3), [4, 4], [0, 0])
-    >>> [t.tolist() for t in placement(rng, np.array([[2, 1], [0, 3]]), n=3)]  # shard 0's rows, shard 1's
-    [[1, 2], [0, 3, 5, 4]]
+    >>> index = gather_index(rng, np.array([[2, 1], [0, 3]]), n=3)  # rows 0-1: shard 0's, rows 2-5: shard 1's
+    >>> sorted(index[:3].tolist()), sorted(index[3:].tolist())
+    ([0, 1, 2], [3, 4, 5])
 """
 
 from __future__ import annotations
@@ -36,10 +37,13 @@ import torch
 
 from xreplay.buffers.episodes import EpisodeSample
 from xreplay.buffers.transitions import TransitionSample
+from xreplay.distributed.packing import rows as packed_rows
 from xreplay.distributed.protocol import ShardDraw, ShardInfo, encode_indices
 from xreplay.errors import InsufficientDataError
 
-__all__ = ["Batches", "assemble", "draw_counts", "importance_weights", "placement"]
+_Arrays = dict[str, np.ndarray]
+
+__all__ = ["Batches", "assemble", "draw_counts", "gather_index", "importance_weights"]
 
 
 def draw_counts(rng: np.random.Generator, masses: np.ndarray, n: int, batches: int, replace: bool) -> np.ndarray:
@@ -72,24 +76,27 @@ def draw_counts(rng: np.random.Generator, masses: np.ndarray, n: int, batches: i
     return rng.multivariate_hypergeometric(sizes, n, size=batches)
 
 
-def placement(rng: np.random.Generator, counts: np.ndarray, n: int) -> list[np.ndarray]:
-    """Return, for each shard, the positions (in ``[0, batches * n)``) of its rows, batch after batch.
+def gather_index(rng: np.random.Generator, counts: np.ndarray, n: int) -> np.ndarray | None:
+    """Return which row fills each position of a request, or None when one shard sends every row.
 
-    Shard ``s`` sends ``counts[:, s].sum()`` rows, the first ``counts[0, s]`` for batch 0 and so
-    on; the positions spread each batch's rows over a random permutation of that batch. When one
-    shard sends every row they keep its order (already that of independent draws).
+    The rows are numbered as the shards send them, shard after shard, each shard's rows batch after
+    batch (its first ``counts[0, s]`` for batch 0 and so on); position ``j * n + i`` of the request
+    takes row ``index[j * n + i]``. Each batch's rows are spread over a random permutation of that
+    batch. When one shard sends every row they keep its order (already that of independent draws).
     """
-    batches, shards = counts.shape
+    batches, _shards = counts.shape
     totals = counts.sum(axis=0)
     if np.count_nonzero(totals) <= 1:  # one shard gives every row, already in random order: keep it
-        return [np.arange(batches * n) if total else np.zeros(0, np.int64) for total in totals]
-    if batches == 1:  # the shards' rows are already in random order: one permutation of the batch places them
-        return np.split(rng.permutation(n), np.cumsum(counts[0, :-1]))
-    owner = np.repeat(np.tile(np.arange(shards), batches), counts.reshape(-1))  # batch-major: who fills each place
+        return None
+    if batches == 1:  # shard after shard is the batch's order: one permutation of it places them
+        return rng.permutation(n)
+    first = np.cumsum(totals) - totals  # the first row of each shard
+    earlier = np.cumsum(counts, axis=0) - counts  # [batches, shards]: the shard's rows for earlier batches
+    within = np.cumsum(counts, axis=1) - counts  # [batches, shards]: where the shard's run starts in its batch
+    source = np.repeat((first[None, :] + earlier - within).reshape(-1), counts.reshape(-1))
+    source += np.tile(np.arange(n, dtype=np.int64), batches)  # batch-major, each batch shard after shard
     order = rng.permuted(np.tile(np.arange(n, dtype=np.int64), (batches, 1)), axis=1)  # a permutation per batch
-    order += (np.arange(batches, dtype=np.int64) * n)[:, None]  # batch j occupies [j * n, (j + 1) * n)
-    by_shard = order.reshape(-1)[np.argsort(owner, kind="stable")]  # stable: batch order kept within a shard
-    return np.split(by_shard, np.cumsum(counts.sum(axis=0))[:-1])
+    return np.take_along_axis(source.reshape(batches, n), order, axis=1).reshape(-1)
 
 
 def importance_weights(leaves: np.ndarray, min_leaf: float, beta: float) -> np.ndarray:
@@ -99,22 +106,32 @@ def importance_weights(leaves: np.ndarray, min_leaf: float, beta: float) -> np.n
     return weights.astype(np.float32)
 
 
-def _scatter(parts: dict[int, Any], targets: dict[int, np.ndarray], rows: int) -> np.ndarray:
-    """Return one array of ``rows`` rows holding each shard's ``parts[s]`` at its target positions."""
-    first = next(part for s, part in parts.items() if targets[s].size)
-    if first.shape[0] == rows:  # one shard gives every row, in order (see placement): one plain copy
-        return np.array(first)
-    out = np.empty((rows, *first.shape[1:]), dtype=first.dtype)
-    for s, part in parts.items():
-        if targets[s].size:
-            out[targets[s]] = part
-    return out
+def _merge(parts: list[np.ndarray], index: np.ndarray | None) -> np.ndarray:
+    """Return the shards' rows ``parts`` (shard after shard) in the request's order, in a new array.
+
+    With ``index`` None the one part is returned as it is: :func:`_unpacked` copied it already.
+    """
+    if index is None:
+        return parts[0]
+    return np.concatenate(parts).take(index, axis=0)
+
+
+def _unpacked(draws: dict[int, ShardDraw], index: np.ndarray | None) -> list[tuple[int, _Arrays, _Arrays]]:
+    """Return ``(shard, fields, meta)`` of the shards that sent rows, in shard order.
+
+    When one shard sends every row, its whole buffer is copied once (the arrays are then writable
+    views of the copy, as tensors need) and nothing is merged.
+    """
+    sent = [s for s in sorted(draws) if packed_rows(draws[s].meta, "slots")]
+    if index is None and sent:
+        draws = {sent[0]: draws[sent[0]]._replace(data=np.array(draws[sent[0]].data))}
+    return [(s, *draws[s].unpack()) for s in sent]
 
 
 def assemble(
     info: ShardInfo,
     draws: dict[int, ShardDraw],
-    targets: dict[int, np.ndarray],
+    index: np.ndarray | None,
     n: int,
     batches: int,
     first_step: int,
@@ -124,13 +141,13 @@ def assemble(
 ) -> Batches:
     """Return the ``batches`` samples of a request from the shards' draws.
 
-    Every field is scattered once into one array for the whole request (one copy per field and
-    shard) and wrapped as one tensor (moved to ``device`` once); the batches are slices of it.
+    Every array is put in the request's order once (one gather of the shards' rows per field) and
+    wrapped as one tensor (moved to ``device`` once); the batches are slices of it.
 
     Args:
         info: The shards' description.
         draws: Shard -> its draw (shards asked for nothing may be missing).
-        targets: Shard -> positions of its rows (:func:`placement`).
+        index: Which row fills each position (:func:`gather_index`), or None: one shard sent every row.
         n: Items per batch.
         batches: Batches in the request.
         first_step: Beta-schedule step of the first batch.
@@ -139,34 +156,37 @@ def assemble(
         device: Where the tensors go.
     """
     rows = n * batches
-    names = next((list(d.fields) for s, d in draws.items() if targets[s].size), [])
-    arrays = {name: _scatter({s: d.fields.get(name) for s, d in draws.items()}, targets, rows) for name in names}
-    index = np.empty(rows, dtype=np.int64)
-    for s, draw in draws.items():
-        if targets[s].size:
-            index[targets[s]] = encode_indices(s, draw.state.epoch, draw.slots)
+    sent = _unpacked(draws, index)
+    names = list(sent[0][1]) if sent else []
+    arrays = {name: _merge([fields[name] for _s, fields, _m in sent], index) for name in names}
+    slots = [encode_indices(s, draws[s].state.epoch, meta["slots"]) for s, _f, meta in sent]
+    indices = _merge(slots, index) if sent else np.zeros(0, np.int64)
     tensors = {name: _tensor(array, device) for name, array in arrays.items()}  # one conversion per request
     if info.kind == "episodes":
-        lengths = _scatter({s: d.lengths for s, d in draws.items()}, targets, rows) if rows else np.zeros(0, np.int32)
-        index_tensor, length_tensor = _tensor(index, device), _tensor(lengths, device)
+        lengths = _merge([meta["lengths"] for _s, _f, meta in sent], index) if rows else np.zeros(0, np.int32)
+        index_tensor, length_tensor = _tensor(indices, device), _tensor(lengths, device)
         return Batches(
             lambda part: _episodes(info, tensors, index_tensor, length_tensor, part, truncate, device), n, batches
         )
     generations = weights = None
     if info.prioritized and rows:
-        generations = _scatter({s: d.generations for s, d in draws.items()}, targets, rows)
-        leaves = _scatter({s: d.leaves for s, d in draws.items()}, targets, rows)
-        weights = np.empty(rows, dtype=np.float32)
-        for j in range(batches):  # one beta per batch, as the local sampler steps it
-            part = slice(j * n, (j + 1) * n)
-            weights[part] = importance_weights(leaves[part], min_leaf, info.beta(first_step + j))
+        generations = _merge([meta["generations"] for _s, _f, meta in sent], index)
+        leaves = _merge([meta["leaves"] for _s, _f, meta in sent], index)
+        betas = [info.beta(first_step + j) for j in range(batches)]
+        if all(beta == betas[0] for beta in betas):  # the same operations on every row: one pass
+            weights = importance_weights(leaves, min_leaf, betas[0])
+        else:
+            weights = np.empty(rows, dtype=np.float32)
+            for j, beta in enumerate(betas):  # one beta per batch, as the local sampler steps it
+                part = slice(j * n, (j + 1) * n)
+                weights[part] = importance_weights(leaves[part], min_leaf, beta)
     weight_tensor = None if weights is None else _tensor(weights, device)
 
     def make(part: slice) -> TransitionSample:
         fields = {name: tensor[part] for name, tensor in tensors.items()}
         batch_weights = None if weight_tensor is None else weight_tensor[part]
         batch_generations = None if generations is None else generations[part]
-        return TransitionSample(fields, index[part], batch_weights, batch_generations)
+        return TransitionSample(fields, indices[part], batch_weights, batch_generations)
 
     return Batches(make, n, batches)
 

@@ -27,6 +27,7 @@ import torch
 
 from xreplay.buffers.episodes import EpisodeBuffer
 from xreplay.buffers.transitions import TransitionBuffer
+from xreplay.distributed.packing import pack
 from xreplay.distributed.protocol import ShardCheckpoints, ShardDraw, ShardInfo, ShardState
 from xreplay.errors import CheckpointError, CheckpointMismatchError, ShardFactoryError
 from xreplay.persistence import load, save
@@ -267,19 +268,25 @@ class ShardCore:
         total = int(counts.sum())
         buffer = self.buffer
         if total == 0:
-            return ShardDraw(self.state(), {}, _EMPTY_SLOTS)
-        if isinstance(buffer, TransitionBuffer):
+            return self._draw({}, {"slots": _EMPTY_SLOTS})
+        if isinstance(buffer, TransitionBuffer):  # with replacement: one draw of every batch's items
             batch = buffer.sample(total)
-            fields = {name: _host(value) for name, value in batch.items()}
-            slots = batch.indices
-            leaves = buffer.sampler.priorities(slots) if self.info.prioritized else None  # type: ignore[union-attr]
-            return ShardDraw(self.state(), fields, slots, batch.generations, leaves)
+            meta = {"slots": batch.indices}
+            if self.info.prioritized:
+                meta["generations"] = batch.generations
+                meta["leaves"] = buffer.sampler.priorities(batch.indices)  # type: ignore[union-attr]
+            return self._draw({name: _host(value) for name, value in batch.items()}, meta)
         size = len(buffer)
         parts = [buffer.sampler.sample(buffer.rng, int(c), size, replace).indices for c in counts if c]  # per batch
         slots = np.concatenate(parts) if len(parts) > 1 else parts[0]
         episodes = buffer.get(slots)
         fields = {name: _host(value) for name, value in episodes.items() if name != "filled"}
-        return ShardDraw(self.state(), fields, slots, lengths=_host(episodes.lengths))
+        return self._draw(fields, {"slots": slots, "lengths": _host(episodes.lengths)})
+
+    def _draw(self, fields: dict[str, np.ndarray], meta: dict[str, np.ndarray]) -> ShardDraw:
+        """Return a reply holding ``fields`` and ``meta`` in one packed buffer."""
+        data, (field_layout, meta_layout) = pack(fields, meta)
+        return ShardDraw(self.state(), data, field_layout, meta_layout)
 
     def update_priorities(self, slots: np.ndarray, priorities: np.ndarray, generations: Any) -> tuple[int, ShardState]:
         """Apply a batch of priority updates; return the number skipped as stale and the state.

@@ -1,0 +1,65 @@
+"""One contiguous buffer for the arrays of a shard's reply: one buffer for Ray to move, views to read it.
+
+Ray serializes every numpy array of a reply as a buffer of its own, with its
+own pickling and reconstruction on both sides; a sample's reply holds eight
+(five fields, slots, generations, leaf masses), which costs more than the
+bytes. :func:`pack` copies them into one ``uint8`` array (each aligned to its
+item size) and returns a small layout; :func:`unpack` returns views of
+the received buffer (read-only: the client copies what it keeps).
+
+Example:
+    >>> data, (layout,) = pack({"obs": np.arange(6.0).reshape(3, 2), "done": np.array([True, False, True])})
+    >>> arrays = unpack(data, layout)
+    >>> arrays["obs"].tolist(), arrays["done"].tolist(), data.nbytes
+    ([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]], [True, False, True], 51)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+__all__ = ["Layout", "pack", "rows", "unpack"]
+
+Layout = tuple[tuple[str, str, tuple[int, ...], int], ...]
+"""Each packed array's name, dtype (``dtype.str``), shape and byte offset."""
+
+
+def pack(*groups: Mapping[str, np.ndarray]) -> tuple[np.ndarray, list[Layout]]:
+    """Return the arrays of every group copied into one ``uint8`` buffer, and each group's layout.
+
+    The arrays go in by decreasing item size, so each starts at a multiple of its own item size
+    (its elements are aligned, as numpy and torch want them) without padding; one concatenation
+    copies them all.
+    """
+    order = sorted(
+        ((g, name, array) for g, arrays in enumerate(groups) for name, array in arrays.items()),
+        key=lambda entry: -entry[2].dtype.itemsize,
+    )
+    layouts: list[list[tuple[str, str, tuple[int, ...], int]]] = [[] for _ in groups]
+    offset, parts = 0, []
+    for g, name, array in order:
+        layouts[g].append((name, array.dtype.str, array.shape, offset))
+        offset += array.nbytes
+        parts.append(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+    data = np.concatenate(parts) if parts else np.zeros(0, np.uint8)
+    return data, [tuple(layout) for layout in layouts]
+
+
+def unpack(data: np.ndarray, layout: Layout) -> dict[str, np.ndarray]:
+    """Return the arrays of a packed buffer as views of it."""
+    out = {}
+    for name, dtype, shape, offset in layout:
+        count = math.prod(shape)
+        if count:
+            out[name] = np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape)
+        else:
+            out[name] = np.empty(shape, dtype=dtype)
+    return out
+
+
+def rows(layout: Layout, name: str) -> int:
+    """Return the leading dimension of the array ``name`` in ``layout`` (0 when it is missing)."""
+    return next((shape[0] for entry, _dtype, shape, _offset in layout if entry == name), 0)
