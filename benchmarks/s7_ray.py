@@ -6,12 +6,15 @@ shards; prioritized (alpha 0.6, beta 0.4) unless said otherwise. In one run,
 repetitions interleaved across variants, medians reported:
 
 * latency of one ``sample(256)`` through the client without prefetching, with
-  1, 2 and 4 shards, against a raw Ray echo actor returning the same five
-  arrays (the transport's own cost) and the in-process buffer;
+  1, 2 and 4 shards, against raw Ray echo actors (the transport's own cost):
+  one answering the same request with a reply its shard sent (the same bytes
+  and return path; the base), the same for a bare call, and the issue's first
+  baseline, the five field arrays; and the in-process buffer;
 * learner-side throughput (batches/s) with prefetching and multi-batch calls
   (``prefetch=2`` with ``batches_per_call=16`` and with 128), sample only and
   sample + priority update, against the in-process buffer's loop and against
-  Ray's own ceiling (echo actors returning the same bytes, pipelined alike);
+  Ray's own ceiling (echo actors answering the same requests with the shards'
+  replies, pipelined alike);
 * the cores each kind of process (learner, shards, raylet, the rest of the
   machine) uses meanwhile, read from ``/proc``;
 * aggregate insert throughput (chunks of 64 transitions) with 1, 2, 4 shards
@@ -100,35 +103,41 @@ def interleave(variants: dict[str, Callable[[], float | list[float]]], rounds: i
     return out
 
 
-def echo_actor(ray: Any, rows: int = BATCH, meta: bool = False) -> Any:
-    """Return an actor holding ``rows`` transitions' arrays and returning them on every call.
-
-    With ``meta`` it also returns what a shard sends beside the fields (slots, generations, leaves).
-    """
+def echo_actor(ray: Any, reply: Any) -> Any:
+    """Return an actor answering ``reply`` to a bare call (``echo``) or to a shard's request (``sample``)."""
 
     @ray.remote(num_cpus=0)
     class Echo:
-        def __init__(self, arrays: dict[str, np.ndarray]):
-            self.arrays = arrays
+        def __init__(self, reply: Any):
+            self.reply = reply
 
-        def echo(self) -> dict[str, np.ndarray]:
-            return self.arrays
+        def echo(self) -> Any:
+            return self.reply
 
-    data: dict[str, np.ndarray] = chunk(np.random.default_rng(1), rows)
-    if meta:
-        data.update(slots=np.zeros(rows, np.int64), generations=np.zeros(rows, np.int32), leaves=np.ones(rows))
-    actor = Echo.remote(data)
+        def sample(self, counts: Any, replace: bool = True, permit: Any = None, updates: Any = None) -> Any:
+            return self.reply  # what a shard's sample takes and returns, without the sampling
+
+    actor = Echo.remote(reply)
     ray.get(actor.echo.remote())
     return actor
 
 
-def echo_pipeline(ray: Any, actors: list[Any], depth: int) -> Callable[[], None]:
-    """Return a step that keeps ``depth`` rounds of calls to every echo actor in flight and waits for the oldest."""
+def shard_replies(replay: Any, rows: int) -> list[Any]:
+    """Return what each shard of ``replay`` sends for a request of ``rows`` items (the same bytes, the same object)."""
+    backend = replay.backend
+    return backend.gather([backend.submit(s, "sample", rows) for s in range(backend.num_shards)], 60.0)
+
+
+def echo_pipeline(ray: Any, actors: list[Any], depth: int, rows: int | None) -> Callable[[], None]:
+    """Return a step keeping ``depth`` rounds of calls to every echo actor in flight, waiting for the oldest.
+
+    With ``rows`` each call is a shard's request for ``rows`` items; without, a bare call.
+    """
     queue: list[list[Any]] = []
 
     def step() -> None:
         while len(queue) < depth:
-            queue.append([actor.echo.remote() for actor in actors])
+            queue.append([actor.echo.remote() if rows is None else actor.sample.remote(rows) for actor in actors])
         ray.get(queue.pop(0))
 
     return step
@@ -158,7 +167,7 @@ class CpuMeter:
                     command = f.read()
             except OSError:
                 continue
-            kind = "learner" if int(pid) == me else "shards" if "ray::ShardCore" in command else (
+            kind = "learner" if int(pid) == me else "shards" if "ray::ShardActor" in command else (
                 "echo actors" if "ray::Echo" in command else "raylet" if "raylet" in command else "rest of machine")
             out[int(pid)] = (kind, (int(fields[11]) + int(fields[12])) / tick)
         return out
@@ -205,15 +214,16 @@ def throughput(ray: Any, replays: dict[int, Any], local: TransitionBuffer, round
     """Print the learner's batches/s with ``config`` against the in-process buffer and Ray's own ceiling."""
     variants = learner_variants(replays, local, scale, config)
     per_call, depth = config["batches_per_call"], config["prefetch"] + 1
-    ceilings = {s: [echo_actor(ray, per_call * BATCH // s, meta=True) for _ in range(s)] for s in replays}
+    ceilings = {s: [echo_actor(ray, r) for r in shard_replies(rp, per_call * BATCH // s)] for s, rp in replays.items()}
     count = max(40 * scale, 8 * per_call)
     for shards, actors in ceilings.items():
-        step = echo_pipeline(ray, actors, depth)
+        step = echo_pipeline(ray, actors, depth, per_call * BATCH // shards)
         variants[f"ray echo ceiling, {shards} actor(s)"] = lambda f=step: rate(f, count // per_call) * per_call
     results = interleave(variants, rounds)
     title = f"learner batches/s with prefetch={config['prefetch']}, batches_per_call={per_call}"
     print_table(title, results, "batches/s", "in-process sample")
-    print("  (ray echo ceiling: the same bytes per batch from that many actors, pipelined alike, no sampling)")
+    print("  (ray echo ceiling: that many actors answering the same requests with the shards' own replies, pipelined")
+    print("   alike: Ray alone, no sampling)")
     for actors in ceilings.values():
         for actor in actors:
             ray.kill(actor)
@@ -258,14 +268,15 @@ def torchrl_peer(capacity: int) -> Any:
     return buffer
 
 
-def print_table(title: str, results: dict[str, list[float]], unit: str, base: str | None, scale: float = 1.0) -> None:
-    """Print each variant's median (times ``scale``) and its ratio to ``base``."""
+def print_table(title: str, results: dict[str, list[float]], unit: str, base: str | None, scale: float = 1.0,
+                also: str | None = None) -> None:  # fmt: skip
+    """Print each variant's median (times ``scale``) and its ratio to ``base`` (and to ``also``)."""
     print(f"\n{title}  [{load()}]")
-    reference = statistics.median(results[base]) if base else None
+    bases = [(name, statistics.median(results[name])) for name in (base, also) if name]
     for name, values in results.items():
         median = statistics.median(values)
-        ratio = f"  {median / reference:6.2f}x {base}" if reference else ""
-        print(f"  {name:50s} {median * scale:12.1f} {unit}{ratio}")
+        ratios = "".join(f"  {median / reference:6.2f}x {label}" for label, reference in bases)
+        print(f"  {name:52s} {median * scale:12.1f} {unit}{ratios}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -315,23 +326,21 @@ def run(ray: Any, replay_cls: Any, local: TransitionBuffer, capacity: int, round
     for replay in (*replays.values(), uniform):
         fill(replay.extend, capacity)
         replay.flush()
-    echo = echo_actor(ray)
     peer = None if smoke or "torchrl" not in sections else torchrl_peer(capacity)
     try:
-        measure(ray, replays, uniform, echo, peer, local, rounds, scale, writer_counts, sections)
+        measure(ray, replays, uniform, peer, local, rounds, scale, writer_counts, sections)
     finally:
         for replay in (*replays.values(), uniform):
             replay.shutdown()
-        ray.kill(echo)
         if peer is not None:
             peer.close()
 
 
-def measure(ray: Any, replays: dict[int, Any], uniform: Any, echo: Any, peer: Any, local: TransitionBuffer,
+def measure(ray: Any, replays: dict[int, Any], uniform: Any, peer: Any, local: TransitionBuffer,
             rounds: int, scale: int, writer_counts: tuple[int, ...], sections: set[str]) -> None:  # fmt: skip
     """Measure the chosen sections: latency, throughput, cores, inserts, torchrl."""
     if "latency" in sections:
-        measure_latency(ray, replays, echo, local, rounds, scale)
+        measure_latency(ray, replays, local, rounds, scale)
     if "throughput" in sections:
         for config in (FAST, BULK):
             throughput(ray, replays, local, rounds, scale, config)
@@ -344,27 +353,35 @@ def measure(ray: Any, replays: dict[int, Any], uniform: Any, echo: Any, peer: An
         compare_torchrl(peer, uniform, rounds, scale)
 
 
-def measure_latency(ray: Any, replays: dict[int, Any], echo: Any, local: TransitionBuffer, rounds: int,
-                    scale: int) -> None:  # fmt: skip
-    """Print one sample(256)'s latency through the client against Ray echoes of the same bytes."""
+def measure_latency(ray: Any, replays: dict[int, Any], local: TransitionBuffer, rounds: int, scale: int) -> None:
+    """Print one sample(256)'s latency through the client against Ray echoes of the same exchange.
+
+    The base echo answers the request a 1-shard sample sends (one count) with a reply that shard sent
+    for a sample(256): the same bytes, objects and return path, no sampling.
+    """
     from xreplay.distributed import ClientOptions
 
-    calls = 20 * scale
-    latency = {"ray echo of the same arrays": lambda: timed(lambda: ray.get(echo.echo.remote()), calls)}
-    latency["in-process sample(256)"] = lambda: timed(lambda: local.sample(BATCH), calls)
-    echoes = {s: [echo_actor(ray, BATCH // s, meta=True) for _ in range(s)] for s in replays if s > 1}
+    calls, one = 20 * scale, min(replays)
+    five = echo_actor(ray, chunk(np.random.default_rng(1), BATCH))  # the issue's first baseline: 5 field arrays
+    echoes = {s: [echo_actor(ray, r) for r in shard_replies(replay, BATCH // s)] for s, replay in replays.items()}
+    base, bare = "ray echo: a shard's reply to the same request", "ray echo: a shard's reply, bare call"
+    latency = {
+        base: lambda: timed(echo_pipeline(ray, echoes[one], 1, BATCH), calls),
+        bare: lambda: timed(echo_pipeline(ray, echoes[one], 1, None), calls),
+        "ray echo: the five field arrays, bare call": lambda: timed(lambda: ray.get(five.echo.remote()), calls),
+        "in-process sample(256)": lambda: timed(lambda: local.sample(BATCH), calls),
+    }
     for shards, replay in replays.items():
         latency[f"{shards} shard(s) sample(256)"] = lambda r=replay: timed(lambda: r.sample(BATCH), calls)
-        if shards in echoes:
-            step = echo_pipeline(ray, echoes[shards], 1)
-            latency[f"ray echo from {shards} actors (256/{shards} rows + meta)"] = lambda f=step: timed(f, calls)
-    prefetched = replays[min(replays)].client(options=ClientOptions(prefetch=1))
-    latency[f"{min(replays)} shard(s) sample(256), prefetch=1"] = lambda: timed(lambda: prefetched.sample(BATCH), calls)
-    echo_name = "ray echo of the same arrays"
-    print_table("sample(256) latency, no prefetch (median)", interleave(latency, rounds), "us", echo_name, 1e6)
-    for actors in echoes.values():
-        for actor in actors:
-            ray.kill(actor)
+        if shards > 1:
+            step = echo_pipeline(ray, echoes[shards], 1, BATCH // shards)
+            latency[f"ray echo from {shards} actors: their replies, same requests"] = lambda f=step: timed(f, calls)
+    prefetched = replays[one].client(options=ClientOptions(prefetch=1))
+    latency[f"{one} shard(s) sample(256), prefetch=1"] = lambda: timed(lambda: prefetched.sample(BATCH), calls)
+    results = interleave(latency, rounds)
+    print_table("sample(256) latency, no prefetch (median)", results, "us", base, 1e6, bare)
+    for actor in [five, *(a for actors in echoes.values() for a in actors)]:
+        ray.kill(actor)
 
 
 def measure_inserts(ray: Any, replays: dict[int, Any], local: TransitionBuffer, rounds: int, scale: int,

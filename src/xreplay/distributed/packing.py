@@ -17,11 +17,13 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 
 import numpy as np
 
-__all__ = ["Layout", "pack", "rows", "unpack"]
+_ALIGN = 64
+
+__all__ = ["Layout", "merge", "pack", "rows", "unpack"]
 
 Layout = tuple[tuple[str, str, tuple[int, ...], int], ...]
 """Each packed array's name, dtype (``dtype.str``), shape and byte offset."""
@@ -63,3 +65,39 @@ def unpack(data: np.ndarray, layout: Layout) -> dict[str, np.ndarray]:
 def rows(layout: Layout, name: str) -> int:
     """Return the leading dimension of the array ``name`` in ``layout`` (0 when it is missing)."""
     return next((shape[0] for entry, _dtype, shape, _offset in layout if entry == name), 0)
+
+
+def merge(
+    parts: Mapping[Hashable, list[np.ndarray]], targets: list[np.ndarray], rows: int
+) -> dict[Hashable, np.ndarray]:
+    """Return, for each key, an array of ``rows`` rows holding ``parts[key][s]`` at the positions ``targets[s]``.
+
+    Every array lies in one new block of memory (one allocation per request, not one per array:
+    fresh memory costs page faults), and each part is written with one copy, row by row (a row
+    of several values moves as one item).
+    """
+    specs, offset = [], 0
+    for key, arrays in parts.items():
+        shape = (rows, *arrays[0].shape[1:])
+        offset = -(-offset // _ALIGN) * _ALIGN
+        specs.append((key, arrays[0].dtype, shape, offset))
+        offset += arrays[0].dtype.itemsize * math.prod(shape)
+    block = np.empty(offset, dtype=np.uint8)
+    out = {}
+    for (key, dtype, shape, start), arrays in zip(specs, parts.values(), strict=True):
+        array = block[start : start + dtype.itemsize * math.prod(shape)].view(dtype).reshape(shape)
+        if array.size:
+            flat = _by_row(array)
+            for part, target in zip(arrays, targets, strict=True):
+                if target.size:
+                    flat[target] = _by_row(part)
+        out[key] = array
+    return out
+
+
+def _by_row(array: np.ndarray) -> np.ndarray:
+    """Return a 1-D view of a contiguous array with one item per row (rows of several values as raw bytes)."""
+    if array.ndim == 1:
+        return array
+    width = array.dtype.itemsize * math.prod(array.shape[1:])
+    return np.ascontiguousarray(array).reshape(array.shape[0], -1).view(np.dtype((np.void, width))).reshape(-1)

@@ -37,6 +37,7 @@ import torch
 
 from xreplay.buffers.episodes import EpisodeSample
 from xreplay.buffers.transitions import TransitionSample
+from xreplay.distributed.packing import merge
 from xreplay.distributed.packing import rows as packed_rows
 from xreplay.distributed.protocol import ShardDraw, ShardInfo, encode_indices
 from xreplay.errors import InsufficientDataError
@@ -67,13 +68,24 @@ def draw_counts(rng: np.random.Generator, masses: np.ndarray, n: int, batches: i
             if n == 0:
                 return np.zeros((batches, masses.shape[0]), dtype=np.int64)
             raise InsufficientDataError(f"cannot sample {n} items: the live shards hold no sampling mass ({masses})")
+        if np.count_nonzero(masses) == 1:  # one shard can give anything: its count is n, nothing to draw
+            return _all_from(masses, n, batches)
         return rng.multinomial(n, masses / total, size=batches)
     sizes = masses.astype(np.int64)
     if n > sizes.sum():
         raise InsufficientDataError(
             f"sample size {n} exceeds the {int(sizes.sum())} items held by the live shards; lower it"
         )
+    if np.count_nonzero(sizes) == 1:
+        return _all_from(sizes, n, batches)
     return rng.multivariate_hypergeometric(sizes, n, size=batches)
+
+
+def _all_from(masses: np.ndarray, n: int, batches: int) -> np.ndarray:
+    """Return the counts of requests whose every item comes from the one shard with mass."""
+    counts = np.zeros((batches, masses.shape[0]), dtype=np.int64)
+    counts[:, int(np.flatnonzero(masses)[0])] = n
+    return counts
 
 
 def gather_index(rng: np.random.Generator, counts: np.ndarray, n: int) -> np.ndarray | None:
@@ -106,14 +118,25 @@ def importance_weights(leaves: np.ndarray, min_leaf: float, beta: float) -> np.n
     return weights.astype(np.float32)
 
 
-def _merge(parts: list[np.ndarray], index: np.ndarray | None) -> np.ndarray:
-    """Return the shards' rows ``parts`` (shard after shard) in the request's order, in a new array.
-
-    With ``index`` None the one part is returned as it is: :func:`_unpacked` copied it already.
-    """
-    if index is None:
-        return parts[0]
-    return np.concatenate(parts).take(index, axis=0)
+def _merged(draws: dict[int, ShardDraw], sent: list[tuple[int, _Arrays, _Arrays]], index: np.ndarray | None,
+            rows: int) -> tuple[_Arrays, _Arrays]:  # fmt: skip
+    """Return the fields and the metadata (``slots`` as global indices) of the request, in its order."""
+    parts: dict[tuple[str, str], list[np.ndarray]] = {}
+    for s, fields, meta in sent:
+        for name, array in fields.items():
+            parts.setdefault(("field", name), []).append(array)
+        for name, array in meta.items():
+            value = encode_indices(s, draws[s].state.epoch, array) if name == "slots" else array
+            parts.setdefault(("meta", name), []).append(value)
+    if index is None:  # one shard sent every row, already copied (:func:`_unpacked`): nothing to place
+        merged = {key: arrays[0] for key, arrays in parts.items()}
+    else:
+        positions = np.empty(rows, dtype=np.int64)
+        positions[index] = np.arange(rows)  # where each row goes
+        sizes = [meta["slots"].shape[0] for _s, _f, meta in sent]
+        merged = merge(parts, np.split(positions, np.cumsum(sizes)[:-1]), rows)
+    fields = {name: array for (kind, name), array in merged.items() if kind == "field"}
+    return fields, {name: array for (kind, name), array in merged.items() if kind == "meta"}
 
 
 def _unpacked(draws: dict[int, ShardDraw], index: np.ndarray | None) -> list[tuple[int, _Arrays, _Arrays]]:
@@ -141,8 +164,9 @@ def assemble(
 ) -> Batches:
     """Return the ``batches`` samples of a request from the shards' draws.
 
-    Every array is put in the request's order once (one gather of the shards' rows per field) and
-    wrapped as one tensor (moved to ``device`` once); the batches are slices of it.
+    Every array is put in the request's order once (one copy of each shard's rows, into one block
+    of memory for the request) and wrapped as one tensor (moved to ``device`` once); the batches are
+    slices of it.
 
     Args:
         info: The shards' description.
@@ -156,22 +180,18 @@ def assemble(
         device: Where the tensors go.
     """
     rows = n * batches
-    sent = _unpacked(draws, index)
-    names = list(sent[0][1]) if sent else []
-    arrays = {name: _merge([fields[name] for _s, fields, _m in sent], index) for name in names}
-    slots = [encode_indices(s, draws[s].state.epoch, meta["slots"]) for s, _f, meta in sent]
-    indices = _merge(slots, index) if sent else np.zeros(0, np.int64)
+    arrays, meta = _merged(draws, _unpacked(draws, index), index, rows)
+    indices = meta.get("slots", np.zeros(0, np.int64))
     tensors = {name: _tensor(array, device) for name, array in arrays.items()}  # one conversion per request
     if info.kind == "episodes":
-        lengths = _merge([meta["lengths"] for _s, _f, meta in sent], index) if rows else np.zeros(0, np.int32)
+        lengths = meta.get("lengths", np.zeros(0, np.int32))
         index_tensor, length_tensor = _tensor(indices, device), _tensor(lengths, device)
         return Batches(
             lambda part: _episodes(info, tensors, index_tensor, length_tensor, part, truncate, device), n, batches
         )
     generations = weights = None
     if info.prioritized and rows:
-        generations = _merge([meta["generations"] for _s, _f, meta in sent], index)
-        leaves = _merge([meta["leaves"] for _s, _f, meta in sent], index)
+        generations, leaves = meta["generations"], meta["leaves"]
         betas = [info.beta(first_step + j) for j in range(batches)]
         if all(beta == betas[0] for beta in betas):  # the same operations on every row: one pass
             weights = importance_weights(leaves, min_leaf, betas[0])
@@ -183,6 +203,8 @@ def assemble(
     weight_tensor = None if weights is None else _tensor(weights, device)
 
     def make(part: slice) -> TransitionSample:
+        if batches == 1:  # the request is the batch: no slices
+            return TransitionSample(tensors, indices, weight_tensor, generations)
         fields = {name: tensor[part] for name, tensor in tensors.items()}
         batch_weights = None if weight_tensor is None else weight_tensor[part]
         batch_generations = None if generations is None else generations[part]
