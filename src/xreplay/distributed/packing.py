@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Mapping
+from typing import TypeVar
 
 import numpy as np
 
 _ALIGN = 64
+K = TypeVar("K", bound=Hashable)
 
 __all__ = ["Layout", "merge", "pack", "rows", "unpack"]
 
@@ -67,9 +69,7 @@ def rows(layout: Layout, name: str) -> int:
     return next((shape[0] for entry, _dtype, shape, _offset in layout if entry == name), 0)
 
 
-def merge(
-    parts: Mapping[Hashable, list[np.ndarray]], targets: list[np.ndarray], rows: int
-) -> dict[Hashable, np.ndarray]:
+def merge(parts: Mapping[K, list[np.ndarray]], targets: list[np.ndarray], rows: int) -> dict[K, np.ndarray]:
     """Return, for each key, an array of ``rows`` rows holding ``parts[key][s]`` at the positions ``targets[s]``.
 
     Every array lies in one new block of memory (one allocation per request, not one per array:
