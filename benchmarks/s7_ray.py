@@ -40,6 +40,7 @@ import torch
 
 from s2_transitions import BATCH, chunk
 from xreplay import TransitionBuffer
+from xreplay.distributed import ClientOptions
 from xreplay.samplers import PrioritizedSampler
 
 CHUNK = 64
@@ -154,8 +155,6 @@ def learner_variants(
     replays: dict[int, Any], local: TransitionBuffer, scale: int, config: dict[str, int]
 ) -> dict[str, Callable[[], float]]:
     """Return the throughput variants: batches/s of sample (and sample + update) loops."""
-    from xreplay.distributed import ClientOptions
-
     priorities, s = np.random.default_rng(2).random(BATCH), scale
     fast = {shards: replay.client(options=ClientOptions(**config)) for shards, replay in replays.items()}
     count = max(40 * scale, 8 * config["batches_per_call"])
@@ -191,8 +190,6 @@ def throughput(ray: Any, replays: dict[int, Any], local: TransitionBuffer, round
 
 def insert_round(ray: Any, replay: Any, writers: int, chunks: int, write_batch: int = 0) -> float:
     """Return the aggregate transitions/s of ``writers`` tasks each writing ``chunks`` chunks of 64."""
-    from xreplay.distributed import ClientOptions
-
     @ray.remote(num_cpus=0)
     def write(client: Any, chunks: int) -> tuple[float, float, int]:
         data = chunk(np.random.default_rng(client.writer_id), CHUNK)
@@ -310,8 +307,6 @@ def run(ray: Any, replay_cls: Any, local: TransitionBuffer, capacity: int, round
 
 def measure_latency(ray: Any, replays: dict[int, Any], local: TransitionBuffer, rounds: int, scale: int) -> None:
     """Print one sample(256)'s latency against Ray echoes (base: the same request, answered with the shard's reply)."""
-    from xreplay.distributed import ClientOptions
-
     calls, one = 20 * scale, min(replays)
     five = echo_actor(ray, chunk(np.random.default_rng(1), BATCH))  # the issue's first baseline: 5 field arrays
     echoes = {s: [echo_actor(ray, r) for r in shard_replies(replay, BATCH // s)] for s, replay in replays.items()}
@@ -321,6 +316,7 @@ def measure_latency(ray: Any, replays: dict[int, Any], local: TransitionBuffer, 
         bare: lambda: timed(echo_pipeline(ray, echoes[one], 1, None), calls),
         "ray echo: the five field arrays, bare call": lambda: timed(lambda: ray.get(five.echo.remote()), calls),
         "in-process sample(256)": lambda: timed(lambda: local.sample(BATCH), calls),
+        "1 shard's own sample call, no client": lambda: timed(lambda: shard_replies(replays[one], BATCH), calls),
     }
     for shards, replay in replays.items():
         latency[f"{shards} shard(s) sample(256)"] = lambda r=replay: timed(lambda: r.sample(BATCH), calls)
@@ -355,8 +351,6 @@ def measure_inserts(ray: Any, replays: dict[int, Any], local: TransitionBuffer, 
 
 def cpu_split(replays: dict[int, Any], scale: int) -> None:
     """Print the cores each kind of process uses while the learner samples as fast as it can."""
-    from xreplay.distributed import ClientOptions
-
     print(f"\ncores used while sampling (prefetch, multi-batch) and sampling + updating  [{load()}]")
     priorities = np.random.default_rng(4).random(BATCH)
     for (shards, replay), config in ((item, c) for c in (FAST, BULK) for item in replays.items()):
@@ -376,8 +370,6 @@ def cpu_split(replays: dict[int, Any], scale: int) -> None:
 
 def compare_torchrl(peer: Any, uniform: Any, rounds: int, scale: int) -> None:
     """Print TorchRL's RayReplayBuffer against xreplay on one uniform shard: inserts of 64 and sample(256)."""
-    from xreplay.distributed import ClientOptions
-
     data = chunk(np.random.default_rng(3), CHUNK)
     td = peer.as_td(data)
     fast = uniform.client(options=ClientOptions(**FAST))

@@ -38,17 +38,16 @@ def pack(*groups: Mapping[str, np.ndarray]) -> tuple[np.ndarray, list[Layout]]:
     (its elements are aligned, as numpy and torch want them) without padding; one concatenation
     copies them all.
     """
-    order = sorted(
-        ((g, name, array) for g, arrays in enumerate(groups) for name, array in arrays.items()),
-        key=lambda entry: -entry[2].dtype.itemsize,
-    )
-    layouts: list[list[tuple[str, str, tuple[int, ...], int]]] = [[] for _ in groups]
-    offset, parts = 0, []
-    for g, name, array in order:
-        layouts[g].append((name, array.dtype.str, array.shape, offset))
+    entries = [(g, name, array) for g, arrays in enumerate(groups) for name, array in arrays.items()]
+    offsets, offset, parts = {}, 0, []
+    for g, name, array in sorted(entries, key=lambda entry: -entry[2].dtype.itemsize):
+        offsets[g, name] = offset
         offset += array.nbytes
         parts.append(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
     data = np.concatenate(parts) if parts else np.zeros(0, np.uint8)
+    layouts: list[list[tuple[str, str, tuple[int, ...], int]]] = [[] for _ in groups]
+    for g, name, array in entries:  # each group's layout in its own order
+        layouts[g].append((name, array.dtype.str, array.shape, offsets[g, name]))
     return data, [tuple(layout) for layout in layouts]
 
 

@@ -1,0 +1,64 @@
+"""A shard's reply in one packed buffer, and the client's merge of the shards' rows: the arrays come back exactly."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from xreplay.distributed.packing import merge, pack, rows, unpack
+
+DTYPES = [np.bool_, np.uint8, np.int16, np.float32, np.int64, np.float64]
+
+
+@given(
+    kinds=st.lists(st.sampled_from(DTYPES), min_size=1, max_size=6),
+    n=st.integers(0, 9),
+    width=st.integers(1, 3),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_pack_returns_every_array_bit_for_bit_and_aligned(kinds, n, width, seed):
+    rng = np.random.default_rng(seed)
+    fields = {f"f{i}": (rng.random((n, width)) * 100).astype(kind) for i, kind in enumerate(kinds)}
+    meta = {"slots": rng.integers(0, 1 << 40, n), "lengths": rng.integers(0, 5, n).astype(np.int32)}
+    data, (field_layout, meta_layout) = pack(fields, meta)
+    assert data.dtype == np.uint8 and data.nbytes == sum(a.nbytes for a in [*fields.values(), *meta.values()])
+    for original, layout in ((fields, field_layout), (meta, meta_layout)):
+        back = unpack(data, layout)
+        assert list(back) == list(original)  # names, in order, kept apart from the other group's
+        for name, array in original.items():
+            assert back[name].dtype == array.dtype and back[name].shape == array.shape
+            np.testing.assert_array_equal(back[name], array)
+            if back[name].size:
+                assert back[name].ctypes.data % array.dtype.itemsize == 0  # aligned for numpy and torch
+                torch.from_numpy(back[name].copy())
+    assert rows(meta_layout, "slots") == n and rows(meta_layout, "missing") == 0
+
+
+def test_unpacked_arrays_of_a_received_buffer_are_read_only_views():
+    data, (layout,) = pack({"obs": np.arange(6.0).reshape(3, 2)})
+    received = np.frombuffer(data.tobytes(), dtype=np.uint8)  # what another process gets: read-only
+    obs = unpack(received, layout)["obs"]
+    assert not obs.flags.writeable and obs.base is not None
+    with pytest.raises(ValueError, match="read-only"):
+        obs[0, 0] = 1.0
+
+
+@given(sizes=st.lists(st.integers(0, 7), min_size=1, max_size=4), seed=st.integers(0, 2**32 - 1))
+def test_merge_puts_each_shards_rows_where_the_targets_say(sizes, seed):
+    rng = np.random.default_rng(seed)
+    total = sum(sizes)
+    positions = rng.permutation(total)
+    targets = np.split(positions, np.cumsum(sizes)[:-1])
+    parts = {
+        "obs": [rng.random((size, 3)).astype(np.float32) for size in sizes],
+        ("meta", "slots"): [rng.integers(0, 99, size) for size in sizes],
+        "done": [rng.random(size) > 0.5 for size in sizes],
+    }
+    merged = merge(parts, targets, total)
+    for key, arrays in parts.items():
+        expected = np.empty((total, *arrays[0].shape[1:]), arrays[0].dtype)
+        for array, target in zip(arrays, targets, strict=True):
+            expected[target] = array
+        np.testing.assert_array_equal(merged[key], expected)
+        assert merged[key].flags.writeable and merged[key].flags.c_contiguous
