@@ -6,7 +6,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from xreplay.distributed.packing import merge, pack, rows, unpack
+from xreplay.distributed.packing import BlockPool, merge, pack, rows, unpack
 
 DTYPES = [np.bool_, np.uint8, np.int16, np.float32, np.int64, np.float64]
 
@@ -62,3 +62,18 @@ def test_merge_puts_each_shards_rows_where_the_targets_say(sizes, seed):
             expected[target] = array
         np.testing.assert_array_equal(merged[key], expected)
         assert merged[key].flags.writeable and merged[key].flags.c_contiguous
+
+
+def test_block_pool_hands_out_again_only_memory_nothing_uses():
+    pool = BlockPool(keep=2)
+    first = pool.take(1000)
+    tensor = torch.from_numpy(first[100:200].view(np.float32))  # a batch the learner keeps
+    del first
+    second = pool.take(1000)
+    assert not np.shares_memory(second, tensor.numpy())  # in use: a new block
+    second[:] = 7
+    del second
+    third = pool.take(900)  # the second block is free again: reused, not the one the tensor holds
+    assert third[0] == 7 and not np.shares_memory(third, tensor.numpy())
+    del tensor
+    assert len(pool.blocks) == 2

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Hashable, Mapping
 from typing import TypeVar
 
@@ -25,7 +26,7 @@ import numpy as np
 _ALIGN = 64
 K = TypeVar("K", bound=Hashable)
 
-__all__ = ["Layout", "merge", "pack", "rows", "unpack"]
+__all__ = ["BlockPool", "Layout", "merge", "pack", "rows", "unpack"]
 
 Layout = tuple[tuple[str, str, tuple[int, ...], int], ...]
 """Each packed array's name, dtype (``dtype.str``), shape and byte offset."""
@@ -68,11 +69,46 @@ def rows(layout: Layout, name: str) -> int:
     return next((shape[0] for entry, _dtype, shape, _offset in layout if entry == name), 0)
 
 
-def merge(parts: Mapping[K, list[np.ndarray]], targets: list[np.ndarray], rows: int) -> dict[K, np.ndarray]:
+class BlockPool:
+    """Memory blocks reused for the arrays of a client's requests, once nothing uses them any more.
+
+    A multi-batch request's arrays are megabytes; fresh memory costs a page fault per 4 KB (on the
+    machine of benchmark S7, more than the copies themselves). A block is handed out again only
+    when no array or tensor made from it is alive (its reference count says so), so a batch a
+    learner keeps is never overwritten. At most ``keep`` blocks are kept.
+
+    Args:
+        keep: Blocks kept for reuse.
+    """
+
+    def __init__(self, keep: int = 8):
+        """Start empty."""
+        self.keep = keep
+        self.blocks: list[np.ndarray] = []
+
+    def take(self, nbytes: int) -> np.ndarray:
+        """Return ``nbytes`` bytes of memory (``uint8``) that nothing else uses."""
+        for block in self.blocks:  # its references: the list, ``block`` and getrefcount's argument; more: in use
+            if nbytes <= block.nbytes <= 2 * nbytes + 65536 and sys.getrefcount(block) <= 3:
+                return block[:nbytes]
+        block = np.empty(nbytes, dtype=np.uint8)
+        if len(self.blocks) < self.keep:
+            self.blocks.append(block)
+        else:  # replace a block nobody uses (too small or too large for this size) if there is one
+            for i in range(len(self.blocks)):
+                if sys.getrefcount(self.blocks[i]) <= 2:  # the list and getrefcount's argument
+                    self.blocks[i] = block
+                    break
+        return block
+
+
+def merge(
+    parts: Mapping[K, list[np.ndarray]], targets: list[np.ndarray], rows: int, pool: BlockPool | None = None
+) -> dict[K, np.ndarray]:
     """Return, for each key, an array of ``rows`` rows holding ``parts[key][s]`` at the positions ``targets[s]``.
 
-    Every array lies in one new block of memory (one allocation per request, not one per array:
-    fresh memory costs page faults), and each part is written with one copy, row by row (a row
+    Every array lies in one block of memory (from ``pool`` when given; one block per request, not
+    one per array: fresh memory costs page faults), and each part is written with one copy, row by row (a row
     of several values moves as one item).
     """
     specs, offset = [], 0
@@ -81,7 +117,7 @@ def merge(parts: Mapping[K, list[np.ndarray]], targets: list[np.ndarray], rows: 
         offset = -(-offset // _ALIGN) * _ALIGN
         specs.append((key, arrays[0].dtype, shape, offset))
         offset += arrays[0].dtype.itemsize * math.prod(shape)
-    block = np.empty(offset, dtype=np.uint8)
+    block = np.empty(offset, dtype=np.uint8) if pool is None else pool.take(offset)
     out = {}
     for (key, dtype, shape, start), arrays in zip(specs, parts.values(), strict=True):
         array = block[start : start + dtype.itemsize * math.prod(shape)].view(dtype).reshape(shape)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from xreplay.distributed.backend import ShardDown
+from xreplay.distributed.packing import BlockPool
 from xreplay.distributed.parts import ClientParts
 from xreplay.distributed.protocol import ShardDraw
 from xreplay.distributed.sampling import Batches, assemble, draw_counts, gather_index
@@ -55,6 +56,7 @@ class SampleQueue:
         self.queue: collections.deque[_Request] = collections.deque()
         self.ready: Batches | None = None
         self.ready_key: Key | None = None
+        self.pool = BlockPool()  # memory of past requests, reused once their batches are gone
 
     def next(self, key: Key) -> Any:
         """Return the next batch for ``key``, keeping ``prefetch`` requests outstanding."""
@@ -160,4 +162,4 @@ class SampleQueue:
         step = client.batches_drawn
         client.batches_drawn += request.batches
         device = torch.device(client.options.device)
-        return assemble(client.info, draws, index, n, request.batches, step, minimum, truncate, device)
+        return assemble(client.info, draws, index, n, request.batches, step, minimum, truncate, device, self.pool)

@@ -37,7 +37,7 @@ import torch
 
 from xreplay.buffers.episodes import EpisodeSample
 from xreplay.buffers.transitions import TransitionSample
-from xreplay.distributed.packing import merge
+from xreplay.distributed.packing import BlockPool, merge
 from xreplay.distributed.packing import rows as packed_rows
 from xreplay.distributed.protocol import ShardDraw, ShardInfo, encode_indices
 from xreplay.errors import InsufficientDataError
@@ -119,7 +119,7 @@ def importance_weights(leaves: np.ndarray, min_leaf: float, beta: float) -> np.n
 
 
 def _merged(draws: dict[int, ShardDraw], sent: list[tuple[int, _Arrays, _Arrays]], index: np.ndarray | None,
-            rows: int) -> tuple[_Arrays, _Arrays]:  # fmt: skip
+            rows: int, pool: BlockPool | None) -> tuple[_Arrays, _Arrays]:  # fmt: skip
     """Return the fields and the metadata (``slots`` as global indices) of the request, in its order."""
     parts: dict[tuple[str, str], list[np.ndarray]] = {}
     for s, fields, meta in sent:
@@ -134,12 +134,14 @@ def _merged(draws: dict[int, ShardDraw], sent: list[tuple[int, _Arrays, _Arrays]
         positions = np.empty(rows, dtype=np.int64)
         positions[index] = np.arange(rows)  # where each row goes
         sizes = [meta["slots"].shape[0] for _s, _f, meta in sent]
-        merged = merge(parts, np.split(positions, np.cumsum(sizes)[:-1]), rows)
+        merged = merge(parts, np.split(positions, np.cumsum(sizes)[:-1]), rows, pool)
     fields = {name: array for (kind, name), array in merged.items() if kind == "field"}
     return fields, {name: array for (kind, name), array in merged.items() if kind == "meta"}
 
 
-def _unpacked(draws: dict[int, ShardDraw], index: np.ndarray | None) -> list[tuple[int, _Arrays, _Arrays]]:
+def _unpacked(
+    draws: dict[int, ShardDraw], index: np.ndarray | None, pool: BlockPool | None
+) -> list[tuple[int, _Arrays, _Arrays]]:
     """Return ``(shard, fields, meta)`` of the shards that sent rows, in shard order.
 
     When one shard sends every row, its whole buffer is copied once (the arrays are then writable
@@ -147,7 +149,10 @@ def _unpacked(draws: dict[int, ShardDraw], index: np.ndarray | None) -> list[tup
     """
     sent = [s for s in sorted(draws) if packed_rows(draws[s].meta, "slots")]
     if index is None and sent:
-        draws = {sent[0]: draws[sent[0]]._replace(data=np.array(draws[sent[0]].data))}
+        data = draws[sent[0]].data
+        copy = np.empty(data.nbytes, dtype=np.uint8) if pool is None else pool.take(data.nbytes)
+        copy[:] = data
+        draws = {sent[0]: draws[sent[0]]._replace(data=copy)}
     return [(s, *draws[s].unpack()) for s in sent]
 
 
@@ -161,6 +166,7 @@ def assemble(
     min_leaf: float,
     truncate: bool,
     device: torch.device,
+    pool: BlockPool | None = None,
 ) -> Batches:
     """Return the ``batches`` samples of a request from the shards' draws.
 
@@ -178,9 +184,10 @@ def assemble(
         min_leaf: Smallest positive mass over every shard (prioritized).
         truncate: Cut episode batches to their longest episode.
         device: Where the tensors go.
+        pool: Memory reused for the request's arrays (see :class:`~xreplay.distributed.packing.BlockPool`).
     """
     rows = n * batches
-    arrays, meta = _merged(draws, _unpacked(draws, index), index, rows)
+    arrays, meta = _merged(draws, _unpacked(draws, index, pool), index, rows, pool)
     indices = meta.get("slots", np.zeros(0, np.int64))
     tensors = {name: _tensor(array, device) for name, array in arrays.items()}  # one conversion per request
     if info.kind == "episodes":
