@@ -255,8 +255,11 @@ class ShardCore:
     def sample(self, counts: Any, replace: bool = True, permit: Any = None, updates: Any = None) -> ShardDraw:
         """Draw ``counts[j]`` items for each batch ``j`` of a request (episodes: without replacement per batch).
 
-        ``permit`` is the rate limiter's answer (see :meth:`write`); ``updates`` are priority updates
-        ``(slots, priorities, generations)`` applied first (see :meth:`update_priorities`).
+        A transition shard draws with replacement, so a client sends it the total (an int) rather
+        than the per-batch counts. ``permit`` is the rate limiter's answer (see :meth:`write`);
+        ``updates`` are priority updates ``(slots, priorities, generations)`` applied first (see
+        :meth:`update_priorities`). The reply holds every array in one packed buffer (see
+        :class:`~xreplay.distributed.protocol.ShardDraw`).
 
         Raises:
             InsufficientDataError: The shard holds too few items.
