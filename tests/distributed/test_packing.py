@@ -77,3 +77,21 @@ def test_block_pool_hands_out_again_only_memory_nothing_uses():
     assert third[0] == 7 and not np.shares_memory(third, tensor.numpy())
     del tensor
     assert len(pool.blocks) == 2
+
+
+@pytest.mark.parametrize("shards", [1, 2])
+def test_batches_a_learner_keeps_are_never_overwritten_by_later_requests(shards):
+    from tests.distributed.helpers import transitions
+    from xreplay import TransitionBuffer
+    from xreplay.distributed import ClientOptions, InProcessBackend, ReplayClient
+
+    backend = InProcessBackend(lambda: TransitionBuffer(64, sampler="prioritized", seed=0), num_shards=shards)
+    client = ReplayClient(backend, ClientOptions(prefetch=1, batches_per_call=3), seed=0)
+    client.extend(transitions(64))
+    kept = [client.sample(16) for _ in range(4)]
+    copies = [(batch["item"].clone(), batch.weights.clone(), batch.indices.copy()) for batch in kept]
+    for _ in range(60):  # later requests reuse only the memory of batches that are gone
+        client.sample(16)
+    for batch, (items, weights, indices) in zip(kept, copies, strict=True):
+        assert torch.equal(batch["item"], items) and torch.equal(batch.weights, weights)
+        np.testing.assert_array_equal(batch.indices, indices)

@@ -88,18 +88,27 @@ class BlockPool:
 
     def take(self, nbytes: int) -> np.ndarray:
         """Return ``nbytes`` bytes of memory (``uint8``) that nothing else uses."""
-        for block in self.blocks:  # its references: the list, ``block`` and getrefcount's argument; more: in use
-            if nbytes <= block.nbytes <= 2 * nbytes + 65536 and sys.getrefcount(block) <= 3:
-                return block[:nbytes]
+        for i in range(len(self.blocks)):
+            if nbytes <= self.blocks[i].nbytes <= 2 * nbytes + 65536 and _references(self.blocks, i) <= _UNUSED:
+                return self.blocks[i][:nbytes]
         block = np.empty(nbytes, dtype=np.uint8)
         if len(self.blocks) < self.keep:
             self.blocks.append(block)
         else:  # replace a block nobody uses (too small or too large for this size) if there is one
             for i in range(len(self.blocks)):
-                if sys.getrefcount(self.blocks[i]) <= 2:  # the list and getrefcount's argument
+                if _references(self.blocks, i) <= _UNUSED:
                     self.blocks[i] = block
                     break
         return block
+
+
+def _references(blocks: list[np.ndarray], i: int) -> int:
+    """Return the reference count of ``blocks[i]`` as seen from here."""
+    block = blocks[i]
+    return sys.getrefcount(block)
+
+
+_UNUSED = _references([np.empty(0, dtype=np.uint8)], 0)  # a block only the pool's list holds, counted the same way
 
 
 def merge(
