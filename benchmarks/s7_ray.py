@@ -1,29 +1,23 @@
 """Workload S7: replay sharded over Ray (xreplay.distributed.RayReplay) on one machine, S2's transition layout.
 
-Fields as S2 (obs f32[17], next_obs f32[17], act f32[6], rew f32, done f32: 168
-bytes a transition); one total capacity (1,000,000 by default) split over the
-shards; prioritized (alpha 0.6, beta 0.4) unless said otherwise. In one run,
-repetitions interleaved across variants, medians reported:
+Fields as S2 (168 bytes a transition); one total capacity (1,000,000 by default)
+split over the shards; prioritized (alpha 0.6, beta 0.4) unless said otherwise.
+In one run, repetitions interleaved across variants, medians reported:
 
-* latency of one ``sample(256)`` through the client without prefetching, with
-  1, 2 and 4 shards, against a raw Ray echo actor returning the same five
-  arrays (the transport's own cost) and the in-process buffer;
-* learner-side throughput (batches/s) with prefetching and multi-batch calls
-  (``prefetch=2`` with ``batches_per_call=16`` and with 128), sample only and
-  sample + priority update, against the in-process buffer's loop and against
-  Ray's own ceiling (echo actors returning the same bytes, pipelined alike);
-* the cores each kind of process (learner, shards, raylet, the rest of the
-  machine) uses meanwhile, read from ``/proc``;
-* aggregate insert throughput (chunks of 64 transitions) with 1, 2, 4 shards
-  and 1, 2, 4, 8 writer tasks (each its own process and client);
-* TorchRL's ``RayReplayBuffer`` (when torchrl is installed) on the same
-  uniform workload: inserts of 64 from one writer, ``sample(256)``. TorchRL's
-  prioritized sampler needs its C++ extension, which does not load beside
-  torch 2.13 here, so the comparison is uniform against uniform.
+* one ``sample(256)``'s latency without prefetching (1, 2, 4 shards) against raw
+  Ray echo actors: the base answers the same request with a reply its shard sent
+  (the same bytes and return path, no sampling); also a bare call, the five field
+  arrays (the issue's first baseline) and the in-process buffer;
+* learner batches/s with ``prefetch=2`` and ``batches_per_call`` 16 and 128,
+  sample only and sample + update, against the in-process loop and Ray's own
+  ceiling (echo actors answering the same requests with the shards' replies);
+* the cores each kind of process uses meanwhile (from ``/proc``);
+* aggregate inserts (chunks of 64) with 1, 2, 4 shards and 1-8 writer tasks;
+* TorchRL's ``RayReplayBuffer`` on the same uniform workload (its prioritized
+  sampler's C++ extension does not load beside torch 2.13 here).
 
-The machine's load (``os.getloadavg``) is printed with each section: on a
-shared 2-core machine every process (shards, writers, learner) competes for
-the same cores, so the ratios matter more than the absolute figures.
+The load (``os.getloadavg``) is printed with each section: on a shared 2-core
+machine every process competes for the same cores; the ratios matter most.
 
     python benchmarks/s7_ray.py            # full run (a few minutes)
     python benchmarks/s7_ray.py --smoke    # tiny sizes (CI)
@@ -46,23 +40,18 @@ import torch
 
 from s2_transitions import BATCH, chunk
 from xreplay import TransitionBuffer
+from xreplay.distributed import ClientOptions
 from xreplay.samplers import PrioritizedSampler
 
 CHUNK = 64
 FAST = {"prefetch": 2, "batches_per_call": 16}
 SECTIONS = ("latency", "throughput", "cores", "inserts", "torchrl")
 BULK = {"prefetch": 2, "batches_per_call": 128}  # fewer calls per batch; priorities up to 384 batches old
-ITEM_BYTES = 168
 
 
 def load() -> str:
     """Return the machine's 1-minute load average as text."""
     return f"load {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
-
-
-def factory(capacity: int, prioritized: bool) -> Callable[[], TransitionBuffer]:
-    """Return a picklable factory of an S2 buffer (``"prioritized"``: alpha 0.6, beta 0.4)."""
-    return functools.partial(TransitionBuffer, capacity, sampler="prioritized" if prioritized else "uniform", seed=0)
 
 
 def fill(write: Callable[[dict[str, np.ndarray]], Any], capacity: int) -> None:
@@ -100,100 +89,81 @@ def interleave(variants: dict[str, Callable[[], float | list[float]]], rounds: i
     return out
 
 
-def echo_actor(ray: Any, rows: int = BATCH, meta: bool = False) -> Any:
-    """Return an actor holding ``rows`` transitions' arrays and returning them on every call.
-
-    With ``meta`` it also returns what a shard sends beside the fields (slots, generations, leaves).
-    """
+def echo_actor(ray: Any, reply: Any) -> Any:
+    """Return an actor answering ``reply`` to a bare call (``echo``) or to a shard's request (``sample``)."""
 
     @ray.remote(num_cpus=0)
     class Echo:
-        def __init__(self, arrays: dict[str, np.ndarray]):
-            self.arrays = arrays
+        def __init__(self, reply: Any):
+            self.reply = reply
 
-        def echo(self) -> dict[str, np.ndarray]:
-            return self.arrays
+        def echo(self) -> Any:
+            return self.reply
 
-    data: dict[str, np.ndarray] = chunk(np.random.default_rng(1), rows)
-    if meta:
-        data.update(slots=np.zeros(rows, np.int64), generations=np.zeros(rows, np.int32), leaves=np.ones(rows))
-    actor = Echo.remote(data)
+        def sample(self, counts: Any, replace: bool = True, permit: Any = None, updates: Any = None) -> Any:
+            return self.reply  # what a shard's sample takes and returns, without the sampling
+
+    actor = Echo.remote(reply)
     ray.get(actor.echo.remote())
     return actor
 
 
-def echo_pipeline(ray: Any, actors: list[Any], depth: int) -> Callable[[], None]:
-    """Return a step that keeps ``depth`` rounds of calls to every echo actor in flight and waits for the oldest."""
+def shard_replies(replay: Any, rows: int) -> list[Any]:
+    """Return what each shard of ``replay`` sends for a request of ``rows`` items (the same bytes, the same object)."""
+    backend = replay.backend
+    return backend.gather([backend.submit(s, "sample", rows) for s in range(backend.num_shards)], 60.0)
+
+
+def echo_pipeline(ray: Any, actors: list[Any], depth: int, rows: int | None) -> Callable[[], None]:
+    """Return a step keeping ``depth`` rounds of calls (a shard's request for ``rows``, or bare) in flight."""
     queue: list[list[Any]] = []
 
     def step() -> None:
         while len(queue) < depth:
-            queue.append([actor.echo.remote() for actor in actors])
+            queue.append([actor.echo.remote() if rows is None else actor.sample.remote(rows) for actor in actors])
         ray.get(queue.pop(0))
 
     return step
 
 
-class CpuMeter:
-    """CPU seconds used per kind of process (this learner, shard actors, raylet, the rest) over a span.
+def cpu_seconds() -> dict[int, tuple[str, float]]:
+    """Return each process's kind (learner, shards, echo actors, raylet, the rest) and CPU seconds (Linux /proc)."""
+    out: dict[int, tuple[str, float]] = {}
+    tick, me = os.sysconf("SC_CLK_TCK") if os.path.isdir("/proc") else 0, os.getpid()
+    for pid in filter(str.isdigit, os.listdir("/proc") if tick else []):
+        try:
+            with open(f"/proc/{pid}/stat") as stat, open(f"/proc/{pid}/cmdline") as cmdline:
+                fields, command = stat.read().rsplit(")", 1)[1].split(), cmdline.read()
+        except OSError:
+            continue
+        kind = "learner" if int(pid) == me else "shards" if "ray::ShardActor" in command else (
+            "echo actors" if "ray::Echo" in command else "raylet" if "raylet" in command else "rest of machine")
+        out[int(pid)] = (kind, (int(fields[11]) + int(fields[12])) / tick)
+    return out
 
-    Reads ``/proc`` (Linux); elsewhere it reports nothing.
-    """
 
-    def __init__(self) -> None:
-        self.start = self._read()
-        self.began = time.perf_counter()
-
-    @staticmethod
-    def _read() -> dict[int, tuple[str, float]]:
-        out: dict[int, tuple[str, float]] = {}
-        if not os.path.isdir("/proc"):
-            return out
-        tick, me = os.sysconf("SC_CLK_TCK"), os.getpid()
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                with open(f"/proc/{pid}/cmdline") as f:
-                    command = f.read()
-            except OSError:
-                continue
-            kind = "learner" if int(pid) == me else "shards" if "ray::ShardCore" in command else (
-                "echo actors" if "ray::Echo" in command else "raylet" if "raylet" in command else "rest of machine")
-            out[int(pid)] = (kind, (int(fields[11]) + int(fields[12])) / tick)
-        return out
-
-    def cores(self) -> dict[str, float]:
-        """Return the cores each kind used on average since the meter started (processes alive throughout)."""
-        end, wall = self._read(), time.perf_counter() - self.began
-        out: dict[str, float] = {}
-        for pid, (kind, used) in end.items():
-            if pid in self.start:
-                out[kind] = out.get(kind, 0.0) + (used - self.start[pid][1]) / wall
-        return dict(sorted(out.items()))
+def cores_since(start: dict[int, tuple[str, float]], wall: float) -> dict[str, float]:
+    """Return the cores each kind used on average over ``wall`` seconds since ``start`` (processes alive throughout)."""
+    out: dict[str, float] = {}
+    for pid, (kind, used) in cpu_seconds().items():
+        if pid in start:
+            out[kind] = out.get(kind, 0.0) + (used - start[pid][1]) / wall
+    return dict(sorted(out.items()))
 
 
 def learner_variants(
     replays: dict[int, Any], local: TransitionBuffer, scale: int, config: dict[str, int]
 ) -> dict[str, Callable[[], float]]:
     """Return the throughput variants: batches/s of sample (and sample + update) loops."""
-    from xreplay.distributed import ClientOptions
-
-    priorities = np.random.default_rng(2).random(BATCH)
+    priorities, s = np.random.default_rng(2).random(BATCH), scale
     fast = {shards: replay.client(options=ClientOptions(**config)) for shards, replay in replays.items()}
     count = max(40 * scale, 8 * config["batches_per_call"])
 
-    def loop(client: Any) -> Callable[[], None]:
-        def step() -> None:
-            batch = client.sample(BATCH)
-            client.update_priorities(batch, priorities)
+    def loop(client: Any) -> Callable[[], Any]:  # one learner step: sample, then update what was sampled
+        return lambda: client.update_priorities(client.sample(BATCH), priorities)
 
-        return step
-
-    variants: dict[str, Callable[[], float]] = {
-        "in-process sample": lambda: rate(lambda: local.sample(BATCH), 40 * scale),
-        "in-process sample+update": lambda: rate(loop(local), 40 * scale),
-    }
+    variants: dict[str, Callable[[], float]] = {"in-process sample": lambda: rate(lambda: local.sample(BATCH), 40 * s)}
+    variants["in-process sample+update"] = lambda: rate(loop(local), 40 * s)
     for shards, client in fast.items():
         variants[f"{shards} shard(s) sample"] = lambda c=client: rate(lambda: c.sample(BATCH), count)
         variants[f"{shards} shard(s) sample+update"] = lambda c=client: rate(loop(c), count)
@@ -205,24 +175,21 @@ def throughput(ray: Any, replays: dict[int, Any], local: TransitionBuffer, round
     """Print the learner's batches/s with ``config`` against the in-process buffer and Ray's own ceiling."""
     variants = learner_variants(replays, local, scale, config)
     per_call, depth = config["batches_per_call"], config["prefetch"] + 1
-    ceilings = {s: [echo_actor(ray, per_call * BATCH // s, meta=True) for _ in range(s)] for s in replays}
+    ceilings = {s: [echo_actor(ray, r) for r in shard_replies(rp, per_call * BATCH // s)] for s, rp in replays.items()}
     count = max(40 * scale, 8 * per_call)
     for shards, actors in ceilings.items():
-        step = echo_pipeline(ray, actors, depth)
+        step = echo_pipeline(ray, actors, depth, per_call * BATCH // shards)
         variants[f"ray echo ceiling, {shards} actor(s)"] = lambda f=step: rate(f, count // per_call) * per_call
     results = interleave(variants, rounds)
     title = f"learner batches/s with prefetch={config['prefetch']}, batches_per_call={per_call}"
     print_table(title, results, "batches/s", "in-process sample")
-    print("  (ray echo ceiling: the same bytes per batch from that many actors, pipelined alike, no sampling)")
-    for actors in ceilings.values():
-        for actor in actors:
-            ray.kill(actor)
+    print("  (ray echo ceiling: as many actors answering the same requests with the shards' replies: Ray alone)")
+    for actor in (a for actors in ceilings.values() for a in actors):
+        ray.kill(actor)
 
 
 def insert_round(ray: Any, replay: Any, writers: int, chunks: int, write_batch: int = 0) -> float:
     """Return the aggregate transitions/s of ``writers`` tasks each writing ``chunks`` chunks of 64."""
-    from xreplay.distributed import ClientOptions
-
     @ray.remote(num_cpus=0)
     def write(client: Any, chunks: int) -> tuple[float, float, int]:
         data = chunk(np.random.default_rng(client.writer_id), CHUNK)
@@ -258,14 +225,15 @@ def torchrl_peer(capacity: int) -> Any:
     return buffer
 
 
-def print_table(title: str, results: dict[str, list[float]], unit: str, base: str | None, scale: float = 1.0) -> None:
-    """Print each variant's median (times ``scale``) and its ratio to ``base``."""
-    print(f"\n{title}  [{load()}]")
-    reference = statistics.median(results[base]) if base else None
+def print_table(title: str, results: dict[str, list[float]], unit: str, base: str | None, scale: float = 1.0,
+                also: str | None = None) -> None:  # fmt: skip
+    """Print each variant's median (times ``scale``) and its ratio to ``base`` (and to ``also``)."""
+    bases = [(name, statistics.median(results[name])) for name in (base, also) if name]
+    print(f"\n{title}  [{load()}]" + "".join(f"\n  ratio {i + 1}: to {name}" for i, (name, _m) in enumerate(bases)))
     for name, values in results.items():
         median = statistics.median(values)
-        ratio = f"  {median / reference:6.2f}x {base}" if reference else ""
-        print(f"  {name:50s} {median * scale:12.1f} {unit}{ratio}")
+        ratios = "".join(f"  {median / reference:6.2f}x" for _name, reference in bases)
+        print(f"  {name:55s} {median * scale:12.1f} {unit}{ratios}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -308,63 +276,59 @@ def run(ray: Any, replay_cls: Any, local: TransitionBuffer, capacity: int, round
         shard_counts: tuple[int, ...], writer_counts: tuple[int, ...], smoke: bool,
         sections: set[str]) -> None:  # fmt: skip
     """Build the replays and peers, then measure and print every section."""
-    print(f"S7, xreplay.distributed.RayReplay: capacity {capacity:,} transitions of {ITEM_BYTES} B, "
+    print(f"S7, xreplay.distributed.RayReplay: capacity {capacity:,} transitions of 168 B, "
           f"batch {BATCH}, chunks of {CHUNK}; {load()}")  # fmt: skip
-    replays = {s: replay_cls(factory(-(-capacity // s), True), num_shards=s, seed=0) for s in shard_counts}
-    uniform = replay_cls(factory(capacity, False), num_shards=1, seed=0)
+    factory = functools.partial(TransitionBuffer, sampler="prioritized", seed=0)  # alpha 0.6, beta 0.4
+    replays = {s: replay_cls(functools.partial(factory, -(-capacity // s)), num_shards=s, seed=0) for s in shard_counts}
+    uniform = replay_cls(functools.partial(TransitionBuffer, capacity, sampler="uniform", seed=0), num_shards=1, seed=0)
     for replay in (*replays.values(), uniform):
         fill(replay.extend, capacity)
         replay.flush()
-    echo = echo_actor(ray)
     peer = None if smoke or "torchrl" not in sections else torchrl_peer(capacity)
     try:
-        measure(ray, replays, uniform, echo, peer, local, rounds, scale, writer_counts, sections)
+        if "latency" in sections:
+            measure_latency(ray, replays, local, rounds, scale)
+        if "throughput" in sections:
+            for config in (FAST, BULK):
+                throughput(ray, replays, local, rounds, scale, config)
+            time.sleep(1.0)  # the echo actors' processes exit: not counted in the split below
+        if "cores" in sections:
+            cpu_split(replays, scale)
+        if "inserts" in sections:
+            measure_inserts(ray, replays, local, rounds, scale, writer_counts)
+        if peer is not None:
+            compare_torchrl(peer, uniform, rounds, scale)
     finally:
         for replay in (*replays.values(), uniform):
             replay.shutdown()
-        ray.kill(echo)
         if peer is not None:
             peer.close()
 
 
-def measure(ray: Any, replays: dict[int, Any], uniform: Any, echo: Any, peer: Any, local: TransitionBuffer,
-            rounds: int, scale: int, writer_counts: tuple[int, ...], sections: set[str]) -> None:  # fmt: skip
-    """Measure the chosen sections: latency, throughput, cores, inserts, torchrl."""
-    if "latency" in sections:
-        measure_latency(ray, replays, echo, local, rounds, scale)
-    if "throughput" in sections:
-        for config in (FAST, BULK):
-            throughput(ray, replays, local, rounds, scale, config)
-        time.sleep(1.0)  # the echo actors' processes exit: not counted in the split below
-    if "cores" in sections:
-        cpu_split(replays, scale)
-    if "inserts" in sections:
-        measure_inserts(ray, replays, local, rounds, scale, writer_counts)
-    if peer is not None:
-        compare_torchrl(peer, uniform, rounds, scale)
-
-
-def measure_latency(ray: Any, replays: dict[int, Any], echo: Any, local: TransitionBuffer, rounds: int,
-                    scale: int) -> None:  # fmt: skip
-    """Print one sample(256)'s latency through the client against Ray echoes of the same bytes."""
-    from xreplay.distributed import ClientOptions
-
-    calls = 20 * scale
-    latency = {"ray echo of the same arrays": lambda: timed(lambda: ray.get(echo.echo.remote()), calls)}
-    latency["in-process sample(256)"] = lambda: timed(lambda: local.sample(BATCH), calls)
-    echoes = {s: [echo_actor(ray, BATCH // s, meta=True) for _ in range(s)] for s in replays if s > 1}
+def measure_latency(ray: Any, replays: dict[int, Any], local: TransitionBuffer, rounds: int, scale: int) -> None:
+    """Print one sample(256)'s latency against Ray echoes (base: the same request, answered with the shard's reply)."""
+    calls, one = 20 * scale, min(replays)
+    five = echo_actor(ray, chunk(np.random.default_rng(1), BATCH))  # the issue's first baseline: 5 field arrays
+    echoes = {s: [echo_actor(ray, r) for r in shard_replies(replay, BATCH // s)] for s, replay in replays.items()}
+    base, bare = "ray echo: a shard's reply to the same request", "ray echo: a shard's reply, bare call"
+    latency = {
+        base: lambda: timed(echo_pipeline(ray, echoes[one], 1, BATCH), calls),
+        bare: lambda: timed(echo_pipeline(ray, echoes[one], 1, None), calls),
+        "ray echo: the five field arrays, bare call": lambda: timed(lambda: ray.get(five.echo.remote()), calls),
+        "in-process sample(256)": lambda: timed(lambda: local.sample(BATCH), calls),
+        "1 shard's own sample call, no client": lambda: timed(lambda: shard_replies(replays[one], BATCH), calls),
+    }
     for shards, replay in replays.items():
         latency[f"{shards} shard(s) sample(256)"] = lambda r=replay: timed(lambda: r.sample(BATCH), calls)
-        if shards in echoes:
-            step = echo_pipeline(ray, echoes[shards], 1)
-            latency[f"ray echo from {shards} actors (256/{shards} rows + meta)"] = lambda f=step: timed(f, calls)
-    prefetched = replays[min(replays)].client(options=ClientOptions(prefetch=1))
-    latency[f"{min(replays)} shard(s) sample(256), prefetch=1"] = lambda: timed(lambda: prefetched.sample(BATCH), calls)
-    echo_name = "ray echo of the same arrays"
-    print_table("sample(256) latency, no prefetch (median)", interleave(latency, rounds), "us", echo_name, 1e6)
-    for actors in echoes.values():
-        for actor in actors:
-            ray.kill(actor)
+        if shards > 1:
+            step = echo_pipeline(ray, echoes[shards], 1, BATCH // shards)
+            latency[f"ray echo from {shards} actors: their replies, same requests"] = lambda f=step: timed(f, calls)
+    prefetched = replays[one].client(options=ClientOptions(prefetch=1))
+    latency[f"{one} shard(s) sample(256), prefetch=1"] = lambda: timed(lambda: prefetched.sample(BATCH), calls)
+    results = interleave(latency, rounds)
+    print_table("sample(256) latency, no prefetch (median)", results, "us", base, 1e6, bare)
+    for actor in [five, *(a for actors in echoes.values() for a in actors)]:
+        ray.kill(actor)
 
 
 def measure_inserts(ray: Any, replays: dict[int, Any], local: TransitionBuffer, rounds: int, scale: int,
@@ -387,39 +351,34 @@ def measure_inserts(ray: Any, replays: dict[int, Any], local: TransitionBuffer, 
 
 def cpu_split(replays: dict[int, Any], scale: int) -> None:
     """Print the cores each kind of process uses while the learner samples as fast as it can."""
-    from xreplay.distributed import ClientOptions
-
     print(f"\ncores used while sampling (prefetch, multi-batch) and sampling + updating  [{load()}]")
     priorities = np.random.default_rng(4).random(BATCH)
     for (shards, replay), config in ((item, c) for c in (FAST, BULK) for item in replays.items()):
         client = replay.client(options=ClientOptions(**config))
         for update in (False, True):
-            meter, count = CpuMeter(), max(80 * scale, 16 * config["batches_per_call"])
+            began, start, count = time.perf_counter(), cpu_seconds(), max(80 * scale, 16 * config["batches_per_call"])
             for _ in range(count):
                 batch = client.sample(BATCH)
                 if update:
                     client.update_priorities(batch, priorities)
-            wall = time.perf_counter() - meter.began
-            split = ", ".join(f"{kind} {value:.2f}" for kind, value in meter.cores().items() if value >= 0.005)
+            wall = time.perf_counter() - began
+            used = cores_since(start, wall)
+            split = ", ".join(f"{kind} {value:.2f}" for kind, value in used.items() if value >= 0.005)
             what = ("sample+update" if update else "sample") + f", k={config['batches_per_call']}"
             print(f"  {shards} shard(s) {what:20s} {count / wall:8.0f} batches/s   cores: {split}")
 
 
 def compare_torchrl(peer: Any, uniform: Any, rounds: int, scale: int) -> None:
     """Print TorchRL's RayReplayBuffer against xreplay on one uniform shard: inserts of 64 and sample(256)."""
-    from xreplay.distributed import ClientOptions
-
     data = chunk(np.random.default_rng(3), CHUNK)
     td = peer.as_td(data)
     fast = uniform.client(options=ClientOptions(**FAST))
-    variants = {
-        "torchrl extend(64)": lambda: rate(lambda: peer.extend(td), 20 * scale) * CHUNK,
-        "xreplay extend(64)": lambda: rate(lambda: uniform.extend(data), 20 * scale) * CHUNK,
-    }
+    variants = {"torchrl extend(64)": lambda: rate(lambda: peer.extend(td), 20 * scale) * CHUNK,
+                "xreplay extend(64)": lambda: rate(lambda: uniform.extend(data), 20 * scale) * CHUNK}  # fmt: skip
     results = interleave(variants, rounds)
     uniform.flush()
-    title = "TorchRL RayReplayBuffer vs xreplay, one uniform shard: inserts"
-    print_table(title, results, "items/s", "torchrl extend(64)")
+    print_table("TorchRL RayReplayBuffer vs xreplay, one uniform shard: inserts", results, "items/s",
+                "torchrl extend(64)")  # fmt: skip
     variants = {
         "torchrl sample(256)": lambda: rate(peer.sample, 20 * scale),
         "xreplay sample(256), no prefetch": lambda: rate(lambda: uniform.sample(BATCH), 20 * scale),

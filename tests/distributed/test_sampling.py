@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from tests.distributed.helpers import chi_square_p, transitions
 from xreplay import EpisodeBuffer, Field, Scheme, TransitionBuffer
 from xreplay.distributed import ClientOptions, InProcessBackend, ReplayClient
-from xreplay.distributed.sampling import draw_counts, placement
+from xreplay.distributed.sampling import draw_counts, gather_index
 from xreplay.errors import InsufficientDataError
 from xreplay.samplers import PrioritizedSampler
 
@@ -136,17 +136,34 @@ def test_episode_shards_sample_without_replacement_uniformly():
     ),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_placement_fills_every_position_of_every_batch_once(counts, seed):
+def test_gather_index_fills_every_position_of_every_batch_once(counts, seed):
     counts = np.array(counts)
     n = int(counts[0].sum())
-    positions = placement(np.random.default_rng(seed), counts, n)
-    assert [p.size for p in positions] == counts.sum(axis=0).tolist()
-    every = np.sort(np.concatenate(positions)) if n else np.zeros(0)
-    np.testing.assert_array_equal(every, np.arange(n * counts.shape[0]))
-    for shard, places in enumerate(positions):  # batch after batch, as the shard sends its rows
-        batch_of = places // max(n, 1)
-        assert np.all(np.diff(batch_of) >= 0)
-        np.testing.assert_array_equal(np.bincount(batch_of, minlength=counts.shape[0]), counts[:, shard])
+    index = gather_index(np.random.default_rng(seed), counts, n)
+    if np.count_nonzero(counts.sum(axis=0)) <= 1:
+        assert index is None  # one shard sends every row: its order is kept
+        return
+    np.testing.assert_array_equal(np.sort(index), np.arange(n * counts.shape[0]))  # every row used once
+    totals = counts.sum(axis=0)
+    owner = np.repeat(np.arange(counts.shape[1]), totals)[index].reshape(counts.shape[0], n)  # who fills each place
+    rank = (np.arange(n * counts.shape[0]) - np.repeat(np.cumsum(totals) - totals, totals))[index]
+    for batch in range(counts.shape[0]):  # batch j takes shard s's rows meant for batch j (the shard's order)
+        np.testing.assert_array_equal(np.bincount(owner[batch], minlength=counts.shape[1]), counts[batch])
+        for shard in range(counts.shape[1]):
+            first = counts[:batch, shard].sum()
+            mine = np.sort(rank.reshape(counts.shape[0], n)[batch][owner[batch] == shard])
+            np.testing.assert_array_equal(mine, np.arange(first, first + counts[batch, shard]))
+
+
+def test_gather_index_spreads_each_shard_uniformly_over_the_batch():
+    rng = np.random.default_rng(0)
+    counts = np.array([[1, 3], [3, 1]])  # shard 0 gives 1 then 3 of each batch of 4
+    hits = np.zeros((2, 4))
+    for _ in range(4_000):
+        index = gather_index(rng, counts, 4).reshape(2, 4)
+        hits += index < 4  # rows 0-3 are shard 0's
+    for batch in range(2):  # every position of a batch as likely to hold shard 0's rows
+        assert chi_square_p(hits[batch], np.full(4, 0.25)) > 0.01
 
 
 def test_draw_counts_gives_nothing_to_a_shard_without_mass():

@@ -28,6 +28,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from xreplay.distributed.packing import Layout, unpack
+
 __all__ = [
     "MAX_SHARDS",
     "ShardCheckpoints",
@@ -149,18 +151,33 @@ class ShardState(NamedTuple):
 class ShardDraw(NamedTuple):
     """The items a shard drew for one request: ``sum(counts)`` rows, batch after batch (a tuple).
 
+    Every array travels in one contiguous buffer (:mod:`xreplay.distributed.packing`): Ray moves it
+    as one object, and the client reads views of it.
+
     Attributes:
         state: The shard's state after the draw.
-        fields: Flat field name -> numpy array ``[rows, ...]`` (no ``filled``; episodes send ``lengths``).
-        slots: Slots drawn (int64).
-        generations: Their generations (prioritized shards), else None.
-        leaves: Their ``priority ** alpha`` as the shard's tree holds them (prioritized), else None.
-        lengths: Steps of each episode (episode shards), else None.
+        data: The packed arrays (``uint8``).
+        fields: Layout of the flat fields in ``data`` (no ``filled``).
+        meta: Layout of ``slots`` (int64), of ``generations`` and ``leaves`` (their ``priority **
+            alpha`` as the shard's tree holds them) from prioritized shards, of ``lengths`` from
+            episode shards.
     """
 
     state: ShardState
-    fields: dict[str, np.ndarray]
-    slots: np.ndarray
-    generations: np.ndarray | None = None
-    leaves: np.ndarray | None = None
-    lengths: np.ndarray | None = None
+    data: np.ndarray
+    fields: Layout = ()
+    meta: Layout = ()
+
+    def unpack(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Return the fields and the metadata as read-only views of :attr:`data`."""
+        return unpack(self.data, self.fields), unpack(self.data, self.meta)
+
+    @property
+    def slots(self) -> np.ndarray:
+        """Return the slots drawn."""
+        return unpack(self.data, self.meta).get("slots", np.zeros(0, np.int64))
+
+    @property
+    def leaves(self) -> np.ndarray | None:
+        """Return the slots' leaf masses (prioritized shards), else None."""
+        return unpack(self.data, self.meta).get("leaves")

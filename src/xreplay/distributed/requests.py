@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from xreplay.distributed.backend import ShardDown
+from xreplay.distributed.packing import BlockPool
 from xreplay.distributed.parts import ClientParts
 from xreplay.distributed.protocol import ShardDraw
-from xreplay.distributed.sampling import Batches, assemble, draw_counts, placement
+from xreplay.distributed.sampling import Batches, assemble, draw_counts, gather_index
 from xreplay.errors import InsufficientDataError, ShardUnavailableError
 
 __all__ = ["SampleQueue"]
@@ -55,6 +56,7 @@ class SampleQueue:
         self.queue: collections.deque[_Request] = collections.deque()
         self.ready: Batches | None = None
         self.ready_key: Key | None = None
+        self.pool = BlockPool()  # memory of past requests, reused once their batches are gone
 
     def next(self, key: Key) -> Any:
         """Return the next batch for ``key``, keeping ``prefetch`` requests outstanding."""
@@ -95,7 +97,8 @@ class SampleQueue:
         calls, riding = {}, {}
         for s in np.flatnonzero(client.live).tolist():
             update = client.updates.take(s)  # pending priority updates ride along: applied before the draw
-            args: list[Any] = [counts[:, s].tolist()]
+            share = counts[:, s]  # transitions: the shard draws its whole share at once, only the total matters
+            args: list[Any] = [int(share.sum()) if replace else share.tolist()]
             if update is not None or token is not None or not replace:
                 args += [replace, token, update]  # the defaults otherwise: less to send
             calls[s] = client.backend.submit(s, "sample", *args)
@@ -153,11 +156,10 @@ class SampleQueue:
         """Return the request's batches from the shards' draws."""
         client = self.client
         n, _replace, truncate = request.key
-        positions = placement(client.rng, request.counts, n)
-        targets = {s: positions[s] for s in draws}
+        index = gather_index(client.rng, request.counts, n)
         live = client.live
         minimum = min((st.min_leaf for s, st in enumerate(client.states) if live[s]), default=float("inf"))
         step = client.batches_drawn
         client.batches_drawn += request.batches
         device = torch.device(client.options.device)
-        return assemble(client.info, draws, targets, n, request.batches, step, minimum, truncate, device)
+        return assemble(client.info, draws, index, n, request.batches, step, minimum, truncate, device, self.pool)

@@ -22,8 +22,9 @@ Example:
     >>> counts = draw_counts(rng, np.array([1.0, 3.0, 0.0]), n=4, batches=2, replace=True)
     >>> counts.shape, counts.sum(axis=1).tolist(), counts[:, 2].tolist()
     ((2, 3), [4, 4], [0, 0])
-    >>> [t.tolist() for t in placement(rng, np.array([[2, 1], [0, 3]]), n=3)]  # shard 0's rows, shard 1's
-    [[1, 2], [0, 3, 5, 4]]
+    >>> index = gather_index(rng, np.array([[2, 1], [0, 3]]), n=3)  # rows 0-1: shard 0's, rows 2-5: shard 1's
+    >>> sorted(index[:3].tolist()), sorted(index[3:].tolist())
+    ([0, 1, 2], [3, 4, 5])
 """
 
 from __future__ import annotations
@@ -36,10 +37,14 @@ import torch
 
 from xreplay.buffers.episodes import EpisodeSample
 from xreplay.buffers.transitions import TransitionSample
+from xreplay.distributed.packing import BlockPool, merge
+from xreplay.distributed.packing import rows as packed_rows
 from xreplay.distributed.protocol import ShardDraw, ShardInfo, encode_indices
 from xreplay.errors import InsufficientDataError
 
-__all__ = ["Batches", "assemble", "draw_counts", "importance_weights", "placement"]
+_Arrays = dict[str, np.ndarray]
+
+__all__ = ["Batches", "assemble", "draw_counts", "gather_index", "importance_weights"]
 
 
 def draw_counts(rng: np.random.Generator, masses: np.ndarray, n: int, batches: int, replace: bool) -> np.ndarray:
@@ -63,33 +68,47 @@ def draw_counts(rng: np.random.Generator, masses: np.ndarray, n: int, batches: i
             if n == 0:
                 return np.zeros((batches, masses.shape[0]), dtype=np.int64)
             raise InsufficientDataError(f"cannot sample {n} items: the live shards hold no sampling mass ({masses})")
+        if np.count_nonzero(masses) == 1:  # one shard can give anything: its count is n, nothing to draw
+            return _all_from(masses, n, batches)
         return rng.multinomial(n, masses / total, size=batches)
     sizes = masses.astype(np.int64)
     if n > sizes.sum():
         raise InsufficientDataError(
             f"sample size {n} exceeds the {int(sizes.sum())} items held by the live shards; lower it"
         )
+    if np.count_nonzero(sizes) == 1:
+        return _all_from(sizes, n, batches)
     return rng.multivariate_hypergeometric(sizes, n, size=batches)
 
 
-def placement(rng: np.random.Generator, counts: np.ndarray, n: int) -> list[np.ndarray]:
-    """Return, for each shard, the positions (in ``[0, batches * n)``) of its rows, batch after batch.
+def _all_from(masses: np.ndarray, n: int, batches: int) -> np.ndarray:
+    """Return the counts of requests whose every item comes from the one shard with mass."""
+    counts = np.zeros((batches, masses.shape[0]), dtype=np.int64)
+    counts[:, int(np.flatnonzero(masses)[0])] = n
+    return counts
 
-    Shard ``s`` sends ``counts[:, s].sum()`` rows, the first ``counts[0, s]`` for batch 0 and so
-    on; the positions spread each batch's rows over a random permutation of that batch. When one
-    shard sends every row they keep its order (already that of independent draws).
+
+def gather_index(rng: np.random.Generator, counts: np.ndarray, n: int) -> np.ndarray | None:
+    """Return which row fills each position of a request, or None when one shard sends every row.
+
+    The rows are numbered as the shards send them, shard after shard, each shard's rows batch after
+    batch (its first ``counts[0, s]`` for batch 0 and so on); position ``j * n + i`` of the request
+    takes row ``index[j * n + i]``. Each batch's rows are spread over a random permutation of that
+    batch. When one shard sends every row they keep its order (already that of independent draws).
     """
-    batches, shards = counts.shape
+    batches, _shards = counts.shape
     totals = counts.sum(axis=0)
     if np.count_nonzero(totals) <= 1:  # one shard gives every row, already in random order: keep it
-        return [np.arange(batches * n) if total else np.zeros(0, np.int64) for total in totals]
-    if batches == 1:  # the shards' rows are already in random order: one permutation of the batch places them
-        return np.split(rng.permutation(n), np.cumsum(counts[0, :-1]))
-    owner = np.repeat(np.tile(np.arange(shards), batches), counts.reshape(-1))  # batch-major: who fills each place
+        return None
+    if batches == 1:  # shard after shard is the batch's order: one permutation of it places them
+        return rng.permutation(n)
+    first = np.cumsum(totals) - totals  # the first row of each shard
+    earlier = np.cumsum(counts, axis=0) - counts  # [batches, shards]: the shard's rows for earlier batches
+    within = np.cumsum(counts, axis=1) - counts  # [batches, shards]: where the shard's run starts in its batch
+    source = np.repeat((first[None, :] + earlier - within).reshape(-1), counts.reshape(-1))
+    source += np.tile(np.arange(n, dtype=np.int64), batches)  # batch-major, each batch shard after shard
     order = rng.permuted(np.tile(np.arange(n, dtype=np.int64), (batches, 1)), axis=1)  # a permutation per batch
-    order += (np.arange(batches, dtype=np.int64) * n)[:, None]  # batch j occupies [j * n, (j + 1) * n)
-    by_shard = order.reshape(-1)[np.argsort(owner, kind="stable")]  # stable: batch order kept within a shard
-    return np.split(by_shard, np.cumsum(counts.sum(axis=0))[:-1])
+    return np.take_along_axis(source.reshape(batches, n), order, axis=1).reshape(-1)
 
 
 def importance_weights(leaves: np.ndarray, min_leaf: float, beta: float) -> np.ndarray:
@@ -99,74 +118,104 @@ def importance_weights(leaves: np.ndarray, min_leaf: float, beta: float) -> np.n
     return weights.astype(np.float32)
 
 
-def _scatter(parts: dict[int, Any], targets: dict[int, np.ndarray], rows: int) -> np.ndarray:
-    """Return one array of ``rows`` rows holding each shard's ``parts[s]`` at its target positions."""
-    first = next(part for s, part in parts.items() if targets[s].size)
-    if first.shape[0] == rows:  # one shard gives every row, in order (see placement): one plain copy
-        return np.array(first)
-    out = np.empty((rows, *first.shape[1:]), dtype=first.dtype)
-    for s, part in parts.items():
-        if targets[s].size:
-            out[targets[s]] = part
-    return out
+def _merged(draws: dict[int, ShardDraw], sent: list[tuple[int, _Arrays, _Arrays]], index: np.ndarray | None,
+            rows: int, pool: BlockPool | None) -> tuple[_Arrays, _Arrays]:  # fmt: skip
+    """Return the fields and the metadata (``slots`` as global indices) of the request, in its order."""
+    parts: dict[tuple[str, str], list[np.ndarray]] = {}
+    for s, fields, meta in sent:
+        for name, array in fields.items():
+            parts.setdefault(("field", name), []).append(array)
+        for name, array in meta.items():
+            value = encode_indices(s, draws[s].state.epoch, array) if name == "slots" else array
+            parts.setdefault(("meta", name), []).append(value)
+    if index is None:  # one shard sent every row, already copied (:func:`_unpacked`): nothing to place
+        merged = {key: arrays[0] for key, arrays in parts.items()}
+    else:
+        positions = np.empty(rows, dtype=np.int64)
+        positions[index] = np.arange(rows)  # where each row goes
+        sizes = [meta["slots"].shape[0] for _s, _f, meta in sent]
+        merged = merge(parts, np.split(positions, np.cumsum(sizes)[:-1]), rows, pool)
+    fields = {name: array for (kind, name), array in merged.items() if kind == "field"}
+    return fields, {name: array for (kind, name), array in merged.items() if kind == "meta"}
+
+
+def _unpacked(
+    draws: dict[int, ShardDraw], index: np.ndarray | None, pool: BlockPool | None
+) -> list[tuple[int, _Arrays, _Arrays]]:
+    """Return ``(shard, fields, meta)`` of the shards that sent rows, in shard order.
+
+    When one shard sends every row, its whole buffer is copied once (the arrays are then writable
+    views of the copy, as tensors need) and nothing is merged.
+    """
+    sent = [s for s in sorted(draws) if packed_rows(draws[s].meta, "slots")]
+    if index is None and sent:
+        data = draws[sent[0]].data
+        copy = np.empty(data.nbytes, dtype=np.uint8) if pool is None else pool.take(data.nbytes)
+        copy[:] = data
+        draws = {sent[0]: draws[sent[0]]._replace(data=copy)}
+    return [(s, *draws[s].unpack()) for s in sent]
 
 
 def assemble(
     info: ShardInfo,
     draws: dict[int, ShardDraw],
-    targets: dict[int, np.ndarray],
+    index: np.ndarray | None,
     n: int,
     batches: int,
     first_step: int,
     min_leaf: float,
     truncate: bool,
     device: torch.device,
+    pool: BlockPool | None = None,
 ) -> Batches:
     """Return the ``batches`` samples of a request from the shards' draws.
 
-    Every field is scattered once into one array for the whole request (one copy per field and
-    shard) and wrapped as one tensor (moved to ``device`` once); the batches are slices of it.
+    Every array is put in the request's order once (one copy of each shard's rows, into one block
+    of memory for the request) and wrapped as one tensor (moved to ``device`` once); the batches are
+    slices of it.
 
     Args:
         info: The shards' description.
         draws: Shard -> its draw (shards asked for nothing may be missing).
-        targets: Shard -> positions of its rows (:func:`placement`).
+        index: Which row fills each position (:func:`gather_index`), or None: one shard sent every row.
         n: Items per batch.
         batches: Batches in the request.
         first_step: Beta-schedule step of the first batch.
         min_leaf: Smallest positive mass over every shard (prioritized).
         truncate: Cut episode batches to their longest episode.
         device: Where the tensors go.
+        pool: Memory reused for the request's arrays (see :class:`~xreplay.distributed.packing.BlockPool`).
     """
     rows = n * batches
-    names = next((list(d.fields) for s, d in draws.items() if targets[s].size), [])
-    arrays = {name: _scatter({s: d.fields.get(name) for s, d in draws.items()}, targets, rows) for name in names}
-    index = np.empty(rows, dtype=np.int64)
-    for s, draw in draws.items():
-        if targets[s].size:
-            index[targets[s]] = encode_indices(s, draw.state.epoch, draw.slots)
+    arrays, meta = _merged(draws, _unpacked(draws, index, pool), index, rows, pool)
+    indices = meta.get("slots", np.zeros(0, np.int64))
     tensors = {name: _tensor(array, device) for name, array in arrays.items()}  # one conversion per request
     if info.kind == "episodes":
-        lengths = _scatter({s: d.lengths for s, d in draws.items()}, targets, rows) if rows else np.zeros(0, np.int32)
-        index_tensor, length_tensor = _tensor(index, device), _tensor(lengths, device)
+        lengths = meta.get("lengths", np.zeros(0, np.int32))
+        index_tensor, length_tensor = _tensor(indices, device), _tensor(lengths, device)
         return Batches(
             lambda part: _episodes(info, tensors, index_tensor, length_tensor, part, truncate, device), n, batches
         )
     generations = weights = None
     if info.prioritized and rows:
-        generations = _scatter({s: d.generations for s, d in draws.items()}, targets, rows)
-        leaves = _scatter({s: d.leaves for s, d in draws.items()}, targets, rows)
-        weights = np.empty(rows, dtype=np.float32)
-        for j in range(batches):  # one beta per batch, as the local sampler steps it
-            part = slice(j * n, (j + 1) * n)
-            weights[part] = importance_weights(leaves[part], min_leaf, info.beta(first_step + j))
+        generations, leaves = meta["generations"], meta["leaves"]
+        betas = [info.beta(first_step + j) for j in range(batches)]
+        if all(beta == betas[0] for beta in betas):  # the same operations on every row: one pass
+            weights = importance_weights(leaves, min_leaf, betas[0])
+        else:
+            weights = np.empty(rows, dtype=np.float32)
+            for j, beta in enumerate(betas):  # one beta per batch, as the local sampler steps it
+                part = slice(j * n, (j + 1) * n)
+                weights[part] = importance_weights(leaves[part], min_leaf, beta)
     weight_tensor = None if weights is None else _tensor(weights, device)
 
     def make(part: slice) -> TransitionSample:
+        if batches == 1:  # the request is the batch: no slices
+            return TransitionSample(tensors, indices, weight_tensor, generations)
         fields = {name: tensor[part] for name, tensor in tensors.items()}
         batch_weights = None if weight_tensor is None else weight_tensor[part]
         batch_generations = None if generations is None else generations[part]
-        return TransitionSample(fields, index[part], batch_weights, batch_generations)
+        return TransitionSample(fields, indices[part], batch_weights, batch_generations)
 
     return Batches(make, n, batches)
 

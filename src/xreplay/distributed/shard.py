@@ -27,6 +27,7 @@ import torch
 
 from xreplay.buffers.episodes import EpisodeBuffer
 from xreplay.buffers.transitions import TransitionBuffer
+from xreplay.distributed.packing import pack
 from xreplay.distributed.protocol import ShardCheckpoints, ShardDraw, ShardInfo, ShardState
 from xreplay.errors import CheckpointError, CheckpointMismatchError, ShardFactoryError
 from xreplay.persistence import load, save
@@ -254,8 +255,11 @@ class ShardCore:
     def sample(self, counts: Any, replace: bool = True, permit: Any = None, updates: Any = None) -> ShardDraw:
         """Draw ``counts[j]`` items for each batch ``j`` of a request (episodes: without replacement per batch).
 
-        ``permit`` is the rate limiter's answer (see :meth:`write`); ``updates`` are priority updates
-        ``(slots, priorities, generations)`` applied first (see :meth:`update_priorities`).
+        A transition shard draws with replacement, so a client sends it the total (an int) rather
+        than the per-batch counts. ``permit`` is the rate limiter's answer (see :meth:`write`);
+        ``updates`` are priority updates ``(slots, priorities, generations)`` applied first (see
+        :meth:`update_priorities`). The reply holds every array in one packed buffer (see
+        :class:`~xreplay.distributed.protocol.ShardDraw`).
 
         Raises:
             InsufficientDataError: The shard holds too few items.
@@ -267,19 +271,25 @@ class ShardCore:
         total = int(counts.sum())
         buffer = self.buffer
         if total == 0:
-            return ShardDraw(self.state(), {}, _EMPTY_SLOTS)
-        if isinstance(buffer, TransitionBuffer):
+            return self._draw({}, {"slots": _EMPTY_SLOTS})
+        if isinstance(buffer, TransitionBuffer):  # with replacement: one draw of every batch's items
             batch = buffer.sample(total)
-            fields = {name: _host(value) for name, value in batch.items()}
-            slots = batch.indices
-            leaves = buffer.sampler.priorities(slots) if self.info.prioritized else None  # type: ignore[union-attr]
-            return ShardDraw(self.state(), fields, slots, batch.generations, leaves)
+            meta = {"slots": batch.indices}
+            if self.info.prioritized:
+                meta["generations"] = batch.generations
+                meta["leaves"] = buffer.sampler.priorities(batch.indices)  # type: ignore[union-attr]
+            return self._draw({name: _host(value) for name, value in batch.items()}, meta)
         size = len(buffer)
         parts = [buffer.sampler.sample(buffer.rng, int(c), size, replace).indices for c in counts if c]  # per batch
         slots = np.concatenate(parts) if len(parts) > 1 else parts[0]
         episodes = buffer.get(slots)
         fields = {name: _host(value) for name, value in episodes.items() if name != "filled"}
-        return ShardDraw(self.state(), fields, slots, lengths=_host(episodes.lengths))
+        return self._draw(fields, {"slots": slots, "lengths": _host(episodes.lengths)})
+
+    def _draw(self, fields: dict[str, np.ndarray], meta: dict[str, np.ndarray]) -> ShardDraw:
+        """Return a reply holding ``fields`` and ``meta`` in one packed buffer."""
+        data, (field_layout, meta_layout) = pack(fields, meta)
+        return ShardDraw(self.state(), data, field_layout, meta_layout)
 
     def update_priorities(self, slots: np.ndarray, priorities: np.ndarray, generations: Any) -> tuple[int, ShardState]:
         """Apply a batch of priority updates; return the number skipped as stale and the state.
