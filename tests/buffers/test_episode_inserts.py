@@ -76,7 +76,7 @@ def buffers(compact: bool) -> tuple[EpisodeBuffer, EpisodeBuffer]:
     """Return a buffer using the fast path and one forced onto the general path."""
     fast = EpisodeBuffer(marine_scheme(compact), CAPACITY, T, seed=0)
     slow = EpisodeBuffer(marine_scheme(compact), CAPACITY, T, seed=0)
-    slow._inserts.try_add = lambda episodes, lengths: None
+    slow._inserts.try_add = lambda buffer, episodes, lengths: None
     return fast, slow
 
 
@@ -114,7 +114,7 @@ def test_runner_batches_take_the_fast_path(compact, lengths_kind):
     fast, slow = buffers(compact)
     taken = []
     try_add = fast._inserts.try_add
-    fast._inserts.try_add = lambda e, lengths: taken.append(try_add(e, lengths)) or taken[-1]
+    fast._inserts.try_add = lambda b, e, lengths: taken.append(try_add(b, e, lengths)) or taken[-1]
     for seed, (n, t) in enumerate([(1, T), (3, T - 2), (4, T), (2, 1)]):
         lengths = LENGTHS[lengths_kind](n, t, np.random.default_rng(seed))
         assert outcome(fast, episodes(n, t, seed), lengths) == outcome(slow, episodes(n, t, seed), lengths)
@@ -130,3 +130,18 @@ def test_shorter_episodes_mark_derived_steps_absent_past_their_lengths():
     onehot = fast.get([0, 1])["actions_onehot"]
     assert torch.count_nonzero(onehot[0, 2:]) == 0 and torch.count_nonzero(onehot[1]) == T * 2
     assert torch.equal(fast.get([0])["obs"], data["obs"][:1])  # other fields keep their steps past the length
+
+
+def test_a_dropped_buffer_is_freed_at_once():
+    import gc
+    import weakref
+
+    gc.disable()
+    try:
+        buffer = EpisodeBuffer(marine_scheme(True), CAPACITY, T)
+        buffer.add(episodes(2, T))
+        alive = weakref.ref(buffer)
+        del buffer
+        assert alive() is None  # no reference cycle keeps the storage until a garbage collection
+    finally:
+        gc.enable()

@@ -94,31 +94,32 @@ def _fits(array: np.ndarray, high: int) -> bool:
 class FastInserts:
     """The fast path of an :class:`~xreplay.EpisodeBuffer`'s ``add`` (see the module docstring).
 
+    The buffer is passed to each call rather than kept, so that buffer and inserts form no reference
+    cycle (a dropped buffer frees its storage at once, not at the next garbage collection).
+
     Args:
-        buffer: The buffer written to (its storage, writer, sampler and lengths).
+        max_seq_length: Steps per episode of the buffer.
     """
 
-    def __init__(self, buffer: EpisodeBuffer):
-        """Bind to ``buffer``; the plan is made on first use and again after a change of layout."""
-        self.buffer = buffer
+    def __init__(self, max_seq_length: int):
+        """Start without a plan; it is made on first use and again after a change of layout."""
         self._layout: Any = None
         self._plan: _Plan | None = None
-        self._steps = np.arange(buffer.max_seq_length)
+        self._steps = np.arange(max_seq_length)
 
-    def plan(self) -> _Plan | None:
-        """Return the plan of the storage's current layout (None: the general path)."""
-        storage = self.buffer.storage
+    def plan(self, buffer: EpisodeBuffer) -> _Plan | None:
+        """Return the plan of ``buffer``'s current storage layout (None: the general path)."""
+        storage = buffer.storage
         if storage.layout is not self._layout:
             self._layout = storage.layout
-            self._plan = _plan(self.buffer) if storage.host_columns is not None else None
+            self._plan = _plan(buffer) if storage.host_columns is not None else None
         return self._plan
 
-    def try_add(self, episodes: Mapping[str, Any], lengths: Any) -> np.ndarray | None:
-        """Write ``episodes`` and return their slots, or return None (nothing written) for the general path."""
-        plan = self.plan()
+    def try_add(self, buffer: EpisodeBuffer, episodes: Mapping[str, Any], lengths: Any) -> np.ndarray | None:
+        """Write ``episodes`` into ``buffer`` and return their slots, or None (nothing written): the general path."""
+        plan = self.plan(buffer)
         if plan is None or episodes.keys() != plan.dtypes.keys():
             return None
-        buffer = self.buffer
         limit = buffer.max_seq_length
         shapes = None
         arrays: dict[str, np.ndarray] = {}
@@ -132,7 +133,7 @@ class FastInserts:
             ):
                 return None
             if shapes is None:
-                dims = self._dims(value, name, limit)
+                dims = self._dims(buffer, value, name, limit)
                 if dims is None:
                     return None
                 n, t, shapes = dims
@@ -148,20 +149,23 @@ class FastInserts:
             if not _fits(arrays[name], high):
                 return None
         # Everything is checked: write.
-        return self._write(plan, episodes, arrays, length, n, t)
+        return self._write(buffer, plan, episodes, arrays, length, n, t)
 
-    def _dims(self, value: torch.Tensor, name: str, limit: int) -> tuple[int, int, dict[str, torch.Size]] | None:
+    @staticmethod
+    def _dims(
+        buffer: EpisodeBuffer, value: torch.Tensor, name: str, limit: int
+    ) -> tuple[int, int, dict[str, torch.Size]] | None:
         """Return (episodes, steps, expected shape of every field) of a batch whose first field is ``value``.
 
         None unless ``name`` is a per-step field within the limit (other batches take the general path).
         """
-        batches = self.buffer._batches
+        batches = buffer._batches
         if not batches.per_step[name] or value.dim() < 2 or value.shape[1] > limit:
             return None
         n, t = int(value.shape[0]), int(value.shape[1])
         shapes = batches._shapes.get((n, t))
         if shapes is None:
-            scheme = self.buffer.scheme
+            scheme = buffer.scheme
             shapes = {
                 k: torch.Size(((n, t) if f.per_step else (n,)) + scheme.item_shape(k)) for k, f in scheme.items()
             }
@@ -190,6 +194,7 @@ class FastInserts:
 
     def _write(
         self,
+        buffer: EpisodeBuffer,
         plan: _Plan,
         episodes: Mapping[str, Any],
         arrays: dict[str, np.ndarray],
@@ -198,7 +203,6 @@ class FastInserts:
         t: int,
     ) -> np.ndarray:
         """Copy checked arrays into the host columns, one copy per field and ring segment; return the slots."""
-        buffer = self.buffer
         columns = buffer.storage.host_columns
         assert columns is not None
         limit = buffer.max_seq_length

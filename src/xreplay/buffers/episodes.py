@@ -109,7 +109,7 @@ class EpisodeBuffer:
         self._lengths = torch.from_numpy(self._host_lengths).to(self.storage.device)
         self._steps = torch.arange(max_seq_length, device=self.storage.device)
         self._batches = EpisodeBatches(scheme, storage, max_seq_length)
-        self._inserts = FastInserts(self)
+        self._inserts = FastInserts(max_seq_length)
 
     @property
     def capacity(self) -> int:
@@ -251,7 +251,7 @@ class EpisodeBuffer:
         Every value is converted and checked before anything changes: a refused write leaves the buffer
         exactly as it was.
         """
-        slots = self._inserts.try_add(episodes, lengths)  # the common case; None: nothing written yet
+        slots = self._inserts.try_add(self, episodes, lengths)  # the common case; None: nothing written yet
         if slots is not None:
             return slots
         check_keys(self.scheme, episodes.keys(), required=True)
