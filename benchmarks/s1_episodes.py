@@ -1,13 +1,19 @@
 """Workload S1: QMIX on SMAC MarineMicro_MvsM_4 episodes (5000 x 61 buffer), side by side.
 
-Measures, with torch threads = 1 and medians of repeated runs:
-  (i)   insert one full episode into a full, wrapping buffer (episodes/s),
+The data is what a PyMARL runner produces: episodes of random lengths 20..61 (steps past an
+episode's end are zeros, ``filled`` marks the steps it has), in the dtypes PyMARL declares (actions
+int64, avail_actions int32, terminated uint8, the rest float32). Inserts cycle through a pool of such
+batches, so the lengths vary from call to call; the buffers sampled from are filled with them too.
+
+Measures, with torch threads = 1 and medians of repeated rounds (variants interleaved):
+  (i)   insert one episode into a full, wrapping buffer (episodes/s),
   (ii)  the same with batches of 8,
   (iii) uniform sample of 32 episodes without replacement (samples/s, GB/s of returned bytes),
   (iv)  RSS growth of a full buffer (each variant in a fresh process).
-Variants: xreplay native, xreplay's PyMARL layer (default and compact), TorchRL's ReplayBuffer over
-LazyTensorStorage (if installed), and two physical limits on PyMARL's layout (per-field slice copy for
-inserts, per-field index_select(out=) for samples).
+Variants: xreplay native (``EpisodeBuffer.add(episodes, lengths=...)``), the same with full-length
+episodes only (its own row), xreplay's PyMARL layer (default and compact), TorchRL's ReplayBuffer
+over LazyTensorStorage (if installed), and two physical limits on PyMARL's layout (per-field slice
+copy for inserts, per-field ``index_select(out=)`` into preallocated outputs for samples).
 
     python benchmarks/s1_episodes.py            # full run (a few minutes)
     python benchmarks/s1_episodes.py --smoke    # tiny sizes, seconds (CI)
@@ -81,10 +87,19 @@ def native_scheme() -> Scheme:
     )
 
 
-def random_episodes(n: int, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Return ``n`` full synthetic episodes as native-field tensors."""
+MIN_LENGTH = 20  # shortest episode of the random lengths (the longest is T)
+POOL = 8  # insert batches cycled through, so that the lengths vary between calls
+
+
+def episode_lengths(n: int, seed: int = 0) -> np.ndarray:
+    """Return ``n`` random episode lengths in ``[MIN_LENGTH, T]`` (int64)."""
+    return np.random.default_rng(seed).integers(MIN_LENGTH, T + 1, n)
+
+
+def random_episodes(n: int, seed: int = 0, lengths: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+    """Return ``n`` synthetic episodes as native-field tensors, zero past ``lengths`` (full when None)."""
     g = torch.Generator().manual_seed(seed)
-    return {
+    data = {
         "state": torch.randn(n, T, 68, generator=g),
         "obs": torch.randn(n, T, N_AGENTS, 40, generator=g),
         "actions": torch.randint(0, N_ACTIONS, (n, T, N_AGENTS, 1), generator=g),
@@ -92,26 +107,58 @@ def random_episodes(n: int, seed: int = 0) -> dict[str, torch.Tensor]:
         "reward": torch.randn(n, T, 1, generator=g),
         "terminated": torch.randint(0, 2, (n, T, 1), generator=g, dtype=torch.uint8),
     }
+    if lengths is not None:
+        past = torch.arange(T)[None, :] >= torch.from_numpy(lengths)[:, None]  # [n, T]: steps after the end
+        for value in data.values():
+            value[past] = 0  # a runner's batch holds zeros there
+    return data
 
 
-def pymarl_batch(n: int, seed: int = 0) -> EpisodeBatch:
-    """Return a compat EpisodeBatch of ``n`` full episodes, written as one update."""
+def pymarl_batch(n: int, seed: int = 0, lengths: np.ndarray | None = None) -> EpisodeBatch:
+    """Return a compat EpisodeBatch of ``n`` episodes, each written up to its length (as a runner does)."""
     scheme, groups, preprocess = marine_micro_scheme()
     batch = EpisodeBatch(scheme, groups, n, T, preprocess=preprocess)
-    batch.update(random_episodes(n, seed))
+    data = random_episodes(n, seed, lengths)
+    if lengths is None:
+        batch.update(data)
+        return batch
+    for i, length in enumerate(lengths.tolist()):  # set-up only: filled marks the steps written
+        batch.update({k: v[i : i + 1, :length] for k, v in data.items()}, bs=slice(i, i + 1), ts=slice(0, length))
     return batch
+
+
+def _cycle(items: list[Any]) -> Callable[[], Any]:
+    """Return a function giving the items in turn, round and round."""
+    position = [0]
+
+    def next_item() -> Any:
+        position[0] = (position[0] + 1) % len(items)
+        return items[position[0]]
+
+    return next_item
 
 
 # -- variants: each returns (insert(batch_of_n) -> None, sample32() -> bytes) ---------------------
 
 
-def xreplay_native(capacity: int) -> dict[str, Callable[..., Any]]:
-    """Native EpisodeBuffer with compact storage."""
+def xreplay_native(capacity: int, full: bool = False) -> dict[str, Callable[..., Any]]:
+    """Native EpisodeBuffer with compact storage, written with ``lengths`` (all ``T`` when ``full``)."""
     buffer = EpisodeBuffer(native_scheme(), capacity, T, seed=0)
+
+    def batch(n: int, seed: int) -> tuple[dict[str, torch.Tensor], np.ndarray | None]:
+        lengths = None if full else episode_lengths(n, seed)
+        return random_episodes(n, seed, lengths), lengths
+
     for start in range(0, capacity, 256):
-        buffer.add(random_episodes(min(256, capacity - start), start))
-    data = {n: random_episodes(n, 99) for n in (1, 8)}
-    return {"insert": lambda n: buffer.add(data[n]), "sample": lambda: buffer.sample(32), "obj": buffer}
+        episodes, lengths = batch(min(256, capacity - start), start)
+        buffer.add(episodes, lengths=lengths)
+    pools = {n: _cycle([batch(n, 99 + k) for k in range(POOL)]) for n in (1, 8)}
+
+    def insert(n: int) -> None:
+        episodes, lengths = pools[n]()
+        buffer.add(episodes, lengths=lengths)
+
+    return {"insert": insert, "sample": lambda: buffer.sample(32), "obj": buffer}
 
 
 def xreplay_compat(capacity: int, compact: bool) -> dict[str, Callable[..., Any]]:
@@ -119,10 +166,11 @@ def xreplay_compat(capacity: int, compact: bool) -> dict[str, Callable[..., Any]
     scheme, groups, preprocess = marine_micro_scheme()
     buffer = ReplayBuffer(scheme, groups, capacity, T, preprocess=preprocess, compact=compact)
     for start in range(0, capacity, 256):
-        buffer.insert_episode_batch(pymarl_batch(min(256, capacity - start), start))
-    data = {n: pymarl_batch(n, 99) for n in (1, 8)}
+        n = min(256, capacity - start)
+        buffer.insert_episode_batch(pymarl_batch(n, start, episode_lengths(n, start)))
+    pools = {n: _cycle([pymarl_batch(n, 99 + k, episode_lengths(n, 99 + k)) for k in range(POOL)]) for n in (1, 8)}
     return {
-        "insert": lambda n: buffer.insert_episode_batch(data[n]),
+        "insert": lambda n: buffer.insert_episode_batch(pools[n]()),
         "sample": lambda: buffer.sample(32),
         "obj": buffer,
     }
@@ -163,24 +211,34 @@ def torchrl_buffer(capacity: int) -> dict[str, Callable[..., Any]] | None:
         return None
 
     def episodes(n: int, seed: int) -> Any:
-        fields = {k: torch.ones((n, T, *s), dtype=d) for k, (s, d) in PYMARL_LAYOUT.items()}
-        fields.update(random_episodes(n, seed))
+        lengths = episode_lengths(n, seed)
+        fields = {k: torch.zeros((n, T, *s), dtype=d) for k, (s, d) in PYMARL_LAYOUT.items()}
+        fields.update(random_episodes(n, seed, lengths))
+        fields["filled"][:] = (torch.arange(T)[None, :] < torch.from_numpy(lengths)[:, None]).unsqueeze(-1)
         return TensorDict(fields, batch_size=[n])
 
     buffer = TorchRLBuffer(storage=LazyTensorStorage(capacity), sampler=SamplerWithoutReplacement(), batch_size=32)
     for start in range(0, capacity, 256):
         buffer.extend(episodes(min(256, capacity - start), start))
-    data = {n: episodes(n, 99) for n in (1, 8)}
-    return {"insert": lambda n: buffer.extend(data[n]), "sample": lambda: buffer.sample(), "obj": buffer}
+    pools = {n: _cycle([episodes(n, 99 + k) for k in range(POOL)]) for n in (1, 8)}
+    return {"insert": lambda n: buffer.extend(pools[n]()), "sample": lambda: buffer.sample(), "obj": buffer}
 
 
 VARIANTS: dict[str, Callable[[int], dict[str, Callable[..., Any]] | None]] = {
     "xreplay native (compact)": xreplay_native,
+    "xreplay native, full length": lambda c: xreplay_native(c, full=True),
     "xreplay compat (default)": lambda c: xreplay_compat(c, False),
     "xreplay compat (compact)": lambda c: xreplay_compat(c, True),
     "torchrl LazyTensorStorage": torchrl_buffer,
     "limit (PyMARL layout)": limit_layout,
 }
+
+
+DATA = (
+    f"data: episodes of random lengths {MIN_LENGTH}..{T} (zeros past the end; 'full length' row: all {T}), "
+    f"{N_AGENTS} agents, {N_ACTIONS} actions; state f32[68], obs f32[{N_AGENTS},40], actions int64[{N_AGENTS},1], "
+    f"avail_actions int32[{N_AGENTS},{N_ACTIONS}], reward f32[1], terminated uint8[1]; inserts cycle {POOL} batches"
+)
 
 
 def per_op_seconds(ops: dict[str, Callable[[], Any]], iters: int, reps: int) -> dict[str, float]:
@@ -283,6 +341,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     torch.set_num_threads(1)
     capacity, iters, reps = (64, 3, 2) if args.smoke else (args.capacity, args.iters, args.reps)
     print(f"S1 MarineMicro_MvsM_4: buffer {capacity} x {T}, torch {torch.__version__}, 1 thread, median of {reps}")
+    print(DATA)
     rows = run(capacity, iters, reps, rss=not args.no_rss)
     print_table(rows)
     return rows

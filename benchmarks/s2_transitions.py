@@ -9,6 +9,10 @@ across implementations so that machine noise hits all of them alike:
 * add in chunks of 1 and of 64 into a full buffer (transitions/s);
 * prioritized loop: sample 256 (alpha 0.6, beta 0.4) + update 256 priorities (loops/s);
 * uniform loop: sample 256 (loops/s);
+* vector environment: add in chunks of 8 transitions from 8 interleaved streams (one step of an
+  8-env vector environment; transitions/s). ``xreplay-next`` then needs ``stream="env"`` (an int32
+  env id per transition) to pair next observations; cpprb's ``next_of`` has no streams, so
+  ``cpprb-next`` has no such row (nan);
 * RSS growth after allocating and filling the buffer, in a fresh subprocess
   that first builds and uses a 16-slot buffer of the same kind, so that
   imports and numba's compilation (a fixed cost per process, reported
@@ -43,6 +47,24 @@ BATCH = 256
 
 
 EPISODE = 1000
+
+
+ENVS = 8  # streams of the vector-environment row
+
+
+def vector_chunk(rng: np.random.Generator, steps: int, env: bool) -> dict[str, np.ndarray]:
+    """Return ``steps`` steps of an ENVS-env vector environment, interleaved (env 0..7 of step 0, then step 1...).
+
+    Each env's next_obs is its own next obs; with ``env``, an int32 field ``env`` names the stream.
+    """
+    obs = rng.random((steps + 1, ENVS, *SHAPES["obs"]), dtype=np.float32)
+    data = {k: rng.random((steps * ENVS, *s), dtype=np.float32) for k, s in SHAPES.items()}
+    data["obs"] = obs[:-1].reshape(steps * ENVS, *SHAPES["obs"])
+    data["next_obs"] = obs[1:].reshape(steps * ENVS, *SHAPES["obs"])
+    data["done"][:] = 0.0
+    if env:
+        data["env"] = np.tile(np.arange(ENVS, dtype=np.int32), steps)
+    return data
 
 
 def chunk(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
@@ -87,6 +109,11 @@ class XReplay:
         self.buf.update_priorities(s.indices, priorities, s.generations)
 
 
+    def vector(self, capacity: int, rng: np.random.Generator) -> Callable[[dict[str, np.ndarray]], None] | None:
+        """Return the add of the vector-environment row (into this uniform buffer)."""
+        return self.add
+
+
 class XReplayNumpy(XReplay):
     """xreplay with the numpy back end of the priority tree."""
 
@@ -97,6 +124,14 @@ class XReplayNext(XReplay):
     """xreplay storing next_obs once (``next_obs_from="obs"``)."""
 
     next_obs_from = "obs"
+
+    def vector(self, capacity: int, rng: np.random.Generator) -> Callable[[dict[str, np.ndarray]], None] | None:
+        """Return the add of a filled buffer pairing next observations per stream (``stream="env"``)."""
+        buf = TransitionBuffer(capacity, seed=0, next_obs_from="obs", stream="env")
+        data = vector_chunk(rng, 125, env=True)
+        for _ in range(-(-capacity // 1000)):
+            buf.extend(data)
+        return buf.extend
 
 
 class Cpprb:
@@ -116,6 +151,10 @@ class Cpprb:
         self.buf.add(**data)
 
     add_one = add
+
+    def vector(self, capacity: int, rng: np.random.Generator) -> Callable[[dict[str, np.ndarray]], None] | None:
+        """Return the add of the vector-environment row (into this uniform buffer; None with ``next_of``)."""
+        return None if self.next_of else self.add
 
     def sample(self) -> object:
         return self.buf.sample(BATCH)
@@ -217,6 +256,8 @@ def measure(names: list[str], capacity: int, reps: int, calls: int) -> dict[str,
         buffers[name] = {p: IMPLS[name](capacity, p) for p in (False, True)}
         for buf in buffers[name].values():
             fill(buf, capacity, rng)
+        buffers[name]["vector"] = buffers[name][False].vector(capacity, rng)
+    vectors = {env: vector_chunk(rng, 1, env) for env in (False, True)}
     ops = {
         "add1 uniform (tr/s)": lambda b: (
             lambda: b[False].add_one(single if isinstance(b[False], XReplay) else one),
@@ -230,13 +271,17 @@ def measure(names: list[str], capacity: int, reps: int, calls: int) -> dict[str,
         "add64 prioritized (tr/s)": lambda b: (lambda: b[True].add(sixty_four), 64),
         "prioritized loop (loops/s)": lambda b: (lambda: b[True].per_loop(priorities), 1),
         "uniform sample-256 (loops/s)": lambda b: (lambda: b[False].sample(), 1),
+        f"add{ENVS} vector-env uniform (tr/s)": lambda b: (
+            None if b["vector"] is None else (lambda: b["vector"](vectors[isinstance(b[False], XReplayNext)])),
+            ENVS,
+        ),
     }
     results: dict[str, dict[str, list[float]]] = {n: {op: [] for op in ops} for n in names}
     for _ in range(reps):
         for op, make in ops.items():
             for name in names:  # interleaved: each repetition runs every implementation back to back
                 fn, items = make(buffers[name])
-                results[name][op].append(items / timed(fn, calls))
+                results[name][op].append(float("nan") if fn is None else items / timed(fn, calls))
     return {n: {op: float(np.median(v)) for op, v in per.items()} for n, per in results.items()}
 
 
@@ -265,6 +310,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
             for kind, (warmup, growth) in rss_growth(name, args.capacity).items():
                 table[name][f"RSS growth {kind} (x payload)"] = growth / payload
                 table[name][f"warm-up RSS {kind} (MiB)"] = warmup / 2**20
+    print(
+        f"S2 data: obs f32[17], next_obs f32[17], act f32[6], rew f32, done f32; one stream of {EPISODE}-step "
+        f"episodes (next_obs = the next obs except at an episode end); vector row: {ENVS} interleaved streams"
+    )
     print(
         f"S2 capacity={args.capacity} reps={args.reps} calls={args.calls} payload={payload / 2**20:.1f} MiB; "
         f"tree back end: xreplay={PriorityTree(16).backend}, xreplay-numpy=numpy, "

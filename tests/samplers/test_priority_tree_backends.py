@@ -114,3 +114,51 @@ def test_checked_updates_raise_the_same_errors_and_change_nothing(backend):
 def test_unknown_backend_raises():
     with pytest.raises(ValueError, match="backend must be"):
         PriorityTree(4, backend="cuda")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 300), st.sampled_from([1, 16, 4096]), st.sampled_from([2, 16]), st.data())
+def test_fused_draws_and_masked_updates_match_find_and_update(size, top_width, fanout, data):
+    a, b = pair(size, top_width, fanout)
+    n = data.draw(st.integers(1, 2 * size))
+    indices = np.array(data.draw(st.lists(st.integers(0, size - 1), min_size=n, max_size=n)))
+    values = np.array(data.draw(st.lists(priorities, min_size=n, max_size=n)))
+    keep = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+    for tree in (a, b):
+        tree.fill(0, size, 0.5)
+        tree.update_where(indices, values, keep)
+    reference = PriorityTree(size, top_width, fanout, backend="numpy")
+    reference.fill(0, size, 0.5)
+    reference.update(indices[keep], values[keep])
+    assert_identical(a, reference)
+    assert_identical(b, reference)
+    if not a.total() > 0:
+        return
+    generations = np.arange(size, dtype=np.int32) * 3
+    uniform = np.concatenate([np.random.default_rng(size).random(100), [0.0, 1.0, 2.0]])
+    scale = data.draw(st.sampled_from([1.0, a.total()]))
+    found = a.find(uniform * scale)
+    expected = (found, a.min() / a.sums[found], generations[found], a.sums[found] / a.total())
+    for tree in (a, b):
+        drawn = tree.draw(uniform.copy(), scale, generations)
+        for got, want in zip(drawn, expected, strict=True):
+            np.testing.assert_array_equal(got, want)
+            assert got.dtype == want.dtype
+
+
+@pytest.mark.parametrize("stratified", [False, True], ids=["proportional", "stratified"])
+@pytest.mark.parametrize("beta", [0.4, 0.5, 1.0, 2.0])
+def test_fused_sampling_draws_what_the_numpy_back_end_draws(stratified, beta):
+    samplers = [PrioritizedSampler(500, beta=beta, stratified=stratified, backend=name) for name in ("numpy", "numba")]
+    rngs = [np.random.default_rng(9), np.random.default_rng(9)]
+    for sampler in samplers:
+        sampler.insert_range(0, 400)
+    for step in range(10):
+        drawn = [s.sample(r, 100) for s, r in zip(samplers, rngs, strict=True)]
+        for field in ("indices", "weights", "generations", "probabilities"):
+            np.testing.assert_array_equal(getattr(drawn[0], field), getattr(drawn[1], field))
+        new = np.random.default_rng(step).random(100) * 10 ** (step % 4)
+        for sampler, draw in zip(samplers, drawn, strict=True):
+            sampler.insert_range(0, 50 * (step % 2))  # some draws become stale
+            sampler.update_priorities(draw.indices, new, draw.generations)
+        np.testing.assert_array_equal(samplers[0].tree.sums, samplers[1].tree.sums)

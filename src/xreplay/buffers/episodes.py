@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from xreplay.buffers.episode_batches import EpisodeBatches
+from xreplay.buffers.episode_inserts import FastInserts
 from xreplay.buffers.episode_writer import EpisodeWriter
 from xreplay.buffers.locking import MutationLock, locked
 from xreplay.buffers.priority_updates import resolve_update
@@ -108,6 +109,7 @@ class EpisodeBuffer:
         self._lengths = torch.from_numpy(self._host_lengths).to(self.storage.device)
         self._steps = torch.arange(max_seq_length, device=self.storage.device)
         self._batches = EpisodeBatches(scheme, storage, max_seq_length)
+        self._inserts = FastInserts(max_seq_length)
 
     @property
     def capacity(self) -> int:
@@ -249,6 +251,9 @@ class EpisodeBuffer:
         Every value is converted and checked before anything changes: a refused write leaves the buffer
         exactly as it was.
         """
+        slots = self._inserts.try_add(self, episodes, lengths)  # the common case; None: nothing written yet
+        if slots is not None:
+            return slots
         check_keys(self.scheme, episodes.keys(), required=True)
         batches = self._batches
         n, t = batches.dims(episodes)

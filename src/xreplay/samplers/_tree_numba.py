@@ -20,12 +20,17 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["check_update", "top_stats", "tree_fill", "tree_find", "tree_update"]
+__all__ = ["check_update", "draw", "top_stats", "tree_fill", "tree_find", "tree_update", "update_fresh"]
 
 _SIG_UPDATE = "void(float64[::1], float64[::1], int64[::1], int64, int64[::1], float64[::1])"
 _SIG_FILL = "void(float64[::1], float64[::1], int64[::1], int64, int64, int64, float64)"
 _SIG_STATS = "float64(float64[::1], float64[::1], int64, float64[::1])"
 _SIG_FIND = "void(float64[::1], int64[::1], int64, int64, float64[::1], float64[::1], int64[::1])"
+_SIG_DRAW = (
+    "void(float64[::1], int64[::1], int64, int64, float64[::1], float64[::1], float64, float64, float64, "
+    "int32[::1], int64[::1], float64[::1], int32[::1], float64[::1])"
+)
+_SIG_FRESH = "void(float64[::1], float64[::1], int64[::1], int64, int64[::1], float64[::1], boolean[::1], int64)"
 
 
 
@@ -207,3 +212,63 @@ def check_update(
         if ok:
             high = max(high, priorities[i])
     return bad_index, bad_priority, stale, high
+
+
+@numba.njit(_SIG_DRAW, cache=True, nogil=True)
+def draw(
+    sums: np.ndarray,
+    offsets: np.ndarray,
+    fanout: int,
+    top: int,
+    ends: np.ndarray,
+    mass: np.ndarray,
+    scale: float,
+    total: float,
+    smallest: float,
+    generations: np.ndarray,
+    out: np.ndarray,
+    ratio: np.ndarray,
+    seen: np.ndarray,
+    probabilities: np.ndarray,
+) -> None:
+    """One prioritized draw: the leaves holding ``mass * scale``, their weight ratios, generations, probabilities.
+
+    Does what :meth:`PriorityTree.find` and the sampler's arithmetic do, in the same operations and order:
+    each mass is scaled (``scale`` 1.0 leaves it as it is), clamped to ``[0, total)``, searched;
+    ``ratio`` gets ``smallest / leaf`` (the weight before the power ``beta``, which the caller raises
+    with numpy so that both back ends share numpy's ``power``), ``probabilities`` ``leaf / total`` and
+    ``seen`` the generation of each drawn slot. ``mass`` is overwritten.
+    """
+    below_total = np.nextafter(total, 0.0)
+    for i in range(mass.shape[0]):
+        m = mass[i] * scale
+        mass[i] = min(max(m, 0.0), below_total)
+    tree_find(sums, offsets, fanout, top, ends, mass, out)
+    for i in range(out.shape[0]):
+        leaf = sums[out[i]]
+        ratio[i] = smallest / leaf
+        probabilities[i] = leaf / total
+        seen[i] = generations[out[i]]
+
+
+@numba.njit(_SIG_FRESH, cache=True, nogil=True)
+def update_fresh(
+    sums: np.ndarray,
+    mins: np.ndarray,
+    offsets: np.ndarray,
+    fanout: int,
+    indices: np.ndarray,
+    values: np.ndarray,
+    fresh: np.ndarray,
+    count: int,
+) -> None:
+    """Set the leaves ``indices[fresh]`` to ``values[fresh]`` (``count`` of them) and refresh their ancestors."""
+    kept = np.empty(count, dtype=np.int64)
+    kept_values = np.empty(count, dtype=np.float64)
+    j = 0
+    for i in range(indices.shape[0]):
+        if fresh[i]:
+            kept[j] = indices[i]
+            kept_values[j] = values[i]
+            j += 1
+    tree_update(sums, mins, offsets, fanout, kept, kept_values)

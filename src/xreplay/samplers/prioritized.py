@@ -37,7 +37,7 @@ from xreplay.errors import (
 )
 from xreplay.samplers.base import Draw, check_capacity
 from xreplay.samplers.priorities import as_priority_update, check_priorities, largest_leaf
-from xreplay.samplers.prioritized_state import check_prioritized_state
+from xreplay.samplers.prioritized_state import check_prioritized_state, prioritized_state_dict
 from xreplay.samplers.priority_tree import PriorityTree
 from xreplay.samplers.schedules import Schedule, as_schedule
 from xreplay.storage.resources import as_count, check_allocation
@@ -202,11 +202,25 @@ class PrioritizedSampler:
                 f"cannot sample {n} items: {self.size} slots are stored and their priorities sum to {total}"
             )
         if self.stratified:
-            mass = (np.arange(n) + rng.random(n)) * (total / max(n, 1))
+            mass, scale = (np.arange(n) + rng.random(n)) * (total / max(n, 1)), 1.0
         else:
-            mass = rng.random(n)
-            mass *= total
+            mass, scale = rng.random(n), total
+        if self.tree._kernels is not None:  # one kernel call: the same draws as sample_masses
+            return self._draw(mass, scale, step)
+        if scale != 1.0:
+            mass *= scale
         return self.sample_masses(mass, total, step)
+
+    def _draw(self, mass: np.ndarray, scale: float, step: int | None) -> Draw:
+        """Return the draw of the masses ``mass * scale`` with :meth:`PriorityTree.draw` (what sample_masses does)."""
+        indices, weights, seen, probabilities = self.tree.draw(mass, scale, self.generations)
+        beta = self.beta(self.samples_drawn if step is None else step)
+        self.samples_drawn += 1
+        weights **= beta  # (N P(i))^-beta over its largest value, with numpy's power as sample_masses
+        weights32 = weights.astype(np.float32)
+        if (self.tree.min() / self.tree.total()) ** beta < _SMALLEST_WEIGHT:  # only then can a weight round to 0
+            np.maximum(weights32, _SMALLEST_WEIGHT, out=weights32)
+        return Draw(indices, weights32, seen, probabilities)
 
     def sample_masses(self, mass: np.ndarray, total: float | None = None, step: int | None = None) -> Draw:
         """Return the slots holding the priority masses ``mass`` (each in ``[0, total)``), with weights."""
@@ -312,12 +326,13 @@ class PrioritizedSampler:
             return stale
         if self._pending:
             self._flush()
-        if stale:
-            self.stale_updates += stale
-            indices, priorities = indices[fresh], priorities[fresh]
-        priorities = priorities + self.epsilon
+        self.stale_updates += stale
+        priorities = priorities + self.epsilon  # stale ones too: the tree then skips them (same values)
         priorities **= self.alpha
-        self.tree.update(indices, priorities)
+        if stale:
+            self.tree.update_where(indices, priorities, fresh)
+        else:
+            self.tree.update(indices, priorities)
         self.max_priority = max(self.max_priority, float(high) + self.epsilon)
         return stale
 
@@ -367,19 +382,7 @@ class PrioritizedSampler:
 
         Pending inserts are kept as ranges rather than flushed, so taking the state changes nothing.
         """
-        leaves = np.where(self.generations != 0, self.tree.leaves(), np.nan)
-        return {
-            "capacity": self.capacity,
-            "alpha": self.alpha,
-            "epsilon": self.epsilon,
-            "max_priority": self.max_priority,
-            "leaves": leaves,
-            "generations": self.generations.copy(),
-            "size": self.size,
-            "samples_drawn": self.samples_drawn,
-            "stale_updates": self.stale_updates,
-            "pending": [[int(a), int(b)] for a, b in self._pending],
-        }
+        return prioritized_state_dict(self)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore the state returned by :meth:`state_dict`; on any error nothing changes.

@@ -10,7 +10,7 @@ import numpy as np
 
 from xreplay.errors import FieldShapeError, FieldValueError
 
-__all__ = ["PrioritizedState", "check_prioritized_state"]
+__all__ = ["PrioritizedState", "check_prioritized_state", "prioritized_state_dict"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,3 +72,20 @@ def check_prioritized_state(state: Mapping[str, Any], capacity: int) -> Prioriti
                 f"sampler state 'pending': range [{start}, {stop}) is not inside capacity {capacity}"
             )
     return PrioritizedState(alpha, epsilon, max_priority, leaves, generations, size, drawn, stale, pending)
+
+
+def prioritized_state_dict(sampler: Any) -> dict[str, Any]:
+    """Return the state of a :class:`~xreplay.samplers.PrioritizedSampler` (its ``state_dict()``), copying arrays."""
+    leaves = np.where(sampler.generations != 0, sampler.tree.leaves(), np.nan)
+    return {
+        "capacity": sampler.capacity,
+        "alpha": sampler.alpha,
+        "epsilon": sampler.epsilon,
+        "max_priority": sampler.max_priority,
+        "leaves": leaves,
+        "generations": sampler.generations.copy(),
+        "size": sampler.size,
+        "samples_drawn": sampler.samples_drawn,
+        "stale_updates": sampler.stale_updates,
+        "pending": [[int(a), int(b)] for a, b in sampler._pending],
+    }

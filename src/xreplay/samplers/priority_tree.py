@@ -180,6 +180,23 @@ class PriorityTree:
             self._sum_levels[level][nodes] = sums
             self._min_levels[level][nodes] = mins
 
+    def update_where(self, indices: np.ndarray, values: np.ndarray, keep: np.ndarray) -> None:
+        """Set leaves ``indices[keep]`` to ``values[keep]`` (``keep`` a bool mask; one kernel call with numba).
+
+        The same as ``update(indices[keep], values[keep])``, without the two selected copies.
+        """
+        count = int(np.count_nonzero(keep))
+        if count == 0:
+            return
+        if self._kernels is None:
+            self.update(indices[keep], values[keep])
+            return
+        self._ends = None
+        indices = np.ascontiguousarray(indices, dtype=np.int64).reshape(-1)
+        values = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
+        keep = np.ascontiguousarray(keep, dtype=np.bool_).reshape(-1)
+        self._kernels.update_fresh(self.sums, self.mins, self.offsets, self.fanout, indices, values, keep, count)
+
     def fill(self, start: int, stop: int, value: float) -> None:
         """Set the contiguous leaves ``[start, stop)`` to ``value`` with slice operations."""
         start, stop = int(start), int(stop)
@@ -291,6 +308,44 @@ class PriorityTree:
                 mass -= running.take(k * n + columns)
                 np.minimum(mass, np.nextafter(below.take(node), 0.0), out=mass)
         return node
+
+
+    def draw(self, mass: np.ndarray, scale: float, generations: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Return the leaves holding ``mass * scale`` with what a prioritized sample needs of them, in one pass.
+
+        Returns ``(indices, ratios, seen, probabilities)``: the leaves (as :meth:`find` returns for
+        ``mass * scale``), ``min() / leaf`` (an importance weight before its power ``beta``), the
+        entries of ``generations`` (int32, one per leaf) at the leaves, and ``leaf / total()``. With
+        numba this is one kernel call (``mass``, a float64 array, is then overwritten); the values are
+        the same floating point operations either way.
+
+        Raises:
+            ValueError: Every leaf is zero.
+        """
+        ends = self._top_ends()
+        total = float(ends[-1])
+        if not total > 0.0:
+            raise ValueError("cannot sample: every priority is zero")
+        fits = mass.dtype == np.float64 and mass.ndim == 1 and mass.flags.c_contiguous and mass.flags.writeable
+        if self._kernels is None or not fits or generations.dtype != np.int32 or not generations.flags.c_contiguous:
+            return _draw(self, mass, scale, generations)
+        n = mass.shape[0]
+        out, ratios = np.empty(n, dtype=np.int64), np.empty(n)
+        seen, probabilities = np.empty(n, dtype=np.int32), np.empty(n)
+        self._kernels.draw(
+            self.sums, self.offsets, self.fanout, self.top, ends, mass, float(scale), total, self._min,
+            generations, out, ratios, seen, probabilities,
+        )
+        return out, ratios, seen, probabilities
+
+def _draw(tree: PriorityTree, mass: np.ndarray, scale: float, generations: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Return :meth:`PriorityTree.draw`'s arrays with numpy (:meth:`PriorityTree.find` and the same arithmetic)."""
+    total = tree.total()
+    if scale != 1.0:
+        mass = mass * scale
+    indices = tree.find(mass)
+    leaf = tree.sums.take(indices)
+    return indices, tree.min() / leaf, generations.take(indices), leaf / total
 
 
 def _combine(block: np.ndarray, min_block: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

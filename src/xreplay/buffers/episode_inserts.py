@@ -1,0 +1,229 @@
+"""FastInserts: the common case of :meth:`EpisodeBuffer.add <xreplay.EpisodeBuffer.add>` at copy speed.
+
+A runner hands the buffer CPU tensors of exactly the declared shapes and
+dtypes, every stored field, and (for episodes shorter than ``max_seq_length``)
+their lengths. For such a batch the general path's conversions are no-ops,
+so this one does only what the write needs: one range check per narrowed
+field (one reduction, integers viewed as unsigned so negatives count as
+huge), one numpy copy per field and ring segment (casting to the storage
+dtype on the way), a clear of the steps past ``t`` and, for derived columns,
+the "absent" marker written past each episode's length (a bounded tail fill
+instead of a masked pass over the whole source).
+
+It never raises for bad input: whenever a value is not of the common case,
+or a check fails, :meth:`FastInserts.try_add` returns ``None`` before
+anything is written, and the buffer runs its general path, which refuses
+the write with its typed error. So both paths refuse exactly the same
+inputs (tests/buffers/test_episode_inserts.py runs them side by side).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from xreplay.storage.dtypes import dtype_range, numpy_dtype
+
+# The buffer written to is an EpisodeBuffer (typed Any: importing it here would be an import circle).
+EpisodeBuffer = Any
+
+__all__ = ["FastInserts"]
+
+_UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """What a write of every stored field needs, for one storage layout."""
+
+    dtypes: dict[str, torch.dtype]  # declared dtype of each stored field (the values must have it)
+    checks: tuple[tuple[str, int], ...]  # (field, largest value allowed): values must lie in [0, high]
+    copies: tuple[tuple[str, str, bool, int], ...]  # (column, source field, per step, value past the end)
+    derived: tuple[tuple[str, int], ...]  # (derived column, its absent marker): filled past each length
+
+
+def _plan(buffer: EpisodeBuffer) -> _Plan | None:
+    """Return the plan of ``buffer``'s current layout, None when its columns need the general path."""
+    scheme, layout = buffer.scheme, buffer.storage.layout
+    checks: dict[str, int] = {}
+    copies = []
+    derived = []
+    for name in scheme.stored():
+        field, column = scheme[name], layout.columns[name]
+        if column.auto or numpy_dtype(field.dtype) is None or field.dtype.is_complex:
+            return None  # widening columns, dtypes numpy lacks: the general path
+        if column.dtype != field.dtype:
+            held, declared = dtype_range(column.dtype), dtype_range(field.dtype)
+            if held is None or declared is None or held[0] != 0:
+                return None  # narrower floats or signed storage: their checks are the general path's
+            if not (declared[0] >= 0 and declared[1] <= held[1]):
+                checks[name] = held[1]
+        copies.append((name, name, field.per_step, 0))
+    for name, field in scheme.items():
+        source = field.derived
+        if source is None:
+            continue
+        if (
+            not layout.columns[name].mask
+            or scheme.item_shape(source.source)[-1:] != (1,)
+            or dtype_range(scheme[source.source].dtype) is None
+        ):
+            return None  # a materialised derived column, a multi-index or a float source
+        high = source.num_classes - 1
+        checks[source.source] = min(checks.get(source.source, high), high)
+        copies.append((name, source.source, field.per_step, source.absent))
+        if field.per_step:
+            derived.append((name, source.absent))
+    dtypes = {name: scheme[name].dtype for name in scheme.stored()}
+    return _Plan(dtypes, tuple(checks.items()), tuple(copies), tuple(derived))
+
+
+def _fits(array: np.ndarray, high: int) -> bool:
+    """Return whether every value of an integer or bool array lies in ``[0, high]`` (one reduction)."""
+    if array.size == 0:
+        return True
+    if array.dtype.kind == "b":
+        return high >= 1 or not array.any()
+    return int(array.view(_UNSIGNED[array.itemsize]).max()) <= high
+
+
+class FastInserts:
+    """The fast path of an :class:`~xreplay.EpisodeBuffer`'s ``add`` (see the module docstring).
+
+    The buffer is passed to each call rather than kept, so that buffer and inserts form no reference
+    cycle (a dropped buffer frees its storage at once, not at the next garbage collection).
+
+    Args:
+        max_seq_length: Steps per episode of the buffer.
+    """
+
+    def __init__(self, max_seq_length: int):
+        """Start without a plan; it is made on first use and again after a change of layout."""
+        self._layout: Any = None
+        self._plan: _Plan | None = None
+        self._steps = np.arange(max_seq_length)
+
+    def plan(self, buffer: EpisodeBuffer) -> _Plan | None:
+        """Return the plan of ``buffer``'s current storage layout (None: the general path)."""
+        storage = buffer.storage
+        if storage.layout is not self._layout:
+            self._layout = storage.layout
+            self._plan = _plan(buffer) if storage.host_columns is not None else None
+        return self._plan
+
+    def try_add(self, buffer: EpisodeBuffer, episodes: Mapping[str, Any], lengths: Any) -> np.ndarray | None:
+        """Write ``episodes`` into ``buffer`` and return their slots, or None (nothing written): the general path."""
+        plan = self.plan(buffer)
+        if plan is None or episodes.keys() != plan.dtypes.keys():
+            return None
+        limit = buffer.max_seq_length
+        shapes = None
+        arrays: dict[str, np.ndarray] = {}
+        for name, value in episodes.items():
+            if (
+                type(value) is not torch.Tensor
+                or value.dtype != plan.dtypes[name]
+                or value.device.type != "cpu"
+                or value.layout != torch.strided
+                or value.requires_grad
+            ):
+                return None
+            if shapes is None:
+                dims = self._dims(buffer, value, name, limit)
+                if dims is None:
+                    return None
+                n, t, shapes = dims
+            if value.shape != shapes[name]:
+                return None
+            arrays[name] = value.numpy()
+        if shapes is None:
+            return None
+        length = self._lengths(lengths, n, t)
+        if length is None:
+            return None
+        for name, high in plan.checks:
+            if not _fits(arrays[name], high):
+                return None
+        # Everything is checked: write.
+        return self._write(buffer, plan, episodes, arrays, length, n, t)
+
+    @staticmethod
+    def _dims(
+        buffer: EpisodeBuffer, value: torch.Tensor, name: str, limit: int
+    ) -> tuple[int, int, dict[str, torch.Size]] | None:
+        """Return (episodes, steps, expected shape of every field) of a batch whose first field is ``value``.
+
+        None unless ``name`` is a per-step field within the limit (other batches take the general path).
+        """
+        batches = buffer._batches
+        if not batches.per_step[name] or value.dim() < 2 or value.shape[1] > limit:
+            return None
+        n, t = int(value.shape[0]), int(value.shape[1])
+        shapes = batches._shapes.get((n, t))
+        if shapes is None:
+            scheme = buffer.scheme
+            shapes = {
+                k: torch.Size(((n, t) if f.per_step else (n,)) + scheme.item_shape(k)) for k, f in scheme.items()
+            }
+            if len(batches._shapes) <= 64:
+                batches._shapes[(n, t)] = shapes
+        return n, t, shapes
+
+    @staticmethod
+    def _lengths(lengths: Any, n: int, t: int) -> np.ndarray | None:
+        """Return ``lengths`` as int32 (all ``t`` when None), or None when the general path must judge them."""
+        if lengths is None:
+            return np.full(n, t, dtype=np.int32)
+        if isinstance(lengths, torch.Tensor):
+            if lengths.device.type != "cpu" or lengths.layout != torch.strided or lengths.requires_grad:
+                return None
+            array = lengths.numpy()
+        elif isinstance(lengths, np.ndarray):
+            array = lengths
+        else:
+            return None
+        if array.dtype.kind not in "iu" or array.shape != (n,):
+            return None
+        if n and (int(array.min()) < 0 or int(array.max()) > t):
+            return None
+        return array.astype(np.int32)
+
+    def _write(
+        self,
+        buffer: EpisodeBuffer,
+        plan: _Plan,
+        episodes: Mapping[str, Any],
+        arrays: dict[str, np.ndarray],
+        length: np.ndarray,
+        n: int,
+        t: int,
+    ) -> np.ndarray:
+        """Copy checked arrays into the host columns, one copy per field and ring segment; return the slots."""
+        columns = buffer.storage.host_columns
+        assert columns is not None
+        limit = buffer.max_seq_length
+        slots = buffer.writer.plan(n)
+        short = bool(plan.derived) and n and int(length.min()) < t
+        for slot, item, count in slots.segments:
+            whole = item == 0 and count == n  # the batch lands in one run: no slicing of the sources
+            for column_name, source, per_step, past_end in plan.copies:
+                column = columns[column_name][slot : slot + count]
+                value = arrays[source] if whole else arrays[source][item : item + count]
+                if per_step and t < limit:
+                    column[:, :t] = value
+                    column[:, t:] = past_end  # no stale steps past the new episodes
+                else:
+                    column[...] = value
+            part = length if whole else length[item : item + count]
+            if short:  # derived columns say "absent" past each episode's length
+                past = self._steps[None, :t] >= part[:, None]
+                for column_name, absent in plan.derived:
+                    columns[column_name][slot : slot + count, :t][past] = absent
+            buffer._host_lengths[slot : slot + count] = part
+        buffer.writer.commit(n)
+        buffer.sampler.on_write(slots, episodes)
+        return slots.slots()
