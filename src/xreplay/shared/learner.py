@@ -119,12 +119,12 @@ class LearnerSlots:
             return
         if gone.size:
             self._forget(gone)
-        stored = self.views["priorities"]
-        parts = [np.flatnonzero(~np.isnan(stored[start:stop])) + start for start, stop in ranges]
+        stored = self.views["priorities"]  # writers may change it meanwhile: read each slot once
+        seen = [(np.arange(start, stop), stored[start:stop].copy()) for start, stop in ranges]
         if scattered.size:
-            parts.append(scattered[~np.isnan(stored.take(scattered))])
-        given = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-        values = stored.take(given).astype(np.float64)
+            seen.append((scattered, stored.take(scattered)))
+        given = np.concatenate([slots[~np.isnan(v)] for slots, v in seen]) if seen else np.zeros(0, np.int64)
+        values = np.concatenate([v[~np.isnan(v)] for _s, v in seen]).astype(np.float64) if seen else np.zeros(0)
         if given.size:
             sampler.max_priority = max(sampler.max_priority, float(values.max()) + sampler.epsilon)
         for start, stop in ranges:
