@@ -76,7 +76,7 @@ def buffers(compact: bool) -> tuple[EpisodeBuffer, EpisodeBuffer]:
     """Return a buffer using the fast path and one forced onto the general path."""
     fast = EpisodeBuffer(marine_scheme(compact), CAPACITY, T, seed=0)
     slow = EpisodeBuffer(marine_scheme(compact), CAPACITY, T, seed=0)
-    slow._inserts.try_add = lambda buffer, episodes, lengths: None
+    slow._inserts.prepare = lambda buffer, episodes, lengths: None
     return fast, slow
 
 
@@ -113,8 +113,8 @@ def test_fast_and_general_paths_write_and_refuse_alike(compact, writes):
 def test_runner_batches_take_the_fast_path(compact, lengths_kind):
     fast, slow = buffers(compact)
     taken = []
-    try_add = fast._inserts.try_add
-    fast._inserts.try_add = lambda b, e, lengths: taken.append(try_add(b, e, lengths)) or taken[-1]
+    prepare = fast._inserts.prepare
+    fast._inserts.prepare = lambda b, e, lengths: taken.append(prepare(b, e, lengths)) or taken[-1]
     for seed, (n, t) in enumerate([(1, T), (3, T - 2), (4, T), (2, 1)]):
         lengths = LENGTHS[lengths_kind](n, t, np.random.default_rng(seed))
         assert outcome(fast, episodes(n, t, seed), lengths) == outcome(slow, episodes(n, t, seed), lengths)

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import numpy as np
 import pytest
+import torch
 
 from xreplay import PrioritizedSampler, SequenceSampler, TransitionBuffer, UniformSampler
 
 WRITERS, CHUNKS, CHUNK = 4, 60, 96
+
+
+@pytest.fixture(autouse=True)
+def switch_often():
+    """Make threads switch every few microseconds, so that a write torn between two fields would be caught."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    yield
+    sys.setswitchinterval(interval)
 WIDTH = 64  # floats per observation: a chunk (24 KB) is copied outside the lock, field after field
 
 
@@ -198,3 +209,72 @@ def test_a_sample_draws_again_instead_of_waiting_for_slots_a_stalled_write_is_ov
         assert (tags < 1_000_000).all()  # nothing of the unfinished write
         busy = np.r_[19_200:20_000, 0:1_000]
         assert not np.isin(np.asarray(batch.indices), busy).any()  # drawn again, not waited for
+
+
+EPISODE_T = 40
+
+
+def episode_batch(writer: int, index: int, n: int = 4) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Episodes (uint8 actions narrowed by the scheme) whose every field spells the episode's tag; varied lengths."""
+    tag = torch.arange(n, dtype=torch.float32) + writer * 100_000 + index * n
+    fields = {
+        "obs": tag[:, None, None].expand(n, EPISODE_T, 48).contiguous(),
+        "reward": tag[:, None, None].expand(n, EPISODE_T, 1).contiguous(),
+        "tag": tag[:, None].clone(),
+    }
+    return fields, torch.tensor([EPISODE_T - (index + k) % 9 for k in range(n)], dtype=torch.int32)
+
+
+def whole_episodes(sample) -> None:
+    """Fail if a sampled episode mixes two writes."""
+    tag = sample["tag"][:, 0]
+    assert (sample["obs"] == tag[:, None, None]).all()
+    assert (sample["reward"] == tag[:, None, None]).all()
+
+
+@pytest.mark.parametrize("sampler", ["uniform", "prioritized"])
+def test_episode_buffer_under_threads_loses_nothing_and_never_returns_a_half_written_episode(sampler: str) -> None:
+    from xreplay import EpisodeBuffer
+    from xreplay.scheme import Field, Scheme
+
+    scheme = Scheme({"obs": Field((48,)), "reward": Field((1,)), "tag": Field((1,), per_step=False)})
+    writers, batches = 3, 40
+    big = EpisodeBuffer(scheme, writers * batches * 4, EPISODE_T, seed=0, sampler=sampler)
+    small = EpisodeBuffer(scheme, 64, EPISODE_T, seed=1, sampler=sampler)  # overwritten under the readers
+    for buffer in (big, small):
+        errors: list[BaseException] = []
+        done = threading.Event()
+
+        def write(writer: int, buffer=buffer, errors=errors) -> None:
+            try:
+                for index in range(batches):
+                    buffer.add(*episode_batch(writer, index))  # 4 x 40 x 50 floats = 32 KB: copied outside the lock
+            except BaseException as error:  # noqa: BLE001 - reported by the test
+                errors.append(error)
+
+        def sample(buffer=buffer, errors=errors, done=done) -> None:
+            try:
+                while not done.is_set():
+                    if len(buffer) >= 8:
+                        batch = buffer.sample(8)
+                        whole_episodes(batch)
+                        if sampler == "prioritized":
+                            buffer.update_priorities(batch, np.ones(8))
+            except BaseException as error:  # noqa: BLE001 - reported by the test
+                errors.append(error)
+
+        threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+        readers = [threading.Thread(target=sample) for _ in range(2)]
+        for thread in threads + readers:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        done.set()
+        for thread in readers:
+            thread.join(60)
+        assert errors == []
+        stored = buffer.get(range(len(buffer)))
+        whole_episodes(stored)
+        assert buffer.stats()["inserts"] == writers * batches * 4
+    tags = big.get(range(len(big)))["tag"][:, 0].long().sort().values.tolist()
+    assert tags == sorted(w * 100_000 + i for w in range(writers) for i in range(batches * 4))  # none lost or twice

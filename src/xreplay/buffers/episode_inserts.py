@@ -11,8 +11,8 @@ the "absent" marker written past each episode's length (a bounded tail fill
 instead of a masked pass over the whole source).
 
 It never raises for bad input: whenever a value is not of the common case,
-or a check fails, :meth:`FastInserts.try_add` returns ``None`` before
-anything is written, and the buffer runs its general path, which refuses
+or a check fails, :meth:`FastInserts.prepare` returns ``None`` (it writes
+nothing), and the buffer runs its general path, which refuses
 the write with its typed error. So both paths refuse exactly the same
 inputs (tests/buffers/test_episode_inserts.py runs them side by side).
 """
@@ -27,11 +27,12 @@ import numpy as np
 import torch
 
 from xreplay.storage.dtypes import dtype_range, numpy_dtype
+from xreplay.writers import SlotPlan
 
 # The buffer written to is an EpisodeBuffer (typed Any: importing it here would be an import circle).
 EpisodeBuffer = Any
 
-__all__ = ["FastInserts"]
+__all__ = ["FastInserts", "Prepared", "copy_converted"]
 
 _UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
@@ -82,6 +83,24 @@ def _plan(buffer: EpisodeBuffer) -> _Plan | None:
     return _Plan(dtypes, tuple(checks.items()), tuple(copies), tuple(derived))
 
 
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """A batch checked by :meth:`FastInserts.prepare`, ready to copy while its storage layout stays."""
+
+    plan: _Plan
+    layout: Any  # the storage layout it was checked against
+    episodes: Mapping[str, Any]  # as given (what the sampler is told)
+    arrays: dict[str, np.ndarray]  # the same values as numpy views
+    lengths: np.ndarray  # int32 steps of each episode
+    n: int
+    t: int
+
+    @property
+    def nbytes(self) -> int:
+        """Return the bytes the copy moves."""
+        return sum(array.nbytes for array in self.arrays.values())
+
+
 def _fits(array: np.ndarray, high: int) -> bool:
     """Return whether every value of an integer or bool array lies in ``[0, high]`` (one reduction)."""
     if array.size == 0:
@@ -115,8 +134,8 @@ class FastInserts:
             self._plan = _plan(buffer) if storage.host_columns is not None else None
         return self._plan
 
-    def try_add(self, buffer: EpisodeBuffer, episodes: Mapping[str, Any], lengths: Any) -> np.ndarray | None:
-        """Write ``episodes`` into ``buffer`` and return their slots, or None (nothing written): the general path."""
+    def prepare(self, buffer: EpisodeBuffer, episodes: Mapping[str, Any], lengths: Any) -> Prepared | None:
+        """Check ``episodes`` for ``buffer`` and return what :meth:`copy` writes, or None: the general path."""
         plan = self.plan(buffer)
         if plan is None or episodes.keys() != plan.dtypes.keys():
             return None
@@ -148,8 +167,7 @@ class FastInserts:
         for name, high in plan.checks:
             if not _fits(arrays[name], high):
                 return None
-        # Everything is checked: write.
-        return self._write(buffer, plan, episodes, arrays, length, n, t)
+        return Prepared(plan, self._layout, episodes, arrays, length, n, t)
 
     @staticmethod
     def _dims(
@@ -192,21 +210,12 @@ class FastInserts:
             return None
         return array.astype(np.int32)
 
-    def _write(
-        self,
-        buffer: EpisodeBuffer,
-        plan: _Plan,
-        episodes: Mapping[str, Any],
-        arrays: dict[str, np.ndarray],
-        length: np.ndarray,
-        n: int,
-        t: int,
-    ) -> np.ndarray:
-        """Copy checked arrays into the host columns, one copy per field and ring segment; return the slots."""
+    def copy(self, buffer: EpisodeBuffer, batch: Prepared, slots: SlotPlan) -> None:
+        """Copy a prepared batch into the host columns and lengths of ``slots``, one copy per field and segment."""
         columns = buffer.storage.host_columns
         assert columns is not None
+        plan, arrays, length, n, t = batch.plan, batch.arrays, batch.lengths, batch.n, batch.t
         limit = buffer.max_seq_length
-        slots = buffer.writer.plan(n)
         short = bool(plan.derived) and n and int(length.min()) < t
         for slot, item, count in slots.segments:
             whole = item == 0 and count == n  # the batch lands in one run: no slicing of the sources
@@ -224,6 +233,37 @@ class FastInserts:
                 for column_name, absent in plan.derived:
                     columns[column_name][slot : slot + count, :t][past] = absent
             buffer._host_lengths[slot : slot + count] = part
-        buffer.writer.commit(n)
-        buffer.sampler.on_write(slots, episodes)
-        return slots.slots()
+
+
+def copy_converted(
+    buffer: EpisodeBuffer,
+    plan: SlotPlan,
+    values: Mapping[str, torch.Tensor],
+    derived: Mapping[str, torch.Tensor],
+    lengths: torch.Tensor,
+    t: int,
+) -> None:
+    """Copy the general path's converted values (and derived indices) into the slots of ``plan``."""
+    storage, batches, limit = buffer.storage, buffer._batches, buffer.max_seq_length
+    columns: Mapping[str, Any] = storage.columns
+    per_step = batches.per_step
+    n = int(lengths.shape[0])
+    absent = {name: batches.derived[name].absent for name in derived}
+    sources: dict[str, Any] = {**values, **derived}
+    host = storage.host_columns
+    if host is not None and all(v.device.type == "cpu" for v in sources.values()):
+        columns = host  # same memory, cheaper per call; values were checked to fit
+        sources = {k: (v.detach() if v.requires_grad else v).numpy() for k, v in sources.items()}
+    for slot, item, count in plan.segments:
+        whole = item == 0 and count == n  # the batch lands in one run: no slicing of the sources
+        for name, value in sources.items():
+            column = columns[name][slot : slot + count]
+            source = value if whole else value[item : item + count]
+            if t < limit and per_step[name]:
+                column[:, :t] = source
+                column[:, t:] = absent.get(name, 0)  # no stale steps past the new episode
+            else:
+                column[...] = source
+        buffer._host_lengths[slot : slot + count] = lengths.numpy()[item : item + count]
+        if storage.device.type != "cpu":
+            buffer._lengths[slot : slot + count].copy_(lengths[item : item + count])

@@ -9,32 +9,23 @@ import numpy as np
 import torch
 
 from xreplay.buffers.episode_batches import EpisodeBatches
-from xreplay.buffers.episode_inserts import FastInserts
+from xreplay.buffers.episode_inserts import FastInserts, Prepared, copy_converted
+from xreplay.buffers.episode_state import check_episode_state, check_sample_memory, check_storage
 from xreplay.buffers.episode_writer import EpisodeWriter
 from xreplay.buffers.locking import MutationLock, locked
 from xreplay.buffers.priority_updates import resolve_update
 from xreplay.buffers.samples import EpisodeSample
+from xreplay.buffers.slot_guard import COPY_OUTSIDE_LOCK, SlotGuard
 from xreplay.buffers.validation import as_slots, check_keys
-from xreplay.errors import ArgumentError, SchemeError
 from xreplay.random_state import generator_from_state, generator_state
-from xreplay.samplers.base import Sampler
+from xreplay.samplers.base import Draw, Sampler
 from xreplay.samplers.choice import make_sampler
 from xreplay.scheme import Scheme
-from xreplay.storage.resources import as_count, check_allocation
+from xreplay.storage.resources import as_count
 from xreplay.storage.tensor import TensorStorage
 from xreplay.writers import RingWriter
 
 __all__ = ["EpisodeBuffer", "EpisodeSample"]
-
-
-def _check_storage(storage: TensorStorage, scheme: Scheme, capacity: int, max_seq_length: int) -> None:
-    """Raise SchemeError unless ``storage`` holds ``scheme`` with ``capacity`` x ``max_seq_length``."""
-    same = dict(storage.scheme) == dict(scheme) and storage.scheme.groups == scheme.groups
-    if not same or storage.capacity != capacity or storage.max_seq_length != max_seq_length:
-        raise SchemeError(
-            f"storage holds {storage.capacity} x {storage.max_seq_length} steps of {list(storage.scheme)}, "
-            f"the buffer wants {capacity} x {max_seq_length} of {list(scheme)}; build the storage from the same scheme"
-        )
 
 
 class EpisodeBuffer:
@@ -45,8 +36,12 @@ class EpisodeBuffer:
     (:class:`~xreplay.samplers.UniformSampler` by default,
     :class:`~xreplay.samplers.PrioritizedSampler` with ``sampler="prioritized"``);
     every random draw comes from the buffer's own ``numpy.random.Generator``
-    (seeded by ``seed``). Every method that changes the buffer holds its
-    ``lock``, so threads may write, sample and update priorities at once.
+    (seeded by ``seed``).
+
+    Thread-safe: any mix of writes, samples and priority updates from many threads is safe. The lock
+    covers slot reservation, cursor and priority updates; the copies of runner batches of 16 KB or more
+    and the gathers of samples run outside it, and a sample never contains an episode a write is still
+    copying. Writes that widen a compact column's dtype hold the lock until no copy runs.
 
     Args:
         scheme: The fields of an episode.
@@ -93,7 +88,7 @@ class EpisodeBuffer:
         self.scheme = scheme
         if storage is None:
             storage = TensorStorage(scheme, capacity, max_seq_length, device, pin_memory)
-        _check_storage(storage, scheme, capacity, max_seq_length)
+        check_storage(storage, scheme, capacity, max_seq_length)
         self.storage = storage
         bind_owner = getattr(storage, "bind_owner", None)
         if bind_owner is not None:
@@ -110,6 +105,7 @@ class EpisodeBuffer:
         self._steps = torch.arange(max_seq_length, device=self.storage.device)
         self._batches = EpisodeBatches(scheme, storage, max_seq_length)
         self._inserts = FastInserts(max_seq_length)
+        self._guard = SlotGuard(capacity)  # what readers outside the lock check against writes
 
     @property
     def capacity(self) -> int:
@@ -128,6 +124,7 @@ class EpisodeBuffer:
             self._lengths.zero_()
         self._last_sample = None
         self._samples = self._sampled = 0
+        self._guard.touch_all()
 
     def stats(self) -> dict[str, Any]:
         """Return fill, counters and the sampler's figures (stale updates, priority min/max/sum when prioritized).
@@ -166,6 +163,7 @@ class EpisodeBuffer:
             "storage": self.storage.state_dict(),
         }
 
+    @locked
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Adopt a state from :meth:`state_dict` (``storage`` optional: omitted, the rows stay as they are).
 
@@ -175,23 +173,9 @@ class EpisodeBuffer:
             ArgumentError: A part of ``state`` is missing or does not fit this buffer (capacity, lengths
                 outside ``[0, max_seq_length]``, an unknown generator).
         """
-        missing = [key for key in ("writer", "rng", "sampler", "lengths") if key not in state]
-        if missing:
-            raise ArgumentError(f"episode buffer state lacks {missing}; expected the keys of state_dict()")
-        lengths = np.asarray(state["lengths"])
-        capacity, limit = self.capacity, self.max_seq_length
-        if lengths.shape != (capacity,) or lengths.dtype.kind not in "iu":
-            raise ArgumentError(
-                f"episode buffer state 'lengths': expected {capacity} integers, "
-                f"received {lengths.dtype} {lengths.shape}"
-            )
-        if capacity and (int(lengths.min()) < 0 or int(lengths.max()) > limit):
-            slot = int(np.flatnonzero((lengths < 0) | (lengths > limit))[0])
-            raise ArgumentError(
-                f"episode buffer state 'lengths': slot {slot} holds {int(lengths[slot])}, expected [0, {limit}]"
-            )
+        lengths = check_episode_state(state, self.capacity, self.max_seq_length)
         rng = generator_from_state(state["rng"])
-        writer = RingWriter(capacity)
+        writer = RingWriter(self.capacity)
         writer.load_state_dict(state["writer"])
         if "storage" in state:
             self.storage.check_state_dict(state["storage"])
@@ -204,6 +188,7 @@ class EpisodeBuffer:
         self._host_lengths[:] = lengths
         if self.device.type != "cpu":
             self._lengths.copy_(torch.from_numpy(self._host_lengths))
+        self._guard.touch_all()
 
     @property
     def max_seq_length(self) -> int:
@@ -231,7 +216,6 @@ class EpisodeBuffer:
 
     # -- writes ---------------------------------------------------------------
 
-    @locked
     def add(self, episodes: Mapping[str, Any], lengths: Any = None) -> np.ndarray:
         """Write a batch of whole episodes and return the slots they took (an int64 array).
 
@@ -251,9 +235,38 @@ class EpisodeBuffer:
         Every value is converted and checked before anything changes: a refused write leaves the buffer
         exactly as it was.
         """
-        slots = self._inserts.try_add(self, episodes, lengths)  # the common case; None: nothing written yet
-        if slots is not None:
-            return slots
+        batch = self._inserts.prepare(self, episodes, lengths)  # the common case, checked outside the lock
+        if batch is not None:
+            slots = self._add_prepared(batch)
+            if slots is not None:
+                return slots
+        with self.lock:  # the general path: it may change the storage's layout, so no copy may be running
+            return self._add_general(episodes, lengths)
+
+    def _add_prepared(self, batch: Prepared) -> np.ndarray | None:
+        """Write a batch the fast path checked; None if the storage's layout changed meanwhile."""
+        outside = batch.nbytes >= COPY_OUTSIDE_LOCK
+        with self.lock.critical():  # reserve the slots and tell the sampler, in write order
+            if self.storage.layout is not batch.layout:
+                return None
+            plan = self._guard.plan(self.lock, self.writer, batch.n, copying=outside)
+            if not outside:  # a small copy costs less than a second trip through the lock
+                self._inserts.copy(self, batch, plan)
+            self.writer.commit(batch.n)
+            self.sampler.on_write(plan, batch.episodes)
+            if not outside:
+                return plan.slots()
+            self.lock.begin_write()
+        try:
+            self._inserts.copy(self, batch, plan)
+        finally:
+            with self.lock.critical():
+                self._guard.release(plan)
+                self.lock.end_write()
+        return plan.slots()
+
+    def _add_general(self, episodes: Mapping[str, Any], lengths: Any) -> np.ndarray:
+        """Convert, check and write a batch of any accepted form (hold the lock exclusively)."""
         check_keys(self.scheme, episodes.keys(), required=True)
         batches = self._batches
         n, t = batches.dims(episodes)
@@ -272,30 +285,10 @@ class EpisodeBuffer:
 
         ``full`` says every episode has all ``t`` steps (derived indices are then the source's).
         """
-        columns: Mapping[str, Any] = self.storage.columns
-        per_step = self._batches.per_step
-        n, limit = int(lengths.shape[0]), self.max_seq_length
-        plan = self.writer.plan(n)
+        n = int(lengths.shape[0])
+        plan = self._guard.plan(self.lock, self.writer, n, copying=False)
         derived = self._batches.derived_indices(values, lengths, t, full)
-        absent = {name: self._batches.derived[name].absent for name in derived}
-        sources: dict[str, Any] = {**values, **derived}
-        host = self.storage.host_columns
-        if host is not None and all(v.device.type == "cpu" for v in sources.values()):
-            columns = host  # same memory, cheaper per call; values were checked to fit
-            sources = {k: (v.detach() if v.requires_grad else v).numpy() for k, v in sources.items()}
-        for slot, item, count in plan.segments:
-            whole = item == 0 and count == n  # the batch lands in one run: no slicing of the sources
-            for name, value in sources.items():
-                column = columns[name][slot : slot + count]
-                source = value if whole else value[item : item + count]
-                if t < limit and per_step[name]:
-                    column[:, :t] = source
-                    column[:, t:] = absent.get(name, 0)  # no stale steps past the new episode
-                else:
-                    column[...] = source
-            self._host_lengths[slot : slot + count] = lengths.numpy()[item : item + count]
-            if self.device.type != "cpu":
-                self._lengths[slot : slot + count].copy_(lengths[item : item + count])
+        copy_converted(self, plan, values, derived, lengths, t)
         self.writer.commit(n)
         self.sampler.on_write(plan, values)
         return plan.slots()
@@ -306,7 +299,6 @@ class EpisodeBuffer:
 
     # -- reads ----------------------------------------------------------------
 
-    @locked
     def sample(self, n: int, replace: bool | None = None, truncate: bool = False) -> EpisodeSample:
         """Sample ``n`` stored episodes with the buffer's sampler (uniform by default).
 
@@ -324,18 +316,20 @@ class EpisodeBuffer:
         """
         n = as_count(n, "sample size")
         self._check_sample_memory(n)
-        draw = self.sampler.sample(self.rng, n, len(self), replace)
-        self._samples += 1
-        self._sampled += n
-        if draw.generations is not None:
-            self._last_sample = (draw.indices, draw.generations)
-        sample = self._gather(draw.indices, truncate)
+        once = (getattr(self.sampler, "replace", True) if replace is None else replace) is False
+        draw, sample = self._guard.read(
+            self.lock,
+            lambda: self._draw(n, replace),
+            lambda d: d.indices,
+            lambda d: self._gather(d.indices, truncate),
+            self._keep,
+            None if once else self._redraw,  # without replacement, a partial redraw could repeat episodes
+        )
         if draw.weights is not None:
             sample.weights = torch.from_numpy(draw.weights).to(self.device)
         sample.generations, sample.probabilities = draw.generations, draw.probabilities
         return sample
 
-    @locked
     def update_priorities(self, indices: Any, priorities: Any, generations: Any = None) -> int:
         """Set priorities of sampled episodes, skipping (and returning the count of) those overwritten since.
 
@@ -351,18 +345,28 @@ class EpisodeBuffer:
         """
         if not self.sampler.prioritized:
             return self.sampler.update_priorities(indices, priorities, generations)  # raises, naming the fix
-        indices, priorities, generations = resolve_update(indices, priorities, generations, self._last_sample)
-        return self.sampler.update_priorities(indices, priorities, generations)
+        with self.lock.critical():
+            indices, priorities, generations = resolve_update(indices, priorities, generations, self._last_sample)
+            return self.sampler.update_priorities(indices, priorities, generations)
+
+    def _draw(self, n: int, replace: bool | None) -> Draw:
+        """Draw ``n`` episodes from the sampler (call under the lock)."""
+        return self.sampler.sample(self.rng, n, len(self), replace)
+
+    def _redraw(self, draw: Draw, rows: np.ndarray) -> Draw:
+        """Draw the episodes of ``rows`` again, with replacement (call under the lock)."""
+        return draw.with_rows(rows, self.sampler.sample(self.rng, int(rows.sum()), len(self), True))
+
+    def _keep(self, draw: Draw) -> None:
+        """Count a sample and remember its slots for priority updates (call under the lock)."""
+        self._samples += 1
+        self._sampled += int(draw.indices.shape[0])
+        if draw.generations is not None:
+            self._last_sample = (draw.indices, draw.generations)
 
     def _check_sample_memory(self, n: int) -> None:
         """Raise CapacityError before sampling ``n`` episodes that would not fit (rows plus decoded fields)."""
-        row = self.storage.layout.row_bytes
-        check_allocation(
-            2 * n * row,
-            self.device,
-            lambda: f"a sample of {n} episodes x {row} bytes (gathered and decoded)",
-            "sample fewer episodes",
-        )
+        check_sample_memory(self.storage, n)
 
     def get(self, slots: Any, truncate: bool = False) -> EpisodeSample:
         """Return the episodes at ``slots`` (ints in ``[0, len(self))``), in that order.
@@ -373,7 +377,8 @@ class EpisodeBuffer:
         """
         host = as_slots(slots, len(self), "episode index", "stored episodes")
         self._check_sample_memory(int(host.size))
-        return self._gather(host, truncate)
+        read = self._guard.read  # a read outside the lock, as sample's: never a half-written episode
+        return read(self.lock, lambda: host, lambda h: h, lambda h: self._gather(h, truncate), lambda h: None)[1]
 
     def _gather(self, host: np.ndarray, truncate: bool) -> EpisodeSample:
         """Gather the rows of valid slots ``host`` (one row gather) and decode them."""

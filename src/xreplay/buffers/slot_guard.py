@@ -27,6 +27,7 @@ D = TypeVar("D")
 R = TypeVar("R")
 
 TRIES = 8  # optimistic reads before a reader takes the lock exclusively
+COPY_OUTSIDE_LOCK = 16 * 1024  # bytes of a write from which its copy runs outside the buffer's lock
 
 
 class SlotGuard:

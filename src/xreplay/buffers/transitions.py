@@ -12,7 +12,7 @@ from xreplay.buffers.locking import MutationLock, locked
 from xreplay.buffers.next_obs import NextObsStore as _NextObsStore
 from xreplay.buffers.priority_updates import resolve_update
 from xreplay.buffers.samples import TransitionSample
-from xreplay.buffers.slot_guard import SlotGuard
+from xreplay.buffers.slot_guard import COPY_OUTSIDE_LOCK, SlotGuard
 from xreplay.buffers.transition_inputs import OneItem, check_sample_memory, host_array, validate_write
 from xreplay.buffers.transition_reads import check_gather, gather_fields
 from xreplay.buffers.transition_state import check_transition_state, transition_state
@@ -27,8 +27,6 @@ if TYPE_CHECKING:
     from xreplay.buffers.n_step import NStepReturns
 
 __all__ = ["TransitionBuffer", "TransitionSample"]
-
-COPY_OUTSIDE_LOCK = 16 * 1024  # bytes of a write from which its copy runs outside the buffer's lock
 
 
 class TransitionBuffer:
