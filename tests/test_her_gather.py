@@ -44,8 +44,7 @@ def _check(
     first = columns[next(iter(columns))]
     rng = np.random.default_rng(0)
     episodes, steps = rng.integers(0, first.shape[0], 64), rng.integers(0, first.shape[1] - 1, 64)
-    both = np.concatenate((episodes, episodes)), np.concatenate((steps, steps + 1))
-    want = {name: columns[name][both] for name in paired}
+    want = {name: np.stack((columns[name][episodes, steps], columns[name][episodes, steps + 1]), 1) for name in paired}
     want.update({name: columns[name][episodes, steps] for name in per_step})
     want.update({name: columns[name][episodes] for name in per_episode})
     got = plan.gather(episodes, steps)
@@ -85,3 +84,8 @@ def test_items_not_contiguous_fall_back_to_indexing(name: str, column: np.ndarra
     plan = _check({name: column, "reward": np.zeros((10, 6), np.float32)}, [name], ["reward"], [])
     assert [other[0] for other in plan.others] == [name]
 
+
+def test_steps_apart_in_memory_take_two_records() -> None:
+    column = np.arange(10 * 6 * 8, dtype=np.float32).reshape(10, 6, 8)[:, :, :4]  # items 16 bytes, steps 32 apart
+    plan = _check({"obs/x": column}, ["obs/x"], [], [])
+    assert plan.groups[0].pairs is None

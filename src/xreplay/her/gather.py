@@ -53,6 +53,8 @@ class ColumnGroup:
         step_stride: Bytes from one step to the next (0 for per-episode columns).
         layouts: Each column's numpy dtype and item shape.
         paired: Whether the columns are gathered at each step and the next (observations).
+        pairs: For paired columns whose steps are packed one after the other, records of two items: a
+            step and the next one in one copy (else None).
     """
 
     names: list[str]
@@ -62,15 +64,22 @@ class ColumnGroup:
     step_stride: int
     layouts: list[tuple[np.dtype, tuple[int, ...]]]
     paired: bool
+    pairs: np.ndarray | None = None
 
-    def take(self, offsets: np.ndarray) -> list[np.ndarray]:
-        """Return each column's items at byte ``offsets`` past its start (int64 ``[m]``), as new arrays."""
+    def take(self, offsets: np.ndarray, pairs: bool = False) -> list[np.ndarray]:
+        """Return each column's items at byte ``offsets`` past its start (int64 ``[m]``), as new arrays.
+
+        With ``pairs`` (only where :attr:`pairs` is set) each item comes with the next step's: ``[m, 2, *item]``.
+        """
         m = offsets.shape[0]
+        records = self.pairs if pairs else self.records
+        assert records is not None
         if len(self.names) == 1:
-            raw = self.records[offsets + int(self.starts[0, 0])][None]
+            raw = records[offsets + int(self.starts[0, 0])][None]
         else:
-            raw = self.records[(self.starts + offsets).ravel()].reshape(len(self.names), m)  # [columns, m]
-        return [raw[k].view(dtype).reshape(m, *shape) for k, (dtype, shape) in enumerate(self.layouts)]
+            raw = records[(self.starts + offsets).ravel()].reshape(len(self.names), m)  # [columns, m]
+        lead = (m, 2) if pairs else (m,)
+        return [raw[k].view(dtype).reshape(*lead, *shape) for k, (dtype, shape) in enumerate(self.layouts)]
 
 
 def _group(names: list[str], columns: Mapping[str, np.ndarray], lead: int, paired: bool) -> ColumnGroup:
@@ -85,16 +94,19 @@ def _group(names: list[str], columns: Mapping[str, np.ndarray], lead: int, paire
         for start, a in zip(starts[:, 0], arrays, strict=True)
     )
     item = _item_bytes(arrays[0], lead)
-    interface = {
-        "data": (base, True),  # read-only: gathers copy
-        "shape": (last + 1,),  # one record per byte up to the last item's start
-        "strides": (1,),
-        "typestr": f"|V{item}",
-        "version": 3,
-    }
-    records = np.asarray(_Interface(interface, arrays))
+    assert item is not None
+    records = _records(base, last + 1, item, arrays)  # one record per byte up to the last item's start
+    pairs = None
+    if paired and strides[1] == item:  # steps packed one after the other: a step and the next in one record
+        pairs = _records(base, last + 1 - item, 2 * item, arrays)  # no record starts at a column's last step
     layouts = [(a.dtype, tuple(a.shape[lead:])) for a in arrays]
-    return ColumnGroup(names, records, starts, strides[0], strides[1] if lead == 2 else 0, layouts, paired)
+    return ColumnGroup(names, records, starts, strides[0], strides[1] if lead == 2 else 0, layouts, paired, pairs)
+
+
+def _records(base: int, count: int, size: int, owners: list[np.ndarray]) -> np.ndarray:
+    """Return ``count`` read-only records of ``size`` bytes starting at each byte from address ``base``."""
+    interface = {"data": (base, True), "shape": (count,), "strides": (1,), "typestr": f"|V{size}", "version": 3}
+    return np.asarray(_Interface(interface, owners))
 
 
 class TransitionGather:
@@ -137,25 +149,26 @@ class TransitionGather:
         self.group_of = {name: group for group in self.groups for name in group.names}
 
     def gather(self, episodes: np.ndarray, steps: np.ndarray) -> dict[str, np.ndarray]:
-        """Return every planned field at ``(episodes, steps)``, paired ones as ``[2n, ...]`` (steps, next steps)."""
+        """Return every planned field at ``(episodes, steps)``, paired ones as ``[n, 2, ...]`` (step, next step)."""
         n = episodes.shape[0]
         out: dict[str, np.ndarray] = {}
         for group in self.groups:
             offsets = episodes * group.slot_stride  # byte offset of each episode's slot
             if group.step_stride:
-                if group.paired:  # each step, then each next step
-                    offsets = np.concatenate((offsets, offsets))
-                    offsets[:n] += steps * group.step_stride
-                    offsets[n:] += (steps + 1) * group.step_stride
-                else:
-                    offsets += steps * group.step_stride
-            out.update(zip(group.names, group.take(offsets), strict=True))
+                offsets += steps * group.step_stride  # then of the step inside it
+            if group.pairs is not None:  # each step with the next in one record
+                out.update(zip(group.names, group.take(offsets, pairs=True), strict=True))
+            elif group.paired:  # each step, then each next step
+                both = group.take(np.concatenate((offsets, offsets + group.step_stride)))
+                out.update((name, np.stack((v[:n], v[n:]), axis=1)) for name, v in zip(group.names, both, strict=True))
+            else:
+                out.update(zip(group.names, group.take(offsets), strict=True))
         for name, per_step, paired in self.others:
             column = self.columns[name]
             if not per_step:
                 out[name] = column[episodes]
             elif paired:
-                out[name] = column[np.concatenate((episodes, episodes)), np.concatenate((steps, steps + 1))]
+                out[name] = column[episodes[:, None], steps[:, None] + np.arange(2)]
             else:
                 out[name] = column[episodes, steps]
         return out

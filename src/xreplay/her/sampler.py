@@ -289,11 +289,10 @@ class HindsightSampler:
         gathered = plan.gather(episodes, steps)
         for name, dtype in casts.items():  # storage dtypes that differ from the declared ones
             gathered[name] = gathered[name].astype(dtype)
-        n = episodes.shape[0]
         out: dict[str, Any] = {}
-        for name in self._observed:  # gathered as [2n]: the steps, then their next steps
+        for name in self._observed:  # gathered as [n, 2, *item]: each step and its next step
             both = gathered.pop(name)
-            out[name], out[self._next[name]] = both[:n], both[n:]
+            out[name], out[self._next[name]] = both[:, 0], both[:, 1]
         out.update(gathered)
         achieved = None
         if chosen.size:
