@@ -317,3 +317,20 @@ def test_the_torch_gather_path_gives_the_numpy_paths_batches():
     assert sorted(a) == sorted(b)
     for name in a:
         assert a[name].dtype == b[name].dtype and torch.equal(a[name], b[name]), name
+
+
+def test_samples_follow_storage_widened_after_a_sample():
+    goals = {f"obs/{k}": Field((1,), torch.int64, storage_dtype=AUTO) for k in ("achieved_goal", "desired_goal")}
+    buf = EpisodeBuffer(Scheme({**goals, "reward": Field(())}), 2, 3, seed=0)
+    steps = torch.tensor([[[0], [1], [2]]])
+    buf.add({"obs/achieved_goal": steps, "obs/desired_goal": steps, "reward": torch.zeros(1, 3)})
+    her = HindsightSampler(buf, reward_fn, "final", relabel_ratio=0.0)
+    assert set(her.sample(16)["obs/achieved_goal"].flatten().tolist()) <= {0, 1}
+    narrow = buf.storage.layout.columns["obs/achieved_goal"].dtype
+    wide = steps * 1000  # no longer fits the narrow storage: the rows are reallocated wider
+    buf.add({"obs/achieved_goal": wide, "obs/desired_goal": wide, "reward": torch.zeros(1, 3)})
+    assert buf.storage.layout.columns["obs/achieved_goal"].dtype != narrow
+    seen = her.sample(64)
+    assert set(seen["obs/achieved_goal"].flatten().tolist()) == {0, 1, 1000}
+    second = torch.from_numpy(seen.indices == 1)
+    assert torch.equal(seen["next_obs/achieved_goal"][second], seen["obs/achieved_goal"][second] + 1000)

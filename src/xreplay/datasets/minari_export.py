@@ -238,7 +238,7 @@ class _TransitionEpisodes:
         return view[parts[0]] if len(parts) == 1 else np.concatenate([view[s] for s in parts])
 
     def episodes(self) -> Iterator[Episode]:
-        """Yield each episode's steps and parts."""
+        """Yield each episode's steps and parts (the observations in a stage reused for the next episode)."""
         fields, size = self.fields, self.buffer.writer.size
         if size == 0:
             return
@@ -251,23 +251,48 @@ class _TransitionEpisodes:
             flag = _per_step(self._column(name), name, size) != 0 if name is not None else np.zeros(size, bool)
             flags[part] = flag
         ends = flags["terminations"] | flags["truncations"]
-        for leaf in self.obs:  # a next_obs that is not the next observation: the episode ended there
-            ends[:-1] |= (nxt[leaf][:-1] != obs[leaf][1:]).reshape(size - 1, -1).any(axis=1)
         ends[-1] = True
-        stops = np.flatnonzero(ends) + 1
+        stops = np.flatnonzero(ends) + 1  # episodes by their flags; resets inside them are found below
         starts = np.concatenate([[0], stops[:-1]])
-        for start, stop in zip(starts.tolist(), stops.tolist(), strict=True):
-            rows = slice(start, stop)
-            observations = {leaf: np.concatenate([obs[leaf][rows], nxt[leaf][stop - 1 : stop]]) for leaf in self.obs}
-            yield (
-                stop - start,
-                {
-                    "observations": observations,
-                    "actions": {leaf: act[leaf][rows] for leaf in self.act},
-                    "rewards": {"": reward[rows]},
-                    **{part: {"": value[rows]} for part, value in flags.items()},
-                },
-            )
+        longest = int((stops - starts).max())
+        stage = {leaf: np.empty((longest + 1, *obs[leaf].shape[1:]), obs[leaf].dtype) for leaf in self.obs}
+        for flagged_start, flagged_stop in zip(starts.tolist(), stops.tolist(), strict=True):
+            for start, stop in _split_at_resets(obs, nxt, flagged_start, flagged_stop):
+                rows, steps = slice(start, stop), stop - start
+                observations = {}
+                for leaf, staged in stage.items():  # T + 1 rows in a reused stage: written before the next episode
+                    staged[:steps] = obs[leaf][rows]
+                    staged[steps] = nxt[leaf][stop - 1]
+                    observations[leaf] = staged[: steps + 1]
+                yield (
+                    steps,
+                    {
+                        "observations": observations,
+                        "actions": {leaf: act[leaf][rows] for leaf in self.act},
+                        "rewards": {"": reward[rows]},
+                        **{part: {"": value[rows]} for part, value in flags.items()},
+                    },
+                )
+
+
+def _split_at_resets(
+    obs: Mapping[str, np.ndarray], nxt: Mapping[str, np.ndarray], start: int, stop: int
+) -> list[tuple[int, int]]:
+    """Return the episodes in steps ``start .. stop - 1``: cut after each step whose next_obs is not the next obs.
+
+    Compared one flagged episode at a time, so its rows are still in cache when they are copied.
+    """
+    if all(np.array_equal(nxt[leaf][start : stop - 1], observed[start + 1 : stop]) for leaf, observed in obs.items()):
+        return [(start, stop)]  # the common case, checked without a per-step reduction
+    reset = None
+    for leaf, observed in obs.items():
+        differs = nxt[leaf][start : stop - 1] != observed[start + 1 : stop]
+        found = differs.reshape(stop - 1 - start, -1).any(axis=1)
+        reset = found if reset is None else reset | found
+    if reset is None or not reset.any():
+        return [(start, stop)]
+    cuts = [start, *(start + np.flatnonzero(reset) + 1).tolist(), stop]
+    return list(zip(cuts[:-1], cuts[1:], strict=True))
 
 
 class _StoredEpisodes:

@@ -1,19 +1,4 @@
-"""Hindsight experience replay: goals relabelled at sample time over stored episodes.
-
-:class:`HindsightSampler` draws transitions uniformly from the episodes of an
-:class:`~xreplay.buffers.EpisodeBuffer` and, for a ``relabel_ratio`` share of them, replaces the
-desired goal with a goal the episode achieved (``future``: at a later step, ``final``: at its
-end, ``episode``: at any step) and recomputes the reward with the environment's
-``compute_reward(achieved_goal, desired_goal, info)``. Nothing is copied into storage: a goal is
-one more gather. Every draw comes from the buffer's generator.
-
-Episodes are stored with gymnasium's goal-conditioned dict observations as fields
-``obs/observation``, ``obs/achieved_goal`` and ``obs/desired_goal`` (see :func:`goal_scheme`),
-one step per transition plus a last step that holds the observation after the last action (as
-:meth:`EpisodeWriter.end` with a final step writes it, and
-:func:`xreplay.datasets.from_minari` with ``kind="episodes"`` reads it): an episode of length
-``L`` holds ``L - 1`` transitions, and transition ``t``'s next observation is step ``t + 1``.
-"""
+"""HindsightSampler: uniform transitions of stored goal-conditioned episodes, goals relabelled at sample time."""
 
 from __future__ import annotations
 
@@ -27,6 +12,7 @@ import torch
 from xreplay.buffers.episodes import EpisodeBuffer
 from xreplay.buffers.transitions import TransitionSample
 from xreplay.errors import FieldShapeError, FieldValueError, InsufficientDataError, UnknownFieldError
+from xreplay.her.gather import TransitionGather
 from xreplay.scheme import Field, Scheme
 
 __all__ = ["STRATEGIES", "GoalFields", "HindsightSample", "HindsightSampler", "goal_scheme"]
@@ -195,6 +181,7 @@ class HindsightSampler:
         self.buffer, self.compute_reward, self.goal_fields = buffer, compute_reward, fields
         self.strategy, self.relabel_ratio = strategy, float(relabel_ratio)
         self.reward, self.info = reward, tuple(info)
+        self._reward_item = scheme.item_shape(reward)
         prefix = obs + "/"
         stored = scheme.stored()
         self._observed = [n for n in stored if scheme[n].per_step and n.startswith(prefix)]
@@ -207,6 +194,7 @@ class HindsightSampler:
         self._numpy = all(d is not None for d in numpy_dtypes.values())  # else (bfloat16) gather with torch
         self._declared = numpy_dtypes
         self._cumulative: tuple[tuple[int, int, int], np.ndarray, np.ndarray, int] | None = None
+        self._plan: tuple[Mapping[str, np.ndarray], TransitionGather, dict[str, np.dtype]] | None = None
 
     def _transitions(self) -> tuple[np.ndarray, np.ndarray, int]:
         """Return (transitions per stored episode, their running total, the common count or 0), cached per write."""
@@ -255,11 +243,12 @@ class HindsightSampler:
             steps = flat - (total[episodes] - counts[episodes])  # offset inside that episode
         relabelled = rng.random(n) < self.relabel_ratio
         chosen = np.flatnonzero(relabelled)
-        last = counts[episodes[chosen]]  # step of the episode's final observation
+        last = same if same else counts[episodes[chosen]]  # step of the episode's final observation
         if self.strategy == "future":  # uniform over the steps after the transition, t + 1 .. last
-            goals = steps[chosen] + 1 + (rng.random(chosen.size) * (last - steps[chosen])).astype(np.int64)
+            after = steps[chosen]
+            goals = after + 1 + (rng.random(chosen.size) * (last - after)).astype(np.int64)
         elif self.strategy == "final":
-            goals = last
+            goals = np.full(chosen.size, last, dtype=np.int64) if same else last
         else:  # uniform over every step after the first, 1 .. last
             goals = 1 + (rng.random(chosen.size) * last).astype(np.int64)
         return episodes, steps, relabelled, chosen, goals
@@ -267,29 +256,75 @@ class HindsightSampler:
     def _sample(self, rng: np.random.Generator, n: int) -> HindsightSample:
         """Draw, gather (in the declared dtypes), relabel and wrap one batch."""
         episodes, steps, relabelled, chosen, goals = self._draw(rng, n)
-        storage = self.buffer.storage
-        host = storage.host_columns if self._numpy else None
-        columns: Mapping[str, Any] = host if host is not None else storage.columns
-        gather = _gather_numpy if host is not None else _gather_torch
-        declared = self._declared if host is not None else self._declared_torch
-        out: dict[str, Any] = {}
-        pair = np.stack([steps, steps + 1], axis=1)  # each transition's step and the next one
-        for name in self._observed:  # one gather for a step and its next step
-            both = _cast(gather(columns[name], episodes[:, None], pair), declared[name])
-            out[name], out[self._next[name]] = both[:, 0], both[:, 1]
-        for name in self._per_step:
-            out[name] = _cast(gather(columns[name], episodes, steps), declared[name])
-        for name in self._per_episode:
-            out[name] = _cast(gather(columns[name], episodes, None), declared[name])
+        host = self.buffer.storage.host_columns if self._numpy else None
+        if host is not None:
+            out, achieved = self._gather_host(host, episodes, steps, chosen, goals)
+        else:
+            out, achieved = self._gather_device(episodes, steps, chosen, goals)
         if chosen.size:
-            achieved = _cast(gather(columns[self.achieved], episodes[chosen], goals), declared[self.achieved])
             self._relabel(out, achieved, chosen)
-        fields = {name: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for name, v in out.items()}
+        fields = {name: torch.from_numpy(v) if type(v) is np.ndarray else v for name, v in out.items()}
         if self._derived:
-            self._add_derived(fields, episodes, steps, pair, gather, columns)
+            self._add_derived(fields, episodes, steps)
         goal_steps = np.full(n, -1, dtype=np.int64)
         goal_steps[chosen] = goals
         return HindsightSample(fields, episodes, steps, relabelled, goal_steps)
+
+    def _gather_host(
+        self,
+        host: Mapping[str, np.ndarray],
+        episodes: np.ndarray,
+        steps: np.ndarray,
+        chosen: np.ndarray,
+        goals: np.ndarray,
+    ) -> tuple[dict[str, Any], Any]:
+        """Return the fields of CPU storage at the draws (one byte-offset gather per group), and the new goals."""
+        cached = self._plan
+        if cached is None or cached[0] is not host:  # first use, or the storage's arrays were replaced
+            plan = TransitionGather(host, self._observed, self._per_step, self._per_episode)
+            casts = {name: d for name, d in self._declared.items() if d is not None and host[name].dtype != d}
+            self._plan = (host, plan, casts)
+        else:
+            plan, casts = cached[1], cached[2]
+        gathered = plan.gather(episodes, steps)
+        for name, dtype in casts.items():  # storage dtypes that differ from the declared ones
+            gathered[name] = gathered[name].astype(dtype)
+        out: dict[str, Any] = {}
+        for name in self._observed:  # gathered as [n, 2, *item]: each step and its next step
+            both = gathered.pop(name)
+            out[name], out[self._next[name]] = both[:, 0], both[:, 1]
+        out.update(gathered)
+        achieved = None
+        if chosen.size:
+            achieved = plan.take(self.achieved, episodes[chosen], goals)
+            if self.achieved in casts:
+                achieved = achieved.astype(casts[self.achieved])
+        return out, achieved
+
+    def _gather_device(
+        self,
+        episodes: np.ndarray,
+        steps: np.ndarray,
+        chosen: np.ndarray,
+        goals: np.ndarray,
+    ) -> tuple[dict[str, Any], Any]:
+        """Return the fields of storage on another device (or with a dtype numpy lacks) at the draws, with torch."""
+        columns, declared = self.buffer.storage.columns, self._declared_torch
+        n = episodes.shape[0]
+        both_episodes, both_steps = np.concatenate((episodes, episodes)), np.concatenate((steps, steps + 1))
+        out: dict[str, Any] = {}
+        for name in self._observed:  # one gather for the steps and their next steps
+            both = _cast(_gather_torch(columns[name], both_episodes, both_steps), declared[name])
+            out[name], out[self._next[name]] = both[:n], both[n:]
+        for name in self._per_step:
+            out[name] = _cast(_gather_torch(columns[name], episodes, steps), declared[name])
+        for name in self._per_episode:
+            out[name] = _cast(_gather_torch(columns[name], episodes, None), declared[name])
+        achieved = None
+        if chosen.size:
+            gathered = _gather_torch(columns[self.achieved], episodes[chosen], goals)
+            achieved = _cast(gathered, declared[self.achieved])
+        return out, achieved
 
     def _relabel(self, out: dict[str, Any], goals: Any, chosen: np.ndarray) -> None:
         """Put ``goals`` in the desired goals of the ``chosen`` transitions and recompute their rewards."""
@@ -302,7 +337,7 @@ class HindsightSampler:
         rewards = np.asarray(self.compute_reward(achieved, _host(goals), info))
         if rewards.dtype.kind not in "biuf":
             raise FieldValueError(f"compute_reward returned dtype {rewards.dtype}; expected numbers for {reward!r}")
-        item = self.buffer.scheme.item_shape(reward)
+        item = self._reward_item
         expected = (chosen.size, *item)
         if rewards.shape != expected:
             if rewards.shape == (chosen.size,) and int(np.prod(item, dtype=np.int64)) == 1:
@@ -318,25 +353,22 @@ class HindsightSampler:
         else:
             target[index] = torch.from_numpy(rewards).to(target.device, target.dtype)
 
-    def _add_derived(
-        self,
-        fields: dict[str, torch.Tensor],
-        episodes: np.ndarray,
-        steps: np.ndarray,
-        pair: np.ndarray,
-        gather: Any,
-        columns: Mapping[str, Any],
-    ) -> None:
+    def _add_derived(self, fields: dict[str, torch.Tensor], episodes: np.ndarray, steps: np.ndarray) -> None:
         """Compute derived (one-hot) fields from their stored class indices."""
         scheme = self.buffer.scheme
+        host = self.buffer.storage.host_columns
+        columns: Mapping[str, Any] = host if host is not None else self.buffer.storage.columns
+        gather = _gather_numpy if host is not None else _gather_torch
+        n = episodes.shape[0]
         for name in self._derived:
             derived = scheme[name].derived
             assert derived is not None
             dtype = scheme[name].dtype
             if name in self._next:  # an observation field: its next step too
-                both = torch.as_tensor(gather(columns[name], episodes[:, None], pair))
-                fields[name] = derived.decode(both[:, 0]).to(dtype)
-                fields[self._next[name]] = derived.decode(both[:, 1]).to(dtype)
+                both = np.concatenate((episodes, episodes)), np.concatenate((steps, steps + 1))
+                pair = torch.as_tensor(gather(columns[name], *both))
+                fields[name] = derived.decode(pair[:n]).to(dtype)
+                fields[self._next[name]] = derived.decode(pair[n:]).to(dtype)
             else:
                 index = gather(columns[name], episodes, steps if scheme[name].per_step else None)
                 fields[name] = derived.decode(torch.as_tensor(index)).to(dtype)
