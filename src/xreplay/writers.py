@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -13,8 +12,7 @@ from xreplay.errors import ArgumentError
 __all__ = ["RingWriter", "SlotPlan"]
 
 
-@dataclasses.dataclass(frozen=True)
-class SlotPlan:
+class SlotPlan(NamedTuple):
     """Where a batch of ``n`` new items goes.
 
     Attributes:

@@ -42,14 +42,14 @@ class MutationLock:
         1
     """
 
-    __slots__ = ("_cond", "_depth", "_holder", "_lock", "_pending", "_yielding", "writing")
+    __slots__ = ("_cond", "_depth", "_holder", "_lock", "_yielding", "pending", "writing")
 
     def __init__(self) -> None:
         """Create an unheld lock with no write copying."""
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self.writing = 0  # writes between begin_write and end_write
-        self._pending = 0  # threads waiting to hold the lock exclusively
+        self.pending = 0  # threads waiting to hold the lock exclusively
         self._yielding = 0  # writes waiting for those threads
         self._holder: int | None = None  # the thread holding the lock exclusively
         self._depth = 0  # how many times it entered
@@ -70,12 +70,12 @@ class MutationLock:
         """Hold the lock exclusively: wait until no write is copying (none can start meanwhile)."""
         self._cond.acquire()
         if self.writing:
-            self._pending += 1  # new writes wait (yield_to_exclusive) so that this wait ends
+            self.pending += 1  # new writes wait (yield_to_exclusive) so that this wait ends
             try:
                 while self.writing:
                     self._cond.wait()
             finally:
-                self._pending -= 1
+                self.pending -= 1
         self._holder = threading.get_ident()
         self._depth += 1
         return self
@@ -90,9 +90,9 @@ class MutationLock:
 
     def yield_to_exclusive(self) -> None:
         """Wait while a thread waits to hold the lock exclusively (call inside a critical section, before a write)."""
-        if not self._pending or self._holder == threading.get_ident():
+        if not self.pending or self._holder == threading.get_ident():
             return  # nobody waits, or this thread holds the lock exclusively already: its writes go first
-        while self._pending:
+        while self.pending:
             self._yielding += 1
             try:
                 self._cond.wait(0.05)

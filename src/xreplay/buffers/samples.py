@@ -147,17 +147,14 @@ class TransitionSample(FieldBatch):
     @classmethod
     def from_draw(cls, fields: dict[str, torch.Tensor], draw: Draw, device: torch.device) -> TransitionSample:
         """Return the sample of ``draw``'s gathered ``fields``, its metadata as tensors on ``device``."""
-
-        def tensor(array: np.ndarray | None) -> torch.Tensor | None:
-            return None if array is None else torch.from_numpy(array).to(device)
-
+        weights, mask, learn_mask = draw.weights, draw.mask, draw.learn_mask
         return cls(
             fields,
             draw.indices,
-            tensor(draw.weights),
+            None if weights is None else _tensor(weights, device),
             draw.generations,
-            tensor(draw.mask),
-            tensor(draw.learn_mask),
+            None if mask is None else _tensor(mask, device),
+            None if learn_mask is None else _tensor(learn_mask, device),
             draw.probabilities,
         )
 
@@ -176,3 +173,9 @@ class TransitionSample(FieldBatch):
             _moved(self.learn_mask, device, non_blocking),
             self.probabilities,
         )
+
+
+def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Return ``array`` as a tensor on ``device`` (sharing its memory on the CPU)."""
+    tensor = torch.from_numpy(array)
+    return tensor if device.type == "cpu" else tensor.to(device)

@@ -54,17 +54,22 @@ class SlotGuard:
         self._busy = np.zeros(0, dtype=np.uint8)  # writes copying into each slot now
         self._stamp = np.zeros(0, dtype=np.int64)  # version of the last write reserved on each slot
 
+    def _allocate(self) -> None:
+        """Allocate the marks (with the first write)."""
+        self._busy = np.zeros(self.capacity, dtype=np.uint8)
+        self._stamp = np.zeros(self.capacity, dtype=np.int64)
+
     def reserve(self, plan: SlotPlan, copying: bool) -> None:
         """Stamp the slots of ``plan`` with a new version; mark them busy if the write copies without the lock."""
         if not self._stamp.size:
-            self._busy = np.zeros(self.capacity, dtype=np.uint8)
-            self._stamp = np.zeros(self.capacity, dtype=np.int64)
-        self.version += 1
+            self._allocate()
+        self.version = version = self.version + 1
         for slot, _item, count in plan.segments:
-            self._stamp[slot : slot + count] = self.version
+            self._stamp[slot : slot + count] = version
             if copying:
-                self._busy[slot : slot + count] += np.uint8(1)
-        self.copying += copying
+                self._busy[slot : slot + count] += 1
+        if copying:
+            self.copying += 1
 
     def release(self, plan: SlotPlan) -> None:
         """Mark the slots of ``plan`` free again: the write's copy ended."""
@@ -95,6 +100,10 @@ class SlotGuard:
         Waits while a thread waits for the lock exclusively, or while a write a full lap ahead still
         copies into one of the planned slots.
         """
+        if not (lock.pending or self.copying):  # nobody waits and nothing copies: the common case
+            plan = writer.plan(n)
+            self.reserve(plan, copying)
+            return plan
         lock.yield_to_exclusive()
         plan = writer.plan(n)
         while self.planned_busy(plan):
@@ -103,6 +112,17 @@ class SlotGuard:
             plan = writer.plan(n)
         self.reserve(plan, copying)
         return plan
+
+    def reserve_one(self, lock: MutationLock, writer: RingWriter) -> int:
+        """Reserve and stamp the slot of a write of one item copied under the lock; return it (as :meth:`plan`)."""
+        if lock.pending or self.copying:
+            return self.plan(lock, writer, 1, copying=False).segments[0][0]
+        if not self._stamp.size:
+            self._allocate()
+        slot = writer.cursor
+        self.version += 1
+        self._stamp[slot] = self.version
+        return slot
 
     def read(
         self,
@@ -122,7 +142,9 @@ class SlotGuard:
         """
         for _ in range(TRIES):
             with lock.critical():
-                drawn = self._avoid_busy(lock, draw(), slots_of, redraw)
+                drawn: D | None = draw()
+                if self.copying:
+                    drawn = self._avoid_busy(lock, drawn, slots_of, redraw)  # type: ignore[arg-type]
                 seen = self.version
             if drawn is None:
                 continue  # a write stamped a slot the reader waited for: draw again
@@ -132,10 +154,10 @@ class SlotGuard:
                     keep(drawn)
                     return drawn, got
         with lock:  # many writes raced this reader: read with no write copying and none starting
-            drawn = draw()
-            got = read(drawn)
-            keep(drawn)
-            return drawn, got
+            last = draw()
+            got = read(last)
+            keep(last)
+            return last, got
 
     def _avoid_busy(
         self,

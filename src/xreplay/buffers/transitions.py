@@ -107,6 +107,7 @@ class TransitionBuffer:
         self._last_sample: tuple[np.ndarray, np.ndarray] | None = None  # (indices, generations) of the last sample
         self._samples = self._sampled = 0  # sample calls and items drawn
         self._guard = SlotGuard(capacity)  # what readers outside the lock check against writes
+        self._tell_sampler = getattr(self.sampler, "watches_writes", True)
 
     @property
     def capacity(self) -> int:
@@ -208,14 +209,15 @@ class TransitionBuffer:
         """
         with self.lock.critical():
             values, nxt, ids = self._validate(transition, batched=False)
-            slot = self._guard.plan(self.lock, self.writer, 1, copying=False).segments[0][0]
+            slot = self._guard.reserve_one(self.lock, self.writer)
             self.storage.write(slot, values, Ellipsis)
             self.writer.commit(1)
             if nxt is not None:
                 obs = {o: host_array(values[o])[None] for _n, o in self._next.pairs}  # type: ignore[union-attr]
                 self._next.write(slot, 1, obs, nxt, ids)  # type: ignore[union-attr]
                 self._next.warn_if_apart(len(self), self.next_obs_from)  # type: ignore[union-attr]
-            self.sampler.on_write(SlotPlan(0, ((slot, 0, 1),)), OneItem(values))
+            if self._tell_sampler:
+                self.sampler.on_write(SlotPlan(0, ((slot, 0, 1),)), OneItem(values))
             return slot
 
     def extend(self, batch: Mapping[str, Any]) -> np.ndarray:
@@ -237,15 +239,17 @@ class TransitionBuffer:
         """
         if self._next is not None or self.next_obs_from is not None or not self.storage.specs:
             return self._extend_locked(batch)
-        values, _nxt, _ids = self._validate(batch, batched=True)  # checks only: the columns exist
+        values = validate_write(self.storage, batch, True, (self.next_obs, None, None), None)[0]  # checks only
         n = int(next(iter(values.values())).shape[0]) if values else 0
         outside = n * self.storage.row_bytes() >= COPY_OUTSIDE_LOCK
         with self.lock.critical():  # reserve the slots and tell the sampler, in write order
             plan = self._guard.plan(self.lock, self.writer, n, copying=outside)
             if not outside:  # a small copy costs less than a second trip through the lock
-                self._copy(plan, values)
+                for slot, item, count in plan.segments:
+                    self.storage.write(slice(slot, slot + count), values, slice(item, item + count))
             self.writer.commit(n)
-            self.sampler.on_write(plan, values)
+            if self._tell_sampler:
+                self.sampler.on_write(plan, values)
             if not outside:
                 return plan.slots()
             self.lock.begin_write()
@@ -335,8 +339,8 @@ class TransitionBuffer:
         """Gather the drawn transitions (windows come back as ``[n, steps, *item]``)."""
         indices = draw.indices
         if indices.ndim == 1:
-            return self._gather(indices)
-        flat = self._gather(indices.reshape(-1))  # one gather of every step
+            return gather_fields(self.storage, self._next, indices)
+        flat = gather_fields(self.storage, self._next, indices.reshape(-1))  # one gather of every step
         return {k: v.reshape(*indices.shape, *v.shape[1:]) for k, v in flat.items()}
 
     def _keep(self, draw: Draw) -> None:

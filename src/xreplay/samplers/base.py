@@ -81,7 +81,11 @@ class Sampler(Protocol):
         """Attach to a buffer of ``capacity`` slots."""
 
     def on_write(self, plan: SlotPlan, items: Mapping[str, Any]) -> None:
-        """Learn that the slots of ``plan`` now hold new items (``items``: the written batch by field)."""
+        """Learn that the slots of ``plan`` now hold new items (``items``: the written batch by field).
+
+        A sampler whose ``on_write`` does nothing may say so with a class attribute
+        ``watches_writes = False``; buffers then skip the call on their hot paths.
+        """
 
     def sample(self, rng: np.random.Generator, n: int, size: int, replace: bool | None = None) -> Draw:
         """Return ``n`` of the ``size`` stored items, drawn with ``rng``."""

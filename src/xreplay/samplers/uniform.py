@@ -33,6 +33,7 @@ class UniformSampler:
     """
 
     prioritized = False
+    watches_writes = False  # on_write does nothing: a buffer may skip the call
 
     def __init__(self, replace: bool = True):
         """Draw with replacement (``replace=True``) or without by default."""
