@@ -11,8 +11,9 @@ numpy/torch in S5) give, per side, xreplay's ratio to the peer; their own after/
 control rows, run the same code on both sides and so show the noise floor.
 
 The table gives per operation the median over rounds of each run's figure, the after/before speed ratio
-(above 1: after is faster; times and bytes are inverted), the range of the per-round paired ratios, and
-flags every xreplay row below 0.95x::
+(above 1: after is faster; times and bytes are inverted), the range of the per-round paired ratios, the
+ratio to the peer on each side and their quotient (peer-normalised: machine noise that slows a whole run
+cancels out), and flags every xreplay row whose after/before ratio is below 0.95x::
 
     python benchmarks/ab_trees.py                       # eaae662 vs HEAD, default sizes (~20 min on 2 cores)
     python benchmarks/ab_trees.py eaae662 main --rounds 5 --only s2 s4
@@ -297,6 +298,16 @@ def summarise(bench: str, before: list[list[Metric]], after: list[list[Metric]])
     return rows
 
 
+def one_sided(bench: str, before: list[list[Metric]], after: list[list[Metric]]) -> list[str]:
+    """Return the operations that only one side measured (a script renamed or added a figure)."""
+    ops = {side: {m.op for run in runs for m in run} for side, runs in (("before", before), ("after", after))}
+    return [
+        f"{bench.upper()} {op} ({side} only)"
+        for side, other in (("before", "after"), ("after", "before"))
+        for op in sorted(ops[side] - ops[other])
+    ]
+
+
 def _find(metrics: list[Metric], op: str) -> Metric | None:
     """Return the metric of ``op`` in one run, if that run measured it."""
     return next((m for m in metrics if m.op == op), None)
@@ -321,18 +332,19 @@ def markdown(rows: Sequence[Row]) -> str:
     """Return the before/after table (xreplay rows, then the control rows) as markdown."""
     lines = [
         "| bench | operation | unit | before | after | after/before | paired range | peer | vs peer before "
-        "| vs peer after | |",
-        "|---|---|---|---:|---:|---:|---|---|---:|---:|---|",
+        "| vs peer after | peer-normalised | |",
+        "|---|---|---|---:|---:|---:|---|---|---:|---:|---:|---|",
     ]
     for control in (False, True):
         for row in (r for r in rows if r.control == control):
             peer_b = f"{row.peer_before:.2f}x" if row.peer_before else ""
             peer_a = f"{row.peer_after:.2f}x" if row.peer_after else ""
+            normalised = f"{row.peer_after / row.peer_before:.3f}x" if row.peer_before and row.peer_after else ""
             flag = f"**below {THRESHOLD}x**" if row.flagged else ("control" if row.control else "")
             lines.append(
                 f"| {row.bench.upper()} | {row.op} | {row.unit} | {_number(row.before)} | {_number(row.after)} "
                 f"| {row.ratio:.3f}x | {row.paired[0]:.2f}-{row.paired[1]:.2f} | {row.peer or ''} "
-                f"| {peer_b} | {peer_a} | {flag} |"
+                f"| {peer_b} | {peer_a} | {normalised} | {flag} |"
             )
     return "\n".join(lines)
 
@@ -368,8 +380,8 @@ def _run_pair(
     return [one(side) for side in order]
 
 
-def report(args: argparse.Namespace, rows: Sequence[Row], minutes: float) -> None:
-    """Print the sizes, the interpreter, the load, the table and the rows below the threshold."""
+def report(args: argparse.Namespace, rows: Sequence[Row], minutes: float, lonely: Sequence[str] = ()) -> None:
+    """Print the sizes, the interpreter, the load, the table, the rows below the threshold and those not compared."""
     size = "smoke" if args.smoke else "default"
     benches = sorted({row.bench for row in rows})
     print(f"sizes ({size}): " + "; ".join(f"{b.upper()} {' '.join(SIZES[b][size])}" for b in benches))
@@ -379,6 +391,8 @@ def report(args: argparse.Namespace, rows: Sequence[Row], minutes: float) -> Non
     print(markdown(rows))
     flagged = [f"{r.bench.upper()} {r.op}" for r in rows if r.flagged]
     print(f"\n{len(flagged)} xreplay row(s) below {THRESHOLD}x" + (": " + "; ".join(flagged) if flagged else ""))
+    if lonely:
+        print(f"not compared, measured on one side only: {'; '.join(lonely)}")
 
 
 def compare(args: argparse.Namespace) -> list[Row]:
@@ -405,7 +419,8 @@ def compare(args: argparse.Namespace) -> list[Row]:
                     raw[bench][side].append(result)
                     runs[bench][side].append(_metrics(bench, side, result))
         rows = [row for b in benches for row in summarise(b, runs[b]["before"], runs[b]["after"])]
-        report(args, rows, (time.perf_counter() - started) / 60)
+        lonely = [op for b in benches for op in one_sided(b, runs[b]["before"], runs[b]["after"])]
+        report(args, rows, (time.perf_counter() - started) / 60, lonely)
         if args.json:
             payload = {"labels": labels, "raw": raw, "rows": [r.__dict__ for r in rows]}
             pathlib.Path(args.json).write_text(json.dumps(payload, indent=1))
