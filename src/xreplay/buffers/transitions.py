@@ -245,8 +245,7 @@ class TransitionBuffer:
         with self.lock.critical():  # reserve the slots and tell the sampler, in write order
             plan = self._guard.plan(self.lock, self.writer, n, copying=outside)
             if not outside:  # a small copy costs less than a second trip through the lock
-                for slot, item, count in plan.segments:
-                    self.storage.write(slice(slot, slot + count), values, slice(item, item + count))
+                self.storage.write_plan(plan, values)
             self.writer.commit(n)
             if self._tell_sampler:
                 self.sampler.on_write(plan, values)
@@ -254,17 +253,12 @@ class TransitionBuffer:
                 return plan.slots()
             self.lock.begin_write()
         try:
-            self._copy(plan, values)
+            self.storage.write_plan(plan, values)
         finally:
             with self.lock.critical():
                 self._guard.release(plan)
                 self.lock.end_write()
         return plan.slots()
-
-    def _copy(self, plan: SlotPlan, values: Mapping[str, Any]) -> None:
-        """Copy the items of a planned write into their slots."""
-        for slot, item, count in plan.segments:
-            self.storage.write(slice(slot, slot + count), values, slice(item, item + count))
 
     @locked
     def _extend_locked(self, batch: Mapping[str, Any]) -> np.ndarray:
@@ -272,7 +266,7 @@ class TransitionBuffer:
         values, nxt, ids = self._validate(batch, batched=True)
         n = int(next(iter(values.values())).shape[0]) if values else 0
         plan = self._guard.plan(self.lock, self.writer, n, copying=False)
-        self._copy(plan, values)
+        self.storage.write_plan(plan, values)
         self.writer.commit(n)
         if nxt is not None and n:
             kept = plan.source_start
@@ -311,6 +305,16 @@ class TransitionBuffer:
         n = as_count(n, "sample size")
         check_sample_memory(self.storage, n, int(getattr(self.sampler, "window", 1)))
         if self.n_step is None and self._next is None:  # draw under the lock, gather outside it
+            guard, lock = self._guard, self.lock
+            with lock.critical():
+                draw = self._draw(n, replace)
+                seen = -1 if guard.copying else guard.version  # the common case: no write is copying
+            if seen >= 0:
+                fields = self._read(draw)
+                with lock.critical():
+                    if guard.version == seen:  # no write came meanwhile
+                        self._keep(draw)
+                        return TransitionSample.from_draw(fields, draw, self.device)
             once = (getattr(self.sampler, "replace", True) if replace is None else replace) is False
             again = None if once else self._redraw  # without replacement, a partial redraw could repeat items
             draw, fields = self._guard.read(

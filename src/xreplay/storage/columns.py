@@ -19,6 +19,7 @@ from xreplay.errors import (
 from xreplay.storage.conversion import as_number_array, as_plain_tensor, check_float_cast, check_value
 from xreplay.storage.dtypes import numpy_dtype
 from xreplay.storage.resources import as_count, as_device, check_allocation
+from xreplay.writers import SlotPlan
 
 __all__ = ["ColumnSpec", "ColumnStorage"]
 
@@ -317,6 +318,11 @@ class ColumnStorage:
                 host[name][rows] = value[items]
             else:
                 self.columns[name][rows] = torch.as_tensor(value[items]).to(self.device)
+
+    def write_plan(self, plan: SlotPlan, values: Mapping[str, np.ndarray | torch.Tensor]) -> None:
+        """Copy the items of a planned write (``values`` batched) into the rows of ``plan``'s segments."""
+        for slot, item, count in plan.segments:
+            self.write(slice(slot, slot + count), values, slice(item, item + count))
 
     def gather(self, indices: np.ndarray, names: Collection[str] | None = None) -> dict[str, torch.Tensor]:
         """Return every column (or those in ``names``) at ``indices`` (int64), as new contiguous tensors.
