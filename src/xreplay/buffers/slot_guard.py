@@ -1,13 +1,13 @@
 """SlotGuard: which slots a write is copying into, so that readers outside the lock never return a torn item.
 
-Every write takes a new version number when it reserves its slots and
-stamps them with it; a write that copies outside the lock also marks its
-slots busy until its copy ends. A reader draws in a critical section, waits
+Every write takes a new version number when it reserves its slots and,
+while a read is under way outside the lock, stamps them with it; a write
+that copies outside the lock also marks its slots busy until its copy ends. A reader draws in a critical section, waits
 for drawn slots that are busy, notes the version, reads without the lock,
 and keeps what it read only if no drawn slot was stamped since (otherwise it
 draws again; after a few tries it reads holding the lock exclusively). With
-one thread nothing is ever busy or stamped meanwhile, and a read costs two
-counter checks.
+one thread nothing is ever busy or stamped, and a read costs two counter
+checks.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ class SlotGuard:
         >>> guard.reserve(plan, copying=True)
         >>> guard.busy(np.array([0, 3])), guard.busy(np.array([2, 3]))
         (True, False)
+        >>> guard.readers += 1  # a read is under way: writes stamp their slots
         >>> seen = guard.version
         >>> guard.reserve(writer.plan(1), copying=False)
         >>> guard.written_since(np.array([3]), seen), guard.written_since(np.array([0]), seen)
@@ -51,6 +52,7 @@ class SlotGuard:
         self.capacity = capacity
         self.version = 0  # writes reserved so far
         self.copying = 0  # writes copying outside the lock now
+        self.readers = 0  # reads between their draw and their check: only they need stamps
         self._busy = np.zeros(0, dtype=np.uint8)  # writes copying into each slot now
         self._stamp = np.zeros(0, dtype=np.int64)  # version of the last write reserved on each slot
 
@@ -61,11 +63,14 @@ class SlotGuard:
 
     def reserve(self, plan: SlotPlan, copying: bool) -> None:
         """Stamp the slots of ``plan`` with a new version; mark them busy if the write copies without the lock."""
+        self.version = version = self.version + 1
+        if not (self.readers or copying):
+            return  # no read is under way to be told, and the copy ends inside the lock
         if not self._stamp.size:
             self._allocate()
-        self.version = version = self.version + 1
         for slot, _item, count in plan.segments:
-            self._stamp[slot : slot + count] = version
+            if self.readers:
+                self._stamp[slot : slot + count] = version
             if copying:
                 self._busy[slot : slot + count] += 1
         if copying:
@@ -80,7 +85,10 @@ class SlotGuard:
     def touch_all(self) -> None:
         """Stamp every slot with a new version: the whole buffer changed (a clear or a loaded state)."""
         self.version += 1
-        self._stamp[:] = self.version
+        if self.readers:
+            if not self._stamp.size:
+                self._allocate()
+            self._stamp[:] = self.version
 
     def busy(self, slots: np.ndarray) -> bool:
         """Return whether a write is copying into any of ``slots``."""
@@ -91,8 +99,10 @@ class SlotGuard:
         return self.copying > 0 and any(self._busy[s : s + c].any() for s, _i, c in plan.segments)
 
     def written_since(self, slots: np.ndarray, version: int) -> bool:
-        """Return whether a write reserved any of ``slots`` after ``version``."""
-        return self.version != version and bool((self._stamp[slots] > version).any())
+        """Return whether a write reserved any of ``slots`` after ``version`` (while this read was counted)."""
+        if self.version == version:
+            return False
+        return not self._stamp.size or bool((self._stamp[slots] > version).any())
 
     def plan(self, lock: MutationLock, writer: RingWriter, n: int, copying: bool) -> SlotPlan:
         """Plan a write of ``n`` items and reserve its slots (call inside a critical section of ``lock``).
@@ -117,11 +127,12 @@ class SlotGuard:
         """Reserve and stamp the slot of a write of one item copied under the lock; return it (as :meth:`plan`)."""
         if lock.pending or self.copying:
             return self.plan(lock, writer, 1, copying=False).segments[0][0]
-        if not self._stamp.size:
-            self._allocate()
         slot = writer.cursor
         self.version += 1
-        self._stamp[slot] = self.version
+        if self.readers:
+            if not self._stamp.size:
+                self._allocate()
+            self._stamp[slot] = self.version
         return slot
 
     def read(
@@ -143,16 +154,26 @@ class SlotGuard:
         for _ in range(TRIES):
             with lock.critical():
                 drawn: D | None = draw()
-                if self.copying:
-                    drawn = self._avoid_busy(lock, drawn, slots_of, redraw)  # type: ignore[arg-type]
+                self.readers += 1  # from here on, writes stamp their slots
+                try:
+                    if self.copying:
+                        drawn = self._avoid_busy(lock, drawn, slots_of, redraw)  # type: ignore[arg-type]
+                except BaseException:
+                    self.readers -= 1
+                    raise
                 seen = self.version
-            if drawn is None:
-                continue  # a write stamped a slot the reader waited for: draw again
-            got = read(drawn)
-            with lock.critical():
-                if self.version == seen or not self.written_since(slots_of(drawn), seen):
-                    keep(drawn)
-                    return drawn, got
+            try:
+                got = read(drawn) if drawn is not None else None  # None: a write stamped a slot it waited for
+            finally:
+                with lock.critical():
+                    self.readers -= 1
+                    kept = drawn is not None and (
+                        self.version == seen or not self.written_since(slots_of(drawn), seen)
+                    )
+                    if kept:
+                        keep(drawn)  # type: ignore[arg-type]
+            if kept:
+                return drawn, got  # type: ignore[return-value]
         with lock:  # many writes raced this reader: read with no write copying and none starting
             last = draw()
             got = read(last)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from xreplay.buffers.n_step import NStepReturns
 
 __all__ = ["TransitionBuffer", "TransitionSample"]
+
+_slots = operator.attrgetter("indices")  # the slots of a draw
 
 
 class TransitionBuffer:
@@ -198,12 +201,7 @@ class TransitionBuffer:
         """Write one transition (values without a batch dimension) and return its slot.
 
         Raises:
-            UnknownFieldError: A field is missing or extra compared to the first write.
-            FieldShapeError: An item shape differs from the first write.
-            FieldTypeError: Text, objects, or complex values.
-            FieldValueError: A dtype of another kind than the first write's, or values its column cannot hold
-                (integers out of range, finite floats that would become infinite).
-            CapacityError: The first write's columns would not fit in the memory this process may use.
+            UnknownFieldError, FieldShapeError, FieldTypeError, FieldValueError, CapacityError: As :meth:`extend`.
 
         Nothing changes unless the whole write is valid.
         """
@@ -233,9 +231,8 @@ class TransitionBuffer:
                 (integers out of range, finite floats that would become infinite).
             CapacityError: The first write's columns would not fit in the memory this process may use.
 
-        Nothing changes unless the whole write is valid. Once the columns exist (and without
-        ``next_obs_from``, whose links follow the write order), the copy runs outside the buffer's lock:
-        other threads write, sample and update priorities meanwhile, and never see these slots half-written.
+        Nothing changes unless the whole write is valid. Once the columns exist (and without ``next_obs_from``),
+        a copy of 16 KB or more runs outside the lock; no thread ever sees these slots half-written.
         """
         if self._next is not None or self.next_obs_from is not None or not self.storage.specs:
             return self._extend_locked(batch)
@@ -309,17 +306,21 @@ class TransitionBuffer:
             with lock.critical():
                 draw = self._draw(n, replace)
                 seen = -1 if guard.copying else guard.version  # the common case: no write is copying
+                guard.readers += seen >= 0  # from here on, writes stamp their slots
             if seen >= 0:
-                fields = self._read(draw)
-                with lock.critical():
-                    if guard.version == seen:  # no write came meanwhile
-                        self._keep(draw)
-                        return TransitionSample.from_draw(fields, draw, self.device)
+                try:
+                    fields = self._read(draw)
+                finally:
+                    with lock.critical():
+                        guard.readers -= 1
+                        kept = not guard.written_since(draw.indices, seen)  # no write touched what was read
+                        if kept:
+                            self._keep(draw)
+                if kept:
+                    return TransitionSample.from_draw(fields, draw, self.device)
             once = (getattr(self.sampler, "replace", True) if replace is None else replace) is False
             again = None if once else self._redraw  # without replacement, a partial redraw could repeat items
-            draw, fields = self._guard.read(
-                self.lock, lambda: self._draw(n, replace), lambda d: d.indices, self._read, self._keep, again
-            )
+            draw, fields = guard.read(lock, lambda: self._draw(n, replace), _slots, self._read, self._keep, again)
             return TransitionSample.from_draw(fields, draw, self.device)
         with self.lock:  # n-step windows and next observations read the cursor and links: hold the lock
             draw = self._draw(n, replace)
