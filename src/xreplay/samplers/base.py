@@ -27,9 +27,8 @@ same five members, so a buffer never asks which kind it holds:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -38,8 +37,7 @@ from xreplay.writers import SlotPlan
 __all__ = ["MEMBERS", "Draw", "Sampler", "check_capacity"]
 
 
-@dataclasses.dataclass(frozen=True)
-class Draw:
+class Draw(NamedTuple):
     """What a sampler drew: the slots to gather and what a priority update needs back.
 
     Attributes:
@@ -61,14 +59,13 @@ class Draw:
 
     def with_rows(self, rows: np.ndarray, other: Draw) -> Draw:
         """Return this draw with the items (windows) where ``rows`` is True taken, in order, from ``other``."""
-        parts = {}
-        for field in dataclasses.fields(self):
-            mine, theirs = getattr(self, field.name), getattr(other, field.name)
+        parts = []
+        for mine, theirs in zip(self, other, strict=True):
             if mine is not None and theirs is not None:
                 mine = mine.copy()
                 mine[rows] = theirs
-            parts[field.name] = mine
-        return Draw(**parts)
+            parts.append(mine)
+        return Draw._make(parts)
 
 
 class Sampler(Protocol):
