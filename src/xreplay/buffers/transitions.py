@@ -146,11 +146,7 @@ class TransitionBuffer:
         self._guard.touch_all()
 
     def stats(self) -> dict[str, Any]:
-        """Return fill, counters and the sampler's figures (stale updates, priority min/max/sum when prioritized).
-
-        Keys: ``size``, ``capacity``, ``fill`` (``size / capacity``), ``inserts`` (items written since the
-        last :meth:`clear`), ``samples`` (sample calls) and ``sampled`` (items drawn), then the sampler's.
-        """
+        """Return size, capacity, fill, inserts, samples and items sampled, then the sampler's figures."""
         return {
             "size": len(self),
             "capacity": self.capacity,
@@ -308,14 +304,18 @@ class TransitionBuffer:
                 seen = -1 if guard.copying else guard.version  # the common case: no write is copying
                 guard.readers += seen >= 0  # from here on, writes stamp their slots
             if seen >= 0:
-                try:
-                    fields = self._read(draw)
+                indices = draw.indices
+                try:  # no next-observation store here: items are the storage's rows
+                    fields = self.storage.gather(indices) if indices.ndim == 1 else self._read(draw)
                 finally:
                     with lock.critical():
                         guard.readers -= 1
-                        kept = not guard.written_since(draw.indices, seen)  # no write touched what was read
+                        kept = not guard.written_since(indices, seen)  # no write touched what was read
                         if kept:
-                            self._keep(draw)
+                            self._samples += 1
+                            self._sampled += indices.shape[0]
+                            if draw.generations is not None:
+                                self._last_sample = (indices, draw.generations)
                 if kept:
                     return TransitionSample.from_draw(fields, draw, self.device)
             once = (getattr(self.sampler, "replace", True) if replace is None else replace) is False
@@ -350,8 +350,7 @@ class TransitionBuffer:
 
     def _keep(self, draw: Draw) -> None:
         """Count a sample and remember its slots for priority updates (call under the lock)."""
-        self._samples += 1
-        self._sampled += int(draw.indices.shape[0])
+        self._samples, self._sampled = self._samples + 1, self._sampled + int(draw.indices.shape[0])
         if draw.generations is not None:
             self._last_sample = (draw.indices, draw.generations)
 
