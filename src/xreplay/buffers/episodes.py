@@ -15,7 +15,7 @@ from xreplay.buffers.episode_writer import EpisodeWriter
 from xreplay.buffers.locking import MutationLock, locked
 from xreplay.buffers.priority_updates import resolve_update
 from xreplay.buffers.samples import EpisodeSample
-from xreplay.buffers.slot_guard import COPY_OUTSIDE_LOCK, SlotGuard
+from xreplay.buffers.slot_guard import SlotGuard
 from xreplay.buffers.validation import as_slots, check_keys
 from xreplay.random_state import generator_from_state, generator_state
 from xreplay.samplers.base import Draw, Sampler
@@ -244,26 +244,17 @@ class EpisodeBuffer:
             return self._add_general(episodes, lengths)
 
     def _add_prepared(self, batch: Prepared) -> np.ndarray | None:
-        """Write a batch the fast path checked; None if the storage's layout changed meanwhile."""
-        outside = batch.nbytes >= COPY_OUTSIDE_LOCK
-        with self.lock.critical():  # reserve the slots and tell the sampler, in write order
-            if self.storage.layout is not batch.layout:
-                return None
-            plan = self._guard.plan(self.lock, self.writer, batch.n, copying=outside)
-            if not outside:  # a small copy costs less than a second trip through the lock
-                self._inserts.copy(self, batch, plan)
-            self.writer.commit(batch.n)
-            self.sampler.on_write(plan, batch.episodes)
-            if not outside:
-                return plan.slots()
-            self.lock.begin_write()
-        try:
-            self._inserts.copy(self, batch, plan)
-        finally:
-            with self.lock.critical():
-                self._guard.release(plan)
-                self.lock.end_write()
-        return plan.slots()
+        """Write a batch the fast path checked; None if the storage's layout changed since."""
+        plan = self._guard.write(
+            self.lock,
+            self.writer,
+            batch.n,
+            batch.nbytes,
+            lambda p: self._inserts.copy(self, batch, p),
+            lambda p: self.sampler.on_write(p, batch.episodes),
+            still=lambda: self.storage.layout is batch.layout,
+        )
+        return None if plan is None else plan.slots()
 
     def _add_general(self, episodes: Mapping[str, Any], lengths: Any) -> np.ndarray:
         """Convert, check and write a batch of any accepted form (hold the lock exclusively)."""

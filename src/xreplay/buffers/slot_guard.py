@@ -110,17 +110,50 @@ class SlotGuard:
         Waits while a thread waits for the lock exclusively, or while a write a full lap ahead still
         copies into one of the planned slots.
         """
-        if not (lock.pending or self.copying):  # nobody waits and nothing copies: the common case
-            plan = writer.plan(n)
-            self.reserve(plan, copying)
-            return plan
-        lock.yield_to_exclusive()
-        plan = writer.plan(n)
-        while self.planned_busy(plan):
-            lock.wait(0.01)
+        if lock.pending or self.copying:  # otherwise (the common case) there is nothing to wait for
             lock.yield_to_exclusive()
+            while self.planned_busy(plan := writer.plan(n)):
+                lock.wait(0.01)
+                lock.yield_to_exclusive()
+        else:
             plan = writer.plan(n)
         self.reserve(plan, copying)
+        return plan
+
+    def write(
+        self,
+        lock: MutationLock,
+        writer: RingWriter,
+        n: int,
+        nbytes: int,
+        copy: Callable[[SlotPlan], None],
+        tell: Callable[[SlotPlan], None],
+        still: Callable[[], bool] | None = None,
+    ) -> SlotPlan | None:
+        """Write ``n`` items of ``nbytes``: reserve, ``copy`` into the slots and ``tell`` the sampler.
+
+        Slots are reserved, the cursor advanced and ``tell`` called in one critical section, in write
+        order; a copy of ``COPY_OUTSIDE_LOCK`` bytes or more runs outside the lock with its slots busy.
+        ``still``, checked in that critical section, may refuse the write (None is returned, nothing done).
+        """
+        outside = nbytes >= COPY_OUTSIDE_LOCK
+        with lock.critical():
+            if still is not None and not still():
+                return None
+            plan = self.plan(lock, writer, n, copying=outside)
+            if not outside:  # a small copy costs less than a second trip through the lock
+                copy(plan)
+            writer.commit(n)
+            tell(plan)
+            if not outside:
+                return plan
+            lock.begin_write()
+        try:
+            copy(plan)
+        finally:
+            with lock.critical():
+                self.release(plan)
+                lock.end_write()
         return plan
 
     def reserve_one(self, lock: MutationLock, writer: RingWriter) -> int:
@@ -154,14 +187,10 @@ class SlotGuard:
         for _ in range(TRIES):
             with lock.critical():
                 drawn: D | None = draw()
-                self.readers += 1  # from here on, writes stamp their slots
-                try:
-                    if self.copying:
-                        drawn = self._avoid_busy(lock, drawn, slots_of, redraw)  # type: ignore[arg-type]
-                except BaseException:
-                    self.readers -= 1
-                    raise
+                if self.copying:  # redraw (or wait for) items on slots a write is copying into
+                    drawn = self._avoid_busy(lock, drawn, slots_of, redraw)  # type: ignore[arg-type]
                 seen = self.version
+                self.readers += 1  # from here on, writes stamp their slots
             try:
                 got = read(drawn) if drawn is not None else None  # None: a write stamped a slot it waited for
             finally:
@@ -200,6 +229,10 @@ class SlotGuard:
                 break
             drawn = redraw(drawn, rows)
         slots = slots_of(drawn)
-        while self.busy(slots) and not self.written_since(slots, seen):
-            lock.wait(0.01)  # a write is copying into a drawn slot: its item becomes whole soon
-        return None if self.written_since(slots, seen) else drawn
+        self.readers += 1  # while it waits, writes stamp their slots
+        try:
+            while self.busy(slots) and not self.written_since(slots, seen):
+                lock.wait(0.01)  # a write is copying into a drawn slot: its item becomes whole soon
+            return None if self.written_since(slots, seen) else drawn
+        finally:
+            self.readers -= 1

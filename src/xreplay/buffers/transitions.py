@@ -13,7 +13,7 @@ from xreplay.buffers.locking import MutationLock, locked
 from xreplay.buffers.next_obs import NextObsStore as _NextObsStore
 from xreplay.buffers.priority_updates import resolve_update
 from xreplay.buffers.samples import TransitionSample
-from xreplay.buffers.slot_guard import COPY_OUTSIDE_LOCK, SlotGuard
+from xreplay.buffers.slot_guard import SlotGuard
 from xreplay.buffers.transition_inputs import OneItem, check_sample_memory, host_array, validate_write
 from xreplay.buffers.transition_reads import check_gather, gather_fields
 from xreplay.buffers.transition_state import check_transition_state, transition_state
@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 __all__ = ["TransitionBuffer", "TransitionSample"]
 
 _slots = operator.attrgetter("indices")  # the slots of a draw
+
+
+def _ignore(plan: SlotPlan, items: Mapping[str, Any]) -> None:
+    """Tell nothing (a sampler that does not watch writes)."""
 
 
 class TransitionBuffer:
@@ -234,23 +238,16 @@ class TransitionBuffer:
             return self._extend_locked(batch)
         values = validate_write(self.storage, batch, True, (self.next_obs, None, None), None)[0]  # checks only
         n = int(next(iter(values.values())).shape[0]) if values else 0
-        outside = n * self.storage.row_bytes() >= COPY_OUTSIDE_LOCK
-        with self.lock.critical():  # reserve the slots and tell the sampler, in write order
-            plan = self._guard.plan(self.lock, self.writer, n, copying=outside)
-            if not outside:  # a small copy costs less than a second trip through the lock
-                self.storage.write_plan(plan, values)
-            self.writer.commit(n)
-            if self._tell_sampler:
-                self.sampler.on_write(plan, values)
-            if not outside:
-                return plan.slots()
-            self.lock.begin_write()
-        try:
-            self.storage.write_plan(plan, values)
-        finally:
-            with self.lock.critical():
-                self._guard.release(plan)
-                self.lock.end_write()
+        tell = self.sampler.on_write if self._tell_sampler else _ignore
+        plan = self._guard.write(
+            self.lock,
+            self.writer,
+            n,
+            n * self.storage.row_bytes(),
+            lambda p: self.storage.write_plan(p, values),
+            lambda p: tell(p, values),
+        )
+        assert plan is not None  # no still= condition: the write always happens
         return plan.slots()
 
     @locked
@@ -298,29 +295,10 @@ class TransitionBuffer:
         n = as_count(n, "sample size")
         check_sample_memory(self.storage, n, int(getattr(self.sampler, "window", 1)))
         if self.n_step is None and self._next is None:  # draw under the lock, gather outside it
-            guard, lock = self._guard, self.lock
-            with lock.critical():
-                draw = self._draw(n, replace)
-                seen = -1 if guard.copying else guard.version  # the common case: no write is copying
-                guard.readers += seen >= 0  # from here on, writes stamp their slots
-            if seen >= 0:
-                indices = draw.indices
-                try:  # no next-observation store here: items are the storage's rows
-                    fields = self.storage.gather(indices) if indices.ndim == 1 else self._read(draw)
-                finally:
-                    with lock.critical():
-                        guard.readers -= 1
-                        kept = not guard.written_since(indices, seen)  # no write touched what was read
-                        if kept:
-                            self._samples += 1
-                            self._sampled += indices.shape[0]
-                            if draw.generations is not None:
-                                self._last_sample = (indices, draw.generations)
-                if kept:
-                    return TransitionSample.from_draw(fields, draw, self.device)
             once = (getattr(self.sampler, "replace", True) if replace is None else replace) is False
             again = None if once else self._redraw  # without replacement, a partial redraw could repeat items
-            draw, fields = guard.read(lock, lambda: self._draw(n, replace), _slots, self._read, self._keep, again)
+            read = self._guard.read
+            draw, fields = read(self.lock, lambda: self._draw(n, replace), _slots, self._read, self._keep, again)
             return TransitionSample.from_draw(fields, draw, self.device)
         with self.lock:  # n-step windows and next observations read the cursor and links: hold the lock
             draw = self._draw(n, replace)
