@@ -262,3 +262,13 @@ def test_from_a_local_buffer_that_stores_next_observations_once():
     with SharedTransitionBuffer.from_buffer(local, seed=0) as buf:
         got = buf.snapshot().gather(np.arange(5))
         assert got["next_obs"].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0] and got["obs"].tolist() == [0, 1, 2, 3, 4]
+
+
+def test_copies_of_a_prioritized_buffer_keep_its_tree_back_end():
+    from xreplay import PrioritizedSampler
+
+    local = TransitionBuffer(8, sampler=PrioritizedSampler(8, alpha=0.7, beta=0.5, backend="numpy"))
+    local.extend({"obs": np.arange(5.0, dtype=np.float32)})
+    with SharedTransitionBuffer.from_buffer(local, seed=0) as buf:
+        assert buf.sampler.tree.backend == "numpy" and buf.sampler.alpha == 0.7
+        assert buf.snapshot().sampler.tree.backend == "numpy"

@@ -21,7 +21,7 @@ from xreplay.persistence.samplers import check_schedule, decode_schedule, encode
 from xreplay.persistence.schema import Validator
 from xreplay.samplers.prioritized import PrioritizedSampler
 from xreplay.shared.episodes import KIND, SharedEpisodeBuffer
-from xreplay.shared.snapshots import snapshot_priorities
+from xreplay.shared.snapshots import fresh_sampler, snapshot_priorities
 
 __all__ = ["KIND", "SHARED_EPISODE_BUFFER", "EpisodeCheckpoint", "SharedEpisodeAdapter"]
 _GENERATIONS = ("<i4", "<i8", "<u4", "<u8")
@@ -42,8 +42,7 @@ class EpisodeCheckpoint:
         source = shared.sampler
         if source is None:
             return cls(local, None)
-        copy = PrioritizedSampler(shared.capacity, alpha=source.alpha, beta=source.beta, epsilon=source.epsilon,
-                                  stratified=source.stratified)
+        copy = fresh_sampler(source, shared.capacity)
         if kept.size:
             copy.insert_range(0, int(kept.size))
         snapshot_priorities(source, copy, kept)

@@ -27,7 +27,7 @@ from xreplay.shared.episode_fields import EpisodeFields
 from xreplay.shared.layout import SlotLayout
 from xreplay.shared.learner import Draw, LearnerSlots, make_sampler
 from xreplay.shared.slots import Run
-from xreplay.shared.snapshots import copy_rng, ring_order, snapshot_priorities
+from xreplay.shared.snapshots import copy_rng, fresh_sampler, ring_order, snapshot_priorities
 from xreplay.shared.writer import SlotWriter, check_item_priorities
 
 __all__ = ["KIND", "SharedEpisodeBuffer", "SharedEpisodeSample", "SharedEpisodeWriter"]
@@ -337,10 +337,7 @@ class SharedEpisodeBuffer:
             **options: The keyword arguments of ``__init__`` (``seed``, ``rate_limiter``, ``name``...).
         """
         if priorities is not None and "sampler" not in options:
-            options["sampler"] = PrioritizedSampler(
-                buffer.capacity, alpha=priorities.alpha, beta=priorities.beta, epsilon=priorities.epsilon,
-                stratified=priorities.stratified,
-            )
+            options["sampler"] = fresh_sampler(priorities, buffer.capacity)
         shared = cls(buffer.scheme, buffer.capacity, buffer.max_seq_length, **options)
         order = ring_order(buffer.writer)
         stored = buffer.scheme.stored()

@@ -22,7 +22,7 @@ import numpy as np
 from xreplay.samplers.prioritized import PrioritizedSampler
 from xreplay.writers import RingWriter
 
-__all__ = ["copy_rng", "ring_order", "snapshot_priorities"]
+__all__ = ["copy_rng", "fresh_sampler", "ring_order", "snapshot_priorities"]
 
 
 def copy_rng(source: np.random.Generator, target: Any) -> None:
@@ -37,6 +37,14 @@ def ring_order(writer: RingWriter) -> np.ndarray:
     if writer.size < writer.capacity:
         return np.arange(writer.size, dtype=np.int64)
     return np.concatenate([np.arange(writer.cursor, writer.capacity), np.arange(0, writer.cursor)]).astype(np.int64)
+
+
+def fresh_sampler(like: PrioritizedSampler, capacity: int) -> PrioritizedSampler:
+    """Return an empty prioritized sampler of ``capacity`` slots with ``like``'s settings and tree back end."""
+    return PrioritizedSampler(
+        capacity, alpha=like.alpha, beta=like.beta, epsilon=like.epsilon, stratified=like.stratified,
+        backend=like.tree.backend,
+    )
 
 
 def snapshot_priorities(source: PrioritizedSampler, target: PrioritizedSampler, source_slots: np.ndarray) -> None:

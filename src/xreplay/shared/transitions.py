@@ -26,7 +26,7 @@ from xreplay.samplers.prioritized import PrioritizedSampler
 from xreplay.shared.layout import SlotLayout
 from xreplay.shared.learner import LearnerSlots, make_sampler
 from xreplay.shared.slots import Run
-from xreplay.shared.snapshots import copy_rng, ring_order, snapshot_priorities
+from xreplay.shared.snapshots import copy_rng, fresh_sampler, ring_order, snapshot_priorities
 from xreplay.shared.transition_fields import TransitionFields
 from xreplay.shared.writer import SlotWriter, check_item_priorities
 
@@ -311,10 +311,7 @@ class SharedTransitionBuffer:
         sampler = learner.sampler
         local_sampler: str | PrioritizedSampler = "uniform"
         if sampler is not None:
-            local_sampler = PrioritizedSampler(
-                self.capacity, alpha=sampler.alpha, beta=sampler.beta, epsilon=sampler.epsilon,
-                stratified=sampler.stratified,
-            )
+            local_sampler = fresh_sampler(sampler, self.capacity)
         local = TransitionBuffer(self.capacity, sampler=local_sampler)
         with learner.lock:
             kept = learner.copy_valid(lambda rows: local.extend(self.fields.decode(rows)))
@@ -342,8 +339,7 @@ class SharedTransitionBuffer:
         local_sampler = buffer.sampler
         if "sampler" not in options:
             options["sampler"] = (
-                PrioritizedSampler(buffer.capacity, alpha=local_sampler.alpha, beta=local_sampler.beta,
-                                   epsilon=local_sampler.epsilon, stratified=local_sampler.stratified)
+                fresh_sampler(local_sampler, buffer.capacity)
                 if isinstance(local_sampler, PrioritizedSampler) else "uniform"
             )
         shared = cls(buffer.capacity, fields, **options)
