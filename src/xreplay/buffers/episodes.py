@@ -348,11 +348,14 @@ class EpisodeBuffer:
         """Draw the episodes of ``rows`` again, with replacement (call under the lock)."""
         return draw.with_rows(rows, self.sampler.sample(self.rng, int(rows.sum()), len(self), True))
 
-    def _keep(self, draw: Draw) -> None:
-        """Count a sample and remember its slots for priority updates (call under the lock)."""
-        self._samples += 1
-        self._sampled += int(draw.indices.shape[0])
-        if draw.generations is not None:
+    def _keep(self, draw: Draw, sign: int) -> None:
+        """Count a sample (``sign`` -1 uncounts a read not kept) and remember its slots for priority updates.
+
+        Call under the lock.
+        """
+        self._samples += sign
+        self._sampled += sign * int(draw.indices.shape[0])
+        if sign > 0 and draw.generations is not None:
             self._last_sample = (draw.indices, draw.generations)
 
     def _check_sample_memory(self, n: int) -> None:
@@ -369,7 +372,7 @@ class EpisodeBuffer:
         host = as_slots(slots, len(self), "episode index", "stored episodes")
         self._check_sample_memory(int(host.size))
         read = self._guard.read  # a read outside the lock, as sample's: never a half-written episode
-        return read(self.lock, lambda: host, lambda h: h, lambda h: self._gather(h, truncate), lambda h: None)[1]
+        return read(self.lock, lambda: host, lambda h: h, lambda h: self._gather(h, truncate))[1]
 
     def _gather(self, host: np.ndarray, truncate: bool) -> EpisodeSample:
         """Gather the rows of valid slots ``host`` (one row gather) and decode them."""

@@ -7,11 +7,12 @@ for drawn slots that are busy, notes the version, reads without the lock,
 and keeps what it read only if no drawn slot was stamped since (otherwise it
 draws again; after a few tries it reads holding the lock exclusively). With
 one thread nothing is ever busy or stamped, and a read costs two counter
-checks.
+checks, in one critical section.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -40,7 +41,7 @@ class SlotGuard:
         >>> guard.reserve(plan, copying=True)
         >>> guard.busy(np.array([0, 3])), guard.busy(np.array([2, 3]))
         (True, False)
-        >>> guard.readers += 1  # a read is under way: writes stamp their slots
+        >>> guard.enter_read()  # a read is under way: writes stamp their slots
         >>> seen = guard.version
         >>> guard.reserve(writer.plan(1), copying=False)
         >>> guard.written_since(np.array([3]), seen), guard.written_since(np.array([0]), seen)
@@ -52,9 +53,22 @@ class SlotGuard:
         self.capacity = capacity
         self.version = 0  # writes reserved so far
         self.copying = 0  # writes copying outside the lock now
-        self.readers = 0  # reads between their draw and their check: only they need stamps
+        self._readers: deque[None] = deque()  # one entry per read between its draw and its check
         self._busy = np.zeros(0, dtype=np.uint8)  # writes copying into each slot now
         self._stamp = np.zeros(0, dtype=np.int64)  # version of the last write reserved on each slot
+
+    @property
+    def readers(self) -> int:
+        """Return how many reads are under way outside the lock (writes stamp their slots while any is)."""
+        return len(self._readers)
+
+    def enter_read(self) -> None:
+        """Count a read that begins outside the lock (call in a critical section: writes from then on stamp)."""
+        self._readers.append(None)
+
+    def leave_read(self) -> None:
+        """Uncount a read whose copy ended (safe without the lock: a deque pops atomically)."""
+        self._readers.pop()
 
     def _allocate(self) -> None:
         """Allocate the marks (with the first write)."""
@@ -64,12 +78,12 @@ class SlotGuard:
     def reserve(self, plan: SlotPlan, copying: bool) -> None:
         """Stamp the slots of ``plan`` with a new version; mark them busy if the write copies without the lock."""
         self.version = version = self.version + 1
-        if not (self.readers or copying):
+        if not (self._readers or copying):
             return  # no read is under way to be told, and the copy ends inside the lock
         if not self._stamp.size:
             self._allocate()
         for slot, _item, count in plan.segments:
-            if self.readers:
+            if self._readers:
                 self._stamp[slot : slot + count] = version
             if copying:
                 self._busy[slot : slot + count] += 1
@@ -85,7 +99,7 @@ class SlotGuard:
     def touch_all(self) -> None:
         """Stamp every slot with a new version: the whole buffer changed (a clear or a loaded state)."""
         self.version += 1
-        if self.readers:
+        if self._readers:
             if not self._stamp.size:
                 self._allocate()
             self._stamp[:] = self.version
@@ -162,7 +176,7 @@ class SlotGuard:
             return self.plan(lock, writer, 1, copying=False).segments[0][0]
         slot = writer.cursor
         self.version += 1
-        if self.readers:
+        if self._readers:
             if not self._stamp.size:
                 self._allocate()
             self._stamp[slot] = self.version
@@ -174,7 +188,7 @@ class SlotGuard:
         draw: Callable[[], D],
         slots_of: Callable[[D], np.ndarray],
         read: Callable[[D], R],
-        keep: Callable[[D], None],
+        keep: Callable[[D, int], None] | None = None,
         redraw: Callable[[D, np.ndarray], D] | None = None,
     ) -> tuple[D, R]:
         """Draw under ``lock``, read the drawn slots outside it, and return both once no write touched them.
@@ -182,31 +196,41 @@ class SlotGuard:
         ``slots_of`` gives a draw's slots (``[n]`` items or ``[n, steps]`` windows); ``redraw(drawn, rows)``
         draws the items of ``rows`` again (busy slots are being overwritten: their old items are gone and
         the new ones not yet whole), or is None where a draw cannot be partly redone (then the reader
-        waits for the copies). ``keep`` runs in the critical section that accepts the read.
+        waits for the copies). ``keep(drawn, 1)`` runs in the critical section of the draw, and
+        ``keep(drawn, -1)`` undoes it (in a critical section) when the read is not kept.
         """
         for _ in range(TRIES):
             with lock.critical():
                 drawn: D | None = draw()
                 if self.copying:  # redraw (or wait for) items on slots a write is copying into
                     drawn = self._avoid_busy(lock, drawn, slots_of, redraw)  # type: ignore[arg-type]
+                    if drawn is None:  # a write stamped a slot it waited for: draw again
+                        continue
                 seen = self.version
-                self.readers += 1  # from here on, writes stamp their slots
+                self._readers.append(None)  # from here on, writes stamp their slots
+                if keep is not None:
+                    keep(drawn, 1)
             try:
-                got = read(drawn) if drawn is not None else None  # None: a write stamped a slot it waited for
-            finally:
-                with lock.critical():
-                    self.readers -= 1
-                    kept = drawn is not None and (
-                        self.version == seen or not self.written_since(slots_of(drawn), seen)
-                    )
-                    if kept:
-                        keep(drawn)  # type: ignore[arg-type]
-            if kept:
-                return drawn, got  # type: ignore[return-value]
+                got = read(drawn)
+            except BaseException:
+                self._readers.pop()
+                if keep is not None:
+                    with lock.critical():
+                        keep(drawn, -1)
+                raise
+            self._readers.pop()
+            if self.version == seen:  # no write reserved a slot since the draw (the common case, no lock)
+                return drawn, got
+            with lock.critical():
+                if not self.written_since(slots_of(drawn), seen):
+                    return drawn, got
+                if keep is not None:
+                    keep(drawn, -1)
         with lock:  # many writes raced this reader: read with no write copying and none starting
             last = draw()
             got = read(last)
-            keep(last)
+            if keep is not None:
+                keep(last, 1)
             return last, got
 
     def _avoid_busy(
@@ -229,10 +253,10 @@ class SlotGuard:
                 break
             drawn = redraw(drawn, rows)
         slots = slots_of(drawn)
-        self.readers += 1  # while it waits, writes stamp their slots
+        self.enter_read()  # while it waits, writes stamp their slots
         try:
             while self.busy(slots) and not self.written_since(slots, seen):
                 lock.wait(0.01)  # a write is copying into a drawn slot: its item becomes whole soon
             return None if self.written_since(slots, seen) else drawn
         finally:
-            self.readers -= 1
+            self.leave_read()

@@ -115,6 +115,7 @@ class TransitionBuffer:
         self._samples = self._sampled = 0  # sample calls and items drawn
         self._guard = SlotGuard(capacity)  # what readers outside the lock check against writes
         self._tell_sampler = getattr(self.sampler, "watches_writes", True)
+        self._window = int(getattr(self.sampler, "window", 1))  # steps per drawn item
 
     @property
     def capacity(self) -> int:
@@ -293,26 +294,29 @@ class TransitionBuffer:
             CapacityError: The sample would not fit in the memory this process may use.
         """
         n = as_count(n, "sample size")
-        check_sample_memory(self.storage, n, int(getattr(self.sampler, "window", 1)))
+        check_sample_memory(self.storage, n, self._window)
         if self.n_step is None and self._next is None:  # draw under the lock, gather outside it
             once = (getattr(self.sampler, "replace", True) if replace is None else replace) is False
             again = None if once else self._redraw  # without replacement, a partial redraw could repeat items
             read = self._guard.read
             draw, fields = read(self.lock, lambda: self._draw(n, replace), _slots, self._read, self._keep, again)
+            if draw.weights is None and draw.mask is None:  # uniform items: no metadata to convert
+                return TransitionSample(fields, draw.indices, None, draw.generations, None, None, draw.probabilities)
             return TransitionSample.from_draw(fields, draw, self.device)
         with self.lock:  # n-step windows and next observations read the cursor and links: hold the lock
             draw = self._draw(n, replace)
             fields = self._read(draw)
             if self.n_step is not None and draw.indices.ndim == 1:
                 fields.update(self.n_step.compute(self, draw.indices))
-            self._keep(draw)
+            self._keep(draw, 1)
         return TransitionSample.from_draw(fields, draw, self.device)
 
     def _draw(self, n: int, replace: bool | None) -> Draw:
         """Draw ``n`` items from the sampler (call under the lock)."""
-        if len(self) == 0:
+        size = self.writer.size
+        if size == 0:
             raise InsufficientDataError(f"cannot sample {n} transitions from an empty buffer; add some first")
-        return self.sampler.sample(self.rng, n, len(self), replace)
+        return self.sampler.sample(self.rng, n, size, replace)
 
     def _redraw(self, draw: Draw, rows: np.ndarray) -> Draw:
         """Draw the items (windows) of ``rows`` again, with replacement (call under the lock)."""
@@ -326,10 +330,13 @@ class TransitionBuffer:
         flat = gather_fields(self.storage, self._next, indices.reshape(-1))  # one gather of every step
         return {k: v.reshape(*indices.shape, *v.shape[1:]) for k, v in flat.items()}
 
-    def _keep(self, draw: Draw) -> None:
-        """Count a sample and remember its slots for priority updates (call under the lock)."""
-        self._samples, self._sampled = self._samples + 1, self._sampled + int(draw.indices.shape[0])
-        if draw.generations is not None:
+    def _keep(self, draw: Draw, sign: int) -> None:
+        """Count a sample (``sign`` -1 uncounts a read not kept) and remember its slots for priority updates.
+
+        Call under the lock.
+        """
+        self._samples, self._sampled = self._samples + sign, self._sampled + sign * int(draw.indices.shape[0])
+        if sign > 0 and draw.generations is not None:
             self._last_sample = (draw.indices, draw.generations)
 
     # -- next observations stored once -----------------------------------------
@@ -348,7 +355,7 @@ class TransitionBuffer:
         """
         host = check_gather(indices, names, self.storage, self.next_obs_fields)
         read = self._guard.read  # a read outside the lock, as sample's: never a torn item
-        return read(self.lock, lambda: host, lambda h: h, lambda h: self._gather(h, names), lambda h: None)[1]
+        return read(self.lock, lambda: host, lambda h: h, lambda h: self._gather(h, names))[1]
 
     def _gather(self, indices: np.ndarray, names: Collection[str] | None = None) -> dict[str, torch.Tensor]:
         """Return the fields of ``indices`` (int64, checked to lie in ``[0, capacity)``)."""

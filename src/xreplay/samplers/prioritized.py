@@ -29,12 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from xreplay.errors import (
-    ArgumentError,
-    FieldShapeError,
-    IndexOutOfRangeError,
-    InsufficientDataError,
-)
+from xreplay.errors import ArgumentError, FieldShapeError, IndexOutOfRangeError, InsufficientDataError
 from xreplay.samplers.base import Draw, check_capacity
 from xreplay.samplers.priorities import as_priority_update, check_priorities, largest_leaf
 from xreplay.samplers.prioritized_state import check_prioritized_state, prioritized_state_dict
@@ -104,9 +99,7 @@ class PrioritizedSampler:
         if self.max_priority**self.alpha > self._largest_leaf:
             raise ArgumentError(f"initial_priority {initial_priority} ** alpha {alpha} is too large for the sum")
         # Leaves and inner levels (float64, about 1.07 x 8 bytes per slot) plus an int32 generation per slot.
-        check_allocation(
-            13 * self.capacity, "cpu", f"priority trees for {self.capacity} slots", "lower the capacity"
-        )
+        check_allocation(13 * self.capacity, "cpu", f"priority trees for {self.capacity} slots", "lower the capacity")
         self.tree = PriorityTree(self.capacity, backend=backend)
         self.generations = np.zeros(self.capacity, dtype=np.int32)
         self.size = 0  # slots [0, size) have been inserted at least once
@@ -137,7 +130,11 @@ class PrioritizedSampler:
             raise IndexOutOfRangeError(f"slot range [{start}, {stop}) is outside capacity {self.capacity}")
         if start == stop:
             return
-        self.generations[start:stop] += 1  # a slice wraps silently at 2**31 (a scalar would warn)
+        if stop - start == 1:  # one slot (single adds): Python ints cost a tenth of a slice update
+            count = int(self.generations[start]) + 1
+            self.generations[start] = count if count < 2**31 else count - 2**32  # wraps as the slice does
+        else:
+            self.generations[start:stop] += 1  # a slice wraps silently at 2**31 (a scalar would warn)
         if stop > self.size:
             self.size = stop
         pending = self._pending
@@ -214,13 +211,20 @@ class PrioritizedSampler:
     def _draw(self, mass: np.ndarray, scale: float, step: int | None) -> Draw:
         """Return the draw of the masses ``mass * scale`` with :meth:`PriorityTree.draw` (what sample_masses does)."""
         indices, weights, seen, probabilities = self.tree.draw(mass, scale, self.generations)
+        return Draw(indices, self._weights(weights, self.tree.min() / self.tree.total(), step), seen, probabilities)
+
+    def _weights(self, ratios: np.ndarray, smallest: float, step: int | None) -> np.ndarray:
+        """Return float32 weights ``ratios ** beta`` (min leaf over each leaf; ``smallest``: min leaf share).
+
+        Counts the sample for the beta schedule; weights never round to 0 (``smallest ** beta`` bounds them).
+        """
         beta = self.beta(self.samples_drawn if step is None else step)
         self.samples_drawn += 1
-        weights **= beta  # (N P(i))^-beta over its largest value, with numpy's power as sample_masses
-        weights32 = weights.astype(np.float32)
-        if (self.tree.min() / self.tree.total()) ** beta < _SMALLEST_WEIGHT:  # only then can a weight round to 0
+        ratios **= beta  # (N P(i))^-beta over its largest value
+        weights32 = ratios.astype(np.float32)
+        if smallest**beta < _SMALLEST_WEIGHT:  # only then can a weight round to 0
             np.maximum(weights32, _SMALLEST_WEIGHT, out=weights32)
-        return Draw(indices, weights32, seen, probabilities)
+        return weights32
 
     def sample_masses(self, mass: np.ndarray, total: float | None = None, step: int | None = None) -> Draw:
         """Return the slots holding the priority masses ``mass`` (each in ``[0, total)``), with weights."""
@@ -230,15 +234,9 @@ class PrioritizedSampler:
         total = tree.total() if total is None else total
         indices = tree.find(mass)
         leaf = tree.sums.take(indices)  # leaves are the first ``size`` entries of the tree
-        beta = self.beta(self.samples_drawn if step is None else step)
-        self.samples_drawn += 1
         smallest = tree.min()
-        weights = smallest / leaf
-        weights **= beta  # (N P(i))^-beta over its largest value
+        weights32 = self._weights(smallest / leaf, smallest / total, step)
         leaf /= total
-        weights32 = weights.astype(np.float32)
-        if (smallest / total) ** beta < _SMALLEST_WEIGHT:  # a bound on every weight: only then can one round to 0
-            np.maximum(weights32, _SMALLEST_WEIGHT, out=weights32)
         return Draw(indices, weights32, self.generations.take(indices), leaf)
 
     # -- priority updates -----------------------------------------------------
@@ -285,9 +283,7 @@ class PrioritizedSampler:
         if generations is not None:
             generations = np.asarray(generations).reshape(-1)
             if generations.shape != indices.shape:
-                raise FieldShapeError(
-                    f"got {indices.shape[0]} indices but {generations.shape[0]} generations"
-                )
+                raise FieldShapeError(f"got {indices.shape[0]} indices but {generations.shape[0]} generations")
             fresh = self.generations.take(indices) == generations
             stale = int(indices.shape[0] - np.count_nonzero(fresh))
             if stale:
