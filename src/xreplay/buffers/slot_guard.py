@@ -201,11 +201,12 @@ class SlotGuard:
         """
         for _ in range(TRIES):
             with lock.critical():
-                drawn: D | None = draw()
+                drawn = draw()
                 if self.copying:  # redraw (or wait for) items on slots a write is copying into
-                    drawn = self._avoid_busy(lock, drawn, slots_of, redraw)  # type: ignore[arg-type]
-                    if drawn is None:  # a write stamped a slot it waited for: draw again
+                    clear = self._avoid_busy(lock, drawn, slots_of, redraw)
+                    if clear is None:  # a write stamped a slot it waited for: draw again
                         continue
+                    drawn = clear
                 seen = self.version
                 self._readers.append(None)  # from here on, writes stamp their slots
                 if keep is not None:
