@@ -232,6 +232,7 @@ class ColumnStorage:
                 continue
             self._blocks.append(self._allocate_block(np_dtype, names, specs))
         self.specs = specs
+        self._in_order = [name for block in self._blocks for name in block.names] == list(specs)  # gather as is
         self._np_dtypes = {name: numpy_dtype(spec.dtype) for name, spec in specs.items()}
         self._row_bytes = row_bytes
 
@@ -351,6 +352,8 @@ class ColumnStorage:
                 if names is None or name in names:
                     part = np.ascontiguousarray(rows[:, start : start + width])
                     out[name] = torch.from_numpy(part.reshape(n, *shape))
+        if names is None and self._in_order:  # every field gathered, in scheme order
+            return out
         wanted = self.specs if names is None else names
         if len(out) < len(wanted):  # CPU fields of a dtype numpy lacks (e.g. bfloat16)
             index = torch.from_numpy(indices)
