@@ -209,7 +209,7 @@ class TransitionBuffer:
         with self.lock.critical():
             values, nxt, ids = self._validate(transition, batched=False)
             slot = self._guard.reserve_one(self.lock, self.writer)
-            self.storage.write(slot, values, Ellipsis)
+            self.storage.write(slot, values)
             self.writer.commit(1)
             if nxt is not None:
                 obs = {o: host_array(values[o])[None] for _n, o in self._next.pairs}  # type: ignore[union-attr]

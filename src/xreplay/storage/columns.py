@@ -310,19 +310,25 @@ class ColumnStorage:
             self.columns[name].copy_(source.to(self.columns[name].device))
 
     def write(
-        self, rows: slice | int, values: Mapping[str, np.ndarray | torch.Tensor], items: Any
+        self, rows: slice | int, values: Mapping[str, np.ndarray | torch.Tensor], items: Any = None
     ) -> None:
-        """Copy ``values[name][items]`` into rows ``rows`` of every column."""
+        """Copy ``values[name][items]`` (each whole value when ``items`` is None) into rows ``rows`` of every column."""
         host = self._host
         for name, value in values.items():
+            part = value if items is None else value[items]
             if type(value) is np.ndarray and name in host:
-                host[name][rows] = value[items]
+                host[name][rows] = part
             else:
-                self.columns[name][rows] = torch.as_tensor(value[items]).to(self.device)
+                self.columns[name][rows] = torch.as_tensor(part).to(self.device)
 
     def write_plan(self, plan: SlotPlan, values: Mapping[str, np.ndarray | torch.Tensor]) -> None:
         """Copy the items of a planned write (``values`` batched) into the rows of ``plan``'s segments."""
-        for slot, item, count in plan.segments:
+        segments = plan.segments
+        if len(segments) == 1 and not plan.source_start:  # the whole batch into one run of slots
+            slot, _item, count = segments[0]
+            self.write(slice(slot, slot + count), values)
+            return
+        for slot, item, count in segments:
             self.write(slice(slot, slot + count), values, slice(item, item + count))
 
     def gather(self, indices: np.ndarray, names: Collection[str] | None = None) -> dict[str, torch.Tensor]:
