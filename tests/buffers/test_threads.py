@@ -146,7 +146,7 @@ def test_other_threads_write_sample_and_update_while_a_large_copy_is_under_way()
     entered, release = threading.Event(), threading.Event()
     write = buffer.storage.write
 
-    def slow_write(rows, values, items):  # the first copy stalls until the test lets it go
+    def slow_write(rows, values, items=None):  # the first copy stalls until the test lets it go
         if not entered.is_set():
             entered.set()
             release.wait(20)
@@ -184,7 +184,7 @@ def test_a_sample_draws_again_instead_of_waiting_for_slots_a_stalled_write_is_ov
     entered, release = threading.Event(), threading.Event()
     write = buffer.storage.write
 
-    def stalled_write(rows, values, items):
+    def stalled_write(rows, values, items=None):
         if not entered.is_set():
             entered.set()
             release.wait(20)
