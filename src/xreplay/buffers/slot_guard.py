@@ -141,10 +141,10 @@ class SlotGuard:
         n: int,
         nbytes: int,
         copy: Callable[[SlotPlan], None],
-        tell: Callable[[SlotPlan], None],
+        tell: Callable[[SlotPlan], None] | None,
         still: Callable[[], bool] | None = None,
     ) -> SlotPlan | None:
-        """Write ``n`` items of ``nbytes``: reserve, ``copy`` into the slots and ``tell`` the sampler.
+        """Write ``n`` items of ``nbytes``: reserve, ``copy`` into the slots and ``tell`` the sampler (None: nothing).
 
         Slots are reserved, the cursor advanced and ``tell`` called in one critical section, in write
         order; a copy of ``COPY_OUTSIDE_LOCK`` bytes or more runs outside the lock with its slots busy.
@@ -158,7 +158,8 @@ class SlotGuard:
             if not outside:  # a small copy costs less than a second trip through the lock
                 copy(plan)
             writer.commit(n)
-            tell(plan)
+            if tell is not None:
+                tell(plan)
             if not outside:
                 return plan
             lock.begin_write()

@@ -32,10 +32,6 @@ __all__ = ["TransitionBuffer", "TransitionSample"]
 _slots = operator.attrgetter("indices")  # the slots of a draw
 
 
-def _ignore(plan: SlotPlan, items: Mapping[str, Any]) -> None:
-    """Tell nothing (a sampler that does not watch writes)."""
-
-
 class TransitionBuffer:
     """A fixed-capacity ring of transitions (rows) with uniform or prioritized sampling.
 
@@ -239,14 +235,14 @@ class TransitionBuffer:
             return self._extend_locked(batch)
         values = validate_write(self.storage, batch, True, (self.next_obs, None, None), None)[0]  # checks only
         n = int(next(iter(values.values())).shape[0]) if values else 0
-        tell = self.sampler.on_write if self._tell_sampler else _ignore
+        on_write = self.sampler.on_write
         plan = self._guard.write(
             self.lock,
             self.writer,
             n,
             n * self.storage.row_bytes(),
             lambda p: self.storage.write_plan(p, values),
-            lambda p: tell(p, values),
+            (lambda p: on_write(p, values)) if self._tell_sampler else None,
         )
         assert plan is not None  # no still= condition: the write always happens
         return plan.slots()
