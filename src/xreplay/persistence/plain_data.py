@@ -248,7 +248,7 @@ class _Decoder:
         if dtype is None or type(grad) is not bool or not isinstance(device, str):
             raise self.bad(f"a tensor of dtype {str(name)[:20]}")
         raw = self.segment(index)
-        size = self.shaped(raw, torch.empty((), dtype=dtype).element_size(), shape)
+        size = self.shaped(raw, dtype.itemsize, shape)
         flat = torch.from_numpy(raw.copy()).view(dtype) if raw.size else torch.empty(0, dtype=dtype)
         tensor = flat.reshape(size)
         if device != "cpu":

@@ -42,7 +42,7 @@ class Column:
 
 def _element_size(dtype: torch.dtype) -> int:
     """Return the byte size of one element of ``dtype``."""
-    return torch.empty((), dtype=dtype).element_size()
+    return dtype.itemsize
 
 
 class RowLayout:

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import struct
 
 import numpy as np
@@ -76,6 +77,7 @@ def _descr(dtype: np.dtype) -> str:
     return "[" + ", ".join(parts) + "]"
 
 
+@functools.lru_cache(maxsize=256)  # a pure function of its arguments; loads ask for the same headers again
 def npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
     """Return the ``.npy`` header of a C-order array of ``dtype`` and ``shape``, padded to :data:`DATA_ALIGN` bytes.
 
