@@ -328,7 +328,7 @@ def test_crafted_metadata_values_name_the_key_and_the_rule(tmp_path, kind, craft
 
 def test_sizes_are_checked_against_memory_before_allocating(box, monkeypatch):
     path, _secret = box
-    monkeypatch.setattr("xreplay.persistence.schema.available_memory", lambda: 1000)
+    monkeypatch.setattr("xreplay.persistence.memory.available_memory", lambda: 1000)
     with pytest.raises(CheckpointTooLargeError, match=r"needs .* GiB .* mmap=True") as info:
         load(path)
     assert isinstance(info.value, MemoryError)

@@ -33,8 +33,9 @@ from xreplay.persistence.history import remember
 from xreplay.persistence.kinds import adapter_of_kind, kind_of
 from xreplay.persistence.live import read_live, recover_live
 from xreplay.persistence.locks import DEFAULT_LOCK_TIMEOUT, saver_lock
+from xreplay.persistence.memory import check_fits_memory
 from xreplay.persistence.npy_files import check_header, file_headers
-from xreplay.persistence.schema import Validator, check_document, check_fits_memory, contained_file, entry_nbytes
+from xreplay.persistence.schema import Validator, check_document, contained_file, entry_nbytes
 from xreplay.persistence.streams import check_size, read_into, verify_file
 
 __all__ = ["load", "load_array", "verify"]

@@ -26,13 +26,11 @@ from xreplay.errors import (
     CheckpointError,
     CheckpointPathError,
     CheckpointSchemaError,
-    CheckpointTooLargeError,
     XReplayError,
 )
 
 __all__ = [
-    "ARRAY_FILE", "DELTA_FILE", "LIVE_FILE", "Validator", "available_memory", "check_document", "check_fits_memory",
-    "contained_file", "entry_nbytes",
+    "ARRAY_FILE", "DELTA_FILE", "LIVE_FILE", "Validator", "check_document", "contained_file", "entry_nbytes",
 ]  # fmt: skip
 
 ARRAY_FILE = re.compile(r"^[A-Za-z0-9_\-]{1,160}\.g\d{6}\.npy$")
@@ -75,6 +73,7 @@ class Validator:
         """Check values of ``document``, the parsed ``metadata.json`` of the checkpoint at ``path``."""
         self.path = Path(path)
         self.document = document
+        self._dotted: dict[int, bool] = {}  # id of a visited object of the document -> whether a key has a dot
 
     def fail(self, key: str, rule: str, value: Any = _MISSING) -> CheckpointSchemaError:
         """Return (for the caller to raise) the error for ``key`` breaking ``rule`` with ``value``."""
@@ -95,7 +94,10 @@ class Validator:
         while i < len(parts):
             if not isinstance(node, dict):
                 raise self.fail(".".join(parts[:i]) or key, "must be a JSON object", node)
-            for j in range(len(parts), i, -1):  # longest match first: array names contain dots
+            dotted = self._dotted.get(id(node))
+            if dotted is None:
+                dotted = self._dotted[id(node)] = any("." in name for name in node)
+            for j in range(len(parts) if dotted else i + 1, i, -1):  # longest match first: names may hold dots
                 last, _, rest = parts[j - 1].partition("[")
                 base = ".".join([*parts[i : j - 1], last])
                 if base in node:
@@ -348,53 +350,3 @@ def contained_file(directory: Path, name: str) -> Path:
     if not stat.S_ISREG(mode):
         raise CheckpointPathError(f"checkpoint file {file} is not a regular file; refusing to open it", file)
     return file
-
-
-def _read_int(file: str, *keys: str) -> int | None:
-    """Return the first integer found after one of ``keys`` in a /proc or /sys text file, None if absent."""
-    try:
-        with open(file) as handle:
-            text = handle.read()
-    except OSError:
-        return None
-    if not keys:
-        text = text.strip()
-        return int(text) if text.isdigit() else None
-    for line in text.splitlines():
-        for key in keys:
-            if line.startswith(key):
-                parts = line[len(key) :].split()
-                if parts and parts[0].isdigit():
-                    return int(parts[0]) * (1024 if line.rstrip().endswith("kB") else 1)
-    return None
-
-
-def available_memory() -> int | None:
-    """Return the bytes this process may still allocate: the least of free memory, its cgroup and RLIMIT_AS."""
-    limits = [_read_int("/proc/meminfo", "MemAvailable:")]
-    high, used = _read_int("/sys/fs/cgroup/memory.max"), _read_int("/sys/fs/cgroup/memory.current")
-    if high is not None and used is not None:
-        limits.append(max(high - used, 0))
-    try:
-        import resource
-
-        soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
-        size = _read_int("/proc/self/status", "VmSize:")
-        if soft != resource.RLIM_INFINITY and size is not None:
-            limits.append(max(soft - size, 0))
-    except (ImportError, OSError, ValueError):
-        pass
-    known = [x for x in limits if x is not None]
-    return min(known) if known else None
-
-
-def check_fits_memory(path: Path, needed: int, what: str) -> None:
-    """Raise CheckpointTooLargeError when ``needed`` bytes exceed the memory this process may allocate."""
-    free = available_memory()
-    if free is not None and needed > free:
-        raise CheckpointTooLargeError(
-            f"loading {path} needs {needed / 2**30:.2f} GiB of memory for {what}, but this process may allocate "
-            f"{free / 2**30:.2f} GiB (free memory, cgroup and RLIMIT_AS); load it with mmap=True or where more "
-            f"memory is available",
-            path,
-        )
