@@ -278,3 +278,116 @@ def test_episode_buffer_under_threads_loses_nothing_and_never_returns_a_half_wri
         assert buffer.stats()["inserts"] == writers * batches * 4
     tags = big.get(range(len(big)))["tag"][:, 0].long().sort().values.tolist()
     assert tags == sorted(w * 100_000 + i for w in range(writers) for i in range(batches * 4))  # none lost or twice
+
+
+def stall_first_read(buffer, entered: threading.Event, release: threading.Event, read: threading.Event | None = None):
+    """Stop the first sample of ``buffer`` after its draw until ``release`` is set (``read``: set after its gather)."""
+    gather, first = buffer._read, [True]
+
+    def stalled(draw):
+        if not first[0]:
+            return gather(draw)
+        first[0] = False
+        entered.set()
+        release.wait(20)
+        fields = gather(draw)
+        if read is not None:
+            read.set()
+        return fields
+
+    buffer._read = stalled
+
+
+def test_a_sample_whose_read_spans_a_load_state_dict_draws_again_and_is_whole() -> None:
+    source = TransitionBuffer(64, seed=1)
+    source.extend(chunk(1, 0, size=64))
+    state = source.state_dict()
+    buffer = TransitionBuffer(64, seed=0)
+    buffer.extend(chunk(0, 0, size=64))
+    storage, entered, release, read = buffer.storage, threading.Event(), threading.Event(), threading.Event()
+    load_columns = storage.load_state_dict
+
+    def load_one_column_then_let_the_reader_in(state):  # the sample gathers a half-loaded state
+        name, value = next(iter(state["columns"].items()))
+        storage.columns[name].copy_(torch.as_tensor(value))
+        release.set()
+        read.wait(20)
+        load_columns(state)
+
+    storage.load_state_dict = load_one_column_then_let_the_reader_in
+    stall_first_read(buffer, entered, release, read)
+    out: dict = {}
+    reader = threading.Thread(target=lambda: out.setdefault("batch", buffer.sample(16)))
+    reader.start()
+    assert entered.wait(20)
+    buffer.load_state_dict(state)
+    reader.join(20)
+    check_whole(out["batch"])
+    assert (out["batch"]["tag"].numpy() >= 1_000_000).all()  # read after the load, not across it
+    assert buffer.stats()["samples"] == 1 and buffer.stats()["sampled"] == 16
+
+
+@pytest.mark.parametrize("refill", [True, False])
+def test_a_clear_during_a_read_leaves_the_sample_counters_right(refill: bool) -> None:
+    buffer = TransitionBuffer(64, seed=0)
+    buffer.extend(chunk(0, 0, size=32))
+    entered, release = threading.Event(), threading.Event()
+    stall_first_read(buffer, entered, release)
+    out: dict = {}
+
+    def sample() -> None:
+        try:
+            out["batch"] = buffer.sample(4)
+        except Exception as error:  # an empty buffer after the clear: the retry refuses to sample
+            out["error"] = error
+
+    reader = threading.Thread(target=sample)
+    reader.start()
+    assert entered.wait(20)
+    buffer.clear()
+    if refill:
+        buffer.extend(chunk(1, 0, size=32))
+    release.set()
+    reader.join(20)
+    stats = buffer.stats()
+    if refill:
+        check_whole(out["batch"])
+        assert (out["batch"]["tag"].numpy() >= 1_000_000).all()
+        assert (stats["samples"], stats["sampled"]) == (1, 4)
+    else:
+        assert type(out["error"]).__name__ == "InsufficientDataError"
+        assert (stats["samples"], stats["sampled"]) == (0, 0)
+
+
+def test_episode_samples_never_mix_two_loaded_states() -> None:
+    from xreplay import EpisodeBuffer
+    from xreplay.scheme import Field, Scheme
+
+    scheme, capacity, steps = Scheme({"x": Field((16,))}), 128, 8
+    states = []
+    for value, length in ((1, 3), (2, 8)):
+        source = EpisodeBuffer(scheme, capacity, steps, seed=value)
+        source.add({"x": np.full((capacity, steps, 16), value, np.float32)}, lengths=np.full(capacity, length))
+        states.append(source.state_dict())
+    buffer = EpisodeBuffer(scheme, capacity, steps, seed=0)
+    buffer.load_state_dict(states[0])
+    done, mixed, samples = threading.Event(), [], [0]
+
+    def load() -> None:
+        for index in range(3_000):
+            buffer.load_state_dict(states[index % 2])
+        done.set()
+
+    def sample() -> None:
+        while not done.is_set():
+            batch = buffer.sample(16)
+            samples[0] += 1
+            values, lengths = batch["x"][:, 0, 0].to(torch.int64), batch.lengths
+            mixed.extend((v, n) for v, n in zip(values.tolist(), lengths.tolist(), strict=True) if {1: 3, 2: 8}[v] != n)
+
+    threads = [threading.Thread(target=load), threading.Thread(target=sample)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert samples[0] > 100 and not mixed

@@ -117,6 +117,7 @@ class EpisodeBuffer:
     @locked
     def clear(self) -> None:
         """Forget every episode (the storage keeps its memory; priorities and counters start over)."""
+        self._guard.touch_all(cleared=True)  # before anything changes: reads under way draw again
         self.writer.clear()
         self.sampler.reset()
         self._host_lengths[:] = 0
@@ -124,7 +125,6 @@ class EpisodeBuffer:
             self._lengths.zero_()
         self._last_sample = None
         self._samples = self._sampled = 0
-        self._guard.touch_all()
 
     def stats(self) -> dict[str, Any]:
         """Return fill, counters and the sampler's figures (stale updates, priority min/max/sum when prioritized).
@@ -179,6 +179,7 @@ class EpisodeBuffer:
         writer.load_state_dict(state["writer"])
         if "storage" in state:
             self.storage.check_state_dict(state["storage"])
+        self._guard.touch_all()  # before anything changes: reads under way draw again
         self.sampler.load_state_dict(state["sampler"])  # checks everything before it changes anything
         # Everything is checked: adopt it.
         if "storage" in state:
@@ -188,7 +189,6 @@ class EpisodeBuffer:
         self._host_lengths[:] = lengths
         if self.device.type != "cpu":
             self._lengths.copy_(torch.from_numpy(self._host_lengths))
-        self._guard.touch_all()
 
     @property
     def max_seq_length(self) -> int:
@@ -268,6 +268,8 @@ class EpisodeBuffer:
         widen = self.storage.plan_dtypes(
             {k: v for k, v in values.items() if k not in covered} if covered else values, ranges
         )
+        if widen:
+            self._guard.touch_all()  # new rows and layout: reads under way draw again
         self.storage.relayout(widen)
         return self._add_validated(values, length, t, full=lengths is None)
 

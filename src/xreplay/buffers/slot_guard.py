@@ -51,7 +51,8 @@ class SlotGuard:
     def __init__(self, capacity: int):
         """Mark every slot free and unstamped (the marks are allocated with the first write)."""
         self.capacity = capacity
-        self.version = 0  # writes reserved so far
+        self.version = 0  # writes reserved so far (bumped before any slot changes)
+        self.clears = 0  # times the buffer forgot everything (its sample counters started over)
         self.copying = 0  # writes copying outside the lock now
         self._readers: deque[None] = deque()  # one entry per read between its draw and its check
         self._busy = np.zeros(0, dtype=np.uint8)  # writes copying into each slot now
@@ -96,9 +97,13 @@ class SlotGuard:
             self._busy[slot : slot + count] -= np.uint8(1)
         self.copying -= 1
 
-    def touch_all(self) -> None:
-        """Stamp every slot with a new version: the whole buffer changed (a clear or a loaded state)."""
+    def touch_all(self, cleared: bool = False) -> None:
+        """Stamp every slot with a new version before the whole buffer changes (``cleared``: by a clear).
+
+        Call it before the first change: a read under way then sees the version move and draws again.
+        """
         self.version += 1
+        self.clears += cleared
         if self._readers:
             if not self._stamp.size:
                 self._allocate()
@@ -198,7 +203,9 @@ class SlotGuard:
         draws the items of ``rows`` again (busy slots are being overwritten: their old items are gone and
         the new ones not yet whole), or is None where a draw cannot be partly redone (then the reader
         waits for the copies). ``keep(drawn, 1)`` runs in the critical section of the draw, and
-        ``keep(drawn, -1)`` undoes it (in a critical section) when the read is not kept.
+        ``keep(drawn, -1)`` undoes it (in a critical section) when the read is not kept, unless the
+        buffer was cleared meanwhile. The check that no write touched the drawn slots needs no lock
+        when the version did not move, so every change to slots must bump it first.
         """
         for _ in range(TRIES):
             with lock.critical():
@@ -212,13 +219,15 @@ class SlotGuard:
                 self._readers.append(None)  # from here on, writes stamp their slots
                 if keep is not None:
                     keep(drawn, 1)
+                clears = self.clears  # a clear resets the counters: then there is nothing to undo
             try:
                 got = read(drawn)
             except BaseException:
                 self._readers.pop()
                 if keep is not None:
                     with lock.critical():
-                        keep(drawn, -1)
+                        if self.clears == clears:
+                            keep(drawn, -1)
                 raise
             self._readers.pop()
             if self.version == seen:  # no write reserved a slot since the draw (the common case, no lock)
@@ -226,7 +235,7 @@ class SlotGuard:
             with lock.critical():
                 if not self.written_since(slots_of(drawn), seen):
                     return drawn, got
-                if keep is not None:
+                if keep is not None and self.clears == clears:
                     keep(drawn, -1)
         with lock:  # many writes raced this reader: read with no write copying and none starting
             last = draw()

@@ -136,6 +136,7 @@ class TransitionBuffer:
     @locked
     def clear(self) -> None:
         """Forget every transition (the columns keep their fields and memory; priorities and counters start over)."""
+        self._guard.touch_all(cleared=True)  # before anything changes: reads under way draw again
         self.writer.clear()
         self.sampler.reset()
         if self._next is not None:
@@ -144,7 +145,6 @@ class TransitionBuffer:
             self._next.dtypes = dict(kept.dtypes)
         self._last_sample = None
         self._samples = self._sampled = 0
-        self._guard.touch_all()
 
     def stats(self) -> dict[str, Any]:
         """Return size, capacity, fill, inserts, samples and items sampled, then the sampler's figures."""
@@ -182,6 +182,7 @@ class TransitionBuffer:
             ArgumentError: A part is missing or does not fit (capacity, shapes, slots out of range).
         """
         rng, last, store = check_transition_state(state, self.storage, self.next_obs_from, self.stream)
+        self._guard.touch_all()  # before anything changes: reads under way draw again
         self.sampler.load_state_dict(state["sampler"])  # checks everything before it changes anything
         self.storage.load_state_dict(state["storage"])
         self.writer.load_state_dict(state["writer"])
@@ -190,7 +191,6 @@ class TransitionBuffer:
         if store is not None:
             store.dtypes = {o: d for _n, o in store.pairs if (d := self.storage.host_dtype(o)) is not None}
         self._next = store
-        self._guard.touch_all()
 
     # -- writes ---------------------------------------------------------------
 
@@ -235,14 +235,13 @@ class TransitionBuffer:
             return self._extend_locked(batch)
         values = validate_write(self.storage, batch, True, (self.next_obs, None, None), None)[0]  # checks only
         n = int(next(iter(values.values())).shape[0]) if values else 0
-        on_write = self.sampler.on_write
         plan = self._guard.write(
             self.lock,
             self.writer,
             n,
             n * self.storage.row_bytes(),
             lambda p: self.storage.write_plan(p, values),
-            (lambda p: on_write(p, values)) if self._tell_sampler else None,
+            (lambda p: self.sampler.on_write(p, values)) if self._tell_sampler else None,
         )
         assert plan is not None  # no still= condition: the write always happens
         return plan.slots()
@@ -296,7 +295,7 @@ class TransitionBuffer:
             again = None if once else self._redraw  # without replacement, a partial redraw could repeat items
             read = self._guard.read
             draw, fields = read(self.lock, lambda: self._draw(n, replace), _slots, self._read, self._keep, again)
-            if draw.weights is None and draw.mask is None:  # uniform items: no metadata to convert
+            if draw.weights is None and draw.mask is None and draw.learn_mask is None:  # no metadata to convert
                 return TransitionSample(fields, draw.indices, None, draw.generations, None, None, draw.probabilities)
             return TransitionSample.from_draw(fields, draw, self.device)
         with self.lock:  # n-step windows and next observations read the cursor and links: hold the lock
