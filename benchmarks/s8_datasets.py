@@ -217,7 +217,8 @@ def her_gather_floor(buffer: EpisodeBuffer, steps: int, draws: int, seed: int = 
     columns = buffer.storage.host_columns
     assert columns is not None
     observed = [name for name in columns if name.startswith("obs/")]
-    plan = TransitionGather(columns, observed, [name for name in columns if name not in observed], [])
+    others = [name for name in columns if name not in observed]
+    plan = TransitionGather(columns, observed, others, [], buffer.storage.rows.numpy())
     rng = np.random.default_rng(seed)
     prepared = []
     for _ in range(draws):

@@ -281,7 +281,8 @@ class HindsightSampler:
         """Return the fields of CPU storage at the draws (one byte-offset gather per group), and the new goals."""
         cached = self._plan
         if cached is None or cached[0] is not host:  # first use, or the storage's arrays were replaced
-            plan = TransitionGather(host, self._observed, self._per_step, self._per_episode)
+            rows = self.buffer.storage.rows.numpy()  # the memory of the columns: step-major rows gather by step
+            plan = TransitionGather(host, self._observed, self._per_step, self._per_episode, rows)
             casts = {name: d for name, d in self._declared.items() if d is not None and host[name].dtype != d}
             self._plan = (host, plan, casts)
         else:
