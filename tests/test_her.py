@@ -20,12 +20,6 @@ def reward_fn(achieved, desired, info):
     return (achieved == desired).all(axis=-1).astype(np.float32) - 1.0
 
 
-@pytest.fixture(params=["field", "step"])
-def row_order(request) -> str:
-    """Each test that takes it runs over both row orders of episode storage."""
-    return request.param
-
-
 def goal_buffer(lengths=(9, 4, 6, 2, 9), seed=0, capacity=8, scheme=None, row_order="field") -> EpisodeBuffer:
     """Episodes whose achieved goal at step s of episode e is (e, s, e + s); the desired goal is (-1, -1, -1)."""
     scheme = scheme or Scheme(
