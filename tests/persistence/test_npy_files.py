@@ -222,7 +222,9 @@ def test_a_format_3_entry_naming_a_raw_file_is_a_schema_error(ckpt):
         load(ckpt)
 
 
-def test_the_numpy_recipe_of_the_checkpoint_page_reads_what_the_buffer_holds(ckpt):
+def test_the_numpy_recipe_of_the_checkpoint_page_reads_what_the_buffer_holds(tmp_path, row_order):
+    ckpt = tmp_path / "ckpt"
+    xreplay.save(filled_buffer(row_order=row_order), ckpt)
     page = (Path(__file__).parents[2] / "docs" / "checkpoints.md").read_text()
     section = page[page.index("## Reading a checkpoint with numpy alone") :]
     code = section[section.index("```python\n") + 10 : section.index("```\n", section.index("```python"))]

@@ -136,6 +136,16 @@ class StepBlock:
     step_stride: int
     fields: list[tuple[str, np.dtype, tuple[int, ...], int, bool]]
 
+    def __post_init__(self) -> None:
+        """Work out each column's view of a gathered record: (name, dtype, shape after the batch, strides, offset)."""
+        self._views = []
+        for name, dtype, item, offset, paired in self.fields:
+            inner = _c_strides(item, dtype.itemsize)
+            if paired:  # the step, then the same field one step later
+                self._views.append((name, dtype, (2, *item), (self.size, self.step_stride, *inner), offset))
+            else:
+                self._views.append((name, dtype, item, (self.size, *inner), offset))
+
     def gather(self, offsets: np.ndarray) -> dict[str, np.ndarray]:
         """Return every column at byte ``offsets`` past the block's start, paired ones as ``[m, 2, *item]``.
 
@@ -143,15 +153,10 @@ class StepBlock:
         """
         raw = self.records[offsets]  # one copy of a range of bytes per transition
         m = offsets.shape[0]
-        out: dict[str, np.ndarray] = {}
-        for name, dtype, item, offset, paired in self.fields:
-            inner = _c_strides(item, dtype.itemsize)
-            if paired:  # the step, then the same field one step later
-                shape, strides = (m, 2, *item), (self.size, self.step_stride, *inner)
-            else:
-                shape, strides = (m, *item), (self.size, *inner)
-            out[name] = np.ndarray(shape, dtype, raw, offset, strides)
-        return out
+        return {
+            name: np.ndarray((m, *shape), dtype, raw, offset, strides)
+            for name, dtype, shape, strides, offset in self._views
+        }
 
 
 def _c_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
