@@ -349,3 +349,17 @@ def test_both_row_orders_give_the_same_batches(strategy):
         for name in a:
             assert a[name].dtype == b[name].dtype and torch.equal(a[name], b[name]), name
     assert step._plan is not None and step._plan[1].block is not None  # the step-major gather was used
+
+
+def test_a_step_major_memmap_storage_gives_the_batches_of_memory(tmp_path):
+    from xreplay.storage import MemmapStorage
+
+    memory = goal_buffer(seed=6, row_order="step")
+    storage = MemmapStorage(memory.scheme, memory.capacity, 10, tmp_path / "m", row_order="step")
+    mapped = EpisodeBuffer(memory.scheme, memory.capacity, 10, seed=6, storage=storage)
+    mapped.load_state_dict({**memory.state_dict(), "storage": memory.storage.state_dict()})
+    her = HindsightSampler(mapped, reward_fn, relabel_ratio=0.8)
+    a, b = HindsightSampler(memory, reward_fn, relabel_ratio=0.8).sample(300), her.sample(300)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert her._plan is not None and her._plan[1].block is not None  # one record per transition of the mapped rows
