@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from xreplay.errors import ArgumentError
 from xreplay.scheme import Field, Scheme
 from xreplay.storage.layout import ROW_ORDERS, RowLayout
+from xreplay.storage.npy import npy_header, record_dtype
 
 DTYPES = [torch.bool, torch.uint8, torch.int16, torch.float32, torch.int64, torch.float64, torch.bfloat16]
 
@@ -91,3 +92,20 @@ def test_an_unknown_row_order_is_refused():
 def test_a_widened_column_keeps_the_row_order():
     layout = RowLayout(Scheme({"a": Field((), torch.int64, storage_dtype="auto"), "r": Field(())}), 3, order="step")
     assert layout.with_dtype("a", torch.int16).order == "step"
+
+
+@given(specs=fields, steps=st.integers(1, 3), order=st.sampled_from(ROW_ORDERS))
+def test_numpy_reads_every_column_from_a_npy_file_of_the_rows(tmp_path_factory, specs, steps, order):
+    layout = RowLayout(_scheme(specs), steps, order=order)
+    rows = torch.randint(0, 256, (3, layout.row_bytes), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    file = tmp_path_factory.mktemp("npy") / "rows.npy"
+    file.write_bytes(npy_header(record_dtype(layout), (3,)) + rows.numpy().tobytes())
+    records = np.load(file, mmap_mode="r")
+    for name, view in layout.views(rows).items():
+        if order == "step":
+            field = records["steps"][name] if layout.scheme[name].per_step else records["episode"][name]
+        else:
+            field = records[name]
+        raw = view.view(_int_of(view))  # the stored bits (bool and bfloat16 included), compared byte for byte
+        assert field.shape == tuple(raw.shape)
+        assert np.ascontiguousarray(field).tobytes() == raw.contiguous().numpy().tobytes(), name
