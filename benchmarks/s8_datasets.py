@@ -20,15 +20,19 @@ cache, no fsync), removal not timed:
   f32[3], action f32[4]) against uniform sampling of 256 from a TransitionBuffer of the same
   500,000 transitions; HER with ratio 0 (plain uniform sampling of the episodes); and the floor
   of HER on episode storage: the byte-offset gathers of the same fields and goals from the same
-  episode rows at prepared draws, nothing else.
+  episode rows at prepared draws, nothing else. Each over two EpisodeBuffers of the same
+  episodes: step-major rows (``row_order="step"``, what HER is meant to run on: a transition is
+  one range of bytes) and the default field-major rows (each field of an episode together).
 
 Targets: to_hdf5 and to_minari >= 0.8x the h5py baseline; from_minari >= 1x Minari's
-iteration; HER < 2x plain uniform sampling of the same batch. Where a format's layout costs
-more than the flat baseline (Minari's group per episode; episode rows that keep each field of
-an episode together), the floor of that layout is printed next to it.
+iteration; HER (step-major rows) < 2x uniform sampling of the same batch from a
+TransitionBuffer. Where a format's layout costs more than the flat baseline (Minari's group per
+episode; episode rows that keep each field of an episode together), the floor of that layout is
+printed next to it.
 
     python benchmarks/s8_datasets.py            # full run (about a minute)
     python benchmarks/s8_datasets.py --dir /dev/shm  # files in memory: no disk writeback in the timings
+    python benchmarks/s8_datasets.py --her-only # the HER rows only (seconds to build, then the timings)
     python benchmarks/s8_datasets.py --smoke    # tiny sizes, seconds (CI)
 """
 
@@ -174,8 +178,10 @@ def timed_calls(ops: dict[str, Callable[[], object]], reps: int, calls: int) -> 
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def her_buffers(episodes: int, steps: int, seed: int = 0) -> tuple[EpisodeBuffer, TransitionBuffer]:
-    """Return an EpisodeBuffer of goal-conditioned episodes and a TransitionBuffer of the same transitions."""
+def her_buffers(
+    episodes: int, steps: int, seed: int = 0, row_orders: tuple[str, ...] = ("step", "field")
+) -> tuple[dict[str, EpisodeBuffer], TransitionBuffer]:
+    """Return EpisodeBuffers of goal-conditioned episodes (by row order) and a TransitionBuffer of their transitions."""
     dims = {"obs/observation": 10, "obs/achieved_goal": 3, "obs/desired_goal": 3}
     scheme = Scheme(
         {
@@ -187,7 +193,9 @@ def her_buffers(episodes: int, steps: int, seed: int = 0) -> tuple[EpisodeBuffer
         }
     )
     rng = np.random.default_rng(seed)
-    episode_buffer = EpisodeBuffer(scheme, episodes, steps + 1, seed=seed)
+    episode_buffers = {
+        order: EpisodeBuffer(scheme, episodes, steps + 1, seed=seed, row_order=order) for order in row_orders
+    }
     transitions = TransitionBuffer(episodes * steps, seed=seed)
     for first in range(0, episodes, 500):
         n = min(500, episodes - first)
@@ -199,11 +207,12 @@ def her_buffers(episodes: int, steps: int, seed: int = 0) -> tuple[EpisodeBuffer
             "truncated": np.zeros((n, steps + 1), bool),
         }
         rest["truncated"][:, steps - 1] = True
-        episode_buffer.add({**obs, **rest})
+        for episode_buffer in episode_buffers.values():
+            episode_buffer.add({**obs, **rest})
         flat = {name: v[:, :steps].reshape(n * steps, *v.shape[2:]) for name, v in {**obs, **rest}.items()}
         flat.update({"next_" + k: v[:, 1:].reshape(n * steps, -1) for k, v in obs.items()})
         transitions.extend(flat)
-    return episode_buffer, transitions
+    return episode_buffers, transitions
 
 
 def her_gather_floor(buffer: EpisodeBuffer, steps: int, draws: int, seed: int = 1) -> Callable[[], object]:
@@ -217,7 +226,8 @@ def her_gather_floor(buffer: EpisodeBuffer, steps: int, draws: int, seed: int = 
     columns = buffer.storage.host_columns
     assert columns is not None
     observed = [name for name in columns if name.startswith("obs/")]
-    plan = TransitionGather(columns, observed, [name for name in columns if name not in observed], [])
+    others = [name for name in columns if name not in observed]
+    plan = TransitionGather(columns, observed, others, [], buffer.storage.rows.numpy())
     rng = np.random.default_rng(seed)
     prepared = []
     for _ in range(draws):
@@ -248,6 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--dir", default=None, help="folder for the files (default: the system's temporary folder)")
+    parser.add_argument("--her-only", action="store_true", help="only the HER rows (no HDF5 or Minari)")
     args = parser.parse_args(argv)
     if args.smoke:
         args.capacity, args.episodes, args.reps, args.calls = 5_000, 200, 2, 20
@@ -267,6 +278,13 @@ def main(argv: list[str] | None = None) -> None:
 
 def run(args: argparse.Namespace, root: Path) -> None:
     """Measure every S8 operation."""
+    if not args.her_only:
+        run_datasets(args, root)
+    run_her(args)
+
+
+def run_datasets(args: argparse.Namespace, root: Path) -> None:
+    """Measure the HDF5 and Minari writes and reads."""
     s2 = XReplay(args.capacity, prioritized=False)
     fill(s2, args.capacity, np.random.default_rng(0))
     buffer = s2.buf
@@ -295,20 +313,7 @@ def run(args: argparse.Namespace, root: Path) -> None:
             args.reps,
             1,
         )
-    episodes, transitions = her_buffers(args.episodes, 50)
-    future = HindsightSampler(episodes, reach_reward, "future", 0.8)
-    plain = HindsightSampler(episodes, reach_reward, "future", 0.0)
-    samples = timed_calls(
-        {
-            "uniform TransitionBuffer": lambda: transitions.sample(BATCH),
-            "HER future 0.8": lambda: future.sample(BATCH),
-            "HER ratio 0": lambda: plain.sample(BATCH),
-            "HER gathers only (floor)": her_gather_floor(episodes, 50, args.calls),
-        },
-        args.reps,
-        args.calls,
-    )
-    print(f"S8 capacity={args.capacity} HER episodes={args.episodes}x50 reps={args.reps} calls={args.calls}")
+    print(f"S8 capacity={args.capacity} reps={args.reps}")
     print(f"{'operation':34s}{'median':>12s}{'ratio':>10s}  target")
     base = writes["h5py direct"]
     for name in ("h5py direct", "to_hdf5", "to_hdf5 checksum=False", "to_minari"):
@@ -322,11 +327,30 @@ def run(args: argparse.Namespace, root: Path) -> None:
     print(f"{'minari iteration into numpy':34s}{reads['minari iteration'] * 1e3:10.1f}ms{1:10.2f}")
     speed = reads["minari iteration"] / reads["from_minari"]
     print(f"{'from_minari (xreplay)':34s}{reads['from_minari'] * 1e3:10.1f}ms{speed:10.2f}  speed >= 1")
-    uniform, unlabelled = samples["uniform TransitionBuffer"], samples["HER ratio 0"]
-    for name in ("uniform TransitionBuffer", "HER gathers only (floor)", "HER ratio 0", "HER future 0.8"):
-        print(f"{name:34s}{samples[name] * 1e6:10.1f}us{samples[name] / uniform:10.2f}  time vs TransitionBuffer")
-    relabelled = samples["HER future 0.8"] / unlabelled
-    print(f"{'HER future 0.8 vs HER ratio 0':34s}{'':12s}{relabelled:10.2f}  time vs the same episodes, < 2")
+
+
+def run_her(args: argparse.Namespace) -> None:
+    """Measure hindsight relabelled sampling over step-major and field-major episode rows, interleaved."""
+    buffers, transitions = her_buffers(args.episodes, 50)
+    ops: dict[str, Callable[[], object]] = {"uniform TransitionBuffer": lambda: transitions.sample(BATCH)}
+    for order, episodes in buffers.items():
+        future = HindsightSampler(episodes, reach_reward, "future", 0.8)
+        plain = HindsightSampler(episodes, reach_reward, "future", 0.0)
+        ops[f"HER future 0.8, {order} rows"] = lambda future=future: future.sample(BATCH)
+        ops[f"HER ratio 0, {order} rows"] = lambda plain=plain: plain.sample(BATCH)
+        ops[f"HER gathers only, {order} rows"] = her_gather_floor(episodes, 50, args.calls)
+    samples = timed_calls(ops, args.reps, args.calls)
+    print(f"S8 HER episodes={args.episodes}x50 reps={args.reps} calls={args.calls}")
+    print(f"{'operation':34s}{'median':>12s}{'ratio':>10s}  target")
+    uniform = samples["uniform TransitionBuffer"]
+    for name, seconds in samples.items():
+        target = "  time vs TransitionBuffer < 2" if name == "HER future 0.8, step rows" else ""
+        print(f"{name:34s}{seconds * 1e6:10.1f}us{seconds / uniform:10.2f}{target}")
+    for order in buffers:
+        relabelled = samples[f"HER future 0.8, {order} rows"] / samples[f"HER ratio 0, {order} rows"]
+        print(f"{f'future 0.8 vs ratio 0, {order} rows':34s}{'':12s}{relabelled:10.2f}  time vs the same episodes")
+    field, step = samples["HER future 0.8, field rows"], samples["HER future 0.8, step rows"]
+    print(f"{'step rows vs field rows':34s}{'':12s}{step / field:10.2f}  time of HER future 0.8")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ With n = 15 a random policy almost never sees the goal, so DQN on the stored rew
 nothing; relabelling goals with states reached later in the same episode (strategy ``future``,
 80% of each batch) turns every episode into successes and the task is solved.
 
-Episodes go into an ``EpisodeBuffer`` with gymnasium dict observations (``goal_scheme``) and
+Episodes go into an ``EpisodeBuffer`` with gymnasium dict observations (``goal_scheme``), its
+rows step-major (``row_order="step"``, the order transition sampling reads fastest), and
 ``HindsightSampler`` draws the training batches; ``--no-her`` runs the same agent with
 ``relabel_ratio=0``. Each epoch: 50 cycles of 16 episodes (one per environment) and 40 DQN
 updates of 128 transitions, then the greedy success rate over 208 episodes.
@@ -141,6 +142,7 @@ def train(bits: int, her: bool, epochs: int, cycles: int, seed: int, log: bool =
         capacity=50_000,
         max_seq_length=bits + 1,
         seed=seed,
+        row_order="step",  # each step's fields together: a sampled transition is one range of bytes
     )
     sampler = HindsightSampler(buffer, BitFlipEnv.compute_reward, strategy="future", relabel_ratio=0.8 if her else 0.0)
     net, target = q_network(bits), q_network(bits)

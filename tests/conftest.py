@@ -9,7 +9,10 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+from xreplay.storage.layout import ROW_ORDERS
 
 _REFERENCE = str(Path(__file__).resolve().parent / "reference")
 if _REFERENCE not in sys.path:
@@ -20,3 +23,9 @@ settings.register_profile("dev", max_examples=60, deadline=None, suppress_health
 # local runs keep exploring new examples.
 settings.register_profile("ci", parent=settings.get_profile("dev"), derandomize=True, database=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+@pytest.fixture(params=ROW_ORDERS, scope="session")
+def row_order(request: pytest.FixtureRequest) -> str:
+    """Each test that takes it runs over every row order of episode storage (``"field"``, ``"step"``)."""
+    return request.param

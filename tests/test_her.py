@@ -20,7 +20,7 @@ def reward_fn(achieved, desired, info):
     return (achieved == desired).all(axis=-1).astype(np.float32) - 1.0
 
 
-def goal_buffer(lengths=(9, 4, 6, 2, 9), seed=0, capacity=8, scheme=None) -> EpisodeBuffer:
+def goal_buffer(lengths=(9, 4, 6, 2, 9), seed=0, capacity=8, scheme=None, row_order="field") -> EpisodeBuffer:
     """Episodes whose achieved goal at step s of episode e is (e, s, e + s); the desired goal is (-1, -1, -1)."""
     scheme = scheme or Scheme(
         {
@@ -33,7 +33,7 @@ def goal_buffer(lengths=(9, 4, 6, 2, 9), seed=0, capacity=8, scheme=None) -> Epi
             "truncated": Field((), torch.bool),
         }
     )
-    buf = EpisodeBuffer(scheme, capacity, 10, seed=seed)
+    buf = EpisodeBuffer(scheme, capacity, 10, seed=seed, row_order=row_order)
     n = len(lengths)
     episode = torch.arange(n, dtype=torch.float32)[:, None].expand(n, 10)
     step = torch.arange(10, dtype=torch.float32)[None, :].expand(n, 10)
@@ -61,8 +61,8 @@ def goal_buffer(lengths=(9, 4, 6, 2, 9), seed=0, capacity=8, scheme=None) -> Epi
         pytest.param("episode", lambda t, last: np.ones_like(t), lambda t, last: last, id="episode"),
     ],
 )
-def test_relabelled_goals_come_from_the_strategy(strategy, low, high):
-    buf = goal_buffer()
+def test_relabelled_goals_come_from_the_strategy(strategy, low, high, row_order):
+    buf = goal_buffer(row_order=row_order)
     batch = HindsightSampler(buf, reward_fn, strategy, relabel_ratio=1.0).sample(4000)
     last = buf.episode_lengths()[batch.indices] - 1  # step of the final observation
     goals, t = batch.goal_steps, batch.steps
@@ -73,8 +73,8 @@ def test_relabelled_goals_come_from_the_strategy(strategy, low, high):
     assert torch.equal(batch["obs/desired_goal"], want) and torch.equal(batch["next_obs/desired_goal"], want)
 
 
-def test_rewards_are_recomputed_for_relabelled_transitions_only():
-    buf = goal_buffer()
+def test_rewards_are_recomputed_for_relabelled_transitions_only(row_order):
+    buf = goal_buffer(row_order=row_order)
     batch = HindsightSampler(buf, reward_fn, "future", relabel_ratio=0.5).sample(4000)
     relabelled = torch.from_numpy(batch.relabelled)
     hit = (batch["next_obs/achieved_goal"] == batch["obs/desired_goal"]).all(-1)
@@ -84,14 +84,15 @@ def test_rewards_are_recomputed_for_relabelled_transitions_only():
 
 
 @pytest.mark.parametrize("ratio", [0.0, 0.3, 0.8, 1.0])
-def test_relabel_ratio(ratio):
-    batch = HindsightSampler(goal_buffer(), reward_fn, relabel_ratio=ratio).sample(20_000)
+def test_relabel_ratio(ratio, row_order):
+    buf = goal_buffer(row_order=row_order)
+    batch = HindsightSampler(buf, reward_fn, relabel_ratio=ratio).sample(20_000)
     assert abs(batch.relabelled.mean() - ratio) < 0.015
 
 
-def test_transitions_are_uniform_over_all_stored_steps():
+def test_transitions_are_uniform_over_all_stored_steps(row_order):
     lengths = (9, 4, 6, 2, 9)
-    buf = goal_buffer(lengths)
+    buf = goal_buffer(lengths, row_order=row_order)
     batch = HindsightSampler(buf, reward_fn, relabel_ratio=0.0).sample(60_000)
     counts = np.bincount(batch.indices, minlength=5) / 60_000
     expected = (np.array(lengths) - 1) / sum(length - 1 for length in lengths)
@@ -101,28 +102,28 @@ def test_transitions_are_uniform_over_all_stored_steps():
     assert torch.equal(batch["next_obs/observation"][:, 0], batch["obs/observation"][:, 0] + 1)
 
 
-def test_nothing_in_storage_changes():
-    buf = goal_buffer()
+def test_nothing_in_storage_changes(row_order):
+    buf = goal_buffer(row_order=row_order)
     rows = buf.storage.rows.clone()
     HindsightSampler(buf, reward_fn, relabel_ratio=1.0).sample(512)
     assert torch.equal(buf.storage.rows, rows)
 
 
-def test_draws_come_from_the_buffers_generator():
-    a = HindsightSampler(goal_buffer(seed=7), reward_fn).sample(64)
-    b = HindsightSampler(goal_buffer(seed=7), reward_fn).sample(64)
-    c = HindsightSampler(goal_buffer(seed=8), reward_fn).sample(64)
+def test_draws_come_from_the_buffers_generator(row_order):
+    a = HindsightSampler(goal_buffer(seed=7, row_order=row_order), reward_fn).sample(64)
+    b = HindsightSampler(goal_buffer(seed=7, row_order=row_order), reward_fn).sample(64)
+    c = HindsightSampler(goal_buffer(seed=8, row_order=row_order), reward_fn).sample(64)
     for name in a:
         assert torch.equal(a[name], b[name])
     assert not np.array_equal(a.steps, c.steps)
-    buf = goal_buffer(seed=7)
+    buf = goal_buffer(seed=7, row_order=row_order)
     state = buf.rng.bit_generator.state
     HindsightSampler(buf, reward_fn).sample(64)
     assert buf.rng.bit_generator.state != state
 
 
-def test_new_episodes_are_sampled_after_a_write():
-    buf = goal_buffer(lengths=(2, 2))
+def test_new_episodes_are_sampled_after_a_write(row_order):
+    buf = goal_buffer(lengths=(2, 2), row_order=row_order)
     her = HindsightSampler(buf, reward_fn, relabel_ratio=0.0)
     assert set(her.sample(200).indices.tolist()) == {0, 1}
     buf.add(
@@ -145,20 +146,20 @@ def test_new_episodes_are_sampled_after_a_write():
         pytest.param(lambda a, d: np.array(["x"] * len(a)), FieldValueError, "expected numbers", id="strings"),
     ],
 )
-def test_bad_rewards_are_refused_and_change_nothing(result, error, message):
-    buf = goal_buffer(seed=3)
+def test_bad_rewards_are_refused_and_change_nothing(result, error, message, row_order):
+    buf = goal_buffer(seed=3, row_order=row_order)
     state = buf.rng.bit_generator.state
     with pytest.raises(error, match=message):
         HindsightSampler(buf, lambda a, d, info: result(a, d), relabel_ratio=1.0).sample(32)
     assert buf.rng.bit_generator.state == state  # the failed draw is undone
     good = HindsightSampler(buf, reward_fn).sample(32)
-    fresh = HindsightSampler(goal_buffer(seed=3), reward_fn).sample(32)
+    fresh = HindsightSampler(goal_buffer(seed=3, row_order=row_order), reward_fn).sample(32)
     assert np.array_equal(good.steps, fresh.steps)
 
 
-def test_rewards_with_an_item_dimension():
+def test_rewards_with_an_item_dimension(row_order):
     scheme = Scheme({"obs/achieved_goal": Field((2,)), "obs/desired_goal": Field((2,)), "reward": Field((1,))})
-    buf = EpisodeBuffer(scheme, 2, 4, seed=0)
+    buf = EpisodeBuffer(scheme, 2, 4, seed=0, row_order=row_order)
     buf.add(
         {
             "obs/achieved_goal": torch.ones(1, 4, 2),
@@ -170,11 +171,11 @@ def test_rewards_with_an_item_dimension():
     assert batch["reward"].shape == (5, 1) and (batch["reward"] == 0).all()
 
 
-def test_info_fields_are_passed_to_compute_reward():
+def test_info_fields_are_passed_to_compute_reward(row_order):
     scheme = Scheme(
         {"obs/achieved_goal": Field((1,)), "obs/desired_goal": Field((1,)), "reward": Field(()), "weight": Field(())}
     )
-    buf = EpisodeBuffer(scheme, 2, 4, seed=0)
+    buf = EpisodeBuffer(scheme, 2, 4, seed=0, row_order=row_order)
     buf.add(
         {
             "obs/achieved_goal": torch.zeros(1, 4, 1),
@@ -193,7 +194,7 @@ def test_info_fields_are_passed_to_compute_reward():
     assert set(seen) == {"weight"} and torch.equal(batch["reward"], batch["weight"] * 10)
 
 
-def test_compact_storage_and_derived_fields_come_back_in_declared_dtypes():
+def test_compact_storage_and_derived_fields_come_back_in_declared_dtypes(row_order):
     scheme = Scheme(
         {
             "obs/achieved_goal": Field((2,), torch.int64, storage_dtype=AUTO),
@@ -204,7 +205,7 @@ def test_compact_storage_and_derived_fields_come_back_in_declared_dtypes():
             "start": Field((), torch.int64, per_step=False),
         }
     )
-    buf = EpisodeBuffer(scheme, 2, 5, seed=0)
+    buf = EpisodeBuffer(scheme, 2, 5, seed=0, row_order=row_order)
     achieved = torch.tensor([[[0, 0], [1, 300], [2, 600], [3, 900], [4, 1200]]])  # needs int16
     buf.add(
         {
@@ -223,11 +224,11 @@ def test_compact_storage_and_derived_fields_come_back_in_declared_dtypes():
     assert batch["start"].tolist() == [7] * 8
 
 
-def test_gymnasium_dict_observations_through_the_episode_writer():
+def test_gymnasium_dict_observations_through_the_episode_writer(row_order):
     gym = pytest.importorskip("gymnasium")
     binary = gym.spaces.MultiBinary(4)
     space = gym.spaces.Dict({"observation": binary, "achieved_goal": binary, "desired_goal": binary})
-    buf = EpisodeBuffer(goal_scheme(space, gym.spaces.Discrete(4)), 4, 5, seed=0)
+    buf = EpisodeBuffer(goal_scheme(space, gym.spaces.Discrete(4)), 4, 5, seed=0, row_order=row_order)
     writer = buf.episode_writer()
     state, goal = np.zeros(4, np.int8), np.ones(4, np.int8)
     for t in range(3):
@@ -289,8 +290,8 @@ def test_bad_settings(options, error, message):
         HindsightSampler(goal_buffer(), reward_fn, **options)
 
 
-def test_empty_buffer():
-    buf = goal_buffer(lengths=(1, 1))  # observations only, no transition
+def test_empty_buffer(row_order):
+    buf = goal_buffer(lengths=(1, 1), row_order=row_order)  # observations only, no transition
     her = HindsightSampler(buf, reward_fn)
     assert not her.can_sample(1) and her.can_sample(0)
     with pytest.raises(InsufficientDataError, match="holds no transition"):
@@ -308,10 +309,10 @@ def test_bitflip_example_runs_at_smoke_size(capsys):
     assert "with HER" in capsys.readouterr().out
 
 
-def test_the_torch_gather_path_gives_the_numpy_paths_batches():
+def test_the_torch_gather_path_gives_the_numpy_paths_batches(row_order):
     """Storages without numpy views (CUDA, bfloat16 fields) gather with torch; the batches are the same."""
-    numpy_path = HindsightSampler(goal_buffer(seed=5), reward_fn, relabel_ratio=0.6)
-    torch_path = HindsightSampler(goal_buffer(seed=5), reward_fn, relabel_ratio=0.6)
+    numpy_path = HindsightSampler(goal_buffer(seed=5, row_order=row_order), reward_fn, relabel_ratio=0.6)
+    torch_path = HindsightSampler(goal_buffer(seed=5, row_order=row_order), reward_fn, relabel_ratio=0.6)
     torch_path._numpy = False  # what a CUDA storage gets
     a, b = numpy_path.sample(300), torch_path.sample(300)
     assert sorted(a) == sorted(b)
@@ -319,9 +320,9 @@ def test_the_torch_gather_path_gives_the_numpy_paths_batches():
         assert a[name].dtype == b[name].dtype and torch.equal(a[name], b[name]), name
 
 
-def test_samples_follow_storage_widened_after_a_sample():
+def test_samples_follow_storage_widened_after_a_sample(row_order):
     goals = {f"obs/{k}": Field((1,), torch.int64, storage_dtype=AUTO) for k in ("achieved_goal", "desired_goal")}
-    buf = EpisodeBuffer(Scheme({**goals, "reward": Field(())}), 2, 3, seed=0)
+    buf = EpisodeBuffer(Scheme({**goals, "reward": Field(())}), 2, 3, seed=0, row_order=row_order)
     steps = torch.tensor([[[0], [1], [2]]])
     buf.add({"obs/achieved_goal": steps, "obs/desired_goal": steps, "reward": torch.zeros(1, 3)})
     her = HindsightSampler(buf, reward_fn, "final", relabel_ratio=0.0)
@@ -334,3 +335,31 @@ def test_samples_follow_storage_widened_after_a_sample():
     assert set(seen["obs/achieved_goal"].flatten().tolist()) == {0, 1, 1000}
     second = torch.from_numpy(seen.indices == 1)
     assert torch.equal(seen["next_obs/achieved_goal"][second], seen["obs/achieved_goal"][second] + 1000)
+
+
+@pytest.mark.parametrize("strategy", ["future", "final", "episode"])
+def test_both_row_orders_give_the_same_batches(strategy):
+    """A step-major buffer gathers each transition as one record; the batches are those of the default rows."""
+    field = HindsightSampler(goal_buffer(seed=4), reward_fn, strategy, relabel_ratio=0.7)
+    step = HindsightSampler(goal_buffer(seed=4, row_order="step"), reward_fn, strategy, relabel_ratio=0.7)
+    assert step._plan is None and step.buffer.storage.layout.order == "step"
+    for _ in range(3):
+        a, b = field.sample(257), step.sample(257)
+        assert sorted(a) == sorted(b)
+        for name in a:
+            assert a[name].dtype == b[name].dtype and torch.equal(a[name], b[name]), name
+    assert step._plan is not None and step._plan[1].block is not None  # the step-major gather was used
+
+
+def test_a_step_major_memmap_storage_gives_the_batches_of_memory(tmp_path):
+    from xreplay.storage import MemmapStorage
+
+    memory = goal_buffer(seed=6, row_order="step")
+    storage = MemmapStorage(memory.scheme, memory.capacity, 10, tmp_path / "m", row_order="step")
+    mapped = EpisodeBuffer(memory.scheme, memory.capacity, 10, seed=6, storage=storage)
+    mapped.load_state_dict({**memory.state_dict(), "storage": memory.storage.state_dict()})
+    her = HindsightSampler(mapped, reward_fn, relabel_ratio=0.8)
+    a, b = HindsightSampler(memory, reward_fn, relabel_ratio=0.8).sample(300), her.sample(300)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert her._plan is not None and her._plan[1].block is not None  # one record per transition of the mapped rows

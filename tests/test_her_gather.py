@@ -37,10 +37,14 @@ def _values(rng: np.random.Generator, slots: int, steps: int) -> dict[str, np.nd
 
 
 def _check(
-    columns: Mapping[str, np.ndarray], paired: Sequence[str], per_step: Sequence[str], per_episode: Sequence[str]
+    columns: Mapping[str, np.ndarray],
+    paired: Sequence[str],
+    per_step: Sequence[str],
+    per_episode: Sequence[str],
+    memory: np.ndarray | None = None,
 ) -> TransitionGather:
     """Assert the plan's gathers equal numpy indexing at random draws; return the plan."""
-    plan = TransitionGather(columns, paired, per_step, per_episode)
+    plan = TransitionGather(columns, paired, per_step, per_episode, memory)
     first = columns[next(iter(columns))]
     rng = np.random.default_rng(0)
     episodes, steps = rng.integers(0, first.shape[0], 64), rng.integers(0, first.shape[1] - 1, 64)
@@ -54,7 +58,19 @@ def _check(
         np.testing.assert_array_equal(got[name], value, err_msg=name)
     for name in [*paired, *per_step]:
         np.testing.assert_array_equal(plan.take(name, episodes, steps), columns[name][episodes, steps], err_msg=name)
+    last = np.full(4, first.shape[0] - 1), np.full(4, first.shape[1] - 2)  # the transition at the end of the memory
+    for name, value in plan.gather(*last).items():
+        expected = columns[name][last[0]] if name in per_episode else columns[name][last[0], last[1]]
+        np.testing.assert_array_equal(value[:, 0] if name in paired else value, expected, err_msg=name)
     return plan
+
+
+def _stored(row_order: str, slots: int = 12, steps: int = 7) -> EpisodeBuffer:
+    """Return a buffer of SCHEME holding random values, its rows in ``row_order``."""
+    buf = EpisodeBuffer(SCHEME, slots, steps, seed=0, row_order=row_order)
+    values = _values(np.random.default_rng(1), slots, steps)
+    buf.add({name: torch.from_numpy(value) for name, value in values.items()})
+    return buf
 
 
 def test_packed_rows_share_views_by_item_size() -> None:
@@ -66,6 +82,45 @@ def test_packed_rows_share_views_by_item_size() -> None:
     grouped = {tuple(group.names) for group in plan.groups}
     assert ("obs/g1", "obs/g2") in grouped and ("done", "flag") in grouped  # one gather each
     assert not plan.others
+
+
+def test_step_major_rows_gather_each_transition_as_one_record() -> None:
+    buf = _stored("step")
+    columns = buf.storage.host_columns
+    assert columns is not None
+    plan = _check(columns, PAIRED, PER_STEP, PER_EPISODE, buf.storage.rows.numpy())
+    assert plan.block is not None and plan.block.names == [*PAIRED, *PER_STEP]
+    assert plan.block.size <= 2 * buf.storage.layout.step_bytes
+    assert [group.names for group in plan.groups] == [["tag"]]  # per-episode fields: a view of their own
+
+
+def test_step_major_rows_without_their_memory_group_by_item_size() -> None:
+    buf = _stored("step")
+    columns = buf.storage.host_columns
+    assert columns is not None
+    plan = _check(columns, PAIRED, PER_STEP, PER_EPISODE)
+    assert plan.block is None and {tuple(group.names) for group in plan.groups} >= {("obs/g1", "obs/g2")}
+
+
+def test_field_major_rows_have_no_step_block() -> None:
+    buf = _stored("field")
+    columns = buf.storage.host_columns
+    assert columns is not None
+    assert _check(columns, PAIRED, PER_STEP, PER_EPISODE, buf.storage.rows.numpy()).block is None
+
+
+def test_step_block_values_are_writable_and_apart_from_storage() -> None:
+    buf = _stored("step")
+    columns = buf.storage.host_columns
+    assert columns is not None
+    before = buf.storage.rows.clone()
+    got = TransitionGather(columns, PAIRED, PER_STEP, PER_EPISODE, buf.storage.rows.numpy()).gather(
+        np.array([0, 1]), np.array([0, 2])
+    )
+    for value in got.values():
+        value[...] = 7
+    np.testing.assert_array_equal(got["obs/g1"], 7)
+    assert torch.equal(buf.storage.rows, before)
 
 
 def test_separate_arrays_get_one_view_each() -> None:

@@ -72,10 +72,10 @@ def same_state(a: EpisodeBuffer, b: EpisodeBuffer) -> None:
     assert sa[2:] == sb[2:]
 
 
-def buffers(compact: bool) -> tuple[EpisodeBuffer, EpisodeBuffer]:
-    """Return a buffer using the fast path and one forced onto the general path."""
-    fast = EpisodeBuffer(marine_scheme(compact), CAPACITY, T, seed=0)
-    slow = EpisodeBuffer(marine_scheme(compact), CAPACITY, T, seed=0)
+def buffers(compact: bool, row_order: str = "field") -> tuple[EpisodeBuffer, EpisodeBuffer]:
+    """Return a buffer using the fast path and one forced onto the general path (rows in ``row_order``)."""
+    fast = EpisodeBuffer(marine_scheme(compact), CAPACITY, T, seed=0, row_order=row_order)
+    slow = EpisodeBuffer(marine_scheme(compact), CAPACITY, T, seed=0, row_order=row_order)
     slow._inserts.prepare = lambda buffer, episodes, lengths: None
     return fast, slow
 
@@ -95,8 +95,8 @@ def buffers(compact: bool) -> tuple[EpisodeBuffer, EpisodeBuffer]:
         max_size=5,
     )
 )
-def test_fast_and_general_paths_write_and_refuse_alike(compact, writes):
-    fast, slow = buffers(compact)
+def test_fast_and_general_paths_write_and_refuse_alike(compact, row_order, writes):
+    fast, slow = buffers(compact, row_order)
     for n, t, lengths_kind, spoiler, seed in writes:
         results = []
         for buffer in (fast, slow):
@@ -110,8 +110,8 @@ def test_fast_and_general_paths_write_and_refuse_alike(compact, writes):
 
 @pytest.mark.parametrize("compact", [False, True], ids=["declared_dtypes", "compact"])
 @pytest.mark.parametrize("lengths_kind", ["none", "numpy", "tensor"])
-def test_runner_batches_take_the_fast_path(compact, lengths_kind):
-    fast, slow = buffers(compact)
+def test_runner_batches_take_the_fast_path(compact, lengths_kind, row_order):
+    fast, slow = buffers(compact, row_order)
     taken = []
     prepare = fast._inserts.prepare
     fast._inserts.prepare = lambda b, e, lengths: taken.append(prepare(b, e, lengths)) or taken[-1]
@@ -123,8 +123,8 @@ def test_runner_batches_take_the_fast_path(compact, lengths_kind):
     assert all(torch.equal(fast.get(range(4))[k], slow.get(range(4))[k]) for k in fast.get([0]))
 
 
-def test_shorter_episodes_mark_derived_steps_absent_past_their_lengths():
-    fast, _slow = buffers(True)
+def test_shorter_episodes_mark_derived_steps_absent_past_their_lengths(row_order):
+    fast, _slow = buffers(True, row_order)
     data = episodes(2, T, seed=3)
     fast.add(data, lengths=np.array([2, T]))
     onehot = fast.get([0, 1])["actions_onehot"]

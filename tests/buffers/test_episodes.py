@@ -56,8 +56,8 @@ def snapshot(buffer: EpisodeBuffer) -> tuple:
 
 
 @pytest.mark.parametrize("compact", [False, True], ids=["declared_dtypes", "compact"])
-def test_sample_returns_declared_dtypes_and_written_values(compact):
-    buffer = EpisodeBuffer(marine_scheme(compact), capacity=10, max_seq_length=T, seed=0)
+def test_sample_returns_declared_dtypes_and_written_values(compact, row_order):
+    buffer = EpisodeBuffer(marine_scheme(compact), capacity=10, max_seq_length=T, seed=0, row_order=row_order)
     data = episodes(4, T)
     buffer.add(data, lengths=[6, 3, 5, 1])
     batch = buffer.get([2, 0])
@@ -70,9 +70,9 @@ def test_sample_returns_declared_dtypes_and_written_values(compact):
     assert batch["filled"][:, :, 0].tolist() == [[True] * 5 + [False], [True] * 6]
 
 
-def test_compact_storage_is_smaller_and_bit_identical():
-    plain = EpisodeBuffer(marine_scheme(False), capacity=8, max_seq_length=T, seed=3)
-    compact = EpisodeBuffer(marine_scheme(True), capacity=8, max_seq_length=T, seed=3)
+def test_compact_storage_is_smaller_and_bit_identical(row_order):
+    plain = EpisodeBuffer(marine_scheme(False), capacity=8, max_seq_length=T, seed=3, row_order=row_order)
+    compact = EpisodeBuffer(marine_scheme(True), capacity=8, max_seq_length=T, seed=3, row_order=row_order)
     for k in range(3):
         data = episodes(5, T - k, seed=k)
         plain.add(data)
@@ -84,8 +84,8 @@ def test_compact_storage_is_smaller_and_bit_identical():
         assert a[name].dtype == b[name].dtype and torch.equal(a[name], b[name]), name
 
 
-def test_shorter_episodes_leave_no_stale_steps():
-    buffer = EpisodeBuffer(marine_scheme(False), capacity=1, max_seq_length=T)
+def test_shorter_episodes_leave_no_stale_steps(row_order):
+    buffer = EpisodeBuffer(marine_scheme(False), capacity=1, max_seq_length=T, row_order=row_order)
     buffer.add(episodes(1, T))
     buffer.add(episodes(1, 2, seed=1))
     batch = buffer.get([0])
@@ -93,8 +93,8 @@ def test_shorter_episodes_leave_no_stale_steps():
     assert batch.lengths.tolist() == [2]
 
 
-def test_truncate_cuts_to_longest_sampled_episode():
-    buffer = EpisodeBuffer(marine_scheme(False), capacity=4, max_seq_length=T, seed=0)
+def test_truncate_cuts_to_longest_sampled_episode(row_order):
+    buffer = EpisodeBuffer(marine_scheme(False), capacity=4, max_seq_length=T, seed=0, row_order=row_order)
     buffer.add(episodes(2, T), lengths=[2, 4])
     batch = buffer.sample(2, truncate=True)
     assert batch["obs"].shape == (2, 4, 2, 3) and batch.max_seq_length == 4
@@ -102,8 +102,8 @@ def test_truncate_cuts_to_longest_sampled_episode():
 
 
 @given(st.lists(st.integers(1, 7), min_size=1, max_size=6))
-def test_ring_keeps_the_most_recent_episodes(batch_sizes):
-    buffer = EpisodeBuffer(marine_scheme(True), capacity=5, max_seq_length=2, seed=0)
+def test_ring_keeps_the_most_recent_episodes(row_order, batch_sizes):
+    buffer = EpisodeBuffer(marine_scheme(True), capacity=5, max_seq_length=2, seed=0, row_order=row_order)
     written = []
     for i, n in enumerate(batch_sizes):
         data = episodes(n, 2, seed=i)
@@ -113,16 +113,16 @@ def test_ring_keeps_the_most_recent_episodes(batch_sizes):
     assert stored == sorted(written[-5:])
 
 
-def test_same_seed_same_samples():
-    a = EpisodeBuffer(marine_scheme(False), capacity=50, max_seq_length=T, seed=11)
-    b = EpisodeBuffer(marine_scheme(False), capacity=50, max_seq_length=T, seed=11)
+def test_same_seed_same_samples(row_order):
+    a = EpisodeBuffer(marine_scheme(False), capacity=50, max_seq_length=T, seed=11, row_order=row_order)
+    b = EpisodeBuffer(marine_scheme(False), capacity=50, max_seq_length=T, seed=11, row_order=row_order)
     for buf in (a, b):
         buf.add(episodes(40, T))
     assert a.sample(8).indices.tolist() == b.sample(8).indices.tolist()
 
 
-def test_sample_with_replacement():
-    buffer = EpisodeBuffer(marine_scheme(False), capacity=4, max_seq_length=T, seed=0)
+def test_sample_with_replacement(row_order):
+    buffer = EpisodeBuffer(marine_scheme(False), capacity=4, max_seq_length=T, seed=0, row_order=row_order)
     buffer.add(episodes(2, T))
     assert buffer.sample(5, replace=True).batch_size == 5
 
@@ -166,8 +166,8 @@ BAD_WRITES = [
 
 
 @pytest.mark.parametrize(("corrupt", "error", "message"), BAD_WRITES)
-def test_bad_write_raises_and_leaves_buffer_unchanged(corrupt, error, message):
-    buffer = EpisodeBuffer(marine_scheme(True), capacity=3, max_seq_length=T, seed=0)
+def test_bad_write_raises_and_leaves_buffer_unchanged(corrupt, error, message, row_order):
+    buffer = EpisodeBuffer(marine_scheme(True), capacity=3, max_seq_length=T, seed=0, row_order=row_order)
     buffer.add(episodes(2, T))
     before = snapshot(buffer)
     data = episodes(2, T, seed=5)
@@ -182,29 +182,29 @@ def test_bad_write_raises_and_leaves_buffer_unchanged(corrupt, error, message):
     ("lengths", "message"),
     [pytest.param([1], "expected 2 values", id="count"), pytest.param([1, 9], r"\[0, 6\]", id="range")],
 )
-def test_bad_lengths(lengths, message):
-    buffer = EpisodeBuffer(marine_scheme(False), capacity=3, max_seq_length=T)
+def test_bad_lengths(lengths, message, row_order):
+    buffer = EpisodeBuffer(marine_scheme(False), capacity=3, max_seq_length=T, row_order=row_order)
     with pytest.raises((FieldShapeError, FieldValueError), match=message):
         buffer.add(episodes(2, T), lengths=lengths)
     assert len(buffer) == 0
 
 
-def test_too_many_steps():
-    buffer = EpisodeBuffer(marine_scheme(False), capacity=3, max_seq_length=T)
+def test_too_many_steps(row_order):
+    buffer = EpisodeBuffer(marine_scheme(False), capacity=3, max_seq_length=T, row_order=row_order)
     with pytest.raises(FieldShapeError, match="7 steps but max_seq_length is 6"):
         buffer.add(episodes(1, T + 1))
 
 
-def test_sampling_more_than_stored_names_both_numbers():
-    buffer = EpisodeBuffer(marine_scheme(False), capacity=80, max_seq_length=2)
+def test_sampling_more_than_stored_names_both_numbers(row_order):
+    buffer = EpisodeBuffer(marine_scheme(False), capacity=80, max_seq_length=2, row_order=row_order)
     buffer.add(episodes(64, 2))
     with pytest.raises(InsufficientDataError, match="sample size 70 exceeds the 64 stored"):
         buffer.sample(70, replace=False)
     assert not buffer.can_sample(70) and buffer.can_sample(64)
 
 
-def test_get_out_of_range_names_index_and_size():
-    buffer = EpisodeBuffer(marine_scheme(False), capacity=8, max_seq_length=2)
+def test_get_out_of_range_names_index_and_size(row_order):
+    buffer = EpisodeBuffer(marine_scheme(False), capacity=8, max_seq_length=2, row_order=row_order)
     buffer.add(episodes(3, 2))
     with pytest.raises(IndexOutOfRangeError, match="index 5 is outside the 3 stored"):
         buffer.get([0, 5])
@@ -216,8 +216,10 @@ def test_buffer_too_large_fails_before_allocating():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_storage_samples_on_device():
-    buffer = EpisodeBuffer(marine_scheme(True), capacity=16, max_seq_length=T, device="cuda", seed=0)
+def test_cuda_storage_samples_on_device(row_order):
+    buffer = EpisodeBuffer(
+        marine_scheme(True), capacity=16, max_seq_length=T, device="cuda", seed=0, row_order=row_order
+    )
     data = episodes(10, T)
     buffer.add(data)
     batch = buffer.sample(4)
@@ -225,8 +227,8 @@ def test_cuda_storage_samples_on_device():
     assert torch.equal(batch["obs"].cpu(), data["obs"][batch.indices.cpu()])
 
 
-def test_onehot_source_out_of_range_is_refused():
-    buffer = EpisodeBuffer(marine_scheme(False), capacity=3, max_seq_length=T)
+def test_onehot_source_out_of_range_is_refused(row_order):
+    buffer = EpisodeBuffer(marine_scheme(False), capacity=3, max_seq_length=T, row_order=row_order)
     data = episodes(1, T)
     data["actions"][0, 0, 0, 0] = 4
     with pytest.raises(FieldValueError, match=r"'actions': one-hot classes must lie in \[0, 4\)"):
@@ -241,15 +243,17 @@ def test_pin_memory_without_cuda_is_refused_with_the_reason():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_pinned_storage_samples_to_cuda():
-    buffer = EpisodeBuffer(marine_scheme(True), capacity=4, max_seq_length=T, pin_memory=True, seed=0)
+def test_pinned_storage_samples_to_cuda(row_order):
+    buffer = EpisodeBuffer(
+        marine_scheme(True), capacity=4, max_seq_length=T, pin_memory=True, seed=0, row_order=row_order
+    )
     buffer.add(episodes(2, T))
     assert buffer.storage.rows.is_pinned()
     assert buffer.sample(2).to("cuda", non_blocking=True)["obs"].device.type == "cuda"
 
 
-def test_float_onehot_source_with_valid_classes_is_accepted():
+def test_float_onehot_source_with_valid_classes_is_accepted(row_order):
     scheme = Scheme({"a": Field((1,)), "oh": Field((3,), derived=OneHot("a", 3))})
-    buffer = EpisodeBuffer(scheme, capacity=2, max_seq_length=2)
+    buffer = EpisodeBuffer(scheme, capacity=2, max_seq_length=2, row_order=row_order)
     buffer.add({"a": torch.tensor([[[1.0], [2.0]]])})
     assert buffer.get([0])["oh"][0].tolist() == [[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]

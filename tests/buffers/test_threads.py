@@ -234,14 +234,18 @@ def whole_episodes(sample) -> None:
 
 
 @pytest.mark.parametrize("sampler", ["uniform", "prioritized"])
-def test_episode_buffer_under_threads_loses_nothing_and_never_returns_a_half_written_episode(sampler: str) -> None:
+@pytest.mark.parametrize("row_order", ["field", "step"])
+def test_episode_buffer_under_threads_loses_nothing_and_never_returns_a_half_written_episode(
+    sampler: str, row_order: str
+) -> None:
     from xreplay import EpisodeBuffer
     from xreplay.scheme import Field, Scheme
 
     scheme = Scheme({"obs": Field((48,)), "reward": Field((1,)), "tag": Field((1,), per_step=False)})
     writers, batches = 3, 40
-    big = EpisodeBuffer(scheme, writers * batches * 4, EPISODE_T, seed=0, sampler=sampler)
-    small = EpisodeBuffer(scheme, 64, EPISODE_T, seed=1, sampler=sampler)  # overwritten under the readers
+    big = EpisodeBuffer(scheme, writers * batches * 4, EPISODE_T, seed=0, sampler=sampler, row_order=row_order)
+    # The small one is overwritten under the readers.
+    small = EpisodeBuffer(scheme, 64, EPISODE_T, seed=1, sampler=sampler, row_order=row_order)
     for buffer in (big, small):
         errors: list[BaseException] = []
         done = threading.Event()

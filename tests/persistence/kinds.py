@@ -79,18 +79,21 @@ def _pymarl_batch(i: int, n: int) -> Any:
     return batch
 
 
-def make(kind: str, path: Path | None = None, capacity: int = 8) -> Any:
-    """Return an empty buffer of ``kind`` (``memmap`` needs ``path``, its storage directory)."""
+def make(kind: str, path: Path | None = None, capacity: int = 8, row_order: str = "field") -> Any:
+    """Return an empty buffer of ``kind`` (``memmap`` needs ``path``, its storage directory).
+
+    ``row_order`` is the row order of the episode kinds' storage (``episode``, ``memmap``).
+    """
     from xreplay.compat.ding import DequeBuffer, PriorityExperienceReplay, use_time_check
     from xreplay.compat.pymarl import PrioritizedReplayBuffer, ReplayBuffer
     from xreplay.compat.pymarl.transforms import OneHot as PymarlOneHot
 
     preprocess = {"actions": ("actions_onehot", [PymarlOneHot(4)])}
     if kind == "episode":
-        return EpisodeBuffer(episode_scheme(), capacity, T, seed=1)
+        return EpisodeBuffer(episode_scheme(), capacity, T, seed=1, row_order=row_order)
     if kind == "memmap":
         assert path is not None
-        storage = MemmapStorage(episode_scheme(), capacity, T, path)
+        storage = MemmapStorage(episode_scheme(), capacity, T, path, row_order=row_order)
         return EpisodeBuffer(episode_scheme(), capacity, T, seed=1, storage=storage)
     if kind == "transition":
         sampler = PrioritizedSampler(capacity, alpha=0.7, beta=LinearSchedule(0.4, 1.0, 30), epsilon=1e-3)
@@ -130,9 +133,9 @@ def write(kind: str, buffer: Any, i: int) -> None:
             buffer._middleware[1].update_priorities([record.index], [1.0 + i % 4])
 
 
-def filled(kind: str, path: Path | None = None, writes: int = 6, capacity: int = 8) -> Any:
-    """Return a buffer of ``kind`` after ``writes`` writes."""
-    buffer = make(kind, path, capacity)
+def filled(kind: str, path: Path | None = None, writes: int = 6, capacity: int = 8, row_order: str = "field") -> Any:
+    """Return a buffer of ``kind`` (episode kinds' rows in ``row_order``) after ``writes`` writes."""
+    buffer = make(kind, path, capacity, row_order)
     for i in range(writes):
         write(kind, buffer, i)
     return buffer

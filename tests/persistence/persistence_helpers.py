@@ -35,8 +35,8 @@ def episodes(n: int, seed: int, steps: int = T) -> dict[str, torch.Tensor]:
     }
 
 
-def filled_buffer(capacity: int = 16, n: int = 10, seed: int = 0) -> EpisodeBuffer:
-    buffer = EpisodeBuffer(scheme(), capacity, T, seed=seed)
+def filled_buffer(capacity: int = 16, n: int = 10, seed: int = 0, row_order: str = "field") -> EpisodeBuffer:
+    buffer = EpisodeBuffer(scheme(), capacity, T, seed=seed, row_order=row_order)
     buffer.add(episodes(n, seed), lengths=torch.randint(1, T + 1, (n,), generator=torch.Generator().manual_seed(seed)))
     return buffer
 
@@ -45,6 +45,7 @@ def same_buffer(a: EpisodeBuffer, b: EpisodeBuffer) -> bool:
     return (
         torch.equal(a.storage.rows, b.storage.rows)
         and a.storage.layout.overrides == b.storage.layout.overrides
+        and a.storage.layout.order == b.storage.layout.order
         and (a._host_lengths == b._host_lengths).all()
         and a.writer.state_dict() == b.writer.state_dict()
         and a.rng.bit_generator.state == b.rng.bit_generator.state

@@ -17,8 +17,8 @@ from xreplay.persistence import FORMAT_VERSION, MAX_DELTAS, load, save, verify
 
 
 @pytest.mark.parametrize("mmap", [False, True], ids=["read", "mmap"])
-def test_round_trip_restores_rows_lengths_cursor_and_rng(tmp_path, mmap):
-    buffer = filled_buffer()
+def test_round_trip_restores_rows_lengths_cursor_and_rng(tmp_path, mmap, row_order):
+    buffer = filled_buffer(row_order=row_order)
     xreplay.save(buffer, tmp_path / "ckpt")
     loaded = xreplay.load(tmp_path / "ckpt", mmap=mmap, kind=EpisodeBuffer)
     assert same_buffer(buffer, loaded)
@@ -37,8 +37,8 @@ def test_metadata_names_version_kind_and_one_file_per_array(tmp_path):
     assert meta["state"]["rng"]["bit_generator"] == "PCG64"
 
 
-def test_second_save_writes_only_new_slots(tmp_path):
-    buffer = filled_buffer(capacity=40, n=10)
+def test_second_save_writes_only_new_slots(tmp_path, row_order):
+    buffer = filled_buffer(capacity=40, n=10, row_order=row_order)
     full = xreplay.save(buffer, tmp_path / "ckpt")
     buffer.add(episodes(3, 1))
     delta = xreplay.save(buffer, tmp_path / "ckpt")
@@ -48,8 +48,8 @@ def test_second_save_writes_only_new_slots(tmp_path):
     assert same_buffer(buffer, xreplay.load(tmp_path / "ckpt", kind=EpisodeBuffer))
 
 
-def test_delta_across_the_ring_end_wraps(tmp_path):
-    buffer = filled_buffer(capacity=40, n=38)
+def test_delta_across_the_ring_end_wraps(tmp_path, row_order):
+    buffer = filled_buffer(capacity=40, n=38, row_order=row_order)
     xreplay.save(buffer, tmp_path / "ckpt")
     buffer.add(episodes(4, 2))  # slots 38, 39, 0, 1
     assert xreplay.save(buffer, tmp_path / "ckpt").incremental
@@ -88,8 +88,8 @@ def test_another_buffer_saving_to_the_path_forces_a_full_save(tmp_path):
     assert same_buffer(a, xreplay.load(tmp_path / "ckpt", kind=EpisodeBuffer))
 
 
-def test_widened_column_forces_a_full_save(tmp_path):
-    buffer = filled_buffer(capacity=40)
+def test_widened_column_forces_a_full_save(tmp_path, row_order):
+    buffer = filled_buffer(capacity=40, row_order=row_order)
     xreplay.save(buffer, tmp_path / "ckpt")
     buffer.add(episodes(1, 3))
     buffer.storage.relayout({"actions": torch.int16})  # what an "auto" column does when a wider value arrives
@@ -99,16 +99,16 @@ def test_widened_column_forces_a_full_save(tmp_path):
     assert same_buffer(buffer, loaded)
 
 
-def test_mmap_load_is_copy_on_write(tmp_path):
-    xreplay.save(filled_buffer(), tmp_path / "ckpt")
+def test_mmap_load_is_copy_on_write(tmp_path, row_order):
+    xreplay.save(filled_buffer(row_order=row_order), tmp_path / "ckpt")
     loaded = xreplay.load(tmp_path / "ckpt", mmap=True, kind=EpisodeBuffer)
     loaded.add(episodes(6, 7))  # writes into the mapped rows and lengths
     verify(tmp_path / "ckpt")  # the files are unchanged
-    assert same_buffer(filled_buffer(), xreplay.load(tmp_path / "ckpt", kind=EpisodeBuffer))
+    assert same_buffer(filled_buffer(row_order=row_order), xreplay.load(tmp_path / "ckpt", kind=EpisodeBuffer))
 
 
-def test_loaded_buffer_samples_like_the_original(tmp_path):
-    buffer = filled_buffer()
+def test_loaded_buffer_samples_like_the_original(tmp_path, row_order):
+    buffer = filled_buffer(row_order=row_order)
     xreplay.save(buffer, tmp_path / "ckpt")
     expected = buffer.sample(4, truncate=True)
     got = xreplay.load(tmp_path / "ckpt", kind=EpisodeBuffer).sample(4, truncate=True)
@@ -135,9 +135,9 @@ def test_load_on_another_device_option_keeps_cpu(tmp_path):
 
 
 @given(st.lists(st.tuples(st.integers(0, 9), st.booleans()), min_size=1, max_size=8))
-def test_any_sequence_of_adds_and_saves_reloads_exactly(tmp_path_factory, steps):
+def test_any_sequence_of_adds_and_saves_reloads_exactly(tmp_path_factory, row_order, steps):
     path = tmp_path_factory.mktemp("ckpt") / "c"
-    buffer = filled_buffer(capacity=12, n=0)
+    buffer = filled_buffer(capacity=12, n=0, row_order=row_order)
     for i, (n, reload) in enumerate(steps):
         if n:
             buffer.add(episodes(n, i))

@@ -32,6 +32,14 @@ def test_inspect_prints_kind_fields_fill_and_counters(ckpt, capsys):
     assert "delta files" not in out.split("numpy")[-1]  # a first save holds base files only
 
 
+def test_inspect_of_step_major_rows_says_how_numpy_reads_them(tmp_path, capsys):
+    xreplay.save(filled_buffer(capacity=16, n=10, row_order="step"), tmp_path / "ckpt")
+    assert main(["inspect", str(tmp_path / "ckpt")]) == 0
+    out = capsys.readouterr().out
+    assert 'step-major: ["steps"][field] per step (e.g. ["steps"]["obs"]), ["episode"][field] per episode' in out
+    assert "obs" in out and "(5, 2, 3)" in out
+
+
 def test_inspect_says_what_numpy_does_not_see(ckpt, capsys):
     from tests.persistence.persistence_helpers import episodes
     from xreplay import EpisodeBuffer

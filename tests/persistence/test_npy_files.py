@@ -8,10 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import xreplay
 from tests.persistence import kinds
 from tests.persistence.persistence_helpers import episodes, filled_buffer, read_meta, reseal
+from xreplay import EpisodeBuffer, Field, Scheme
 from xreplay.errors import CheckpointCorruptError, CheckpointSchemaError
 from xreplay.persistence import FORMAT_VERSION, flush, load, verify
 from xreplay.persistence.codec import decode_layout, decode_scheme
@@ -20,10 +22,10 @@ from xreplay.storage.dtypes import numpy_dtype
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def _saved(tmp_path: Path, kind: str) -> tuple[Path, object]:
+def _saved(tmp_path: Path, kind: str, row_order: str = "field") -> tuple[Path, object]:
     """Return a checkpoint of a filled ``kind`` buffer holding base files only (a first save), and the buffer."""
     path = tmp_path / kind
-    buffer = kinds.filled(kind, path if kind == "memmap" else None, writes=6)
+    buffer = kinds.filled(kind, path if kind == "memmap" else None, writes=6, row_order=row_order)
     if kind == "memmap":
         flush(buffer)  # the storage's own folder is its checkpoint; its rows file is written in place
     else:
@@ -52,22 +54,69 @@ def test_numpy_opens_every_array_file_with_the_metadata_dtype_and_shape(tmp_path
     assert compared >= len(state) - 1  # all the buffer's arrays (a DI-engine checkpoint adds none; memmap adds CRCs)
 
 
-@pytest.mark.parametrize("kind", ["episode", "memmap", "pymarl", "pymarl_prioritized"])
-def test_each_field_of_an_episode_checkpoint_reads_from_its_rows_file_with_numpy(tmp_path, kind):
-    path, _buffer = _saved(tmp_path, kind)
+EPISODE_KINDS = [
+    pytest.param("episode", "field", id="episode"),
+    pytest.param("memmap", "field", id="memmap"),
+    pytest.param("pymarl", "field", id="pymarl"),
+    pytest.param("pymarl_prioritized", "field", id="pymarl_prioritized"),
+    pytest.param("episode", "step", id="episode-step_major"),
+    pytest.param("memmap", "step", id="memmap-step_major"),
+]
+
+
+@pytest.mark.parametrize(("kind", "row_order"), EPISODE_KINDS)
+def test_each_field_of_an_episode_checkpoint_reads_from_its_rows_file_with_numpy(tmp_path, kind, row_order):
+    path, _buffer = _saved(tmp_path, kind, row_order)
     meta = read_meta(path)
     layout = decode_layout(decode_scheme(meta["structure"]["scheme"]), meta["structure"]["layout"])
+    assert layout.order == row_order and meta["structure"]["layout"].get("order", "field") == row_order
     loaded = xreplay.load(path, kind=None) if kind in ("episode", "memmap") else None
     records = np.load(path / meta["arrays"]["rows"]["file"], mmap_mode="r")
-    assert list(records.dtype.names) == list(layout.columns)
+    if row_order == "step":  # a record of every step's per-step fields, then one of the per-episode fields
+        assert list(records.dtype.names) == ["steps"] and records["steps"].shape == (records.shape[0], kinds.T)
+        fields = records["steps"]
+    else:
+        fields = records
+    assert list(fields.dtype.names) == list(layout.columns)
     for name, column in layout.columns.items():
-        field = records[name]
+        field = fields[name]
         assert field.dtype == numpy_dtype(column.dtype) and field.shape == (records.shape[0], *column.shape), name
         if loaded is not None and not column.mask:  # stored values (a derived column holds class indices)
             assert np.array_equal(field, loaded.storage.columns[name].numpy()), name
     if loaded is not None:  # what the user added: slot 1 holds write 1's first episode (2 steps), as numpy reads it
         added = kinds._episodes(2, 1)["obs"][0, :2].numpy()
-        assert np.array_equal(records["obs"][1, :2], added) and np.array_equal(records[1]["obs"][:2], added)
+        assert np.array_equal(fields["obs"][1, :2], added) and np.array_equal(fields[1]["obs"][:2], added)
+
+
+def test_per_episode_fields_of_a_step_major_checkpoint_are_its_episode_record(tmp_path):
+    buffer = filled_buffer(n=6, row_order="step")
+    xreplay.save(buffer, tmp_path / "ckpt")
+    meta = read_meta(tmp_path / "ckpt")
+    records = np.load(tmp_path / "ckpt" / meta["arrays"]["rows"]["file"], mmap_mode="r")
+    assert records.dtype.names == ("steps", "episode") and records["episode"].dtype.names == ("won",)
+    assert np.array_equal(records["episode"]["won"], buffer.storage.columns["won"].numpy())
+    assert np.array_equal(records["steps"]["obs"], buffer.storage.columns["obs"].numpy())
+
+
+@pytest.mark.parametrize("reader", ["load", "mmap", "unverified", "verify"])
+@pytest.mark.parametrize("saved", ["field", "step"])
+def test_metadata_claiming_the_other_row_order_is_refused_by_the_rows_header(tmp_path, saved, reader):
+    """Both orders of this scheme have rows of the same size: only the rows file's header tells them apart."""
+    scheme = Scheme({"obs": Field((4,)), "reward": Field((2,))})
+    buffer = EpisodeBuffer(scheme, 4, 3, seed=0, row_order=saved)
+    assert buffer.storage.layout.row_bytes == EpisodeBuffer(scheme, 4, 3, row_order="field").storage.layout.row_bytes
+    buffer.add({"obs": torch.ones(2, 3, 4), "reward": torch.zeros(2, 3, 2)})
+    path = tmp_path / "ckpt"
+    xreplay.save(buffer, path)
+    meta = read_meta(path)
+    meta["structure"]["layout"]["order"] = "field" if saved == "step" else "step"
+    reseal(path, meta)
+    read = {
+        "load": load, "mmap": lambda p: load(p, mmap=True),
+        "unverified": lambda p: load(p, mmap=True, verify=False),
+    }
+    with pytest.raises(CheckpointCorruptError, match=r"rows\.g000001\.npy does not start with the 4096-byte \.npy"):
+        read.get(reader, verify)(path)
 
 
 def test_a_transition_column_file_is_its_field(tmp_path):
@@ -173,7 +222,9 @@ def test_a_format_3_entry_naming_a_raw_file_is_a_schema_error(ckpt):
         load(ckpt)
 
 
-def test_the_numpy_recipe_of_the_checkpoint_page_reads_what_the_buffer_holds(ckpt):
+def test_the_numpy_recipe_of_the_checkpoint_page_reads_what_the_buffer_holds(tmp_path, row_order):
+    ckpt = tmp_path / "ckpt"
+    xreplay.save(filled_buffer(row_order=row_order), ckpt)
     page = (Path(__file__).parents[2] / "docs" / "checkpoints.md").read_text()
     section = page[page.index("## Reading a checkpoint with numpy alone") :]
     code = section[section.index("```python\n") + 10 : section.index("```\n", section.index("```python"))]

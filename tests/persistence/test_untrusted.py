@@ -298,6 +298,8 @@ CRAFTED = [
     pytest.param("episode", lambda p, m: _lengths(p, m, 999), "arrays.lengths", id="length_999"),
     pytest.param("episode", lambda p, m: _lengths(p, m, -5), "arrays.lengths", id="length_minus_5"),
     pytest.param("episode", _one_row, "arrays.rows.shape", id="one_row_column"),
+    pytest.param("episode", lambda p, m: m["structure"]["layout"].update(order="diagonal"), "structure.layout.order",
+                 id="unknown_row_order"),  # fmt: skip
     pytest.param("episode", lambda p, m: m["structure"].update(capacity=10**11), "arrays.rows.shape", id="capacity"),
     pytest.param("episode", lambda p, m: m["state"].update(rng={"bit_generator": "PCG64", "state": 1}), "state.rng",
                  id="garbage_rng"),  # fmt: skip

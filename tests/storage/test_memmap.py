@@ -12,7 +12,7 @@ import torch
 
 import xreplay
 from xreplay import EpisodeBuffer, Field, OneHot, Scheme
-from xreplay.errors import CheckpointError
+from xreplay.errors import ArgumentError, CheckpointError
 from xreplay.persistence import flush, load, open_storage, verify
 from xreplay.storage import MemmapStorage, TensorStorage
 
@@ -34,8 +34,9 @@ def _episodes(n: int, seed: int) -> dict[str, torch.Tensor]:
     return {"obs": torch.randn(n, T, 3, generator=g), "actions": torch.randint(0, 5, (n, T, 1), generator=g)}
 
 
-def _buffer(path, capacity: int = 8) -> EpisodeBuffer:
-    return EpisodeBuffer(_scheme(), capacity, T, seed=0, storage=MemmapStorage(_scheme(), capacity, T, path))
+def _buffer(path, capacity: int = 8, row_order: str = "field") -> EpisodeBuffer:
+    storage = MemmapStorage(_scheme(), capacity, T, path, row_order=row_order)
+    return EpisodeBuffer(_scheme(), capacity, T, seed=0, storage=storage)
 
 
 def test_rows_live_in_a_file(tmp_path):
@@ -48,15 +49,16 @@ def test_rows_live_in_a_file(tmp_path):
     assert np.array_equal(on_disk, storage.rows.numpy())
 
 
-def test_the_rows_file_is_a_npy_file_numpy_opens_field_by_field(tmp_path):
-    buffer = _buffer(tmp_path / "m")
+def test_the_rows_file_is_a_npy_file_numpy_opens_field_by_field(tmp_path, row_order):
+    buffer = _buffer(tmp_path / "m", row_order=row_order)
     buffer.add(_episodes(3, 0), lengths=[1, 2, 4])
     flush(buffer)
     records = np.load(buffer.storage.file, mmap_mode="r")
     assert records.shape == (8,) and records.dtype.itemsize == buffer.storage.layout.row_bytes
     assert records.offset == 4096
+    fields = records["steps"] if row_order == "step" else records  # step-major rows: one record per step
     for name, view in buffer.storage.layout.views(buffer.storage.rows).items():
-        assert np.array_equal(records[name], view.numpy()), name
+        assert np.array_equal(fields[name], view.numpy()), name
 
 
 def test_refuses_a_non_empty_directory(tmp_path):
@@ -66,8 +68,9 @@ def test_refuses_a_non_empty_directory(tmp_path):
         MemmapStorage(_scheme(), 2, T, tmp_path / "m")
 
 
-def test_buffer_on_memmap_matches_a_buffer_in_memory(tmp_path):
-    mapped, memory = _buffer(tmp_path / "m"), EpisodeBuffer(_scheme(), 8, T, seed=0)
+def test_buffer_on_memmap_matches_a_buffer_in_memory(tmp_path, row_order):
+    mapped = _buffer(tmp_path / "m", row_order=row_order)
+    memory = EpisodeBuffer(_scheme(), 8, T, seed=0, row_order=row_order)
     for i in range(4):
         for b in (mapped, memory):
             b.add(_episodes(3, i), lengths=[1, 2, 4])
@@ -80,6 +83,10 @@ def test_buffer_on_memmap_matches_a_buffer_in_memory(tmp_path):
 def test_storage_must_match_the_buffer(tmp_path):
     with pytest.raises(ValueError, match="build the storage from the same scheme"):
         EpisodeBuffer(_scheme(), 4, T, storage=MemmapStorage(_scheme(), 8, T, tmp_path / "m"))
+    storage = MemmapStorage(_scheme(), 8, T, tmp_path / "s", row_order="step")
+    with pytest.raises(ArgumentError, match="row_order 'field' differs from the order of the given storage"):
+        EpisodeBuffer(_scheme(), 8, T, storage=storage, row_order="field")
+    assert EpisodeBuffer(_scheme(), 8, T, storage=storage).storage.layout.order == "step"  # the storage's order
 
 
 def test_reopen_recovers_the_last_flush(tmp_path):
@@ -94,8 +101,8 @@ def test_reopen_recovers_the_last_flush(tmp_path):
     assert float(open_storage(tmp_path / "m").columns["obs"][0, 0, 0]) == 7.0
 
 
-def test_relayout_moves_to_a_new_file_and_keeps_values(tmp_path):
-    buffer = _buffer(tmp_path / "m")
+def test_relayout_moves_to_a_new_file_and_keeps_values(tmp_path, row_order):
+    buffer = _buffer(tmp_path / "m", row_order=row_order)
     buffer.add(_episodes(2, 0))
     first = buffer.storage.file
     big = _episodes(1, 1)
@@ -106,11 +113,11 @@ def test_relayout_moves_to_a_new_file_and_keeps_values(tmp_path):
     xreplay.save(buffer, tmp_path / "m")
     assert not first.exists()
     reopened = xreplay.load(tmp_path / "m", mmap="shared", kind=EpisodeBuffer)
-    assert torch.equal(reopened.storage.rows, buffer.storage.rows)
+    assert torch.equal(reopened.storage.rows, buffer.storage.rows) and reopened.storage.layout.order == row_order
 
 
-def test_buffer_save_into_its_directory_is_a_flush(tmp_path):
-    buffer = _buffer(tmp_path / "m", capacity=64)
+def test_buffer_save_into_its_directory_is_a_flush(tmp_path, row_order):
+    buffer = _buffer(tmp_path / "m", capacity=64, row_order=row_order)
     buffer.add(_episodes(1, 9))  # the first actions widen the "auto" column: a new rows file
     xreplay.save(buffer, tmp_path / "m")
     buffer.add(_episodes(4, 0))

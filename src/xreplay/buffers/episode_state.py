@@ -15,8 +15,18 @@ from xreplay.storage.tensor import TensorStorage
 __all__ = ["check_episode_state", "check_sample_memory", "check_storage"]
 
 
-def check_storage(storage: TensorStorage, scheme: Scheme, capacity: int, max_seq_length: int) -> None:
-    """Raise SchemeError unless ``storage`` holds ``scheme`` with ``capacity`` x ``max_seq_length``."""
+def check_storage(
+    storage: TensorStorage, scheme: Scheme, capacity: int, max_seq_length: int, row_order: str | None = None
+) -> None:
+    """Raise SchemeError unless ``storage`` holds ``scheme`` with ``capacity`` x ``max_seq_length``.
+
+    Raises ArgumentError when ``row_order`` is given and ``storage`` keeps its rows in another order.
+    """
+    if row_order is not None and storage.layout.order != row_order:
+        raise ArgumentError(
+            f"row_order {row_order!r} differs from the order of the given storage ({storage.layout.order!r}); "
+            f"drop row_order or build the storage with row_order={row_order!r}"
+        )
     same = dict(storage.scheme) == dict(scheme) and storage.scheme.groups == scheme.groups
     if not same or storage.capacity != capacity or storage.max_seq_length != max_seq_length:
         raise SchemeError(

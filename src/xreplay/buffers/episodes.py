@@ -55,10 +55,15 @@ class EpisodeBuffer:
             must hold ``scheme``, ``capacity`` and ``max_seq_length``, and sets the device.
         sampler: ``"uniform"``, ``"prioritized"`` (prioritized episode replay: alpha 0.6, beta 0.4) or a
             sampler object (see :mod:`xreplay.samplers.base`).
+        row_order: How a storage row holds an episode: ``"field"`` (the default: each field's steps
+            together, fastest for whole episodes and sequences) or ``"step"`` (each step's fields
+            together, fastest for transitions drawn from episodes, as
+            :class:`~xreplay.her.HindsightSampler` draws them); see :mod:`xreplay.storage.layout`.
+            None: ``"field"``, or the order of ``storage`` when one is given.
 
     Raises:
-        ArgumentError: ``capacity`` or ``max_seq_length`` is not an int >= 1, ``device`` is not usable, or
-            ``sampler`` is not a sampler.
+        ArgumentError: ``capacity`` or ``max_seq_length`` is not an int >= 1, ``device`` is not usable,
+            ``sampler`` is not a sampler, or ``row_order`` is unknown or differs from ``storage``'s.
         ValueError: ``sampler`` was built for another capacity (names both).
         CapacityError: The storage would not fit in the memory this process may use.
 
@@ -81,14 +86,15 @@ class EpisodeBuffer:
         seed: int | None = None,
         storage: TensorStorage | None = None,
         sampler: str | Sampler = "uniform",
+        row_order: str | None = None,
     ):
         """Allocate storage and components."""
         capacity = as_count(capacity, "capacity", minimum=1)
         max_seq_length = as_count(max_seq_length, "max_seq_length", minimum=1)
         self.scheme = scheme
         if storage is None:
-            storage = TensorStorage(scheme, capacity, max_seq_length, device, pin_memory)
-        check_storage(storage, scheme, capacity, max_seq_length)
+            storage = TensorStorage(scheme, capacity, max_seq_length, device, pin_memory, row_order or "field")
+        check_storage(storage, scheme, capacity, max_seq_length, row_order)
         self.storage = storage
         bind_owner = getattr(storage, "bind_owner", None)
         if bind_owner is not None:

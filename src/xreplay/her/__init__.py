@@ -13,6 +13,11 @@ one step per transition plus a last step that holds the observation after the la
 :meth:`EpisodeWriter.end` with a final step writes it, and
 :func:`xreplay.datasets.from_minari` with ``kind="episodes"`` reads it): an episode of length
 ``L`` holds ``L - 1`` transitions, and transition ``t``'s next observation is step ``t + 1``.
+
+Build the buffer with ``row_order="step"`` (``EpisodeBuffer(scheme, capacity, max_seq_length,
+row_order="step")``): each step's fields then lie together in storage, and a sampled transition,
+next observation included, is one range of bytes, about half the time of the default rows, whose
+fields of one transition lie on eight or nine cache lines. Any buffer works; the batches are the same.
 """
 
 from xreplay.her.sampler import STRATEGIES, GoalFields, HindsightSample, HindsightSampler, goal_scheme

@@ -7,6 +7,12 @@ a one-dimensional array of records of the item's size that starts at every byte 
 (the records overlap); item ``(episode, step)`` is then record ``start + episode * slot_stride +
 step * step_stride``. Columns with items of one size that live in the same memory (the rows of
 one storage) share such a view, so a batch of several fields is one single-index gather.
+
+In a step-major row (``row_order="step"``, :mod:`xreplay.storage.layout`) every per-step field of
+a step lies in one range of bytes, the step, and the steps follow one another: a transition's
+fields and its next observation are then one range too, from the step into the next one. Given
+the memory that holds the columns, such columns form one :class:`StepBlock`, and a batch of
+transitions is one gather of whole ranges whose fields are views into the gathered bytes.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ColumnGroup", "TransitionGather"]
+__all__ = ["ColumnGroup", "StepBlock", "TransitionGather"]
 
 
 class _Interface:
@@ -109,6 +115,99 @@ def _records(base: int, count: int, size: int, owners: list[np.ndarray]) -> np.n
     return np.asarray(_Interface(interface, owners))
 
 
+@dataclasses.dataclass
+class StepBlock:
+    """Per-step columns that share each step's bytes (a step-major row): one record per transition.
+
+    Attributes:
+        names: The columns, in gather order.
+        records: 1-D read-only void array; record ``k`` is the :attr:`size` bytes starting ``k`` bytes past the
+            block's first step.
+        size: Bytes of one record: from a step's first field to its last one, into the next step when paired.
+        slot_stride: Bytes from one slot (episode) to the next.
+        step_stride: Bytes from one step to the next (every column's).
+        fields: Each column's (name, numpy dtype, item shape, byte offset in a record, paired).
+    """
+
+    names: list[str]
+    records: np.ndarray
+    size: int
+    slot_stride: int
+    step_stride: int
+    fields: list[tuple[str, np.dtype, tuple[int, ...], int, bool]]
+
+    def __post_init__(self) -> None:
+        """Work out each column's view of a gathered record: (name, dtype, shape after the batch, strides, offset)."""
+        self._views = []
+        for name, dtype, item, offset, paired in self.fields:
+            inner = _c_strides(item, dtype.itemsize)
+            if paired:  # the step, then the same field one step later
+                self._views.append((name, dtype, (2, *item), (self.size, self.step_stride, *inner), offset))
+            else:
+                self._views.append((name, dtype, item, (self.size, *inner), offset))
+
+    def gather(self, offsets: np.ndarray) -> dict[str, np.ndarray]:
+        """Return every column at byte ``offsets`` past the block's start, paired ones as ``[m, 2, *item]``.
+
+        The values are writable views into one new array of the gathered records.
+        """
+        raw = self.records[offsets]  # one copy of a range of bytes per transition
+        m = offsets.shape[0]
+        return {
+            name: np.ndarray((m, *shape), dtype, raw, offset, strides)
+            for name, dtype, shape, strides, offset in self._views
+        }
+
+
+def _c_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    """Return the byte strides of a C-contiguous array of ``shape``."""
+    strides: list[int] = []
+    inner = itemsize
+    for size in reversed(shape):
+        strides.insert(0, inner)
+        inner *= size
+    return tuple(strides)
+
+
+def _address(array: np.ndarray) -> int:
+    """Return the address of an array's first element."""
+    return int(array.__array_interface__["data"][0])
+
+
+def _step_block(
+    columns: Mapping[str, np.ndarray], paired: Sequence[str], per_step: Sequence[str], memory: np.ndarray
+) -> StepBlock | None:
+    """Return the step block of the per-step columns that lie inside one step of ``memory``'s rows, None if < 2 do."""
+    named = [(name, True) for name in paired] + [(name, False) for name in per_step]
+    low, high = _address(memory), _address(memory) + memory.nbytes
+    candidates = []
+    for name, pair in named:
+        column = columns[name]
+        item = _item_bytes(column, 2)
+        start = _address(column) if column.size else -1
+        if item is None or column.ndim < 2 or column.shape[1] < 2 or not low <= start <= high:
+            continue
+        candidates.append((name, pair, column, item, start, tuple(int(s) for s in column.strides[:2])))
+    if not candidates:
+        return None
+    shared = sorted({c[5] for c in candidates})
+    strides = max(shared, key=lambda s: sum(c[5] == s for c in candidates))  # the strides most columns have
+    members = [c for c in candidates if c[5] == strides]
+    base = min(c[4] for c in members)
+    if len(members) < 2 or max(c[4] + c[3] for c in members) - base > strides[1] or strides[1] <= 0:
+        return None  # not a step-major row: each column's steps are apart from the others'
+    ends = [c[4] - base + c[3] for c in members if c[1]] or [c[4] - base + c[3] for c in members]
+    step = strides[1]
+    size = -(-(max(ends) + (step if any(c[1] for c in members) else 0)) // 8) * 8  # whole 8-byte words
+    shape = members[0][2].shape
+    last = base + (shape[0] - 1) * strides[0] + (shape[1] - (2 if any(c[1] for c in members) else 1)) * step
+    if last + size > high:
+        return None  # a record would read past the memory
+    records = _records(base, high - size - base + 1, size, [memory])
+    fields = [(c[0], c[2].dtype, tuple(c[2].shape[2:]), c[4] - base, c[1]) for c in members]
+    return StepBlock([c[0] for c in members], records, size, strides[0], step, fields)
+
+
 class TransitionGather:
     """The gather plan of one storage's numpy columns: groups of columns read together, the rest by indexing.
 
@@ -117,6 +216,8 @@ class TransitionGather:
         paired: Per-step fields gathered at each step and the next.
         per_step: The other per-step fields.
         per_episode: Per-episode fields.
+        memory: The array whose memory holds the columns (a storage's rows): with it, per-step columns
+            of a step-major row form one :class:`StepBlock`.
     """
 
     def __init__(
@@ -125,14 +226,17 @@ class TransitionGather:
         paired: Sequence[str],
         per_step: Sequence[str],
         per_episode: Sequence[str],
+        memory: np.ndarray | None = None,
     ):
         """Group the columns that qualify; the others are gathered with numpy's indexing."""
         self.columns = columns
         self.groups: list[ColumnGroup] = []
         self.others: list[tuple[str, bool, bool]] = []  # (name, per step, paired)
+        self.block = _step_block(columns, paired, per_step, memory) if memory is not None else None
+        blocked = set(self.block.names) if self.block is not None else set()
         keyed: dict[tuple[Any, ...], list[str]] = {}
         for names, lead, pair in ((paired, 2, True), (per_step, 2, False), (per_episode, 1, False)):
-            for name in names:
+            for name in (n for n in names if n not in blocked):
                 column = columns[name]
                 item = _item_bytes(column, lead)
                 if item is None:
@@ -147,11 +251,14 @@ class TransitionGather:
                     keyed[(*key, len(keyed))] = [name]
         self.groups = [_group(names, columns, key[1], key[0]) for key, names in keyed.items()]
         self.group_of = {name: group for group in self.groups for name in group.names}
+        self._singles: dict[str, ColumnGroup] = {}
 
     def gather(self, episodes: np.ndarray, steps: np.ndarray) -> dict[str, np.ndarray]:
         """Return every planned field at ``(episodes, steps)``, paired ones as ``[n, 2, ...]`` (step, next step)."""
         n = episodes.shape[0]
         out: dict[str, np.ndarray] = {}
+        if self.block is not None:  # one range of bytes per transition
+            out.update(self.block.gather(episodes * self.block.slot_stride + steps * self.block.step_stride))
         for group in self.groups:
             offsets = episodes * group.slot_stride  # byte offset of each episode's slot
             if group.step_stride:
@@ -177,9 +284,18 @@ class TransitionGather:
         """Return per-step field ``name`` at ``(episodes, steps)``."""
         group = self.group_of.get(name)
         if group is None:
+            if self.block is not None and name in self.block.names:
+                return self._single(name).take(episodes * self.block.slot_stride + steps * self.block.step_stride)[0]
             return self.columns[name][episodes, steps]
         offsets = episodes * group.slot_stride + steps * group.step_stride
         index = group.names.index(name)
         dtype, shape = group.layouts[index]
         raw = group.records[offsets + int(group.starts[index, 0])]
         return raw.view(dtype).reshape(episodes.shape[0], *shape)
+
+    def _single(self, name: str) -> ColumnGroup:
+        """Return (made once) the one-column view of step-block column ``name``, for gathers of that field alone."""
+        single = self._singles.get(name)
+        if single is None:
+            single = self._singles[name] = _group([name], self.columns, 2, False)
+        return single

@@ -115,6 +115,9 @@ def _numpy(dtype: torch.dtype) -> np.dtype | None:
 class HindsightSampler:
     """Samples transitions of stored goal-conditioned episodes, relabelling goals at sample time.
 
+    Sampling reads fastest from a buffer built with ``row_order="step"`` (see :mod:`xreplay.her`);
+    with CPU storage the fields of each transition are then one gather of one range of bytes.
+
     Args:
         buffer: Episodes stored as described in :mod:`xreplay.her`.
         compute_reward: ``compute_reward(achieved_goal, desired_goal, info)`` on numpy batches
@@ -182,6 +185,7 @@ class HindsightSampler:
         self.strategy, self.relabel_ratio = strategy, float(relabel_ratio)
         self.reward, self.info = reward, tuple(info)
         self._reward_item = scheme.item_shape(reward)
+        self._reward_size = int(np.prod(self._reward_item, dtype=np.int64))
         prefix = obs + "/"
         stored = scheme.stored()
         self._observed = [n for n in stored if scheme[n].per_step and n.startswith(prefix)]
@@ -281,7 +285,8 @@ class HindsightSampler:
         """Return the fields of CPU storage at the draws (one byte-offset gather per group), and the new goals."""
         cached = self._plan
         if cached is None or cached[0] is not host:  # first use, or the storage's arrays were replaced
-            plan = TransitionGather(host, self._observed, self._per_step, self._per_episode)
+            rows = self.buffer.storage.rows.numpy()  # the memory of the columns: step-major rows gather by step
+            plan = TransitionGather(host, self._observed, self._per_step, self._per_episode, rows)
             casts = {name: d for name, d in self._declared.items() if d is not None and host[name].dtype != d}
             self._plan = (host, plan, casts)
         else:
@@ -340,7 +345,7 @@ class HindsightSampler:
         item = self._reward_item
         expected = (chosen.size, *item)
         if rewards.shape != expected:
-            if rewards.shape == (chosen.size,) and int(np.prod(item, dtype=np.int64)) == 1:
+            if rewards.shape == (chosen.size,) and self._reward_size == 1:
                 rewards = rewards.reshape(expected)
             else:
                 raise FieldShapeError(

@@ -15,7 +15,7 @@ import torch
 from xreplay.errors import CheckpointError, SchemeError
 from xreplay.persistence.schema import Validator
 from xreplay.scheme import AUTO, Field, Scheme
-from xreplay.storage.layout import RowLayout
+from xreplay.storage.layout import ROW_ORDERS, RowLayout
 from xreplay.transforms import OneHot
 from xreplay.writers import RingWriter
 
@@ -120,18 +120,24 @@ def decode_scheme(info: dict[str, Any]) -> Scheme:
 
 
 def encode_layout(layout: RowLayout) -> dict[str, Any]:
-    """Return what rebuilds ``layout`` besides its scheme: steps, overridden dtypes and the row size."""
-    return {
+    """Return what rebuilds ``layout`` besides its scheme: steps, overridden dtypes, the row size and order.
+
+    The order is written only for ``"step"`` rows, so ``"field"`` rows encode as before it existed.
+    """
+    info: dict[str, Any] = {
         "max_seq_length": layout.max_seq_length,
         "overrides": {name: encode_dtype(dtype) for name, dtype in layout.overrides.items()},
         "row_bytes": layout.row_bytes,
     }
+    if layout.order != "field":
+        info["order"] = layout.order
+    return info
 
 
 def decode_layout(scheme: Scheme, info: dict[str, Any]) -> RowLayout:
     """Rebuild a row layout and check that its row size matches the one saved."""
     overrides = {name: decode_dtype(dtype) for name, dtype in info["overrides"].items()}
-    layout = RowLayout(scheme, int(info["max_seq_length"]), overrides)
+    layout = RowLayout(scheme, int(info["max_seq_length"]), overrides, str(info.get("order", "field")))
     if layout.row_bytes != int(info["row_bytes"]):
         raise CheckpointError(
             f"checkpoint rows are {info['row_bytes']} bytes but this xreplay lays the scheme out in "
@@ -244,6 +250,8 @@ def check_layout(v: Validator, key: str, scheme: Scheme) -> RowLayout:
         v.string(f"{key}.overrides[{name!r}]", name, choices=scheme)
         v.string(f"{key}.overrides.{name}", dtype, choices=_DTYPES)
     saved = v.integer(f"{key}.row_bytes", low=0)
+    if v.optional(f"{key}.order") is not None:
+        v.string(f"{key}.order", choices=set(ROW_ORDERS))
     try:
         layout = decode_layout(scheme, v.get(key))
     except (SchemeError, CheckpointError, ValueError) as exc:

@@ -114,8 +114,15 @@ def _numpy_lines(path: Path, meta: dict[str, Any]) -> list[str]:
     raw = [name for name, entry in entries.items() if not str(entry["file"]).endswith(".npy")]
     with_deltas = [name for name, entry in entries.items() if entry.get("deltas")]
     lines = [f"numpy       numpy.load({str(path / '<file>')!r}, mmap_mode='r') opens each .npy file above"]
-    if "rows" in entries and str(entries["rows"]["file"]).endswith(".npy") and meta["structure"].get("layout"):
-        lines.append("            rows: one record per slot, one field per scheme field (e.g. [\"obs\"])")
+    layout = meta["structure"].get("layout")
+    if "rows" in entries and str(entries["rows"]["file"]).endswith(".npy") and layout:
+        if isinstance(layout, dict) and layout.get("order") == "step":
+            lines.append(
+                "            rows: one record per slot, step-major: [\"steps\"][field] per step (e.g. "
+                "[\"steps\"][\"obs\"]), [\"episode\"][field] per episode"
+            )
+        else:
+            lines.append("            rows: one record per slot, one field per scheme field (e.g. [\"obs\"])")
     if raw:
         lines.append(f"            raw files without a .npy header (format 1 or 2): {', '.join(raw)}")
     if with_deltas:

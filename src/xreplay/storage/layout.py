@@ -4,6 +4,16 @@ Storing an episode as one contiguous row makes a write one copy per field
 into a single row and a sample one gather of whole rows; each field is a
 typed, strided view into the rows. Offsets are 8-byte aligned so every view
 can be reinterpreted as its storage dtype.
+
+A row comes in one of two orders (:data:`ROW_ORDERS`):
+
+* ``"field"`` (the default): each field's steps together, ``[field 1: T steps][field 2: T steps]...``,
+  per-episode fields in scheme order among them. A field of an episode is one byte range: whole
+  episodes and sequences read fast.
+* ``"step"``: each step's fields together, ``[step 0: every per-step field][step 1: ...]...``, then
+  the per-episode fields. Each step is a multiple of 8 bytes and each field sits at its natural
+  alignment inside it, so one transition (a step and the next step's observation) is one byte
+  range: transition samples of episode storage (hindsight relabelling) read fast.
 """
 
 from __future__ import annotations
@@ -14,9 +24,13 @@ from collections.abc import Iterable, Mapping
 
 import torch
 
+from xreplay.errors import ArgumentError
 from xreplay.scheme import AUTO, Scheme
 
-__all__ = ["Column", "RowLayout"]
+__all__ = ["ROW_ORDERS", "Column", "RowLayout"]
+
+ROW_ORDERS = ("field", "step")
+"""The orders a row can hold its fields in (see the module docstring)."""
 
 _ALIGN = 8
 
@@ -38,6 +52,8 @@ class Column:
     nbytes: int
     mask: bool = False
     auto: bool = False
+    step_stride: int = 0
+    """Bytes from one step of a per-step column to the next (0 for per-episode columns)."""
 
 
 def _element_size(dtype: torch.dtype) -> int:
@@ -53,6 +69,19 @@ class RowLayout:
         max_seq_length: Steps per episode for per-step fields.
         dtypes: Storage dtypes that override the scheme's (used when an
             ``"auto"`` column widens or a derived column is materialised).
+        order: ``"field"`` or ``"step"`` (see :data:`ROW_ORDERS` and the module docstring).
+
+    Raises:
+        ArgumentError: ``order`` is not one of :data:`ROW_ORDERS`.
+
+    Example:
+        >>> from xreplay.scheme import Field, Scheme
+        >>> scheme = Scheme({"obs": Field((3,)), "done": Field((), torch.bool)})
+        >>> [(c.offset, c.step_stride) for c in RowLayout(scheme, 4).columns.values()]
+        [(0, 12), (48, 1)]
+        >>> layout = RowLayout(scheme, 4, order="step")
+        >>> [(c.offset, c.step_stride) for c in layout.columns.values()], layout.step_bytes
+        ([(0, 16), (12, 16)], 16)
     """
 
     def __init__(
@@ -60,30 +89,74 @@ class RowLayout:
         scheme: Scheme,
         max_seq_length: int,
         dtypes: Mapping[str, torch.dtype] | None = None,
+        order: str = "field",
     ):
         """Compute column offsets for ``scheme``."""
+        if order not in ROW_ORDERS:
+            raise ArgumentError(f"row order must be one of {ROW_ORDERS}, received {order!r}")
         self.scheme = scheme
         self.max_seq_length = int(max_seq_length)
         self.overrides: dict[str, torch.dtype] = dict(dtypes or {})
-        self.columns: dict[str, Column] = {}
-        offset = 0
-        for name, field in scheme.items():
-            steps = (self.max_seq_length,) if field.per_step else ()
-            derived = field.derived is not None and name not in self.overrides
-            auto = field.storage_dtype == AUTO
-            if derived:
-                # Class indices shaped like the source; OneHot.absent marks an all-zero row.
-                assert field.derived is not None
-                dtype = field.derived.index_dtype()
-                shape = (*steps, *scheme.item_shape(field.derived.source))
-            else:
-                dtype = self.overrides.get(name) or self._initial_dtype(name)
-                shape = (*steps, *scheme.item_shape(name))
-            nbytes = math.prod(shape) * _element_size(dtype)
-            self.columns[name] = Column(name, dtype, shape, offset, nbytes, derived, auto)
-            offset += -(-nbytes // _ALIGN) * _ALIGN
+        self.order = order
+        specs = {name: self._spec(name) for name in scheme}
+        self.step_bytes = 0
+        """Bytes of one step's per-step fields in a ``"step"`` row (0 in a ``"field"`` row)."""
+        if order == "field":
+            self.columns, offset = self._field_major(specs)
+        else:
+            self.columns, offset = self._step_major(specs)
         self.row_bytes = max(offset, _ALIGN)
         self._recipes = {name: self._recipe(col) for name, col in self.columns.items()}
+
+    def _spec(self, name: str) -> tuple[torch.dtype, tuple[int, ...], bool, bool]:
+        """Return (storage dtype, item shape, mask, auto) of column ``name``."""
+        field = self.scheme[name]
+        auto = field.storage_dtype == AUTO
+        if field.derived is not None and name not in self.overrides:
+            # Class indices shaped like the source; OneHot.absent marks an all-zero row.
+            return field.derived.index_dtype(), self.scheme.item_shape(field.derived.source), True, auto
+        return self.overrides.get(name) or self._initial_dtype(name), self.scheme.item_shape(name), False, auto
+
+    def _field_major(self, specs: Mapping[str, tuple]) -> tuple[dict[str, Column], int]:
+        """Return the columns of a ``"field"`` row (each field's steps together) and the bytes they take."""
+        columns: dict[str, Column] = {}
+        offset = 0
+        for name, (dtype, item, mask, auto) in specs.items():
+            per_step = self.scheme[name].per_step
+            shape = (self.max_seq_length, *item) if per_step else item
+            size = _element_size(dtype)
+            nbytes = math.prod(shape) * size
+            stride = math.prod(item) * size if per_step else 0
+            columns[name] = Column(name, dtype, shape, offset, nbytes, mask, auto, stride)
+            offset += -(-nbytes // _ALIGN) * _ALIGN
+        return columns, offset
+
+    def _step_major(self, specs: Mapping[str, tuple]) -> tuple[dict[str, Column], int]:
+        """Return the columns of a ``"step"`` row (each step's fields together) and the bytes they take."""
+        unit = max([_ALIGN, *(_element_size(spec[0]) for spec in specs.values())])  # every view's element divides it
+        inner: dict[str, int] = {}
+        position = 0
+        for name, (dtype, item, _mask, _auto) in specs.items():  # per-step fields inside one step
+            if self.scheme[name].per_step:
+                size = _element_size(dtype)
+                position = -(-position // size) * size  # natural alignment of the field
+                inner[name] = position
+                position += math.prod(item) * size
+        step = self.step_bytes = -(-position // unit) * unit
+        offset = step * self.max_seq_length  # per-episode fields after the last step
+        columns: dict[str, Column] = {}
+        for name, (dtype, item, mask, auto) in specs.items():
+            size = _element_size(dtype)
+            if name in inner:
+                shape = (self.max_seq_length, *item)
+                columns[name] = Column(name, dtype, shape, inner[name], math.prod(shape) * size, mask, auto, step)
+        for name, (dtype, item, mask, auto) in specs.items():
+            if name not in inner:
+                offset = -(-offset // unit) * unit
+                nbytes = math.prod(item) * _element_size(dtype)
+                columns[name] = Column(name, dtype, item, offset, nbytes, mask, auto, 0)
+                offset += nbytes
+        return {name: columns[name] for name in specs}, -(-offset // unit) * unit
 
     def _initial_dtype(self, name: str) -> torch.dtype:
         """Return the storage dtype a column starts with."""
@@ -97,7 +170,7 @@ class RowLayout:
 
     def with_dtype(self, name: str, dtype: torch.dtype) -> RowLayout:
         """Return a layout where column ``name`` is stored as ``dtype`` (widened or materialised)."""
-        return RowLayout(self.scheme, self.max_seq_length, {**self.overrides, name: dtype})
+        return RowLayout(self.scheme, self.max_seq_length, {**self.overrides, name: dtype}, self.order)
 
     def view(self, rows: torch.Tensor, name: str) -> torch.Tensor:
         """Return column ``name`` of ``rows`` (uint8 ``[n, row_bytes]``) as a typed view."""
@@ -122,9 +195,14 @@ class RowLayout:
     def _recipe(self, col: Column) -> tuple[torch.dtype, tuple[int, ...], tuple[int, ...], int]:
         """Return (dtype, shape, strides, element offset) of a column's view into rows."""
         size = _element_size(col.dtype)
-        strides = [self.row_bytes // size]  # one row per episode
+        per_step = self.scheme[col.name].per_step
+        item = col.shape[1:] if per_step else col.shape
+        strides: list[int] = []
         inner = 1
-        for dim in reversed(col.shape):  # the column itself is C-contiguous inside the row
-            strides.insert(1, inner)
+        for dim in reversed(item):  # each item is C-contiguous inside the row
+            strides.insert(0, inner)
             inner *= dim
+        if per_step:
+            strides.insert(0, col.step_stride // size)  # from one step to the next
+        strides.insert(0, self.row_bytes // size)  # one row per episode
         return col.dtype, col.shape, tuple(strides), col.offset // size

@@ -48,6 +48,7 @@ class MemmapStorage(TensorStorage):
         capacity: Number of episode slots.
         max_seq_length: Steps per episode.
         path: A directory to create (or an empty one) for the rows and metadata.
+        row_order: ``"field"`` or ``"step"`` (see :class:`~xreplay.storage.TensorStorage`).
 
     Raises:
         CheckpointError: ``path`` exists and is not an empty directory.
@@ -62,7 +63,14 @@ class MemmapStorage(TensorStorage):
         ('rows.live-000001.npy', True, True)
     """
 
-    def __init__(self, scheme: Scheme, capacity: int, max_seq_length: int, path: str | os.PathLike[str]):
+    def __init__(
+        self,
+        scheme: Scheme,
+        capacity: int,
+        max_seq_length: int,
+        path: str | os.PathLike[str],
+        row_order: str = "field",
+    ):
         """Create ``path`` and a zero-filled (sparse) rows file in it."""
         self.path = Path(path)
         if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
@@ -74,7 +82,7 @@ class MemmapStorage(TensorStorage):
         self._pristine = True
         self.data_offset = 0
         """Bytes before the rows in :attr:`file`: its ``.npy`` header (0 for a raw rows file of format 1 or 2)."""
-        super().__init__(scheme, capacity, max_seq_length)
+        super().__init__(scheme, capacity, max_seq_length, row_order=row_order)
 
     @classmethod
     def attach(

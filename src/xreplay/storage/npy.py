@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import functools
 import struct
+from typing import Any
 
 import numpy as np
 
 from xreplay.storage.dtypes import numpy_dtype
-from xreplay.storage.layout import RowLayout
+from xreplay.storage.layout import Column, RowLayout
 
 __all__ = ["DATA_ALIGN", "MAGIC", "npy_header", "record_dtype"]
 
@@ -44,33 +45,76 @@ _RAW_16_BIT = np.dtype("<u2")  # numpy has no bfloat16: such columns appear as t
 def record_dtype(layout: RowLayout) -> np.dtype:
     """Return the numpy structured dtype of one row of ``layout``: every column at its offset, itemsize ``row_bytes``.
 
-    Each field has the column's stored dtype and shape (``[max_seq_length, *item]`` for per-step
-    fields, ``[*item]`` for per-episode ones). One-hot (derived) columns hold class indices, with
-    the encoding's ``absent`` marker for an all-zero row; bfloat16 columns appear as uint16 bit patterns.
+    In a ``"field"`` row each field has the column's stored dtype and shape (``[max_seq_length,
+    *item]`` for per-step fields, ``[*item]`` for per-episode ones). A ``"step"`` row has two
+    fields: ``steps``, ``max_seq_length`` records of one step (a field ``[*item]`` per per-step
+    field, itemsize :attr:`~xreplay.storage.layout.RowLayout.step_bytes`), and ``episode``, one
+    record of the per-episode fields (each field absent when it would be empty). One-hot (derived)
+    columns hold class indices, with the encoding's ``absent`` marker for an all-zero row; bfloat16
+    columns appear as uint16 bit patterns.
+
+    Example:
+        >>> from xreplay.scheme import Field, Scheme
+        >>> scheme = Scheme({"obs": Field((3,)), "won": Field((1,), per_step=False)})
+        >>> rows = np.zeros(4, record_dtype(RowLayout(scheme, max_seq_length=2, order="step")))
+        >>> rows["steps"]["obs"].shape, rows["episode"]["won"].shape
+        ((4, 2, 3), (4, 1))
     """
-    names, formats, offsets = [], [], []
-    for name, column in layout.columns.items():
-        base = numpy_dtype(column.dtype) or _RAW_16_BIT
-        names.append(name)
-        formats.append((base, column.shape) if column.shape else base)
-        offsets.append(column.offset)
+    if layout.order == "field":
+        return _struct(layout, layout.columns, layout.row_bytes)
+    per_step = {n: c for n, c in layout.columns.items() if layout.scheme[n].per_step}
+    per_episode = {n: c for n, c in layout.columns.items() if not layout.scheme[n].per_step}
+    names: list[str] = []
+    formats: list[Any] = []
+    offsets: list[int] = []
+    if per_step:
+        names.append("steps")
+        formats.append((_struct(layout, per_step, layout.step_bytes), (layout.max_seq_length,)))
+        offsets.append(0)
+    if per_episode:
+        first = min(c.offset for c in per_episode.values())
+        size = max(c.offset + c.nbytes for c in per_episode.values()) - first
+        names.append("episode")
+        formats.append(_struct(layout, per_episode, size, first))
+        offsets.append(first)
     return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": layout.row_bytes})
+
+
+def _struct(layout: RowLayout, columns: dict[str, Column], itemsize: int, start: int = 0) -> np.dtype:
+    """Return the structured dtype of ``columns`` at their offsets past ``start`` (each field its item per step)."""
+    names, formats, offsets = [], [], []
+    for name, column in columns.items():
+        base = numpy_dtype(column.dtype) or _RAW_16_BIT
+        shape = column.shape[1:] if layout.order == "step" and layout.scheme[name].per_step else column.shape
+        names.append(name)
+        formats.append((base, shape) if shape else base)
+        offsets.append(column.offset - start)
+    return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": itemsize})
 
 
 def _descr(dtype: np.dtype) -> str:
     """Return the header's ``descr`` text of ``dtype``, spelled by xreplay (the same bytes under any numpy).
 
     A plain dtype is its ``str`` (``'<f4'``); a record is numpy's list form: one ``(name, type[, shape])``
-    per field in offset order, and ``('', '|V<n>')`` for each gap and for trailing padding.
+    per field in offset order, and ``('', '|V<n>')`` for each gap and for trailing padding; a field that
+    is itself a record has its own list as its type.
     """
     if dtype.fields is None:
         return repr(dtype.str)
+    return _fields(dtype)
+
+
+def _fields(dtype: np.dtype) -> str:
+    """Return the list form of the record ``dtype`` (see :func:`_descr`)."""
     parts, position = [], 0
+    assert dtype.fields is not None
     for name, (field, offset, *_title) in sorted(dtype.fields.items(), key=lambda item: item[1][1]):
         if offset > position:  # alignment padding before this field
             parts.append(repr(("", f"|V{offset - position}")))
         base, shape = (field.subdtype if field.subdtype is not None else (field, ()))
-        parts.append(repr((name, base.str, tuple(int(d) for d in shape)) if shape else (name, base.str)))
+        kind = _fields(base) if base.fields is not None else repr(base.str)
+        dims = ", " + repr(tuple(int(d) for d in shape)) if shape else ""
+        parts.append(f"({name!r}, {kind}{dims})")
         position = offset + field.itemsize
     if dtype.itemsize > position:  # padding at the end of the record
         parts.append(repr(("", f"|V{dtype.itemsize - position}")))

@@ -42,10 +42,13 @@ class TensorStorage:
         max_seq_length: Steps per episode for per-step fields.
         device: ``"cpu"`` or a CUDA device.
         pin_memory: Allocate CPU rows in page-locked memory for fast transfer.
+        row_order: ``"field"`` (each field's steps together: fast whole-episode reads) or ``"step"``
+            (each step's fields together: fast transition reads, e.g. hindsight relabelling); see
+            :mod:`xreplay.storage.layout`.
 
     Raises:
-        ArgumentError: ``capacity`` or ``max_seq_length`` is not an int >= 0, or
-            ``device`` is not a usable device.
+        ArgumentError: ``capacity`` or ``max_seq_length`` is not an int >= 0,
+            ``device`` is not a usable device, or ``row_order`` is unknown.
         CapacityError: The rows would not fit in the memory this process may use.
 
     Example:
@@ -62,6 +65,7 @@ class TensorStorage:
         max_seq_length: int,
         device: str | torch.device = "cpu",
         pin_memory: bool = False,
+        row_order: str = "field",
     ):
         """Allocate zeroed rows for ``capacity`` episodes."""
         self.capacity = as_count(capacity, "capacity")
@@ -74,7 +78,7 @@ class TensorStorage:
                 "pin_memory=True page-locks CPU storage for fast copies to a GPU, but torch sees no CUDA "
                 "device; drop pin_memory or run where CUDA is available"
             )
-        self.layout = RowLayout(scheme, max_seq_length)
+        self.layout = RowLayout(scheme, max_seq_length, order=row_order)
         self.rows = self._allocate(self.layout)
         self.columns = self.layout.views(self.rows)
         self._mark_absent(self.columns)
