@@ -14,6 +14,7 @@ from xreplay.buffers.transitions import TransitionSample
 from xreplay.errors import FieldShapeError, FieldValueError, InsufficientDataError, UnknownFieldError
 from xreplay.her.gather import TransitionGather
 from xreplay.scheme import Field, Scheme
+from xreplay.storage.dtypes import numpy_dtype, torch_dtype
 
 __all__ = ["STRATEGIES", "GoalFields", "HindsightSample", "HindsightSampler", "goal_scheme"]
 
@@ -90,26 +91,13 @@ def goal_scheme(
         ['obs/achieved_goal', 'obs/desired_goal', 'obs/observation']
     """
     fields = {
-        f"{obs}/{key}": Field(tuple(sub.shape), _torch(sub.dtype)) for key, sub in observation_space.spaces.items()
+        f"{obs}/{key}": Field(tuple(sub.shape), torch_dtype(sub.dtype)) for key, sub in observation_space.spaces.items()
     }
-    fields["action"] = Field(tuple(action_space.shape), _torch(action_space.dtype))
+    fields["action"] = Field(tuple(action_space.shape), torch_dtype(action_space.dtype))
     fields["reward"] = Field((), reward_dtype)
     fields["terminated"] = Field((), torch.bool)
     fields["truncated"] = Field((), torch.bool)
     return Scheme(fields)
-
-
-def _torch(dtype: Any) -> torch.dtype:
-    """Return the torch dtype of a numpy dtype."""
-    return torch.from_numpy(np.zeros(0, dtype=np.dtype(dtype))).dtype
-
-
-def _numpy(dtype: torch.dtype) -> np.dtype | None:
-    """Return the numpy dtype of a torch dtype, None when numpy has none (bfloat16)."""
-    try:
-        return torch.empty(0, dtype=dtype).numpy().dtype
-    except TypeError:
-        return None
 
 
 class HindsightSampler:
@@ -194,7 +182,7 @@ class HindsightSampler:
         self._per_episode = [n for n in stored if not scheme[n].per_step]
         self._derived = [n for n in scheme if scheme[n].derived is not None]
         self._declared_torch = {n: scheme[n].dtype for n in stored}
-        numpy_dtypes = {n: _numpy(scheme[n].dtype) for n in stored}
+        numpy_dtypes = {n: numpy_dtype(scheme[n].dtype) for n in stored}
         self._numpy = all(d is not None for d in numpy_dtypes.values())  # else (bfloat16) gather with torch
         self._declared = numpy_dtypes
         self._cumulative: tuple[tuple[int, int, int], np.ndarray, np.ndarray, int] | None = None
