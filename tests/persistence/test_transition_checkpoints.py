@@ -235,3 +235,20 @@ def test_a_sequence_sampled_buffer_is_refused_with_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="SequenceSampler"):
         xreplay.save(buffer, tmp_path / "ckpt")
     assert not (tmp_path / "ckpt").exists()
+
+
+@pytest.mark.parametrize("values", [[True], [], ["obs"], ["next_obs", "next_obs"], "next_obs"])
+def test_a_crafted_list_of_stored_next_observations_is_refused(tmp_path, values):
+    from tests.persistence.persistence_helpers import read_meta, reseal
+    from xreplay.errors import CheckpointSchemaError
+
+    buffer = TransitionBuffer(8, next_obs_from="obs", seed=0)
+    buffer.extend({"obs": np.arange(4.0), "next_obs": np.array([1.0, 2.0, 9.0, 4.0])})  # an episode end: kept apart
+    path = tmp_path / "ckpt"
+    xreplay.save(buffer, path)
+    meta = read_meta(path)
+    assert meta["state"]["next"]["values"] == ["next_obs"] and meta["state"]["next"]["rows"] > 0
+    meta["state"]["next"]["values"] = values
+    reseal(path, meta)
+    with pytest.raises(CheckpointSchemaError, match="state.next.values"):
+        xreplay.load(path, kind=TransitionBuffer)

@@ -132,15 +132,19 @@ def _validate_next(v: Validator, fields: dict[str, Any], capacity: int) -> None:
     v.string("structure.next_obs_from")
     if pairs is None:
         return  # nothing written yet
+    kept = v.mapping("state.next")
+    rows = v.integer("state.next.rows", low=0, high=2**40)
+    values = v.sequence("state.next.values", kept.get("values"), max_length=4096)
     for i, pair in enumerate(v.sequence("structure.next_pairs", max_length=4096)):
         v.string(f"structure.next_pairs[{i}][0]", v.sequence(f"structure.next_pairs[{i}]", pair, length=2)[0])
         obs = v.string(f"structure.next_pairs[{i}][1]", pair[1], choices=fields)
-        kept = v.mapping("state.next")
-        rows = v.integer("state.next.rows", low=0, high=2**40)
-        if pair[0] in v.sequence("state.next.values", kept.get("values")):
+        if rows:  # side rows hold a value of every next-observation field
             v.array_shape(f"next.values{i}", (rows, *fields[obs]["shape"]))
         if v.boolean("state.next.pending", kept.get("pending")):
             v.array_shape(f"next.pending{i}", (1, *fields[obs]["shape"]))
+    expected = sorted(str(pair[0]) for pair in pairs) if rows else []
+    if values != expected:
+        raise v.fail("state.next.values", f"must be {expected}: the fields whose side rows are stored", values)
     v.integer("state.next.newest", low=-1, high=capacity - 1)
     v.array_shape("next.slot_row", (capacity,), "<i4")
     if v.optional("structure.stream") is not None:
