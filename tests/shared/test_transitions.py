@@ -272,3 +272,15 @@ def test_copies_of_a_prioritized_buffer_keep_its_tree_back_end():
     with SharedTransitionBuffer.from_buffer(local, seed=0) as buf:
         assert buf.sampler.tree.backend == "numpy" and buf.sampler.alpha == 0.7
         assert buf.snapshot().sampler.tree.backend == "numpy"
+
+
+def test_the_learner_surface_takes_tensors_and_says_what_it_holds(make):
+    buf = make(8, sampler="prioritized")
+    buf.extend(items(0, np.arange(4)))
+    assert repr(buf).startswith("SharedTransitionBuffer(4/8, sampler=prioritized")
+    batch = buf.sample(4)
+    stale = buf.update_priorities(torch.from_numpy(batch.indices), torch.full((4,), 3.0), batch.generations)
+    assert stale == 0
+    np.testing.assert_allclose(buf.sampler.priorities(batch.indices), (3.0 + buf.sampler.epsilon) ** buf.sampler.alpha)
+    buf.close()
+    assert "closed" in repr(buf)

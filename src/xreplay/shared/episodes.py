@@ -28,6 +28,7 @@ from xreplay.shared.layout import SlotLayout
 from xreplay.shared.learner import Draw, LearnerSlots, make_sampler
 from xreplay.shared.slots import Run
 from xreplay.shared.snapshots import copy_rng, fresh_sampler, ring_order, snapshot_priorities
+from xreplay.shared.surface import LearnerSurface
 from xreplay.shared.writer import SlotWriter, check_item_priorities
 
 __all__ = ["KIND", "SharedEpisodeBuffer", "SharedEpisodeSample", "SharedEpisodeWriter"]
@@ -112,7 +113,7 @@ class SharedEpisodeWriter:
         self._slots.close()
 
 
-class SharedEpisodeBuffer:
+class SharedEpisodeBuffer(LearnerSurface):
     """A ring of whole episodes in shared memory: many runner processes, one learner.
 
     Thread-safe as :class:`~xreplay.shared.SharedTransitionBuffer`: writer handles may be shared by
@@ -138,6 +139,8 @@ class SharedEpisodeBuffer:
         (torch.Size([2, 4, 2, 3]), [2, 4], 6)
         >>> buf.close()
     """
+
+    handles_go_to = "runner processes"
 
     def __init__(
         self,
@@ -168,26 +171,6 @@ class SharedEpisodeBuffer:
     def max_seq_length(self) -> int:
         """Return the steps per episode."""
         return self.fields.max_seq_length
-
-    @property
-    def capacity(self) -> int:
-        """Return the number of episode slots."""
-        return self._learner.capacity
-
-    @property
-    def sampler(self) -> PrioritizedSampler | None:
-        """Return the learner's prioritized sampler (None when uniform)."""
-        return self._learner.sampler
-
-    @property
-    def rng(self) -> np.random.Generator:
-        """Return the learner's random generator."""
-        return self._learner.rng
-
-    @property
-    def path(self) -> str:
-        """Return the segment file."""
-        return str(self._learner.segment.path)
 
     def writer(self, timeout: float | None = None) -> SharedEpisodeWriter:
         """Return a new picklable writer handle for a runner process."""
@@ -254,36 +237,8 @@ class SharedEpisodeBuffer:
             PriorityError: A priority is NaN, infinite or negative; nothing is updated.
         """
         if isinstance(indices, SharedEpisodeSample):
-            indices, generations = indices.indices.numpy(), indices.generations
-        if isinstance(priorities, torch.Tensor):
-            priorities = priorities.detach().cpu().numpy()
-        if isinstance(indices, torch.Tensor):
-            indices = indices.cpu().numpy()
-        return self._learner.update_priorities(indices, priorities, generations)
-
-    def stats(self) -> dict[str, Any]:
-        """Return the buffer's counters (episodes, reservations, in flight, writers, bytes)."""
-        return self._learner.stats()
-
-    @property
-    def closed(self) -> bool:
-        """Return whether the buffer is closed."""
-        return self._learner.closed
-
-    def close(self) -> None:
-        """Close the buffer: writers fail with BufferClosedError from now on, and the segment is removed."""
-        if self._writer is not None:
-            self._writer.close()
-        self._learner.close()
-
-    def __enter__(self) -> SharedEpisodeBuffer:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __getstate__(self) -> dict[str, Any]:
-        raise TypeError("a SharedEpisodeBuffer stays in its learner; pass buffer.writer() to runner processes")
+            indices, generations = indices.indices, indices.generations
+        return self._update_priorities(indices, priorities, generations)
 
     # -- checkpoints ------------------------------------------------------------
 

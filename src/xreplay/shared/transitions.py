@@ -27,6 +27,7 @@ from xreplay.shared.layout import SlotLayout
 from xreplay.shared.learner import LearnerSlots, make_sampler
 from xreplay.shared.slots import Run
 from xreplay.shared.snapshots import copy_rng, fresh_sampler, ring_order, snapshot_priorities
+from xreplay.shared.surface import LearnerSurface
 from xreplay.shared.transition_fields import TransitionFields
 from xreplay.shared.writer import SlotWriter, check_item_priorities
 
@@ -123,7 +124,7 @@ class SharedTransitionWriter:
         self._slots.close()
 
 
-class SharedTransitionBuffer:
+class SharedTransitionBuffer(LearnerSurface):
     """A ring of transitions in shared memory: many writer processes, one learner.
 
     Thread-safe: writer handles may be shared by threads of a process, and the learner's samples,
@@ -189,26 +190,6 @@ class SharedTransitionBuffer:
 
     # -- the buffer protocol ----------------------------------------------------
 
-    @property
-    def capacity(self) -> int:
-        """Return the number of slots."""
-        return self._learner.capacity
-
-    @property
-    def sampler(self) -> PrioritizedSampler | None:
-        """Return the learner's prioritized sampler (None when uniform)."""
-        return self._learner.sampler
-
-    @property
-    def rng(self) -> np.random.Generator:
-        """Return the learner's random generator."""
-        return self._learner.rng
-
-    @property
-    def path(self) -> str:
-        """Return the segment file."""
-        return str(self._learner.segment.path)
-
     def writer(self, timeout: float | None = None) -> SharedTransitionWriter:
         """Return a new picklable writer handle for a worker process (``timeout``: its default wait)."""
         handle = self._learner.handle()
@@ -271,33 +252,7 @@ class SharedTransitionBuffer:
         """
         if isinstance(indices, TransitionSample):
             indices, generations = indices.indices, indices.generations
-        if isinstance(priorities, torch.Tensor):
-            priorities = priorities.detach().cpu().numpy()
-        return self._learner.update_priorities(indices, priorities, generations)
-
-    def stats(self) -> dict[str, Any]:
-        """Return the buffer's counters (items, reservations, in flight, writers, segment and payload bytes)."""
-        return self._learner.stats()
-
-    @property
-    def closed(self) -> bool:
-        """Return whether the buffer is closed."""
-        return self._learner.closed
-
-    def close(self) -> None:
-        """Close the buffer: writers fail with BufferClosedError from now on, and the segment is removed."""
-        if self._writer is not None:
-            self._writer.close()
-        self._learner.close()
-
-    def __enter__(self) -> SharedTransitionBuffer:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __getstate__(self) -> dict[str, Any]:
-        raise TypeError("a SharedTransitionBuffer stays in its learner; pass buffer.writer() to worker processes")
+        return self._update_priorities(indices, priorities, generations)
 
     # -- checkpoints ------------------------------------------------------------
 
