@@ -257,3 +257,21 @@ def test_float_onehot_source_with_valid_classes_is_accepted(row_order):
     buffer = EpisodeBuffer(scheme, capacity=2, max_seq_length=2, row_order=row_order)
     buffer.add({"a": torch.tensor([[[1.0], [2.0]]])})
     assert buffer.get([0])["oh"][0].tolist() == [[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+
+
+def test_a_state_of_another_row_layout_is_refused_and_changes_nothing():
+    from xreplay.errors import ArgumentError
+
+    scheme = Scheme({"obs": Field((4,)), "won": Field((1,), per_step=False)})
+    field_rows = EpisodeBuffer(scheme, capacity=4, max_seq_length=3, seed=0)
+    field_rows.add({"obs": torch.arange(24.0).reshape(2, 3, 4), "won": torch.ones(2, 1)})
+    step_rows = EpisodeBuffer(scheme, capacity=4, max_seq_length=3, seed=0, row_order="step")
+    step_rows.add({"obs": torch.zeros(1, 3, 4), "won": torch.zeros(1, 1)})
+    assert field_rows.storage.rows.shape == step_rows.storage.rows.shape  # same bytes, another meaning
+    before = step_rows.storage.rows.clone()
+    with pytest.raises(ArgumentError, match="layout"):
+        step_rows.load_state_dict(field_rows.state_dict())
+    assert torch.equal(step_rows.storage.rows, before) and len(step_rows) == 1
+    twin = EpisodeBuffer(scheme, capacity=4, max_seq_length=3, seed=1)
+    twin.load_state_dict(field_rows.state_dict())  # the same layout loads
+    assert torch.equal(twin.get([0, 1])["obs"], field_rows.get([0, 1])["obs"])

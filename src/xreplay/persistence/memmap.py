@@ -49,7 +49,7 @@ class MemmapStorageAdapter:
             "capacity": storage.capacity,
             "layout": encode_layout(storage.layout),
         }
-        return {"structure": structure, "state": {}, "live": {"rows": storage}}, storage.state_dict()
+        return {"structure": structure, "state": {}, "live": {"rows": storage}}, {"rows": storage.state_dict()["rows"]}
 
     def validate(self, v: Validator) -> None:
         """Check a ``memmap_storage`` checkpoint's metadata before any of its files is opened."""

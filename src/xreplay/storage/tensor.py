@@ -205,11 +205,23 @@ class TensorStorage:
     # -- state ----------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """Return the storage's state: its rows (the tensor itself, not a copy); the layout is :attr:`layout`."""
-        return {"rows": self.rows}
+        """Return the storage's state: its rows (the tensor itself, not a copy) and what lays them out.
+
+        ``layout`` holds the row order, the overridden (widened or materialised) dtypes and the row size:
+        rows mean something only in the layout that wrote them.
+        """
+        return {"rows": self.rows, "layout": self._layout_state()}
+
+    def _layout_state(self) -> dict[str, Any]:
+        """Return the row order, dtype overrides and row size of this storage's layout."""
+        layout = self.layout
+        return {"order": layout.order, "overrides": dict(layout.overrides), "row_bytes": layout.row_bytes}
 
     def check_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Raise ArgumentError unless ``state["rows"]`` has this storage's shape (capacity x row bytes) as uint8."""
+        """Raise ArgumentError unless ``state["rows"]`` fits this storage: uint8 rows of its shape, in its layout.
+
+        A state without ``layout`` (rows alone) is taken to be in this storage's layout.
+        """
         rows = state.get("rows") if isinstance(state, Mapping) else None
         shape = tuple(rows.shape) if rows is not None and hasattr(rows, "shape") else None
         dtype = str(getattr(rows, "dtype", None))
@@ -217,6 +229,12 @@ class TensorStorage:
             raise ArgumentError(
                 f"storage state 'rows': expected uint8 rows of shape {tuple(self.rows.shape)}, "
                 f"received {dtype} {shape}"
+            )
+        layout = state.get("layout")  # type: ignore[union-attr]
+        if layout is not None and layout != self._layout_state():
+            raise ArgumentError(
+                f"storage state 'layout': the rows were written in layout {layout}, this storage lays them out "
+                f"as {self._layout_state()}; load them into a storage of that layout (row_order, widened dtypes)"
             )
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
