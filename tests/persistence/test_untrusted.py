@@ -335,3 +335,20 @@ def test_sizes_are_checked_against_memory_before_allocating(box, monkeypatch):
         load(path)
     assert isinstance(info.value, MemoryError)
     assert len(load(path, mmap=True)) == 10  # mapped: nothing is allocated for the rows
+
+
+@pytest.mark.parametrize("kind", ["episode", "memmap"])
+@pytest.mark.parametrize("order", ["step", "field", None])
+def test_a_row_order_in_a_checkpoint_without_npy_headers_is_refused(tmp_path, kind, order):
+    import shutil
+    from pathlib import Path
+
+    from tests.persistence.persistence_helpers import read_meta, reseal
+
+    path = tmp_path / kind
+    shutil.copytree(Path(__file__).parent / "fixtures" / "v2" / kind, path)  # format 2: raw rows, no header
+    meta = read_meta(path)
+    meta["structure"]["layout"]["order"] = order  # only a header could tell the orders apart
+    reseal(path, meta)
+    with pytest.raises(xreplay.CheckpointSchemaError, match="structure.layout.order"):
+        xreplay.load(path)

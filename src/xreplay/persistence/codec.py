@@ -250,8 +250,11 @@ def check_layout(v: Validator, key: str, scheme: Scheme) -> RowLayout:
         v.string(f"{key}.overrides[{name!r}]", name, choices=scheme)
         v.string(f"{key}.overrides.{name}", dtype, choices=_DTYPES)
     saved = v.integer(f"{key}.row_bytes", low=0)
-    if v.optional(f"{key}.order") is not None:
+    if "order" in v.mapping(key):  # written since format 3, with .npy rows whose header states the order
         v.string(f"{key}.order", choices=set(ROW_ORDERS))
+        rows = v.optional("arrays.rows")
+        if not (isinstance(rows, dict) and str(rows.get("file", "")).endswith(".npy")):
+            raise v.fail(f"{key}.order", "is written only with .npy rows (format 3 and later)", v.get(f"{key}.order"))
     try:
         layout = decode_layout(scheme, v.get(key))
     except (SchemeError, CheckpointError, ValueError) as exc:
