@@ -57,3 +57,11 @@ def test_from_pymarl_compact_derives_onehot_and_narrows_integers():
     assert core["state"].per_step is False and core["state"].shape == (3,)
     plain = Scheme.from_pymarl(scheme, {"agents": 2}, pre)
     assert plain["actions"].storage_dtype is None and plain["actions_onehot"].derived is None
+
+
+@pytest.mark.parametrize(
+    "field", [dict(dtype=torch.complex64), dict(dtype=torch.float32, storage_dtype=torch.complex128)]
+)
+def test_complex_fields_are_refused_with_the_way_to_store_them(field):
+    with pytest.raises(SchemeError, match="complex fields are not stored"):
+        Field((2,), **field)

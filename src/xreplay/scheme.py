@@ -79,7 +79,12 @@ class Field:
         sd = self.storage_dtype
         if sd is not None and sd != AUTO and not isinstance(sd, torch.dtype):
             raise SchemeError(f"storage_dtype must be a torch.dtype, 'auto' or None, got {sd!r}")
-        if sd == AUTO and (self.dtype.is_floating_point or self.dtype.is_complex):
+        if self.dtype.is_complex or (isinstance(sd, torch.dtype) and sd.is_complex):
+            raise SchemeError(
+                f"dtype {self.dtype if self.dtype.is_complex else sd}: complex fields are not stored; "
+                f"store the real and imaginary parts as two float fields (or one with a trailing dimension of 2)"
+            )
+        if sd == AUTO and self.dtype.is_floating_point:
             raise SchemeError(f"storage_dtype='auto' narrows integer fields only; dtype is {self.dtype}")
 
 

@@ -275,3 +275,13 @@ def test_a_state_of_another_row_layout_is_refused_and_changes_nothing():
     twin = EpisodeBuffer(scheme, capacity=4, max_seq_length=3, seed=1)
     twin.load_state_dict(field_rows.state_dict())  # the same layout loads
     assert torch.equal(twin.get([0, 1])["obs"], field_rows.get([0, 1])["obs"])
+
+
+def test_bfloat16_fields_are_written_and_read_on_the_cpu(row_order):
+    scheme = Scheme({"x": Field((3,), dtype=torch.bfloat16), "r": Field((1,))})
+    buffer = EpisodeBuffer(scheme, capacity=4, max_seq_length=5, seed=0, row_order=row_order)
+    values = torch.arange(30, dtype=torch.bfloat16).reshape(2, 5, 3)
+    buffer.add({"x": values, "r": torch.ones(2, 5, 1)}, lengths=[5, 2])
+    got = buffer.get([0, 1])
+    assert got["x"].dtype == torch.bfloat16 and torch.equal(got["x"][0], values[0])
+    assert got["filled"][1].flatten().tolist() == [1, 1, 0, 0, 0]

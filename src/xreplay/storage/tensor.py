@@ -10,7 +10,7 @@ import torch
 
 from xreplay.errors import ArgumentError, SchemeError
 from xreplay.scheme import Scheme
-from xreplay.storage.dtypes import check_fits, covering_dtype, value_range
+from xreplay.storage.dtypes import check_fits, covering_dtype, numpy_dtype, value_range
 from xreplay.storage.layout import RowLayout
 from xreplay.storage.resources import as_count, as_device, check_allocation, memory_limit
 
@@ -108,7 +108,7 @@ class TensorStorage:
 
     @property
     def host_columns(self) -> dict[str, np.ndarray] | None:
-        """Return numpy views of the columns of CPU storage (None on other devices).
+        """Return numpy views of the columns of CPU storage (None on other devices, or with a bfloat16 column).
 
         numpy assignments cost less per call than torch copies, which matters when
         writing one small episode at a time; both views share the same memory.
@@ -117,8 +117,9 @@ class TensorStorage:
             return None
         cached = getattr(self, "_host_columns", None)
         if cached is None or cached[0] is not self.rows:
-            cached = (self.rows, {name: column.numpy() for name, column in self.columns.items()})
-            self._host_columns = cached
+            numpy_views = all(numpy_dtype(column.dtype) is not None for column in self.columns.values())
+            views = {name: column.numpy() for name, column in self.columns.items()} if numpy_views else None
+            cached = self._host_columns = (self.rows, views)
         return cached[1]
 
     @property
