@@ -29,6 +29,7 @@ from xreplay.buffers.episodes import EpisodeBuffer
 from xreplay.buffers.transitions import TransitionBuffer
 from xreplay.distributed.packing import pack
 from xreplay.distributed.protocol import ShardCheckpoints, ShardDraw, ShardInfo, ShardState
+from xreplay.distributed.rows import RowReader
 from xreplay.errors import CheckpointError, CheckpointMismatchError, ShardFactoryError
 from xreplay.persistence import load, save
 from xreplay.samplers.prioritized import PrioritizedSampler
@@ -195,6 +196,7 @@ class ShardCore:
             buffer = _restore(path, buffer)  # type: ignore[arg-type]
         self.buffer = buffer
         self.info = _describe(buffer)
+        self._rows = RowReader.of(buffer)
         self._checkpointed = buffer.writer.writes
         self._saved_at = time.monotonic()
         self._record()
@@ -273,6 +275,10 @@ class ShardCore:
         if total == 0:
             return self._draw({}, {"slots": _EMPTY_SLOTS})
         if isinstance(buffer, TransitionBuffer):  # with replacement: one draw of every batch's items
+            reader = self._rows
+            if reader is not None and reader.serves():  # straight into the reply (see RowReader)
+                data, field_layout, meta_layout = reader.draw(total)
+                return ShardDraw(self.state(), data, field_layout, meta_layout)
             batch = buffer.sample(total)
             meta = {"slots": batch.indices}
             if self.info.prioritized:
