@@ -38,6 +38,7 @@ __all__ = [
     "ShardState",
     "decode_indices",
     "encode_indices",
+    "index_head",
 ]
 
 SLOT_BITS = 40
@@ -49,10 +50,14 @@ _SLOT_MASK = (1 << SLOT_BITS) - 1
 _EPOCH_MASK = (1 << EPOCH_BITS) - 1
 
 
+def index_head(shard: int, epoch: int) -> int:
+    """Return the bits that ``shard`` and ``epoch`` set in a global index (or them with a slot)."""
+    return (int(shard) << (EPOCH_BITS + SLOT_BITS)) | ((int(epoch) & _EPOCH_MASK) << SLOT_BITS)
+
+
 def encode_indices(shard: int, epoch: int, slots: np.ndarray) -> np.ndarray:
     """Return the global int64 indices of ``slots`` in ``shard`` at ``epoch``."""
-    head = (int(shard) << (EPOCH_BITS + SLOT_BITS)) | ((int(epoch) & _EPOCH_MASK) << SLOT_BITS)
-    return np.asarray(slots, dtype=np.int64) | np.int64(head)
+    return np.asarray(slots, dtype=np.int64) | np.int64(index_head(shard, epoch))
 
 
 def decode_indices(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

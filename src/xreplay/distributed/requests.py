@@ -57,6 +57,7 @@ class SampleQueue:
         self.ready: Batches | None = None
         self.ready_key: Key | None = None
         self.pool = BlockPool()  # memory of past requests, reused once their batches are gone
+        self._device = ("cpu", torch.device("cpu"))  # the options' device, made once
 
     def next(self, key: Key) -> Any:
         """Return the next batch for ``key``, keeping ``prefetch`` requests outstanding."""
@@ -95,10 +96,10 @@ class SampleQueue:
             masses = self._wait_for_items(replace, n, token)
         counts = draw_counts(client.rng, masses, n, batches, replace)
         calls, riding = {}, {}
+        totals = counts.sum(axis=0).tolist() if replace else None  # each shard draws its whole share at once
         for s in np.flatnonzero(client.live).tolist():
             update = client.updates.take(s)  # pending priority updates ride along: applied before the draw
-            share = counts[:, s]  # transitions: the shard draws its whole share at once, only the total matters
-            args: list[Any] = [int(share.sum()) if replace else share.tolist()]
+            args: list[Any] = [counts[:, s].tolist() if totals is None else totals[s]]
             if update is not None or token is not None or not replace:
                 args += [replace, token, update]  # the defaults otherwise: less to send
             calls[s] = client.backend.submit(s, "sample", *args)
@@ -157,9 +158,14 @@ class SampleQueue:
         client = self.client
         n, _replace, truncate = request.key
         index = gather_index(client.rng, request.counts, n)
-        live = client.live
-        minimum = min((st.min_leaf for s, st in enumerate(client.states) if live[s]), default=float("inf"))
+        minimum = float("inf")
+        if client.info.prioritized:
+            live = client.live
+            minimum = min((st.min_leaf for s, st in enumerate(client.states) if live[s]), default=minimum)
         step = client.batches_drawn
         client.batches_drawn += request.batches
-        device = torch.device(client.options.device)
-        return assemble(client.info, draws, index, n, request.batches, step, minimum, truncate, device, self.pool)
+        if self._device[0] != client.options.device:
+            self._device = (client.options.device, torch.device(client.options.device))
+        return assemble(
+            client.info, draws, index, n, request.batches, step, minimum, truncate, self._device[1], self.pool
+        )

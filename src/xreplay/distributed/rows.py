@@ -77,7 +77,7 @@ class RowReader:
     @classmethod
     def of(cls, buffer: object) -> RowReader | None:
         """Return a reader for ``buffer``, or None when its draws need ``TransitionBuffer.sample``."""
-        if not isinstance(buffer, TransitionBuffer) or buffer.n_step is not None or buffer.next_obs_fields:
+        if not isinstance(buffer, TransitionBuffer) or buffer.n_step is not None or buffer.next_obs_from is not None:
             return None
         if type(buffer.sampler) not in (PrioritizedSampler, UniformSampler):  # sequence samplers draw windows
             return None
