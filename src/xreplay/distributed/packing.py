@@ -53,15 +53,8 @@ def pack(*groups: Mapping[str, np.ndarray]) -> tuple[np.ndarray, list[Layout]]:
 
 
 def unpack(data: np.ndarray, layout: Layout) -> dict[str, np.ndarray]:
-    """Return the arrays of a packed buffer as views of it."""
-    out = {}
-    for name, dtype, shape, offset in layout:
-        count = math.prod(shape)
-        if count:
-            out[name] = np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape)
-        else:
-            out[name] = np.empty(shape, dtype=dtype)
-    return out
+    """Return the arrays of a packed buffer as views of it (read-only when ``data`` is)."""
+    return {name: np.ndarray(shape, dtype, data, offset) for name, dtype, shape, offset in layout}
 
 
 def rows(layout: Layout, name: str) -> int:

@@ -97,7 +97,8 @@ class SampleQueue:
         counts = draw_counts(client.rng, masses, n, batches, replace)
         calls, riding = {}, {}
         totals = counts.sum(axis=0).tolist() if replace else None  # each shard draws its whole share at once
-        for s in np.flatnonzero(client.live).tolist():
+        live = client.live
+        for s in range(client.num_shards) if live.all() else np.flatnonzero(live).tolist():
             update = client.updates.take(s)  # pending priority updates ride along: applied before the draw
             args: list[Any] = [counts[:, s].tolist() if totals is None else totals[s]]
             if update is not None or token is not None or not replace:

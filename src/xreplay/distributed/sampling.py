@@ -83,8 +83,10 @@ def draw_counts(rng: np.random.Generator, masses: np.ndarray, n: int, batches: i
 
 def _all_from(masses: np.ndarray, n: int, batches: int) -> np.ndarray:
     """Return the counts of requests whose every item comes from the one shard with mass."""
+    if masses.shape[0] == 1:
+        return np.full((batches, 1), n, dtype=np.int64)
     counts = np.zeros((batches, masses.shape[0]), dtype=np.int64)
-    counts[:, int(np.flatnonzero(masses)[0])] = n
+    counts[:, int(masses.argmax())] = n  # the only positive mass (masses are >= 0)
     return counts
 
 
