@@ -100,7 +100,7 @@ def echo_actor(ray: Any, reply: Any) -> Any:
         def echo(self) -> Any:
             return self.reply
 
-        def sample(self, counts: Any, replace: bool = True, permit: Any = None, updates: Any = None) -> Any:
+        def sample(self, counts: Any, updates: Any = None, replace: bool = True, permit: Any = None) -> Any:
             return self.reply  # what a shard's sample takes and returns, without the sampling
 
     actor = Echo.remote(reply)

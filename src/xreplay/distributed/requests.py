@@ -22,7 +22,7 @@ import torch
 from xreplay.distributed.backend import ShardDown
 from xreplay.distributed.packing import BlockPool
 from xreplay.distributed.parts import ClientParts
-from xreplay.distributed.protocol import ShardDraw
+from xreplay.distributed.protocol import ShardDraw, encode_updates
 from xreplay.distributed.sampling import Batches, assemble, draw_counts, gather_index
 from xreplay.errors import InsufficientDataError, ShardUnavailableError
 
@@ -101,8 +101,10 @@ class SampleQueue:
         for s in range(client.num_shards) if live.all() else np.flatnonzero(live).tolist():
             update = client.updates.take(s)  # pending priority updates ride along: applied before the draw
             args: list[Any] = [counts[:, s].tolist() if totals is None else totals[s]]
-            if update is not None or token is not None or not replace:
-                args += [replace, token, update]  # the defaults otherwise: less to send
+            if update is not None or token is not None or not replace:  # the defaults otherwise: less to send
+                args.append(None if update is None else encode_updates(*update))  # bytes: cheaper than arrays
+            if token is not None or not replace:
+                args += [replace, token]
             calls[s] = client.backend.submit(s, "sample", *args)
             riding[s] = 0 if update is None else int(update[0].size)
         return _Request(key, batches, counts, calls, riding)
