@@ -2,7 +2,8 @@
 
 This is the one place that calls the buffers' methods on behalf of a
 distributed replay: :func:`_describe`, :func:`_state` and the methods of
-:class:`ShardCore` below. A Ray actor runs a ``ShardCore`` as it is (see
+:class:`ShardCore` below, and :class:`~xreplay.distributed.rows.RowReader`,
+which reads a transition shard's draws straight into its replies. A Ray actor runs a ``ShardCore`` as it is (see
 :mod:`xreplay.distributed.ray_backend`); the in-process backend of the tests
 calls it directly. Every reply carries the shard's :class:`ShardState`.
 
