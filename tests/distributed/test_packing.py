@@ -113,6 +113,16 @@ def test_a_priority_update_travels_as_bytes_and_comes_back_exactly_and_writable(
     assert back_slots.flags.writeable and back_priorities.flags.writeable
 
 
+def test_a_large_priority_update_travels_as_one_array():
+    slots, priorities, generations = np.arange(5000), np.linspace(0.0, 1.0, 5000), np.ones(5000, np.int32)
+    data = encode_updates(slots, priorities, generations)  # 120 KB: one array, not bytes
+    assert isinstance(data, np.ndarray) and data.dtype == np.uint8
+    received = np.frombuffer(data.tobytes(), dtype=np.uint8)  # read-only, as another process gets it
+    for back, sent in zip(decode_updates(received), (slots, priorities, generations), strict=True):
+        np.testing.assert_array_equal(back, sent)
+        assert back.flags.writeable
+
+
 @pytest.mark.parametrize("data", [b"", b"\x01", np.int64(3).tobytes() + b"\x00" * 10, np.int64(-1).tobytes()])
 def test_bytes_that_are_no_update_batch_are_refused(data):
     with pytest.raises(ValueError, match="not an encoded priority-update batch"):

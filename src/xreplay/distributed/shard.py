@@ -255,7 +255,7 @@ class ShardCore:
         self._maybe_checkpoint()
         return self.state()
 
-    def sample(self, counts: Any, updates: bytes | None = None, replace: bool = True, permit: Any = None) -> ShardDraw:
+    def sample(self, counts: Any, updates: Any = None, replace: bool = True, permit: Any = None) -> ShardDraw:
         """Draw ``counts[j]`` items for each batch ``j`` of a request (episodes: without replacement per batch).
 
         A transition shard draws with replacement, so a client sends it the total (an int) rather
@@ -298,7 +298,7 @@ class ShardCore:
         data, (field_layout, meta_layout) = pack(fields, meta)
         return ShardDraw(self.state(), data, field_layout, meta_layout)
 
-    def update_priorities(self, updates: bytes) -> tuple[int, ShardState]:
+    def update_priorities(self, updates: Any) -> tuple[int, ShardState]:
         """Apply a batch of priority updates; return the number skipped as stale and the state.
 
         Args:
