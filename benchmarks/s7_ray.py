@@ -100,7 +100,7 @@ def echo_actor(ray: Any, reply: Any) -> Any:
         def echo(self) -> Any:
             return self.reply
 
-        def sample(self, counts: Any, replace: bool = True, permit: Any = None, updates: Any = None) -> Any:
+        def sample(self, counts: Any, updates: Any = None, replace: bool = True, permit: Any = None) -> Any:
             return self.reply  # what a shard's sample takes and returns, without the sampling
 
     actor = Echo.remote(reply)
@@ -325,10 +325,25 @@ def measure_latency(ray: Any, replays: dict[int, Any], local: TransitionBuffer, 
             latency[f"ray echo from {shards} actors: their replies, same requests"] = lambda f=step: timed(f, calls)
     prefetched = replays[one].client(options=ClientOptions(prefetch=1))
     latency[f"{one} shard(s) sample(256), prefetch=1"] = lambda: timed(lambda: prefetched.sample(BATCH), calls)
-    results = interleave(latency, rounds)
+    cpu: dict[str, list[float]] = {name: [] for name in latency}
+    results = interleave({name: with_cpu(run, cpu[name]) for name, run in latency.items()}, rounds)
     print_table("sample(256) latency, no prefetch (median)", results, "us", base, 1e6, bare)
+    print_table("... CPU per call: learner, shards or echo actors, raylet (median of the rounds)", cpu, "us", base, 1e6)
     for actor in [five, *(a for actors in echoes.values() for a in actors)]:
         ray.kill(actor)
+
+
+def with_cpu(run: Callable[[], list[float]], out: list[float]) -> Callable[[], list[float]]:
+    """Return ``run`` recording into ``out`` the CPU seconds per call its processes used (from ``/proc``)."""
+
+    def measured() -> list[float]:
+        start = cpu_seconds()
+        times = run()
+        used = cores_since(start, 1.0)  # seconds: over a "wall" of one second
+        out.append(sum(used.get(k, 0.0) for k in ("learner", "shards", "echo actors", "raylet")) / len(times))
+        return times
+
+    return measured
 
 
 def measure_inserts(ray: Any, replays: dict[int, Any], local: TransitionBuffer, rounds: int, scale: int,

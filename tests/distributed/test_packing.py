@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from xreplay.distributed.packing import BlockPool, merge, pack, rows, unpack
+from xreplay.distributed.protocol import decode_updates, encode_updates
 
 DTYPES = [np.bool_, np.uint8, np.int16, np.float32, np.int64, np.float64]
 
@@ -45,22 +46,20 @@ def test_unpacked_arrays_of_a_received_buffer_are_read_only_views():
 
 
 @given(sizes=st.lists(st.integers(0, 7), min_size=1, max_size=4), seed=st.integers(0, 2**32 - 1))
-def test_merge_puts_each_shards_rows_where_the_targets_say(sizes, seed):
+def test_merge_takes_each_position_from_the_row_the_source_names(sizes, seed):
     rng = np.random.default_rng(seed)
     total = sum(sizes)
-    positions = rng.permutation(total)
-    targets = np.split(positions, np.cumsum(sizes)[:-1])
+    source = rng.permutation(total)
     parts = {
-        "obs": [rng.random((size, 3)).astype(np.float32) for size in sizes],
+        "obs": [rng.random((size, 2, 3)).astype(np.float32) for size in sizes],
         ("meta", "slots"): [rng.integers(0, 99, size) for size in sizes],
         "done": [rng.random(size) > 0.5 for size in sizes],
     }
-    merged = merge(parts, targets, total)
+    merged = merge(parts, source, total)
     for key, arrays in parts.items():
-        expected = np.empty((total, *arrays[0].shape[1:]), arrays[0].dtype)
-        for array, target in zip(arrays, targets, strict=True):
-            expected[target] = array
+        expected = np.concatenate(arrays)[source]
         np.testing.assert_array_equal(merged[key], expected)
+        assert merged[key].dtype == arrays[0].dtype and merged[key].shape == expected.shape
         assert merged[key].flags.writeable and merged[key].flags.c_contiguous
 
 
@@ -95,3 +94,36 @@ def test_batches_a_learner_keeps_are_never_overwritten_by_later_requests(shards)
     for batch, (items, weights, indices) in zip(kept, copies, strict=True):
         assert torch.equal(batch["item"], items) and torch.equal(batch.weights, weights)
         np.testing.assert_array_equal(batch.indices, indices)
+
+
+@given(n=st.integers(0, 40), with_generations=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_a_priority_update_travels_as_bytes_and_comes_back_exactly_and_writable(n, with_generations, seed):
+    rng = np.random.default_rng(seed)
+    slots, priorities = rng.integers(0, 1 << 40, n), rng.random(n) * 10
+    generations = rng.integers(0, 1 << 31, n).astype(np.int32) if with_generations else None
+    data = encode_updates(slots, priorities, generations)
+    assert isinstance(data, bytes)
+    back_slots, back_priorities, back_generations = decode_updates(data)
+    np.testing.assert_array_equal(back_slots, slots)
+    np.testing.assert_array_equal(back_priorities, priorities)  # bit for bit: float64 throughout
+    if generations is None:
+        assert back_generations is None
+    else:
+        np.testing.assert_array_equal(back_generations, generations)
+    assert back_slots.flags.writeable and back_priorities.flags.writeable
+
+
+def test_a_large_priority_update_travels_as_one_array():
+    slots, priorities, generations = np.arange(5000), np.linspace(0.0, 1.0, 5000), np.ones(5000, np.int32)
+    data = encode_updates(slots, priorities, generations)  # 120 KB: one array, not bytes
+    assert isinstance(data, np.ndarray) and data.dtype == np.uint8
+    received = np.frombuffer(data.tobytes(), dtype=np.uint8)  # read-only, as another process gets it
+    for back, sent in zip(decode_updates(received), (slots, priorities, generations), strict=True):
+        np.testing.assert_array_equal(back, sent)
+        assert back.flags.writeable
+
+
+@pytest.mark.parametrize("data", [b"", b"\x01", np.int64(3).tobytes() + b"\x00" * 10, np.int64(-1).tobytes()])
+def test_bytes_that_are_no_update_batch_are_refused(data):
+    with pytest.raises(ValueError, match="not an encoded priority-update batch"):
+        decode_updates(data)

@@ -53,15 +53,8 @@ def pack(*groups: Mapping[str, np.ndarray]) -> tuple[np.ndarray, list[Layout]]:
 
 
 def unpack(data: np.ndarray, layout: Layout) -> dict[str, np.ndarray]:
-    """Return the arrays of a packed buffer as views of it."""
-    out = {}
-    for name, dtype, shape, offset in layout:
-        count = math.prod(shape)
-        if count:
-            out[name] = np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape)
-        else:
-            out[name] = np.empty(shape, dtype=dtype)
-    return out
+    """Return the arrays of a packed buffer as views of it (read-only when ``data`` is)."""
+    return {name: np.ndarray(shape, dtype, data, offset) for name, dtype, shape, offset in layout}
 
 
 def rows(layout: Layout, name: str) -> int:
@@ -112,13 +105,13 @@ _UNUSED = _references([np.empty(0, dtype=np.uint8)], 0)  # a block only the pool
 
 
 def merge(
-    parts: Mapping[K, list[np.ndarray]], targets: list[np.ndarray], rows: int, pool: BlockPool | None = None
+    parts: Mapping[K, list[np.ndarray]], source: np.ndarray, rows: int, pool: BlockPool | None = None
 ) -> dict[K, np.ndarray]:
-    """Return, for each key, an array of ``rows`` rows holding ``parts[key][s]`` at the positions ``targets[s]``.
+    """Return, for each key, ``rows`` rows: row ``j`` is row ``source[j]`` of ``parts[key]`` joined end to end.
 
     Every array lies in one block of memory (from ``pool`` when given; one block per request, not
-    one per array: fresh memory costs page faults), and each part is written with one copy, row by row (a row
-    of several values moves as one item).
+    one per array: fresh memory costs page faults). Each key's parts are joined once and its rows
+    taken in one pass.
     """
     specs, offset = [], 0
     for key, arrays in parts.items():
@@ -131,17 +124,7 @@ def merge(
     for (key, dtype, shape, start), arrays in zip(specs, parts.values(), strict=True):
         array = block[start : start + dtype.itemsize * math.prod(shape)].view(dtype).reshape(shape)
         if array.size:
-            flat = _by_row(array)
-            for part, target in zip(arrays, targets, strict=True):
-                if target.size:
-                    flat[target] = _by_row(part)
+            joined = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+            np.take(joined, source, axis=0, out=array, mode="wrap")  # wrap: unbuffered (every source row exists)
         out[key] = array
     return out
-
-
-def _by_row(array: np.ndarray) -> np.ndarray:
-    """Return a 1-D view of a contiguous array with one item per row (rows of several values as raw bytes)."""
-    if array.ndim == 1:
-        return array
-    width = array.dtype.itemsize * math.prod(array.shape[1:])
-    return np.ascontiguousarray(array).reshape(array.shape[0], -1).view(np.dtype((np.void, width))).reshape(-1)

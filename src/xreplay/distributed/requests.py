@@ -22,7 +22,7 @@ import torch
 from xreplay.distributed.backend import ShardDown
 from xreplay.distributed.packing import BlockPool
 from xreplay.distributed.parts import ClientParts
-from xreplay.distributed.protocol import ShardDraw
+from xreplay.distributed.protocol import ShardDraw, encode_updates
 from xreplay.distributed.sampling import Batches, assemble, draw_counts, gather_index
 from xreplay.errors import InsufficientDataError, ShardUnavailableError
 
@@ -57,6 +57,7 @@ class SampleQueue:
         self.ready: Batches | None = None
         self.ready_key: Key | None = None
         self.pool = BlockPool()  # memory of past requests, reused once their batches are gone
+        self._device = ("cpu", torch.device("cpu"))  # the options' device, made once
 
     def next(self, key: Key) -> Any:
         """Return the next batch for ``key``, keeping ``prefetch`` requests outstanding."""
@@ -95,12 +96,15 @@ class SampleQueue:
             masses = self._wait_for_items(replace, n, token)
         counts = draw_counts(client.rng, masses, n, batches, replace)
         calls, riding = {}, {}
-        for s in np.flatnonzero(client.live).tolist():
+        totals = counts.sum(axis=0).tolist() if replace else None  # each shard draws its whole share at once
+        live = client.live
+        for s in range(client.num_shards) if live.all() else np.flatnonzero(live).tolist():
             update = client.updates.take(s)  # pending priority updates ride along: applied before the draw
-            share = counts[:, s]  # transitions: the shard draws its whole share at once, only the total matters
-            args: list[Any] = [int(share.sum()) if replace else share.tolist()]
-            if update is not None or token is not None or not replace:
-                args += [replace, token, update]  # the defaults otherwise: less to send
+            args: list[Any] = [counts[:, s].tolist() if totals is None else totals[s]]
+            if update is not None or token is not None or not replace:  # the defaults otherwise: less to send
+                args.append(None if update is None else encode_updates(*update))  # bytes: cheaper than arrays
+            if token is not None or not replace:
+                args += [replace, token]
             calls[s] = client.backend.submit(s, "sample", *args)
             riding[s] = 0 if update is None else int(update[0].size)
         return _Request(key, batches, counts, calls, riding)
@@ -157,9 +161,14 @@ class SampleQueue:
         client = self.client
         n, _replace, truncate = request.key
         index = gather_index(client.rng, request.counts, n)
-        live = client.live
-        minimum = min((st.min_leaf for s, st in enumerate(client.states) if live[s]), default=float("inf"))
+        minimum = float("inf")
+        if client.info.prioritized:
+            live = client.live
+            minimum = min((st.min_leaf for s, st in enumerate(client.states) if live[s]), default=minimum)
         step = client.batches_drawn
         client.batches_drawn += request.batches
-        device = torch.device(client.options.device)
-        return assemble(client.info, draws, index, n, request.batches, step, minimum, truncate, device, self.pool)
+        if self._device[0] != client.options.device:
+            self._device = (client.options.device, torch.device(client.options.device))
+        return assemble(
+            client.info, draws, index, n, request.batches, step, minimum, truncate, self._device[1], self.pool
+        )

@@ -37,9 +37,9 @@ import torch
 
 from xreplay.buffers.episodes import EpisodeSample
 from xreplay.buffers.transitions import TransitionSample
-from xreplay.distributed.packing import BlockPool, merge
+from xreplay.distributed.packing import BlockPool, merge, unpack
 from xreplay.distributed.packing import rows as packed_rows
-from xreplay.distributed.protocol import ShardDraw, ShardInfo, encode_indices
+from xreplay.distributed.protocol import ShardDraw, ShardInfo, encode_indices, index_head
 from xreplay.errors import InsufficientDataError
 
 _Arrays = dict[str, np.ndarray]
@@ -83,8 +83,10 @@ def draw_counts(rng: np.random.Generator, masses: np.ndarray, n: int, batches: i
 
 def _all_from(masses: np.ndarray, n: int, batches: int) -> np.ndarray:
     """Return the counts of requests whose every item comes from the one shard with mass."""
+    if masses.shape[0] == 1:
+        return np.full((batches, 1), n, dtype=np.int64)
     counts = np.zeros((batches, masses.shape[0]), dtype=np.int64)
-    counts[:, int(np.flatnonzero(masses)[0])] = n
+    counts[:, int(masses.argmax())] = n  # the only positive mass (masses are >= 0)
     return counts
 
 
@@ -96,7 +98,9 @@ def gather_index(rng: np.random.Generator, counts: np.ndarray, n: int) -> np.nda
     takes row ``index[j * n + i]``. Each batch's rows are spread over a random permutation of that
     batch. When one shard sends every row they keep its order (already that of independent draws).
     """
-    batches, _shards = counts.shape
+    batches, shards = counts.shape
+    if shards == 1:  # one shard: its rows, in the order it drew them
+        return None
     totals = counts.sum(axis=0)
     if np.count_nonzero(totals) <= 1:  # one shard gives every row, already in random order: keep it
         return None
@@ -118,7 +122,7 @@ def importance_weights(leaves: np.ndarray, min_leaf: float, beta: float) -> np.n
     return weights.astype(np.float32)
 
 
-def _merged(draws: dict[int, ShardDraw], sent: list[tuple[int, _Arrays, _Arrays]], index: np.ndarray | None,
+def _merged(draws: dict[int, ShardDraw], sent: list[tuple[int, _Arrays, _Arrays]], index: np.ndarray,
             rows: int, pool: BlockPool | None) -> tuple[_Arrays, _Arrays]:  # fmt: skip
     """Return the fields and the metadata (``slots`` as global indices) of the request, in its order."""
     parts: dict[tuple[str, str], list[np.ndarray]] = {}
@@ -128,32 +132,33 @@ def _merged(draws: dict[int, ShardDraw], sent: list[tuple[int, _Arrays, _Arrays]
         for name, array in meta.items():
             value = encode_indices(s, draws[s].state.epoch, array) if name == "slots" else array
             parts.setdefault(("meta", name), []).append(value)
-    if index is None:  # one shard sent every row, already copied (:func:`_unpacked`): nothing to place
-        merged = {key: arrays[0] for key, arrays in parts.items()}
-    else:
-        positions = np.empty(rows, dtype=np.int64)
-        positions[index] = np.arange(rows)  # where each row goes
-        sizes = [meta["slots"].shape[0] for _s, _f, meta in sent]
-        merged = merge(parts, np.split(positions, np.cumsum(sizes)[:-1]), rows, pool)
+    merged = merge(parts, index, rows, pool)
     fields = {name: array for (kind, name), array in merged.items() if kind == "field"}
     return fields, {name: array for (kind, name), array in merged.items() if kind == "meta"}
 
 
-def _unpacked(
-    draws: dict[int, ShardDraw], index: np.ndarray | None, pool: BlockPool | None
-) -> list[tuple[int, _Arrays, _Arrays]]:
-    """Return ``(shard, fields, meta)`` of the shards that sent rows, in shard order.
+def _unpacked(draws: dict[int, ShardDraw]) -> list[tuple[int, _Arrays, _Arrays]]:
+    """Return ``(shard, fields, meta)`` of the shards that sent rows, in shard order (views of their replies)."""
+    return [(s, *draws[s].unpack()) for s in sorted(draws) if packed_rows(draws[s].meta, "slots")]
 
-    When one shard sends every row, its whole buffer is copied once (the arrays are then writable
-    views of the copy, as tensors need) and nothing is merged.
+
+def _one_shard(draws: dict[int, ShardDraw], pool: BlockPool | None) -> tuple[_Arrays, _Arrays]:
+    """Return the fields and the metadata of a request whose rows all come from one shard, in its order.
+
+    The shard's buffer is copied once (the arrays are then writable views of the copy, as tensors
+    need) and its slots become global indices in place: nothing is merged.
     """
-    sent = [s for s in sorted(draws) if packed_rows(draws[s].meta, "slots")]
-    if index is None and sent:
-        data = draws[sent[0]].data
-        copy = np.empty(data.nbytes, dtype=np.uint8) if pool is None else pool.take(data.nbytes)
-        copy[:] = data
-        draws = {sent[0]: draws[sent[0]]._replace(data=copy)}
-    return [(s, *draws[s].unpack()) for s in sent]
+    sent = [s for s in draws if packed_rows(draws[s].meta, "slots")]
+    if not sent:
+        return {}, {}
+    draw = draws[sent[0]]
+    data = draw.data
+    copy = np.empty(data.nbytes, dtype=np.uint8) if pool is None else pool.take(data.nbytes)
+    copy[:] = data
+    meta = unpack(copy, draw.meta)
+    slots = meta["slots"]
+    np.bitwise_or(slots, index_head(sent[0], draw.state.epoch), out=slots)
+    return unpack(copy, draw.fields), meta
 
 
 def assemble(
@@ -187,7 +192,10 @@ def assemble(
         pool: Memory reused for the request's arrays (see :class:`~xreplay.distributed.packing.BlockPool`).
     """
     rows = n * batches
-    arrays, meta = _merged(draws, _unpacked(draws, index, pool), index, rows, pool)
+    if index is None:
+        arrays, meta = _one_shard(draws, pool)
+    else:
+        arrays, meta = _merged(draws, _unpacked(draws), index, rows, pool)
     indices = meta.get("slots", np.zeros(0, np.int64))
     tensors = {name: _tensor(array, device) for name, array in arrays.items()}  # one conversion per request
     if info.kind == "episodes":

@@ -2,7 +2,8 @@
 
 This is the one place that calls the buffers' methods on behalf of a
 distributed replay: :func:`_describe`, :func:`_state` and the methods of
-:class:`ShardCore` below. A Ray actor runs a ``ShardCore`` as it is (see
+:class:`ShardCore` below, and :class:`~xreplay.distributed.rows.RowReader`,
+which reads a transition shard's draws straight into its replies. A Ray actor runs a ``ShardCore`` as it is (see
 :mod:`xreplay.distributed.ray_backend`); the in-process backend of the tests
 calls it directly. Every reply carries the shard's :class:`ShardState`.
 
@@ -28,7 +29,8 @@ import torch
 from xreplay.buffers.episodes import EpisodeBuffer
 from xreplay.buffers.transitions import TransitionBuffer
 from xreplay.distributed.packing import pack
-from xreplay.distributed.protocol import ShardCheckpoints, ShardDraw, ShardInfo, ShardState
+from xreplay.distributed.protocol import ShardCheckpoints, ShardDraw, ShardInfo, ShardState, decode_updates
+from xreplay.distributed.rows import RowReader
 from xreplay.errors import CheckpointError, CheckpointMismatchError, ShardFactoryError
 from xreplay.persistence import load, save
 from xreplay.samplers.prioritized import PrioritizedSampler
@@ -195,6 +197,7 @@ class ShardCore:
             buffer = _restore(path, buffer)  # type: ignore[arg-type]
         self.buffer = buffer
         self.info = _describe(buffer)
+        self._rows = RowReader.of(buffer)
         self._checkpointed = buffer.writer.writes
         self._saved_at = time.monotonic()
         self._record()
@@ -252,27 +255,31 @@ class ShardCore:
         self._maybe_checkpoint()
         return self.state()
 
-    def sample(self, counts: Any, replace: bool = True, permit: Any = None, updates: Any = None) -> ShardDraw:
+    def sample(self, counts: Any, updates: Any = None, replace: bool = True, permit: Any = None) -> ShardDraw:
         """Draw ``counts[j]`` items for each batch ``j`` of a request (episodes: without replacement per batch).
 
         A transition shard draws with replacement, so a client sends it the total (an int) rather
-        than the per-batch counts. ``permit`` is the rate limiter's answer (see :meth:`write`);
-        ``updates`` are priority updates ``(slots, priorities, generations)`` applied first (see
-        :meth:`update_priorities`). The reply holds every array in one packed buffer (see
-        :class:`~xreplay.distributed.protocol.ShardDraw`).
+        than the per-batch counts. ``updates`` are priority updates applied first (encoded by
+        :func:`~xreplay.distributed.protocol.encode_updates`; see :meth:`update_priorities`);
+        ``permit`` is the rate limiter's answer (see :meth:`write`). The reply holds every array in
+        one packed buffer (see :class:`~xreplay.distributed.protocol.ShardDraw`).
 
         Raises:
             InsufficientDataError: The shard holds too few items.
         """
         self._started()
         if updates is not None:
-            self._update(*updates)
+            self._update(*decode_updates(updates))
         counts = np.asarray(counts, dtype=np.int64).reshape(-1)
         total = int(counts.sum())
         buffer = self.buffer
         if total == 0:
             return self._draw({}, {"slots": _EMPTY_SLOTS})
         if isinstance(buffer, TransitionBuffer):  # with replacement: one draw of every batch's items
+            reader = self._rows
+            if reader is not None and reader.serves():  # straight into the reply (see RowReader)
+                data, field_layout, meta_layout = reader.draw(total)
+                return ShardDraw(self.state(), data, field_layout, meta_layout)
             batch = buffer.sample(total)
             meta = {"slots": batch.indices}
             if self.info.prioritized:
@@ -291,26 +298,23 @@ class ShardCore:
         data, (field_layout, meta_layout) = pack(fields, meta)
         return ShardDraw(self.state(), data, field_layout, meta_layout)
 
-    def update_priorities(self, slots: np.ndarray, priorities: np.ndarray, generations: Any) -> tuple[int, ShardState]:
+    def update_priorities(self, updates: Any) -> tuple[int, ShardState]:
         """Apply a batch of priority updates; return the number skipped as stale and the state.
 
         Args:
-            slots: Slots in this shard.
-            priorities: New priorities (checked by the client).
-            generations: The generations seen when sampled, or None to update whatever the slots hold.
+            updates: Slots in this shard, their new priorities (checked by the client) and the
+                generations seen when sampled (or none: update whatever the slots hold), encoded by
+                :func:`~xreplay.distributed.protocol.encode_updates`.
         """
         self._started()
-        return self._update(slots, priorities, generations), self.state()
+        return self._update(*decode_updates(updates)), self.state()
 
-    def _update(self, slots: np.ndarray, priorities: np.ndarray, generations: Any) -> int:
-        """Apply priority updates; return the number skipped as stale."""
+    def _update(self, slots: np.ndarray, priorities: np.ndarray, generations: np.ndarray | None) -> int:
+        """Apply priority updates (writable arrays: the tree's compiled kernels take them); return those stale."""
         buffer = self.buffer
         if not isinstance(buffer, TransitionBuffer):
             raise TypeError("update_priorities needs a prioritized transition shard")
-        # Arrays from another process arrive read-only; the tree's compiled kernels take writable ones.
-        slots, priorities = np.array(slots, dtype=np.int64), np.array(priorities, dtype=np.float64)
-        seen = "current" if generations is None else np.array(generations)
-        return buffer.update_priorities(slots, priorities, seen)
+        return buffer.update_priorities(slots, priorities, "current" if generations is None else generations)
 
     def checkpoint(self) -> ShardState:
         """Save the buffer to the shard's checkpoint directory now.

@@ -24,7 +24,7 @@ import torch
 from xreplay.buffers.transitions import TransitionSample
 from xreplay.distributed.backend import ShardDown
 from xreplay.distributed.parts import ClientParts
-from xreplay.distributed.protocol import EPOCH_BITS, decode_indices
+from xreplay.distributed.protocol import EPOCH_BITS, decode_indices, encode_updates
 from xreplay.errors import FieldShapeError, FieldValueError, IndexOutOfRangeError
 
 __all__ = ["PriorityUpdates"]
@@ -168,7 +168,7 @@ class PriorityUpdates:
 
     def _submit(self, shard: int, slots: np.ndarray, values: np.ndarray, seen: np.ndarray | None) -> None:
         """Send one update message; collect the oldest replies once too many are outstanding."""
-        call = self.client.backend.submit(shard, "update_priorities", slots, values, seen)
+        call = self.client.backend.submit(shard, "update_priorities", encode_updates(slots, values, seen))
         self.inflight.append((call, shard, slots.size))
         limit = self.client.options.max_inflight_updates
         if len(self.inflight) > limit:
