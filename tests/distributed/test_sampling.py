@@ -171,3 +171,17 @@ def test_draw_counts_gives_nothing_to_a_shard_without_mass():
     assert counts.shape == (20, 3) and (counts.sum(axis=1) == 50).all() and not counts[:, 1].any()
     with pytest.raises(InsufficientDataError, match="no sampling mass"):
         draw_counts(np.random.default_rng(0), np.zeros(2), n=1, batches=1, replace=True)
+
+
+@pytest.mark.parametrize("beta", [0.4, 1.0])
+def test_weights_too_small_for_float32_are_floored_as_a_local_buffer_floors_them(beta):
+    from xreplay.distributed.sampling import importance_weights
+    from xreplay.samplers import PrioritizedSampler
+
+    sampler = PrioritizedSampler(2, alpha=1.0, beta=beta, epsilon=0.0)
+    sampler.insert_range(0, 2)
+    sampler.update_priorities(np.array([0, 1]), np.array([1e-300, 1.0]))
+    local = sampler.sample_masses(np.array([0.5]))  # the mass lands on the large priority: weight (1e-300)**beta
+    leaves = sampler.priorities(local.indices)
+    spread = importance_weights(leaves, float(sampler.tree.min()), beta)
+    assert local.weights.tolist() == spread.tolist() and spread[0] > 0

@@ -46,6 +46,8 @@ _Arrays = dict[str, np.ndarray]
 
 __all__ = ["Batches", "assemble", "draw_counts", "gather_index", "importance_weights"]
 
+_SMALLEST_WEIGHT = np.float32(np.finfo(np.float32).tiny)  # the local sampler's floor for weights
+
 
 def draw_counts(rng: np.random.Generator, masses: np.ndarray, n: int, batches: int, replace: bool) -> np.ndarray:
     """Return ``[batches, shards]`` per-shard item counts, each row summing to ``n``.
@@ -116,10 +118,16 @@ def gather_index(rng: np.random.Generator, counts: np.ndarray, n: int) -> np.nda
 
 
 def importance_weights(leaves: np.ndarray, min_leaf: float, beta: float) -> np.ndarray:
-    """Return ``(min_leaf / leaves) ** beta`` as float32, computed as the local sampler computes it."""
+    """Return ``(min_leaf / leaves) ** beta`` as float32, computed as the local sampler computes it.
+
+    As there, no weight rounds to 0: those below float32's smallest normal value become it (a weight
+    can only be that small when ``(min_leaf / total) ** beta`` is, which is when the local sampler clamps).
+    """
     weights = min_leaf / leaves
     weights **= beta
-    return weights.astype(np.float32)
+    weights32 = weights.astype(np.float32)
+    np.maximum(weights32, _SMALLEST_WEIGHT, out=weights32)
+    return weights32
 
 
 def _merged(draws: dict[int, ShardDraw], sent: list[tuple[int, _Arrays, _Arrays]], index: np.ndarray,
