@@ -41,7 +41,7 @@ def _regenerate(key: np.ndarray) -> None:
 
 
 @numba.njit(cache=True, nogil=True)
-def _temper(key: np.ndarray, out: np.ndarray, start: int) -> None:
+def _temper(key: np.ndarray, out: np.ndarray, start: np.int64) -> None:
     """Write the tempered output of state words ``start ..`` into ``out`` (the state is unchanged)."""
     for i in range(start, _WORDS):
         y = key[i]
@@ -69,8 +69,8 @@ def choice_prefix(state: np.ndarray, n: int, out: np.ndarray) -> None:
     while i > 0:
         if pos == _WORDS:
             _regenerate(key)
-            _temper(key, tempered, 0)
-            pos = 0
+            _temper(key, tempered, np.int64(0))
+            pos = np.int64(0)
         while pos < _WORDS and i > 0:
             mask = np.uint32(i)  # smallest all-ones mask covering i
             mask |= mask >> np.uint32(1)
@@ -84,10 +84,10 @@ def choice_prefix(state: np.ndarray, n: int, out: np.ndarray) -> None:
             i -= np.int64(j <= np.uint32(i))  # accepted: on to the next item; rejected: draw again for i
     state[_WORDS] = np.uint32(pos)
     items = np.arange(n)
-    for i in range(n - 1, 0, -1):
-        j = js[i]
-        swapped = items[i]
-        items[i] = items[j]
-        items[j] = swapped
+    for top in range(n - 1, 0, -1):
+        other = js[top]
+        swapped = items[top]
+        items[top] = items[other]
+        items[other] = swapped
     for q in range(out.shape[0]):
         out[q] = items[q]
