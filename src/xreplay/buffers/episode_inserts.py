@@ -44,6 +44,7 @@ class _Plan:
     """What a write of every stored field needs, for one storage layout."""
 
     dtypes: dict[str, torch.dtype]  # declared dtype of each stored field (the values must have it)
+    numpy_dtypes: dict[str, np.dtype]  # the same as numpy dtypes (what a value's numpy view must have)
     checks: tuple[tuple[str, int], ...]  # (field, largest value allowed): values must lie in [0, high]
     copies: tuple[tuple[str, str, bool, int], ...]  # (column, source field, per step, value past the end)
     derived: tuple[tuple[str, int], ...]  # (derived column, its absent marker): filled past each length
@@ -82,7 +83,8 @@ def _plan(buffer: EpisodeBuffer) -> _Plan | None:
         if field.per_step:
             derived.append((name, source.absent))
     dtypes = {name: scheme[name].dtype for name in scheme.stored()}
-    return _Plan(dtypes, tuple(checks.items()), tuple(copies), tuple(derived))
+    numpy_dtypes = {name: numpy_dtype(dtype) for name, dtype in dtypes.items()}
+    return _Plan(dtypes, numpy_dtypes, tuple(checks.items()), tuple(copies), tuple(derived))  # type: ignore[arg-type]
 
 
 class Prepared:
@@ -124,7 +126,8 @@ def _fits(array: np.ndarray, high: int) -> bool:
     if array.dtype.kind == "b":
         return high >= 1 or not array.any()
     # Viewed as unsigned, negative values are huge: one maximum settles both ends of the range.
-    return int(_maximum(array.view(_UNSIGNED[array.itemsize]), axis=None)) <= high
+    unsigned = array if array.dtype.kind == "u" else array.view(_UNSIGNED[array.itemsize])
+    return int(_maximum(unsigned, axis=None)) <= high
 
 
 class FastInserts:
@@ -157,25 +160,27 @@ class FastInserts:
         plan = self.plan(buffer)
         if plan is None or episodes.keys() != plan.dtypes.keys():
             return None
-        dtypes = plan.dtypes
+        dtypes = plan.numpy_dtypes
         shapes = None
         arrays: dict[str, np.ndarray] = {}
         nbytes = 0
         for name, value in episodes.items():
-            if type(value) is not torch.Tensor or value.dtype != dtypes[name]:
-                return None
-            if shapes is None:
-                dims = self._dims(buffer, value, name, buffer.max_seq_length)
-                if dims is None:
-                    return None
-                n, t, shapes = dims
-            if value.shape != shapes[name]:
+            if type(value) is not torch.Tensor:
                 return None
             try:
                 # numpy() refuses what the general path must judge: other devices, other layouts (sparse),
-                # tensors that require grad, lazily negated views.
+                # tensors that require grad, lazily negated views, dtypes numpy lacks.
                 array = value.numpy()
             except (RuntimeError, TypeError):
+                return None
+            if array.dtype != dtypes[name]:  # numpy's dtypes map one to one to torch's
+                return None
+            if shapes is None:
+                dims = self._dims(buffer, array, name, buffer.max_seq_length)
+                if dims is None:
+                    return None
+                n, t, shapes = dims
+            if array.shape != shapes[name]:
                 return None
             arrays[name] = array
             nbytes += array.nbytes
@@ -191,14 +196,14 @@ class FastInserts:
 
     @staticmethod
     def _dims(
-        buffer: EpisodeBuffer, value: torch.Tensor, name: str, limit: int
+        buffer: EpisodeBuffer, value: np.ndarray, name: str, limit: int
     ) -> tuple[int, int, dict[str, torch.Size]] | None:
         """Return (episodes, steps, expected shape of every field) of a batch whose first field is ``value``.
 
         None unless ``name`` is a per-step field within the limit (other batches take the general path).
         """
         batches = buffer._batches
-        if not batches.per_step[name] or value.dim() < 2 or value.shape[1] > limit:
+        if not batches.per_step[name] or value.ndim < 2 or value.shape[1] > limit:
             return None
         n, t = int(value.shape[0]), int(value.shape[1])
         shapes = batches._shapes.get((n, t))
