@@ -29,7 +29,7 @@ _UNTRIED = object()
 _KERNEL: Any = _UNTRIED  # the kernel module once checked, None when unavailable
 _LOAD = threading.Lock()
 _STATES: dict[int, tuple[Any, np.ndarray]] = {}  # id(bit generator) -> (it, its state words as uint32 [625])
-_LARGEST = 2**32  # the kernel draws 32-bit words: populations up to 2**32 (numpy's draws change above)
+_LARGEST = 2**24  # populations the kernel takes (numpy draws 64-bit words past 2**32; it needs two n-item arrays)
 
 
 def _state_words(bit_generator: Any) -> np.ndarray | None:
