@@ -381,7 +381,10 @@ class EpisodeBuffer:
             index = index.to(self.device, non_blocking=True)
             lengths = self._lengths.index_select(0, index)
         steps = int(lengths_host.max()) if truncate and host.size else None
-        fields = self.storage.gather_fields(index, steps=steps)
+        if self.device.type == "cpu":
+            fields = self.storage.gather_fields(index, steps=steps)  # each field straight into its output
+        else:  # one kernel for all rows (per-field gathers are unmeasured on GPUs)
+            fields = self.storage.decode(self.storage.gather(index), steps=steps)
         span = self._steps if steps is None else self._steps[:steps]
         fields["filled"] = (lengths[:, None] > span).unsqueeze(-1)
         return EpisodeSample(fields, index, lengths, self.max_seq_length if steps is None else steps)

@@ -302,7 +302,10 @@ class EpisodeBatch:
         if self._storage.device.type != "cpu":
             index = index.to(self._storage.device, non_blocking=True)
         if self._compact:
-            fields = self._storage.gather_fields(index)  # each field straight into its output, decoded
+            if self._storage.device.type == "cpu":
+                fields = self._storage.gather_fields(index)  # each field straight into its output, decoded
+            else:  # one kernel for all rows (per-field gathers are unmeasured on GPUs)
+                fields = self._storage.decode(self._storage.gather(index))
             steps = {k for k in fields if self._storage.scheme[k].per_step}
             transition = {k: v for k, v in fields.items() if k in steps}
             episode = {k: v for k, v in fields.items() if k not in steps}
