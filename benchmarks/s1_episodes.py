@@ -241,21 +241,27 @@ DATA = (
 )
 
 
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.thread_time}
+CLOCK = ["wall"]  # the clock per_op_seconds reads (--clock)
+
+
 def per_op_seconds(ops: dict[str, Callable[[], Any]], iters: int, reps: int) -> dict[str, float]:
     """Return, per op, the median over ``reps`` rounds of the mean seconds per call.
 
     Rounds interleave the ops (A, B, C, A, B, C, ...) so that a noisy neighbour
-    slows every variant alike and the ratios stay meaningful.
+    slows every variant alike and the ratios stay meaningful. With ``--clock cpu`` the time is this
+    thread's CPU time, which leaves out the time the thread waited for a core on a shared machine.
     """
+    clock = CLOCKS[CLOCK[0]]
     times: dict[str, list[float]] = {name: [] for name in ops}
     for op in ops.values():
         op()  # warm up
     for _ in range(reps):
         for name, op in ops.items():
-            start = time.perf_counter()
+            start = clock()
             for _ in range(iters):
                 op()
-            times[name].append((time.perf_counter() - start) / iters)
+            times[name].append((clock() - start) / iters)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -290,10 +296,14 @@ def rss_mib() -> float:
         return int(statm.read().split()[1]) * 4096 / 2**20
 
 
-def run(capacity: int, iters: int, reps: int, rss: bool) -> list[dict[str, Any]]:
-    """Measure every available variant side by side and return one row per variant."""
+def run(
+    capacity: int, iters: int, reps: int, rss: bool, only: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Measure every available variant (those starting with a prefix in ``only``) side by side, one row each."""
     variants = {}
     for name, build in VARIANTS.items():
+        if only and not any(name.startswith(prefix) for prefix in only):
+            continue
         variant = build(capacity)
         if variant is None:
             print(f"  {name}: not installed, skipped", file=sys.stderr)
@@ -337,12 +347,19 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--iters", type=int, default=200)
     parser.add_argument("--no-rss", action="store_true", help="skip the per-variant RSS processes")
+    parser.add_argument("--only", nargs="+", metavar="PREFIX", help="variants whose names start so (and the limit)")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall", help="wall time or this thread's CPU time")
     args = parser.parse_args(argv)
+    CLOCK[0] = args.clock
+    only = None if args.only is None else [*args.only, "limit"]
     torch.set_num_threads(1)
     capacity, iters, reps = (64, 3, 2) if args.smoke else (args.capacity, args.iters, args.reps)
-    print(f"S1 MarineMicro_MvsM_4: buffer {capacity} x {T}, torch {torch.__version__}, 1 thread, median of {reps}")
+    print(
+        f"S1 MarineMicro_MvsM_4: buffer {capacity} x {T}, torch {torch.__version__}, 1 thread, median of {reps}"
+        f" ({args.clock} clock)"
+    )
     print(DATA)
-    rows = run(capacity, iters, reps, rss=not args.no_rss)
+    rows = run(capacity, iters, reps, rss=not args.no_rss, only=only)
     print_table(rows)
     return rows
 

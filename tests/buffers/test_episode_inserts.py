@@ -145,3 +145,19 @@ def test_a_dropped_buffer_is_freed_at_once():
         assert alive() is None  # no reference cycle keeps the storage until a garbage collection
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("layout", ["episode_major", "step_major"])
+def test_absent_marks_past_each_length_whatever_the_column_strides(layout):
+    from xreplay.buffers.episode_inserts import FastInserts
+
+    steps, agents = 6, 3
+    lengths = np.array([0, 2, 6, 5], dtype=np.int32)
+    expected = np.zeros((4, steps, agents, 1), dtype=np.uint8)
+    expected[np.arange(steps)[None, :] >= lengths[:, None]] = 9
+    if layout == "episode_major":
+        column = np.zeros((4, steps, agents, 1), dtype=np.uint8)
+    else:  # steps outermost in memory: the column's episodes do not flatten to one run each
+        column = np.zeros((steps, 4, agents, 1), dtype=np.uint8).transpose(1, 0, 2, 3)
+    FastInserts(steps)._mark_absent(column, lengths, steps, 9)
+    assert np.array_equal(column, expected)

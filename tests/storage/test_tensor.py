@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from xreplay import AUTO, Field, OneHot, Scheme, TensorStorage
@@ -66,3 +67,42 @@ def test_gather_then_decode_is_one_row_copy(row_order):
     rows = storage.gather(torch.tensor([3, 1]))
     assert rows.shape == (2, storage.layout.row_bytes)
     assert storage.decode(rows)["x"][:, 0, 0].tolist() == [12.0, 4.0]
+
+
+def filled_storage(materialised: bool) -> TensorStorage:
+    """Return a storage of narrowed, derived (or materialised) and per-episode fields, every slot written."""
+    scheme = Scheme(
+        {
+            "a": Field((1,), dtype=torch.long, storage_dtype=torch.uint8),
+            "oh": Field((3,), derived=OneHot("a", 3)),
+            "x": Field((2,)),
+            "done": Field((1,), dtype=torch.uint8, storage_dtype=torch.bool),
+            "seed": Field((), dtype=torch.int64, per_step=False),
+        }
+    )
+    storage = TensorStorage(scheme, capacity=5, max_seq_length=4)
+    g = torch.Generator().manual_seed(0)
+    storage.columns["a"][:] = torch.randint(0, 3, (5, 4, 1), generator=g, dtype=torch.uint8)
+    storage.columns["oh"][:] = torch.randint(0, 4, (5, 4, 1), generator=g, dtype=torch.uint8)  # 3: absent
+    storage.columns["x"][:] = torch.randn(5, 4, 2, generator=g)
+    storage.columns["done"][:] = torch.randint(0, 2, (5, 4, 1), generator=g).bool()
+    storage.columns["seed"][:] = torch.arange(5) * 7
+    if materialised:
+        storage.relayout({"oh": torch.float32})
+    return storage
+
+
+@pytest.mark.parametrize("materialised", [False, True], ids=["onehot_indices", "onehot_materialised"])
+@pytest.mark.parametrize("steps", [None, 0, 2, 4])
+@pytest.mark.parametrize("slots", [[3, 1, 3], [0], [], [4, 3, 2, 1, 0]], ids=["repeated", "one", "none", "all"])
+def test_gather_fields_equals_decoding_gathered_rows(materialised, steps, slots):
+    storage = filled_storage(materialised)
+    index = torch.tensor(slots, dtype=torch.int64)
+    expected = storage.decode(storage.gather(index), steps=steps)
+    got = storage.gather_fields(index, steps=steps)
+    assert list(got) == list(expected)
+    for name, value in got.items():
+        assert value.dtype == expected[name].dtype == storage.scheme[name].dtype
+        assert torch.equal(value, expected[name]), name
+        assert value.is_contiguous()
+    assert list(storage.gather_fields(index, ["x", "oh"], steps)) == ["x", "oh"]

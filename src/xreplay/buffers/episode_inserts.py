@@ -35,6 +35,8 @@ EpisodeBuffer = Any
 __all__ = ["FastInserts", "Prepared", "copy_converted"]
 
 _UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+_maximum = np.maximum.reduce  # called directly: ndarray.max adds a Python-level wrapper per call
+_minimum = np.minimum.reduce
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +44,7 @@ class _Plan:
     """What a write of every stored field needs, for one storage layout."""
 
     dtypes: dict[str, torch.dtype]  # declared dtype of each stored field (the values must have it)
+    numpy_dtypes: dict[str, np.dtype]  # the same as numpy dtypes (what a value's numpy view must have)
     checks: tuple[tuple[str, int], ...]  # (field, largest value allowed): values must lie in [0, high]
     copies: tuple[tuple[str, str, bool, int], ...]  # (column, source field, per step, value past the end)
     derived: tuple[tuple[str, int], ...]  # (derived column, its absent marker): filled past each length
@@ -80,25 +83,40 @@ def _plan(buffer: EpisodeBuffer) -> _Plan | None:
         if field.per_step:
             derived.append((name, source.absent))
     dtypes = {name: scheme[name].dtype for name in scheme.stored()}
-    return _Plan(dtypes, tuple(checks.items()), tuple(copies), tuple(derived))
+    numpy_dtypes = {name: numpy_dtype(dtype) for name, dtype in dtypes.items()}
+    return _Plan(dtypes, numpy_dtypes, tuple(checks.items()), tuple(copies), tuple(derived))  # type: ignore[arg-type]
 
 
-@dataclasses.dataclass(frozen=True)
 class Prepared:
-    """A batch checked by :meth:`FastInserts.prepare`, ready to copy while its storage layout stays."""
+    """A batch checked by :meth:`FastInserts.prepare`, ready to copy while its storage layout stays.
 
-    plan: _Plan
-    layout: Any  # the storage layout it was checked against
-    episodes: Mapping[str, Any]  # as given (what the sampler is told)
-    arrays: dict[str, np.ndarray]  # the same values as numpy views
-    lengths: np.ndarray  # int32 steps of each episode
-    n: int
-    t: int
+    Attributes:
+        plan: The plan of the layout it was checked against.
+        layout: That storage layout.
+        episodes: The batch as given (what the sampler is told).
+        arrays: The same values as numpy views.
+        lengths: int32 steps of each episode.
+        n: Episodes.
+        t: Steps given per episode.
+        nbytes: Bytes the copy moves.
+    """
 
-    @property
-    def nbytes(self) -> int:
-        """Return the bytes the copy moves."""
-        return sum(array.nbytes for array in self.arrays.values())
+    __slots__ = ("arrays", "episodes", "layout", "lengths", "n", "nbytes", "plan", "t")
+
+    def __init__(
+        self,
+        plan: _Plan,
+        layout: Any,
+        episodes: Mapping[str, Any],
+        arrays: dict[str, np.ndarray],
+        lengths: np.ndarray,
+        n: int,
+        t: int,
+        nbytes: int,
+    ):
+        """Hold the checked batch (a plain slotted object: it is built on every write)."""
+        self.plan, self.layout, self.episodes, self.arrays = plan, layout, episodes, arrays
+        self.lengths, self.n, self.t, self.nbytes = lengths, n, t, nbytes
 
 
 def _fits(array: np.ndarray, high: int) -> bool:
@@ -107,7 +125,9 @@ def _fits(array: np.ndarray, high: int) -> bool:
         return True
     if array.dtype.kind == "b":
         return high >= 1 or not array.any()
-    return int(array.view(_UNSIGNED[array.itemsize]).max()) <= high
+    # Viewed as unsigned, negative values are huge: one maximum settles both ends of the range.
+    unsigned = array if array.dtype.kind == "u" else array.view(_UNSIGNED[array.itemsize])
+    return int(_maximum(unsigned, axis=None)) <= high
 
 
 class FastInserts:
@@ -125,6 +145,7 @@ class FastInserts:
         self._layout: Any = None
         self._plan: _Plan | None = None
         self._steps = np.arange(max_seq_length)
+        self._item_steps: dict[int, np.ndarray] = {}  # item size -> step of each element of a flattened episode
 
     def plan(self, buffer: EpisodeBuffer) -> _Plan | None:
         """Return the plan of ``buffer``'s current storage layout (None: the general path)."""
@@ -139,26 +160,30 @@ class FastInserts:
         plan = self.plan(buffer)
         if plan is None or episodes.keys() != plan.dtypes.keys():
             return None
-        limit = buffer.max_seq_length
+        dtypes = plan.numpy_dtypes
         shapes = None
         arrays: dict[str, np.ndarray] = {}
+        nbytes = 0
         for name, value in episodes.items():
-            if (
-                type(value) is not torch.Tensor
-                or value.dtype != plan.dtypes[name]
-                or value.device.type != "cpu"
-                or value.layout != torch.strided
-                or value.requires_grad
-            ):
+            if type(value) is not torch.Tensor:
+                return None
+            try:
+                # numpy() refuses what the general path must judge: other devices, other layouts (sparse),
+                # tensors that require grad, lazily negated views, dtypes numpy lacks.
+                array = value.numpy()
+            except (RuntimeError, TypeError):
+                return None
+            if array.dtype != dtypes[name]:  # numpy's dtypes map one to one to torch's
                 return None
             if shapes is None:
-                dims = self._dims(buffer, value, name, limit)
+                dims = self._dims(buffer, array, name, buffer.max_seq_length)
                 if dims is None:
                     return None
                 n, t, shapes = dims
-            if value.shape != shapes[name]:
+            if array.shape != shapes[name]:
                 return None
-            arrays[name] = value.numpy()
+            arrays[name] = array
+            nbytes += array.nbytes
         if shapes is None:
             return None
         length = self._lengths(lengths, n, t)
@@ -167,18 +192,18 @@ class FastInserts:
         for name, high in plan.checks:
             if not _fits(arrays[name], high):
                 return None
-        return Prepared(plan, self._layout, episodes, arrays, length, n, t)
+        return Prepared(plan, self._layout, episodes, arrays, length, n, t, nbytes)
 
     @staticmethod
     def _dims(
-        buffer: EpisodeBuffer, value: torch.Tensor, name: str, limit: int
+        buffer: EpisodeBuffer, value: np.ndarray, name: str, limit: int
     ) -> tuple[int, int, dict[str, torch.Size]] | None:
         """Return (episodes, steps, expected shape of every field) of a batch whose first field is ``value``.
 
         None unless ``name`` is a per-step field within the limit (other batches take the general path).
         """
         batches = buffer._batches
-        if not batches.per_step[name] or value.dim() < 2 or value.shape[1] > limit:
+        if not batches.per_step[name] or value.ndim < 2 or value.shape[1] > limit:
             return None
         n, t = int(value.shape[0]), int(value.shape[1])
         shapes = batches._shapes.get((n, t))
@@ -197,18 +222,38 @@ class FastInserts:
         if lengths is None:
             return np.full(n, t, dtype=np.int32)
         if isinstance(lengths, torch.Tensor):
-            if lengths.device.type != "cpu" or lengths.layout != torch.strided or lengths.requires_grad:
+            try:
+                array = lengths.numpy()  # refuses other devices and layouts, and tensors that require grad
+            except (RuntimeError, TypeError):
                 return None
-            array = lengths.numpy()
         elif isinstance(lengths, np.ndarray):
             array = lengths
         else:
             return None
         if array.dtype.kind not in "iu" or array.shape != (n,):
             return None
-        if n and (int(array.min()) < 0 or int(array.max()) > t):
+        if n and not _fits(array, t):  # in [0, t]: one reduction
             return None
-        return array.astype(np.int32)
+        return array.astype(np.int32, copy=False)
+
+    def _tail_steps(self, size: int) -> np.ndarray:
+        """Return the step of each element of an episode's flattened per-step column of ``size`` elements a step."""
+        steps = self._item_steps.get(size)
+        if steps is None:
+            steps = self._item_steps[size] = np.repeat(self._steps.astype(np.int32), size)
+        return steps
+
+    def _mark_absent(self, column: np.ndarray, lengths: np.ndarray, t: int, absent: int) -> None:
+        """Write ``absent`` into the steps of ``column`` (``[count, t, *item]``) at or past each episode's length."""
+        flat = column.view()
+        try:
+            flat.shape = (column.shape[0], -1)  # a view whatever the strides, or AttributeError (no copy)
+        except AttributeError:
+            column[self._steps[None, :t] >= lengths[:, None]] = absent  # strides that do not flatten
+            return
+        size = flat.shape[1] // t if t else 0
+        # One masked copy over contiguous elements: each element's step against its episode's length.
+        np.copyto(flat, absent, where=self._tail_steps(size)[None, : t * size] >= lengths[:, None])
 
     def copy(self, buffer: EpisodeBuffer, batch: Prepared, slots: SlotPlan) -> None:
         """Copy a prepared batch into the host columns and lengths of ``slots``, one copy per field and segment."""
@@ -216,7 +261,7 @@ class FastInserts:
         assert columns is not None
         plan, arrays, length, n, t = batch.plan, batch.arrays, batch.lengths, batch.n, batch.t
         limit = buffer.max_seq_length
-        short = bool(plan.derived) and n and int(length.min()) < t
+        short = bool(plan.derived) and n and int(_minimum(length)) < t
         for slot, item, count in slots.segments:
             whole = item == 0 and count == n  # the batch lands in one run: no slicing of the sources
             for column_name, source, per_step, past_end in plan.copies:
@@ -229,9 +274,8 @@ class FastInserts:
                     column[...] = value
             part = length if whole else length[item : item + count]
             if short:  # derived columns say "absent" past each episode's length
-                past = self._steps[None, :t] >= part[:, None]
                 for column_name, absent in plan.derived:
-                    columns[column_name][slot : slot + count, :t][past] = absent
+                    self._mark_absent(columns[column_name][slot : slot + count, :t], part, t, absent)
             buffer._host_lengths[slot : slot + count] = part
 
 

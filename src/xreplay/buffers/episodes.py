@@ -383,7 +383,7 @@ class EpisodeBuffer:
         return read(self.lock, lambda: host, lambda h: h, lambda h: self._gather(h, truncate))[1]
 
     def _gather(self, host: np.ndarray, truncate: bool) -> EpisodeSample:
-        """Gather the rows of valid slots ``host`` (one row gather) and decode them."""
+        """Gather the fields of valid slots ``host``, each straight into its output in its declared dtype."""
         index = torch.from_numpy(host)
         lengths_host = self._host_lengths[host]
         if self.device.type == "cpu":
@@ -392,7 +392,10 @@ class EpisodeBuffer:
             index = index.to(self.device, non_blocking=True)
             lengths = self._lengths.index_select(0, index)
         steps = int(lengths_host.max()) if truncate and host.size else None
-        fields = self.storage.decode(self.storage.gather(index), steps=steps)
+        if self.device.type == "cpu":
+            fields = self.storage.gather_fields(index, steps=steps)  # each field straight into its output
+        else:  # one kernel for all rows (per-field gathers are unmeasured on GPUs)
+            fields = self.storage.decode(self.storage.gather(index), steps=steps)
         span = self._steps if steps is None else self._steps[:steps]
         fields["filled"] = (lengths[:, None] > span).unsqueeze(-1)
         return EpisodeSample(fields, index, lengths, self.max_seq_length if steps is None else steps)

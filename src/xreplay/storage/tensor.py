@@ -260,6 +260,33 @@ class TensorStorage:
             return torch.index_select(self.rows, 0, indices, out=out)
         return self.rows.index_select(0, indices)
 
+    def gather_fields(
+        self, indices: torch.Tensor, names: Iterable[str] | None = None, steps: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Return the fields of the slots at ``indices`` in their declared dtypes, each gathered into its own output.
+
+        The same values as ``decode(gather(indices), names, steps)``, in one pass over the returned bytes:
+        each column is gathered straight from storage (through its strided view, whatever the layout),
+        so no row of compact columns is copied first; a narrowed column is widened from its gathered
+        values and a derived field expanded from its gathered class indices. ``steps`` keeps the first
+        steps of per-step fields (only those are gathered); every field comes back contiguous.
+        """
+        columns = self.columns
+        layout = self.layout.columns
+        out: dict[str, torch.Tensor] = {}
+        for name in layout if names is None else names:
+            field = self.scheme[name]
+            column = columns[name]
+            if steps is not None and field.per_step:
+                column = column[:, :steps]
+            value = column.index_select(0, indices)
+            if layout[name].mask:
+                value = self._derive({name: value}, name)
+            elif value.dtype != field.dtype:
+                value = value.to(field.dtype)
+            out[name] = value
+        return out
+
     def decode(
         self,
         rows: torch.Tensor,

@@ -285,7 +285,7 @@ class EpisodeBatch:
         return np.where(rows < 0, rows + size, rows)
 
     def gather(self, rows: np.ndarray) -> EpisodeBatch:
-        """Return a copy of the episodes at ``rows`` (in-range ints), with one gather of whole rows.
+        """Return a copy of the episodes at ``rows`` (in-range ints): one gather of whole rows (compact: of each field).
 
         Raises:
             CapacityError: The copy (decoded when compact) would not fit in the memory this process may use.
@@ -301,14 +301,17 @@ class EpisodeBatch:
         index = torch.from_numpy(rows)
         if self._storage.device.type != "cpu":
             index = index.to(self._storage.device, non_blocking=True)
-        gathered = self._storage.gather(index)
         if self._compact:
-            fields = self._storage.decode(gathered)
+            if self._storage.device.type == "cpu":
+                fields = self._storage.gather_fields(index)  # each field straight into its output, decoded
+            else:  # one kernel for all rows (per-field gathers are unmeasured on GPUs)
+                fields = self._storage.decode(self._storage.gather(index))
             steps = {k for k in fields if self._storage.scheme[k].per_step}
             transition = {k: v for k, v in fields.items() if k in steps}
             episode = {k: v for k, v in fields.items() if k not in steps}
             return self._derived(transition, episode, len(rows), self.max_seq_length)
         batch = self._derived({}, {}, len(rows), self.max_seq_length)
+        gathered = self._storage.gather(index)  # whole rows: the copy keeps this batch's layout
         batch._attach(TensorStorage.wrap(self._storage.scheme, self._storage.layout, gathered))
         return batch
 

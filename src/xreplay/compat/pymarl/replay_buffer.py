@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-
 from xreplay.buffers.locking import MutationLock, locked
 from xreplay.compat.pymarl.episode_batch import EpisodeBatch, _Write
+from xreplay.compat.pymarl.legacy_choice import legacy_choice
 from xreplay.compat.pymarl.transforms import OneHot
 from xreplay.errors import ArgumentError, InsufficientDataAssertionError
 from xreplay.storage.dtypes import exceeds
@@ -179,6 +178,8 @@ class ReplayBuffer(EpisodeBatch):
     def sample(self, batch_size: int) -> EpisodeBatch:
         """Return ``batch_size`` distinct stored episodes drawn with ``numpy.random.choice``.
 
+        The draw is numpy's (:func:`~xreplay.compat.pymarl.legacy_choice.legacy_choice` runs the same
+        shuffle compiled when numba is installed: same episodes, same global generator state after).
         When exactly ``batch_size`` episodes are stored they are returned in
         storage order (a view) and no random number is drawn, as in PyMARL.
 
@@ -194,7 +195,7 @@ class ReplayBuffer(EpisodeBatch):
             )
         if self.episodes_in_buffer == batch_size:
             return self[:batch_size]
-        ep_ids = np.random.choice(self.episodes_in_buffer, batch_size, replace=False)
+        ep_ids = legacy_choice(self.episodes_in_buffer, batch_size)
         return self.gather(ep_ids)
 
     @locked
