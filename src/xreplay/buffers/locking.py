@@ -22,7 +22,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
-__all__ = ["MutationLock", "locked"]
+__all__ = ["MutationLock", "critical_section", "locked"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -126,3 +126,18 @@ def locked(method: F) -> F:
             return method(self, *args, **kwargs)
 
     return run_locked  # type: ignore[return-value]
+
+
+def critical_section(method: F) -> F:
+    """Run ``method`` in a critical section of ``self.lock`` (buffers whose writes all copy under the lock).
+
+    Where no write ever copies outside the lock, holding it exclusively waits for nothing more, and a
+    critical section costs a fifth as much; saves, which hold it exclusively, still exclude it.
+    """
+
+    @functools.wraps(method)
+    def run_critical(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with self.lock.critical():
+            return method(self, *args, **kwargs)
+
+    return run_critical  # type: ignore[return-value]

@@ -47,7 +47,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from xreplay.buffers.locking import locked
+from xreplay.buffers.locking import critical_section
 from xreplay.compat.pymarl.episode_batch import EpisodeBatch
 from xreplay.compat.pymarl.replay_buffer import ReplayBuffer
 from xreplay.errors import ArgumentError, InsufficientDataAssertionError, InsufficientDataError
@@ -123,7 +123,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         """Return how many priority updates were skipped because their episode was overwritten."""
         return self._sampler.stale_updates
 
-    @locked
+    @critical_section
     def insert_episode_batch(self, ep_batch: EpisodeBatch) -> None:
         """Insert ``ep_batch`` and give every slot written the current max priority."""
         plan = self._writer.plan(self._check_episode_batch(ep_batch))
@@ -131,7 +131,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         for slot, _item, count in plan.segments:
             self._sampler.insert_range(slot, slot + count)
 
-    @locked
+    @critical_section
     def sample(  # type: ignore[override]  # pymarl2's signature differs from ReplayBuffer.sample
         self, batch_size: int, t: int
     ) -> tuple[EpisodeBatch, list[int], np.ndarray]:
@@ -181,7 +181,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         weights = (drawn.probabilities * stored) ** -beta / max_weight
         return self.gather(drawn.indices), drawn.indices.tolist(), weights
 
-    @locked
+    @critical_section
     def update_priorities(self, idxes: Any, priorities: Any) -> None:
         """Set the priorities of sampled episodes, skipping those overwritten since they were sampled.
 

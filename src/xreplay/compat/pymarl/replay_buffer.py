@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from xreplay.buffers.locking import MutationLock, locked
+from xreplay.buffers.locking import MutationLock, critical_section
 from xreplay.compat.pymarl.episode_batch import EpisodeBatch, _Write
 from xreplay.compat.pymarl.legacy_choice import legacy_choice
 from xreplay.compat.pymarl.transforms import OneHot
@@ -71,7 +71,7 @@ class ReplayBuffer(EpisodeBatch):
     def episodes_in_buffer(self, value: int) -> None:
         self._writer.size = int(value)
 
-    @locked
+    @critical_section
     def insert_episode_batch(self, ep_batch: EpisodeBatch) -> None:
         """Copy the episodes of ``ep_batch`` into the ring, wrapping around and overwriting the oldest.
 
@@ -174,7 +174,7 @@ class ReplayBuffer(EpisodeBatch):
         """Return whether ``batch_size`` episodes are stored."""
         return self.episodes_in_buffer >= batch_size
 
-    @locked
+    @critical_section
     def sample(self, batch_size: int) -> EpisodeBatch:
         """Return ``batch_size`` distinct stored episodes drawn with ``numpy.random.choice``.
 
@@ -198,12 +198,12 @@ class ReplayBuffer(EpisodeBatch):
         ep_ids = legacy_choice(self.episodes_in_buffer, batch_size)
         return self.gather(ep_ids)
 
-    @locked
+    @critical_section
     def uni_sample(self, batch_size: int) -> EpisodeBatch:
         """Return a uniform sample (pymarl2's name for :meth:`sample`)."""
         return self.sample(batch_size)
 
-    @locked
+    @critical_section
     def sample_latest(self, batch_size: int) -> EpisodeBatch:
         """Return the ``batch_size`` most recently inserted episodes (pymarl2), uniform when they wrap."""
         batch_size = as_count(batch_size, "batch_size")
