@@ -15,6 +15,8 @@ metadata implies. Raw files of formats 1 and 2 (``.bin``) have no header.
 
 from __future__ import annotations
 
+import functools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +37,21 @@ def record_dtypes(structure: dict[str, Any]) -> dict[str, np.dtype]:
     if not isinstance(scheme, dict) or not isinstance(layout, dict):
         return {}
     try:
-        return {_RECORDS: record_dtype(decode_layout(decode_scheme(scheme), layout))}
+        text = json.dumps([scheme, layout])  # a save or load asks for the same structure several times
+    except (TypeError, ValueError):
+        return {}
+    record = _record_dtype(text)
+    return {} if record is None else {_RECORDS: record}
+
+
+@functools.lru_cache(maxsize=64)
+def _record_dtype(text: str) -> np.dtype | None:
+    """Return the record dtype of the JSON ``[scheme, layout]`` in ``text``, None when it does not decode."""
+    scheme, layout = json.loads(text)
+    try:
+        return record_dtype(decode_layout(decode_scheme(scheme), layout))
     except (CheckpointError, XReplayError, KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError):
-        return {}  # not an encoded layout (another kind's structure): the plain header applies
+        return None  # not an encoded layout (another kind's structure): the plain header applies
 
 
 def _file_view(name: str, dtype: np.dtype, shape: tuple[int, ...], records: dict[str, np.dtype]) -> tuple:
