@@ -32,3 +32,11 @@ def test_metadata_names_license_urls_and_classifiers():
     classifiers = meta.get_all("Classifier")
     assert "Typing :: Typed" in classifiers
     assert any(c.startswith("Programming Language :: Python :: 3") for c in classifiers)
+
+
+def test_no_source_file_is_over_400_lines():
+    import pathlib
+
+    src = pathlib.Path(__file__).resolve().parents[1] / "src" / "xreplay"
+    long = {str(f.relative_to(src)): n for f in src.rglob("*.py") if (n := len(f.read_text().splitlines())) > 400}
+    assert not long, f"split these modules along their seams: {long}"

@@ -31,11 +31,9 @@ __all__ = ["EpisodeBuffer", "EpisodeSample"]
 class EpisodeBuffer:
     """A fixed-capacity ring of whole episodes, sampled uniformly or by priority.
 
-    Composes a :class:`~xreplay.storage.TensorStorage`, a
-    :class:`~xreplay.writers.RingWriter` and a sampler
-    (:class:`~xreplay.samplers.UniformSampler` by default,
-    :class:`~xreplay.samplers.PrioritizedSampler` with ``sampler="prioritized"``);
-    every random draw comes from the buffer's own ``numpy.random.Generator``
+    Composes a :class:`~xreplay.storage.TensorStorage`, a :class:`~xreplay.writers.RingWriter` and a sampler
+    (:class:`~xreplay.samplers.UniformSampler` by default, :class:`~xreplay.samplers.PrioritizedSampler` with
+    ``sampler="prioritized"``); every random draw comes from the buffer's own ``numpy.random.Generator``
     (seeded by ``seed``).
 
     Thread-safe: any mix of writes, samples and priority updates from many threads is safe. The lock
