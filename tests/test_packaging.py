@@ -35,8 +35,6 @@ def test_metadata_names_license_urls_and_classifiers():
 
 
 def test_no_source_file_is_over_400_lines():
-    import pathlib
-
-    src = pathlib.Path(__file__).resolve().parents[1] / "src" / "xreplay"
+    src = ROOT / "src" / "xreplay"
     long = {str(f.relative_to(src)): n for f in src.rglob("*.py") if (n := len(f.read_text().splitlines())) > 400}
     assert not long, f"split these modules along their seams: {long}"
