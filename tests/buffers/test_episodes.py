@@ -285,3 +285,16 @@ def test_bfloat16_fields_are_written_and_read_on_the_cpu(row_order):
     got = buffer.get([0, 1])
     assert got["x"].dtype == torch.bfloat16 and torch.equal(got["x"][0], values[0])
     assert got["filled"][1].flatten().tolist() == [1, 1, 0, 0, 0]
+
+
+@pytest.mark.parametrize("order", ["", 0, False, "diagonal"])
+def test_an_unknown_row_order_is_refused_by_name_and_leaves_no_folder(tmp_path, order):
+    from xreplay.errors import ArgumentError
+    from xreplay.storage import MemmapStorage
+
+    scheme = Scheme({"r": Field((1,))})
+    with pytest.raises(ArgumentError, match="row order must be one of"):
+        EpisodeBuffer(scheme, capacity=2, max_seq_length=3, row_order=order)
+    with pytest.raises(ArgumentError, match="row order must be one of"):
+        MemmapStorage(scheme, 2, 3, tmp_path / "rows", row_order=order)
+    assert not (tmp_path / "rows").exists()

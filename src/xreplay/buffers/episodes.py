@@ -91,7 +91,8 @@ class EpisodeBuffer:
         max_seq_length = as_count(max_seq_length, "max_seq_length", minimum=1)
         self.scheme = scheme
         if storage is None:
-            storage = TensorStorage(scheme, capacity, max_seq_length, device, pin_memory, row_order or "field")
+            order = "field" if row_order is None else row_order  # an unknown one is refused by the layout
+            storage = TensorStorage(scheme, capacity, max_seq_length, device, pin_memory, order)
         check_storage(storage, scheme, capacity, max_seq_length, row_order)
         self.storage = storage
         bind_owner = getattr(storage, "bind_owner", None)

@@ -75,6 +75,7 @@ class MemmapStorage(TensorStorage):
         self.path = Path(path)
         if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
             raise CheckpointError(f"cannot create a MemmapStorage at {self.path}: it exists and is not empty", path)
+        created = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
         self._files: list[Path] = []
         self._map: mmap.mmap | None = None
@@ -82,7 +83,12 @@ class MemmapStorage(TensorStorage):
         self._pristine = True
         self.data_offset = 0
         """Bytes before the rows in :attr:`file`: its ``.npy`` header (0 for a raw rows file of format 1 or 2)."""
-        super().__init__(scheme, capacity, max_seq_length, row_order=row_order)
+        try:
+            super().__init__(scheme, capacity, max_seq_length, row_order=row_order)
+        except BaseException:
+            if created:  # a refused storage leaves nothing behind
+                shutil.rmtree(self.path, ignore_errors=True)
+            raise
 
     @classmethod
     def attach(
