@@ -58,11 +58,6 @@ class SlotGuard:
         self._busy = np.zeros(0, dtype=np.uint8)  # writes copying into each slot now
         self._stamp = np.zeros(0, dtype=np.int64)  # version of the last write reserved on each slot
 
-    @property
-    def readers(self) -> int:
-        """Return how many reads are under way outside the lock (writes stamp their slots while any is)."""
-        return len(self._readers)
-
     def enter_read(self) -> None:
         """Count a read that begins outside the lock (call in a critical section: writes from then on stamp)."""
         self._readers.append(None)

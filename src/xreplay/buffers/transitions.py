@@ -295,8 +295,6 @@ class TransitionBuffer:
             again = None if once else self._redraw  # without replacement, a partial redraw could repeat items
             read = self._guard.read
             draw, fields = read(self.lock, lambda: self._draw(n, replace), _slots, self._read, self._keep, again)
-            if draw.weights is None and draw.mask is None and draw.learn_mask is None:  # no metadata to convert
-                return TransitionSample(fields, draw.indices, None, draw.generations, None, None, draw.probabilities)
             return TransitionSample.from_draw(fields, draw, self.device)
         with self.lock:  # n-step windows and next observations read the cursor and links: hold the lock
             draw = self._draw(n, replace)
