@@ -106,6 +106,25 @@ def test_reads_of_unknown_fields_keep_upstream_classes():
         b[("state",)].max_t_filled()
 
 
+@pytest.mark.parametrize("compact", [False, True], ids=["default", "compact"])
+@pytest.mark.parametrize(
+    ("item", "error", "message"),
+    [
+        ([5], IndexOutOfRangeError, r"index \[5\] is outside its shape \(2, 5\)"),
+        ((slice(None), np.array([0, 9])), IndexOutOfRangeError, "is outside its shape"),
+        (([], np.array([0, 3])), InvalidIndexError, "cannot be broadcast together"),
+        ((np.array([0, 1, 0]), np.array([0, 3])), InvalidIndexError, "cannot be broadcast together"),
+    ],
+)
+def test_refused_reads_are_typed_index_errors(compact, item, error, message):
+    b = batch(compact)
+    before = snapshots.pymarl(b)
+    with pytest.raises(error, match=message) as info:
+        b[item]
+    assert isinstance(info.value, IndexError) and isinstance(info.value, XReplayError)
+    assert snapshots.pymarl(b) == before
+
+
 def test_replay_buffer_arguments_are_checked_before_drawing():
     buffer = ReplayBuffer(SCHEME, GROUPS, 4, 5, preprocess=PREPROCESS)
     for _ in range(3):

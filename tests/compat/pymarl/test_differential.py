@@ -337,3 +337,31 @@ TestDifferentialDefault = PymarlDifferentialDefault.TestCase
 TestDifferentialDefault.settings = SETTINGS
 TestDifferentialCompact = PymarlDifferentialCompact.TestCase
 TestDifferentialCompact.settings = SETTINGS
+
+
+@pytest.mark.parametrize("compact", [False, True], ids=["default", "compact"])
+@pytest.mark.parametrize(
+    ("bs", "ts"),
+    [
+        ([1, 2, -3, -1], slice(None)),  # -3 is row 1 again: the later write wins
+        (np.array([0, 0, 2]), slice(1, 3)),
+        (torch.tensor([3, 3]), 2),
+        (np.array([0, 0]), np.array([1, 1])),  # batch and time arrays: the same place twice
+        (slice(None), np.array([2, 2, 0])),
+        ([0, 1], slice(None)),  # no repeat
+    ],
+)
+@pytest.mark.parametrize("first", [1, -1], ids=["valid", "invalid-overwritten"])
+def test_preprocess_reads_back_what_a_repeated_index_wrote(compact, bs, ts, first):
+    """A one-hot field is computed from what the write left, as upstream, also where an index repeats a place."""
+    ref = RefEpisodeBatch(make_scheme(), GROUPS, 4, T, preprocess=pre(RefOneHot))
+    ours = EpisodeBatch(make_scheme(), GROUPS, 4, T, preprocess=pre(OneHot), compact=compact)
+    shape = tuple(ref["actions"][parse((bs, ts))].shape)
+    actions = np.random.default_rng(0).integers(0, N_ACTIONS, shape)
+    actions.flat[0] = first  # at a repeated place (but for [0, 1]) an invalid class is overwritten by the later write
+    assert_same_outcome(
+        lambda: ref.update({"actions": actions}, bs=bs, ts=ts),
+        lambda: ours.update({"actions": actions}, bs=bs, ts=ts),
+        f"update(bs={bs!r}, ts={ts!r})",
+    )
+    assert_same_batch(ref, ours)

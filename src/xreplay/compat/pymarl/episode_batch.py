@@ -10,13 +10,19 @@ import numpy as np
 import torch
 
 from xreplay.compat.pymarl.fields import StoredFields, core_scheme, expand_scheme, field_dicts
-from xreplay.compat.pymarl.indexing import check_safe_view, indexed_shape, num_items, parse_index, to_field_tensor
+from xreplay.compat.pymarl.indexing import (
+    check_safe_view,
+    index_error,
+    indexed_shape,
+    num_items,
+    parse_index,
+    read_back,
+    to_field_tensor,
+)
 from xreplay.errors import (
-    ArgumentError,
     FieldShapeRuntimeError,
     FieldValueRuntimeError,
     IndexOutOfRangeError,
-    InvalidIndexError,
     UnknownFieldError,
     UnknownFieldValueError,
 )
@@ -29,12 +35,6 @@ _COMPACT_DEFAULT = False
 
 # One pending write: (field, index, value); value 1 marks ``filled``.
 _Write = tuple[str, Any, Any]
-
-
-def _show_index(index: Any) -> str:
-    """Return an index (a tuple of slices, lists, arrays or tensors) as short text."""
-    text = repr(index)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _transform(name: str, value: torch.Tensor, transforms: list[Any]) -> torch.Tensor:
@@ -151,7 +151,7 @@ class EpisodeBatch:
             writes.append((k, index, value))
             if k in self.preprocess:
                 new_k, transforms = self.preprocess[k]
-                value = _transform(k, value, transforms)
+                value = _transform(k, read_back(index, value, self._region(k)), transforms)
                 writes.append((new_k, index, check_safe_view(new_k, value, self._dest_shape(new_k, index))))
         return writes
 
@@ -170,18 +170,15 @@ class EpisodeBatch:
                 shape = indexed_shape(full, index)
                 return shape if shape is not None else torch.empty((), dtype=torch.bool).expand(full)[index].shape
             return fields[key][index].shape
-        except IndexError as exc:
-            region = (self.batch_size, *self._field_shape(key))
-            if "only integers, slices" in str(exc):  # torch's refusal of the index's type
-                raise InvalidIndexError(
-                    f"field {key!r}: index {_show_index(index)} cannot be used (ints, slices, lists, integer "
-                    f"arrays or tensors): {exc}"
-                ) from None
-            raise IndexOutOfRangeError(
-                f"field {key!r}: index {_show_index(index)} is outside its shape {region}: {exc}"
-            ) from None
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise ArgumentError(f"field {key!r}: index {_show_index(index)} cannot be used: {exc}") from None
+        except (IndexError, TypeError, ValueError, RuntimeError) as exc:
+            raise index_error(f"field {key!r}", index, (self.batch_size, *self._field_shape(key)), exc) from None
+
+    def _region(self, key: str) -> tuple[int, ...]:
+        """Return the shape of field ``key`` over every episode of this batch."""
+        if self._storage is None:
+            fields = self.data.transition_data if key in self.data.transition_data else self.data.episode_data
+            return tuple(fields[key].shape)
+        return (self.batch_size, *self._field_shape(key))
 
     def _field_shape(self, key: str) -> tuple[int, ...]:
         """Return the per-episode shape of field ``key`` in this batch's storage."""
@@ -241,8 +238,11 @@ class EpisodeBatch:
             result = part[(slice(None), index[1])]
             result.batch_size = num_items(index[0], self.batch_size)
             return result
-        transition = {k: v[index] for k, v in self.data.transition_data.items()}
-        episode = {k: v[index[0]] for k, v in self.data.episode_data.items()}
+        try:
+            transition = {k: v[index] for k, v in self.data.transition_data.items()}
+            episode = {k: v[index[0]] for k, v in self.data.episode_data.items()}
+        except IndexError as exc:  # torch's refusal, typed (still an IndexError, as upstream)
+            raise index_error("this batch", item, (self.batch_size, self.max_seq_length), exc) from None
         return self._derived(
             transition,
             episode,
@@ -338,9 +338,7 @@ class EpisodeBatch:
         except IndexError as exc:
             raise IndexOutOfRangeError(f"max_t_filled of 'filled' of shape {tuple(filled.shape)}: {exc}") from None
         except RuntimeError as exc:
-            raise FieldShapeRuntimeError(
-                f"max_t_filled of 'filled' of shape {tuple(filled.shape)}: {exc}"
-            ) from None
+            raise FieldShapeRuntimeError(f"max_t_filled of 'filled' of shape {tuple(filled.shape)}: {exc}") from None
 
     def to(self, device: Any) -> None:
         """Move every field to ``device`` in place (one copy of the rows when the batch owns storage)."""

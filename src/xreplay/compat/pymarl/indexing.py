@@ -10,18 +10,29 @@ import torch
 
 from xreplay.compat.pymarl.fields import torch_dtype
 from xreplay.errors import (
+    ArgumentError,
     FieldShapeError,
     FieldShapeIndexError,
     FieldShapeRuntimeError,
     FieldTypeError,
     FieldValueError,
     FieldValueRuntimeError,
+    IndexOutOfRangeError,
     InvalidIndexError,
     XReplayError,
 )
 from xreplay.storage.conversion import as_plain_tensor, describe
 
-__all__ = ["check_safe_view", "indexed_shape", "num_items", "parse_index", "to_field_tensor"]
+__all__ = [
+    "check_safe_view",
+    "index_error",
+    "indexed_shape",
+    "num_items",
+    "parse_index",
+    "read_back",
+    "show_index",
+    "to_field_tensor",
+]
 
 
 def parse_index(items: Any) -> tuple[Any, ...]:
@@ -39,6 +50,34 @@ def parse_index(items: Any) -> tuple[Any, ...]:
     if isinstance(items[1], list):
         raise InvalidIndexError("Indexing across Time must be contiguous")
     return tuple(slice(i, i + 1) if isinstance(i, int) else i for i in items)
+
+
+def show_index(index: Any) -> str:
+    """Return an index (a tuple of slices, lists, arrays or tensors) as short text."""
+    text = repr(index)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def index_error(what: str, index: Any, region: tuple[int, ...], exc: Exception) -> XReplayError:
+    """Return the typed error for torch's refusal ``exc`` of ``index`` into ``what`` of shape ``region``.
+
+    An IndexError stays one (:class:`InvalidIndexError` for an index of a type torch cannot use or
+    index arrays that cannot be broadcast together, :class:`IndexOutOfRangeError` otherwise); torch's
+    other refusals become :class:`ArgumentError` (a TypeError and ValueError).
+    """
+    if not isinstance(exc, IndexError):
+        return ArgumentError(f"{what}: index {show_index(index)} cannot be used: {exc}")
+    text = str(exc)
+    if "only integers, slices" in text:  # torch's refusal of the index's type
+        return InvalidIndexError(
+            f"{what}: index {show_index(index)} cannot be used (ints, slices, lists, integer arrays or tensors): {exc}"
+        )
+    if "shape mismatch" in text:  # advanced indices of batch and time that do not broadcast together
+        return InvalidIndexError(
+            f"{what}: index {show_index(index)} pairs index arrays whose lengths cannot be broadcast "
+            f"together (give both the same length, or index one dimension with a slice): {exc}"
+        )
+    return IndexOutOfRangeError(f"{what}: index {show_index(index)} is outside its shape {region}: {exc}")
 
 
 def indexed_shape(shape: torch.Size, index: Any) -> torch.Size | None:
@@ -61,6 +100,46 @@ def num_items(index: Any, size: int) -> int | None:
         start, stop, step = index.indices(size)
         return 1 + (stop - start - 1) // step
     return None
+
+
+def read_back(index: Any, value: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Return what reading ``index`` of a tensor of ``shape`` gives after ``value`` was written there.
+
+    PyMARL preprocesses a field by reading back what it just wrote. With every position distinct
+    that is ``value`` itself; where an index repeats a position (``bs=[1, -3]`` in a batch of 4),
+    the later write wins, so the read-back holds its value at both places.
+    """
+    parts = index if isinstance(index, tuple) else (index,)
+    where = [d for d, part in enumerate(parts) if isinstance(part, (list, np.ndarray, torch.Tensor))]
+    if not where or (len(where) == 1 and _distinct(parts[where[0]], shape[where[0]])):
+        return value
+    arrays = [np.asarray(parts[d].cpu() if isinstance(parts[d], torch.Tensor) else parts[d]) for d in where]
+    if any(a.dtype == np.bool_ for a in arrays) or (len(arrays) == 1 and arrays[0].size < 2):
+        return value  # a mask or a single position selects each place once
+    keys = np.ravel_multi_index(
+        np.broadcast_arrays(*(a.astype(np.int64) % shape[d] for a, d in zip(arrays, where, strict=True))),
+        [shape[d] for d in where],
+    ).ravel()
+    unique, first_reversed, inverse = np.unique(keys[::-1], return_index=True, return_inverse=True)
+    if unique.size == keys.size:
+        return value
+    last = (keys.size - 1 - first_reversed)[inverse[::-1]]  # each position's last write of the same place
+    start = 0 if len(where) > 1 else where[0]  # several index arrays put their positions first (adjacent here)
+    ndim = len(np.broadcast_shapes(*(a.shape for a in arrays)))
+    flat = value.reshape(*value.shape[:start], keys.size, *value.shape[start + ndim :])
+    chosen = flat.index_select(start, torch.from_numpy(last).to(value.device))
+    return chosen.reshape(value.shape)
+
+
+def _distinct(part: Any, size: int) -> bool:
+    """Return True when a short 1-D integer index certainly names each place once (False: it cannot tell)."""
+    if isinstance(part, (np.ndarray, torch.Tensor)):
+        if part.ndim != 1 or part.shape[0] > 64 or part.dtype in (np.bool_, torch.bool):
+            return False
+        part = part.tolist()
+    if not isinstance(part, list) or not all(type(i) is int for i in part):
+        return False
+    return len({i % size for i in part}) == len(part)
 
 
 def check_safe_view(name: str, value: torch.Tensor, dest: torch.Size) -> torch.Tensor:
