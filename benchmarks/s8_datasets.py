@@ -114,8 +114,9 @@ def minari_layout_arrays(buffer: TransitionBuffer, steps: int) -> list[dict[byte
 def h5py_minari_floor(episodes: list[dict[bytes, np.ndarray]], path: Path) -> None:
     """Create Minari's groups, attributes and datasets with h5py's low-level API and write prepared arrays: the floor.
 
-    Nothing but HDF5's own work: types and dataspaces cached, arrays already in their final
-    form, one ``H5Dwrite`` per dataset.
+    Nothing but HDF5's own work: types and dataspaces cached (and passed as the memory types,
+    so that h5py creates no type per write), arrays already in their final form, one
+    ``H5Dwrite`` per dataset.
     """
     import h5py
 
@@ -132,9 +133,10 @@ def h5py_minari_floor(episodes: list[dict[bytes, np.ndarray]], path: Path) -> No
         for episode, arrays in enumerate(episodes):
             group = h5g.create(out.id, f"episode_{episode}".encode())
             for name, value in ((b"id", episode), (b"total_steps", arrays[b"rewards"].shape[0])):
-                h5py.h5a.create(group, name, int64, scalar).write(np.array(value, dtype=np.int64))
+                h5py.h5a.create(group, name, int64, scalar).write(np.array(value, dtype=np.int64), mtype=int64)
             for name, array in arrays.items():
-                h5d.create(group, name, types[array.dtype], spaces[array.shape]).write(h5s.ALL, h5s.ALL, array)
+                tid = types[array.dtype]
+                h5d.create(group, name, tid, spaces[array.shape]).write(h5s.ALL, h5s.ALL, array, mtype=tid)
             h5g.create(group, b"infos")
 
 
