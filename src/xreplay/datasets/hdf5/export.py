@@ -54,7 +54,7 @@ def to_hdf5(
         checksum: How :func:`from_hdf5` detects corrupted bytes: ``"crc32"`` (each dataset's CRC-32
             in its ``crc32`` attribute, checked as it is read; any tool can recompute it with
             ``zlib.crc32``), ``"fletcher32"`` (HDF5's checksum filter on every chunk, checked by
-            HDF5 itself on every read, about 1.5x the write time), or None (no check).
+            HDF5 itself on every read; about 1.2x the default's write time), or None (no check).
         chunk_bytes: Target size of one chunk.
         overwrite: Replace an existing file.
 
