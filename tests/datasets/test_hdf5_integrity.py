@@ -94,6 +94,21 @@ def test_crc_is_the_same_however_the_rows_are_split(tmp_path, monkeypatch, write
     same_transitions(buf, from_hdf5(path))
 
 
+@pytest.mark.parametrize("kind", ["wrapped", "nested"])
+def test_zlib_crc_on_a_helper_thread_gives_the_same_file(tmp_path, monkeypatch, kind):
+    """Without ISA-L, zlib's CRC runs beside the writes; the attribute is the same and loads back."""
+    import xreplay.datasets.hdf5.export as export
+
+    monkeypatch.setattr(export, "_WRITE_BYTES", 64)  # a run of rows per chunk: the stage is reused between runs
+    fast = to_hdf5(transition_buffer(kind), tmp_path / "fast.h5", chunk_bytes=64)
+    monkeypatch.setattr(export, "crc32", zlib.crc32)
+    slow = to_hdf5(transition_buffer(kind), tmp_path / "zlib.h5", chunk_bytes=64)
+    with h5py.File(fast) as f, h5py.File(slow) as g:
+        for name in _datasets(fast):
+            assert int(f[name].attrs["crc32"]) == int(g[name].attrs["crc32"]), name
+    same_transitions(transition_buffer(kind), from_hdf5(slow))
+
+
 def test_episode_buffer_crc_round_trip(tmp_path, monkeypatch):
     import xreplay.datasets.hdf5.export as export
 
