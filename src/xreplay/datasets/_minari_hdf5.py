@@ -5,6 +5,7 @@ file has one group ``episode_<id>`` per episode (attributes ``id`` and ``total_s
 ``observations`` (``T + 1`` rows: the observation after the last step included), ``actions``,
 ``rewards``, ``terminations`` and ``truncations`` (``T`` rows each); a ``Dict`` space is a group
 of datasets, one per key. Writing through h5py's low-level API with cached types and dataspaces
+(the types also given as the writes' memory types, so h5py makes no type object per write)
 avoids most of the per-dataset cost of the high-level one (a dataset is created per episode and
 part, thousands per file).
 """
