@@ -1,4 +1,4 @@
-"""episode_ranges: a transition stream cut at its flags and at resets, with memcmp and with numpy alone."""
+"""gathered_episodes: a transition stream cut at its flags and at resets, with memcmp and with numpy alone."""
 
 from __future__ import annotations
 
@@ -6,7 +6,21 @@ import numpy as np
 import pytest
 
 import xreplay.datasets._minari_episodes as episodes_module
-from xreplay.datasets._minari_episodes import episode_ranges
+from xreplay.datasets._minari_episodes import gathered_episodes
+
+
+def episode_ranges(obs, nxt, starts, stops):
+    """Return each gathered episode's (start, stop), after checking its observations and other rows."""
+    out = []
+    for steps, observations, rows in gathered_episodes(obs, nxt, {"step": np.arange(stops[-1])}, starts, stops):
+        start = int(rows["step"][0])
+        np.testing.assert_array_equal(rows["step"], np.arange(start, start + steps))
+        for leaf, observed in obs.items():  # T + 1 rows: the observations, then the last next observation
+            assert observations[leaf].flags.c_contiguous
+            np.testing.assert_array_equal(observations[leaf][:steps], observed[start : start + steps])
+            np.testing.assert_array_equal(observations[leaf][steps], nxt[leaf][start + steps - 1])
+        out.append((start, start + steps))
+    return out
 
 
 @pytest.fixture(params=["memcmp", "numpy"])
@@ -85,9 +99,21 @@ def test_strided_columns_are_compared_by_value(comparer):
     assert list(episode_ranges(wide, nxt, [0], [30])) == [(0, 8), (8, 30)]
 
 
+def test_rows_inside_packed_rows_come_out_contiguous(monkeypatch):
+    monkeypatch.setattr(episodes_module, "_BLOCK_BYTES", 40)  # several blocks
+    obs, nxt = _stream(30, [4])
+    packed = np.zeros((30, 5), np.float32)  # a field inside packed rows: a strided view
+    packed[:, 2] = np.arange(30)
+    episodes = list(gathered_episodes(obs, nxt, {"x": packed[:, 2]}, [0, 10], [10, 30]))
+    assert [steps for steps, _o, _r in episodes] == [5, 5, 20]
+    assert all(rows["x"].flags.c_contiguous for _s, _o, rows in episodes)
+    np.testing.assert_array_equal(np.concatenate([rows["x"] for _s, _o, rows in episodes]), np.arange(30))
+
+
 def test_closing_early_stops_the_helper(monkeypatch):
     monkeypatch.setattr(episodes_module, "_BLOCK_BYTES", 40)
     obs, nxt = _stream(400, [])
-    ranges = episode_ranges(obs, nxt, list(range(0, 400, 4)), list(range(4, 401, 4)))
-    assert next(ranges) == (0, 4)
-    ranges.close()  # the writer failed: the generator's pool shuts down without waiting for every block
+    starts = list(range(0, 400, 4))
+    episodes = gathered_episodes(obs, nxt, {}, starts, [s + 4 for s in starts])
+    assert next(episodes)[0] == 4
+    episodes.close()  # the writer failed: the pool shuts down without gathering every block

@@ -1,12 +1,15 @@
-"""A transition buffer's episodes: flagged ends, and resets found on a helper thread ahead of the writer.
+"""A transition buffer's episodes, gathered into contiguous blocks on a helper thread ahead of the writer.
 
 An episode ends at a terminated or truncated step, and also where a step's next observation is
-not the next step's observation (a reset the flags do not show). Finding those resets reads
-every observation and next observation once, so it runs on one helper thread, a block of
-episodes (about 2 MiB of observations) ahead of the caller that writes the episodes before:
-each flagged episode is first compared byte for byte with ``memcmp`` (a foreign call that
-releases the GIL and allocates nothing), and only one whose bytes differ is compared value by
-value (``-0.0`` is ``0.0``, a NaN is a NaN) to find the steps that end it.
+not the next step's observation (a reset the flags do not show). A buffer may keep each
+transition's fields together in one row (the S2 buffer: 168-byte rows), so its columns are
+strided views. One helper thread, a few blocks of episodes (each about 4 MiB of observations)
+ahead of the caller, copies every field of a block out into one contiguous array (one numpy
+copy per field and block, reading the rows from memory once; a view where the column is
+contiguous already) and finds the block's episodes with ``memcmp`` on those copies (a byte
+comparison that releases the GIL and allocates nothing; only an episode whose bytes differ is
+compared value by value, ``-0.0`` being ``0.0`` and a NaN a NaN). The caller then hands out
+each episode's rows as contiguous slices of the block, which HDF5 writes as they are.
 """
 
 from __future__ import annotations
@@ -14,15 +17,18 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
-__all__ = ["episode_ranges", "split_at_resets"]
+__all__ = ["gathered_episodes", "split_at_resets"]
 
-_BLOCK_BYTES = 2 << 20  # observation bytes compared per helper-thread task
+_BLOCK_BYTES = 4 << 20  # observation bytes gathered per block of flagged episodes
+_AHEAD = 2  # blocks gathered ahead of the caller (each a new set of arrays: none is reused)
+
+Rows = dict[Any, np.ndarray]  # leaf or field -> rows of one episode (or of one block)
 
 
 def _libc_memcmp() -> Any:
@@ -39,35 +45,11 @@ def _libc_memcmp() -> Any:
 _MEMCMP = _libc_memcmp()
 
 
-def _byte_comparer(obs: Mapping[str, np.ndarray], nxt: Mapping[str, np.ndarray]) -> Callable[[int, int], bool]:
-    """Return ``same(start, stop)``: whether next observations ``start .. stop - 2`` are observations ``start + 1 ..``.
-
-    Byte for byte, with ``memcmp`` on the columns' addresses when every column is C-contiguous,
-    else with numpy (``array_equal``).
-    """
-    contiguous = all(a.flags.c_contiguous for arrays in (obs, nxt) for a in arrays.values())
-    if _MEMCMP is None or not contiguous:
-
-        def same_values(start: int, stop: int) -> bool:
-            return all(
-                np.array_equal(nxt[leaf][start : stop - 1], o[start + 1 : stop], equal_nan=True)
-                for leaf, o in obs.items()
-            )
-
-        return same_values
-    # (next observations' address, observations' address, bytes per row) of each leaf
-    columns = [
-        (nxt[leaf].ctypes.data, o.ctypes.data, int(np.prod(o.shape[1:], dtype=np.int64)) * o.itemsize)
-        for leaf, o in obs.items()
-    ]
-
-    def same_bytes(start: int, stop: int) -> bool:
-        return all(
-            _MEMCMP(nxt_at + start * row, obs_at + (start + 1) * row, (stop - 1 - start) * row) == 0
-            for nxt_at, obs_at, row in columns
-        )
-
-    return same_bytes
+def _same(after: np.ndarray, following: np.ndarray) -> bool:
+    """Return whether two C-contiguous arrays of one shape and dtype hold the same bytes (else the same values)."""
+    if _MEMCMP is None:
+        return bool(np.array_equal(after, following, equal_nan=True))
+    return _MEMCMP(after.ctypes.data, following.ctypes.data, after.nbytes) == 0
 
 
 def split_at_resets(
@@ -91,36 +73,73 @@ def split_at_resets(
     return list(zip(cuts[:-1], cuts[1:], strict=True))
 
 
-def episode_ranges(
-    obs: Mapping[str, np.ndarray], nxt: Mapping[str, np.ndarray], starts: list[int], stops: list[int]
-) -> Iterator[tuple[int, int]]:
-    """Yield ``(start, stop)`` of every episode: the flagged ones (``starts``, ``stops``), cut at resets.
+def _blocks(starts: list[int], stops: list[int], row_bytes: int) -> list[tuple[int, int]]:
+    """Return the blocks ``(first, last)`` of flagged episodes ``first .. last - 1``, about _BLOCK_BYTES each."""
+    blocks, first = [], 0
+    while first < len(starts):
+        last = first + 1
+        while last < len(starts) and (stops[last] - starts[first]) * row_bytes <= _BLOCK_BYTES:
+            last += 1
+        blocks.append((first, last))
+        first = last
+    return blocks
+
+
+def gathered_episodes(
+    obs: Mapping[str, np.ndarray],
+    nxt: Mapping[str, np.ndarray],
+    columns: Mapping[Any, np.ndarray],
+    starts: list[int],
+    stops: list[int],
+) -> Iterator[tuple[int, Rows, Rows]]:
+    """Yield ``(steps, observations, rows)`` of every episode: the flagged ones, cut at resets.
 
     Args:
         obs: Leaf -> observations ``[steps, *item]`` in age order.
         nxt: Leaf -> next observations, the same shapes.
+        columns: Name -> another per-step field ``[steps, *item]`` in age order (actions, rewards, flags).
         starts: First step of each flagged episode.
         stops: One past its last step.
+
+    Yields:
+        The episode's steps, its ``steps + 1`` observations (leaf -> rows: its observations, then
+        the last next observation; a stage valid until the next episode is asked for) and its
+        rows of ``columns`` (contiguous slices of its block).
     """
-    same = _byte_comparer(obs, nxt)
     row_bytes = sum(int(np.prod(o.shape[1:], dtype=np.int64)) * o.itemsize for o in obs.values())
-    average = max(1, row_bytes * (stops[-1] - starts[0]) // len(starts))  # observation bytes of a flagged episode
-    block = max(1, _BLOCK_BYTES // average)  # flagged episodes per helper-thread task
 
-    def scan(first: int) -> list[tuple[int, int]]:
-        """Return the episodes of the block of flagged episodes from ``first``."""
+    def gather(first: int, last: int) -> tuple[Rows, Rows, Rows, list[tuple[int, int]]]:
+        """Copy the rows of flagged episodes ``first .. last - 1`` out and cut them into episodes."""
+        base, end = starts[first], stops[last - 1]
+        block_obs = {leaf: np.ascontiguousarray(o[base:end]) for leaf, o in obs.items()}
+        block_nxt = {leaf: np.ascontiguousarray(n[base:end]) for leaf, n in nxt.items()}
+        block = {name: np.ascontiguousarray(c[base:end]) for name, c in columns.items()}
         episodes = []
-        for start, stop in zip(starts[first : first + block], stops[first : first + block], strict=True):
-            if same(start, stop):  # the common case: no reset inside
-                episodes.append((start, stop))
+        for start, stop in zip(starts[first:last], stops[first:last], strict=True):
+            start, stop = start - base, stop - base  # steps within the block
+            if all(_same(block_nxt[leaf][start : stop - 1], o[start + 1 : stop]) for leaf, o in block_obs.items()):
+                episodes.append((start, stop))  # the common case: no reset inside
             else:
-                episodes.extend(split_at_resets(obs, nxt, start, stop))
-        return episodes
+                episodes.extend(split_at_resets(block_obs, block_nxt, start, stop))
+        return block_obs, block_nxt, block, episodes
 
-    pool = ThreadPoolExecutor(1, thread_name_prefix="xreplay-minari-scan")
+    longest = max(stop - start for start, stop in zip(starts, stops, strict=True))
+    stage = {leaf: np.empty((longest + 1, *o.shape[1:]), o.dtype) for leaf, o in obs.items()}
+    todo = deque(_blocks(starts, stops, row_bytes))
+    pool = ThreadPoolExecutor(1, thread_name_prefix="xreplay-minari-gather")
     try:
-        scans: deque[Future] = deque(pool.submit(scan, first) for first in range(0, len(starts), block))
-        while scans:
-            yield from scans.popleft().result()
+        pending: deque[Future] = deque(pool.submit(gather, *todo.popleft()) for _ in range(min(_AHEAD, len(todo))))
+        while pending:
+            block_obs, block_nxt, block, episodes = pending.popleft().result()
+            if todo:
+                pending.append(pool.submit(gather, *todo.popleft()))
+            for start, stop in episodes:
+                steps = stop - start
+                observations = {}
+                for leaf, staged in stage.items():  # T + 1 rows in a reused stage: written before the next episode
+                    staged[:steps] = block_obs[leaf][start:stop]
+                    staged[steps] = block_nxt[leaf][stop - 1]
+                    observations[leaf] = staged[: steps + 1]
+                yield steps, observations, {name: rows[start:stop] for name, rows in block.items()}
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # also when the writer failed and closed this generator

@@ -19,7 +19,7 @@ import numpy as np
 from xreplay.buffers.episodes import EpisodeBuffer
 from xreplay.buffers.transitions import TransitionBuffer
 from xreplay.datasets._common import age_slices, numpy_dtype, remove_quietly, require
-from xreplay.datasets._minari_episodes import episode_ranges
+from xreplay.datasets._minari_episodes import gathered_episodes
 from xreplay.datasets._minari_hdf5 import MAIN_FILE, EpisodeFileWriter
 from xreplay.datasets.minari import DEFAULT_FIELDS, MinariFields
 from xreplay.datasets.spaces import Leaves, check_leaves, field_name, infer_space, leaf_names, space_leaves
@@ -255,24 +255,16 @@ class _TransitionEpisodes:
         ends[-1] = True
         stops = np.flatnonzero(ends) + 1  # episodes by their flags; resets inside them are found below
         starts = np.concatenate([[0], stops[:-1]])
-        longest = int((stops - starts).max())
-        stage = {leaf: np.empty((longest + 1, *obs[leaf].shape[1:]), obs[leaf].dtype) for leaf in self.obs}
-        for start, stop in episode_ranges(obs, nxt, starts.tolist(), stops.tolist()):
-            rows, steps = slice(start, stop), stop - start
-            observations = {}
-            for leaf, staged in stage.items():  # T + 1 rows in a reused stage: written before the next episode
-                staged[:steps] = obs[leaf][rows]
-                staged[steps] = nxt[leaf][stop - 1]
-                observations[leaf] = staged[: steps + 1]
-            yield (
-                steps,
-                {
-                    "observations": observations,
-                    "actions": {leaf: act[leaf][rows] for leaf in self.act},
-                    "rewards": {"": reward[rows]},
-                    **{part: {"": value[rows]} for part, value in flags.items()},
-                },
-            )
+        columns = {
+            **{("actions", leaf): value for leaf, value in act.items()},
+            ("rewards", ""): reward,
+            **{(part, ""): value for part, value in flags.items()},
+        }
+        for steps, observations, rows in gathered_episodes(obs, nxt, columns, starts.tolist(), stops.tolist()):
+            parts: dict[str, dict[str, np.ndarray]] = {"observations": observations}
+            for (part, leaf), value in rows.items():
+                parts.setdefault(part, {})[leaf] = value
+            yield steps, parts
 
 
 class _StoredEpisodes:
