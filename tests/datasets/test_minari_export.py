@@ -221,6 +221,39 @@ def test_values_the_space_dtype_cannot_hold():
         to_minari(buf, dataset_id="x-v0", action_space=space)
 
 
+def _small_obs_buffer(obs: np.ndarray) -> TransitionBuffer:
+    """Return a buffer of one episode whose observations are ``obs[:-1]`` and next observations ``obs[1:]``."""
+    steps = obs.shape[0] - 1
+    buf = TransitionBuffer(8)
+    buf.extend(
+        {
+            "obs": obs[:-1],
+            "next_obs": obs[1:],
+            "action": np.zeros(steps, np.int64),
+            "reward": np.zeros(steps, np.float32),
+            "terminated": np.arange(steps) == steps - 1,
+            "truncated": np.zeros(steps, bool),
+        }
+    )
+    return buf
+
+
+def test_observations_are_cast_to_the_space_dtype():
+    obs = np.arange(8, dtype=np.float32).reshape(4, 2)
+    space = gym.spaces.Box(-10.0, 10.0, (2,), np.float64)
+    to_minari(_small_obs_buffer(obs), dataset_id="cast-v0", observation_space=space)
+    (episode,) = minari.load_dataset("cast-v0").iterate_episodes()
+    assert episode.observations.dtype == np.float64
+    np.testing.assert_array_equal(episode.observations, obs)  # T + 1 rows: the last next observation included
+
+
+def test_observations_the_space_dtype_cannot_hold():
+    obs = np.array([[0], [1], [200], [300]], np.int64)  # only the last next observation is out of range
+    space = gym.spaces.Box(0, 255, (1,), np.uint8)
+    with pytest.raises(FieldValueError, match=r"observations field '\(root\)': values span \[0, 300\]"):
+        to_minari(_small_obs_buffer(obs), dataset_id="x-v0", observation_space=space)
+
+
 @pytest.mark.parametrize("dataset_id", ["no_version", "bad id!-v0"])
 def test_invalid_dataset_id(dataset_id):
     with pytest.raises(ValueError, match="is not a Minari id"):

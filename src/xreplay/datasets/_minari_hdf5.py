@@ -5,6 +5,7 @@ file has one group ``episode_<id>`` per episode (attributes ``id`` and ``total_s
 ``observations`` (``T + 1`` rows: the observation after the last step included), ``actions``,
 ``rewards``, ``terminations`` and ``truncations`` (``T`` rows each); a ``Dict`` space is a group
 of datasets, one per key. Writing through h5py's low-level API with cached types and dataspaces
+(the types also given as the writes' memory types, so h5py makes no type object per write)
 avoids most of the per-dataset cost of the high-level one (a dataset is created per episode and
 part, thousands per file).
 """
@@ -24,6 +25,7 @@ __all__ = ["EpisodeFileReader", "EpisodeFileWriter", "MAIN_FILE"]
 
 MAIN_FILE = "main_data.hdf5"
 PARTS = ("observations", "actions", "rewards", "terminations", "truncations")
+_PART_NAMES = tuple((part, part.encode()) for part in PARTS)
 
 
 def _nest(leaves: Mapping[str, np.ndarray]) -> np.ndarray | dict[str, Any]:
@@ -54,6 +56,7 @@ class EpisodeFileWriter:
         self._types: dict[np.dtype, Any] = {}
         self._spaces: dict[tuple[int, ...], Any] = {}
         self._scalar = self._h5py.h5s.create(self._h5py.h5s.SCALAR)
+        self._int64 = self._type(np.dtype(np.int64))
         self.episodes = 0
         self.steps = 0
 
@@ -74,28 +77,42 @@ class EpisodeFileWriter:
     def write(self, steps: int, parts: Mapping[str, Mapping[str, np.ndarray]]) -> None:
         """Add one episode of ``steps`` steps: part name -> leaf name -> array (contiguous or not)."""
         h5 = self._h5py
-        group = h5.h5g.create(self.file.id, f"episode_{self.episodes}".encode())
-        for name, value in (("id", self.episodes), ("total_steps", steps)):
-            attr = h5.h5a.create(group, name.encode(), self._type(np.dtype(np.int64)), self._scalar)
-            attr.write(np.array(value, dtype=np.int64))
-        for part in PARTS:
-            self._put(group, part, _nest(parts[part]))
+        group = h5.h5g.create(self.file.id, b"episode_%d" % self.episodes)
+        for key, number in ((b"id", self.episodes), (b"total_steps", steps)):
+            attr = h5.h5a.create(group, key, self._int64, self._scalar)
+            attr.write(np.array(number, dtype=np.int64), mtype=self._int64)
+        for part, name in _PART_NAMES:
+            leaves = parts[part]
+            value = leaves.get("")
+            if value is not None and len(leaves) == 1:  # one dataset, the common case: no tree, no call
+                if not value.flags.c_contiguous:
+                    value = np.ascontiguousarray(value)
+                tid = self._types.get(value.dtype)
+                space = self._spaces.get(value.shape)
+                if tid is None or space is None:
+                    tid, space = self._type(value.dtype), self._space(value.shape)
+                dataset = h5.h5d.create(group, name, tid, space)
+                if value.size:
+                    dataset.write(h5.h5s.ALL, h5.h5s.ALL, value, mtype=tid)  # mtype given: h5py makes no type
+            else:
+                self._put(group, name, _nest(leaves))
         h5.h5g.create(group, b"infos")  # empty: Minari then reads infos as {}, as for the datasets it collects
         self.episodes += 1
         self.steps += steps
 
-    def _put(self, group: Any, name: str, value: np.ndarray | dict[str, Any]) -> None:
+    def _put(self, group: Any, name: bytes, value: np.ndarray | dict[str, Any]) -> None:
         """Write ``value`` under ``group``: a dataset for an array, a subgroup for a dict."""
         h5 = self._h5py
         if isinstance(value, dict):
-            sub = h5.h5g.create(group, name.encode())
+            sub = h5.h5g.create(group, name)
             for key, item in value.items():
-                self._put(sub, key, item)
+                self._put(sub, key.encode(), item)
             return
         array = np.ascontiguousarray(value)
-        dataset = h5.h5d.create(group, name.encode(), self._type(array.dtype), self._space(array.shape))
+        tid = self._type(array.dtype)
+        dataset = h5.h5d.create(group, name, tid, self._space(array.shape))
         if array.size:
-            dataset.write(h5.h5s.ALL, h5.h5s.ALL, array)
+            dataset.write(h5.h5s.ALL, h5.h5s.ALL, array, mtype=tid)
 
     def close(self) -> None:
         """Flush and close the file."""

@@ -19,6 +19,7 @@ import numpy as np
 from xreplay.buffers.episodes import EpisodeBuffer
 from xreplay.buffers.transitions import TransitionBuffer
 from xreplay.datasets._common import age_slices, numpy_dtype, remove_quietly, require
+from xreplay.datasets._minari_episodes import gathered_episodes
 from xreplay.datasets._minari_hdf5 import MAIN_FILE, EpisodeFileWriter
 from xreplay.datasets.minari import DEFAULT_FIELDS, MinariFields
 from xreplay.datasets.spaces import Leaves, check_leaves, field_name, infer_space, leaf_names, space_leaves
@@ -254,45 +255,16 @@ class _TransitionEpisodes:
         ends[-1] = True
         stops = np.flatnonzero(ends) + 1  # episodes by their flags; resets inside them are found below
         starts = np.concatenate([[0], stops[:-1]])
-        longest = int((stops - starts).max())
-        stage = {leaf: np.empty((longest + 1, *obs[leaf].shape[1:]), obs[leaf].dtype) for leaf in self.obs}
-        for flagged_start, flagged_stop in zip(starts.tolist(), stops.tolist(), strict=True):
-            for start, stop in _split_at_resets(obs, nxt, flagged_start, flagged_stop):
-                rows, steps = slice(start, stop), stop - start
-                observations = {}
-                for leaf, staged in stage.items():  # T + 1 rows in a reused stage: written before the next episode
-                    staged[:steps] = obs[leaf][rows]
-                    staged[steps] = nxt[leaf][stop - 1]
-                    observations[leaf] = staged[: steps + 1]
-                yield (
-                    steps,
-                    {
-                        "observations": observations,
-                        "actions": {leaf: act[leaf][rows] for leaf in self.act},
-                        "rewards": {"": reward[rows]},
-                        **{part: {"": value[rows]} for part, value in flags.items()},
-                    },
-                )
-
-
-def _split_at_resets(
-    obs: Mapping[str, np.ndarray], nxt: Mapping[str, np.ndarray], start: int, stop: int
-) -> list[tuple[int, int]]:
-    """Return the episodes in steps ``start .. stop - 1``: cut after each step whose next_obs is not the next obs.
-
-    Compared one flagged episode at a time, so its rows are still in cache when they are copied.
-    """
-    if all(np.array_equal(nxt[leaf][start : stop - 1], observed[start + 1 : stop]) for leaf, observed in obs.items()):
-        return [(start, stop)]  # the common case, checked without a per-step reduction
-    reset = None
-    for leaf, observed in obs.items():
-        differs = nxt[leaf][start : stop - 1] != observed[start + 1 : stop]
-        found = differs.reshape(stop - 1 - start, -1).any(axis=1)
-        reset = found if reset is None else reset | found
-    if reset is None or not reset.any():
-        return [(start, stop)]
-    cuts = [start, *(start + np.flatnonzero(reset) + 1).tolist(), stop]
-    return list(zip(cuts[:-1], cuts[1:], strict=True))
+        columns = {
+            **{("actions", leaf): value for leaf, value in act.items()},
+            ("rewards", ""): reward,
+            **{(part, ""): value for part, value in flags.items()},
+        }
+        for steps, observations, rows in gathered_episodes(obs, nxt, columns, starts.tolist(), stops.tolist()):
+            parts: dict[str, dict[str, np.ndarray]] = {"observations": observations}
+            for (part, leaf), value in rows.items():
+                parts.setdefault(part, {})[leaf] = value
+            yield steps, parts
 
 
 class _StoredEpisodes:

@@ -1,9 +1,10 @@
 """from_hdf5: an HDF5 file written by :func:`~xreplay.datasets.to_hdf5` read back into a buffer.
 
 Everything the file claims is checked before it is trusted: the root attributes (format, version,
-kind, size, capacity), each dataset's presence, shape and dtype, the episode lengths, and, when
-the items go into an existing buffer, that its fields are the file's; read failures (a bad
-checksum, truncated data) become :class:`~xreplay.errors.DatasetCorruptError`.
+kind, size, capacity), each dataset's presence, shape and dtype, the episode lengths, each
+dataset's CRC-32 (recomputed as its rows are read, compared when its last row is), and, when the
+items go into an existing buffer, that its fields are the file's; read failures (a bad Fletcher-32
+chunk checksum, truncated data) become :class:`~xreplay.errors.DatasetCorruptError`.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import numpy as np
 from xreplay.buffers.episodes import EpisodeBuffer
 from xreplay.buffers.transitions import TransitionBuffer
 from xreplay.datasets._common import decode_scheme, numpy_dtype, require
-from xreplay.datasets.hdf5.layout import FORMAT, FORMAT_VERSION
+from xreplay.datasets.hdf5.layout import CHECKSUMS, CRC_ATTRIBUTE, FORMAT, FORMAT_VERSION
 from xreplay.errors import DatasetCorruptError, DatasetError, DatasetFieldMissingError, DatasetMismatchError
+from xreplay.persistence.streams import crc32
 
 __all__ = ["from_hdf5"]
 
@@ -59,9 +61,10 @@ def from_hdf5(
         raise DatasetCorruptError(f"{path} cannot be opened as HDF5 (truncated or not HDF5): {e}", path) from e
     with file:
         header = _header(file, path)
+        reads = _CheckedReads(file, path)
         if header["kind"] == "transition_buffer":
-            return _load_transitions(file, header, path, buffer, device, seed)
-        return _load_episodes(file, header, path, buffer, device, seed)
+            return _load_transitions(file, header, path, reads, buffer, device, seed)
+        return _load_episodes(file, header, path, reads, buffer, device, seed)
 
 
 def _attr(file: Any, name: str, path: Path) -> Any:
@@ -102,18 +105,68 @@ def _dataset(file: Any, name: str, shape: tuple[int, ...], path: Path) -> Any:
     return node
 
 
-def _read(dataset: Any, rows: slice, path: Path) -> np.ndarray:
-    """Return ``dataset[rows]``, wrapping read failures (bad checksum, truncated data) as DatasetCorruptError."""
-    try:
-        return dataset[rows]
-    except OSError as e:
-        raise DatasetCorruptError(
-            f"{path}: dataset {dataset.name!r} rows {rows.start}..{rows.stop} cannot be read ({e})", path
-        ) from e
+class _CheckedReads:
+    """Reads of a file's datasets, in row order, each checked against the dataset's CRC-32 when the file has them.
+
+    Args:
+        file: The open file.
+        path: Its path (for messages).
+
+    Raises:
+        DatasetCorruptError: The root attribute ``checksum`` names no known method.
+    """
+
+    def __init__(self, file: Any, path: Path):
+        """Read the file's checksum method (files from before the attribute have Fletcher-32 chunks)."""
+        method = file.attrs.get("checksum", "fletcher32")
+        method = method.decode() if isinstance(method, bytes) else str(method)
+        if method not in [c or "none" for c in CHECKSUMS]:
+            raise DatasetCorruptError(
+                f"{path}: root attribute 'checksum' is {method!r}, expected 'crc32', 'fletcher32' or 'none'", path
+            )
+        self.path, self.crc = path, method == "crc32"
+        self._running: dict[str, tuple[int, int]] = {}  # dataset name -> (rows folded, CRC so far)
+
+    def read(self, dataset: Any, rows: slice) -> np.ndarray:
+        """Return ``dataset[rows]``, the rows after those read before, comparing its CRC-32 once its last is read.
+
+        Raises:
+            DatasetCorruptError: The rows cannot be read (a bad Fletcher-32 chunk, truncated data),
+                or the dataset's bytes differ from its ``crc32`` attribute.
+        """
+        try:
+            values = dataset[rows]
+        except OSError as e:
+            raise DatasetCorruptError(
+                f"{self.path}: dataset {dataset.name!r} rows {rows.start}..{rows.stop} cannot be read ({e})", self.path
+            ) from e
+        if self.crc:
+            done, crc = self._running.get(dataset.name, (0, 0))
+            crc = crc32(np.ascontiguousarray(values).data, crc)  # folded in row order: the loaders read row 0 up
+            self._running[dataset.name] = (rows.stop, crc)
+            if rows.stop == dataset.shape[0]:
+                self._compare(dataset, crc & 0xFFFFFFFF)
+        return values
+
+    def _compare(self, dataset: Any, crc: int) -> None:
+        """Raise DatasetCorruptError unless ``crc`` is the dataset's ``crc32`` attribute."""
+        expected = dataset.attrs.get(CRC_ATTRIBUTE)
+        if expected is None:
+            raise DatasetCorruptError(
+                f"{self.path}: dataset {dataset.name!r} has no {CRC_ATTRIBUTE!r} attribute, which the root "
+                "attribute checksum='crc32' promises; the file is damaged or was edited",
+                self.path,
+            )
+        if int(expected) != crc:
+            raise DatasetCorruptError(
+                f"{self.path}: dataset {dataset.name!r} fails its checksum: expected CRC-32 {int(expected):#010x} "
+                f"(its {CRC_ATTRIBUTE!r} attribute), received {crc:#010x} from its bytes; the file is corrupted",
+                self.path,
+            )
 
 
 def _load_transitions(
-    file: Any, header: dict[str, Any], path: Path, target: Any, device: str, seed: int | None
+    file: Any, header: dict[str, Any], path: Path, reads: _CheckedReads, target: Any, device: str, seed: int | None
 ) -> TransitionBuffer:
     """Fill a transition buffer from an open file."""
     size = header["size"]
@@ -143,13 +196,13 @@ def _load_transitions(
         step = max(1, _READ_BYTES // max(1, sum(int(np.prod(i)) * d.itemsize for i, d in fields.values())))
         for first in range(0, size, step):  # bounded memory: a failure discards the new buffer anyway
             rows = slice(first, min(size, first + step))
-            target.extend({name: _read(d, rows, path) for name, d in datasets.items()})
+            target.extend({name: reads.read(d, rows) for name, d in datasets.items()})
         return target
     if not isinstance(target, TransitionBuffer):
         raise DatasetMismatchError(f"{path} holds transitions; buffer is a {type(target).__name__}", path)
     _check_transition_target(target, fields, path)
     if size:
-        target.extend({name: _read(d, slice(0, size), path) for name, d in datasets.items()})
+        target.extend({name: reads.read(d, slice(0, size)) for name, d in datasets.items()})
     return target
 
 
@@ -180,7 +233,7 @@ def _check_transition_target(target: TransitionBuffer, fields: dict[str, Any], p
 
 
 def _load_episodes(
-    file: Any, header: dict[str, Any], path: Path, target: Any, device: str, seed: int | None
+    file: Any, header: dict[str, Any], path: Path, reads: _CheckedReads, target: Any, device: str, seed: int | None
 ) -> EpisodeBuffer:
     """Fill an episode buffer from an open file."""
     size = header["size"]
@@ -190,7 +243,7 @@ def _load_episodes(
         raise DatasetCorruptError(f"{path}: root attribute 'scheme' is not JSON ({e})", path) from e
     scheme = decode_scheme(scheme_info, str(path))
     steps = int(_attr(file, "max_seq_length", path))
-    lengths = _read(_dataset(file, "lengths", (size,), path), slice(0, size), path).astype(np.int64)
+    lengths = reads.read(_dataset(file, "lengths", (size,), path), slice(0, size)).astype(np.int64)
     if size and (lengths.min() < 0 or lengths.max() > steps):
         bad = int(lengths[(lengths < 0) | (lengths > steps)][0])
         raise DatasetCorruptError(f"{path}: dataset 'lengths' expected values in [0, {steps}], received {bad}", path)
@@ -208,13 +261,13 @@ def _load_episodes(
         step = max(1, _READ_BYTES // max(1, row))
         for first in range(0, size, step):
             rows = slice(first, min(size, first + step))
-            target.add({name: _read(d, rows, path) for name, d in datasets.items()}, lengths=lengths[rows])
+            target.add({name: reads.read(d, rows) for name, d in datasets.items()}, lengths=lengths[rows])
         return target
     keep = _check_episode_target(target, scheme, steps, int(lengths.max()) if size else 0, path)
     if size:
         values = {}
         for name, d in datasets.items():
-            value = _read(d, slice(0, size), path)
+            value = reads.read(d, slice(0, size))
             values[name] = value[:, :keep] if scheme[name].per_step else value
         target.add(values, lengths=lengths)
     return target
