@@ -197,6 +197,21 @@ class PriorityTree:
         keep = np.ascontiguousarray(keep, dtype=np.bool_).reshape(-1)
         self._kernels.update_fresh(self.sums, self.mins, self.offsets, self.fanout, indices, values, keep, count)
 
+    def _set_checked(self, indices: np.ndarray, values: np.ndarray, keep: np.ndarray, count: int) -> None:
+        """Set leaves ``indices[keep]`` to ``values[keep]`` (numba only; ``count`` kept, at least one).
+
+        ``indices`` (int64), ``values`` (float64) and ``keep`` (bool) are contiguous ``[n]`` arrays whose
+        indices were checked to lie in ``[0, size)``: one kernel call, no conversion.
+        """
+        self._ends = None
+        kernels = self._kernels
+        if count == indices.shape[0]:
+            kernels.tree_update(self.sums, self.mins, self.offsets, self.fanout, indices, values)  # type: ignore[union-attr]
+        else:
+            kernels.update_fresh(  # type: ignore[union-attr]
+                self.sums, self.mins, self.offsets, self.fanout, indices, values, keep, count
+            )
+
     def fill(self, start: int, stop: int, value: float) -> None:
         """Set the contiguous leaves ``[start, stop)`` to ``value`` with slice operations."""
         start, stop = int(start), int(stop)
@@ -329,14 +344,25 @@ class PriorityTree:
         fits = mass.dtype == np.float64 and mass.ndim == 1 and mass.flags.c_contiguous and mass.flags.writeable
         if self._kernels is None or not fits or generations.dtype != np.int32 or not generations.flags.c_contiguous:
             return _draw(self, mass, scale, generations)
+        return self._draw_fresh(ends, mass, scale, generations)
+
+    def _draw_fresh(
+        self, ends: np.ndarray, mass: np.ndarray, scale: float, generations: np.ndarray
+    ) -> tuple[np.ndarray, ...]:
+        """Run :meth:`draw`'s kernel on checked arguments (numba only; ``ends`` from ``_top_ends()``).
+
+        ``ends[-1]`` (the total) is positive, ``mass`` a writable contiguous float64 array (overwritten),
+        ``generations`` contiguous int32.
+        """
         n = mass.shape[0]
         out, ratios = np.empty(n, dtype=np.int64), np.empty(n)
         seen, probabilities = np.empty(n, dtype=np.int32), np.empty(n)
-        self._kernels.draw(
-            self.sums, self.offsets, self.fanout, self.top, ends, mass, float(scale), total, self._min,
+        self._kernels.draw(  # type: ignore[union-attr]
+            self.sums, self.offsets, self.fanout, self.top, ends, mass, float(scale), float(ends[-1]), self._min,
             generations, out, ratios, seen, probabilities,
         )
         return out, ratios, seen, probabilities
+
 
 def _draw(tree: PriorityTree, mass: np.ndarray, scale: float, generations: np.ndarray) -> tuple[np.ndarray, ...]:
     """Return :meth:`PriorityTree.draw`'s arrays with numpy (:meth:`PriorityTree.find` and the same arithmetic)."""
