@@ -197,3 +197,5 @@ def test_checked_updates_refuse_and_apply_what_the_numpy_back_end_does(size, alp
     np.testing.assert_array_equal(samplers[0].tree.mins, samplers[1].tree.mins)
     assert samplers[0].max_priority == samplers[1].max_priority
     assert samplers[0].stale_updates == samplers[1].stale_updates
+    assert samplers[0].tree.total() == samplers[1].tree.total()
+    assert samplers[0].tree.min() == samplers[1].tree.min()

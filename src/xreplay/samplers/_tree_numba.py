@@ -20,7 +20,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["check_update", "draw", "top_stats", "tree_fill", "tree_find", "tree_update", "update_fresh"]
+__all__ = [
+    "check_update", "draw", "top_stats", "tree_fill", "tree_find", "tree_update", "update_fresh", "update_with_stats"
+]
 
 _SIG_UPDATE = "void(float64[::1], float64[::1], int64[::1], int64, int64[::1], float64[::1])"
 _SIG_FILL = "void(float64[::1], float64[::1], int64[::1], int64, int64, int64, float64)"
@@ -31,6 +33,10 @@ _SIG_DRAW = (
     "int32[::1], int64[::1], float64[::1], int32[::1], float64[::1])"
 )
 _SIG_FRESH = "void(float64[::1], float64[::1], int64[::1], int64, int64[::1], float64[::1], boolean[::1], int64)"
+_SIG_WITH_STATS = (
+    "float64(float64[::1], float64[::1], int64[::1], int64, int64[::1], float64[::1], boolean[::1], int64, "
+    "float64[::1])"
+)
 
 
 
@@ -332,3 +338,32 @@ def update_fresh(
             kept_values[j] = values[i]
             j += 1
     tree_update(sums, mins, offsets, fanout, kept, kept_values)
+
+
+@numba.njit(_SIG_WITH_STATS, cache=True, nogil=True)
+def update_with_stats(
+    sums: np.ndarray,
+    mins: np.ndarray,
+    offsets: np.ndarray,
+    fanout: int,
+    indices: np.ndarray,
+    values: np.ndarray,
+    keep: np.ndarray,
+    count: int,
+    ends: np.ndarray,
+) -> float:
+    """Set leaves ``indices[keep]`` to ``values[keep]`` and return the new smallest positive leaf.
+
+    ``count`` leaves are kept (all of them when it is their number). The top level's running sum goes
+    to ``ends`` (as :func:`top_stats` writes it): one call does what a priority update and the next
+    draw's :func:`top_stats` would do in two.
+    """
+    if count == indices.shape[0]:
+        tree_update(sums, mins, offsets, fanout, indices, values)
+    else:
+        update_fresh(sums, mins, offsets, fanout, indices, values, keep, count)
+    level = offsets.shape[0] - 2  # the top level
+    top = sums[offsets[level] : offsets[level + 1]]
+    if level == 0:
+        return top_stats(top, top, 0, ends)
+    return top_stats(top, mins[offsets[level] - offsets[1] : offsets[level + 1] - offsets[1]], level, ends)

@@ -144,6 +144,7 @@ class PriorityTree:
         self._min_levels = [self.sums[:0]] + [self.mins[a - base : b - base] for a, b in bounds[1:]]
         self._rows = np.arange(self.fanout, dtype=np.int64)[:, None]  # child offsets, as a column
         self._ends: np.ndarray | None = None  # running sum of the top level, None when stale
+        self._top_nodes = int(self.offsets[self.top + 1] - self.offsets[self.top])  # nodes of the top level
         self._min = float("inf")  # smallest positive leaf, valid while ``_ends`` is not None
 
     def nbytes(self) -> int:
@@ -201,16 +202,14 @@ class PriorityTree:
         """Set leaves ``indices[keep]`` to ``values[keep]`` (numba only; ``count`` kept, at least one).
 
         ``indices`` (int64), ``values`` (float64) and ``keep`` (bool) are contiguous ``[n]`` arrays whose
-        indices were checked to lie in ``[0, size)``: one kernel call, no conversion.
+        indices were checked to lie in ``[0, size)``: one kernel call, no conversion, which also refreshes
+        the total and minimum the next draw reads.
         """
-        self._ends = None
-        kernels = self._kernels
-        if count == indices.shape[0]:
-            kernels.tree_update(self.sums, self.mins, self.offsets, self.fanout, indices, values)  # type: ignore[union-attr]
-        else:
-            kernels.update_fresh(  # type: ignore[union-attr]
-                self.sums, self.mins, self.offsets, self.fanout, indices, values, keep, count
-            )
+        ends = np.empty(self._top_nodes)
+        self._min = self._kernels.update_with_stats(  # type: ignore[union-attr]
+            self.sums, self.mins, self.offsets, self.fanout, indices, values, keep, count, ends
+        )
+        self._ends = ends  # the running sum of the top level, written by the same call
 
     def fill(self, start: int, stop: int, value: float) -> None:
         """Set the contiguous leaves ``[start, stop)`` to ``value`` with slice operations."""
