@@ -45,6 +45,7 @@ __all__ = ["DEFAULT_FANOUT", "DEFAULT_TOP_WIDTH", "PriorityTree", "numba_availab
 
 DEFAULT_FANOUT = 16
 DEFAULT_TOP_WIDTH = 4096
+_FUSED_STATS = 32  # leaves from which a checked update also refreshes the top level's stats in its kernel call
 _BLOCK_ROWS = 4096  # parents recomputed per numpy call in range operations (bounds temporaries)
 _UNTRIED = object()
 _NUMBA: Any = _UNTRIED  # the kernel module, None when unavailable, _UNTRIED before the first try
@@ -202,11 +203,22 @@ class PriorityTree:
         """Set leaves ``indices[keep]`` to ``values[keep]`` (numba only; ``count`` kept, at least one).
 
         ``indices`` (int64), ``values`` (float64) and ``keep`` (bool) are contiguous ``[n]`` arrays whose
-        indices were checked to lie in ``[0, size)``: one kernel call, no conversion, which also refreshes
-        the total and minimum the next draw reads.
+        indices were checked to lie in ``[0, size)``: one kernel call, no conversion. From ``_FUSED_STATS``
+        leaves on (a batch, as after a sample), the same call also refreshes the total and minimum the next
+        draw reads; below, the next draw does (several small updates between two draws pay for it once).
         """
+        kernels = self._kernels
+        if count < _FUSED_STATS:  # a few leaves (per-item updates): the next draw refreshes the stats once
+            self._ends = None
+            if count == indices.shape[0]:
+                kernels.tree_update(self.sums, self.mins, self.offsets, self.fanout, indices, values)  # type: ignore[union-attr]
+            else:
+                kernels.update_fresh(  # type: ignore[union-attr]
+                    self.sums, self.mins, self.offsets, self.fanout, indices, values, keep, count
+                )
+            return
         ends = np.empty(self._top_nodes)
-        self._min = self._kernels.update_with_stats(  # type: ignore[union-attr]
+        self._min = kernels.update_with_stats(  # type: ignore[union-attr]
             self.sums, self.mins, self.offsets, self.fanout, indices, values, keep, count, ends
         )
         self._ends = ends  # the running sum of the top level, written by the same call
