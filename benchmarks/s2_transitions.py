@@ -290,17 +290,18 @@ def profile(capacity: int, blocks: int, calls: int) -> dict[str, float]:
     """Return where one prioritized loop of ``xreplay`` goes: microseconds per call of each step, alone.
 
     Each step runs ``calls`` times per block on a filled buffer; the fastest of ``blocks`` blocks is
-    kept (the least disturbed by other processes). Random draws and rows: the caches are as cold as
-    in the loop.
+    kept (the least disturbed by other processes). Masses and rows cycle through more index sets than
+    the caches hold, so that they miss the caches as fresh draws do.
     """
     rng = np.random.default_rng(0)
     x = XReplay(capacity, True)
     fill(x, capacity, rng)
     buf, priorities = x.buf, rng.random(BATCH) + 1e-6
     sampler, tree = buf.sampler, buf.sampler.tree
-    rows = [rng.integers(0, capacity, BATCH) for _ in range(64)]
+    sets = 4096  # index sets cycled through: more rows than the caches hold, as fresh draws are
+    rows = [rng.integers(0, capacity, BATCH) for _ in range(sets)]
     total = tree.total()
-    masses = [rng.random(BATCH) * total for _ in range(64)]
+    masses = [rng.random(BATCH) * total for _ in range(sets)]
     drawn = buf.sample(BATCH)
     leaves = (priorities + sampler.epsilon) ** sampler.alpha
     turn = iter(range(1 << 62))
@@ -308,8 +309,8 @@ def profile(capacity: int, blocks: int, calls: int) -> dict[str, float]:
         "whole loop: sample + update_priorities": lambda: x.per_loop(priorities),
         "TransitionBuffer.sample": lambda: buf.sample(BATCH),
         "  PrioritizedSampler.sample (draw, weights)": lambda: sampler.sample(buf.rng, BATCH),
-        "  PriorityTree.find (copy, clamp, descents)": lambda: tree.find(masses[next(turn) % 64]),
-        "  ColumnStorage.gather (random rows)": lambda: buf.storage.gather(rows[next(turn) % 64]),
+        "  PriorityTree.find (copy, clamp, descents)": lambda: tree.find(masses[next(turn) % sets]),
+        "  ColumnStorage.gather (random rows)": lambda: buf.storage.gather(rows[next(turn) % sets]),
         "TransitionBuffer.update_priorities": lambda: buf.update_priorities(drawn, priorities),
         "  PriorityTree.update (leaves just drawn)": lambda: tree.update(drawn.indices, leaves),
     }
