@@ -213,9 +213,7 @@ class PriorityTree:
             if count == indices.shape[0]:
                 kernels.tree_update(self.sums, self.mins, self.offsets, self.fanout, indices, values)  # type: ignore[union-attr]
             else:
-                kernels.update_fresh(  # type: ignore[union-attr]
-                    self.sums, self.mins, self.offsets, self.fanout, indices, values, keep, count
-                )
+                kernels.update_fresh(self.sums, self.mins, self.offsets, self.fanout, indices, values, keep, count)  # type: ignore[union-attr]
             return
         ends = np.empty(self._top_nodes)
         self._min = kernels.update_with_stats(  # type: ignore[union-attr]
@@ -334,7 +332,6 @@ class PriorityTree:
                 mass -= running.take(k * n + columns)
                 np.minimum(mass, np.nextafter(below.take(node), 0.0), out=mass)
         return node
-
 
     def draw(self, mass: np.ndarray, scale: float, generations: np.ndarray) -> tuple[np.ndarray, ...]:
         """Return the leaves holding ``mass * scale`` with what a prioritized sample needs of them, in one pass.
