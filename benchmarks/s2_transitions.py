@@ -23,7 +23,8 @@ when installed, reported as "tree back end"), ``xreplay-numpy`` (numpy back
 end), ``xreplay-next`` (``next_obs_from="obs"``: next_obs stored once),
 ``cpprb`` and ``cpprb-next`` (cpprb's ``next_of="obs"``) when cpprb is
 installed (``pip install -e ".[bench-peers]"``; TorchRL and Tianshou are not
-wired in). ``--smoke`` runs a tiny size in a few seconds.
+wired in). ``--smoke`` runs a tiny size in a few seconds; ``--profile`` only
+times the steps of xreplay's prioritized loop, each alone.
 """
 
 from __future__ import annotations
@@ -285,6 +286,38 @@ def measure(names: list[str], capacity: int, reps: int, calls: int) -> dict[str,
     return {n: {op: float(np.median(v)) for op, v in per.items()} for n, per in results.items()}
 
 
+def profile(capacity: int, blocks: int, calls: int) -> dict[str, float]:
+    """Return where one prioritized loop of ``xreplay`` goes: microseconds per call of each step, alone.
+
+    Each step runs ``calls`` times per block on a filled buffer; the fastest of ``blocks`` blocks is
+    kept (the least disturbed by other processes). Masses and rows cycle through more index sets than
+    the caches hold, so that they miss the caches as fresh draws do.
+    """
+    rng = np.random.default_rng(0)
+    x = XReplay(capacity, True)
+    fill(x, capacity, rng)
+    buf, priorities = x.buf, rng.random(BATCH) + 1e-6
+    sampler, tree = buf.sampler, buf.sampler.tree
+    sets = 4096  # index sets cycled through: more rows than the caches hold, as fresh draws are
+    rows = [rng.integers(0, capacity, BATCH) for _ in range(sets)]
+    total = tree.total()
+    masses = [rng.random(BATCH) * total for _ in range(sets)]
+    drawn = buf.sample(BATCH)
+    leaves = (priorities + sampler.epsilon) ** sampler.alpha
+    turn = iter(range(1 << 62))
+    steps = {
+        "whole loop: sample + update_priorities": lambda: x.per_loop(priorities),
+        "TransitionBuffer.sample": lambda: buf.sample(BATCH),
+        "  PrioritizedSampler.sample (draw, weights)": lambda: sampler.sample(buf.rng, BATCH),
+        "  PriorityTree.find (copy, clamp, descents)": lambda: tree.find(masses[next(turn) % sets]),
+        "  ColumnStorage.gather (random rows)": lambda: buf.storage.gather(rows[next(turn) % sets]),
+        "TransitionBuffer.update_priorities": lambda: buf.update_priorities(drawn, priorities),
+        "  PriorityTree.update (leaves just drawn)": lambda: tree.update(drawn.indices, leaves),
+    }
+    x.per_loop(priorities)
+    return {name: min(timed(fn, calls) for _ in range(blocks)) * 1e6 for name, fn in steps.items()}
+
+
 RATIOS = (("xreplay", "cpprb"), ("xreplay-numpy", "cpprb"), ("xreplay-next", "cpprb-next"))
 
 
@@ -298,10 +331,17 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--impls", nargs="*", help="implementations to run (default: every available one)")
     parser.add_argument("--no-rss", action="store_true", help="skip the RSS subprocesses")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--profile", action="store_true", help="only time the steps of xreplay's prioritized loop")
     args = parser.parse_args(argv)
     if args.smoke:
         args.capacity, args.reps, args.calls = 5_000, 3, 20
     torch.set_num_threads(1)
+    if args.profile:
+        steps = profile(args.capacity, 8 * args.reps, args.calls)
+        backend = PriorityTree(16).backend
+        print(f"S2 profile: xreplay prioritized loop at capacity {args.capacity}, tree back end {backend}")
+        print("\n".join(f"{name:46s}{us:9.1f} us" for name, us in steps.items()))
+        return {"xreplay profile (us per call)": steps}
     names = [n for n in available() if not args.impls or n in args.impls]
     table = measure(names, args.capacity, args.reps, args.calls)
     payload = args.capacity * sum(4 * int(np.prod(s)) for s in SHAPES.values())

@@ -215,3 +215,14 @@ def test_state_dict_keeps_pending_inserts_and_does_not_flush_them():
     restored = PrioritizedSampler(6, alpha=1.0, epsilon=0.0)
     restored.load_state_dict(state)
     assert restored.priorities(np.arange(6)).tolist() == [6.0, 6.0, 3.0, 4.0, 5.0, 6.0]
+
+
+@pytest.mark.parametrize("backend", ["numpy", None], ids=["numpy", "default"])
+def test_a_priority_whose_power_overflows_a_float_raises_priority_error(backend):
+    sampler = PrioritizedSampler(8, alpha=2.0, backend=backend)  # 1e200 ** 2 is too large for a float
+    sampler.insert_range(0, 8)
+    drawn = sampler.sample(np.random.default_rng(0), 2)
+    before = sampler.tree.sums.copy()
+    with pytest.raises(PriorityError, match=r"priority 1e\+200 for index .* is too large"):
+        sampler.update_priorities(drawn.indices, [1.0, 1e200], drawn.generations)
+    np.testing.assert_array_equal(sampler.tree.sums, before)

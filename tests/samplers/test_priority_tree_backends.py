@@ -162,3 +162,60 @@ def test_fused_sampling_draws_what_the_numpy_back_end_draws(stratified, beta):
             sampler.insert_range(0, 50 * (step % 2))  # some draws become stale
             sampler.update_priorities(draw.indices, new, draw.generations)
         np.testing.assert_array_equal(samplers[0].tree.sums, samplers[1].tree.sums)
+
+
+def _outcome(sampler: PrioritizedSampler, indices: np.ndarray, values: np.ndarray, seen: np.ndarray) -> object:
+    try:
+        return sampler.update_priorities(indices, values, seen)
+    except Exception as error:  # the same type and message on both back ends
+        return type(error), str(error)
+
+
+update_values = st.one_of(
+    priorities,
+    st.sampled_from([-1.0, -0.0, float("nan"), float("inf"), 1e200, 1e300]),
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(1, 40), st.sampled_from([0.6, 2.0]), st.data())
+def test_checked_updates_refuse_and_apply_what_the_numpy_back_end_does(size, alpha, data):
+    samplers = [PrioritizedSampler(size, alpha=alpha, backend=name) for name in ("numpy", "numba")]
+    for sampler in samplers:
+        sampler.insert_range(0, size)
+    n = data.draw(st.integers(1, 48))  # from 32 the update kernel refreshes the top level's stats too
+    indices = np.array(data.draw(st.lists(st.integers(-2, size + 1), min_size=n, max_size=n)), dtype=np.int64)
+    values = np.array(data.draw(st.lists(update_values, min_size=n, max_size=n)), dtype=np.float64)
+    seen = np.array(data.draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)), dtype=np.int32)
+    before = samplers[0].tree.sums.copy()
+    outcomes = [_outcome(sampler, indices, values, seen) for sampler in samplers]
+    assert outcomes[0] == outcomes[1]
+    if not isinstance(outcomes[0], int):  # refused: nothing changed
+        for sampler in samplers:
+            np.testing.assert_array_equal(sampler.tree.sums, before)
+    np.testing.assert_array_equal(samplers[0].tree.sums, samplers[1].tree.sums)
+    np.testing.assert_array_equal(samplers[0].tree.mins, samplers[1].tree.mins)
+    assert samplers[0].max_priority == samplers[1].max_priority
+    assert samplers[0].stale_updates == samplers[1].stale_updates
+    assert samplers[0].tree.total() == samplers[1].tree.total()
+    assert samplers[0].tree.min() == samplers[1].tree.min()
+
+
+@pytest.mark.parametrize("n", [1, 31, 32, 300], ids=["one", "below_fused", "fused", "large"])
+@pytest.mark.parametrize("size", [100, 70_000], ids=["top_is_leaves", "two_levels"])
+def test_updates_with_and_without_the_fused_stats_leave_identical_trees_and_draws(n, size):
+    samplers = [PrioritizedSampler(size, backend=name) for name in ("numpy", "numba")]
+    rngs = [np.random.default_rng(3), np.random.default_rng(3)]
+    for sampler in samplers:
+        sampler.insert_range(0, size)
+    for step in range(4):
+        drawn = [s.sample(r, n) for s, r in zip(samplers, rngs, strict=True)]
+        for sampler in samplers:
+            sampler.insert_range(0, 7 * step)  # the first slots are overwritten: their updates become stale
+        new = np.random.default_rng(step).random(n) * 4
+        skipped = [s.update_priorities(d.indices, new, d.generations) for s, d in zip(samplers, drawn, strict=True)]
+        assert skipped[0] == skipped[1]
+        a, b = (s.tree for s in samplers)
+        np.testing.assert_array_equal(a.sums, b.sums)
+        np.testing.assert_array_equal(a.mins, b.mins)
+        assert a.total() == b.total() and a.min() == b.min()

@@ -46,8 +46,8 @@ def host_array(value: Any) -> np.ndarray:
 
 def flat_fields(data: Mapping[str, Any]) -> Mapping[str, Any]:
     """Return ``data`` flattened when it holds nested mappings."""
-    for value in data.values():
-        if not isinstance(value, LEAVES) and isinstance(value, Mapping):
+    for value in data.values():  # a numpy array (the common case) is a leaf without the isinstance checks
+        if type(value) is not np.ndarray and not isinstance(value, LEAVES) and isinstance(value, Mapping):
             return flatten(data)
     return data
 

@@ -14,7 +14,7 @@ from xreplay.buffers.next_obs import NextObsStore as _NextObsStore
 from xreplay.buffers.priority_updates import resolve_update
 from xreplay.buffers.samples import TransitionSample
 from xreplay.buffers.slot_guard import SlotGuard
-from xreplay.buffers.transition_inputs import OneItem, check_sample_memory, host_array, validate_write
+from xreplay.buffers.transition_inputs import OneItem, check_sample_memory, flat_fields, host_array, validate_write
 from xreplay.buffers.transition_reads import check_gather, gather_fields
 from xreplay.buffers.transition_state import check_transition_state, transition_state
 from xreplay.errors import ArgumentError, InsufficientDataError
@@ -233,7 +233,7 @@ class TransitionBuffer:
         """
         if self._next is not None or self.next_obs_from is not None or not self.storage.specs:
             return self._extend_locked(batch)
-        values = validate_write(self.storage, batch, True, (self.next_obs, None, None), None)[0]  # checks only
+        values = self.storage.validate(flat_fields(batch), True)[0]  # checks only: the columns exist
         n = int(next(iter(values.values())).shape[0]) if values else 0
         plan = self._guard.write(
             self.lock,

@@ -20,7 +20,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["check_update", "draw", "top_stats", "tree_fill", "tree_find", "tree_update", "update_fresh"]
+__all__ = [
+    "check_update", "draw", "top_stats", "tree_fill", "tree_find", "tree_update", "update_fresh", "update_with_stats"
+]
 
 _SIG_UPDATE = "void(float64[::1], float64[::1], int64[::1], int64, int64[::1], float64[::1])"
 _SIG_FILL = "void(float64[::1], float64[::1], int64[::1], int64, int64, int64, float64)"
@@ -31,6 +33,10 @@ _SIG_DRAW = (
     "int32[::1], int64[::1], float64[::1], int32[::1], float64[::1])"
 )
 _SIG_FRESH = "void(float64[::1], float64[::1], int64[::1], int64, int64[::1], float64[::1], boolean[::1], int64)"
+_SIG_WITH_STATS = (
+    "float64(float64[::1], float64[::1], int64[::1], int64, int64[::1], float64[::1], boolean[::1], int64, "
+    "float64[::1])"
+)
 
 
 
@@ -66,6 +72,55 @@ def _refresh(sums: np.ndarray, mins: np.ndarray, offsets: np.ndarray, fanout: in
     mins[offsets[level] - offsets[1] + node] = smallest
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _positive(value: float) -> float:
+    """Return ``value`` if it is > 0, else ``inf`` (a leaf counts in a minimum only when positive)."""
+    return value if value > 0.0 else np.inf
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _lower(a: float, b: float) -> float:
+    """Return the smaller of two non-NaN floats (a select, no NaN branch: a minimum is exact in any order)."""
+    return a if a < b else b
+
+
+@numba.njit(cache=True, nogil=True)
+def _refresh_nodes(
+    sums: np.ndarray, mins: np.ndarray, offsets: np.ndarray, fanout: int, level: int, nodes: np.ndarray
+) -> None:
+    """Recompute the sums and minima of ``nodes`` on ``level`` (>= 1), four nodes at a time.
+
+    Each sum adds its children left to right as :func:`_refresh` does; the four chains of additions are
+    independent, so the processor overlaps them. The last group repeats the last node (same values).
+    """
+    n = nodes.shape[0]
+    below = offsets[level - 1]
+    base = offsets[1]
+    up = offsets[level]
+    last = n - 1
+    for i in range(0, n, 4):
+        a0, a1, a2, a3 = nodes[i], nodes[min(i + 1, last)], nodes[min(i + 2, last)], nodes[min(i + 3, last)]
+        c0, c1, c2, c3 = below + a0 * fanout, below + a1 * fanout, below + a2 * fanout, below + a3 * fanout
+        s0, s1, s2, s3 = sums[c0], sums[c1], sums[c2], sums[c3]
+        if level == 1:  # the children are leaves: their minimum counts positive leaves only
+            m0, m1, m2, m3 = _positive(s0), _positive(s1), _positive(s2), _positive(s3)
+            for k in range(1, fanout):
+                v0, v1, v2, v3 = sums[c0 + k], sums[c1 + k], sums[c2 + k], sums[c3 + k]
+                s0, s1, s2, s3 = s0 + v0, s1 + v1, s2 + v2, s3 + v3
+                m0, m1 = _lower(_positive(v0), m0), _lower(_positive(v1), m1)
+                m2, m3 = _lower(_positive(v2), m2), _lower(_positive(v3), m3)
+        else:
+            d0, d1, d2, d3 = c0 - base, c1 - base, c2 - base, c3 - base
+            m0, m1, m2, m3 = mins[d0], mins[d1], mins[d2], mins[d3]
+            for k in range(1, fanout):
+                s0, s1, s2, s3 = s0 + sums[c0 + k], s1 + sums[c1 + k], s2 + sums[c2 + k], s3 + sums[c3 + k]
+                m0, m1 = _lower(mins[d0 + k], m0), _lower(mins[d1 + k], m1)
+                m2, m3 = _lower(mins[d2 + k], m2), _lower(mins[d3 + k], m3)
+        sums[up + a3], sums[up + a2], sums[up + a1], sums[up + a0] = s3, s2, s1, s0
+        mins[up - base + a3], mins[up - base + a2] = m3, m2
+        mins[up - base + a1], mins[up - base + a0] = m1, m0
+
+
 @numba.njit(_SIG_UPDATE, cache=True, nogil=True)
 def tree_update(
     sums: np.ndarray, mins: np.ndarray, offsets: np.ndarray, fanout: int, indices: np.ndarray, values: np.ndarray
@@ -74,16 +129,13 @@ def tree_update(
     n = indices.shape[0]
     for i in range(n):
         sums[indices[i]] = values[i]
-    nodes = indices // fanout
-    touched = 0.0
+    nodes = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        nodes[i] = indices[i] // fanout
     for level in range(1, offsets.shape[0] - 1):  # offsets has one entry past the top level
-        touched += _touch(sums, offsets[level - 1], nodes, fanout)
-        for i in range(n):
-            _refresh(sums, mins, offsets, fanout, level, nodes[i])
+        _refresh_nodes(sums, mins, offsets, fanout, level, nodes)
         for i in range(n):
             nodes[i] //= fanout
-    if touched < 0.0:  # never (sums are >= 0): keeps the prefetch loads
-        mins[0] = touched
 
 
 @numba.njit(_SIG_FILL, cache=True, nogil=True)
@@ -112,15 +164,17 @@ def top_stats(top: np.ndarray, top_mins: np.ndarray, level: int, out: np.ndarray
     """
     running = 0.0
     smallest = np.inf
-    for i in range(top.shape[0]):
-        v = top[i]
-        running = running + v
-        out[i] = running
-        if level == 0:
-            smallest = min(smallest, v if v > 0.0 else np.inf)
-    if level > 0:
-        for i in range(top_mins.shape[0]):
-            smallest = min(smallest, top_mins[i])
+    if level == 0:
+        for i in range(top.shape[0]):
+            v = top[i]
+            running = running + v
+            out[i] = running
+            smallest = _lower(_positive(v), smallest)
+    else:  # one loop: the minimum overlaps the (serial) running sum
+        for i in range(top.shape[0]):
+            running = running + top[i]
+            out[i] = running
+            smallest = _lower(top_mins[i], smallest)
     return smallest
 
 
@@ -155,63 +209,75 @@ def tree_find(
         mass[i] = m
         out[i] = lo
     touched = 0.0
+    last = n - 1
     for level in range(top, 0, -1):  # ``out[i]`` is on ``level``; descend to one of its children
         below = offsets[level - 1]
         touched += _touch(sums, below, out, fanout)
-        for i in range(n):
-            m = mass[i]
-            child = below + out[i] * fanout
-            running = sums[child]
-            before = 0.0
-            k = 0
+        for i in range(0, n, 4):  # four masses at a time: their chains of additions overlap
+            i1, i2, i3 = min(i + 1, last), min(i + 2, last), min(i + 3, last)  # the last group repeats one
+            m0, m1, m2, m3 = mass[i], mass[i1], mass[i2], mass[i3]
+            c0, c1 = below + out[i] * fanout, below + out[i1] * fanout
+            c2, c3 = below + out[i2] * fanout, below + out[i3] * fanout
+            r0, r1, r2, r3 = sums[c0], sums[c1], sums[c2], sums[c3]
+            b0 = b1 = b2 = b3 = 0.0
+            k0 = k1 = k2 = k3 = 0
             for j in range(1, fanout):  # k: children ending at or before the mass (at most fanout - 1)
-                fits = running <= m
-                k += fits
-                before = running if fits else before
-                running = running + sums[child + j]
-            out[i] = out[i] * fanout + k
+                f0, f1, f2, f3 = r0 <= m0, r1 <= m1, r2 <= m2, r3 <= m3
+                k0, k1, k2, k3 = k0 + f0, k1 + f1, k2 + f2, k3 + f3
+                b0, b1 = (r0 if f0 else b0), (r1 if f1 else b1)
+                b2, b3 = (r2 if f2 else b2), (r3 if f3 else b3)
+                r0, r1 = r0 + sums[c0 + j], r1 + sums[c1 + j]
+                r2, r3 = r2 + sums[c2 + j], r3 + sums[c3 + j]
             if level > 1:  # the mass left inside the child, kept below the child's sum
-                mass[i] = min(m - before, np.nextafter(sums[child + k], 0.0))
+                mass[i3] = min(m3 - b3, np.nextafter(sums[c3 + k3], 0.0))
+                mass[i2] = min(m2 - b2, np.nextafter(sums[c2 + k2], 0.0))
+                mass[i1] = min(m1 - b1, np.nextafter(sums[c1 + k1], 0.0))
+                mass[i] = min(m0 - b0, np.nextafter(sums[c0 + k0], 0.0))
+            out[i3], out[i2] = c3 - below + k3, c2 - below + k2
+            out[i1], out[i] = c1 - below + k1, c0 - below + k0
     if touched < 0.0:  # never (sums are >= 0): keeps the prefetch loads
         out[0] = -1
 
 
-
 @numba.njit(
-    "Tuple((int64, int64, int64, float64))(int64[::1], float64[::1], int64, int32[::1], int32[::1], boolean[::1])",
+    "Tuple((int64, int64, int64, float64, float64))"
+    "(int64[::1], float64[::1], int64, int32[::1], int32[::1], boolean[::1])",
     cache=True,
     nogil=True,
 )
 def check_update(
     indices: np.ndarray, priorities: np.ndarray, size: int, generations: np.ndarray, seen: np.ndarray, fresh: np.ndarray
-) -> tuple[int, int, int, float]:
+) -> tuple[int, int, int, float, float]:
     """Check a priority update in one pass (used by :class:`~xreplay.samplers.PrioritizedSampler`).
 
     Returns the position of the first index outside ``[0, size)`` and of the
     first priority that is not finite and >= 0 (-1 when none; then nothing
     else is computed), the number of stale items (``generations[index] !=
-    seen``, ``fresh`` false) and the largest fresh priority (-inf if none).
+    seen``, ``fresh`` false), the largest fresh priority (-inf if none) and
+    the largest priority.
     """
     n = indices.shape[0]
     bad_index = -1
     bad_priority = -1
+    largest = -np.inf
     for i in range(n):
         if bad_index < 0 and (indices[i] < 0 or indices[i] >= size):
             bad_index = i
         p = priorities[i]
         if bad_priority < 0 and not (p >= 0.0 and p < np.inf):
             bad_priority = i
+        largest = p if p > largest else largest
     stale = 0
     high = -np.inf
     if bad_index >= 0 or bad_priority >= 0:
-        return bad_index, bad_priority, stale, high
+        return bad_index, bad_priority, stale, high, largest
     for i in range(n):
         ok = generations[indices[i]] == seen[i]
         fresh[i] = ok
         stale += not ok
         if ok:
             high = max(high, priorities[i])
-    return bad_index, bad_priority, stale, high
+    return bad_index, bad_priority, stale, high, largest
 
 
 @numba.njit(_SIG_DRAW, cache=True, nogil=True)
@@ -272,3 +338,32 @@ def update_fresh(
             kept_values[j] = values[i]
             j += 1
     tree_update(sums, mins, offsets, fanout, kept, kept_values)
+
+
+@numba.njit(_SIG_WITH_STATS, cache=True, nogil=True)
+def update_with_stats(
+    sums: np.ndarray,
+    mins: np.ndarray,
+    offsets: np.ndarray,
+    fanout: int,
+    indices: np.ndarray,
+    values: np.ndarray,
+    keep: np.ndarray,
+    count: int,
+    ends: np.ndarray,
+) -> float:
+    """Set leaves ``indices[keep]`` to ``values[keep]`` and return the new smallest positive leaf.
+
+    ``count`` leaves are kept (all of them when it is their number). The top level's running sum goes
+    to ``ends`` (as :func:`top_stats` writes it): one call does what a priority update and the next
+    draw's :func:`top_stats` would do in two.
+    """
+    if count == indices.shape[0]:
+        tree_update(sums, mins, offsets, fanout, indices, values)
+    else:
+        update_fresh(sums, mins, offsets, fanout, indices, values, keep, count)
+    level = offsets.shape[0] - 2  # the top level
+    top = sums[offsets[level] : offsets[level + 1]]
+    if level == 0:
+        return top_stats(top, top, 0, ends)
+    return top_stats(top, mins[offsets[level] - offsets[1] : offsets[level + 1] - offsets[1]], level, ends)

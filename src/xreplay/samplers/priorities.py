@@ -15,7 +15,7 @@ import numpy as np
 
 from xreplay.errors import ArgumentError, PriorityError
 
-__all__ = ["LARGEST_SUM", "as_priority_update", "check_priorities", "largest_leaf"]
+__all__ = ["LARGEST_SUM", "as_priority_update", "check_priorities", "largest_leaf", "leaf_value"]
 
 LARGEST_SUM = float(np.finfo(np.float64).max)
 """The largest finite float64: the sum of a tree's leaves must stay below it."""
@@ -24,6 +24,14 @@ LARGEST_SUM = float(np.finfo(np.float64).max)
 def largest_leaf(capacity: int) -> float:
     """Return the largest leaf value ``capacity`` leaves may hold without their sum overflowing."""
     return LARGEST_SUM / max(int(capacity), 1)
+
+
+def leaf_value(priority: float, offset: float, alpha: float) -> float:
+    """Return ``(priority + offset) ** alpha`` as a Python float, ``inf`` where it overflows (Python raises there)."""
+    try:
+        return (float(priority) + offset) ** alpha
+    except OverflowError:  # e.g. 1e200 ** 2: too large for a float, so too large for a leaf
+        return float("inf")
 
 
 def as_real_array(priorities: Any) -> np.ndarray:
@@ -77,7 +85,7 @@ def check_priorities(
             f"priorities must be finite and >= 0"
         )
     limit = largest_leaf(capacity)
-    if (float(high) + offset) ** alpha > limit:
+    if leaf_value(high, offset, alpha) > limit:
         with np.errstate(over="ignore"):
             leaves = (values + offset) ** alpha
         k = int(np.flatnonzero(~(leaves <= limit))[0])

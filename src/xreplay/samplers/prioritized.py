@@ -31,7 +31,7 @@ import numpy as np
 
 from xreplay.errors import ArgumentError, FieldShapeError, IndexOutOfRangeError, InsufficientDataError
 from xreplay.samplers.base import Draw, check_capacity
-from xreplay.samplers.priorities import as_priority_update, check_priorities, largest_leaf
+from xreplay.samplers.priorities import as_priority_update, check_priorities, largest_leaf, leaf_value
 from xreplay.samplers.prioritized_state import check_prioritized_state, prioritized_state_dict
 from xreplay.samplers.priority_tree import PriorityTree
 from xreplay.samplers.schedules import Schedule, as_schedule
@@ -68,6 +68,7 @@ class PrioritizedSampler:
     """
 
     prioritized = True
+    replace = True  # draws with replacement (what a buffer asks before it picks how to redraw)
 
     def __init__(
         self,
@@ -193,7 +194,9 @@ class PrioritizedSampler:
             )
         if self._pending:
             self._flush()
-        total = self.tree.total()
+        tree = self.tree
+        ends = tree._top_ends()
+        total = float(ends[-1])
         if not total > 0.0:
             raise InsufficientDataError(
                 f"cannot sample {n} items: {self.size} slots are stored and their priorities sum to {total}"
@@ -202,16 +205,12 @@ class PrioritizedSampler:
             mass, scale = (np.arange(n) + rng.random(n)) * (total / max(n, 1)), 1.0
         else:
             mass, scale = rng.random(n), total
-        if self.tree._kernels is not None:  # one kernel call: the same draws as sample_masses
-            return self._draw(mass, scale, step)
+        if tree._kernels is not None:  # one kernel call: the same draws as sample_masses
+            indices, ratios, seen, probabilities = tree._draw_fresh(ends, mass, scale, self.generations)
+            return Draw(indices, self._weights(ratios, tree._min / total, step), seen, probabilities)
         if scale != 1.0:
             mass *= scale
         return self.sample_masses(mass, total, step)
-
-    def _draw(self, mass: np.ndarray, scale: float, step: int | None) -> Draw:
-        """Return the draw of the masses ``mass * scale`` with :meth:`PriorityTree.draw` (what sample_masses does)."""
-        indices, weights, seen, probabilities = self.tree.draw(mass, scale, self.generations)
-        return Draw(indices, self._weights(weights, self.tree.min() / self.tree.total(), step), seen, probabilities)
 
     def _weights(self, ratios: np.ndarray, smallest: float, step: int | None) -> np.ndarray:
         """Return float32 weights ``ratios ** beta`` (min leaf over each leaf; ``smallest``: min leaf share).
@@ -277,7 +276,7 @@ class PrioritizedSampler:
         low, high = priorities.min(), priorities.max()
         if not (low >= 0.0 and high < np.inf):
             self._check_priorities(indices, priorities)
-        if (float(high) + self.epsilon) ** self.alpha > self._largest_leaf:
+        if leaf_value(high, self.epsilon, self.alpha) > self._largest_leaf:
             self._check_priorities(indices, priorities)
         stale = 0
         if generations is not None:
@@ -307,15 +306,14 @@ class PrioritizedSampler:
         indices = np.ascontiguousarray(indices)
         priorities = np.ascontiguousarray(priorities)
         fresh = np.empty(indices.shape[0], dtype=np.bool_)
-        bad_index, bad_priority, stale, high = kernels.check_update(
+        bad_index, bad_priority, stale, high, largest = kernels.check_update(
             indices, priorities, self.size, self.generations, np.ascontiguousarray(seen), fresh
         )
         if bad_index >= 0:
             self._check_indices(indices, self.size, "index")
         if bad_priority >= 0:
             self._check_priorities(indices, priorities)
-        largest = priorities.max() if stale else high  # stale priorities are checked too, as by the numpy code
-        if (float(largest) + self.epsilon) ** self.alpha > self._largest_leaf:
+        if leaf_value(largest, self.epsilon, self.alpha) > self._largest_leaf:  # stale ones are checked too
             self._check_priorities(indices, priorities)
         if stale == indices.shape[0]:
             self.stale_updates += stale
@@ -325,10 +323,7 @@ class PrioritizedSampler:
         self.stale_updates += stale
         priorities = priorities + self.epsilon  # stale ones too: the tree then skips them (same values)
         priorities **= self.alpha
-        if stale:
-            self.tree.update_where(indices, priorities, fresh)
-        else:
-            self.tree.update(indices, priorities)
+        self.tree._set_checked(indices, priorities, fresh, indices.shape[0] - stale)
         self.max_priority = max(self.max_priority, float(high) + self.epsilon)
         return stale
 

@@ -45,6 +45,7 @@ __all__ = ["DEFAULT_FANOUT", "DEFAULT_TOP_WIDTH", "PriorityTree", "numba_availab
 
 DEFAULT_FANOUT = 16
 DEFAULT_TOP_WIDTH = 4096
+_FUSED_STATS = 32  # leaves from which a checked update also refreshes the top level's stats in its kernel call
 _BLOCK_ROWS = 4096  # parents recomputed per numpy call in range operations (bounds temporaries)
 _UNTRIED = object()
 _NUMBA: Any = _UNTRIED  # the kernel module, None when unavailable, _UNTRIED before the first try
@@ -144,6 +145,7 @@ class PriorityTree:
         self._min_levels = [self.sums[:0]] + [self.mins[a - base : b - base] for a, b in bounds[1:]]
         self._rows = np.arange(self.fanout, dtype=np.int64)[:, None]  # child offsets, as a column
         self._ends: np.ndarray | None = None  # running sum of the top level, None when stale
+        self._top_nodes = int(self.offsets[self.top + 1] - self.offsets[self.top])  # nodes of the top level
         self._min = float("inf")  # smallest positive leaf, valid while ``_ends`` is not None
 
     def nbytes(self) -> int:
@@ -196,6 +198,28 @@ class PriorityTree:
         values = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
         keep = np.ascontiguousarray(keep, dtype=np.bool_).reshape(-1)
         self._kernels.update_fresh(self.sums, self.mins, self.offsets, self.fanout, indices, values, keep, count)
+
+    def _set_checked(self, indices: np.ndarray, values: np.ndarray, keep: np.ndarray, count: int) -> None:
+        """Set leaves ``indices[keep]`` to ``values[keep]`` (numba only; ``count`` kept, at least one).
+
+        ``indices`` (int64), ``values`` (float64) and ``keep`` (bool) are contiguous ``[n]`` arrays whose
+        indices were checked to lie in ``[0, size)``: one kernel call, no conversion. From ``_FUSED_STATS``
+        leaves on (a batch, as after a sample), the same call also refreshes the total and minimum the next
+        draw reads; below, the next draw does (several small updates between two draws pay for it once).
+        """
+        kernels = self._kernels
+        if count < _FUSED_STATS:  # a few leaves (per-item updates): the next draw refreshes the stats once
+            self._ends = None
+            if count == indices.shape[0]:
+                kernels.tree_update(self.sums, self.mins, self.offsets, self.fanout, indices, values)  # type: ignore[union-attr]
+            else:
+                kernels.update_fresh(self.sums, self.mins, self.offsets, self.fanout, indices, values, keep, count)  # type: ignore[union-attr]
+            return
+        ends = np.empty(self._top_nodes)
+        self._min = kernels.update_with_stats(  # type: ignore[union-attr]
+            self.sums, self.mins, self.offsets, self.fanout, indices, values, keep, count, ends
+        )
+        self._ends = ends  # the running sum of the top level, written by the same call
 
     def fill(self, start: int, stop: int, value: float) -> None:
         """Set the contiguous leaves ``[start, stop)`` to ``value`` with slice operations."""
@@ -309,7 +333,6 @@ class PriorityTree:
                 np.minimum(mass, np.nextafter(below.take(node), 0.0), out=mass)
         return node
 
-
     def draw(self, mass: np.ndarray, scale: float, generations: np.ndarray) -> tuple[np.ndarray, ...]:
         """Return the leaves holding ``mass * scale`` with what a prioritized sample needs of them, in one pass.
 
@@ -329,14 +352,25 @@ class PriorityTree:
         fits = mass.dtype == np.float64 and mass.ndim == 1 and mass.flags.c_contiguous and mass.flags.writeable
         if self._kernels is None or not fits or generations.dtype != np.int32 or not generations.flags.c_contiguous:
             return _draw(self, mass, scale, generations)
+        return self._draw_fresh(ends, mass, scale, generations)
+
+    def _draw_fresh(
+        self, ends: np.ndarray, mass: np.ndarray, scale: float, generations: np.ndarray
+    ) -> tuple[np.ndarray, ...]:
+        """Run :meth:`draw`'s kernel on checked arguments (numba only; ``ends`` from ``_top_ends()``).
+
+        ``ends[-1]`` (the total) is positive, ``mass`` a writable contiguous float64 array (overwritten),
+        ``generations`` contiguous int32.
+        """
         n = mass.shape[0]
         out, ratios = np.empty(n, dtype=np.int64), np.empty(n)
         seen, probabilities = np.empty(n, dtype=np.int32), np.empty(n)
-        self._kernels.draw(
-            self.sums, self.offsets, self.fanout, self.top, ends, mass, float(scale), total, self._min,
+        self._kernels.draw(  # type: ignore[union-attr]
+            self.sums, self.offsets, self.fanout, self.top, ends, mass, float(scale), float(ends[-1]), self._min,
             generations, out, ratios, seen, probabilities,
         )
         return out, ratios, seen, probabilities
+
 
 def _draw(tree: PriorityTree, mass: np.ndarray, scale: float, generations: np.ndarray) -> tuple[np.ndarray, ...]:
     """Return :meth:`PriorityTree.draw`'s arrays with numpy (:meth:`PriorityTree.find` and the same arithmetic)."""

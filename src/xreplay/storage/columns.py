@@ -24,25 +24,6 @@ from xreplay.writers import SlotPlan
 __all__ = ["ColumnSpec", "ColumnStorage"]
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 @dataclasses.dataclass(frozen=True)
 class _Block:
     """CPU fields of one dtype stored side by side in the rows of one ``[capacity, width]`` array."""
@@ -51,6 +32,21 @@ class _Block:
     names: tuple[str, ...]
     shapes: tuple[tuple[int, ...], ...]
     spans: tuple[tuple[int, int], ...]  # (first column, columns) of each field
+    record: np.dtype | None  # a row as one opaque (void) item per field, None if a field is empty
+
+
+def _record(dtype: np.dtype, names: list[str], starts: list[int], widths: list[int]) -> np.dtype | None:
+    """Return the dtype that views a block's row as one opaque item per field (None when a field has no columns).
+
+    A field of gathered rows seen through it is a 1-D array of whole items, which numpy copies to a
+    contiguous array in one pass (a ``[n, width]`` column slice is copied one short row at a time).
+    """
+    if not all(widths):
+        return None
+    size = dtype.itemsize
+    formats = [np.dtype((np.void, size * width)) for width in widths]
+    offsets = [size * start for start in starts]
+    return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": size * sum(widths)})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,7 +243,8 @@ class ColumnStorage:
             self._host[name] = view
             self.columns[name] = torch.from_numpy(view)
         shapes = tuple(specs[name].shape for name in names)
-        return _Block(array, tuple(names), shapes, tuple(zip(starts, widths, strict=True)))
+        record = _record(array.dtype, names, starts, widths)
+        return _Block(array, tuple(names), shapes, tuple(zip(starts, widths, strict=True)), record)
 
     def _check_keys(self, values: Mapping[str, Any]) -> None:
         """Raise UnknownFieldError naming a missing or extra field."""
@@ -354,9 +351,13 @@ class ColumnStorage:
             if len(block.names) == 1:
                 out[block.names[0]] = torch.from_numpy(rows.reshape(n, *block.shapes[0]))
                 continue
+            items = None if block.record is None else rows.view(block.record).reshape(n)  # [n] rows of items
             for name, shape, (start, width) in zip(block.names, block.shapes, block.spans, strict=True):
                 if names is None or name in names:
-                    part = np.ascontiguousarray(rows[:, start : start + width])
+                    if items is None:
+                        part = np.ascontiguousarray(rows[:, start : start + width])
+                    else:  # one pass over whole items, then seen as the field's dtype again
+                        part = np.ascontiguousarray(items[name]).view(rows.dtype)
                     out[name] = torch.from_numpy(part.reshape(n, *shape))
         if names is None and self._in_order:  # every field gathered, in scheme order
             return out
