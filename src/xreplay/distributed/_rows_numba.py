@@ -8,8 +8,8 @@ several microseconds more than in a warm loop; this replaces about twenty of
 them with one. The bytes written are those the numpy and torch code writes.
 
 A block is read in words of 1 or 4 bytes (the reader picks the widest that
-divides every offset and width); every drawn row's cache lines are loaded
-first, all rows at once, so that their misses overlap, then copied.
+divides every offset and width); the cache lines of 64 drawn rows are loaded
+first, all at once, so that their misses overlap, then those rows are copied.
 
 Importing this module imports numba and compiles the kernel (explicit signatures, cached on disk).
 """
@@ -23,6 +23,7 @@ __all__ = ["read_rows"]
 
 _ARGS = "int64, int64, int64[:, ::1], int64[::1], int64, int32[::1], float64[::1], int64[::1], uint8[::1]"
 _LINE = 64  # bytes of a cache line
+_CHUNK = 64  # rows loaded ahead of their copy (64 rows of a few lines: well inside a core's first-level cache)
 
 
 @numba.njit([f"uint64({word}[::1], {_ARGS})" for word in ("uint8", "uint32")], cache=True, nogil=True)
@@ -80,30 +81,34 @@ def read_rows(
     for i in range(n):  # refuse before writing anything: a slot outside the block would read foreign memory
         if indices[i] < 0 or indices[i] >= capacity or (meta[2] >= 0 and indices[i] >= leaves.shape[0]):
             raise IndexError("a drawn slot lies outside the storage")
+    slots = out[max(meta[0], 0) : max(meta[0], 0) + 8 * n].view(np.int64) if meta[0] >= 0 else out[:0].view(np.int64)
+    seen = out[max(meta[1], 0) : max(meta[1], 0) + 4 * n].view(np.int32) if meta[1] >= 0 else out[:0].view(np.int32)
+    masses = (
+        out[max(meta[2], 0) : max(meta[2], 0) + 8 * n].view(np.float64) if meta[2] >= 0 else out[:0].view(np.float64)
+    )
     touched = np.uint64(0)
     step = max(1, _LINE // word)
-    for i in range(n):  # one load per cache line of every row: independent loads, their misses overlap
-        row = indices[i] * row_words
-        for w in range(row + first, row + last, step):
-            touched ^= np.uint64(block[w])
-        touched ^= np.uint64(block[row + last - 1])
-    for i in range(n):  # then copy, row by row: a row's fields share its cache lines
-        row = indices[i] * row_words
-        for f in range(fields.shape[0]):
-            start, width = row + fields[f, 0], fields[f, 1]
-            dest = fields[f, 2] + i * width
-            for w in range(width):
-                words[dest + w] = block[start + w]
-    if meta[0] >= 0:
-        slots = out[meta[0] : meta[0] + 8 * n].view(np.int64)
-        for i in range(n):
-            slots[i] = indices[i] | head
-    if meta[1] >= 0:
-        seen = out[meta[1] : meta[1] + 4 * n].view(np.int32)
-        for i in range(n):
-            seen[i] = generations[i]
-    if meta[2] >= 0:
-        masses = out[meta[2] : meta[2] + 8 * n].view(np.float64)
-        for i in range(n):
-            masses[i] = leaves[indices[i]]
+    for chunk in range(0, n, _CHUNK):  # a chunk of rows at a time, its lines staying in the core's cache
+        end = min(n, chunk + _CHUNK)
+        for i in range(chunk, end):  # one load per cache line of every row: independent loads, misses overlap
+            row = indices[i] * row_words
+            for w in range(row + first, row + last, step):
+                touched ^= np.uint64(block[w])
+            touched ^= np.uint64(block[row + last - 1])
+        for i in range(chunk, end):  # then copy, row by row: a row's fields share its cache lines
+            row = indices[i] * row_words
+            for f in range(fields.shape[0]):
+                width = np.uint64(fields[f, 1])  # unsigned positions: no negative-index wrap, a tight loop
+                start, dest = np.uint64(row + fields[f, 0]), np.uint64(fields[f, 2] + i * fields[f, 1])
+                for w in range(width):
+                    words[dest + w] = block[start + w]
+        if meta[0] >= 0:
+            for i in range(chunk, end):
+                slots[i] = indices[i] | head
+        if meta[1] >= 0:
+            for i in range(chunk, end):
+                seen[i] = generations[i]
+        if meta[2] >= 0:
+            for i in range(chunk, end):
+                masses[i] = leaves[indices[i]]
     return touched
