@@ -87,15 +87,26 @@ class _Block(NamedTuple):
     fields: tuple[tuple[int, int, int], ...]  # (column number, byte offset in a row, bytes per item)
     address: int
 
-    def table(self, field_layout: Layout) -> tuple[np.ndarray, int, np.ndarray]:
-        """Return the block in words, the words per row and the kernel's table for a reply's field layout.
+    def template(self, prefix: list[int]) -> tuple[np.ndarray, int, int, np.ndarray]:
+        """Return the block in words, the words per row, the rows and the kernel's table for one reply row.
 
-        The words are 4 bytes when every offset and width allows it (fewer, wider copies), else bytes.
+        ``prefix[c]`` is the bytes per reply row before column ``c``'s items (a reply of ``n`` rows has
+        them at ``n * prefix[c]``: the table's last column is multiplied by ``n``). The words are
+        4 bytes when every offset and width allows it (fewer, wider copies), else bytes.
         """
-        places = [(start, width, field_layout[c][3]) for c, start, width in self.fields]
+        places = [(start, width, prefix[c]) for c, start, width in self.fields]
         word = 4 if all(v % 4 == 0 for v in (self.address, self.row_bytes, *(x for p in places for x in p))) else 1
         words = self.data if word == 1 else self.data[: self.data.nbytes // 4 * 4].view(np.uint32)
-        return words, self.row_bytes // word, np.array([[v // word for v in place] for place in places], np.int64)
+        table = np.array([[v // word for v in place] for place in places], np.int64)
+        return words, self.row_bytes // word, self.capacity, table
+
+
+class _Template(NamedTuple):
+    """A reply's layout per row: a reply of ``n`` rows scales every size and offset by ``n``."""
+
+    entries: tuple[tuple[str, str, str, tuple[int, ...], int], ...]  # (group, name, dtype, item shape, prefix)
+    row_bytes: int
+    blocks: tuple[tuple[np.ndarray, int, int, np.ndarray], ...] | None  # kernel arguments per block; None: torch
 
 
 class _Plan(NamedTuple):
@@ -168,6 +179,7 @@ class RowReader:
         self._columns: list[tuple[str, torch.Tensor, np.dtype]] | None = None
         self._blocks: tuple[_Block, ...] | None = None  # the columns as the kernel reads them (None: torch copies)
         self._plans: dict[int, _Plan] = {}  # rows -> layouts and size, for the few sizes a client asks for
+        self._templates: tuple[np.dtype | None, _Template] | None = None  # the layout per row, once
 
     @classmethod
     def of(cls, buffer: object) -> RowReader | None:
@@ -253,27 +265,41 @@ class RowReader:
         plan = self._plans.get(n)
         if plan is not None:
             return plan
-        entries = [("field", name, dtype, (n, *column.shape[1:])) for name, column, dtype in self._columns]  # type: ignore[union-attr]
-        entries.append(("meta", "indices", np.dtype(np.int64), (n,)))
-        if self.prioritized:
-            entries.append(("meta", "generations", np.dtype(generations), (n,)))
-            entries.append(("meta", "leaves", np.dtype(np.float64), (n,)))
-        offsets, offset = {}, 0
-        for group, name, dtype, shape in sorted(entries, key=lambda entry: -entry[2].itemsize):
-            offsets[group, name] = offset
-            offset += dtype.itemsize * math.prod(shape)
+        template = self._template(generations)
         layouts: dict[str, Layout] = {"field": (), "meta": ()}
-        for group, name, dtype, shape in entries:  # each group's layout in its own order
-            layouts[group] += ((name, dtype.str, shape, offsets[group, name]),)
-        if len(self._plans) >= 16:  # a client whose shares vary (several shards): keep the table small
-            self._plans.clear()
-        field_layout, meta_layout = layouts["field"], layouts["meta"]
+        for group, name, dtype, item, prefix in template.entries:  # each group's layout in its own order
+            layouts[group] += ((name, dtype, (n, *item), n * prefix),)
         meta_at = np.full(3, -1, dtype=np.int64)
-        for k, (_name, _dtype, _shape, at) in enumerate(meta_layout):
+        for k, (_name, _dtype, _shape, at) in enumerate(layouts["meta"]):
             meta_at[k] = at
         tables = None
-        if self._blocks is not None and (generations is None or generations == np.int32):
-            tables = tuple((*block.table(field_layout)[:2], block.capacity, block.table(field_layout)[2])
-                           for block in self._blocks)  # fmt: skip
-        plan = self._plans[n] = _Plan(field_layout, meta_layout, offset, tables, meta_at)
+        if template.blocks is not None:
+            tables = tuple(
+                (words, row_words, rows, table * [1, 1, n]) for words, row_words, rows, table in template.blocks
+            )
+        if len(self._plans) >= 16:  # a client whose shares vary (several shards): keep the table small
+            self._plans.clear()
+        plan = self._plans[n] = _Plan(layouts["field"], layouts["meta"], n * template.row_bytes, tables, meta_at)
         return plan
+
+    def _template(self, generations: np.dtype | None) -> _Template:
+        """Return the reply's layout per row (made once for the generations' dtype)."""
+        if self._templates is not None and self._templates[0] == generations:
+            return self._templates[1]
+        entries = [("field", name, dtype, tuple(column.shape[1:])) for name, column, dtype in self._columns]  # type: ignore[union-attr]
+        entries.append(("meta", "indices", np.dtype(np.int64), ()))
+        if self.prioritized:
+            entries.append(("meta", "generations", np.dtype(generations), ()))
+            entries.append(("meta", "leaves", np.dtype(np.float64), ()))
+        prefixes, prefix = {}, 0
+        for group, name, dtype, item in sorted(entries, key=lambda entry: -entry[2].itemsize):
+            prefixes[group, name] = prefix
+            prefix += dtype.itemsize * math.prod(item)
+        blocks = None
+        if self._blocks is not None and (generations is None or generations == np.int32):
+            columns = [prefixes["field", name] for name, _column, _dtype in self._columns]  # type: ignore[union-attr]
+            blocks = tuple(block.template(columns) for block in self._blocks)
+        final = tuple((g, name, dtype.str, item, prefixes[g, name]) for g, name, dtype, item in entries)
+        template = _Template(final, prefix, blocks)
+        self._templates = (generations, template)
+        return template
