@@ -9,7 +9,12 @@ tensors nor the weights (the client computes those from the global
 minimum), so a draw here asks the sampler for the slots (the same call on
 the same generator as ``sample``: the same draw), then selects each
 field's rows from the storage's columns directly into its place in the
-reply. The reply's memory comes from a :class:`~xreplay.distributed.packing.BlockPool`,
+reply: with numba one kernel call per storage block (the fields of a dtype
+share the rows of one array) writes the rows, the global indices (the
+shard's ``head`` or-ed into the slots), the generations and the leaf masses
+(:mod:`xreplay.distributed._rows_numba`); without numba, or for a column
+layout the kernel does not read, torch and numpy write the same bytes. The
+reply's memory comes from a :class:`~xreplay.distributed.packing.BlockPool`,
 so a shard that answers one request after another writes into the same
 memory (handed out again only once nothing holds the last reply: Ray has
 serialized it, or the in-process client has copied it).
