@@ -2,7 +2,7 @@
 
 A shard actor (S2's layout, prioritized) times the steps of each draw with
 ``time.perf_counter_ns`` (spans around ``ShardCore.sample``, the sampler's
-draw, its tree descent and the reader's row selection) in three settings:
+draw, its tree descent and the reader's row kernel) in three settings:
 calls arriving through Ray one at a time, a loop inside the actor, and that
 loop with 1 ms sleeps between calls (a process that sleeps between calls, as
 a shard does, without Ray). Medians in microseconds.
@@ -33,6 +33,7 @@ STEPS = (
     ("  RowReader.draw", "xreplay.distributed.rows", "RowReader", "draw"),
     ("    sampler.sample", "xreplay.samplers.prioritized", "PrioritizedSampler", "sample"),
     ("      tree.draw", "xreplay.samplers.priority_tree", "PriorityTree", "draw"),
+    ("    row kernel", "xreplay.distributed._rows_numba", None, "read_rows"),  # the rows into the reply (numba)
 )
 
 
@@ -47,7 +48,11 @@ class ProfiledShard:
 
         self.spans: dict[str, list[int]] = collections.defaultdict(list)
         for label, module, owner, name in STEPS:
-            cls = getattr(importlib.import_module(module), owner)
+            try:
+                found = importlib.import_module(module)
+            except ImportError:  # numba missing: no row kernel to time
+                continue
+            cls = found if owner is None else getattr(found, owner)
             setattr(cls, name, self._timed(getattr(cls, name), label))
         self.core = ShardActor(functools.partial(TransitionBuffer, capacity, sampler="prioritized", seed=0), 0)
 

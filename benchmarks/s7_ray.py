@@ -8,7 +8,7 @@ In one run, repetitions interleaved across variants, medians reported:
   Ray echo actors: the base answers the same request with a reply its shard sent
   (the same bytes and return path, no sampling); also a bare call, the five field
   arrays (the issue's first baseline) and the in-process buffer;
-* learner batches/s with ``prefetch=2`` and ``batches_per_call`` 16 and 128,
+* learner batches/s with ``prefetch=2`` and ``batches_per_call`` 16, 128 and 256,
   sample only and sample + update, against the in-process loop and Ray's own
   ceiling (echo actors answering the same requests with the shards' replies);
 * the cores each kind of process uses meanwhile (from ``/proc``);
@@ -47,6 +47,7 @@ CHUNK = 64
 FAST = {"prefetch": 2, "batches_per_call": 16}
 SECTIONS = ("latency", "throughput", "cores", "inserts", "torchrl")
 BULK = {"prefetch": 2, "batches_per_call": 128}  # fewer calls per batch; priorities up to 384 batches old
+LARGE = {"prefetch": 2, "batches_per_call": 256}  # Ray's cost per call over twice the batches; up to 768 old
 
 
 def load() -> str:
@@ -289,7 +290,7 @@ def run(ray: Any, replay_cls: Any, local: TransitionBuffer, capacity: int, round
         if "latency" in sections:
             measure_latency(ray, replays, local, rounds, scale)
         if "throughput" in sections:
-            for config in (FAST, BULK):
+            for config in (FAST, BULK) if smoke else (FAST, BULK, LARGE):
                 throughput(ray, replays, local, rounds, scale, config)
             time.sleep(1.0)  # the echo actors' processes exit: not counted in the split below
         if "cores" in sections:

@@ -57,6 +57,7 @@ __all__ = [
     "encode_indices",
 ]
 
+
 def __getattr__(name: str) -> Any:
     """Import the Ray backend on first use of :class:`RayReplay` (it imports Ray)."""
     if name == "RayReplay":

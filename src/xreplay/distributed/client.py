@@ -112,6 +112,7 @@ class ReplayClient:
         """Start this process's in-flight bookkeeping (not pickled)."""
         shards = self.num_shards
         self.live = np.ones(shards, dtype=bool)
+        self._all_live = True  # ``live.all()``, kept by the two places that change ``live`` (a check per call)
         self._down_since = np.zeros(shards)
         self._down_cause: dict[int, object] = {}
         self._probes: dict[int, tuple[Any, float]] = {}
@@ -247,13 +248,14 @@ class ReplayClient:
         """Stop using ``shard`` until a probe finds it back."""
         if self.live[shard]:
             self.live[shard] = False
+            self._all_live = False
             self._down_since[shard] = time.monotonic()
             self.counters["shard_faults"] += 1
         self._down_cause[shard] = cause
 
     def _service(self) -> None:
         """Probe down shards; raise for a shard down too long."""
-        if self.live.all():
+        if self._all_live:
             return
         now = time.monotonic()
         for shard in np.flatnonzero(~self.live):
@@ -268,6 +270,7 @@ class ReplayClient:
             if not isinstance(reply, BaseException):
                 self._observe(reply[1])
                 self.live[shard] = True
+                self._all_live = bool(self.live.all())
                 self.counters["shard_recoveries"] += 1
                 return
             self._down_cause[shard] = getattr(reply, "cause", reply)

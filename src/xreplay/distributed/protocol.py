@@ -198,9 +198,9 @@ class ShardDraw(NamedTuple):
         state: The shard's state after the draw.
         data: The packed arrays (``uint8``).
         fields: Layout of the flat fields in ``data`` (no ``filled``).
-        meta: Layout of ``slots`` (int64), of ``generations`` and ``leaves`` (their ``priority **
-            alpha`` as the shard's tree holds them) from prioritized shards, of ``lengths`` from
-            episode shards.
+        meta: Layout of ``indices`` (the global indices of the slots drawn, int64), of ``generations``
+            and ``leaves`` (their ``priority ** alpha`` as the shard's tree holds them) from
+            prioritized shards, of ``lengths`` from episode shards.
     """
 
     state: ShardState
@@ -214,8 +214,8 @@ class ShardDraw(NamedTuple):
 
     @property
     def slots(self) -> np.ndarray:
-        """Return the slots drawn."""
-        return unpack(self.data, self.meta).get("slots", np.zeros(0, np.int64))
+        """Return the slots drawn (the global indices without their shard and epoch)."""
+        return unpack(self.data, self.meta).get("indices", np.zeros(0, np.int64)) & np.int64(_SLOT_MASK)
 
     @property
     def leaves(self) -> np.ndarray | None:

@@ -58,6 +58,7 @@ class SampleQueue:
         self.ready_key: Key | None = None
         self.pool = BlockPool()  # memory of past requests, reused once their batches are gone
         self._device = ("cpu", torch.device("cpu"))  # the options' device, made once
+        self._whole_counts: dict[tuple[int, int], np.ndarray] = {}
 
     def next(self, key: Key) -> Any:
         """Return the next batch for ``key``, keeping ``prefetch`` requests outstanding."""
@@ -91,16 +92,19 @@ class SampleQueue:
         n, replace, _truncate = key
         batches = client.options.batches_per_call
         token = client.backend.sample_permit(n * batches, client.options.rate_limit_timeout) if permit else None
-        masses = self._masses(replace)
-        if n and not _enough(masses, n, replace):
-            masses = self._wait_for_items(replace, n, token)
-        counts = draw_counts(client.rng, masses, n, batches, replace)
+        if replace and client.num_shards == 1 and client.states[0].mass > 0.0 and client.live[0]:
+            counts = self._whole(n, batches)  # one shard gives every item: nothing to draw, no array to make
+        else:
+            masses = self._masses(replace)
+            if n and not _enough(masses, n, replace):
+                masses = self._wait_for_items(replace, n, token)
+            counts = draw_counts(client.rng, masses, n, batches, replace)
         calls, riding = {}, {}
-        totals = counts.sum(axis=0).tolist() if replace else None  # each shard draws its whole share at once
+        totals = counts.sum(axis=0).tolist() if replace and client.num_shards > 1 else [n * batches]
         live = client.live
-        for s in range(client.num_shards) if live.all() else np.flatnonzero(live).tolist():
-            update = client.updates.take(s)  # pending priority updates ride along: applied before the draw
-            args: list[Any] = [counts[:, s].tolist() if totals is None else totals[s]]
+        for s in range(client.num_shards) if client.num_shards == 1 or live.all() else np.flatnonzero(live).tolist():
+            update = client.updates.take(s) if client.updates.pending else None  # riding along: applied before the draw
+            args: list[Any] = [counts[:, s].tolist() if not replace else totals[s]]  # with replacement: the total
             if update is not None or token is not None or not replace:  # the defaults otherwise: less to send
                 args.append(None if update is None else encode_updates(*update))  # bytes: cheaper than arrays
             if token is not None or not replace:
@@ -108,6 +112,16 @@ class SampleQueue:
             calls[s] = client.backend.submit(s, "sample", *args)
             riding[s] = 0 if update is None else int(update[0].size)
         return _Request(key, batches, counts, calls, riding)
+
+    def _whole(self, n: int, batches: int) -> np.ndarray:
+        """Return the ``[batches, 1]`` counts of a one-shard request (the same read-only array every time)."""
+        counts = self._whole_counts.get((n, batches))
+        if counts is None:
+            if len(self._whole_counts) >= 8:
+                self._whole_counts.clear()
+            counts = self._whole_counts[n, batches] = np.full((batches, 1), n, dtype=np.int64)
+            counts.flags.writeable = False
+        return counts
 
     def _wait_for_items(self, replace: bool, n: int, token: Any) -> np.ndarray:
         """Return the masses once the shards hold enough to draw ``n`` items (or as they are, to refuse).
@@ -138,7 +152,10 @@ class SampleQueue:
             replies = client.backend.gather([request.calls[s] for s in shards], timeout)
             draws, failed = {}, False
             for shard, reply in zip(shards, replies, strict=True):
-                if isinstance(reply, ShardDown):
+                if type(reply) is ShardDraw:  # the usual answer first
+                    draws[shard] = reply
+                    client._observe(reply.state)
+                elif isinstance(reply, ShardDown):
                     client._mark_down(shard, reply.cause)
                     client.updates.dropped_down += request.updates.get(shard, 0)
                     failed = True
@@ -160,15 +177,19 @@ class SampleQueue:
         """Return the request's batches from the shards' draws."""
         client = self.client
         n, _replace, truncate = request.key
-        index = gather_index(client.rng, request.counts, n)
-        minimum = float("inf")
+        index = None if client.num_shards == 1 else gather_index(client.rng, request.counts, n)
+        minimum, total = float("inf"), None
         if client.info.prioritized:
-            live = client.live
-            minimum = min((st.min_leaf for s, st in enumerate(client.states) if live[s]), default=minimum)
+            states, live = client.states, client.live
+            if len(states) == 1:
+                minimum, total = states[0].min_leaf, states[0].mass  # it answered: it is live
+            else:
+                minimum = min((st.min_leaf for s, st in enumerate(states) if live[s]), default=minimum)
+                total = sum(st.mass for s, st in enumerate(states) if live[s])  # each answering shard's is fresh
         step = client.batches_drawn
         client.batches_drawn += request.batches
         if self._device[0] != client.options.device:
             self._device = (client.options.device, torch.device(client.options.device))
         return assemble(
-            client.info, draws, index, n, request.batches, step, minimum, truncate, self._device[1], self.pool
+            client.info, draws, index, n, request.batches, step, minimum, truncate, self._device[1], self.pool, total
         )

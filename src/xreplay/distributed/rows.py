@@ -9,7 +9,12 @@ tensors nor the weights (the client computes those from the global
 minimum), so a draw here asks the sampler for the slots (the same call on
 the same generator as ``sample``: the same draw), then selects each
 field's rows from the storage's columns directly into its place in the
-reply. The reply's memory comes from a :class:`~xreplay.distributed.packing.BlockPool`,
+reply: with numba one kernel call per storage block (the fields of a dtype
+share the rows of one array) writes the rows, the global indices (the
+shard's ``head`` or-ed into the slots), the generations and the leaf masses
+(:mod:`xreplay.distributed._rows_numba`); without numba, or for a column
+layout the kernel does not read, torch and numpy write the same bytes. The
+reply's memory comes from a :class:`~xreplay.distributed.packing.BlockPool`,
 so a shard that answers one request after another writes into the same
 memory (handed out again only once nothing holds the last reply: Ray has
 serialized it, or the in-process client has copied it).
@@ -28,12 +33,17 @@ Example:
     >>> reader = RowReader.of(buffer)
     >>> data, fields, meta = reader.draw(3)
     >>> [entry[0] for entry in fields], [entry[0] for entry in meta], data.nbytes
-    (['obs'], ['slots', 'generations', 'leaves'], 108)
+    (['obs'], ['indices', 'generations', 'leaves'], 108)
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
+import os
+import warnings
+from types import ModuleType
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -47,7 +57,107 @@ from xreplay.samplers.uniform import UniformSampler
 
 __all__ = ["RowReader"]
 
-_Plan = tuple[Layout, Layout, int]
+_UNTRIED = object()
+_KERNEL: Any = _UNTRIED  # the kernel module, None when unavailable, _UNTRIED before the first try
+_NO_GENERATIONS = np.zeros(0, dtype=np.int32)
+_NO_LEAVES = np.zeros(0, dtype=np.float64)
+_NO_META = np.full(3, -1, dtype=np.int64)
+
+
+def _kernel() -> ModuleType | None:
+    """Return the compiled row kernel, or None when numba is missing or disabled (``XREPLAY_NUMBA=0``)."""
+    global _KERNEL
+    if _KERNEL is _UNTRIED:
+        _KERNEL = None
+        if os.environ.get("XREPLAY_NUMBA", "1") != "0":
+            try:
+                from xreplay.distributed import _rows_numba
+            except ImportError:  # numba is not installed: the torch code runs
+                pass
+            except Exception as exc:  # numba is installed but cannot compile or cache
+                warnings.warn(
+                    f"xreplay: numba row kernel unavailable, torch runs ({exc!r})", RuntimeWarning, stacklevel=3
+                )
+            else:
+                _KERNEL = _rows_numba
+    return _KERNEL
+
+
+class _Block(NamedTuple):
+    """Fields whose items share the rows of one array: its bytes, the bytes per row, the rows, the fields' offsets."""
+
+    data: np.ndarray
+    row_bytes: int
+    capacity: int
+    fields: tuple[tuple[int, int, int], ...]  # (column number, byte offset in a row, bytes per item)
+    address: int
+
+    def template(self, prefix: list[int]) -> tuple[np.ndarray, int, int, np.ndarray]:
+        """Return the block in words, the words per row, the rows and the kernel's table for one reply row.
+
+        ``prefix[c]`` is the bytes per reply row before column ``c``'s items (a reply of ``n`` rows has
+        them at ``n * prefix[c]``: the table's last column is multiplied by ``n``). The words are
+        4 bytes when every offset and width allows it (fewer, wider copies), else bytes.
+        """
+        places = [(start, width, prefix[c]) for c, start, width in self.fields]
+        word = 4 if all(v % 4 == 0 for v in (self.address, self.row_bytes, *(x for p in places for x in p))) else 1
+        words = self.data if word == 1 else self.data[: self.data.nbytes // 4 * 4].view(np.uint32)
+        table = np.array([[v // word for v in place] for place in places], np.int64)
+        return words, self.row_bytes // word, self.capacity, table
+
+
+class _Template(NamedTuple):
+    """A reply's layout per row: a reply of ``n`` rows scales every size and offset by ``n``."""
+
+    entries: tuple[tuple[str, str, str, tuple[int, ...], int], ...]  # (group, name, dtype, item shape, prefix)
+    row_bytes: int
+    blocks: tuple[tuple[np.ndarray, int, int, np.ndarray], ...] | None  # kernel arguments per block; None: torch
+
+
+class _Plan(NamedTuple):
+    """How a reply of some number of rows is laid out, and what the kernel needs to fill it."""
+
+    fields: Layout
+    meta: Layout
+    nbytes: int
+    tables: tuple[tuple[np.ndarray, int, int, np.ndarray], ...] | None  # kernel arguments per block; None: torch
+    meta_at: np.ndarray  # offsets of slots, generations and leaves in the reply (-1: none)
+
+
+def _blocks(columns: list[tuple[str, torch.Tensor, np.dtype]]) -> tuple[_Block, ...] | None:
+    """Return the columns grouped by the array whose rows they share, or None when one has a layout the kernel lacks.
+
+    A column qualifies when each item is contiguous (only the rows are strided, as a
+    :class:`~xreplay.storage.columns.ColumnStorage` keeps them). Columns starting in the same first
+    row with the same row stride share one block: the kernel reads each row once, for all of them.
+    The block's bytes are a view of the columns' memory; the reader keeps the column tensors, so it stays valid.
+    """
+    spans = []
+    for number, (_name, column, dtype) in enumerate(columns):
+        item, shape = dtype.itemsize, tuple(column.shape)
+        inner = [item * math.prod(shape[d + 1 :]) for d in range(1, len(shape))]
+        strides = [item * s for s in column.stride()]
+        if column.device.type != "cpu" or not shape or strides[1:] != inner or shape[0] == 0:
+            return None
+        width = item * math.prod(shape[1:])
+        if strides[0] < width:
+            return None
+        spans.append((column.data_ptr(), strides[0], width, shape[0], number))
+    blocks: list[list[tuple[int, int, int, int, int]]] = []
+    for span in sorted(spans):  # by address: a block's first column starts it
+        first = blocks[-1][0] if blocks else None
+        if first is not None and span[1:4:2] == first[1:4:2] and span[0] + span[2] <= first[0] + first[1]:
+            blocks[-1].append(span)
+        else:
+            blocks.append([span])
+    out = []
+    for group in blocks:
+        base, row_bytes, _width, capacity, _number = group[0]
+        size = max(address - base + (capacity - 1) * row_bytes + width for address, _r, width, _c, _n in group)
+        data = np.frombuffer((ctypes.c_uint8 * size).from_address(base), dtype=np.uint8)  # type: ignore[call-overload]
+        fields = tuple((number, address - base, width) for address, _r, width, _c, number in group)
+        out.append(_Block(data, row_bytes, capacity, fields, base))
+    return tuple(out)
 
 
 def _numpy_dtype(column: torch.Tensor) -> np.dtype | None:
@@ -72,7 +182,9 @@ class RowReader:
         self.prioritized = prioritized
         self.pool = BlockPool(keep=4)
         self._columns: list[tuple[str, torch.Tensor, np.dtype]] | None = None
+        self._blocks: tuple[_Block, ...] | None = None  # the columns as the kernel reads them (None: torch copies)
         self._plans: dict[int, _Plan] = {}  # rows -> layouts and size, for the few sizes a client asks for
+        self._templates: tuple[np.dtype | None, _Template] | None = None  # the layout per row, once
 
     @classmethod
     def of(cls, buffer: object) -> RowReader | None:
@@ -95,13 +207,19 @@ class RowReader:
             if any(dtype is None for _name, _column, dtype in columns):
                 return False
             self._columns = columns  # type: ignore[assignment]
+            self._blocks = _blocks(self._columns) if _kernel() is not None else None  # type: ignore[arg-type]
         return True
 
-    def draw(self, n: int) -> tuple[np.ndarray, Layout, Layout]:
+    def draw(self, n: int, head: int = 0) -> tuple[np.ndarray, Layout, Layout]:
         """Draw ``n`` items (with the sampler's replacement, as ``sample`` does); return the packed reply.
 
+        Args:
+            n: Items to draw.
+            head: Or-ed into every slot: the shard's :func:`~xreplay.distributed.protocol.index_head`
+                makes them global indices (0 keeps the slots).
+
         Returns:
-            The reply's bytes and the layouts of its fields and of its metadata (``slots``, and
+            The reply's bytes and the layouts of its fields and of its metadata (``indices``, and
             ``generations`` and ``leaves`` when prioritized), as :func:`~xreplay.distributed.packing.pack` makes them.
 
         Raises:
@@ -116,39 +234,77 @@ class RowReader:
         sampler = buffer.sampler
         with buffer.lock:  # a shard serves one call at a time; the lock keeps the buffer's own rule anyway
             drawn = sampler.sample(buffer.rng, n, len(buffer), None)
-            fields, meta, nbytes = self._plan(n, None if drawn.generations is None else drawn.generations.dtype)
-            data = self.pool.take(nbytes)
-            indices = drawn.indices
-            index = torch.from_numpy(indices)
-            for (_field, column, _dtype), (_, dtype, shape, offset) in zip(self._columns, fields, strict=True):  # type: ignore[arg-type]
-                out = data[offset : offset + np.dtype(dtype).itemsize * math.prod(shape)].view(dtype).reshape(shape)
-                torch.index_select(column, 0, index, out=torch.from_numpy(out))
-            slots = meta[0][3]
-            data[slots : slots + 8 * n].view(np.int64)[:] = indices
-            if self.prioritized:
-                (_g, gen_dtype, _s, generations), (_l, _d, _t, leaves) = meta[1], meta[2]
-                data[generations : generations + drawn.generations.nbytes].view(gen_dtype)[:] = drawn.generations
-                data[leaves : leaves + 8 * n].view(np.float64)[:] = sampler.priorities(indices)  # type: ignore[attr-defined]
-        return data, fields, meta
+            generations = drawn.generations
+            plan = self._plan(n, None if generations is None else generations.dtype)
+            data = self.pool.take(plan.nbytes)
+            if plan.tables is not None:  # one kernel call per block (usually one): rows, slots, generations, leaves
+                read = _KERNEL.read_rows
+                leaves = sampler.tree.leaves() if self.prioritized else _NO_LEAVES  # type: ignore[attr-defined]
+                meta = plan.meta_at
+                gens = _NO_GENERATIONS if generations is None else generations
+                for words, row_words, capacity, table in plan.tables:  # ``sample`` flushed pending inserts
+                    read(words, row_words, capacity, table, drawn.indices, head, gens, leaves, meta, data)
+                    meta = _NO_META  # the metadata once
+            else:
+                self._copy(data, plan, drawn.indices, head, generations)
+        return data, plan.fields, plan.meta
+
+    def _copy(
+        self, data: np.ndarray, plan: _Plan, indices: np.ndarray, head: int, generations: np.ndarray | None
+    ) -> None:
+        """Fill the reply with torch and numpy (no numba, or a column layout the kernel does not read)."""
+        index = torch.from_numpy(indices)
+        for (_field, column, _dtype), (_, dtype, shape, offset) in zip(self._columns, plan.fields, strict=True):  # type: ignore[arg-type]
+            out = data[offset : offset + np.dtype(dtype).itemsize * math.prod(shape)].view(dtype).reshape(shape)
+            torch.index_select(column, 0, index, out=torch.from_numpy(out))
+        n = indices.shape[0]
+        slots = plan.meta[0][3]
+        np.bitwise_or(indices, np.int64(head), out=data[slots : slots + 8 * n].view(np.int64))
+        if self.prioritized:
+            (_g, gen_dtype, _s, at), (_l, _d, _t, leaves) = plan.meta[1], plan.meta[2]
+            data[at : at + generations.nbytes].view(gen_dtype)[:] = generations  # type: ignore[union-attr]
+            data[leaves : leaves + 8 * n].view(np.float64)[:] = self.buffer.sampler.priorities(indices)  # type: ignore[attr-defined]
 
     def _plan(self, n: int, generations: np.dtype | None) -> _Plan:
         """Return the layouts of a reply of ``n`` rows and its size (largest items first, as ``pack`` orders them)."""
         plan = self._plans.get(n)
         if plan is not None:
             return plan
-        entries = [("field", name, dtype, (n, *column.shape[1:])) for name, column, dtype in self._columns]  # type: ignore[union-attr]
-        entries.append(("meta", "slots", np.dtype(np.int64), (n,)))
-        if self.prioritized:
-            entries.append(("meta", "generations", np.dtype(generations), (n,)))
-            entries.append(("meta", "leaves", np.dtype(np.float64), (n,)))
-        offsets, offset = {}, 0
-        for group, name, dtype, shape in sorted(entries, key=lambda entry: -entry[2].itemsize):
-            offsets[group, name] = offset
-            offset += dtype.itemsize * math.prod(shape)
+        template = self._template(generations)
         layouts: dict[str, Layout] = {"field": (), "meta": ()}
-        for group, name, dtype, shape in entries:  # each group's layout in its own order
-            layouts[group] += ((name, dtype.str, shape, offsets[group, name]),)
+        for group, name, dtype, item, prefix in template.entries:  # each group's layout in its own order
+            layouts[group] += ((name, dtype, (n, *item), n * prefix),)
+        meta_at = np.full(3, -1, dtype=np.int64)
+        for k, (_name, _dtype, _shape, at) in enumerate(layouts["meta"]):
+            meta_at[k] = at
+        tables = None
+        if template.blocks is not None:
+            tables = tuple(
+                (words, row_words, rows, table * [1, 1, n]) for words, row_words, rows, table in template.blocks
+            )
         if len(self._plans) >= 16:  # a client whose shares vary (several shards): keep the table small
             self._plans.clear()
-        plan = self._plans[n] = (layouts["field"], layouts["meta"], offset)
+        plan = self._plans[n] = _Plan(layouts["field"], layouts["meta"], n * template.row_bytes, tables, meta_at)
         return plan
+
+    def _template(self, generations: np.dtype | None) -> _Template:
+        """Return the reply's layout per row (made once for the generations' dtype)."""
+        if self._templates is not None and self._templates[0] == generations:
+            return self._templates[1]
+        entries = [("field", name, dtype, tuple(column.shape[1:])) for name, column, dtype in self._columns]  # type: ignore[union-attr]
+        entries.append(("meta", "indices", np.dtype(np.int64), ()))
+        if self.prioritized:
+            entries.append(("meta", "generations", np.dtype(generations), ()))
+            entries.append(("meta", "leaves", np.dtype(np.float64), ()))
+        prefixes, prefix = {}, 0
+        for group, name, dtype, item in sorted(entries, key=lambda entry: -entry[2].itemsize):
+            prefixes[group, name] = prefix
+            prefix += dtype.itemsize * math.prod(item)
+        blocks = None
+        if self._blocks is not None and (generations is None or generations == np.int32):
+            columns = [prefixes["field", name] for name, _column, _dtype in self._columns]  # type: ignore[union-attr]
+            blocks = tuple(block.template(columns) for block in self._blocks)
+        final = tuple((g, name, dtype.str, item, prefixes[g, name]) for g, name, dtype, item in entries)
+        template = _Template(final, prefix, blocks)
+        self._templates = (generations, template)
+        return template

@@ -39,7 +39,7 @@ from xreplay.buffers.episodes import EpisodeSample
 from xreplay.buffers.transitions import TransitionSample
 from xreplay.distributed.packing import BlockPool, merge, unpack
 from xreplay.distributed.packing import rows as packed_rows
-from xreplay.distributed.protocol import ShardDraw, ShardInfo, encode_indices, index_head
+from xreplay.distributed.protocol import ShardDraw, ShardInfo
 from xreplay.errors import InsufficientDataError
 
 _Arrays = dict[str, np.ndarray]
@@ -117,29 +117,30 @@ def gather_index(rng: np.random.Generator, counts: np.ndarray, n: int) -> np.nda
     return np.take_along_axis(source.reshape(batches, n), order, axis=1).reshape(-1)
 
 
-def importance_weights(leaves: np.ndarray, min_leaf: float, beta: float) -> np.ndarray:
+def importance_weights(leaves: np.ndarray, min_leaf: float, beta: float, total: float | None = None) -> np.ndarray:
     """Return ``(min_leaf / leaves) ** beta`` as float32, computed as the local sampler computes it.
 
-    As there, no weight rounds to 0: those below float32's smallest normal value become it (a weight
-    can only be that small when ``(min_leaf / total) ** beta`` is, which is when the local sampler clamps).
+    As there, no weight rounds to 0: those below float32's smallest normal value become it. A weight
+    can only be that small when ``(min_leaf / total) ** beta`` is (``total``: the mass of every shard,
+    at least each leaf's), which is when the local sampler clamps; without ``total`` every weight is clamped.
     """
     weights = min_leaf / leaves
     weights **= beta
     weights32 = weights.astype(np.float32)
-    np.maximum(weights32, _SMALLEST_WEIGHT, out=weights32)
+    if total is None or (min_leaf / total) ** beta < _SMALLEST_WEIGHT:
+        np.maximum(weights32, _SMALLEST_WEIGHT, out=weights32)
     return weights32
 
 
-def _merged(draws: dict[int, ShardDraw], sent: list[tuple[int, _Arrays, _Arrays]], index: np.ndarray,
+def _merged(sent: list[tuple[int, _Arrays, _Arrays]], index: np.ndarray,
             rows: int, pool: BlockPool | None) -> tuple[_Arrays, _Arrays]:  # fmt: skip
-    """Return the fields and the metadata (``slots`` as global indices) of the request, in its order."""
+    """Return the fields and the metadata (``indices``: global, as the shards send them) in the request's order."""
     parts: dict[tuple[str, str], list[np.ndarray]] = {}
-    for s, fields, meta in sent:
+    for _s, fields, meta in sent:
         for name, array in fields.items():
             parts.setdefault(("field", name), []).append(array)
         for name, array in meta.items():
-            value = encode_indices(s, draws[s].state.epoch, array) if name == "slots" else array
-            parts.setdefault(("meta", name), []).append(value)
+            parts.setdefault(("meta", name), []).append(array)
     merged = merge(parts, index, rows, pool)
     fields = {name: array for (kind, name), array in merged.items() if kind == "field"}
     return fields, {name: array for (kind, name), array in merged.items() if kind == "meta"}
@@ -147,26 +148,23 @@ def _merged(draws: dict[int, ShardDraw], sent: list[tuple[int, _Arrays, _Arrays]
 
 def _unpacked(draws: dict[int, ShardDraw]) -> list[tuple[int, _Arrays, _Arrays]]:
     """Return ``(shard, fields, meta)`` of the shards that sent rows, in shard order (views of their replies)."""
-    return [(s, *draws[s].unpack()) for s in sorted(draws) if packed_rows(draws[s].meta, "slots")]
+    return [(s, *draws[s].unpack()) for s in sorted(draws) if packed_rows(draws[s].meta, "indices")]
 
 
 def _one_shard(draws: dict[int, ShardDraw], pool: BlockPool | None) -> tuple[_Arrays, _Arrays]:
     """Return the fields and the metadata of a request whose rows all come from one shard, in its order.
 
     The shard's buffer is copied once (the arrays are then writable views of the copy, as tensors
-    need) and its slots become global indices in place: nothing is merged.
+    need): nothing is merged.
     """
-    sent = [s for s in draws if packed_rows(draws[s].meta, "slots")]
+    sent = [s for s in draws if packed_rows(draws[s].meta, "indices")]
     if not sent:
         return {}, {}
     draw = draws[sent[0]]
     data = draw.data
     copy = np.empty(data.nbytes, dtype=np.uint8) if pool is None else pool.take(data.nbytes)
     copy[:] = data
-    meta = unpack(copy, draw.meta)
-    slots = meta["slots"]
-    np.bitwise_or(slots, index_head(sent[0], draw.state.epoch), out=slots)
-    return unpack(copy, draw.fields), meta
+    return unpack(copy, draw.fields), unpack(copy, draw.meta)
 
 
 def assemble(
@@ -180,6 +178,7 @@ def assemble(
     truncate: bool,
     device: torch.device,
     pool: BlockPool | None = None,
+    total: float | None = None,
 ) -> Batches:
     """Return the ``batches`` samples of a request from the shards' draws.
 
@@ -198,14 +197,18 @@ def assemble(
         truncate: Cut episode batches to their longest episode.
         device: Where the tensors go.
         pool: Memory reused for the request's arrays (see :class:`~xreplay.distributed.packing.BlockPool`).
+        total: The mass of every live shard (prioritized; see :func:`importance_weights`), or None.
     """
     rows = n * batches
     if index is None:
         arrays, meta = _one_shard(draws, pool)
     else:
-        arrays, meta = _merged(draws, _unpacked(draws), index, rows, pool)
-    indices = meta.get("slots", np.zeros(0, np.int64))
-    tensors = {name: _tensor(array, device) for name, array in arrays.items()}  # one conversion per request
+        arrays, meta = _merged(_unpacked(draws), index, rows, pool)
+    indices = meta.get("indices", np.zeros(0, np.int64))
+    if device.type == "cpu":  # one conversion per request (sharing the arrays' memory)
+        tensors = {name: torch.from_numpy(array) for name, array in arrays.items()}
+    else:
+        tensors = {name: _tensor(array, device) for name, array in arrays.items()}
     if info.kind == "episodes":
         lengths = meta.get("lengths", np.zeros(0, np.int32))
         index_tensor, length_tensor = _tensor(indices, device), _tensor(lengths, device)
@@ -215,14 +218,14 @@ def assemble(
     generations = weights = None
     if info.prioritized and rows:
         generations, leaves = meta["generations"], meta["leaves"]
-        betas = [info.beta(first_step + j) for j in range(batches)]
-        if all(beta == betas[0] for beta in betas):  # the same operations on every row: one pass
-            weights = importance_weights(leaves, min_leaf, betas[0])
+        betas = [info.beta(first_step + j) for j in range(batches)] if batches > 1 else [info.beta(first_step)]
+        if batches == 1 or all(beta == betas[0] for beta in betas):  # the same operations on every row: one pass
+            weights = importance_weights(leaves, min_leaf, betas[0], total)
         else:
             weights = np.empty(rows, dtype=np.float32)
             for j, beta in enumerate(betas):  # one beta per batch, as the local sampler steps it
                 part = slice(j * n, (j + 1) * n)
-                weights[part] = importance_weights(leaves[part], min_leaf, beta)
+                weights[part] = importance_weights(leaves[part], min_leaf, beta, total)
     weight_tensor = None if weights is None else _tensor(weights, device)
 
     def make(part: slice) -> TransitionSample:

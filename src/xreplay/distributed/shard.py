@@ -29,7 +29,15 @@ import torch
 from xreplay.buffers.episodes import EpisodeBuffer
 from xreplay.buffers.transitions import TransitionBuffer
 from xreplay.distributed.packing import pack
-from xreplay.distributed.protocol import ShardCheckpoints, ShardDraw, ShardInfo, ShardState, decode_updates
+from xreplay.distributed.protocol import (
+    ShardCheckpoints,
+    ShardDraw,
+    ShardInfo,
+    ShardState,
+    decode_updates,
+    encode_indices,
+    index_head,
+)
 from xreplay.distributed.rows import RowReader
 from xreplay.errors import CheckpointError, CheckpointMismatchError, ShardFactoryError
 from xreplay.persistence import load, save
@@ -38,7 +46,7 @@ from xreplay.samplers.prioritized import PrioritizedSampler
 __all__ = ["ShardCore", "check_checkpoint_directory", "shard_checkpoint_path"]
 
 _MAGIC = 0x78725348415244  # "xrSHARD": marks a counter file
-_EMPTY_SLOTS = np.zeros(0, dtype=np.int64)
+_NO_INDICES = np.zeros(0, dtype=np.int64)
 
 
 def shard_checkpoint_path(directory: str | Path, shard: int) -> Path:
@@ -270,28 +278,33 @@ class ShardCore:
         self._started()
         if updates is not None:
             self._update(*decode_updates(updates))
-        counts = np.asarray(counts, dtype=np.int64).reshape(-1)
-        total = int(counts.sum())
+        if type(counts) is int:  # a transition request's total: no array to make (each call here starts cold)
+            total = counts
+        else:
+            counts = np.asarray(counts, dtype=np.int64).reshape(-1)
+            total = int(counts.sum())
         buffer = self.buffer
         if total == 0:
-            return self._draw({}, {"slots": _EMPTY_SLOTS})
+            return self._draw({}, {"indices": _NO_INDICES})
         if isinstance(buffer, TransitionBuffer):  # with replacement: one draw of every batch's items
             reader = self._rows
             if reader is not None and reader.serves():  # straight into the reply (see RowReader)
-                data, field_layout, meta_layout = reader.draw(total)
+                data, field_layout, meta_layout = reader.draw(total, index_head(self.shard, self.epoch))
                 return ShardDraw(self.state(), data, field_layout, meta_layout)
             batch = buffer.sample(total)
-            meta = {"slots": batch.indices}
+            meta: dict[str, Any] = {"indices": encode_indices(self.shard, self.epoch, batch.indices)}
             if self.info.prioritized:
                 meta["generations"] = batch.generations
                 meta["leaves"] = buffer.sampler.priorities(batch.indices)  # type: ignore[union-attr]
             return self._draw({name: _host(value) for name, value in batch.items()}, meta)
         size = len(buffer)
-        parts = [buffer.sampler.sample(buffer.rng, int(c), size, replace).indices for c in counts if c]  # per batch
+        per_batch = [total] if type(counts) is int else counts.tolist()
+        parts = [buffer.sampler.sample(buffer.rng, c, size, replace).indices for c in per_batch if c]  # per batch
         slots = np.concatenate(parts) if len(parts) > 1 else parts[0]
         episodes = buffer.get(slots)
         fields = {name: _host(value) for name, value in episodes.items() if name != "filled"}
-        return self._draw(fields, {"slots": slots, "lengths": _host(episodes.lengths)})
+        indices = encode_indices(self.shard, self.epoch, slots)
+        return self._draw(fields, {"indices": indices, "lengths": _host(episodes.lengths)})
 
     def _draw(self, fields: dict[str, np.ndarray], meta: dict[str, np.ndarray]) -> ShardDraw:
         """Return a reply holding ``fields`` and ``meta`` in one packed buffer."""
