@@ -93,15 +93,17 @@ def test_a_killed_shard_comes_back_with_its_checkpoint_and_sampling_never_stops(
         replay.flush()
         written = replay.refresh()[1].written
         replay.kill_shard(1)
-        seen_down, shards, started = False, set(), time.monotonic()
+        shards, started = set(), time.monotonic()
         while time.monotonic() - started < 60:
             batch = replay.sample(32)  # never raises while shard 1 restarts
             shards.update(shards_of(batch.indices).tolist())
             stats = replay.stats()
-            seen_down |= stats["degraded"]
-            if seen_down and not stats["degraded"]:
+            if stats["per_shard"][1]["epoch"] == 1 and not stats["degraded"]:
                 break
-        assert seen_down and not stats["degraded"]
+        # Whether a sample saw shard 1 down (stats()["degraded"], tested in test_client) depends on the race
+        # between Ray's restart and the client's next request: a request in flight may be answered by the
+        # restarted shard. Either way it comes back from its checkpoint and the items since are counted lost.
+        assert not stats["degraded"] and stats["restarts"] == 1
         shard = stats["per_shard"][1]
         assert shard["epoch"] == 1 and shard["size"] == 20 and shard["checkpointed"] == 20
         assert stats["lost_items"] == written - 20 == 5
