@@ -156,3 +156,14 @@ def test_an_empty_shard_refuses_a_draw_as_the_buffer_does():
 )
 def test_buffers_a_reader_cannot_serve_are_sampled_by_the_buffer(make):
     assert RowReader.of(make()) is None
+
+
+def test_a_field_of_zero_size_items_samples_through_a_client():
+    from xreplay.distributed import InProcessBackend, ReplayClient
+
+    data = {"obs": np.arange(24, dtype=np.float32).reshape(8, 3), "mask": np.zeros((8, 0), np.float32)}
+    client = ReplayClient(InProcessBackend(lambda: TransitionBuffer(64, seed=0), num_shards=2), seed=0)
+    client.extend(data)
+    batch = client.sample(4)
+    assert tuple(batch["mask"].shape) == (4, 0) and tuple(batch["obs"].shape) == (4, 3)
+    assert set(batch["obs"][:, 0].tolist()) <= set(data["obs"][:, 0].tolist())

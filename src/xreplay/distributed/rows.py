@@ -140,7 +140,7 @@ def _blocks(columns: list[tuple[str, torch.Tensor, np.dtype]]) -> tuple[_Block, 
         if column.device.type != "cpu" or not shape or strides[1:] != inner or shape[0] == 0:
             return None
         width = item * math.prod(shape[1:])
-        if strides[0] < width:
+        if width == 0 or strides[0] < width:  # zero-size items (the torch path copies nothing for them)
             return None
         spans.append((column.data_ptr(), strides[0], width, shape[0], number))
     blocks: list[list[tuple[int, int, int, int, int]]] = []
