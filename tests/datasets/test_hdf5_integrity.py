@@ -232,6 +232,72 @@ def test_damaged_checksum_attributes(tmp_path, edit, message):
         from_hdf5(path)
 
 
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda f: f.attrs.__delitem__("checksum"), id="root_attribute_deleted"),
+        pytest.param(lambda f: f.attrs.__setitem__("checksum", "fletcher32"), id="root_says_fletcher32"),
+        pytest.param(lambda f: f.attrs.__setitem__("checksum", "none"), id="root_says_none"),
+    ],
+)
+def test_a_damaged_root_attribute_does_not_turn_the_crc_off(tmp_path, edit):
+    """Each dataset's crc32 attribute is checked whatever the root says; a promised Fletcher-32 must be there."""
+    path = to_hdf5(transition_buffer("wrapped"), tmp_path / "replay.h5")
+    _flip(path, _data_ranges(path, "fields/reward")[0][0], 3)
+    with h5py.File(path, "r+") as f:
+        edit(f)
+    with pytest.raises(DatasetCorruptError, match="fails its checksum"):
+        from_hdf5(path)
+
+
+def test_a_file_naming_fletcher32_without_its_chunk_checksums_is_refused(tmp_path):
+    path = to_hdf5(transition_buffer("wrapped"), tmp_path / "replay.h5", checksum=None)
+    with h5py.File(path, "r+") as f:
+        f.attrs["checksum"] = "fletcher32"
+    with pytest.raises(DatasetCorruptError, match="has no Fletcher-32 chunk checksums"):
+        from_hdf5(path)
+
+
+@pytest.mark.parametrize("value", ["not a number", np.float64("nan"), np.array([1, 2], np.uint32)], ids=repr)
+def test_a_crc_attribute_that_is_no_integer_is_a_corrupt_file(tmp_path, value):
+    path = to_hdf5(transition_buffer("wrapped"), tmp_path / "replay.h5")
+    with h5py.File(path, "r+") as f:
+        f["fields/obs"].attrs["crc32"] = value
+    with pytest.raises(DatasetCorruptError, match="'crc32' attribute should be a CRC-32"):
+        from_hdf5(path)
+
+
+def test_datasets_stored_in_other_files_are_refused(tmp_path):
+    """An untrusted file may name data anywhere on disk: an external link, external raw storage, a virtual dataset."""
+    buf = transition_buffer("wrapped")
+    outside = tmp_path / "outside.h5"
+    with h5py.File(outside, "w") as f:
+        f["reward"] = np.zeros(len(buf), np.float32)
+        f["fields/reward"] = np.zeros(len(buf), np.float32)
+    linked = to_hdf5(buf, tmp_path / "linked.h5")
+    with h5py.File(linked, "r+") as f:
+        crc = f["fields/reward"].attrs["crc32"]
+        del f["fields/reward"]
+        f["fields/reward"] = h5py.ExternalLink(str(outside), "reward")
+    with pytest.raises(DatasetCorruptError, match="'fields/reward' is a link to another file"):
+        from_hdf5(linked)
+    group = to_hdf5(buf, tmp_path / "group.h5")
+    with h5py.File(group, "r+") as f:
+        del f["fields"]
+        f["fields"] = h5py.ExternalLink(str(outside), "fields")
+    with pytest.raises(DatasetCorruptError, match="'fields' is a link to another file"):
+        from_hdf5(group)
+    virtual = to_hdf5(buf, tmp_path / "virtual.h5")
+    with h5py.File(virtual, "r+") as f:
+        del f["fields/reward"]
+        layout = h5py.VirtualLayout(shape=(len(buf),), dtype=np.float32)
+        layout[:] = h5py.VirtualSource(str(outside), "reward", shape=(len(buf),))
+        f.create_virtual_dataset("fields/reward", layout)
+        f["fields/reward"].attrs["crc32"] = crc
+    with pytest.raises(DatasetCorruptError, match="keeps its data in other files"):
+        from_hdf5(virtual)
+
+
 @pytest.mark.parametrize("checksum", ["crc32", "fletcher32", None])
 @pytest.mark.parametrize("keep", [pytest.param(0.5, id="half"), pytest.param(0.98, id="last_bytes")])
 def test_truncated_files_are_refused(tmp_path, checksum, keep):

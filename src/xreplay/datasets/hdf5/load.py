@@ -97,9 +97,24 @@ def _header(file: Any, path: Path) -> dict[str, Any]:
 def _dataset(file: Any, name: str, shape: tuple[int, ...], path: Path) -> Any:
     """Return dataset ``name`` after checking it exists with ``shape``."""
     h5py = require("h5py")
-    node = file.get(name)
+    parent, parts = file, name.split("/")
+    for depth, part in enumerate(parts):  # a file is untrusted input: nothing it names may lie in another file
+        if isinstance(parent, h5py.Group) and isinstance(parent.get(part, getlink=True), h5py.ExternalLink):
+            raise DatasetCorruptError(
+                f"{path}: {'/'.join(parts[: depth + 1])!r} is a link to another file; to_hdf5 keeps every dataset in the file "
+                "it writes, and from_hdf5 reads nothing outside it",
+                path,
+            )
+        parent = parent.get(part) if isinstance(parent, h5py.Group) else None
+    node = parent
     if not isinstance(node, h5py.Dataset):
         raise DatasetFieldMissingError(f"{path}: dataset {name!r} is missing", path)
+    if node.external or node.is_virtual:
+        raise DatasetCorruptError(
+            f"{path}: dataset {name!r} keeps its data in other files (external or virtual storage); "
+            "from_hdf5 reads nothing outside the file",
+            path,
+        )
     if tuple(node.shape) != shape:
         raise DatasetCorruptError(f"{path}: dataset {name!r} expected shape {shape}, received {node.shape}", path)
     return node
@@ -124,8 +139,24 @@ class _CheckedReads:
             raise DatasetCorruptError(
                 f"{path}: root attribute 'checksum' is {method!r}, expected 'crc32', 'fletcher32' or 'none'", path
             )
-        self.path, self.crc = path, method == "crc32"
-        self._running: dict[str, tuple[int, int]] = {}  # dataset name -> (rows folded, CRC so far)
+        self.path, self.method, self.named = path, method, "checksum" in file.attrs
+        self._running: dict[str, tuple[bool, int]] = {}  # dataset name -> (checked by CRC, CRC so far)
+
+    def _checked(self, dataset: Any) -> bool:
+        """Return whether ``dataset``'s CRC-32 is checked; refuse a dataset that lacks the check the root promises.
+
+        A dataset's ``crc32`` attribute is checked whatever the root says (a damaged root attribute
+        must not turn checking off); a file that names Fletcher-32 must have it on every chunked dataset.
+        """
+        if self.method == "crc32" or CRC_ATTRIBUTE in dataset.attrs:
+            return True
+        if self.method == "fletcher32" and self.named and dataset.chunks is not None and not dataset.fletcher32:
+            raise DatasetCorruptError(
+                f"{self.path}: dataset {dataset.name!r} has no Fletcher-32 chunk checksums, which the root "
+                "attribute checksum='fletcher32' promises; the file is damaged or was edited",
+                self.path,
+            )
+        return False
 
     def read(self, dataset: Any, rows: slice) -> np.ndarray:
         """Return ``dataset[rows]``, the rows after those read before, comparing its CRC-32 once its last is read.
@@ -140,10 +171,13 @@ class _CheckedReads:
             raise DatasetCorruptError(
                 f"{self.path}: dataset {dataset.name!r} rows {rows.start}..{rows.stop} cannot be read ({e})", self.path
             ) from e
-        if self.crc:
-            done, crc = self._running.get(dataset.name, (0, 0))
+        running = self._running.get(dataset.name)
+        if running is None:
+            running = self._running[dataset.name] = (self._checked(dataset), 0)
+        checked, crc = running
+        if checked:
             crc = crc32(np.ascontiguousarray(values).data, crc)  # folded in row order: the loaders read row 0 up
-            self._running[dataset.name] = (rows.stop, crc)
+            self._running[dataset.name] = (True, crc)
             if rows.stop == dataset.shape[0]:
                 self._compare(dataset, crc & 0xFFFFFFFF)
         return values
@@ -157,9 +191,17 @@ class _CheckedReads:
                 "attribute checksum='crc32' promises; the file is damaged or was edited",
                 self.path,
             )
-        if int(expected) != crc:
+        try:
+            expected = int(expected)
+        except (TypeError, ValueError) as e:
             raise DatasetCorruptError(
-                f"{self.path}: dataset {dataset.name!r} fails its checksum: expected CRC-32 {int(expected):#010x} "
+                f"{self.path}: dataset {dataset.name!r}: its {CRC_ATTRIBUTE!r} attribute should be a CRC-32 "
+                f"(an integer), received {expected!r}; the file is damaged or was edited",
+                self.path,
+            ) from e
+        if expected != crc:
+            raise DatasetCorruptError(
+                f"{self.path}: dataset {dataset.name!r} fails its checksum: expected CRC-32 {expected:#010x} "
                 f"(its {CRC_ATTRIBUTE!r} attribute), received {crc:#010x} from its bytes; the file is corrupted",
                 self.path,
             )
