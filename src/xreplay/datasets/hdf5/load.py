@@ -101,8 +101,8 @@ def _dataset(file: Any, name: str, shape: tuple[int, ...], path: Path) -> Any:
     for depth, part in enumerate(parts):  # a file is untrusted input: nothing it names may lie in another file
         if isinstance(parent, h5py.Group) and isinstance(parent.get(part, getlink=True), h5py.ExternalLink):
             raise DatasetCorruptError(
-                f"{path}: {'/'.join(parts[: depth + 1])!r} is a link to another file; to_hdf5 keeps every dataset in the file "
-                "it writes, and from_hdf5 reads nothing outside it",
+                f"{path}: {'/'.join(parts[: depth + 1])!r} is a link to another file; to_hdf5 keeps every "
+                "dataset in the file it writes, and from_hdf5 reads nothing outside it",
                 path,
             )
         parent = parent.get(part) if isinstance(parent, h5py.Group) else None
