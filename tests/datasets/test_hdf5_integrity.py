@@ -327,3 +327,37 @@ def test_older_fletcher32_files_still_detect_corruption(tmp_path):
     _flip(path, _data_ranges(path, "fields/obs")[0][0] + 7, 2)
     with pytest.raises(DatasetCorruptError, match=r"'/fields/obs' rows 0\.\.32 cannot be read"):
         from_hdf5(path)
+
+
+def test_an_export_during_writes_is_one_consistent_state(tmp_path, monkeypatch):
+    """Writers wait while to_hdf5 copies, so its file verifies (a write between the CRC and the copy would not)."""
+    import sys
+    import threading
+
+    import xreplay.datasets.hdf5.export as export
+    from xreplay import TransitionBuffer
+
+    monkeypatch.setattr(export, "_WRITE_BYTES", 1 << 14)  # many writes per dataset, as a large buffer has
+    switch = sys.getswitchinterval()
+    buf = TransitionBuffer(20_000, seed=0)
+    for k in range(20):
+        buf.extend({"obs": np.full((1000, 16), k, np.float32)})
+    stop, counter = threading.Event(), [20]
+
+    def writer() -> None:
+        while not stop.is_set():
+            buf.extend({"obs": np.full((500, 16), counter[0], np.float32)})
+            counter[0] += 1
+
+    thread = threading.Thread(target=writer)
+    sys.setswitchinterval(1e-4)
+    thread.start()
+    try:
+        paths = [to_hdf5(buf, tmp_path / f"replay-{i}.h5", chunk_bytes=1 << 14) for i in range(3)]
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(switch)
+    for path in paths:
+        obs = from_hdf5(path).gather(np.arange(20_000))["obs"].numpy()
+        assert (obs == obs[:, :1]).all()  # no item torn between two writes

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import shutil
+from contextlib import AbstractContextManager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -27,6 +29,7 @@ __all__ = [
     "remove_quietly",
     "require",
     "torch_dtype",
+    "writers_stopped",
 ]
 
 
@@ -146,3 +149,9 @@ def remove_quietly(path: str | os.PathLike[str]) -> None:
             target.unlink()
         except OSError:
             pass
+
+
+def writers_stopped(buffer: Any) -> AbstractContextManager[Any]:
+    """Return the context holding ``buffer``'s mutation lock: no write changes its items while they are exported."""
+    lock = getattr(buffer, "lock", None)
+    return lock if hasattr(lock, "__enter__") else contextlib.nullcontext()

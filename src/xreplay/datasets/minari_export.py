@@ -18,7 +18,7 @@ import numpy as np
 
 from xreplay.buffers.episodes import EpisodeBuffer
 from xreplay.buffers.transitions import TransitionBuffer
-from xreplay.datasets._common import age_slices, numpy_dtype, remove_quietly, require
+from xreplay.datasets._common import age_slices, numpy_dtype, remove_quietly, require, writers_stopped
 from xreplay.datasets._minari_episodes import gathered_episodes
 from xreplay.datasets._minari_hdf5 import MAIN_FILE, EpisodeFileWriter
 from xreplay.datasets.minari import DEFAULT_FIELDS, MinariFields
@@ -80,48 +80,53 @@ def to_minari(
     path, dataset_id = _target(path, dataset_id)
     if path.exists() and not overwrite:
         raise DatasetError(f"{path} exists; pass overwrite=True to replace it", path)
-    source: _TransitionEpisodes | _StoredEpisodes
-    if isinstance(buffer, TransitionBuffer):
-        source = _TransitionEpisodes(buffer, fields)
-    elif isinstance(buffer, EpisodeBuffer):
-        source = _StoredEpisodes(buffer, fields)
-    else:
-        raise TypeError(f"to_minari writes a TransitionBuffer or an EpisodeBuffer, received {type(buffer).__name__}")
-    obs_space = _space(observation_space, source.obs, "observation")
-    act_space = _space(action_space, source.act, "action")
-    casts = {"observations": space_leaves(obs_space, "observation"), "actions": space_leaves(act_space, "action")}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    remove_quietly(tmp)
-    try:
-        (tmp / "data").mkdir(parents=True)
-        writer = EpisodeFileWriter(tmp / "data" / MAIN_FILE)
+    with writers_stopped(buffer):  # every item as it is when the export starts (a write would tear it)
+        source: _TransitionEpisodes | _StoredEpisodes
+        if isinstance(buffer, TransitionBuffer):
+            source = _TransitionEpisodes(buffer, fields)
+        elif isinstance(buffer, EpisodeBuffer):
+            source = _StoredEpisodes(buffer, fields)
+        else:
+            raise TypeError(
+                f"to_minari writes a TransitionBuffer or an EpisodeBuffer, received {type(buffer).__name__}"
+            )
+        obs_space = _space(observation_space, source.obs, "observation")
+        act_space = _space(action_space, source.act, "action")
+        casts = {"observations": space_leaves(obs_space, "observation"), "actions": space_leaves(act_space, "action")}
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        remove_quietly(tmp)
         try:
-            for steps, parts in source.episodes():
-                writer.write(steps, _cast(parts, casts))
-        finally:
-            writer.close()
-        meta = {
-            "total_episodes": writer.episodes,
-            "total_steps": writer.steps,
-            "data_format": "hdf5",
-            "jpeg_encoding": False,  # arrays are stored as they are, images included
-            "observation_space": serialize_space(obs_space),
-            "action_space": serialize_space(act_space),
-            "dataset_id": dataset_id,
-            "minari_version": minari.__version__,
-            "dataset_size": round((tmp / "data" / MAIN_FILE).stat().st_size / 1e6, 1),
-            **{k: sorted(v) if isinstance(v, set) else v for k, v in (metadata or {}).items()},
-        }
-        (tmp / "data" / "metadata.json").write_text(json.dumps(meta))
-        if path.exists():
-            remove_quietly(path)
-        os.rename(tmp, path)
-    except OSError as e:
-        remove_quietly(tmp)
-        raise DatasetError(f"writing the Minari dataset {path} failed ({e}); nothing was written there", path) from e
-    except BaseException:
-        remove_quietly(tmp)
-        raise
+            (tmp / "data").mkdir(parents=True)
+            writer = EpisodeFileWriter(tmp / "data" / MAIN_FILE)
+            try:
+                for steps, parts in source.episodes():
+                    writer.write(steps, _cast(parts, casts))
+            finally:
+                writer.close()
+            meta = {
+                "total_episodes": writer.episodes,
+                "total_steps": writer.steps,
+                "data_format": "hdf5",
+                "jpeg_encoding": False,  # arrays are stored as they are, images included
+                "observation_space": serialize_space(obs_space),
+                "action_space": serialize_space(act_space),
+                "dataset_id": dataset_id,
+                "minari_version": minari.__version__,
+                "dataset_size": round((tmp / "data" / MAIN_FILE).stat().st_size / 1e6, 1),
+                **{k: sorted(v) if isinstance(v, set) else v for k, v in (metadata or {}).items()},
+            }
+            (tmp / "data" / "metadata.json").write_text(json.dumps(meta))
+            if path.exists():
+                remove_quietly(path)
+            os.rename(tmp, path)
+        except OSError as e:
+            remove_quietly(tmp)
+            raise DatasetError(
+                f"writing the Minari dataset {path} failed ({e}); nothing was written there", path
+            ) from e
+        except BaseException:
+            remove_quietly(tmp)
+            raise
     return path
 
 

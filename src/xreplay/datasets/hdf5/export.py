@@ -21,7 +21,14 @@ import numpy as np
 
 from xreplay.buffers.episodes import EpisodeBuffer
 from xreplay.buffers.transitions import TransitionBuffer
-from xreplay.datasets._common import age_slices, encode_scheme, numpy_dtype, remove_quietly, require
+from xreplay.datasets._common import (
+    age_slices,
+    encode_scheme,
+    numpy_dtype,
+    remove_quietly,
+    require,
+    writers_stopped,
+)
 from xreplay.datasets.hdf5.layout import CHECKSUMS, CRC_ATTRIBUTE, FORMAT, FORMAT_VERSION
 from xreplay.errors import ArgumentError, DatasetError
 from xreplay.persistence.streams import crc32
@@ -87,30 +94,35 @@ def to_hdf5(
     path = Path(path)
     if path.exists() and not overwrite:
         raise DatasetError(f"{path} exists; pass overwrite=True to replace it", path)
-    attrs, columns = _export_plan(buffer)
-    attrs["checksum"] = checksum or "none"
-    filters = {"compression": compression, "compression_opts": compression_opts, "fletcher32": checksum == "fletcher32"}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    slow_crc = checksum == "crc32" and crc32 is zlib.crc32  # no ISA-L: zlib's CRC beside the writes
-    pool = ThreadPoolExecutor(1, thread_name_prefix="xreplay-hdf5-crc") if slow_crc else None
-    try:
-        # No chunk cache: every chunk is written whole, once, so a cache would only copy it once more.
-        with h5py.File(tmp, "w", rdcc_nbytes=0) as out:
-            out.attrs.update(attrs)
-            size = int(attrs["size"])
-            for name, (item, dtype, read, extra) in columns.items():
-                crc = _RunningCrc(pool) if checksum == "crc32" else None
-                _write_column(out, name, size, item, dtype, read, extra, filters, chunk_bytes, crc)
-        os.replace(tmp, path)
-    except OSError as e:
-        remove_quietly(tmp)
-        raise DatasetError(f"writing {path} failed ({e}); nothing was written there", path) from e
-    except BaseException:
-        remove_quietly(tmp)
-        raise
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True)
+    with writers_stopped(buffer):  # every item as it is when the export starts (a write would tear it)
+        attrs, columns = _export_plan(buffer)
+        attrs["checksum"] = checksum or "none"
+        filters = {
+            "compression": compression,
+            "compression_opts": compression_opts,
+            "fletcher32": checksum == "fletcher32",
+        }
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        slow_crc = checksum == "crc32" and crc32 is zlib.crc32  # no ISA-L: zlib's CRC beside the writes
+        pool = ThreadPoolExecutor(1, thread_name_prefix="xreplay-hdf5-crc") if slow_crc else None
+        try:
+            # No chunk cache: every chunk is written whole, once, so a cache would only copy it once more.
+            with h5py.File(tmp, "w", rdcc_nbytes=0) as out:
+                out.attrs.update(attrs)
+                size = int(attrs["size"])
+                for name, (item, dtype, read, extra) in columns.items():
+                    crc = _RunningCrc(pool) if checksum == "crc32" else None
+                    _write_column(out, name, size, item, dtype, read, extra, filters, chunk_bytes, crc)
+            os.replace(tmp, path)
+        except OSError as e:
+            remove_quietly(tmp)
+            raise DatasetError(f"writing {path} failed ({e}); nothing was written there", path) from e
+        except BaseException:
+            remove_quietly(tmp)
+            raise
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
     return path
 
 
