@@ -176,3 +176,13 @@ def test_prioritized_samples_are_checked_against_memory_before_drawing(monkeypat
     with pytest.raises(CapacityError, match=r"a sample of 2 episodes needs .* at most 0.0 MiB there \(cgroup"):
         buffer.sample(2, t=1)
     assert snapshots.of(buffer) == before  # nothing was drawn from random
+
+
+@pytest.mark.parametrize("compact", [False, True], ids=["default", "compact"])
+def test_an_update_index_torch_refuses_with_a_runtime_error_keeps_that_class(compact):
+    b = batch(compact)
+    before = snapshots.pymarl(b)
+    with pytest.raises(RuntimeError, match="cannot be used") as info:
+        b.update({"state": [[1.0, 2.0, 3.0]]}, bs=(slice(None), slice(None), 0))
+    assert isinstance(info.value, FieldShapeRuntimeError)
+    assert snapshots.pymarl(b) == before

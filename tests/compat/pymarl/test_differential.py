@@ -349,6 +349,8 @@ TestDifferentialCompact.settings = SETTINGS
         (np.array([0, 0]), np.array([1, 1])),  # batch and time arrays: the same place twice
         (slice(None), np.array([2, 2, 0])),
         ([0, 1], slice(None)),  # no repeat
+        (np.array([False, False, True, False]), np.array([0, 0, 3])),  # a mask broadcast with a repeating array
+        ([1, 1], np.array([False, True, False, False])),
     ],
 )
 @pytest.mark.parametrize("first", [1, -1], ids=["valid", "invalid-overwritten"])

@@ -161,7 +161,8 @@ class EpisodeBatch:
         Raises:
             IndexOutOfRangeError: ``index`` selects outside the field (an IndexError, as upstream).
             InvalidIndexError: ``index`` has a type torch cannot index with (an IndexError, as upstream).
-            ArgumentError: torch raised another error for ``index`` (a TypeError and ValueError).
+            ArgumentError: torch raised another error for ``index`` (a TypeError and ValueError; a RuntimeError
+                becomes FieldShapeRuntimeError).
         """
         fields = self.data.transition_data if key in self.data.transition_data else self.data.episode_data
         try:

@@ -62,9 +62,12 @@ def index_error(what: str, index: Any, region: tuple[int, ...], exc: Exception) 
     """Return the typed error for torch's refusal ``exc`` of ``index`` into ``what`` of shape ``region``.
 
     An IndexError stays one (:class:`InvalidIndexError` for an index of a type torch cannot use or
-    index arrays that cannot be broadcast together, :class:`IndexOutOfRangeError` otherwise); torch's
-    other refusals become :class:`ArgumentError` (a TypeError and ValueError).
+    index arrays that cannot be broadcast together, :class:`IndexOutOfRangeError` otherwise); a
+    RuntimeError becomes :class:`FieldShapeRuntimeError`, torch's other refusals :class:`ArgumentError`
+    (a TypeError and ValueError).
     """
+    if isinstance(exc, RuntimeError):  # torch's RuntimeError stays one (upstream's class)
+        return FieldShapeRuntimeError(f"{what}: index {show_index(index)} cannot be used: {exc}")
     if not isinstance(exc, IndexError):
         return ArgumentError(f"{what}: index {show_index(index)} cannot be used: {exc}")
     text = str(exc)
@@ -114,8 +117,11 @@ def read_back(index: Any, value: torch.Tensor, shape: tuple[int, ...]) -> torch.
     if not where or (len(where) == 1 and _distinct(parts[where[0]], shape[where[0]])):
         return value
     arrays = [np.asarray(parts[d].cpu() if isinstance(parts[d], torch.Tensor) else parts[d]) for d in where]
-    if any(a.dtype == np.bool_ for a in arrays) or (len(arrays) == 1 and arrays[0].size < 2):
-        return value  # a mask or a single position selects each place once
+    if any(a.dtype == np.bool_ and a.ndim != 1 for a in arrays):
+        return value  # a mask over several dimensions: left as written
+    arrays = [np.flatnonzero(a) if a.dtype == np.bool_ else a for a in arrays]  # a mask indexes as its positions
+    if len(arrays) == 1 and arrays[0].size < 2:
+        return value  # a single position
     keys = np.ravel_multi_index(
         np.broadcast_arrays(*(a.astype(np.int64) % shape[d] for a, d in zip(arrays, where, strict=True))),
         [shape[d] for d in where],
