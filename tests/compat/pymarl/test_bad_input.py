@@ -186,3 +186,21 @@ def test_an_update_index_torch_refuses_with_a_runtime_error_keeps_that_class(com
         b.update({"state": [[1.0, 2.0, 3.0]]}, bs=(slice(None), slice(None), 0))
     assert isinstance(info.value, FieldShapeRuntimeError)
     assert snapshots.pymarl(b) == before
+
+
+@pytest.mark.parametrize("compact", [False, True], ids=["default", "compact"])
+@pytest.mark.parametrize(
+    ("item", "legacy", "error"),
+    [
+        (("state", slice(None)), TypeError, ArgumentError),  # a name beside an index
+        ((slice(None), "x"), TypeError, ArgumentError),
+        (((slice(None), slice(None), 0), slice(None)), RuntimeError, FieldShapeRuntimeError),
+    ],
+)
+def test_refused_reads_keep_upstreams_class_and_are_typed(compact, item, legacy, error):
+    b = batch(compact)
+    before = snapshots.pymarl(b)
+    with pytest.raises(legacy, match="cannot be used") as info:
+        b[item]
+    assert isinstance(info.value, error)
+    assert snapshots.pymarl(b) == before

@@ -242,7 +242,7 @@ class EpisodeBatch:
         try:
             transition = {k: v[index] for k, v in self.data.transition_data.items()}
             episode = {k: v[index[0]] for k, v in self.data.episode_data.items()}
-        except IndexError as exc:  # torch's refusal, typed (still an IndexError, as upstream)
+        except (IndexError, TypeError, ValueError, RuntimeError) as exc:  # torch's refusal, typed (upstream's class)
             raise index_error("this batch", item, (self.batch_size, self.max_seq_length), exc) from None
         return self._derived(
             transition,
