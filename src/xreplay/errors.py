@@ -316,6 +316,8 @@ class ShardFactoryError(ShardError, TypeError):
 
 class ShardUnavailableError(ShardError, TimeoutError):
     """A shard stayed unreachable past its timeout (its restarts are used up, or its node is gone)."""
+
+
 class BufferClosedError(XReplayError, RuntimeError):
     """A buffer, or a writer handle of a shared buffer, was used after it (or its buffer) was closed."""
 

@@ -40,7 +40,7 @@ def path(request, monkeypatch):
     if request.param == "kernel" and rows._kernel() is None:
         pytest.skip("numba is not installed or disabled")
     if request.param == "torch":
-        monkeypatch.setattr(rows, "_KERNEL", None)
+        monkeypatch.setattr(rows, "_kernel", lambda: None)
     return request.param
 
 

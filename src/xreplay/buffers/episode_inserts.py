@@ -209,9 +209,7 @@ class FastInserts:
         shapes = batches._shapes.get((n, t))
         if shapes is None:
             scheme = buffer.scheme
-            shapes = {
-                k: torch.Size(((n, t) if f.per_step else (n,)) + scheme.item_shape(k)) for k, f in scheme.items()
-            }
+            shapes = {k: torch.Size(((n, t) if f.per_step else (n,)) + scheme.item_shape(k)) for k, f in scheme.items()}
             if len(batches._shapes) <= 64:
                 batches._shapes[(n, t)] = shapes
         return n, t, shapes

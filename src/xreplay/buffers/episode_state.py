@@ -47,14 +47,12 @@ def check_episode_state(state: Mapping[str, Any], capacity: int, max_seq_length:
     lengths = np.asarray(state["lengths"])
     if lengths.shape != (capacity,) or lengths.dtype.kind not in "iu":
         raise ArgumentError(
-            f"episode buffer state 'lengths': expected {capacity} integers, "
-            f"received {lengths.dtype} {lengths.shape}"
+            f"episode buffer state 'lengths': expected {capacity} integers, received {lengths.dtype} {lengths.shape}"
         )
     if capacity and (int(lengths.min()) < 0 or int(lengths.max()) > max_seq_length):
         slot = int(np.flatnonzero((lengths < 0) | (lengths > max_seq_length))[0])
         raise ArgumentError(
-            f"episode buffer state 'lengths': slot {slot} holds {int(lengths[slot])}, "
-            f"expected [0, {max_seq_length}]"
+            f"episode buffer state 'lengths': slot {slot} holds {int(lengths[slot])}, expected [0, {max_seq_length}]"
         )
     return lengths
 

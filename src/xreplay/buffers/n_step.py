@@ -31,6 +31,7 @@ class StepBuffer(Protocol):
     def gather(self, indices: np.ndarray, names: Collection[str] | None = None) -> dict[str, Any]:
         """Return stored fields at ``indices``."""
 
+
 __all__ = ["NStepReturns"]
 
 

@@ -51,9 +51,7 @@ def check_stream_links(streams: Mapping[str, Any], capacity: int) -> tuple[np.nd
     stream_newest = np.array(streams["stream_newest"], dtype=np.int64)
     for name, links in (("successor", successor), ("stream_newest", stream_newest)):
         if links.ndim != 1 or (links.size and (links.min() < -1 or links.max() >= capacity)):
-            raise ArgumentError(
-                f"next-observation state {name!r} must hold -1 or slots in [0, {capacity})"
-            )
+            raise ArgumentError(f"next-observation state {name!r} must hold -1 or slots in [0, {capacity})")
     if successor.shape != (capacity,):
         raise ArgumentError(f"next-observation state 'successor' must have shape ({capacity},)")
     return successor, stream_newest
@@ -83,9 +81,7 @@ def check_next_values(
             value = ColumnStorage._as_array(name, value)
             value = value.cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
         if batched and not value.shape:
-            raise FieldShapeError(
-                f"field {name!r}: expected a batch of items of shape {spec.shape}, received a scalar"
-            )
+            raise FieldShapeError(f"field {name!r}: expected a batch of items of shape {spec.shape}, received a scalar")
         item = value.shape[1:] if batched else value.shape
         if item != spec.shape:
             raise FieldShapeError(

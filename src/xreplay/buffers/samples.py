@@ -22,6 +22,7 @@ from xreplay.storage.nested import unflatten
 
 __all__ = ["EpisodeSample", "FieldBatch", "TransitionSample"]
 
+
 def _moved(value: Any, device: str | torch.device, non_blocking: bool) -> Any:
     """Return ``value`` on ``device`` when it is a tensor (numpy metadata stays on the host)."""
     return value.to(device, non_blocking=non_blocking) if isinstance(value, torch.Tensor) else value

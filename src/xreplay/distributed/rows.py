@@ -40,14 +40,13 @@ from __future__ import annotations
 
 import ctypes
 import math
-import os
-import warnings
 from types import ModuleType
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
+from xreplay.accel import kernels
 from xreplay.buffers.transition_inputs import check_sample_memory
 from xreplay.buffers.transitions import TransitionBuffer
 from xreplay.distributed.packing import BlockPool, Layout
@@ -57,8 +56,6 @@ from xreplay.samplers.uniform import UniformSampler
 
 __all__ = ["RowReader"]
 
-_UNTRIED = object()
-_KERNEL: Any = _UNTRIED  # the kernel module, None when unavailable, _UNTRIED before the first try
 _NO_GENERATIONS = np.zeros(0, dtype=np.int32)
 _NO_LEAVES = np.zeros(0, dtype=np.float64)
 _NO_META = np.full(3, -1, dtype=np.int64)
@@ -66,21 +63,7 @@ _NO_META = np.full(3, -1, dtype=np.int64)
 
 def _kernel() -> ModuleType | None:
     """Return the compiled row kernel, or None when numba is missing or disabled (``XREPLAY_NUMBA=0``)."""
-    global _KERNEL
-    if _KERNEL is _UNTRIED:
-        _KERNEL = None
-        if os.environ.get("XREPLAY_NUMBA", "1") != "0":
-            try:
-                from xreplay.distributed import _rows_numba
-            except ImportError:  # numba is not installed: the torch code runs
-                pass
-            except Exception as exc:  # numba is installed but cannot compile or cache
-                warnings.warn(
-                    f"xreplay: numba row kernel unavailable, torch runs ({exc!r})", RuntimeWarning, stacklevel=3
-                )
-            else:
-                _KERNEL = _rows_numba
-    return _KERNEL
+    return kernels("xreplay.distributed._rows_numba", "torch")
 
 
 class _Block(NamedTuple):
@@ -238,7 +221,7 @@ class RowReader:
             plan = self._plan(n, None if generations is None else generations.dtype)
             data = self.pool.take(plan.nbytes)
             if plan.tables is not None:  # one kernel call per block (usually one): rows, slots, generations, leaves
-                read = _KERNEL.read_rows
+                read = _kernel().read_rows  # type: ignore[union-attr]  # tables exist only with the kernel
                 leaves = sampler.tree.leaves() if self.prioritized else _NO_LEAVES  # type: ignore[attr-defined]
                 meta = plan.meta_at
                 gens = _NO_GENERATIONS if generations is None else generations

@@ -118,11 +118,11 @@ def _numpy_lines(path: Path, meta: dict[str, Any]) -> list[str]:
     if "rows" in entries and str(entries["rows"]["file"]).endswith(".npy") and layout:
         if isinstance(layout, dict) and layout.get("order") == "step":
             lines.append(
-                "            rows: one record per slot, step-major: [\"steps\"][field] per step (e.g. "
-                "[\"steps\"][\"obs\"]), [\"episode\"][field] per episode"
+                '            rows: one record per slot, step-major: ["steps"][field] per step (e.g. '
+                '["steps"]["obs"]), ["episode"][field] per episode'
             )
         else:
-            lines.append("            rows: one record per slot, one field per scheme field (e.g. [\"obs\"])")
+            lines.append('            rows: one record per slot, one field per scheme field (e.g. ["obs"])')
     if raw:
         lines.append(f"            raw files without a .npy header (format 1 or 2): {', '.join(raw)}")
     if with_deltas:

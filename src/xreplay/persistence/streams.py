@@ -246,9 +246,7 @@ def fsync_file(file: Path) -> None:
         os.close(fd)
 
 
-def read_into(
-    file: Path, targets: memoryview | list[memoryview], expected_crc: int | None, offset: int = 0
-) -> None:
+def read_into(file: Path, targets: memoryview | list[memoryview], expected_crc: int | None, offset: int = 0) -> None:
     """Fill ``targets`` (writable byte views, in order) with ``file``'s bytes from ``offset``, checking size and CRC-32.
 
     Raises:

@@ -155,8 +155,12 @@ def _validate_next(v: Validator, fields: dict[str, Any], capacity: int) -> None:
         if "successor" in tables:
             v.array_shape("next.successor", (capacity,), "<i4")
             entry = v.array_entry("next.stream_newest")
-            count = v.integer("arrays.next.stream_newest.shape[0]", v.sequence(
-                "arrays.next.stream_newest.shape", entry["shape"], length=1)[0], low=0, high=MAX_STREAMS)
+            count = v.integer(
+                "arrays.next.stream_newest.shape[0]",
+                v.sequence("arrays.next.stream_newest.shape", entry["shape"], length=1)[0],
+                low=0,
+                high=MAX_STREAMS,
+            )
             v.array_shape("next.stream_newest", (count,), "<i8")
             for i, pair in enumerate(pairs):
                 if f"stream_pending{i}" in tables:

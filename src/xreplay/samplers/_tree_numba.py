@@ -21,7 +21,14 @@ import numba
 import numpy as np
 
 __all__ = [
-    "check_update", "draw", "top_stats", "tree_fill", "tree_find", "tree_update", "update_fresh", "update_with_stats"
+    "check_update",
+    "draw",
+    "top_stats",
+    "tree_fill",
+    "tree_find",
+    "tree_update",
+    "update_fresh",
+    "update_with_stats",
 ]
 
 _SIG_UPDATE = "void(float64[::1], float64[::1], int64[::1], int64, int64[::1], float64[::1])"
@@ -37,7 +44,6 @@ _SIG_WITH_STATS = (
     "float64(float64[::1], float64[::1], int64[::1], int64, int64[::1], float64[::1], boolean[::1], int64, "
     "float64[::1])"
 )
-
 
 
 @numba.njit(cache=True, nogil=True)

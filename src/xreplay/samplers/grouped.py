@@ -256,9 +256,11 @@ class GroupedSampler:
         keys = list(state["keys"])
         if int(state["capacity"]) != self.capacity:
             raise FieldValueError(f"grouped sampler state is for capacity {state['capacity']}, not {self.capacity}")
-        if len(keys) != slots.size or np.unique(slots).size != slots.size or (slots.size and not (
-            0 <= slots.min() and slots.max() < self.capacity
-        )):
+        if (
+            len(keys) != slots.size
+            or np.unique(slots).size != slots.size
+            or (slots.size and not (0 <= slots.min() and slots.max() < self.capacity))
+        ):
             raise FieldValueError(f"grouped sampler state: need distinct slots in [0, {self.capacity}), one key each")
         self.clear()
         self.on_write(slots, keys)

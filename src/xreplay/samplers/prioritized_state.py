@@ -68,9 +68,7 @@ def check_prioritized_state(state: Mapping[str, Any], capacity: int) -> Prioriti
     pending = [[int(a), int(b)] for a, b in state.get("pending", [])]
     for start, stop in pending:
         if not 0 <= start < stop <= capacity:
-            raise FieldValueError(
-                f"sampler state 'pending': range [{start}, {stop}) is not inside capacity {capacity}"
-            )
+            raise FieldValueError(f"sampler state 'pending': range [{start}, {stop}) is not inside capacity {capacity}")
     return PrioritizedState(alpha, epsilon, max_priority, leaves, generations, size, drawn, stale, pending)
 
 

@@ -34,12 +34,12 @@ by numpy's per-call overhead in the tree, which compiled loops remove.
 from __future__ import annotations
 
 import math
-import os
-import warnings
 from types import ModuleType
 from typing import Any
 
 import numpy as np
+
+from xreplay.accel import kernels
 
 __all__ = ["DEFAULT_FANOUT", "DEFAULT_TOP_WIDTH", "PriorityTree", "numba_available"]
 
@@ -47,25 +47,11 @@ DEFAULT_FANOUT = 16
 DEFAULT_TOP_WIDTH = 4096
 _FUSED_STATS = 32  # leaves from which a checked update also refreshes the top level's stats in its kernel call
 _BLOCK_ROWS = 4096  # parents recomputed per numpy call in range operations (bounds temporaries)
-_UNTRIED = object()
-_NUMBA: Any = _UNTRIED  # the kernel module, None when unavailable, _UNTRIED before the first try
 
 
 def _numba_kernels() -> ModuleType | None:
     """Return the compiled numba kernels, or None when numba is missing or disabled (``XREPLAY_NUMBA=0``)."""
-    global _NUMBA
-    if _NUMBA is _UNTRIED:
-        _NUMBA = None
-        if os.environ.get("XREPLAY_NUMBA", "1") != "0":
-            try:
-                from xreplay.samplers import _tree_numba
-            except ImportError:  # numba is not installed: the numpy code runs
-                pass
-            except Exception as exc:  # numba is installed but cannot compile or cache (e.g. no writable cache)
-                warnings.warn(f"xreplay: numba kernels unavailable, numpy runs ({exc!r})", RuntimeWarning, stacklevel=3)
-            else:
-                _NUMBA = _tree_numba
-    return _NUMBA
+    return kernels("xreplay.samplers._tree_numba", "numpy")
 
 
 def numba_available() -> bool:
@@ -366,8 +352,20 @@ class PriorityTree:
         out, ratios = np.empty(n, dtype=np.int64), np.empty(n)
         seen, probabilities = np.empty(n, dtype=np.int32), np.empty(n)
         self._kernels.draw(  # type: ignore[union-attr]
-            self.sums, self.offsets, self.fanout, self.top, ends, mass, float(scale), float(ends[-1]), self._min,
-            generations, out, ratios, seen, probabilities,
+            self.sums,
+            self.offsets,
+            self.fanout,
+            self.top,
+            ends,
+            mass,
+            float(scale),
+            float(ends[-1]),
+            self._min,
+            generations,
+            out,
+            ratios,
+            seen,
+            probabilities,
         )
         return out, ratios, seen, probabilities
 

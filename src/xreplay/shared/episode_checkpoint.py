@@ -89,13 +89,20 @@ class EpisodeCheckpoint:
         config = meta["structure"].get("priorities")
         sampler = None
         if config is not None:
-            sampler = PrioritizedSampler(int(meta["structure"]["capacity"]), alpha=config["alpha"],
-                                         beta=decode_schedule(config["beta"]), epsilon=config["epsilon"],
-                                         stratified=config["stratified"])
+            sampler = PrioritizedSampler(
+                int(meta["structure"]["capacity"]),
+                alpha=config["alpha"],
+                beta=decode_schedule(config["beta"]),
+                epsilon=config["epsilon"],
+                stratified=config["stratified"],
+            )
             with Validator(meta.get("path", "the checkpoint"), meta).restoring("state.priorities"):
                 sampler.load_state_dict(
-                    {**meta["state"]["priorities"], "leaves": arrays["priorities.leaves"],
-                     "generations": arrays["priorities.generations"]}
+                    {
+                        **meta["state"]["priorities"],
+                        "leaves": arrays["priorities.leaves"],
+                        "generations": arrays["priorities.generations"],
+                    }
                 )
         return SharedEpisodeBuffer.from_buffer(local, priorities=sampler, **options)
 

@@ -45,8 +45,15 @@ class SharedEpisodeSample(EpisodeSample):
         generations: Slot generations for :meth:`SharedEpisodeBuffer.update_priorities`, or None.
     """
 
-    def __init__(self, fields: dict[str, torch.Tensor], indices: np.ndarray, lengths: np.ndarray,
-                 max_seq_length: int, weights: np.ndarray | None, generations: np.ndarray | None):
+    def __init__(
+        self,
+        fields: dict[str, torch.Tensor],
+        indices: np.ndarray,
+        lengths: np.ndarray,
+        max_seq_length: int,
+        weights: np.ndarray | None,
+        generations: np.ndarray | None,
+    ):
         """Wrap decoded fields and their metadata."""
         super().__init__(fields, torch.from_numpy(indices), torch.from_numpy(lengths), max_seq_length)
         self.weights = None if weights is None else torch.from_numpy(weights)
@@ -66,8 +73,9 @@ class SharedEpisodeWriter:
         """Return whether this handle or its buffer is closed."""
         return self._slots.closed
 
-    def add(self, episodes: Mapping[str, Any], lengths: Any = None, priorities: Any = None,
-            timeout: float | None = None) -> np.ndarray:
+    def add(
+        self, episodes: Mapping[str, Any], lengths: Any = None, priorities: Any = None, timeout: float | None = None
+    ) -> np.ndarray:
         """Write a batch of whole episodes and return the slots they took.
 
         Args:
@@ -92,8 +100,9 @@ class SharedEpisodeWriter:
         """Write the episodes if the rate limiter admits them now; return their slots, or None."""
         return self._add(episodes, lengths, priorities, None, False)
 
-    def _add(self, episodes: Mapping[str, Any], lengths: Any, priorities: Any, timeout: float | None,
-             block: bool) -> np.ndarray | None:
+    def _add(
+        self, episodes: Mapping[str, Any], lengths: Any, priorities: Any, timeout: float | None, block: bool
+    ) -> np.ndarray | None:
         """Check everything, then reserve, copy, publish."""
         checked = self.fields.check(episodes, lengths)
         given = check_item_priorities(priorities, checked[2])
@@ -193,8 +202,9 @@ class SharedEpisodeBuffer(LearnerSurface):
         """Return whether ``n`` episodes can be sampled without replacement now."""
         return len(self) >= n
 
-    def sample(self, n: int, replace: bool | None = None, truncate: bool = False,
-               timeout: float | None = None) -> SharedEpisodeSample:
+    def sample(
+        self, n: int, replace: bool | None = None, truncate: bool = False, timeout: float | None = None
+    ) -> SharedEpisodeSample:
         """Sample ``n`` whole episodes.
 
         Args:
@@ -281,8 +291,9 @@ class SharedEpisodeBuffer(LearnerSurface):
         return buffer
 
     @classmethod
-    def from_buffer(cls, buffer: EpisodeBuffer, priorities: PrioritizedSampler | None = None,
-                    **options: Any) -> SharedEpisodeBuffer:
+    def from_buffer(
+        cls, buffer: EpisodeBuffer, priorities: PrioritizedSampler | None = None, **options: Any
+    ) -> SharedEpisodeBuffer:
         """Return a new shared buffer holding ``buffer``'s episodes, oldest first (``options`` as ``__init__``).
 
         Args:

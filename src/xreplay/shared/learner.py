@@ -262,8 +262,10 @@ class LearnerSlots:
             for row, again_row in zip(rows, again_rows, strict=True):
                 row[fixed] = again_row[again_ok]
             ok[fixed] = True
-        raise InsufficientDataError(f"the drawn slots kept changing under {_RETRIES} reads; writers overwrite "
-                                    f"the whole ring faster than it is sampled (raise the capacity)")
+        raise InsufficientDataError(
+            f"the drawn slots kept changing under {_RETRIES} reads; writers overwrite "
+            f"the whole ring faster than it is sampled (raise the capacity)"
+        )
 
     def copy_valid(self, consume: Any, chunk: int = 65536) -> np.ndarray:
         """Pass the valid items, oldest first, to ``consume(rows)`` in chunks; return their slots in that order.

@@ -89,7 +89,9 @@ class RobustMutex:
         self._memory = memory
         self._address = ctypes.c_void_p(memory.ctypes.data)
         self._lock, self._unlock, self._consistent = (
-            libc.pthread_mutex_lock, libc.pthread_mutex_unlock, libc.pthread_mutex_consistent
+            libc.pthread_mutex_lock,
+            libc.pthread_mutex_unlock,
+            libc.pthread_mutex_consistent,
         )
 
     def __enter__(self) -> RobustMutex:

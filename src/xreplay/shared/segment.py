@@ -242,8 +242,11 @@ class Segment:
             raise SharedMemoryError(f"segment name {name!r} must be 1-200 letters, digits, '.', '_' or '-'", path)
         stale = stale_segments(folder)
         if stale:
-            log.warning("stale shared-memory segments of crashed runs: %s; remove them with "
-                        "xreplay.shared.remove_stale_segments()", _describe_stale(stale))
+            log.warning(
+                "stale shared-memory segments of crashed runs: %s; remove them with "
+                "xreplay.shared.remove_stale_segments()",
+                _describe_stale(stale),
+            )
         if os.path.exists(path):
             info = _read_info(path)
             if info is not None and info.stale:
@@ -270,8 +273,9 @@ class Segment:
         token = secrets.token_bytes(16)
         try:
             os.ftruncate(fd, body_at)
-            header = _HEADER.pack(MAGIC, VERSION, CREATING, len(text), 0, size, os.getpid(),
-                                  process_start_time(), time.time(), token)
+            header = _HEADER.pack(
+                MAGIC, VERSION, CREATING, len(text), 0, size, os.getpid(), process_start_time(), time.time(), token
+            )
             os.pwrite(fd, header, 0)  # owner first: a half-created segment is never taken for stale
             os.pwrite(fd, text, _JSON_AT)
             _reserve(fd, size, path, folder)

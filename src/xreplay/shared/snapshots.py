@@ -42,7 +42,11 @@ def ring_order(writer: RingWriter) -> np.ndarray:
 def fresh_sampler(like: PrioritizedSampler, capacity: int) -> PrioritizedSampler:
     """Return an empty prioritized sampler of ``capacity`` slots with ``like``'s settings and tree back end."""
     return PrioritizedSampler(
-        capacity, alpha=like.alpha, beta=like.beta, epsilon=like.epsilon, stratified=like.stratified,
+        capacity,
+        alpha=like.alpha,
+        beta=like.beta,
+        epsilon=like.epsilon,
+        stratified=like.stratified,
         backend=like.tree.backend,
     )
 

@@ -74,9 +74,7 @@ class LearnerSurface:
         self.close()
 
     def __getstate__(self) -> dict[str, Any]:
-        raise TypeError(
-            f"a {type(self).__name__} stays in its learner; pass buffer.writer() to {self.handles_go_to}"
-        )
+        raise TypeError(f"a {type(self).__name__} stays in its learner; pass buffer.writer() to {self.handles_go_to}")
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{len(self)}/{self.capacity}"  # type: ignore[arg-type]

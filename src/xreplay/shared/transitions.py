@@ -106,8 +106,9 @@ class SharedTransitionWriter:
         """Write a batch if the rate limiter admits it now; return the slots, or None."""
         return self._write(batch, priorities, None, True, False)
 
-    def _write(self, data: Mapping[str, Any], priorities: Any, timeout: float | None, batched: bool,
-               block: bool) -> np.ndarray | None:
+    def _write(
+        self, data: Mapping[str, Any], priorities: Any, timeout: float | None, batched: bool, block: bool
+    ) -> np.ndarray | None:
         """Check everything, then reserve, copy, publish."""
         values, n = self.fields.check(data, batched)
         given = check_item_priorities(priorities, n)
@@ -295,7 +296,8 @@ class SharedTransitionBuffer(LearnerSurface):
         if "sampler" not in options:
             options["sampler"] = (
                 fresh_sampler(local_sampler, buffer.capacity)
-                if isinstance(local_sampler, PrioritizedSampler) else "uniform"
+                if isinstance(local_sampler, PrioritizedSampler)
+                else "uniform"
             )
         shared = cls(buffer.capacity, fields, **options)
         order = ring_order(buffer.writer)

@@ -73,9 +73,7 @@ class SlotWriter:
         timeout: Default seconds a write waits for the limiter or for free slots (None: no limit).
     """
 
-    def __init__(
-        self, path: str, token: bytes, layout: SlotLayout, limiter: RateLimiter | None, timeout: float | None
-    ):
+    def __init__(self, path: str, token: bytes, layout: SlotLayout, limiter: RateLimiter | None, timeout: float | None):
         """Hold what is needed to attach; attach on first use."""
         self.path = path
         self.token = token
@@ -106,8 +104,14 @@ class SlotWriter:
         self._closed = closed
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path, "token": self.token, "layout": self.layout, "limiter": self.limiter,
-                "timeout": self.timeout, "closed": self._closed}
+        return {
+            "path": self.path,
+            "token": self.token,
+            "layout": self.layout,
+            "limiter": self.limiter,
+            "timeout": self.timeout,
+            "closed": self._closed,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.path, self.token, self.layout = state["path"], state["token"], state["layout"]

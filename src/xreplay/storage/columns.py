@@ -127,9 +127,7 @@ class ColumnStorage:
         """
         values = {
             # Fast path for numeric numpy arrays, the common case of a hot write loop.
-            name: value
-            if type(value) is np.ndarray and value.dtype.kind in "biuf"
-            else self._as_array(name, value)
+            name: value if type(value) is np.ndarray and value.dtype.kind in "biuf" else self._as_array(name, value)
             for name, value in flat.items()
         }
         new = None
@@ -146,9 +144,7 @@ class ColumnStorage:
             shape = value.shape
             item = shape[1:] if batched else shape
             if item != spec.shape:
-                raise FieldShapeError(
-                    f"field {name!r}: expected item shape {spec.shape}, received {tuple(item)}"
-                )
+                raise FieldShapeError(f"field {name!r}: expected item shape {spec.shape}, received {tuple(item)}")
             if batched:
                 try:
                     size = shape[0]
@@ -261,8 +257,10 @@ class ColumnStorage:
     def state_dict(self) -> dict[str, Any]:
         """Return the storage's state: field specs as plain data and the columns (the tensors, not copies)."""
         return {
-            "specs": {name: {"shape": list(spec.shape), "dtype": str(spec.dtype).removeprefix("torch.")}
-                      for name, spec in self.specs.items()},
+            "specs": {
+                name: {"shape": list(spec.shape), "dtype": str(spec.dtype).removeprefix("torch.")}
+                for name, spec in self.specs.items()
+            },
             "columns": dict(self.columns),
         }
 
@@ -306,9 +304,7 @@ class ColumnStorage:
             source = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.asarray(value))
             self.columns[name].copy_(source.to(self.columns[name].device))
 
-    def write(
-        self, rows: slice | int, values: Mapping[str, np.ndarray | torch.Tensor], items: Any = None
-    ) -> None:
+    def write(self, rows: slice | int, values: Mapping[str, np.ndarray | torch.Tensor], items: Any = None) -> None:
         """Copy ``values[name][items]`` (each whole value when ``items`` is None) into rows ``rows`` of every column."""
         host = self._host
         for name, value in values.items():

@@ -63,8 +63,10 @@ def as_number_array(name: str, value: Any, complex_ok: bool = False) -> np.ndarr
     if kind in "bif" and dtype.isnative and dtype.itemsize <= 8:  # the common case: nothing to convert
         return array
     if kind not in _NUMERIC_KINDS and not (complex_ok and kind == "c"):
-        what = "complex numbers for a real field (the imaginary part would be lost)" if kind == "c" else (
-            f"values of dtype {array.dtype}"
+        what = (
+            "complex numbers for a real field (the imaginary part would be lost)"
+            if kind == "c"
+            else (f"values of dtype {array.dtype}")
         )
         raise FieldTypeError(f"field {name!r}: expected numbers or booleans, received {what}: {describe(value)}")
     if not array.dtype.isnative:

@@ -21,6 +21,7 @@ __all__ = [
     "value_range",
 ]
 
+
 def numpy_kind(dtype: np.dtype) -> str:
     """Return 'b' (bool), 'i' (integer), 'f' (floating) or 'c' (complex) for a numpy dtype."""
     return "i" if dtype.kind in "iu" else dtype.kind

@@ -173,9 +173,11 @@ class MemmapStorage(TensorStorage):
             return
         page, row_bytes = mmap.PAGESIZE, self.layout.row_bytes
         base = self.data_offset  # the map starts at the file's header
-        spans = [(0, len(self._map))] if ranges is None else [
-            (base + a * row_bytes, base + b * row_bytes) for a, b in ranges
-        ]
+        spans = (
+            [(0, len(self._map))]
+            if ranges is None
+            else [(base + a * row_bytes, base + b * row_bytes) for a, b in ranges]
+        )
         for start, stop in spans:
             first = -(-start // page) * page  # whole pages inside the span only: neighbours may be unflushed
             last = stop // page * page

@@ -111,7 +111,7 @@ def _fields(dtype: np.dtype) -> str:
     for name, (field, offset, *_title) in sorted(dtype.fields.items(), key=lambda item: item[1][1]):
         if offset > position:  # alignment padding before this field
             parts.append(repr(("", f"|V{offset - position}")))
-        base, shape = (field.subdtype if field.subdtype is not None else (field, ()))
+        base, shape = field.subdtype if field.subdtype is not None else (field, ())
         kind = _fields(base) if base.fields is not None else repr(base.str)
         dims = ", " + repr(tuple(int(d) for d in shape)) if shape else ""
         parts.append(f"({name!r}, {kind}{dims})")

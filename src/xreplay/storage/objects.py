@@ -263,9 +263,7 @@ class ObjectStorage:
 
         """
         if int(state["capacity"]) != self.capacity:
-            raise ValueError(
-                f"saved capacity {state['capacity']} differs from this storage's {self.capacity}"
-            )
+            raise ValueError(f"saved capacity {state['capacity']} differs from this storage's {self.capacity}")
         metas, keys = state.get("metas"), state.get("keys")
         self.items = list(state["items"])
         self.metas = None if metas is None or all(m is None for m in metas) else list(metas)

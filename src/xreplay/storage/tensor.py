@@ -228,8 +228,7 @@ class TensorStorage:
         dtype = str(getattr(rows, "dtype", None))
         if shape != tuple(self.rows.shape) or dtype not in ("torch.uint8", "uint8"):
             raise ArgumentError(
-                f"storage state 'rows': expected uint8 rows of shape {tuple(self.rows.shape)}, "
-                f"received {dtype} {shape}"
+                f"storage state 'rows': expected uint8 rows of shape {tuple(self.rows.shape)}, received {dtype} {shape}"
             )
         layout = state.get("layout")  # type: ignore[union-attr]
         if layout is not None and layout != self._layout_state():

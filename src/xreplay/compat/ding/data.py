@@ -13,6 +13,7 @@ from xreplay.compat.ding.indices import spell
 
 __all__ = ["BufferedData", "fastcopy", "make_record"]
 
+
 class _Literal:
     """Wraps an ``int`` assigned to ``index`` by a user, so it is not taken for a compact index code."""
 

@@ -49,9 +49,7 @@ def per_class(cls: type) -> type:
         return cls
     sub = _subclasses.get(cls)
     if sub is None or not issubclass(sub, ding_per):
-        sub = type(
-            cls.__name__, (cls, ding_per), {"__module__": cls.__module__, "__qualname__": cls.__qualname__}
-        )
+        sub = type(cls.__name__, (cls, ding_per), {"__module__": cls.__module__, "__qualname__": cls.__qualname__})
         _subclasses[cls] = sub
     return sub
 

@@ -103,7 +103,8 @@ class RecordStore(ObjectStorage):
         """Return the index string of the record in each of ``slots`` (as ``record.index``, spelled inline)."""
         tags, items = _TAGS, self.items
         return [
-            f"{tags[code & _ERA_MASK]}{code >> _BITS:016x}" if (code := items[slot]._code).__class__ is int
+            f"{tags[code & _ERA_MASK]}{code >> _BITS:016x}"
+            if (code := items[slot]._code).__class__ is int
             else items[slot].index
             for slot in slots
         ]

@@ -47,6 +47,7 @@ def uniform(store: RecordStore, size: int, replace: bool, positions: range | Non
         where = positions.start + positions.step * where  # population index -> storage position
     return list(map(items.__getitem__, store.slots_at(where).tolist()))
 
+
 def by_indices(store: RecordStore, indices: Iterable[str], positions: range | None) -> list[BufferedData]:
     """Return the records of ``indices`` in order; ``KeyError`` for one not in the population."""
     items, slot_of_index = store.items, store.slot_of_index
@@ -68,6 +69,7 @@ def by_indices(store: RecordStore, indices: Iterable[str], positions: range | No
             raise UnknownIndexError(f"no record in the sampled range has index {i!r}")
         result.append(items[slot])
     return result
+
 
 def by_groups(
     buffer: Any, key: Any, size: int, replace: bool, unroll_len: int | None, positions: range | None
@@ -94,6 +96,7 @@ def by_groups(
         result.append([items[s] for s in sampler.window(g, start, stop)])
     return result
 
+
 def _groups_in_range(
     store: RecordStore, index: GroupIndex, chosen: list, unroll_len: int | None, positions: range, windows: tuple
 ) -> list[list[BufferedData]]:
@@ -111,6 +114,7 @@ def _groups_in_range(
         start, stop = window(len(lists[g]), unroll_len, *windows)
         result.append(lists[g][start:stop])
     return result
+
 
 def group_index(buffer: Any, key: Any) -> GroupIndex:
     """Return an up-to-date group index for ``key``, creating ``meta_index[key]`` on first use."""

@@ -15,19 +15,15 @@ missing, disabled (``XREPLAY_NUMBA=0``), or the check fails, numpy's own call ru
 from __future__ import annotations
 
 import ctypes
-import os
-import threading
-import warnings
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
+from xreplay.accel import kernels
+
 __all__ = ["kernel_available", "legacy_choice"]
 
-_UNTRIED = object()
-_KERNEL: Any = _UNTRIED  # the kernel module once checked, None when unavailable
-_LOAD = threading.Lock()
 _STATES: dict[int, tuple[Any, np.ndarray]] = {}  # id(bit generator) -> (it, its state words as uint32 [625])
 _LARGEST = 2**24  # populations the kernel takes (numpy draws 64-bit words past 2**32; it needs two n-item arrays)
 
@@ -66,22 +62,7 @@ def _checked(kernel: ModuleType) -> bool:
 
 def _kernel() -> ModuleType | None:
     """Return the checked numba kernel, or None (numba missing or disabled, or the check failed)."""
-    global _KERNEL
-    if _KERNEL is _UNTRIED:
-        with _LOAD:
-            if _KERNEL is _UNTRIED:
-                kernel = None
-                if os.environ.get("XREPLAY_NUMBA", "1") != "0":
-                    try:
-                        from xreplay.compat.pymarl import _legacy_choice_numba as module
-                    except ImportError:  # numba is not installed: numpy's call runs
-                        pass
-                    except Exception as exc:  # numba is installed but cannot compile or cache
-                        warnings.warn(f"xreplay: numba draw unavailable, numpy runs ({exc!r})", RuntimeWarning, 3)
-                    else:
-                        kernel = module if _checked(module) else None
-                _KERNEL = kernel
-    return _KERNEL
+    return kernels("xreplay.compat.pymarl._legacy_choice_numba", "numpy's call", _checked)
 
 
 def kernel_available() -> bool:

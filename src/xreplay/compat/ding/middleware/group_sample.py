@@ -58,9 +58,7 @@ class GroupSample(StringDispatch):
         return trimmed
 
 
-def group_sample(
-    size_in_group: int, ordered_in_group: bool = True, max_use_in_group: bool = True
-) -> GroupSample:
+def group_sample(size_in_group: int, ordered_in_group: bool = True, max_use_in_group: bool = True) -> GroupSample:
     """Return a ``GroupSample`` middleware.
 
     Args:
