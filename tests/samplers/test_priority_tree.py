@@ -4,7 +4,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.strategies import apply_reference, chi_square_critical, update_sequences
-from xreplay.samplers.priority_tree import PriorityTree
+from xreplay.errors import IndexOutOfRangeError
+from xreplay.samplers.priority_tree import PriorityTree, numba_available
 
 TOP_WIDTHS = [1, 2, 8, 4096]
 
@@ -113,3 +114,49 @@ def test_load_leaves_rebuilds_the_same_tree_as_updates(top_width):
 def test_tree_rejects_negative_size():
     with pytest.raises(ValueError, match="size must be >= 0"):
         PriorityTree(-1)
+
+
+BACKENDS = ["numpy", pytest.param("numba", marks=pytest.mark.skipif(not numba_available(), reason="numba"))]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("indices", "keep"),
+    [([0, -1], None), ([3, 10], None), ([2, 99], [True, True]), ([-5, 1], [True, False]), ([1, 2**40], None)],
+)
+def test_public_updates_refuse_a_leaf_outside_the_tree_and_change_nothing(backend, indices, keep):
+    tree = PriorityTree(10, top_width=2, fanout=4, backend=backend)
+    tree.update(np.arange(10), np.arange(1.0, 11.0))
+    before = tree.sums.copy(), tree.mins.copy(), tree.total()
+    with pytest.raises(IndexOutOfRangeError, match=r"outside \[0, 10\)"):
+        if keep is None:
+            tree.update(np.array(indices), np.ones(2))
+        else:
+            tree.update_where(np.array(indices), np.ones(2), np.array(keep))
+    np.testing.assert_array_equal(tree.sums, before[0])
+    np.testing.assert_array_equal(tree.mins, before[1])
+    assert tree.total() == before[2]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_public_updates_refuse_values_of_another_length(backend):
+    tree = PriorityTree(10, backend=backend)
+    with pytest.raises(ValueError, match="got 2 indices but 3 values"):
+        tree.update(np.array([1, 2]), np.ones(3))
+    with pytest.raises(ValueError, match="got 2 indices but 1 keep flags"):
+        tree.update_where(np.array([1, 2]), np.ones(2), np.array([True]))
+    assert tree.total() == 0.0
+
+
+def test_update_where_skips_unkept_indices_outside_the_tree():
+    tree = PriorityTree(10, backend="numpy")
+    tree.update_where(np.array([-1, 3]), np.array([5.0, 2.0]), np.array([False, True]))
+    assert tree.total() == 2.0
+
+
+@pytest.mark.parametrize("fanout", [2, 4, 16, 32])
+def test_the_arrays_start_where_a_node_s_children_span_the_fewest_cache_lines(fanout):
+    tree = PriorityTree(100_000, fanout=fanout)
+    align = max(64, min(4096, 8 * fanout))
+    assert tree.sums.ctypes.data % align == 0 and tree.mins.ctypes.data % align == 0
+    assert tree.sums.flags.c_contiguous and tree.sums.flags.writeable

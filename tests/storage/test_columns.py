@@ -1,11 +1,14 @@
 """ColumnStorage.gather returns every field of the gathered rows as its own contiguous tensor, whatever the layout."""
 
+from unittest import mock
+
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from xreplay.storage import blocks
 from xreplay.storage.columns import ColumnStorage
 
 DTYPES = [np.float32, np.float16, np.int64, np.int32, np.uint8, np.bool_]
@@ -23,8 +26,17 @@ def _values(rng: np.random.Generator, n: int, shape: tuple[int, ...], dtype: typ
     st.lists(st.integers(0, 15), max_size=40),
     st.booleans(),
     st.integers(0, 2**16),
+    st.booleans(),
 )
-def test_gathered_fields_equal_the_written_rows_and_are_contiguous(fields, slots, subset, seed):
+def test_gathered_fields_equal_the_written_rows_and_are_contiguous(fields, slots, subset, seed, kernel):
+    """With numba's split kernel or numpy's copy per field: the same fields."""
+    if kernel and blocks._split_kernel() is None:
+        kernel = False  # numba missing or disabled: numpy copies each field
+    with mock.patch.object(blocks, "_split_kernel", blocks._split_kernel if kernel else lambda: None):
+        _check_gather(fields, slots, subset, seed)
+
+
+def _check_gather(fields, slots, subset, seed):
     rng = np.random.default_rng(seed)
     data = {f"f{i}": _values(rng, 16, shape, dtype) for i, (dtype, shape) in enumerate(fields)}
     storage = ColumnStorage(16)
@@ -54,3 +66,16 @@ def test_transition_fields_of_one_dtype_come_back_as_separate_tensors(n):
         if name != "obs":
             assert torch.equal(got[name], torch.from_numpy(data[name][indices]))
     assert torch.equal(storage.columns["obs"][torch.from_numpy(indices)], torch.from_numpy(data["obs"][indices]))
+
+
+def test_the_split_kernel_refuses_a_layout_outside_its_arrays_and_writes_nothing():
+    kernel = blocks._split_kernel()
+    if kernel is None:
+        pytest.skip("numba missing or disabled")
+    rows = np.arange(12, dtype=np.uint32).reshape(3, 4)
+    out = np.zeros(12, dtype=np.uint32)
+    for fields, size in (([[0, 2], [3, 2]], 12), ([[-1, 2]], 12), ([[0, 4]], 11)):
+        with pytest.raises(IndexError):
+            kernel(rows, np.array(fields, dtype=np.int64), np.zeros(size, dtype=np.uint32))
+    kernel(rows, np.array([[2, 2], [0, 1]], dtype=np.int64), out)
+    assert out[:9].tolist() == [2, 3, 6, 7, 10, 11, 0, 4, 8]

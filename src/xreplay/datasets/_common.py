@@ -9,7 +9,7 @@ import shutil
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -154,4 +154,4 @@ def remove_quietly(path: str | os.PathLike[str]) -> None:
 def writers_stopped(buffer: Any) -> AbstractContextManager[Any]:
     """Return the context holding ``buffer``'s mutation lock: no write changes its items while they are exported."""
     lock = getattr(buffer, "lock", None)
-    return lock if hasattr(lock, "__enter__") else contextlib.nullcontext()
+    return cast(AbstractContextManager[Any], lock) if hasattr(lock, "__enter__") else contextlib.nullcontext()

@@ -20,6 +20,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from xreplay.samplers._priority_checks_numba import check_update
+
 __all__ = [
     "check_update",
     "draw",
@@ -48,11 +50,18 @@ _SIG_WITH_STATS = (
 
 @numba.njit(cache=True, nogil=True)
 def _touch(sums: np.ndarray, base: int, nodes: np.ndarray, fanout: int) -> float:
-    """Load the first and last child of every node in ``nodes``: a prefetch whose independent loads overlap."""
+    """Load every cache line of the children of each node in ``nodes``: a prefetch whose independent loads overlap.
+
+    A line holds 8 float64; the tree aligns each node's children to as few lines as they span.
+    """
     acc = 0.0
+    ub, uf = np.uint64(base), np.uint64(fanout)
+    last = uf - np.uint64(1)
     for i in range(nodes.shape[0]):
-        child = base + nodes[i] * fanout
-        acc += sums[child] + sums[child + fanout - 1]
+        child = ub + np.uint64(nodes[i]) * uf  # unsigned: no negative-index wrap on the loads
+        for k in range(np.uint64(8), last, np.uint64(8)):  # the lines between the first and the last
+            acc += sums[child + k]
+        acc += sums[child] + sums[child + last]
     return acc
 
 
@@ -100,17 +109,19 @@ def _refresh_nodes(
     independent, so the processor overlaps them. The last group repeats the last node (same values).
     """
     n = nodes.shape[0]
-    below = offsets[level - 1]
-    base = offsets[1]
-    up = offsets[level]
+    below = np.uint64(offsets[level - 1])  # unsigned positions (all >= 0): no negative-index wrap on the loads
+    base = np.uint64(offsets[1])
+    up = np.uint64(offsets[level])
+    uf = np.uint64(fanout)
     last = n - 1
     for i in range(0, n, 4):
-        a0, a1, a2, a3 = nodes[i], nodes[min(i + 1, last)], nodes[min(i + 2, last)], nodes[min(i + 3, last)]
-        c0, c1, c2, c3 = below + a0 * fanout, below + a1 * fanout, below + a2 * fanout, below + a3 * fanout
+        a0, a1 = np.uint64(nodes[i]), np.uint64(nodes[min(i + 1, last)])
+        a2, a3 = np.uint64(nodes[min(i + 2, last)]), np.uint64(nodes[min(i + 3, last)])
+        c0, c1, c2, c3 = below + a0 * uf, below + a1 * uf, below + a2 * uf, below + a3 * uf
         s0, s1, s2, s3 = sums[c0], sums[c1], sums[c2], sums[c3]
         if level == 1:  # the children are leaves: their minimum counts positive leaves only
             m0, m1, m2, m3 = _positive(s0), _positive(s1), _positive(s2), _positive(s3)
-            for k in range(1, fanout):
+            for k in range(np.uint64(1), uf):
                 v0, v1, v2, v3 = sums[c0 + k], sums[c1 + k], sums[c2 + k], sums[c3 + k]
                 s0, s1, s2, s3 = s0 + v0, s1 + v1, s2 + v2, s3 + v3
                 m0, m1 = _lower(_positive(v0), m0), _lower(_positive(v1), m1)
@@ -118,7 +129,7 @@ def _refresh_nodes(
         else:
             d0, d1, d2, d3 = c0 - base, c1 - base, c2 - base, c3 - base
             m0, m1, m2, m3 = mins[d0], mins[d1], mins[d2], mins[d3]
-            for k in range(1, fanout):
+            for k in range(np.uint64(1), uf):
                 s0, s1, s2, s3 = s0 + sums[c0 + k], s1 + sums[c1 + k], s2 + sums[c2 + k], s3 + sums[c3 + k]
                 m0, m1 = _lower(mins[d0 + k], m0), _lower(mins[d1 + k], m1)
                 m2, m3 = _lower(mins[d2 + k], m2), _lower(mins[d3 + k], m3)
@@ -131,8 +142,17 @@ def _refresh_nodes(
 def tree_update(
     sums: np.ndarray, mins: np.ndarray, offsets: np.ndarray, fanout: int, indices: np.ndarray, values: np.ndarray
 ) -> None:
-    """Set leaves ``indices`` to ``values`` (last wins) and refresh their ancestors, one level at a time."""
+    """Set leaves ``indices`` to ``values`` (last wins) and refresh their ancestors, one level at a time.
+
+    Raises IndexError, changing nothing, for an index outside the leaf level or fewer values than indices
+    (the positions below are unsigned: a wrong one would write outside the tree).
+    """
     n = indices.shape[0]
+    if values.shape[0] < n:
+        raise IndexError("fewer values than leaf indices")
+    for i in range(n):
+        if indices[i] < 0 or indices[i] >= offsets[1]:
+            raise IndexError("a leaf index lies outside the tree")
     for i in range(n):
         sums[indices[i]] = values[i]
     nodes = np.empty(n, dtype=np.int64)
@@ -201,9 +221,10 @@ def tree_find(
     length = ends.shape[0]
     while length > 1:  # binary search, one step for every mass at a time: independent loads overlap
         half = length >> 1
+        step = np.uint64(half - 1)  # unsigned positions (all >= 0): no negative-index wrap on the loads
         for i in range(n):
             lo = out[i]
-            out[i] = lo + half * (ends[lo + half - 1] <= mass[i])
+            out[i] = lo + half * (ends[np.uint64(lo) + step] <= mass[i])
         length -= half
     for i in range(n):  # out[i]: top nodes ending at or before the mass (numpy's searchsorted, side="right")
         m = mass[i]
@@ -218,16 +239,18 @@ def tree_find(
     last = n - 1
     for level in range(top, 0, -1):  # ``out[i]`` is on ``level``; descend to one of its children
         below = offsets[level - 1]
+        ub, uf = np.uint64(below), np.uint64(fanout)
         touched += _touch(sums, below, out, fanout)
         for i in range(0, n, 4):  # four masses at a time: their chains of additions overlap
             i1, i2, i3 = min(i + 1, last), min(i + 2, last), min(i + 3, last)  # the last group repeats one
             m0, m1, m2, m3 = mass[i], mass[i1], mass[i2], mass[i3]
-            c0, c1 = below + out[i] * fanout, below + out[i1] * fanout
-            c2, c3 = below + out[i2] * fanout, below + out[i3] * fanout
+            # unsigned positions (all >= 0): the loads need no negative-index wrap
+            c0, c1 = ub + np.uint64(out[i]) * uf, ub + np.uint64(out[i1]) * uf
+            c2, c3 = ub + np.uint64(out[i2]) * uf, ub + np.uint64(out[i3]) * uf
             r0, r1, r2, r3 = sums[c0], sums[c1], sums[c2], sums[c3]
             b0 = b1 = b2 = b3 = 0.0
             k0 = k1 = k2 = k3 = 0
-            for j in range(1, fanout):  # k: children ending at or before the mass (at most fanout - 1)
+            for j in range(np.uint64(1), uf):  # k: children ending at or before the mass (at most fanout - 1)
                 f0, f1, f2, f3 = r0 <= m0, r1 <= m1, r2 <= m2, r3 <= m3
                 k0, k1, k2, k3 = k0 + f0, k1 + f1, k2 + f2, k3 + f3
                 b0, b1 = (r0 if f0 else b0), (r1 if f1 else b1)
@@ -235,55 +258,14 @@ def tree_find(
                 r0, r1 = r0 + sums[c0 + j], r1 + sums[c1 + j]
                 r2, r3 = r2 + sums[c2 + j], r3 + sums[c3 + j]
             if level > 1:  # the mass left inside the child, kept below the child's sum
-                mass[i3] = min(m3 - b3, np.nextafter(sums[c3 + k3], 0.0))
-                mass[i2] = min(m2 - b2, np.nextafter(sums[c2 + k2], 0.0))
-                mass[i1] = min(m1 - b1, np.nextafter(sums[c1 + k1], 0.0))
-                mass[i] = min(m0 - b0, np.nextafter(sums[c0 + k0], 0.0))
-            out[i3], out[i2] = c3 - below + k3, c2 - below + k2
-            out[i1], out[i] = c1 - below + k1, c0 - below + k0
+                mass[i3] = min(m3 - b3, np.nextafter(sums[c3 + np.uint64(k3)], 0.0))
+                mass[i2] = min(m2 - b2, np.nextafter(sums[c2 + np.uint64(k2)], 0.0))
+                mass[i1] = min(m1 - b1, np.nextafter(sums[c1 + np.uint64(k1)], 0.0))
+                mass[i] = min(m0 - b0, np.nextafter(sums[c0 + np.uint64(k0)], 0.0))
+            out[i3], out[i2] = np.int64(c3 - ub) + k3, np.int64(c2 - ub) + k2
+            out[i1], out[i] = np.int64(c1 - ub) + k1, np.int64(c0 - ub) + k0
     if touched < 0.0:  # never (sums are >= 0): keeps the prefetch loads
         out[0] = -1
-
-
-@numba.njit(
-    "Tuple((int64, int64, int64, float64, float64))"
-    "(int64[::1], float64[::1], int64, int32[::1], int32[::1], boolean[::1])",
-    cache=True,
-    nogil=True,
-)
-def check_update(
-    indices: np.ndarray, priorities: np.ndarray, size: int, generations: np.ndarray, seen: np.ndarray, fresh: np.ndarray
-) -> tuple[int, int, int, float, float]:
-    """Check a priority update in one pass (used by :class:`~xreplay.samplers.PrioritizedSampler`).
-
-    Returns the position of the first index outside ``[0, size)`` and of the
-    first priority that is not finite and >= 0 (-1 when none; then nothing
-    else is computed), the number of stale items (``generations[index] !=
-    seen``, ``fresh`` false), the largest fresh priority (-inf if none) and
-    the largest priority.
-    """
-    n = indices.shape[0]
-    bad_index = -1
-    bad_priority = -1
-    largest = -np.inf
-    for i in range(n):
-        if bad_index < 0 and (indices[i] < 0 or indices[i] >= size):
-            bad_index = i
-        p = priorities[i]
-        if bad_priority < 0 and not (p >= 0.0 and p < np.inf):
-            bad_priority = i
-        largest = p if p > largest else largest
-    stale = 0
-    high = -np.inf
-    if bad_index >= 0 or bad_priority >= 0:
-        return bad_index, bad_priority, stale, high, largest
-    for i in range(n):
-        ok = generations[indices[i]] == seen[i]
-        fresh[i] = ok
-        stale += not ok
-        if ok:
-            high = max(high, priorities[i])
-    return bad_index, bad_priority, stale, high, largest
 
 
 @numba.njit(_SIG_DRAW, cache=True, nogil=True)
@@ -317,10 +299,11 @@ def draw(
         mass[i] = min(max(m, 0.0), below_total)
     tree_find(sums, offsets, fanout, top, ends, mass, out)
     for i in range(out.shape[0]):
-        leaf = sums[out[i]]
+        slot = np.uint64(out[i])  # a leaf: >= 0
+        leaf = sums[slot]
         ratio[i] = smallest / leaf
         probabilities[i] = leaf / total
-        seen[i] = generations[out[i]]
+        seen[i] = generations[slot]
 
 
 @numba.njit(_SIG_FRESH, cache=True, nogil=True)
@@ -335,8 +318,15 @@ def update_fresh(
     count: int,
 ) -> None:
     """Set the leaves ``indices[fresh]`` to ``values[fresh]`` (``count`` of them) and refresh their ancestors."""
+    if values.shape[0] < indices.shape[0] or fresh.shape[0] < indices.shape[0]:
+        raise IndexError("fewer values or flags than leaf indices")
     kept = np.empty(count, dtype=np.int64)
     kept_values = np.empty(count, dtype=np.float64)
+    j = 0
+    for i in range(indices.shape[0]):
+        j += fresh[i]
+    if j != count:
+        raise IndexError("the count of kept leaves differs from the flags")
     j = 0
     for i in range(indices.shape[0]):
         if fresh[i]:

@@ -14,6 +14,8 @@ min tree, and it updates both with the same indices. One tree serves both:
   the top level and a search starts with one binary search in that running
   sum. At a million leaves two inner levels are stored (62,512 and 3,920
   nodes): the tree takes 8.0 MB of leaves and 1.06 MB of sums and minima.
+  Its arrays are aligned so that a node's children fill whole cache lines
+  (:mod:`xreplay.samplers.tree_layout`).
 * A parent's sum adds its children left to right, the same order in which
   :meth:`PriorityTree.find` accumulates them during a descent, and the mass
   carried into a child is kept below the child's sum, so a descent never
@@ -22,7 +24,8 @@ min tree, and it updates both with the same indices. One tree serves both:
 Two interchangeable back ends run the batch operations: numpy (a few dozen
 numpy calls per batch) and, when the optional ``numba`` package is installed
 (``pip install xreplay[accel]``), compiled loops
-(:mod:`xreplay.samplers._tree_numba`). Both perform the same floating point
+(:mod:`xreplay.samplers._tree_numba`; the numpy code is in
+:mod:`xreplay.samplers._tree_numpy`). Both perform the same floating point
 operations in the same order and give bit-identical trees and results;
 :attr:`PriorityTree.backend` names the one in use and ``XREPLAY_NUMBA=0`` in
 the environment turns numba off. numba stays optional because the core
@@ -40,6 +43,9 @@ from typing import Any
 import numpy as np
 
 from xreplay.accel import kernels
+from xreplay.errors import IndexOutOfRangeError
+from xreplay.samplers._tree_numpy import combine, descend
+from xreplay.samplers.tree_layout import aligned_full, alignment, level_sizes
 
 __all__ = ["DEFAULT_FANOUT", "DEFAULT_TOP_WIDTH", "PriorityTree", "numba_available"]
 
@@ -57,21 +63,6 @@ def _numba_kernels() -> ModuleType | None:
 def numba_available() -> bool:
     """Return whether the numba back end can be used (numba importable and not disabled)."""
     return _numba_kernels() is not None
-
-
-def _level_sizes(size: int, fanout: int, top_width: int) -> list[int]:
-    """Return the stored node count of each level, leaves first, up to the first level of <= ``top_width``."""
-
-    def whole_rows(count: int) -> int:
-        return -(-count // fanout) * fanout
-
-    count = whole_rows(max(int(size), 1))
-    sizes = [count]
-    while count > top_width:
-        parents = count // fanout
-        count = parents if parents == 1 else whole_rows(parents)
-        sizes.append(count)
-    return sizes
 
 
 class PriorityTree:
@@ -120,11 +111,12 @@ class PriorityTree:
         self.backend = "numba" if kernels is not None else "numpy"
         self.size = int(size)
         self.fanout = int(fanout)
-        sizes = _level_sizes(self.size, self.fanout, int(top_width))
+        sizes = level_sizes(self.size, self.fanout, int(top_width))
         self.top = len(sizes) - 1  # level searched by binary search; levels 1 .. top are inner levels
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)  # level l: [offsets[l], offsets[l+1])
-        self.sums = np.zeros(int(self.offsets[-1]), dtype=np.float64)
-        self.mins = np.full(int(self.offsets[-1] - self.offsets[1]), np.inf, dtype=np.float64)
+        align = alignment(self.fanout)
+        self.sums = aligned_full(int(self.offsets[-1]), 0.0, align)
+        self.mins = aligned_full(int(self.offsets[-1] - self.offsets[1]), np.inf, align)
         bounds = list(zip(self.offsets[:-1].tolist(), self.offsets[1:].tolist(), strict=True))
         base = int(self.offsets[1])
         self._sum_levels = [self.sums[a:b] for a, b in bounds]
@@ -147,11 +139,15 @@ class PriorityTree:
     # -- writes ---------------------------------------------------------------
 
     def update(self, indices: np.ndarray, values: np.ndarray) -> None:
-        """Set leaves ``indices`` to ``values`` (the last value wins for repeated indices)."""
-        indices = np.ascontiguousarray(indices, dtype=np.int64).reshape(-1)
+        """Set leaves ``indices`` to ``values`` (the last value wins for repeated indices).
+
+        Raises:
+            IndexOutOfRangeError: An index is outside ``[0, size)`` (nothing changes).
+            ValueError: ``values`` is not one value per index.
+        """
+        indices, values = self._checked(indices, values)
         if indices.size == 0:
             return
-        values = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
         self._ends = None
         if self._kernels is not None:
             self._kernels.tree_update(self.sums, self.mins, self.offsets, self.fanout, indices, values)
@@ -161,7 +157,7 @@ class PriorityTree:
         for level in range(1, self.top + 1):
             nodes = nodes // self.fanout
             children = nodes * self.fanout + self._rows  # [fanout, batch] positions on the level below
-            sums, mins = _combine(
+            sums, mins = combine(
                 self._sum_levels[level - 1].take(children),
                 self._min_levels[level - 1].take(children) if level > 1 else None,
             )
@@ -172,7 +168,13 @@ class PriorityTree:
         """Set leaves ``indices[keep]`` to ``values[keep]`` (``keep`` a bool mask; one kernel call with numba).
 
         The same as ``update(indices[keep], values[keep])``, without the two selected copies.
+
+        Raises:
+            IndexOutOfRangeError: A kept index is outside ``[0, size)`` (nothing changes).
+            ValueError: ``values`` or ``keep`` is not one per index.
         """
+        indices, values = self._checked(indices, values, np.asarray(keep, dtype=np.bool_).reshape(-1))
+        keep = np.ascontiguousarray(keep, dtype=np.bool_).reshape(-1)
         count = int(np.count_nonzero(keep))
         if count == 0:
             return
@@ -180,10 +182,30 @@ class PriorityTree:
             self.update(indices[keep], values[keep])
             return
         self._ends = None
+        self._kernels.update_fresh(self.sums, self.mins, self.offsets, self.fanout, indices, values, keep, count)
+
+    def _checked(
+        self, indices: np.ndarray, values: np.ndarray, keep: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``indices`` (int64) and ``values`` (float64) as contiguous ``[n]`` arrays, checked.
+
+        Only the indices ``keep`` selects must lie in ``[0, size)`` (all of them when None).
+
+        Raises:
+            IndexOutOfRangeError: An index is outside ``[0, size)``.
+            ValueError: ``values`` (or ``keep``) is not one per index.
+        """
         indices = np.ascontiguousarray(indices, dtype=np.int64).reshape(-1)
         values = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
-        keep = np.ascontiguousarray(keep, dtype=np.bool_).reshape(-1)
-        self._kernels.update_fresh(self.sums, self.mins, self.offsets, self.fanout, indices, values, keep, count)
+        if values.shape != indices.shape:
+            raise ValueError(f"tree update: got {indices.shape[0]} indices but {values.shape[0]} values")
+        if keep is not None and keep.shape != indices.shape:
+            raise ValueError(f"tree update: got {indices.shape[0]} indices but {keep.shape[0]} keep flags")
+        checked = indices if keep is None else indices[keep]
+        if checked.size and not checked.view(np.uint64).max() < self.size:  # negatives are huge unsigned
+            bad = checked[(checked < 0) | (checked >= self.size)]
+            raise IndexOutOfRangeError(f"tree leaf index {int(bad[0])} is outside [0, {self.size})")
+        return indices, values
 
     def _set_checked(self, indices: np.ndarray, values: np.ndarray, keep: np.ndarray, count: int) -> None:
         """Set leaves ``indices[keep]`` to ``values[keep]`` (numba only; ``count`` kept, at least one).
@@ -228,7 +250,7 @@ class PriorityTree:
             mins_below = self._min_levels[level - 1].reshape(-1, fanout) if level > 1 else None
             for lo in range(first, last + 1, _BLOCK_ROWS):
                 nodes = slice(lo, min(lo + _BLOCK_ROWS, last + 1))
-                sums, mins = _combine(below[nodes].T, None if mins_below is None else mins_below[nodes].T)
+                sums, mins = combine(below[nodes].T, None if mins_below is None else mins_below[nodes].T)
                 self._sum_levels[level][nodes] = sums
                 self._min_levels[level][nodes] = mins
 
@@ -297,27 +319,7 @@ class PriorityTree:
             out = np.empty(mass.shape[0], dtype=np.int64)
             self._kernels.tree_find(self.sums, self.offsets, self.fanout, self.top, ends, mass, out)
             return out
-        node = np.searchsorted(ends, mass, side="right")  # first top node ending past the mass
-        mass -= np.where(node > 0, ends[node - 1], 0.0)  # the mass left inside that node
-        if self.top == 0:
-            return node
-        np.minimum(mass, np.nextafter(self._sum_levels[self.top][node], 0.0), out=mass)
-        n, fanout = mass.shape[0], self.fanout
-        columns = np.arange(n)
-        running = np.zeros((fanout + 1, n))  # row k: sum of the first k children, added left to right
-        for level in range(self.top, 0, -1):  # ``node`` is on ``level``; descend to one of its children
-            below = self._sum_levels[level - 1]
-            base = node * fanout
-            children = below.take(base + self._rows)  # [fanout, n]
-            running[1] = children[0]
-            for j in range(1, fanout - 1):
-                np.add(running[j], children[j], out=running[j + 1])
-            k = np.count_nonzero(running[1:fanout] <= mass, axis=0)  # children ending at or before the mass
-            node = base + k
-            if level > 1:  # the mass left inside the child, kept below the child's sum
-                mass -= running.take(k * n + columns)
-                np.minimum(mass, np.nextafter(below.take(node), 0.0), out=mass)
-        return node
+        return descend(self._sum_levels, self.top, self.fanout, ends, mass)
 
     def draw(self, mass: np.ndarray, scale: float, generations: np.ndarray) -> tuple[np.ndarray, ...]:
         """Return the leaves holding ``mass * scale`` with what a prioritized sample needs of them, in one pass.
@@ -337,7 +339,9 @@ class PriorityTree:
             raise ValueError("cannot sample: every priority is zero")
         fits = mass.dtype == np.float64 and mass.ndim == 1 and mass.flags.c_contiguous and mass.flags.writeable
         if self._kernels is None or not fits or generations.dtype != np.int32 or not generations.flags.c_contiguous:
-            return _draw(self, mass, scale, generations)
+            indices = self.find(mass * scale if scale != 1.0 else mass)  # numpy: find, then the same arithmetic
+            leaf = self.sums.take(indices)
+            return indices, self._min / leaf, generations.take(indices), leaf / total
         return self._draw_fresh(ends, mass, scale, generations)
 
     def _draw_fresh(
@@ -368,29 +372,3 @@ class PriorityTree:
             probabilities,
         )
         return out, ratios, seen, probabilities
-
-
-def _draw(tree: PriorityTree, mass: np.ndarray, scale: float, generations: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Return :meth:`PriorityTree.draw`'s arrays with numpy (:meth:`PriorityTree.find` and the same arithmetic)."""
-    total = tree.total()
-    if scale != 1.0:
-        mass = mass * scale
-    indices = tree.find(mass)
-    leaf = tree.sums.take(indices)
-    return indices, tree.min() / leaf, generations.take(indices), leaf / total
-
-
-def _combine(block: np.ndarray, min_block: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Return the sums (rows added first to last) and the minima of ``block``'s columns of children.
-
-    ``min_block`` holds the children's minima; None when the children are
-    leaves, whose minimum is the positive leaf itself.
-    """
-    sums = block[0] + block[1]
-    for k in range(2, block.shape[0]):
-        sums += block[k]
-    if min_block is None:
-        mins = np.where(block > 0.0, block, np.inf).min(axis=0)
-    else:
-        mins = min_block.min(axis=0)
-    return sums, mins

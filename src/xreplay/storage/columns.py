@@ -16,37 +16,13 @@ from xreplay.errors import (
     SchemeError,
     UnknownFieldError,
 )
+from xreplay.storage.blocks import Block, make_block
 from xreplay.storage.conversion import as_number_array, as_plain_tensor, check_float_cast, check_value
 from xreplay.storage.dtypes import numpy_dtype
 from xreplay.storage.resources import as_count, as_device, check_allocation
 from xreplay.writers import SlotPlan
 
 __all__ = ["ColumnSpec", "ColumnStorage"]
-
-
-@dataclasses.dataclass(frozen=True)
-class _Block:
-    """CPU fields of one dtype stored side by side in the rows of one ``[capacity, width]`` array."""
-
-    array: np.ndarray
-    names: tuple[str, ...]
-    shapes: tuple[tuple[int, ...], ...]
-    spans: tuple[tuple[int, int], ...]  # (first column, columns) of each field
-    record: np.dtype | None  # a row as one opaque (void) item per field, None if a field is empty
-
-
-def _record(dtype: np.dtype, names: list[str], starts: list[int], widths: list[int]) -> np.dtype | None:
-    """Return the dtype that views a block's row as one opaque item per field (None when a field has no columns).
-
-    A field of gathered rows seen through it is a 1-D array of whole items, which numpy copies to a
-    contiguous array in one pass (a ``[n, width]`` column slice is copied one short row at a time).
-    """
-    if not all(widths):
-        return None
-    size = dtype.itemsize
-    formats = [np.dtype((np.void, size * width)) for width in widths]
-    offsets = [size * start for start in starts]
-    return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": size * sum(widths)})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +65,7 @@ class ColumnStorage:
         self.specs: dict[str, ColumnSpec] = {}
         self.columns: dict[str, torch.Tensor] = {}
         self._host: dict[str, np.ndarray] = {}  # numpy views of CPU columns
-        self._blocks: list[_Block] = []  # CPU fields grouped by dtype, side by side in one array each
+        self._blocks: list[Block] = []  # CPU fields grouped by dtype, side by side in one array each
         self._np_dtypes: dict[str, np.dtype | None] = {}  # numpy dtype per field (None: numpy has none)
         self._row_bytes = 0  # bytes of one item of every field
 
@@ -228,19 +204,17 @@ class ColumnStorage:
         self._np_dtypes = {name: numpy_dtype(spec.dtype) for name, spec in specs.items()}
         self._row_bytes = row_bytes
 
-    def _allocate_block(self, np_dtype: np.dtype, names: list[str], specs: dict[str, ColumnSpec]) -> _Block:
+    def _allocate_block(self, np_dtype: np.dtype, names: list[str], specs: dict[str, ColumnSpec]) -> Block:
         """Allocate the CPU fields ``names`` of one dtype side by side in one array and register their views."""
         widths = [int(np.prod(specs[name].shape, dtype=np.int64)) for name in names]
-        starts = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64).tolist()
         array = np.zeros((self.capacity, int(sum(widths))), dtype=np_dtype)
-        for name, start, width in zip(names, starts, widths, strict=True):
+        block = make_block(array, names, [specs[name].shape for name in names], widths)
+        for name, (start, width) in zip(names, block.spans, strict=True):
             view = array[:, start : start + width]
             view.shape = (self.capacity, *specs[name].shape)  # in place: raises rather than copy
             self._host[name] = view
             self.columns[name] = torch.from_numpy(view)
-        shapes = tuple(specs[name].shape for name in names)
-        record = _record(array.dtype, names, starts, widths)
-        return _Block(array, tuple(names), shapes, tuple(zip(starts, widths, strict=True)), record)
+        return block
 
     def _check_keys(self, values: Mapping[str, Any]) -> None:
         """Raise UnknownFieldError naming a missing or extra field."""
@@ -327,9 +301,9 @@ class ColumnStorage:
     def gather(self, indices: np.ndarray, names: Collection[str] | None = None) -> dict[str, torch.Tensor]:
         """Return every column (or those in ``names``) at ``indices`` (int64), as new contiguous tensors.
 
-        On CPU each dtype block is gathered with one ``take`` of whole rows
-        for all of its fields (a few adjacent cache lines per row instead of
-        one or two per field), which are then copied into contiguous arrays.
+        On CPU each dtype block's rows are taken once, then copied field by field
+        (:meth:`xreplay.storage.blocks.Block.gather`; with numba the fields of a
+        block share one allocation, side by side, never overlapping).
 
         Raises:
             IndexError: An index is outside ``[0, capacity)``.
@@ -340,21 +314,8 @@ class ColumnStorage:
             return {name: self.columns[name].index_select(0, index) for name in wanted}
         out: dict[str, torch.Tensor] = {}
         for block in self._blocks:
-            if names is not None and not any(name in names for name in block.names):
-                continue
-            rows = block.array.take(indices, axis=0)  # [n, width]: a few adjacent cache lines per row
-            n = rows.shape[0]
-            if len(block.names) == 1:
-                out[block.names[0]] = torch.from_numpy(rows.reshape(n, *block.shapes[0]))
-                continue
-            items = None if block.record is None else rows.view(block.record).reshape(n)  # [n] rows of items
-            for name, shape, (start, width) in zip(block.names, block.shapes, block.spans, strict=True):
-                if names is None or name in names:
-                    if items is None:
-                        part = np.ascontiguousarray(rows[:, start : start + width])
-                    else:  # one pass over whole items, then seen as the field's dtype again
-                        part = np.ascontiguousarray(items[name]).view(rows.dtype)
-                    out[name] = torch.from_numpy(part.reshape(n, *shape))
+            if names is None or any(name in names for name in block.names):
+                block.gather(indices, names, out)
         if names is None and self._in_order:  # every field gathered, in scheme order
             return out
         wanted = self.specs if names is None else names
