@@ -79,3 +79,55 @@ def test_the_split_kernel_refuses_a_layout_outside_its_arrays_and_writes_nothing
             kernel(rows, np.array(fields, dtype=np.int64), np.zeros(size, dtype=np.uint32))
     kernel(rows, np.array([[2, 2], [0, 1]], dtype=np.int64), out)
     assert out[:9].tolist() == [2, 3, 6, 7, 10, 11, 0, 4, 8]
+
+
+def _outcome(storage: ColumnStorage, flat: dict, batched: bool) -> tuple:
+    """What ``validate`` does with a write: the values it returns (dtype, shape, bytes) or the error it raises."""
+    try:
+        values, specs = storage.validate(flat, batched)
+    except Exception as exc:  # noqa: BLE001 - the differential compares whatever is raised
+        return ("raised", type(exc), str(exc))
+    arrays = {k: np.asarray(v) for k, v in values.items()}
+    return ("ok", specs, {k: (a.dtype, a.shape, a.tobytes()) for k, a in arrays.items()})
+
+
+_CHANGES = ["none", "dtype", "item shape", "batch size", "key order", "extra key", "missing key", "tensor", "list"]
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(DTYPES), st.sampled_from(SHAPES)), min_size=1, max_size=4),
+    st.integers(0, 5),
+    st.sampled_from(_CHANGES),
+    st.integers(0, 2**16),
+)
+def test_the_lookup_of_a_hot_write_accepts_and_refuses_what_the_full_checks_do(fields, n, change, seed):
+    """A write that looks like the stored columns skips the checks: the outcome is the full checks' own."""
+    rng = np.random.default_rng(seed)
+    first = {f"f{i}": _values(rng, 4, shape, dtype) for i, (dtype, shape) in enumerate(fields)}
+    storage = ColumnStorage(8)
+    storage.write(slice(0, 4), storage.prepare(first, batched=True))
+    write = {k: _values(rng, n, v.shape[1:], v.dtype.type) for k, v in first.items()}
+    name = sorted(write)[seed % len(write)]
+    if change == "dtype":
+        write[name] = write[name].astype(np.float64 if write[name].dtype != np.float64 else np.float32)
+    elif change == "item shape":
+        write[name] = np.zeros((n, 2, *write[name].shape[1:]), dtype=write[name].dtype)
+    elif change == "batch size":
+        write[name] = np.concatenate([write[name], write[name][:1]]) if n else write[name][:0]
+    elif change == "key order":
+        write = dict(reversed(list(write.items())))
+    elif change == "extra key":
+        write["extra"] = np.zeros(n, dtype=np.float32)
+    elif change == "missing key":
+        del write[name]
+    elif change == "tensor":
+        write[name] = torch.from_numpy(write[name].copy())
+    elif change == "list":
+        write[name] = write[name].tolist()
+    if change == "none":
+        assert storage.validate(write, True)[0] is write  # looked up: returned as it is, no copy
+    looked_up = _outcome(storage, write, True)
+    with mock.patch.object(ColumnStorage, "_looks_stored", lambda self, flat: False):
+        checked = _outcome(storage, write, True)
+    assert looked_up == checked

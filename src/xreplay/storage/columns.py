@@ -68,6 +68,7 @@ class ColumnStorage:
         self._blocks: list[Block] = []  # CPU fields grouped by dtype, side by side in one array each
         self._np_dtypes: dict[str, np.dtype | None] = {}  # numpy dtype per field (None: numpy has none)
         self._row_bytes = 0  # bytes of one item of every field
+        self._batches: dict[int, tuple[tuple[Any, ...], ...]] = {}  # batch size -> what such a write looks like
 
     def prepare(self, flat: Mapping[str, Any], batched: bool) -> dict[str, np.ndarray | torch.Tensor]:
         """Convert and check every value of a write, then allocate the columns on the first; change nothing else.
@@ -101,6 +102,8 @@ class ColumnStorage:
         Raises:
             The errors of :meth:`prepare`.
         """
+        if batched and self._batches and self._looks_stored(flat):  # a hot write loop: nothing to convert or check
+            return flat, None  # type: ignore[return-value]  # a dict of numpy arrays (checked)
         values = {
             # Fast path for numeric numpy arrays, the common case of a hot write loop.
             name: value if type(value) is np.ndarray and value.dtype.kind in "biuf" else self._as_array(name, value)
@@ -134,6 +137,31 @@ class ColumnStorage:
             if type(value) is not np.ndarray or value.dtype != host[name]:
                 check_value(name, value, spec.dtype)
         return values, new
+
+    def _looks_stored(self, flat: Mapping[str, Any]) -> bool:
+        """Return whether ``flat`` is a dict of batches of numpy arrays of exactly the columns' dtypes and shapes.
+
+        Such a write needs no conversion and no value check (its dtypes are the columns' own). The fields
+        must come in the columns' order; any other write takes the full checks, which name what is wrong.
+        """
+        if type(flat) is not dict or not flat:
+            return False
+        first = next(iter(flat.values()))
+        if type(first) is not np.ndarray or not first.ndim:
+            return False
+        n = first.shape[0]
+        expected = self._batches.get(n)
+        if expected is None:
+            if len(self._batches) >= 64:  # batch sizes vary: keep the table small
+                self._batches.clear()
+            expected = self._batches[n] = tuple(
+                (np.ndarray, name, self._np_dtypes[name], (n, *spec.shape)) for name, spec in self.specs.items()
+            )
+        try:
+            got = tuple((type(v), k, v.dtype, v.shape) for k, v in flat.items())
+        except AttributeError:  # a value without a dtype or shape
+            return False
+        return got == expected
 
     def infer_specs(self, values: Mapping[str, np.ndarray | torch.Tensor], batched: bool) -> dict[str, ColumnSpec]:
         """Return the field specs a first write of ``values`` fixes; change nothing.
@@ -203,6 +231,7 @@ class ColumnStorage:
         self._in_order = [name for block in self._blocks for name in block.names] == list(specs)  # gather as is
         self._np_dtypes = {name: numpy_dtype(spec.dtype) for name, spec in specs.items()}
         self._row_bytes = row_bytes
+        self._batches = {-1: ()}  # non-empty: the first write was checked in full, later ones may be looked up
 
     def _allocate_block(self, np_dtype: np.dtype, names: list[str], specs: dict[str, ColumnSpec]) -> Block:
         """Allocate the CPU fields ``names`` of one dtype side by side in one array and register their views."""
