@@ -4,8 +4,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.strategies import chi_square_critical
-from xreplay.errors import FieldShapeError, FieldValueError, IndexOutOfRangeError, InsufficientDataError, PriorityError
+from xreplay.errors import (
+    ArgumentError,
+    FieldShapeError,
+    FieldValueError,
+    IndexOutOfRangeError,
+    InsufficientDataError,
+    PriorityError,
+)
 from xreplay.samplers import LinearSchedule, PrioritizedSampler
+from xreplay.samplers.priority_tree import numba_available
+
+needs_numba = pytest.mark.skipif(not numba_available(), reason="numba missing or disabled")
 
 
 def filled_sampler(size=8, **kwargs) -> PrioritizedSampler:
@@ -226,3 +236,31 @@ def test_a_priority_whose_power_overflows_a_float_raises_priority_error(backend)
     with pytest.raises(PriorityError, match=r"priority 1e\+200 for index .* is too large"):
         sampler.update_priorities(drawn.indices, [1.0, 1e200], drawn.generations)
     np.testing.assert_array_equal(sampler.tree.sums, before)
+
+
+@pytest.mark.parametrize("stratified", [False, True])
+@pytest.mark.parametrize("backend", ["numpy", pytest.param("numba", marks=needs_numba)])
+def test_draw_slots_draws_what_sample_draws_and_counts_it(backend, stratified):
+    """A shard's draw: the slots and generations of ``sample``, its random draws and its sample count."""
+    pair = [PrioritizedSampler(64, backend=backend, stratified=stratified) for _ in range(2)]
+    for sampler in pair:
+        sampler.insert_range(0, 40)
+        sampler.update_priorities(np.arange(40), np.random.default_rng(1).random(40))
+    rngs = [np.random.default_rng(7), np.random.default_rng(7)]
+    for n in (1, 5, 256):
+        drawn = pair[0].sample(rngs[0], n)
+        slots, generations = pair[1].draw_slots(rngs[1], n)
+        np.testing.assert_array_equal(slots, drawn.indices)
+        np.testing.assert_array_equal(generations, drawn.generations)
+        assert generations.dtype == drawn.generations.dtype
+    assert rngs[0].random() == rngs[1].random()
+    assert pair[0].samples_drawn == pair[1].samples_drawn == 3
+
+
+def test_draw_slots_refuses_what_sample_refuses():
+    sampler = PrioritizedSampler(8)
+    with pytest.raises(InsufficientDataError):
+        sampler.draw_slots(np.random.default_rng(0), 4)
+    with pytest.raises(ArgumentError):
+        sampler.draw_slots(np.random.default_rng(0), -1)
+    assert sampler.samples_drawn == 0

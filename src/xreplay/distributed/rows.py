@@ -216,8 +216,11 @@ class RowReader:
         check_sample_memory(buffer.storage, n, 1)
         sampler = buffer.sampler
         with buffer.lock:  # a shard serves one call at a time; the lock keeps the buffer's own rule anyway
-            drawn = sampler.sample(buffer.rng, n, len(buffer), None)
-            generations = drawn.generations
+            if self.prioritized:  # the client computes the weights from the leaves: the shard draws slots only
+                slots, generations = sampler.draw_slots(buffer.rng, n)  # type: ignore[attr-defined]
+            else:
+                drawn = sampler.sample(buffer.rng, n, len(buffer), None)
+                slots, generations = drawn.indices, drawn.generations
             plan = self._plan(n, None if generations is None else generations.dtype)
             data = self.pool.take(plan.nbytes)
             if plan.tables is not None:  # one kernel call per block (usually one): rows, slots, generations, leaves
@@ -226,10 +229,10 @@ class RowReader:
                 meta = plan.meta_at
                 gens = _NO_GENERATIONS if generations is None else generations
                 for words, row_words, capacity, table in plan.tables:  # ``sample`` flushed pending inserts
-                    read(words, row_words, capacity, table, drawn.indices, head, gens, leaves, meta, data)
+                    read(words, row_words, capacity, table, slots, head, gens, leaves, meta, data)
                     meta = _NO_META  # the metadata once
             else:
-                self._copy(data, plan, drawn.indices, head, generations)
+                self._copy(data, plan, slots, head, generations)
         return data, plan.fields, plan.meta
 
     def _copy(

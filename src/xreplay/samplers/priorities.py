@@ -13,9 +13,17 @@ from typing import Any
 
 import numpy as np
 
-from xreplay.errors import ArgumentError, PriorityError
+from xreplay.errors import ArgumentError, IndexOutOfRangeError, PriorityError
 
-__all__ = ["LARGEST_SUM", "as_priority_update", "check_priorities", "largest_leaf", "leaf_value"]
+__all__ = [
+    "LARGEST_SUM",
+    "as_priority_update",
+    "check_exponents",
+    "check_priorities",
+    "check_slots",
+    "largest_leaf",
+    "leaf_value",
+]
 
 LARGEST_SUM = float(np.finfo(np.float64).max)
 """The largest finite float64: the sum of a tree's leaves must stay below it."""
@@ -118,3 +126,27 @@ def as_priority_update(indices: Any, priorities: Any) -> tuple[np.ndarray, np.nd
             raise ArgumentError(f"indices must be integers, received dtype {index_array.dtype}")
         index_array = index_array.astype(np.int64)
     return index_array.reshape(-1), as_real_array(priorities)
+
+
+def check_slots(indices: np.ndarray, size: int, what: str) -> None:
+    """Raise IndexOutOfRangeError naming the first index outside ``[0, size)``."""
+    if indices.size and (indices.min() < 0 or indices.max() >= size):
+        bad = int(indices[(indices < 0) | (indices >= size)][0])
+        raise IndexOutOfRangeError(f"{what} {bad} is outside the {size} stored slots [0, {size})")
+
+
+def check_exponents(alpha: Any, epsilon: Any, initial_priority: Any) -> None:
+    """Refuse a prioritized sampler's ``alpha``, ``epsilon`` or ``initial_priority`` that is not a usable number.
+
+    Raises:
+        ArgumentError: One is not a real number, or not finite with ``alpha, epsilon >= 0`` and
+            ``initial_priority > 0``.
+    """
+    numbers = {"alpha": alpha, "epsilon": epsilon, "initial_priority": initial_priority}
+    for name, value in numbers.items():
+        if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+            raise ArgumentError(f"{name} must be a real number, received {value!r}")
+    if not (0 <= alpha < np.inf and 0 <= epsilon < np.inf and 0 < initial_priority < np.inf):
+        raise ArgumentError(
+            f"need finite alpha >= 0, epsilon >= 0 and initial_priority > 0; got {alpha}, {epsilon}, {initial_priority}"
+        )

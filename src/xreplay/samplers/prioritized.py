@@ -31,7 +31,14 @@ import numpy as np
 
 from xreplay.errors import ArgumentError, FieldShapeError, IndexOutOfRangeError, InsufficientDataError
 from xreplay.samplers.base import Draw, check_capacity
-from xreplay.samplers.priorities import as_priority_update, check_priorities, largest_leaf, leaf_value
+from xreplay.samplers.priorities import (
+    as_priority_update,
+    check_exponents,
+    check_priorities,
+    check_slots,
+    largest_leaf,
+    leaf_value,
+)
 from xreplay.samplers.prioritized_state import check_prioritized_state, prioritized_state_dict
 from xreplay.samplers.priority_tree import PriorityTree
 from xreplay.samplers.schedules import Schedule, as_schedule
@@ -82,15 +89,7 @@ class PrioritizedSampler:
     ):
         """Start with no slot inserted."""
         self.capacity = as_count(capacity, "capacity")
-        numbers = {"alpha": alpha, "epsilon": epsilon, "initial_priority": initial_priority}
-        for name, value in numbers.items():
-            if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-                raise ArgumentError(f"{name} must be a real number, received {value!r}")
-        if not (0 <= alpha < np.inf and 0 <= epsilon < np.inf and 0 < initial_priority < np.inf):
-            raise ArgumentError(
-                f"need finite alpha >= 0, epsilon >= 0 and initial_priority > 0; got {alpha}, {epsilon}, "
-                f"{initial_priority}"
-            )
+        check_exponents(alpha, epsilon, initial_priority)
         self.alpha = float(alpha)
         self.beta = as_schedule(beta)
         self.epsilon = float(epsilon)
@@ -149,7 +148,7 @@ class PrioritizedSampler:
         slots = np.asarray(slots, dtype=np.int64).reshape(-1)
         if slots.size == 0:
             return
-        self._check_indices(slots, self.capacity, "slot")
+        check_slots(slots, self.capacity, "slot")
         self._flush()
         np.add.at(self.generations, slots, 1)
         self.size = max(self.size, int(slots.max()) + 1)
@@ -192,25 +191,42 @@ class PrioritizedSampler:
             raise ArgumentError(
                 "prioritized sampling draws with replacement; pass replace=True (or use a uniform sampler)"
             )
+        ends, mass, scale = self._masses(rng, n)
+        tree = self.tree
+        if tree._kernels is not None:  # one kernel call: the same draws as sample_masses
+            indices, ratios, seen, probabilities = tree._draw_fresh(ends, mass, scale, self.generations)
+            return Draw(indices, self._weights(ratios, tree._min / float(ends[-1]), step), seen, probabilities)
+        if scale != 1.0:
+            mass *= scale
+        return self.sample_masses(mass, float(ends[-1]), step)
+
+    def draw_slots(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return the slots and generations ``sample(rng, n)`` draws (and counts), without its weights.
+
+        For a caller that computes weights from the leaves (a replay shard): with numba one kernel call.
+        """
+        n = as_count(n, "sample size")
+        ends, mass, scale = self._masses(rng, n)
+        if self.tree._kernels is None:
+            drawn = self.sample_masses(mass * scale if scale != 1.0 else mass, float(ends[-1]))
+            return drawn.indices, drawn.generations  # type: ignore[return-value]
+        indices, _ratios, seen, _probabilities = self.tree._draw_fresh(ends, mass, scale, self.generations)
+        self.samples_drawn += 1  # as _weights counts a sample
+        return indices, seen
+
+    def _masses(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """Return the top level's running sum, ``n`` drawn masses and their scale; refuse a zero total."""
         if self._pending:
             self._flush()
-        tree = self.tree
-        ends = tree._top_ends()
+        ends = self.tree._top_ends()
         total = float(ends[-1])
         if not total > 0.0:
             raise InsufficientDataError(
                 f"cannot sample {n} items: {self.size} slots are stored and their priorities sum to {total}"
             )
         if self.stratified:
-            mass, scale = (np.arange(n) + rng.random(n)) * (total / max(n, 1)), 1.0
-        else:
-            mass, scale = rng.random(n), total
-        if tree._kernels is not None:  # one kernel call: the same draws as sample_masses
-            indices, ratios, seen, probabilities = tree._draw_fresh(ends, mass, scale, self.generations)
-            return Draw(indices, self._weights(ratios, tree._min / total, step), seen, probabilities)
-        if scale != 1.0:
-            mass *= scale
-        return self.sample_masses(mass, total, step)
+            return ends, (np.arange(n) + rng.random(n)) * (total / max(n, 1)), 1.0
+        return ends, rng.random(n), total
 
     def _weights(self, ratios: np.ndarray, smallest: float, step: int | None) -> np.ndarray:
         """Return float32 weights ``ratios ** beta`` (min leaf over each leaf; ``smallest``: min leaf share).
@@ -272,7 +288,7 @@ class PrioritizedSampler:
                 return self._update_checked(kernels, indices, priorities, seen)
         # One reduction per argument: negative indices are huge as unsigned; NaN fails every comparison.
         if not indices.view(np.uint64).max() < self.size:
-            self._check_indices(indices, self.size, "index")
+            check_slots(indices, self.size, "index")
         low, high = priorities.min(), priorities.max()
         if not (low >= 0.0 and high < np.inf):
             self._check_priorities(indices, priorities)
@@ -310,7 +326,7 @@ class PrioritizedSampler:
             indices, priorities, self.size, self.generations, np.ascontiguousarray(seen), fresh
         )
         if bad_index >= 0:
-            self._check_indices(indices, self.size, "index")
+            check_slots(indices, self.size, "index")
         if bad_priority >= 0:
             self._check_priorities(indices, priorities)
         if leaf_value(largest, self.epsilon, self.alpha) > self._largest_leaf:  # stale ones are checked too
@@ -326,13 +342,6 @@ class PrioritizedSampler:
         self.tree._set_checked(indices, priorities, fresh, indices.shape[0] - stale)
         self.max_priority = max(self.max_priority, float(high) + self.epsilon)
         return stale
-
-    @staticmethod
-    def _check_indices(indices: np.ndarray, size: int, what: str) -> None:
-        """Raise IndexOutOfRangeError naming the first index outside ``[0, size)``."""
-        if indices.size and (indices.min() < 0 or indices.max() >= size):
-            bad = int(indices[(indices < 0) | (indices >= size)][0])
-            raise IndexOutOfRangeError(f"{what} {bad} is outside the {size} stored slots [0, {size})")
 
     def _check_priorities(self, indices: np.ndarray, priorities: np.ndarray) -> None:
         """Raise PriorityError naming the first invalid or overflowing priority and its index."""
