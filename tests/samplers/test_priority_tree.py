@@ -160,3 +160,23 @@ def test_the_arrays_start_where_a_node_s_children_span_the_fewest_cache_lines(fa
     align = max(64, min(4096, 8 * fanout))
     assert tree.sums.ctypes.data % align == 0 and tree.mins.ctypes.data % align == 0
     assert tree.sums.flags.c_contiguous and tree.sums.flags.writeable
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_draw_refuses_fewer_generations_than_leaves(backend):
+    tree = PriorityTree(1000, backend=backend)
+    tree.update(np.arange(1000), np.ones(1000))
+    with pytest.raises(ValueError, match="expected 1000 generations"):
+        tree.draw(np.random.default_rng(0).random(5), tree.total(), np.zeros(1, np.int32))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_searches_refuse_a_nan_mass_on_both_back_ends(backend):
+    tree = PriorityTree(100, backend=backend)
+    tree.update(np.arange(100), np.ones(100))
+    with pytest.raises(ValueError, match="NaN"):
+        tree.find(np.array([1.0, np.nan]))
+    with pytest.raises(ValueError, match="NaN"):
+        tree.draw(np.array([0.5, np.nan]), tree.total(), np.zeros(100, np.int32))
+    with pytest.raises(ValueError, match="NaN"):
+        tree.draw(np.array([0.5]), float("nan"), np.zeros(100, np.int32))

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xreplay.storage import blocks
+from xreplay.errors import FieldTypeError, IndexOutOfRangeError
 from xreplay.storage.columns import ColumnStorage
 
 DTYPES = [np.float32, np.float16, np.int64, np.int32, np.uint8, np.bool_]
@@ -26,14 +26,9 @@ def _values(rng: np.random.Generator, n: int, shape: tuple[int, ...], dtype: typ
     st.lists(st.integers(0, 15), max_size=40),
     st.booleans(),
     st.integers(0, 2**16),
-    st.booleans(),
 )
-def test_gathered_fields_equal_the_written_rows_and_are_contiguous(fields, slots, subset, seed, kernel):
-    """With numba's split kernel or numpy's copy per field: the same fields."""
-    if kernel and blocks._split_kernel() is None:
-        kernel = False  # numba missing or disabled: numpy copies each field
-    with mock.patch.object(blocks, "_split_kernel", blocks._split_kernel if kernel else lambda: None):
-        _check_gather(fields, slots, subset, seed)
+def test_gathered_fields_equal_the_written_rows_and_are_contiguous(fields, slots, subset, seed):
+    _check_gather(fields, slots, subset, seed)
 
 
 def _check_gather(fields, slots, subset, seed):
@@ -68,17 +63,44 @@ def test_transition_fields_of_one_dtype_come_back_as_separate_tensors(n):
     assert torch.equal(storage.columns["obs"][torch.from_numpy(indices)], torch.from_numpy(data["obs"][indices]))
 
 
-def test_the_split_kernel_refuses_a_layout_outside_its_arrays_and_writes_nothing():
-    kernel = blocks._split_kernel()
-    if kernel is None:
-        pytest.skip("numba missing or disabled")
-    rows = np.arange(12, dtype=np.uint32).reshape(3, 4)
-    out = np.zeros(12, dtype=np.uint32)
-    for fields, size in (([[0, 2], [3, 2]], 12), ([[-1, 2]], 12), ([[0, 4]], 11)):
-        with pytest.raises(IndexError):
-            kernel(rows, np.array(fields, dtype=np.int64), np.zeros(size, dtype=np.uint32))
-    kernel(rows, np.array([[2, 2], [0, 1]], dtype=np.int64), out)
-    assert out[:9].tolist() == [2, 3, 6, 7, 10, 11, 0, 4, 8]
+def test_each_gathered_field_owns_its_memory():
+    """A field a learner keeps (say the rewards of many samples) holds no other field's bytes."""
+    shapes = {"obs": (300,), "rew": (), "done": ()}
+    storage = ColumnStorage(64)
+    storage.write(slice(0, 64), storage.prepare({k: np.ones((64, *v), np.float32) for k, v in shapes.items()}, True))
+    got = storage.gather(np.arange(32, dtype=np.int64))
+    for name, tensor in got.items():
+        assert tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size(), name
+
+
+@pytest.mark.parametrize("index", [-1, 8, 2**40])
+def test_gather_refuses_a_row_outside_the_storage(index):
+    storage = ColumnStorage(8)
+    storage.write(slice(0, 8), storage.prepare({"obs": np.zeros((8, 3), np.float32)}, True))
+    with pytest.raises(IndexOutOfRangeError, match=r"outside the rows \[0, 8\)"):
+        storage.gather(np.array([0, index]))
+
+
+def test_a_checked_write_is_what_gets_written_whatever_the_caller_does_to_its_dict():
+    storage = ColumnStorage(8)
+    storage.write(slice(0, 4), storage.prepare({"obs": np.zeros((4, 3), np.float32)}, True))
+    batch = {"obs": np.zeros((4, 3), np.float32)}
+    values, _specs = storage.validate(batch, True)
+    batch["obs"] = np.full((1, 3), 1e300)  # after the checks, before the copy (another thread, say)
+    assert values is not batch and values["obs"].shape == (4, 3) and values["obs"].dtype == np.float32
+
+
+def test_a_column_the_checks_refuse_is_never_looked_up():
+    """A complex column (possible from a loaded state): batched writes are refused as single ones are."""
+    storage = ColumnStorage(8)
+    spec = {
+        "specs": {"z": {"shape": [2], "dtype": "complex64"}},
+        "columns": {"z": torch.zeros(8, 2, dtype=torch.complex64)},
+    }
+    storage.load_state_dict(spec)
+    for batched, value in ((True, np.ones((3, 2), np.complex64)), (False, np.ones(2, np.complex64))):
+        with pytest.raises(FieldTypeError):
+            storage.validate({"z": value}, batched)
 
 
 def _outcome(storage: ColumnStorage, flat: dict, batched: bool) -> tuple:
@@ -125,8 +147,10 @@ def test_the_lookup_of_a_hot_write_accepts_and_refuses_what_the_full_checks_do(f
         write[name] = torch.from_numpy(write[name].copy())
     elif change == "list":
         write[name] = write[name].tolist()
-    if change == "none":
-        assert storage.validate(write, True)[0] is write  # looked up: returned as it is, no copy
+    if change == "none":  # looked up: the same arrays, in a new dict
+        assert storage._looks_stored(write)
+        looked = storage.validate(write, True)[0]
+        assert looked is not write and all(looked[k] is write[k] for k in write)
     looked_up = _outcome(storage, write, True)
     with mock.patch.object(ColumnStorage, "_looks_stored", lambda self, flat: False):
         checked = _outcome(storage, write, True)

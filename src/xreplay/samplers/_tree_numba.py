@@ -299,6 +299,8 @@ def draw(
         mass[i] = min(max(m, 0.0), below_total)
     tree_find(sums, offsets, fanout, top, ends, mass, out)
     for i in range(out.shape[0]):
+        if out[i] >= generations.shape[0]:  # generations shorter than the leaves: refuse, never read past them
+            raise IndexError("fewer generations than leaves")
         slot = np.uint64(out[i])  # a leaf: >= 0
         leaf = sums[slot]
         ratio[i] = smallest / leaf

@@ -173,8 +173,8 @@ class PriorityTree:
             IndexOutOfRangeError: A kept index is outside ``[0, size)`` (nothing changes).
             ValueError: ``values`` or ``keep`` is not one per index.
         """
-        indices, values = self._checked(indices, values, np.asarray(keep, dtype=np.bool_).reshape(-1))
         keep = np.ascontiguousarray(keep, dtype=np.bool_).reshape(-1)
+        indices, values = self._checked(indices, values, keep)
         count = int(np.count_nonzero(keep))
         if count == 0:
             return
@@ -306,13 +306,15 @@ class PriorityTree:
         the total as the largest mass below it.
 
         Raises:
-            ValueError: Every leaf is zero.
+            ValueError: Every leaf is zero, or a mass is NaN.
         """
         ends = self._top_ends()
         total = float(ends[-1])
         if not total > 0.0:
             raise ValueError("cannot sample: every priority is zero")
         mass = np.array(mass, dtype=np.float64).reshape(-1)  # a copy: the search overwrites it
+        if np.isnan(mass).any():
+            raise ValueError("tree search: a mass is NaN; pass masses in [0, total())")
         np.maximum(mass, 0.0, out=mass)
         np.minimum(mass, math.nextafter(total, 0.0), out=mass)
         if self._kernels is not None:
@@ -331,12 +333,18 @@ class PriorityTree:
         the same floating point operations either way.
 
         Raises:
-            ValueError: Every leaf is zero.
+            ValueError: Every leaf is zero, a mass (or ``scale``) is NaN, or ``generations`` has fewer
+                than ``size`` entries.
         """
         ends = self._top_ends()
         total = float(ends[-1])
         if not total > 0.0:
             raise ValueError("cannot sample: every priority is zero")
+        mass, generations = np.asarray(mass), np.asarray(generations)
+        if generations.ndim != 1 or generations.shape[0] < self.size:
+            raise ValueError(f"tree draw: expected {self.size} generations, one per leaf; received {generations.shape}")
+        if scale != scale or np.isnan(mass).any():
+            raise ValueError("tree draw: a mass or the scale is NaN; pass masses in [0, total() / scale)")
         fits = mass.dtype == np.float64 and mass.ndim == 1 and mass.flags.c_contiguous and mass.flags.writeable
         if self._kernels is None or not fits or generations.dtype != np.int32 or not generations.flags.c_contiguous:
             indices = self.find(mass * scale if scale != 1.0 else mass)  # numpy: find, then the same arithmetic

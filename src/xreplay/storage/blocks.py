@@ -2,20 +2,18 @@
 
 A gather of ``n`` rows takes each block's rows once (a few adjacent cache lines
 per row instead of one or two per field), then copies every field out of them
-into its own contiguous ``[n, *shape]`` array: with numba by one kernel call
-(:mod:`xreplay.storage._gather_numba`), else by numpy, one copy per field.
+into its own contiguous ``[n, *shape]`` array, one pass over whole items per field
+(a kernel that split them into one shared allocation was 1.3 us faster at 256 rows
+of S2, but a kept field then held every other field's memory).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Collection
-from typing import Any
 
 import numpy as np
 import torch
-
-from xreplay.accel import kernels
 
 __all__ = ["Block", "make_block"]
 
@@ -29,26 +27,16 @@ class Block:
     shapes: tuple[tuple[int, ...], ...]
     spans: tuple[tuple[int, int], ...]  # (first column, columns) of each field
     record: np.dtype | None  # a row as one opaque (void) item per field, None if a field is empty
-    fields: np.ndarray  # ``spans`` as an int64 ``[k, 2]`` array (the split kernel's layout)
-    word: np.dtype  # the unsigned integer dtype of the items' size (the split kernel copies words)
 
     def gather(self, indices: np.ndarray, names: Collection[str] | None, out: dict[str, torch.Tensor]) -> None:
         """Put into ``out`` this block's fields (those in ``names``, all when None) at rows ``indices``.
 
-        With numba and every field wanted, the fields share one new allocation, side by side (never
-        overlapping); otherwise each field is its own array.
+        Each field is its own new array: a field a caller keeps holds no other field's memory.
         """
         rows = self.array.take(indices, axis=0)  # [n, width]: a few adjacent cache lines per row
         n = rows.shape[0]
         if len(self.names) == 1:
             out[self.names[0]] = torch.from_numpy(rows.reshape(n, *self.shapes[0]))
-            return
-        split = _split_kernel() if names is None and rows.dtype.itemsize in (1, 2, 4, 8) else None
-        if split is not None:  # one kernel call copies every field out of the rows, field after field
-            parts = np.empty(rows.size, dtype=rows.dtype)
-            split(rows.view(self.word), self.fields, parts.view(self.word))
-            for name, shape, (start, width) in zip(self.names, self.shapes, self.spans, strict=True):
-                out[name] = torch.from_numpy(parts[n * start : n * (start + width)].reshape(n, *shape))
             return
         items = None if self.record is None else rows.view(self.record).reshape(n)  # [n] rows of items
         for name, shape, (start, width) in zip(self.names, self.shapes, self.spans, strict=True):
@@ -64,10 +52,7 @@ def make_block(array: np.ndarray, names: list[str], shapes: list[tuple[int, ...]
     """Return the block of ``array`` ([capacity, sum(widths)]) holding fields ``names`` in that order."""
     starts = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64).tolist()
     spans = tuple(zip(starts, widths, strict=True))
-    fields = np.array(spans, dtype=np.int64).reshape(-1, 2)
-    record = _record(array.dtype, names, starts, widths)
-    word = np.dtype(f"u{array.dtype.itemsize}") if array.dtype.itemsize in (1, 2, 4, 8) else array.dtype
-    return Block(array, tuple(names), tuple(shapes), spans, record, fields, word)
+    return Block(array, tuple(names), tuple(shapes), spans, _record(array.dtype, names, starts, widths))
 
 
 def _record(dtype: np.dtype, names: list[str], starts: list[int], widths: list[int]) -> np.dtype | None:
@@ -82,9 +67,3 @@ def _record(dtype: np.dtype, names: list[str], starts: list[int], widths: list[i
     formats = [np.dtype((np.void, size * width)) for width in widths]
     offsets = [size * start for start in starts]
     return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": size * sum(widths)})
-
-
-def _split_kernel() -> Any:
-    """Return the numba kernel that splits gathered rows into fields, or None (then numpy copies each field)."""
-    module = kernels("xreplay.storage._gather_numba", "numpy")
-    return None if module is None else module.split_fields

@@ -13,6 +13,7 @@ import torch
 from xreplay.errors import (
     ArgumentError,
     FieldShapeError,
+    IndexOutOfRangeError,
     SchemeError,
     UnknownFieldError,
 )
@@ -69,6 +70,7 @@ class ColumnStorage:
         self._np_dtypes: dict[str, np.dtype | None] = {}  # numpy dtype per field (None: numpy has none)
         self._row_bytes = 0  # bytes of one item of every field
         self._batches: dict[int, tuple[tuple[Any, ...], ...]] = {}  # batch size -> what such a write looks like
+        self._lookups = False  # whether writes may be looked up (set last when the columns are allocated)
 
     def prepare(self, flat: Mapping[str, Any], batched: bool) -> dict[str, np.ndarray | torch.Tensor]:
         """Convert and check every value of a write, then allocate the columns on the first; change nothing else.
@@ -102,8 +104,8 @@ class ColumnStorage:
         Raises:
             The errors of :meth:`prepare`.
         """
-        if batched and self._batches and self._looks_stored(flat):  # a hot write loop: nothing to convert or check
-            return flat, None  # type: ignore[return-value]  # a dict of numpy arrays (checked)
+        if batched and self._lookups and self._looks_stored(flat):  # a hot write loop: nothing to convert or check
+            return dict(flat), None  # a copy: what was checked is what is written, whatever the caller does next
         values = {
             # Fast path for numeric numpy arrays, the common case of a hot write loop.
             name: value if type(value) is np.ndarray and value.dtype.kind in "biuf" else self._as_array(name, value)
@@ -141,8 +143,10 @@ class ColumnStorage:
     def _looks_stored(self, flat: Mapping[str, Any]) -> bool:
         """Return whether ``flat`` is a dict of batches of numpy arrays of exactly the columns' dtypes and shapes.
 
-        Such a write needs no conversion and no value check (its dtypes are the columns' own). The fields
-        must come in the columns' order; any other write takes the full checks, which name what is wrong.
+        Such a write needs no conversion and no value check (its dtypes are the columns' own, numeric ones:
+        a column of another kind, e.g. complex from a loaded state, is never looked up). The fields must come
+        in the columns' order; any other write takes the full checks, which name what is wrong. What a write
+        of ``n`` items looks like is kept for the last 64 batch sizes seen.
         """
         if type(flat) is not dict or not flat:
             return False
@@ -154,8 +158,12 @@ class ColumnStorage:
         if expected is None:
             if len(self._batches) >= 64:  # batch sizes vary: keep the table small
                 self._batches.clear()
+            dtypes = self._np_dtypes
+            if not all(dtype is not None and dtype.kind in "biuf" for dtype in dtypes.values()):
+                self._lookups = False  # a column the write checks would refuse: always check in full
+                return False
             expected = self._batches[n] = tuple(
-                (np.ndarray, name, self._np_dtypes[name], (n, *spec.shape)) for name, spec in self.specs.items()
+                (np.ndarray, name, dtypes[name], (n, *spec.shape)) for name, spec in self.specs.items()
             )
         try:
             got = tuple((type(v), k, v.dtype, v.shape) for k, v in flat.items())
@@ -231,7 +239,7 @@ class ColumnStorage:
         self._in_order = [name for block in self._blocks for name in block.names] == list(specs)  # gather as is
         self._np_dtypes = {name: numpy_dtype(spec.dtype) for name, spec in specs.items()}
         self._row_bytes = row_bytes
-        self._batches = {-1: ()}  # non-empty: the first write was checked in full, later ones may be looked up
+        self._lookups = True  # last: a write looked up from another thread sees whole specs and dtypes
 
     def _allocate_block(self, np_dtype: np.dtype, names: list[str], specs: dict[str, ColumnSpec]) -> Block:
         """Allocate the CPU fields ``names`` of one dtype side by side in one array and register their views."""
@@ -331,12 +339,16 @@ class ColumnStorage:
         """Return every column (or those in ``names``) at ``indices`` (int64), as new contiguous tensors.
 
         On CPU each dtype block's rows are taken once, then copied field by field
-        (:meth:`xreplay.storage.blocks.Block.gather`; with numba the fields of a
-        block share one allocation, side by side, never overlapping).
+        (:meth:`xreplay.storage.blocks.Block.gather`); every field is its own allocation.
 
         Raises:
-            IndexError: An index is outside ``[0, capacity)``.
+            IndexOutOfRangeError: An index is outside ``[0, capacity)`` (also a negative one; an IndexError).
         """
+        if indices.dtype != np.int64:
+            indices = np.asarray(indices, dtype=np.int64)
+        if indices.size and not indices.view(np.uint64).max() < self.capacity:  # negatives are huge unsigned
+            bad = indices[(indices < 0) | (indices >= self.capacity)]
+            raise IndexOutOfRangeError(f"gather index {int(bad[0])} is outside the rows [0, {self.capacity})")
         if not self._host:
             index = torch.from_numpy(indices).to(self.device, non_blocking=True)
             wanted = self.columns if names is None else names
