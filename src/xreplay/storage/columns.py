@@ -235,10 +235,10 @@ class ColumnStorage:
                     self.columns[name] = torch.zeros(shape, dtype=specs[name].dtype, device=self.device)
                 continue
             self._blocks.append(self._allocate_block(np_dtype, names, specs))
-        self.specs = specs
         self._in_order = [name for block in self._blocks for name in block.names] == list(specs)  # gather as is
         self._np_dtypes = {name: numpy_dtype(spec.dtype) for name, spec in specs.items()}
         self._row_bytes = row_bytes
+        self.specs = specs  # after what a write checks against: a thread that sees the specs sees them too
         self._lookups = True  # last: a write looked up from another thread sees whole specs and dtypes
 
     def _allocate_block(self, np_dtype: np.dtype, names: list[str], specs: dict[str, ColumnSpec]) -> Block:
