@@ -180,3 +180,14 @@ def test_searches_refuse_a_nan_mass_on_both_back_ends(backend):
         tree.draw(np.array([0.5, np.nan]), tree.total(), np.zeros(100, np.int32))
     with pytest.raises(ValueError, match="NaN"):
         tree.draw(np.array([0.5]), float("nan"), np.zeros(100, np.int32))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("start", "stop"), [(-1, 3), (5, 11), (0, 10**9)])
+def test_fill_refuses_a_range_outside_the_tree_and_changes_nothing(backend, start, stop):
+    tree = PriorityTree(10, top_width=2, fanout=4, backend=backend)
+    tree.update(np.arange(10), np.arange(1.0, 11.0))
+    before = tree.sums.copy()
+    with pytest.raises(IndexOutOfRangeError, match=r"outside \[0, 10\)"):
+        tree.fill(start, stop, 5.0)
+    np.testing.assert_array_equal(tree.sums, before)

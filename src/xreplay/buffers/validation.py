@@ -8,10 +8,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from xreplay.errors import ArgumentError, FieldShapeError, FieldValueError, IndexOutOfRangeError, UnknownFieldError
+from xreplay.errors import ArgumentError, FieldShapeError, FieldValueError, UnknownFieldError
 from xreplay.scheme import Scheme
 from xreplay.storage.conversion import as_number_array, as_plain_tensor, check_float_cast, describe
 from xreplay.storage.dtypes import check_fits, exceeds, value_range
+from xreplay.storage.resources import check_index_range
 from xreplay.transforms import OneHot
 
 __all__ = ["as_field_tensor", "as_slots", "check_keys", "check_one_hot_sources"]
@@ -119,7 +120,5 @@ def as_slots(slots: Any, size: int, what: str, stored: str) -> np.ndarray:
     if host.size and host.dtype.kind not in "iu":
         raise ArgumentError(f"{what}: expected integers, received dtype {host.dtype}: {describe(slots)}")
     host = host.astype(np.int64, copy=False).reshape(-1)
-    if host.size and (host.min() < 0 or host.max() >= size):
-        bad = int(host[(host < 0) | (host >= size)][0])
-        raise IndexOutOfRangeError(f"{what} {bad} is outside the {size} {stored} [0, {size})")
+    check_index_range(host, size, what, "the {size} " + stored + " [0, {size})")
     return host

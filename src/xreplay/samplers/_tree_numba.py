@@ -65,28 +65,6 @@ def _touch(sums: np.ndarray, base: int, nodes: np.ndarray, fanout: int) -> float
     return acc
 
 
-@numba.njit(cache=True, nogil=True)
-def _refresh(sums: np.ndarray, mins: np.ndarray, offsets: np.ndarray, fanout: int, level: int, node: int) -> None:
-    """Recompute the sum (children added left to right) and min of ``node`` on ``level`` (>= 1)."""
-    child = offsets[level - 1] + node * fanout
-    total = sums[child]
-    smallest = np.inf
-    if level == 1:  # the children are leaves: their minimum counts positive leaves only
-        smallest = total if total > 0.0 else np.inf
-        for k in range(1, fanout):
-            v = sums[child + k]
-            total = total + v
-            smallest = min(smallest, v if v > 0.0 else np.inf)
-    else:
-        mchild = child - offsets[1]
-        smallest = mins[mchild]
-        for k in range(1, fanout):
-            total = total + sums[child + k]
-            smallest = min(smallest, mins[mchild + k])
-    sums[offsets[level] + node] = total
-    mins[offsets[level] - offsets[1] + node] = smallest
-
-
 @numba.njit(cache=True, nogil=True, inline="always")
 def _positive(value: float) -> float:
     """Return ``value`` if it is > 0, else ``inf`` (a leaf counts in a minimum only when positive)."""
@@ -105,8 +83,8 @@ def _refresh_nodes(
 ) -> None:
     """Recompute the sums and minima of ``nodes`` on ``level`` (>= 1), four nodes at a time.
 
-    Each sum adds its children left to right as :func:`_refresh` does; the four chains of additions are
-    independent, so the processor overlaps them. The last group repeats the last node (same values).
+    Each sum adds its children left to right (the order a descent accumulates them in); the four chains of
+    additions are independent, so the processor overlaps them. The last group repeats the last node (same values).
     """
     n = nodes.shape[0]
     below = np.uint64(offsets[level - 1])  # unsigned positions (all >= 0): no negative-index wrap on the loads
@@ -168,17 +146,18 @@ def tree_update(
 def tree_fill(
     sums: np.ndarray, mins: np.ndarray, offsets: np.ndarray, fanout: int, start: int, stop: int, value: float
 ) -> None:
-    """Set leaves ``[start, stop)`` to ``value`` and refresh their ancestors."""
+    """Set leaves ``[start, stop)`` to ``value`` and refresh their ancestors (IndexError outside the leaf level)."""
     if stop <= start:
         return
+    if start < 0 or stop > offsets[1]:
+        raise IndexError("a leaf range lies outside the tree")
     for i in range(start, stop):
         sums[i] = value
     lo, hi = start, stop - 1
     for level in range(1, offsets.shape[0] - 1):
         lo //= fanout
         hi //= fanout
-        for node in range(lo, hi + 1):
-            _refresh(sums, mins, offsets, fanout, level, node)
+        _refresh_nodes(sums, mins, offsets, fanout, level, np.arange(lo, hi + 1))
 
 
 @numba.njit(_SIG_STATS, cache=True, nogil=True)

@@ -13,14 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from xreplay.errors import ArgumentError, IndexOutOfRangeError, PriorityError
+from xreplay.errors import ArgumentError, PriorityError
 
 __all__ = [
     "LARGEST_SUM",
     "as_priority_update",
     "check_exponents",
     "check_priorities",
-    "check_slots",
     "largest_leaf",
     "leaf_value",
 ]
@@ -126,13 +125,6 @@ def as_priority_update(indices: Any, priorities: Any) -> tuple[np.ndarray, np.nd
             raise ArgumentError(f"indices must be integers, received dtype {index_array.dtype}")
         index_array = index_array.astype(np.int64)
     return index_array.reshape(-1), as_real_array(priorities)
-
-
-def check_slots(indices: np.ndarray, size: int, what: str) -> None:
-    """Raise IndexOutOfRangeError naming the first index outside ``[0, size)``."""
-    if indices.size and (indices.min() < 0 or indices.max() >= size):
-        bad = int(indices[(indices < 0) | (indices >= size)][0])
-        raise IndexOutOfRangeError(f"{what} {bad} is outside the {size} stored slots [0, {size})")
 
 
 def check_exponents(alpha: Any, epsilon: Any, initial_priority: Any) -> None:

@@ -35,19 +35,19 @@ from xreplay.samplers.priorities import (
     as_priority_update,
     check_exponents,
     check_priorities,
-    check_slots,
     largest_leaf,
     leaf_value,
 )
 from xreplay.samplers.prioritized_state import check_prioritized_state, prioritized_state_dict
 from xreplay.samplers.priority_tree import PriorityTree
 from xreplay.samplers.schedules import Schedule, as_schedule
-from xreplay.storage.resources import as_count, check_allocation
+from xreplay.storage.resources import as_count, check_allocation, check_index_range
 from xreplay.writers import SlotPlan
 
 __all__ = ["PrioritizedSampler"]
 
 _SMALLEST_WEIGHT = np.float32(np.finfo(np.float32).tiny)
+_STORED = "the {size} stored slots [0, {size})"  # where a slot must lie, in messages
 
 
 class PrioritizedSampler:
@@ -148,7 +148,7 @@ class PrioritizedSampler:
         slots = np.asarray(slots, dtype=np.int64).reshape(-1)
         if slots.size == 0:
             return
-        check_slots(slots, self.capacity, "slot")
+        check_index_range(slots, self.capacity, "slot", _STORED)
         self._flush()
         np.add.at(self.generations, slots, 1)
         self.size = max(self.size, int(slots.max()) + 1)
@@ -287,8 +287,7 @@ class PrioritizedSampler:
             if seen.dtype == np.int32 and seen.shape == indices.shape:
                 return self._update_checked(kernels, indices, priorities, seen)
         # One reduction per argument: negative indices are huge as unsigned; NaN fails every comparison.
-        if not indices.view(np.uint64).max() < self.size:
-            check_slots(indices, self.size, "index")
+        check_index_range(indices, self.size, "index", _STORED)
         low, high = priorities.min(), priorities.max()
         if not (low >= 0.0 and high < np.inf):
             self._check_priorities(indices, priorities)
@@ -326,7 +325,7 @@ class PrioritizedSampler:
             indices, priorities, self.size, self.generations, np.ascontiguousarray(seen), fresh
         )
         if bad_index >= 0:
-            check_slots(indices, self.size, "index")
+            check_index_range(indices, self.size, "index", _STORED)
         if bad_priority >= 0:
             self._check_priorities(indices, priorities)
         if leaf_value(largest, self.epsilon, self.alpha) > self._largest_leaf:  # stale ones are checked too

@@ -46,6 +46,7 @@ from xreplay.accel import kernels
 from xreplay.errors import IndexOutOfRangeError
 from xreplay.samplers._tree_numpy import combine, descend
 from xreplay.samplers.tree_layout import aligned_full, alignment, level_sizes
+from xreplay.storage.resources import check_index_range
 
 __all__ = ["DEFAULT_FANOUT", "DEFAULT_TOP_WIDTH", "PriorityTree", "numba_available"]
 
@@ -201,10 +202,7 @@ class PriorityTree:
             raise ValueError(f"tree update: got {indices.shape[0]} indices but {values.shape[0]} values")
         if keep is not None and keep.shape != indices.shape:
             raise ValueError(f"tree update: got {indices.shape[0]} indices but {keep.shape[0]} keep flags")
-        checked = indices if keep is None else indices[keep]
-        if checked.size and not checked.view(np.uint64).max() < self.size:  # negatives are huge unsigned
-            bad = checked[(checked < 0) | (checked >= self.size)]
-            raise IndexOutOfRangeError(f"tree leaf index {int(bad[0])} is outside [0, {self.size})")
+        check_index_range(indices if keep is None else indices[keep], self.size, "tree leaf index", "[0, {size})")
         return indices, values
 
     def _set_checked(self, indices: np.ndarray, values: np.ndarray, keep: np.ndarray, count: int) -> None:
@@ -230,10 +228,16 @@ class PriorityTree:
         self._ends = ends  # the running sum of the top level, written by the same call
 
     def fill(self, start: int, stop: int, value: float) -> None:
-        """Set the contiguous leaves ``[start, stop)`` to ``value`` with slice operations."""
+        """Set the contiguous leaves ``[start, stop)`` to ``value`` with slice operations.
+
+        Raises:
+            IndexOutOfRangeError: The range is not inside ``[0, size]`` (nothing changes).
+        """
         start, stop = int(start), int(stop)
         if stop <= start:
             return
+        if start < 0 or stop > self.size:
+            raise IndexOutOfRangeError(f"tree leaf range [{start}, {stop}) is outside [0, {self.size})")
         self._ends = None
         if self._kernels is not None:
             self._kernels.tree_fill(self.sums, self.mins, self.offsets, self.fanout, start, stop, float(value))

@@ -13,14 +13,13 @@ import torch
 from xreplay.errors import (
     ArgumentError,
     FieldShapeError,
-    IndexOutOfRangeError,
     SchemeError,
     UnknownFieldError,
 )
 from xreplay.storage.blocks import Block, make_block
 from xreplay.storage.conversion import as_number_array, as_plain_tensor, check_float_cast, check_value
 from xreplay.storage.dtypes import numpy_dtype
-from xreplay.storage.resources import as_count, as_device, check_allocation
+from xreplay.storage.resources import as_count, as_device, check_allocation, check_index_range
 from xreplay.writers import SlotPlan
 
 __all__ = ["ColumnSpec", "ColumnStorage"]
@@ -70,7 +69,7 @@ class ColumnStorage:
         self._np_dtypes: dict[str, np.dtype | None] = {}  # numpy dtype per field (None: numpy has none)
         self._row_bytes = 0  # bytes of one item of every field
         self._batches: dict[int, tuple[tuple[Any, ...], ...]] = {}  # batch size -> what such a write looks like
-        self._lookups = False  # whether writes may be looked up (set last when the columns are allocated)
+        self._lookups = False  # whether writes may be looked up (decided last when the columns are allocated)
 
     def prepare(self, flat: Mapping[str, Any], batched: bool) -> dict[str, np.ndarray | torch.Tensor]:
         """Convert and check every value of a write, then allocate the columns on the first; change nothing else.
@@ -158,12 +157,8 @@ class ColumnStorage:
         if expected is None:
             if len(self._batches) >= 64:  # batch sizes vary: keep the table small
                 self._batches.clear()
-            dtypes = self._np_dtypes
-            if not all(dtype is not None and dtype.kind in "biuf" for dtype in dtypes.values()):
-                self._lookups = False  # a column the write checks would refuse: always check in full
-                return False
             expected = self._batches[n] = tuple(
-                (np.ndarray, name, dtypes[name], (n, *spec.shape)) for name, spec in self.specs.items()
+                (np.ndarray, name, self._np_dtypes[name], (n, *spec.shape)) for name, spec in self.specs.items()
             )
         try:
             got = tuple((type(v), k, v.dtype, v.shape) for k, v in flat.items())
@@ -239,7 +234,9 @@ class ColumnStorage:
         self._np_dtypes = {name: numpy_dtype(spec.dtype) for name, spec in specs.items()}
         self._row_bytes = row_bytes
         self.specs = specs  # after what a write checks against: a thread that sees the specs sees them too
-        self._lookups = True  # last: a write looked up from another thread sees whole specs and dtypes
+        # Last: a write looked up from another thread sees whole specs and dtypes. A column of a kind the write
+        # checks refuse (e.g. complex, from a loaded state) is never looked up: those writes are checked in full.
+        self._lookups = all(dtype is not None and dtype.kind in "biuf" for dtype in self._np_dtypes.values())
 
     def _allocate_block(self, np_dtype: np.dtype, names: list[str], specs: dict[str, ColumnSpec]) -> Block:
         """Allocate the CPU fields ``names`` of one dtype side by side in one array and register their views."""
@@ -346,9 +343,7 @@ class ColumnStorage:
         """
         if indices.dtype != np.int64:
             indices = np.asarray(indices, dtype=np.int64)
-        if indices.size and not indices.view(np.uint64).max() < self.capacity:  # negatives are huge unsigned
-            bad = indices[(indices < 0) | (indices >= self.capacity)]
-            raise IndexOutOfRangeError(f"gather index {int(bad[0])} is outside the rows [0, {self.capacity})")
+        check_index_range(indices, self.capacity, "gather index", "the rows [0, {size})")
         if not self._host:
             index = torch.from_numpy(indices).to(self.device, non_blocking=True)
             wanted = self.columns if names is None else names

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from xreplay.errors import ArgumentError, CapacityError, DeviceError
+from xreplay.errors import ArgumentError, CapacityError, DeviceError, IndexOutOfRangeError
 
-__all__ = ["MemoryLimit", "as_count", "as_device", "check_allocation", "memory_limit"]
+__all__ = ["MemoryLimit", "as_count", "as_device", "check_allocation", "check_index_range", "memory_limit"]
 
 CHECK_ABOVE = 2**26  # allocations of at most 64 MiB are not checked
 _BOOLS = (bool, np.bool_)
@@ -83,6 +83,19 @@ def as_device(device: Any, what: str = "device") -> torch.device:
     except (RuntimeError, AssertionError, ValueError) as exc:
         raise DeviceError(f"{what} {device!r} cannot be used here: {exc}") from None
     return parsed
+
+
+def check_index_range(indices: np.ndarray, size: int, what: str, where: str) -> None:
+    """Refuse int64 ``indices`` outside ``[0, size)``, naming the first one (one reduction when all are inside).
+
+    The message reads ``"{what} {index} is outside {where}"``, ``{size}`` in ``where`` replaced by ``size``.
+
+    Raises:
+        IndexOutOfRangeError: An index is negative or at least ``size``.
+    """
+    if indices.size and not indices.view(np.uint64).max() < size:  # negatives are huge as unsigned
+        bad = int(indices[(indices < 0) | (indices >= size)].reshape(-1)[0])
+        raise IndexOutOfRangeError(f"{what} {bad} is outside {where.format(size=size)}")
 
 
 @dataclasses.dataclass(frozen=True)
